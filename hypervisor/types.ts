@@ -1,0 +1,145 @@
+/**
+ * The hypervisor interface the VMM programs against, with no FFI: KVM
+ * implements it in kvm/. Register types are neutral (as Cloud Hypervisor's
+ * arch types), u64 fields are bigint.
+ *
+ * @module
+ */
+
+/** General-purpose registers. */
+export interface Regs {
+  rax: bigint;
+  rbx: bigint;
+  rcx: bigint;
+  rdx: bigint;
+  rsi: bigint;
+  rdi: bigint;
+  rsp: bigint;
+  rbp: bigint;
+  r8: bigint;
+  r9: bigint;
+  r10: bigint;
+  r11: bigint;
+  r12: bigint;
+  r13: bigint;
+  r14: bigint;
+  r15: bigint;
+  rip: bigint;
+  rflags: bigint;
+}
+
+/** A segment register as the CPU caches it. */
+export interface Segment {
+  base: bigint;
+  limit: number;
+  selector: number;
+  type: number;
+  present: number;
+  dpl: number;
+  db: number;
+  s: number;
+  l: number;
+  g: number;
+  avl: number;
+  unusable: number;
+}
+
+/** GDTR/IDTR. */
+export interface DescriptorTable {
+  base: bigint;
+  limit: number;
+}
+
+/** Segment, control and descriptor-table registers. */
+export interface Sregs {
+  cs: Segment;
+  ds: Segment;
+  es: Segment;
+  fs: Segment;
+  gs: Segment;
+  ss: Segment;
+  tr: Segment;
+  ldt: Segment;
+  gdt: DescriptorTable;
+  idt: DescriptorTable;
+  cr0: bigint;
+  cr2: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  cr8: bigint;
+  efer: bigint;
+  apicBase: bigint;
+}
+
+/** Why KVM_RUN returned, reduced to what the VMM acts on. */
+export const enum ExitKind {
+  /** Port I/O: see {@link VcpuExitData}. */
+  Io = 1,
+  /** MMIO outside RAM. */
+  Mmio = 2,
+  /** HLT (no in-kernel irqchip). */
+  Hlt = 3,
+  /** Kicked by a signal or immediate_exit. */
+  Interrupted = 4,
+  /** Triple fault. */
+  Shutdown = 5,
+  /** VM entry failed. */
+  FailEntry = 6,
+  /** KVM could not emulate something. */
+  InternalError = 7,
+  /** Guest asked for shutdown/reset through a system event. */
+  SystemEvent = 8,
+  /** Anything else. */
+  Other = 9,
+}
+
+/**
+ * The data of the last exit, read in place from the shared kvm_run page:
+ * nothing is allocated per exit.
+ */
+export interface VcpuExitData {
+  /** The raw exit reason. */
+  readonly reason: number;
+  /** I/O port. */
+  readonly ioPort: number;
+  /** Access size in bytes (1, 2, 4). */
+  readonly ioSize: number;
+  /** True for OUT. */
+  readonly ioIsWrite: boolean;
+  /** Repeat count (string I/O). */
+  readonly ioCount: number;
+  /** The I/O data for count 1 (sized to ioSize). */
+  ioData(): Uint8Array;
+  /** MMIO guest-physical address. */
+  readonly mmioAddr: number;
+  /** MMIO length. */
+  readonly mmioLen: number;
+  /** True for writes. */
+  readonly mmioIsWrite: boolean;
+  /** The MMIO data bytes (sized to mmioLen). */
+  mmioData(): Uint8Array;
+  /** Hardware entry failure reason. */
+  readonly failEntryReason: bigint;
+  /** Internal error sub-code. */
+  readonly internalSuberror: number;
+  /** System event type. */
+  readonly systemEventType: number;
+}
+
+/** A virtual CPU: owned by one thread, which calls run() in a loop. */
+export interface Vcpu extends VcpuExitData {
+  /** Its index in the VM. */
+  readonly index: number;
+  /** Enters the guest until the next exit. */
+  run(): ExitKind;
+  /** Reads general-purpose registers. */
+  getRegs(): Regs;
+  /** Writes general-purpose registers. */
+  setRegs(regs: Regs): void;
+  /** Reads special registers. */
+  getSregs(): Sregs;
+  /** Writes special registers. */
+  setSregs(sregs: Sregs): void;
+  /** Sets or clears immediate_exit (kick protocol). */
+  setImmediateExit(on: boolean): void;
+}

@@ -1,0 +1,281 @@
+/**
+ * A KVM VM fd: memory slots, in-kernel irqchip and PIT, interrupts,
+ * irqfd/ioeventfd, vCPU creation (rust-vmm's `VmFd`).
+ *
+ * @module
+ */
+import { libc } from "../sys/libc.ts";
+import { check, errno, ErrnoError } from "../sys/errno.ts";
+import { closeFd, MAP_SHARED, mmap, PROT_READ, PROT_WRITE } from "../sys/fd.ts";
+import type { IrqLine } from "../devices/irq.ts";
+import {
+  IOCTLS,
+  kvm_ioeventfd,
+  KVM_IOEVENTFD_FLAG_DATAMATCH,
+  KVM_IOEVENTFD_FLAG_DEASSIGN,
+  KVM_IOEVENTFD_FLAG_PIO,
+  kvm_irq_level,
+  kvm_irq_routing,
+  kvm_irq_routing_entry,
+  KVM_IRQ_ROUTING_IRQCHIP,
+  KVM_IRQ_ROUTING_MSI,
+  kvm_irqfd,
+  KVM_IRQFD_FLAG_DEASSIGN,
+  kvm_msi,
+  kvm_pit_config,
+  KVM_PIT_SPEAKER_DUMMY,
+  kvm_userspace_memory_region,
+} from "./abi.ts";
+
+/** A vCPU fd and its mapped kvm_run page, ready to hand to a vCPU thread. */
+export interface VcpuHandleData {
+  /** vCPU index (its APIC id). */
+  readonly index: number;
+  /** The vCPU fd. */
+  readonly fd: number;
+  /** Host address of the kvm_run mapping (process-wide, usable by any Worker). */
+  readonly runAddr: bigint;
+  /** Size of that mapping. */
+  readonly runSize: number;
+}
+
+/** A GSI routing entry. */
+export type GsiRoute =
+  | { gsi: number; kind: "irqchip"; irqchip: number; pin: number }
+  | { gsi: number; kind: "msi"; addressLo: number; addressHi: number; data: number };
+
+/** An ioeventfd registration. */
+export interface IoEventFd {
+  /** Guest address (port or MMIO address). */
+  addr: number;
+  /** Access length to match (0 = any). */
+  len: number;
+  /** eventfd to signal. */
+  fd: number;
+  /** PIO bus instead of MMIO. */
+  pio?: boolean;
+  /** Only match writes of this value. */
+  datamatch?: bigint;
+}
+
+/**
+ * A VM.
+ *
+ * @example
+ * ```ts ignore
+ * import { Kvm } from "./kvm.ts";
+ * const vm = Kvm.open().createVm();
+ * vm.createIrqchip();
+ * ```
+ */
+export class KvmVm {
+  /** The VM fd. */
+  readonly fd: number;
+  readonly #runSize: number;
+
+  /**
+   * @param fd VM fd from KVM_CREATE_VM
+   * @param runSize KVM_GET_VCPU_MMAP_SIZE
+   */
+  constructor(fd: number, runSize: number) {
+    this.fd = fd;
+    this.#runSize = runSize;
+  }
+
+  #ioctl(name: keyof typeof IOCTLS, buf: Uint8Array<ArrayBuffer>): number {
+    const r = libc.ioctl_buf(this.fd, BigInt(IOCTLS[name]), buf);
+    if (r < 0) throw new ErrnoError(name, errno());
+    return r;
+  }
+
+  /**
+   * KVM_SET_USER_MEMORY_REGION.
+   *
+   * @param slot slot number
+   * @param region guest address, size and host address
+   */
+  setUserMemoryRegion(
+    slot: number,
+    region: { guestAddr: number; size: number; hostAddr: bigint; flags?: number },
+  ): void {
+    const b = new Uint8Array(kvm_userspace_memory_region.size);
+    const v = new DataView(b.buffer);
+    const f = kvm_userspace_memory_region.fields;
+    v.setUint32(f.slot, slot, true);
+    v.setUint32(f.flags, region.flags ?? 0, true);
+    v.setBigUint64(f.guest_phys_addr, BigInt(region.guestAddr), true);
+    v.setBigUint64(f.memory_size, BigInt(region.size), true);
+    v.setBigUint64(f.userspace_addr, region.hostAddr, true);
+    this.#ioctl("KVM_SET_USER_MEMORY_REGION", b);
+  }
+
+  /** KVM_SET_TSS_ADDR (three pages Intel VMX needs below 4 GiB). @param addr guest address */
+  setTssAddr(addr: number): void {
+    check(
+      "KVM_SET_TSS_ADDR",
+      libc.ioctl_u64(this.fd, BigInt(IOCTLS.KVM_SET_TSS_ADDR), BigInt(addr)),
+    );
+  }
+
+  /** KVM_SET_IDENTITY_MAP_ADDR (one page). @param addr guest address */
+  setIdentityMapAddr(addr: number): void {
+    const b = new BigUint64Array([BigInt(addr)]);
+    this.#ioctl("KVM_SET_IDENTITY_MAP_ADDR", new Uint8Array(b.buffer));
+  }
+
+  /** KVM_CREATE_IRQCHIP: in-kernel PIC, IOAPIC and LAPICs. */
+  createIrqchip(): void {
+    check("KVM_CREATE_IRQCHIP", libc.ioctl_u64(this.fd, BigInt(IOCTLS.KVM_CREATE_IRQCHIP), 0n));
+  }
+
+  /** KVM_CREATE_PIT2: in-kernel i8254 (ports 0x40-0x43, 0x61 with the dummy speaker). */
+  createPit2(): void {
+    const b = new Uint8Array(kvm_pit_config.size);
+    new DataView(b.buffer).setUint32(kvm_pit_config.fields.flags, KVM_PIT_SPEAKER_DUMMY, true);
+    this.#ioctl("KVM_CREATE_PIT2", b);
+  }
+
+  /**
+   * KVM_IRQ_LINE.
+   *
+   * @param irq GSI
+   * @param level line level
+   */
+  irqLine(irq: number, level: boolean): void {
+    const b = new Uint8Array(kvm_irq_level.size);
+    const v = new DataView(b.buffer);
+    v.setUint32(kvm_irq_level.fields.irq, irq, true);
+    v.setUint32(kvm_irq_level.fields.level, level ? 1 : 0, true);
+    this.#ioctl("KVM_IRQ_LINE", b);
+  }
+
+  /**
+   * KVM_IRQFD: writes to `fd` raise `gsi`.
+   *
+   * @param fd an eventfd
+   * @param gsi the GSI
+   * @param deassign remove instead of add
+   */
+  irqfd(fd: number, gsi: number, deassign = false): void {
+    const b = new Uint8Array(kvm_irqfd.size);
+    const v = new DataView(b.buffer);
+    v.setUint32(kvm_irqfd.fields.fd, fd, true);
+    v.setUint32(kvm_irqfd.fields.gsi, gsi, true);
+    v.setUint32(kvm_irqfd.fields.flags, deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0, true);
+    this.#ioctl("KVM_IRQFD", b);
+  }
+
+  /**
+   * KVM_IOEVENTFD: guest writes to addr signal an eventfd without a userspace exit.
+   *
+   * @param e the registration
+   * @param deassign remove instead of add
+   */
+  ioeventfd(e: IoEventFd, deassign = false): void {
+    const b = new Uint8Array(kvm_ioeventfd.size);
+    const v = new DataView(b.buffer);
+    const f = kvm_ioeventfd.fields;
+    let flags = 0;
+    if (e.pio) flags |= KVM_IOEVENTFD_FLAG_PIO;
+    if (e.datamatch !== undefined) {
+      flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+      v.setBigUint64(f.datamatch, e.datamatch, true);
+    }
+    if (deassign) flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+    v.setBigUint64(f.addr, BigInt(e.addr), true);
+    v.setUint32(f.len, e.len, true);
+    v.setInt32(f.fd, e.fd, true);
+    v.setUint32(f.flags, flags, true);
+    this.#ioctl("KVM_IOEVENTFD", b);
+  }
+
+  /**
+   * KVM_SET_GSI_ROUTING: replaces the whole routing table.
+   *
+   * @param routes the entries
+   */
+  setGsiRouting(routes: readonly GsiRoute[]): void {
+    const es = kvm_irq_routing_entry.size;
+    const b = new Uint8Array(kvm_irq_routing.size + routes.length * es);
+    const v = new DataView(b.buffer);
+    v.setUint32(kvm_irq_routing.fields.nr, routes.length, true);
+    const f = kvm_irq_routing_entry.fields;
+    routes.forEach((r, i) => {
+      const at = kvm_irq_routing.size + i * es;
+      v.setUint32(at + f.gsi, r.gsi, true);
+      if (r.kind === "irqchip") {
+        v.setUint32(at + f.type, KVM_IRQ_ROUTING_IRQCHIP, true);
+        v.setUint32(at + f["u.irqchip.irqchip"], r.irqchip, true);
+        v.setUint32(at + f["u.irqchip.pin"], r.pin, true);
+      } else {
+        v.setUint32(at + f.type, KVM_IRQ_ROUTING_MSI, true);
+        v.setUint32(at + f["u.msi.address_lo"], r.addressLo, true);
+        v.setUint32(at + f["u.msi.address_hi"], r.addressHi, true);
+        v.setUint32(at + f["u.msi.data"], r.data, true);
+      }
+    });
+    this.#ioctl("KVM_SET_GSI_ROUTING", b);
+  }
+
+  /**
+   * KVM_SIGNAL_MSI.
+   *
+   * @param msi address and data
+   * @returns >0 if delivered, 0 if blocked by the guest
+   */
+  signalMsi(msi: { addressLo: number; addressHi: number; data: number }): number {
+    const b = new Uint8Array(kvm_msi.size);
+    const v = new DataView(b.buffer);
+    v.setUint32(kvm_msi.fields.address_lo, msi.addressLo, true);
+    v.setUint32(kvm_msi.fields.address_hi, msi.addressHi, true);
+    v.setUint32(kvm_msi.fields.data, msi.data, true);
+    return this.#ioctl("KVM_SIGNAL_MSI", b);
+  }
+
+  /**
+   * KVM_CREATE_VCPU, and maps its kvm_run page.
+   *
+   * @param index vCPU id (APIC id)
+   * @returns fd and kvm_run address for the vCPU thread
+   */
+  createVcpu(index: number): VcpuHandleData {
+    const fd = check(
+      "KVM_CREATE_VCPU",
+      libc.ioctl_u64(this.fd, BigInt(IOCTLS.KVM_CREATE_VCPU), BigInt(index)),
+    );
+    const runAddr = mmap(this.#runSize, { prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd });
+    return { index, fd, runAddr, runSize: this.#runSize };
+  }
+
+  /** Closes the VM fd. */
+  close(): void {
+    closeFd(this.fd);
+  }
+}
+
+const KVM_IRQ_LINE = BigInt(IOCTLS.KVM_IRQ_LINE);
+
+/**
+ * An IrqLine driven by KVM_IRQ_LINE on a VM fd; usable from any thread of
+ * the process (the fd is process-wide). Allocates nothing per call.
+ */
+export class KvmIrqLine implements IrqLine {
+  readonly #vmFd: number;
+  readonly #buf = new Uint8Array(kvm_irq_level.size);
+  readonly #view = new DataView(this.#buf.buffer);
+
+  /**
+   * @param vmFd the VM fd
+   * @param gsi the interrupt line
+   */
+  constructor(vmFd: number, gsi: number) {
+    this.#vmFd = vmFd;
+    this.#view.setUint32(kvm_irq_level.fields.irq, gsi, true);
+  }
+
+  /** @param level new level */
+  set(level: boolean): void {
+    this.#view.setUint32(kvm_irq_level.fields.level, level ? 1 : 0, true);
+    libc.ioctl_buf(this.#vmFd, KVM_IRQ_LINE, this.#buf);
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The event-loop contract that devices, the aio pool and iothreads program
+ * against (QEMU's AioContext / main-loop.h). `MainLoop` and `IOThread`
+ * implement it; callbacks always run on the loop's own thread.
+ *
+ * @module
+ */
+
+/** Callbacks for an fd; level-triggered like QEMU's `qemu_set_fd_handler`. */
+export interface FdHandlers {
+  /** Called while the fd is readable. */
+  read?: (() => void) | null;
+  /** Called while the fd is writable. */
+  write?: (() => void) | null;
+}
+
+/**
+ * A transferable reference to a bottom half: post it to any Worker and build a
+ * `SharedBh` (mainloop/bh.ts) there to schedule the BH without postMessage.
+ */
+export interface BhHandle {
+  /** The loop's shared state (pending bits and notify flag). */
+  state: SharedArrayBuffer;
+  /** The loop's notify eventfd. */
+  fd: number;
+  /** The BH's bit. */
+  index: number;
+}
+
+/** A bottom half: a callback scheduled to run once on the loop, soon. */
+export interface Bh {
+  /** Schedules it (idempotent until it runs). Safe from the loop's thread. */
+  schedule(): void;
+  /** Unschedules it if pending. */
+  cancel(): void;
+  /** Cancels and frees it. */
+  delete(): void;
+  /** A handle other threads use to schedule it (see `SharedBh`). */
+  handle(): BhHandle;
+}
+
+/** Clocks timers can run on. */
+export type ClockType = "realtime" | "host" | "monotonic" | "virtual";
+
+/** A timer on a loop; fires once per `mod`. */
+export interface Timer {
+  /** Arms (or re-arms) the timer to fire at `expireNs` on its clock. */
+  mod(expireNs: number): void;
+  /** Disarms it. */
+  del(): void;
+  /** Whether it is armed. */
+  readonly pending: boolean;
+}
+
+/** An event loop: fds, timers, bottom halves. */
+export interface EventLoop {
+  /** Registers (or with null, removes) handlers for fd. */
+  setFdHandler(fd: number, handlers: FdHandlers | null): void;
+  /** Creates a bottom half running cb on this loop. */
+  bh(cb: () => void, name?: string): Bh;
+  /** Creates a timer running cb on this loop. */
+  timer(clock: ClockType, cb: () => void): Timer;
+  /** Current time on a clock, in ns. */
+  now(clock: ClockType): number;
+  /** Wakes the loop from poll (any thread). */
+  notify(): void;
+}

@@ -1,0 +1,297 @@
+/**
+ * Guest RAM: memfd-backed shared mappings, reachable only through
+ * bounds-checked accessors.
+ *
+ * The mapping lives in the process address space, so every Worker (vCPU, aio,
+ * iothread) builds a GuestMemory over the same host address from a
+ * {@link GuestMemoryLayout} and sees the same bytes, without copies.
+ *
+ * @module
+ */
+import {
+  closeFd,
+  hostBuffer,
+  MAP_NORESERVE,
+  MAP_SHARED,
+  memfd,
+  mmap,
+  PROT_READ,
+  PROT_WRITE,
+} from "../sys/fd.ts";
+import { type Gpa, gpa } from "./guest_address.ts";
+
+/** One contiguous range of guest RAM. */
+export interface MemoryRegion {
+  /** Guest-physical start. */
+  readonly guestAddr: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** Host virtual address of the mapping. */
+  readonly hostAddr: bigint;
+  /** Offset of this region in the backing memfd. */
+  readonly fdOffset: number;
+}
+
+/** What a Worker needs to see the same guest RAM: plain data, postMessage-able. */
+export interface GuestMemoryLayout {
+  /** The regions, sorted by guest address, not overlapping. */
+  readonly regions: readonly MemoryRegion[];
+  /** The backing memfd (-1 for test memory). */
+  readonly fd: number;
+}
+
+/** A guest access outside RAM. Host memory is never touched when this is thrown. */
+export class GuestMemoryError extends RangeError {
+  /** The guest address of the access. */
+  readonly address: number;
+  /** Its length. */
+  readonly length: number;
+  /**
+   * @param address guest address
+   * @param length bytes accessed
+   */
+  constructor(address: number, length: number) {
+    super(
+      `Guest memory access out of range: 0x${address.toString(16)} (+${length})`,
+    );
+    this.name = "GuestMemoryError";
+    this.address = address;
+    this.length = length;
+  }
+}
+
+/** Where the 32-bit PCI hole starts on a PC: RAM above this moves to 4 GiB. */
+export const PCI_HOLE_START = 0xc000_0000;
+/** Where RAM resumes above the hole. */
+export const HIGH_RAM_START = 0x1_0000_0000;
+
+/**
+ * Bounds-checked guest RAM.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory } from "./guest_memory.ts";
+ * import { gpa } from "./guest_address.ts";
+ * const mem = GuestMemory.fromBuffer(new ArrayBuffer(4096));
+ * mem.writeU32(gpa(0x10), 0xdeadbeef);
+ * console.log(mem.readU32(gpa(0x10)).toString(16));
+ * ```
+ */
+export class GuestMemory {
+  /** The layout; post it to a Worker and call {@link GuestMemory.fromLayout}. */
+  readonly layout: GuestMemoryLayout;
+  readonly #starts: number[];
+  readonly #ends: number[];
+  readonly #bytes: Uint8Array<ArrayBuffer>[];
+  readonly #views: DataView<ArrayBuffer>[];
+
+  private constructor(layout: GuestMemoryLayout, buffers: ArrayBuffer[]) {
+    this.layout = layout;
+    this.#starts = layout.regions.map((r) => r.guestAddr);
+    this.#ends = layout.regions.map((r) => r.guestAddr + r.size);
+    this.#bytes = buffers.map((b) => new Uint8Array(b));
+    this.#views = buffers.map((b) => new DataView(b));
+  }
+
+  /**
+   * Allocates guest RAM of `size` bytes as a PC lays it out: below 3 GiB, and
+   * the rest above 4 GiB.
+   *
+   * @param size bytes of RAM
+   * @returns the new memory
+   */
+  static allocate(size: number): GuestMemory {
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
+      throw new RangeError(`Invalid guest memory size ${size}`);
+    }
+    const fd = memfd("guest-ram", size);
+    const hostAddr = mmap(size, {
+      prot: PROT_READ | PROT_WRITE,
+      flags: MAP_SHARED | MAP_NORESERVE,
+      fd,
+    });
+    const low = Math.min(size, PCI_HOLE_START);
+    const regions: MemoryRegion[] = [{ guestAddr: 0, size: low, hostAddr, fdOffset: 0 }];
+    if (size > low) {
+      regions.push({
+        guestAddr: HIGH_RAM_START,
+        size: size - low,
+        hostAddr: hostAddr + BigInt(low),
+        fdOffset: low,
+      });
+    }
+    return GuestMemory.fromLayout({ regions, fd });
+  }
+
+  /**
+   * Views guest RAM another thread allocated (same process).
+   *
+   * @param layout the allocating thread's {@link GuestMemory.layout}
+   * @returns a view over the same memory
+   */
+  static fromLayout(layout: GuestMemoryLayout): GuestMemory {
+    return new GuestMemory(
+      layout,
+      layout.regions.map((r) => hostBuffer(r.hostAddr, r.size)),
+    );
+  }
+
+  /**
+   * Test memory over a plain buffer at guest address 0 (no host address).
+   *
+   * @param buffer backing bytes
+   * @returns the memory
+   */
+  static fromBuffer(buffer: ArrayBuffer): GuestMemory {
+    const layout = {
+      regions: [{ guestAddr: 0, size: buffer.byteLength, hostAddr: 0n, fdOffset: 0 }],
+      fd: -1,
+    };
+    return new GuestMemory(layout, [buffer]);
+  }
+
+  /** Total RAM bytes. */
+  get size(): number {
+    let s = 0;
+    for (const r of this.layout.regions) s += r.size;
+    return s;
+  }
+
+  /** Index of the region holding [addr, addr+len), or -1. */
+  #find(addr: number, len: number): number {
+    const starts = this.#starts;
+    for (let i = starts.length - 1; i >= 0; i--) {
+      if (addr >= starts[i]) {
+        return addr + len <= this.#ends[i] && len >= 0 ? i : -1;
+      }
+    }
+    return -1;
+  }
+
+  #region(addr: number, len: number): number {
+    const i = this.#find(addr, len);
+    if (i < 0 || !Number.isSafeInteger(addr)) throw new GuestMemoryError(addr, len);
+    return i;
+  }
+
+  /**
+   * Whether [addr, addr+len) lies wholly in one RAM region.
+   *
+   * @param addr guest address
+   * @param len bytes
+   * @returns true if the range is RAM
+   */
+  contains(addr: number, len: number): boolean {
+    return Number.isSafeInteger(addr) && addr >= 0 && this.#find(addr, len) >= 0;
+  }
+
+  /**
+   * A zero-copy view of guest bytes; the range must lie in one region.
+   *
+   * @param addr guest address
+   * @param len bytes
+   * @returns a Uint8Array aliasing guest RAM
+   */
+  slice(addr: Gpa | number, len: number): Uint8Array<ArrayBuffer> {
+    const i = this.#region(addr, len);
+    const off = addr - this.#starts[i];
+    return this.#bytes[i].subarray(off, off + len);
+  }
+
+  /**
+   * The host address of a guest range, for syscalls that write guest RAM
+   * directly (pread into guest memory).
+   *
+   * @param addr guest address
+   * @param len bytes
+   * @returns host virtual address
+   */
+  hostAddress(addr: Gpa | number, len: number): bigint {
+    const i = this.#region(addr, len);
+    const r = this.layout.regions[i];
+    if (r.hostAddr === 0n) throw new GuestMemoryError(addr, len);
+    return r.hostAddr + BigInt(addr - r.guestAddr);
+  }
+
+  /**
+   * Copies guest bytes into dst.
+   *
+   * @param addr guest address
+   * @param dst destination
+   */
+  read(addr: Gpa | number, dst: Uint8Array): void {
+    dst.set(this.slice(addr, dst.length));
+  }
+
+  /**
+   * Copies src into guest RAM.
+   *
+   * @param addr guest address
+   * @param src bytes
+   */
+  write(addr: Gpa | number, src: Uint8Array): void {
+    this.slice(addr, src.length).set(src);
+  }
+
+  /**
+   * Fills a guest range with a byte.
+   *
+   * @param addr guest address
+   * @param len bytes
+   * @param value byte value
+   */
+  fill(addr: Gpa | number, len: number, value = 0): void {
+    this.slice(addr, len).fill(value);
+  }
+
+  /** Reads a byte. @param addr guest address @returns the value */
+  readU8(addr: Gpa | number): number {
+    const i = this.#region(addr, 1);
+    return this.#bytes[i][addr - this.#starts[i]];
+  }
+  /** Reads a little-endian u16. @param addr guest address @returns the value */
+  readU16(addr: Gpa | number): number {
+    const i = this.#region(addr, 2);
+    return this.#views[i].getUint16(addr - this.#starts[i], true);
+  }
+  /** Reads a little-endian u32. @param addr guest address @returns the value */
+  readU32(addr: Gpa | number): number {
+    const i = this.#region(addr, 4);
+    return this.#views[i].getUint32(addr - this.#starts[i], true);
+  }
+  /** Reads a little-endian u64. @param addr guest address @returns the value */
+  readU64(addr: Gpa | number): bigint {
+    const i = this.#region(addr, 8);
+    return this.#views[i].getBigUint64(addr - this.#starts[i], true);
+  }
+  /** Writes a byte. @param addr guest address @param v value */
+  writeU8(addr: Gpa | number, v: number): void {
+    const i = this.#region(addr, 1);
+    this.#bytes[i][addr - this.#starts[i]] = v;
+  }
+  /** Writes a little-endian u16. @param addr guest address @param v value */
+  writeU16(addr: Gpa | number, v: number): void {
+    const i = this.#region(addr, 2);
+    this.#views[i].setUint16(addr - this.#starts[i], v, true);
+  }
+  /** Writes a little-endian u32. @param addr guest address @param v value */
+  writeU32(addr: Gpa | number, v: number): void {
+    const i = this.#region(addr, 4);
+    this.#views[i].setUint32(addr - this.#starts[i], v, true);
+  }
+  /** Writes a little-endian u64. @param addr guest address @param v value */
+  writeU64(addr: Gpa | number, v: bigint): void {
+    const i = this.#region(addr, 8);
+    this.#views[i].setBigUint64(addr - this.#starts[i], v, true);
+  }
+
+  /**
+   * Releases the backing memfd (the mapping stays until process exit so
+   * that no Worker's view dangles).
+   */
+  close(): void {
+    if (this.layout.fd >= 0) closeFd(this.layout.fd);
+  }
+}
+
+export { type Gpa, gpa };

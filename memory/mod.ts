@@ -1,0 +1,7 @@
+/**
+ * Guest memory: typed addresses and bounds-checked RAM.
+ *
+ * @module
+ */
+export * from "./guest_address.ts";
+export * from "./guest_memory.ts";

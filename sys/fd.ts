@@ -1,0 +1,291 @@
+/**
+ * File-descriptor helpers over libc: open, close, eventfd, memfd, mmap.
+ *
+ * @module
+ */
+import { libc } from "./libc.ts";
+import { check, checkBig, errno, ErrnoError } from "./errno.ts";
+
+/** open(2) flags (x86-64 values). */
+export const O_RDONLY = 0;
+/** Open for writing only. */
+export const O_WRONLY = 1;
+/** Open for reading and writing. */
+export const O_RDWR = 2;
+/** Create the file if missing. */
+export const O_CREAT = 0o100;
+/** Fail if the file exists (with O_CREAT). */
+export const O_EXCL = 0o200;
+/** Do not make the device the controlling terminal. */
+export const O_NOCTTY = 0o400;
+/** Truncate to zero length. */
+export const O_TRUNC = 0o1000;
+/** Append on each write. */
+export const O_APPEND = 0o2000;
+/** Non-blocking I/O. */
+export const O_NONBLOCK = 0o4000;
+/** Bypass the page cache. */
+export const O_DIRECT = 0o40000;
+/** Close on exec. */
+export const O_CLOEXEC = 0o2000000;
+
+const encoder = new TextEncoder();
+
+/**
+ * A NUL-terminated copy of a string, for `buffer` FFI parameters.
+ *
+ * @param s the string
+ * @returns its UTF-8 bytes followed by a 0
+ */
+export function cstring(s: string): Uint8Array<ArrayBuffer> {
+  const b = new Uint8Array(encoder.encode(s).length + 1);
+  encoder.encodeInto(s, b);
+  return b;
+}
+
+/**
+ * open(2); throws ErrnoError("open PATH", errno) on failure.
+ *
+ * @param path file path
+ * @param flags O_* flags (O_CLOEXEC is always added)
+ * @param mode permission bits for O_CREAT
+ * @returns the file descriptor
+ * @example
+ * ```ts
+ * import { openFile, closeFd, O_RDONLY } from "./fd.ts";
+ * const fd = openFile("/dev/null", O_RDONLY);
+ * closeFd(fd);
+ * ```
+ */
+export function openFile(path: string, flags: number, mode = 0o644): number {
+  const fd = libc.open(cstring(path), flags | O_CLOEXEC, mode);
+  if (fd < 0) throw new ErrnoError(`open ${path}`, errno());
+  return fd;
+}
+
+/**
+ * close(2), ignoring EINTR as Linux does (the fd is released regardless).
+ *
+ * @param fd the descriptor to close
+ */
+export function closeFd(fd: number): void {
+  libc.close(fd);
+}
+
+/** eventfd(2) flags. */
+export const EFD_CLOEXEC = 0o2000000;
+/** Non-blocking eventfd. */
+export const EFD_NONBLOCK = 0o4000;
+
+/**
+ * A new non-blocking, close-on-exec eventfd.
+ *
+ * @param initval initial counter value
+ * @returns the eventfd
+ */
+export function eventFd(initval = 0): number {
+  return check("eventfd", libc.eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK));
+}
+
+const eventBuf = new BigUint64Array(1);
+const eventBytes = new Uint8Array(eventBuf.buffer);
+
+/**
+ * Adds 1 (or n) to an eventfd's counter, waking its pollers.
+ *
+ * @param fd the eventfd
+ * @param n amount to add
+ */
+export function eventFdWrite(fd: number, n = 1n): void {
+  eventBuf[0] = n;
+  libc.write(fd, eventBytes, 8n);
+}
+
+/**
+ * Reads and clears an eventfd's counter; 0 when it was already clear.
+ *
+ * @param fd a non-blocking eventfd
+ * @returns the counter value before clearing
+ */
+export function eventFdRead(fd: number): bigint {
+  eventBuf[0] = 0n;
+  const r = Number(libc.read(fd, eventBytes, 8n));
+  return r === 8 ? eventBuf[0] : 0n;
+}
+
+/**
+ * A pipe, both ends close-on-exec.
+ *
+ * @param nonblock make both ends non-blocking
+ * @returns [read end, write end]
+ */
+export function pipe(nonblock = false): [number, number] {
+  const fds = new Int32Array(2);
+  check(
+    "pipe2",
+    libc.pipe2(new Uint8Array(fds.buffer), O_CLOEXEC | (nonblock ? O_NONBLOCK : 0)),
+  );
+  return [fds[0], fds[1]];
+}
+
+/**
+ * write(2) of a whole buffer, retrying short writes and EINTR/EAGAIN.
+ *
+ * @param fd destination
+ * @param data bytes to write
+ */
+export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
+  let off = 0;
+  while (off < data.length) {
+    const chunk = off === 0 ? data : data.subarray(off);
+    const n = Number(libc.write(fd, chunk, BigInt(chunk.length)));
+    if (n < 0) {
+      const e = errno();
+      if (e === 4 || e === 11) continue;
+      throw new ErrnoError("write", e);
+    }
+    off += n;
+  }
+}
+
+/**
+ * read(2) into a buffer; returns bytes read, or -errno.
+ *
+ * @param fd source
+ * @param buf destination
+ * @returns bytes read (0 at EOF), or a negative errno
+ */
+export function readInto(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  const n = Number(libc.read(fd, buf, BigInt(buf.length)));
+  return n < 0 ? -errno() : n;
+}
+
+/** struct stat fields the project uses (x86-64 layout, 144 bytes). */
+export interface FileStat {
+  /** File type and mode bits. */
+  mode: number;
+  /** Size in bytes. */
+  size: number;
+  /** Device number of a device file. */
+  rdev: bigint;
+}
+
+/** S_IFMT mask and file types. */
+export const S_IFMT = 0o170000;
+/** Regular file. */
+export const S_IFREG = 0o100000;
+/** Block device. */
+export const S_IFBLK = 0o60000;
+/** Directory. */
+export const S_IFDIR = 0o40000;
+
+/**
+ * fstat(2).
+ *
+ * @param fd an open descriptor
+ * @returns mode and size
+ */
+export function fstat(fd: number): FileStat {
+  const st = new Uint8Array(144);
+  check("fstat", libc.fstat(fd, st));
+  const v = new DataView(st.buffer);
+  return {
+    mode: v.getUint32(24, true),
+    size: Number(v.getBigInt64(48, true)),
+    rdev: v.getBigUint64(40, true),
+  };
+}
+
+/**
+ * The size of an open file or block device (lseek to the end).
+ *
+ * @param fd an open descriptor
+ * @returns size in bytes
+ */
+export function fileSize(fd: number): number {
+  const size = checkBig("lseek", libc.lseek(fd, 0n, 2));
+  libc.lseek(fd, 0n, 0);
+  return size;
+}
+
+/** mmap protections and flags. */
+export const PROT_READ = 1;
+/** Writable mapping. */
+export const PROT_WRITE = 2;
+/** Executable mapping. */
+export const PROT_EXEC = 4;
+/** Shared mapping. */
+export const MAP_SHARED = 1;
+/** Private mapping. */
+export const MAP_PRIVATE = 2;
+/** Anonymous mapping. */
+export const MAP_ANONYMOUS = 0x20;
+/** Do not reserve swap. */
+export const MAP_NORESERVE = 0x4000;
+/** Populate page tables now. */
+export const MAP_POPULATE = 0x8000;
+
+const MAP_FAILED = 0xffffffffffffffffn;
+
+/**
+ * mmap(2).
+ *
+ * @param length bytes to map
+ * @param options protection, flags, fd and offset
+ * @returns the mapping's address
+ */
+export function mmap(
+  length: number,
+  options: { prot: number; flags: number; fd?: number; offset?: number },
+): bigint {
+  const p = libc.mmap(
+    null,
+    BigInt(length),
+    options.prot,
+    options.flags,
+    options.fd ?? -1,
+    BigInt(options.offset ?? 0),
+  );
+  const addr = p === null ? 0n : BigInt(Deno.UnsafePointer.value(p));
+  if (addr === MAP_FAILED || addr === 0n) throw new ErrnoError("mmap", errno());
+  return addr;
+}
+
+/**
+ * munmap(2).
+ *
+ * @param addr mapping address
+ * @param length mapping length
+ */
+export function munmap(addr: bigint, length: number): void {
+  check("munmap", libc.munmap(Deno.UnsafePointer.create(addr), BigInt(length)));
+}
+
+/** memfd_create flags. */
+export const MFD_CLOEXEC = 1;
+
+/**
+ * An anonymous shared-memory file of the given size.
+ *
+ * @param name name shown in /proc/PID/fd
+ * @param size bytes
+ * @returns the memfd
+ */
+export function memfd(name: string, size: number): number {
+  const fd = check("memfd_create", libc.memfd_create(cstring(name), MFD_CLOEXEC));
+  check("ftruncate", libc.ftruncate(fd, BigInt(size)));
+  return fd;
+}
+
+/**
+ * An ArrayBuffer over host memory at addr, without copying.
+ *
+ * @param addr host address (from mmap)
+ * @param length bytes
+ * @returns an ArrayBuffer that aliases that memory
+ */
+export function hostBuffer(addr: bigint, length: number): ArrayBuffer {
+  const p = Deno.UnsafePointer.create(addr);
+  if (p === null) throw new RangeError("Null host address");
+  return Deno.UnsafePointerView.getArrayBuffer(p, length);
+}

@@ -1,0 +1,109 @@
+/**
+ * The project's only `Deno.dlopen`: the libc calls the VMM makes.
+ *
+ * Every other module reaches the kernel through these symbols, so the FFI
+ * surface can be audited in one place. Each Worker that imports this module
+ * opens its own handle (dlopen is per isolate, the library is shared).
+ *
+ * Variadic functions (`ioctl`, `open`, `syscall`, `prctl`, `fcntl`) are
+ * declared with fixed integer/pointer arguments: on x86-64 System V, variadic
+ * integer arguments travel in the same registers as fixed ones.
+ *
+ * @module
+ */
+
+const LIBC = "libc.so.6";
+
+const symbols = {
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  read_ptr: {
+    name: "read",
+    parameters: ["i32", "pointer", "usize"],
+    result: "isize",
+  },
+  write_ptr: {
+    name: "write",
+    parameters: ["i32", "pointer", "usize"],
+    result: "isize",
+  },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pread_ptr: {
+    name: "pread",
+    parameters: ["i32", "pointer", "usize", "i64"],
+    result: "isize",
+  },
+  pwrite_ptr: {
+    name: "pwrite",
+    parameters: ["i32", "pointer", "usize", "i64"],
+    result: "isize",
+  },
+  preadv: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
+  pwritev: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
+  fsync: { parameters: ["i32"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
+  dup: { parameters: ["i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "pointer"], result: "i32" },
+  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_u64: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  mmap: {
+    parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"],
+    result: "pointer",
+  },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  /** poll() on Deno's blocking thread pool: the calling isolate keeps running. */
+  poll_nb: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  prctl_buf: {
+    name: "prctl",
+    parameters: ["i32", "buffer", "u64", "u64", "u64"],
+    result: "i32",
+  },
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  sched_setscheduler: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  sched_getscheduler: { parameters: ["i32"], result: "i32" },
+  syscall: {
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i64",
+  },
+  /** syscall() on Deno's blocking thread pool (io_uring_enter with waits). */
+  syscall_nb: {
+    name: "syscall",
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i64",
+    nonblocking: true,
+  },
+  getpid: { parameters: [], result: "i32" },
+  isatty: { parameters: ["i32"], result: "i32" },
+  tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
+  tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The opened libc, with the symbols above. */
+export const libc: Deno.DynamicLibrary<typeof symbols>["symbols"] = Deno.dlopen(
+  LIBC,
+  symbols,
+).symbols;
