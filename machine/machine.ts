@@ -1,0 +1,207 @@
+/**
+ * A VM put together: KVM, guest RAM, vCPU threads, devices, and how it
+ * ends. The loaders and the CLI feed it; tests drive it directly.
+ *
+ * @module
+ */
+import { Kvm } from "../kvm/kvm.ts";
+import type { KvmVm } from "../kvm/vm.ts";
+import { KvmVcpu } from "../kvm/vcpu.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
+import type { DeviceSpec } from "../devices/device_spec.ts";
+import type { Regs, Sregs } from "../hypervisor/types.ts";
+import { VcpuThread } from "../vcpu/handle.ts";
+import { BigLock } from "../vcpu/big_lock.ts";
+import { VmControl, VmState } from "../vcpu/shared_state.ts";
+import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
+
+/** Per-vCPU initial state, applied before the vCPU thread starts. */
+export type VcpuSetup = (vcpu: KvmVcpu, index: number) => void;
+
+/** What a machine is made of. */
+export interface MachineConfig {
+  /** Guest RAM in bytes. */
+  memoryBytes: number;
+  /** vCPU count. */
+  cpus: number;
+  /** Devices every vCPU thread builds. */
+  devices?: DeviceSpec[];
+  /** Where guest console output goes (default 1, stdout). */
+  consoleFd?: number;
+  /** Create the in-kernel irqchip and PIT (Linux needs them; flat test guests don't). */
+  irqchip?: boolean;
+  /** HLT policy without an irqchip. */
+  onHlt?: "resume" | "stop";
+  /** Log unclaimed port/MMIO accesses once each. */
+  logUnclaimed?: boolean;
+  /** Pin vCPU i to affinity[i]. */
+  affinity?: readonly (readonly number[])[];
+  /** SCHED_FIFO priority for vCPU threads. */
+  rtPriority?: number;
+  /** Path of the KVM device. */
+  kvmPath?: string;
+}
+
+/** How a run ended. */
+export interface MachineExit {
+  /** The VM's final state. */
+  state: VmState;
+  /** The process exit code it maps to. */
+  exitCode: number;
+  /** vCPU thread failures, if any. */
+  errors: string[];
+}
+
+/** Identity-map and TSS addresses KVM (Intel) needs: just below the BIOS. */
+const IDENTITY_MAP_ADDR = 0xfffbc000;
+const TSS_ADDR = 0xfffbd000;
+
+/**
+ * A VM and its threads.
+ *
+ * @example
+ * ```ts ignore
+ * const m = await Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
+ * m.memory.write(0x1000, code);
+ * await m.setup((vcpu) => setRealMode(vcpu, 0x1000));
+ * const exit = await m.run();
+ * ```
+ */
+export class Machine {
+  /** The KVM system handle. */
+  readonly kvm: Kvm;
+  /** The VM. */
+  readonly vm: KvmVm;
+  /** Guest RAM. */
+  readonly memory: GuestMemory;
+  /** Control block shared with the vCPU threads. */
+  readonly control: VmControl;
+  /** The big lock, shared by every thread touching devices. */
+  readonly lock: BigLock;
+  /** The vCPU threads. */
+  readonly vcpus: VcpuThread[] = [];
+  readonly #config: MachineConfig;
+  #vcpuSetupDone = false;
+
+  private constructor(kvm: Kvm, vm: KvmVm, memory: GuestMemory, config: MachineConfig) {
+    this.kvm = kvm;
+    this.vm = vm;
+    this.memory = memory;
+    this.#config = config;
+    this.control = new VmControl(new SharedArrayBuffer(VmControl.bytes(config.cpus)));
+    this.lock = new BigLock(BigLock.create());
+  }
+
+  /**
+   * Opens KVM, creates the VM and its memory (not the vCPU threads yet).
+   *
+   * @param config the machine
+   * @returns the machine
+   */
+  static create(config: MachineConfig): Machine {
+    const kvm = Kvm.open(config.kvmPath);
+    const vm = kvm.createVm();
+    if (config.irqchip) {
+      vm.setIdentityMapAddr(IDENTITY_MAP_ADDR);
+      vm.setTssAddr(TSS_ADDR);
+      vm.createIrqchip();
+      vm.createPit2();
+    }
+    const memory = GuestMemory.allocate(config.memoryBytes);
+    memory.layout.regions.forEach((r, slot) => vm.setUserMemoryRegion(slot, r));
+    return new Machine(kvm, vm, memory, config);
+  }
+
+  /**
+   * Creates the vCPUs, sets their initial state on this thread, and spawns
+   * their Workers (which build the devices, then wait for {@link run}).
+   *
+   * @param setup per-vCPU register set-up
+   */
+  async setup(setup: VcpuSetup): Promise<void> {
+    if (this.#vcpuSetupDone) throw new Error("Machine already set up");
+    this.#vcpuSetupDone = true;
+    const c = this.#config;
+    for (let i = 0; i < c.cpus; i++) {
+      const handle = this.vm.createVcpu(i);
+      setup(new KvmVcpu(handle), i);
+      this.vcpus.push(
+        new VcpuThread(handle, {
+          vmFd: this.vm.fd,
+          memory: this.memory.layout,
+          control: this.control,
+          lock: this.lock.buffer,
+          devices: c.devices ?? [],
+          consoleFd: c.consoleFd ?? 1,
+          affinity: c.affinity?.[i],
+          rtPriority: c.rtPriority,
+          logUnclaimed: c.logUnclaimed,
+          onHlt: c.onHlt,
+        }),
+      );
+    }
+    await Promise.all(this.vcpus.map((v) => v.ready));
+  }
+
+  /**
+   * Starts every vCPU and resolves when the VM stops (guest power-off, reset,
+   * debug exit, crash, or {@link stop}); all vCPU threads have ended by then.
+   *
+   * @returns how it ended
+   */
+  async run(): Promise<MachineExit> {
+    for (const v of this.vcpus) v.start();
+    // A vCPU Worker failing (not a guest event) stops the VM too.
+    for (const v of this.vcpus) {
+      v.exited.then(() => {
+        if (v.error) this.control.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
+      });
+    }
+    const state = await this.control.waitStopped();
+    await Promise.all(this.vcpus.map((v) => v.stop()));
+    const errors = this.vcpus.filter((v) => v.error).map((v) =>
+      `vcpu-${v.handle.index}: ${v.error}`
+    );
+    return { state, exitCode: this.control.exitCode, errors };
+  }
+
+  /**
+   * Stops the VM from outside the guest.
+   *
+   * @param exitCode exit code to report
+   */
+  stop(exitCode = EXIT_CODE_STOPPED): void {
+    this.control.requestStop(VmState.Stopped, exitCode);
+  }
+
+  /** Releases fds (call after run() resolved). */
+  close(): void {
+    this.vm.close();
+    this.kvm.close();
+    this.memory.close();
+  }
+}
+
+/**
+ * Puts a vCPU in real mode at 0000:entry, as the test guests expect: flat
+ * zero segments, SP below 0x7000 per vCPU, DI = vCPU index.
+ *
+ * @param vcpu the vCPU
+ * @param index its index
+ * @param entry IP
+ */
+export function setRealModeEntry(vcpu: KvmVcpu, index: number, entry: number): void {
+  const s: Sregs = vcpu.getSregs();
+  for (const seg of [s.cs, s.ds, s.es, s.fs, s.gs, s.ss]) {
+    seg.base = 0n;
+    seg.selector = 0;
+    seg.limit = 0xffff;
+  }
+  vcpu.setSregs(s);
+  const r: Regs = vcpu.getRegs();
+  r.rip = BigInt(entry);
+  r.rsp = BigInt(0x7000 - index * 0x400);
+  r.rdi = BigInt(index);
+  r.rflags = 2n;
+  vcpu.setRegs(r);
+}

@@ -1,0 +1,141 @@
+/**
+ * Shared control words between the main thread and vCPU Workers: one
+ * Int32Array over a SharedArrayBuffer, so control needs no postMessage round
+ * trip and is visible inside a vCPU loop that never yields to its event loop.
+ *
+ * @module
+ */
+
+/** What the VM as a whole is doing (word VM_STATE). */
+export const enum VmState {
+  /** Guest running. */
+  Running = 0,
+  /** Guest asked to power off. */
+  PowerOff = 1,
+  /** Guest asked to reboot. */
+  Reset = 2,
+  /** Guest wrote the debug-exit port; EXIT_CODE holds the code. */
+  DebugExit = 3,
+  /** A vCPU hit a fatal exit (triple fault, entry failure, internal error). */
+  Crashed = 4,
+  /** The VMM asked everything to stop (Ctrl-A x, a signal, an API call). */
+  Stopped = 5,
+}
+
+/** What one vCPU thread is doing, and what it is asked to do. */
+export const enum VcpuRunState {
+  /** Worker starting. */
+  Starting = 0,
+  /** In its KVM_RUN loop. */
+  Running = 1,
+  /** Asked to pause. */
+  PauseRequested = 2,
+  /** Paused, waiting on its state word. */
+  Paused = 3,
+  /** Asked to stop. */
+  StopRequested = 4,
+  /** Left its loop; the Worker can be terminated. */
+  Stopped = 5,
+}
+
+/** Word indexes in the VM control array. */
+export const VM_STATE = 0;
+/** Process exit code chosen by the event that stopped the VM. */
+export const VM_EXIT_CODE = 1;
+/** Number of vCPUs that have left their loop. */
+export const VM_STOPPED_VCPUS = 2;
+/** First per-vCPU block. */
+const VCPU_BASE = 8;
+/** Words per vCPU. */
+const VCPU_WORDS = 8;
+/** Per-vCPU: run state. */
+export const VCPU_STATE = 0;
+/** Per-vCPU: kernel thread id (for tgkill). */
+export const VCPU_TID = 1;
+/** Per-vCPU: exits handled (for tests and stats; wraps). */
+export const VCPU_EXITS = 2;
+
+/**
+ * The VM control block.
+ *
+ * @example
+ * ```ts
+ * import { VmControl } from "./shared_state.ts";
+ * const ctl = new VmControl(new SharedArrayBuffer(VmControl.bytes(2)));
+ * ctl.requestStop(3, 7);
+ * ```
+ */
+export class VmControl {
+  /** The words. */
+  readonly words: Int32Array<SharedArrayBuffer>;
+
+  /** @param sab buffer of at least {@link VmControl.bytes} bytes */
+  constructor(sab: SharedArrayBuffer) {
+    this.words = new Int32Array(sab);
+  }
+
+  /**
+   * @param cpus vCPU count
+   * @returns bytes needed
+   */
+  static bytes(cpus: number): number {
+    return (VCPU_BASE + cpus * VCPU_WORDS) * 4;
+  }
+
+  /** The shared buffer, to post to Workers. */
+  get buffer(): SharedArrayBuffer {
+    return this.words.buffer;
+  }
+
+  /**
+   * Index of a per-vCPU word.
+   *
+   * @param cpu vCPU index
+   * @param word VCPU_STATE, VCPU_TID, ...
+   * @returns index into words
+   */
+  vcpuWord(cpu: number, word: number): number {
+    return VCPU_BASE + cpu * VCPU_WORDS + word;
+  }
+
+  /** The VM state. */
+  get state(): VmState {
+    return Atomics.load(this.words, VM_STATE);
+  }
+
+  /** The exit code that goes with the state. */
+  get exitCode(): number {
+    return Atomics.load(this.words, VM_EXIT_CODE);
+  }
+
+  /**
+   * Moves the VM out of Running (first caller wins) and wakes waiters.
+   *
+   * @param state why it stops
+   * @param exitCode process exit code to report
+   * @returns whether this call made the transition
+   */
+  requestStop(state: VmState, exitCode: number): boolean {
+    if (Atomics.compareExchange(this.words, VM_STATE, VmState.Running, -1) !== VmState.Running) {
+      return false;
+    }
+    Atomics.store(this.words, VM_EXIT_CODE, exitCode);
+    Atomics.store(this.words, VM_STATE, state);
+    Atomics.notify(this.words, VM_STATE);
+    return true;
+  }
+
+  /**
+   * Waits (without blocking the event loop) until the VM leaves Running.
+   *
+   * @returns the new state
+   */
+  async waitStopped(): Promise<VmState> {
+    for (;;) {
+      const s = Atomics.load(this.words, VM_STATE);
+      if (s !== VmState.Running && s !== -1) return s;
+      const w = Atomics.waitAsync(this.words, VM_STATE, s);
+      if (w.async) await w.value;
+    }
+  }
+}
