@@ -58,6 +58,10 @@ export const EPERM = 1;
 export const ENOENT = 2;
 /** Interrupted system call. */
 export const EINTR = 4;
+/** No such device or address. */
+export const ENXIO = 6;
+/** No such device. */
+export const ENODEV = 19;
 /** I/O error. */
 export const EIO = 5;
 /** Bad file descriptor. */

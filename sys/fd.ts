@@ -289,3 +289,37 @@ export function hostBuffer(addr: bigint, length: number): ArrayBuffer {
   if (p === null) throw new RangeError("Null host address");
   return Deno.UnsafePointerView.getArrayBuffer(p, length);
 }
+
+/**
+ * Reads a whole file through libc (no Deno read permission needed: the VMM
+ * reads kernels and initrds the way QEMU does, with open/read).
+ *
+ * @param path file path
+ * @param maxBytes refuse files larger than this
+ * @returns the contents
+ */
+export function readFileFfi(path: string, maxBytes = 2 ** 32): Uint8Array<ArrayBuffer> {
+  const fd = openFile(path, O_RDONLY);
+  try {
+    const st = fstat(fd);
+    if ((st.mode & S_IFMT) === S_IFDIR) throw new ErrnoError(`read ${path}`, 21);
+    if (st.size > maxBytes) {
+      throw new RangeError(`${path} is too large (${st.size} bytes, at most ${maxBytes})`);
+    }
+    const buf = new Uint8Array(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = Number(libc.read(fd, buf.subarray(off), BigInt(buf.length - off)));
+      if (n < 0) {
+        const e = errno();
+        if (e === 4) continue;
+        throw new ErrnoError(`read ${path}`, e);
+      }
+      if (n === 0) break;
+      off += n;
+    }
+    return off === buf.length ? buf : buf.slice(0, off);
+  } finally {
+    closeFd(fd);
+  }
+}

@@ -11,11 +11,12 @@
  */
 import { SIGUSR2, tgkill } from "../sys/thread.ts";
 import { hostBuffer } from "../sys/fd.ts";
+import { workerUrl } from "../sys/worker_url.ts";
 import { kvm_run } from "../kvm/abi.ts";
 import type { VcpuHandleData } from "../kvm/vm.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
-import { VCPU_STATE, VCPU_TID, VcpuRunState, VmControl } from "./shared_state.ts";
+import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./shared_state.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
 
 let signalInstalled = false;
@@ -87,7 +88,7 @@ export class VcpuThread {
     this.handle = handle;
     this.#ctl = opts.control;
     this.#run = new DataView(hostBuffer(handle.runAddr, handle.runSize));
-    this.#worker = new Worker(new URL("./worker.ts", import.meta.url).href, {
+    this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
       type: "module",
       name: `vcpu-${handle.index}`,
     });
@@ -119,7 +120,7 @@ export class VcpuThread {
       memory: opts.memory,
       control: opts.control.buffer,
       lock: opts.lock,
-      devices: opts.devices,
+      devices: opts.devices.map((d) => ({ ...d, module: workerUrl(d.module) })),
       consoleFd: opts.consoleFd,
       affinity: opts.affinity,
       rtPriority: opts.rtPriority,
