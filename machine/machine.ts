@@ -14,6 +14,7 @@ import { VcpuThread } from "../vcpu/handle.ts";
 import { BigLock } from "../vcpu/big_lock.ts";
 import { VmControl, VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
+import { vcpuCpuid } from "./x86_cpu.ts";
 
 /** Per-vCPU initial state, applied before the vCPU thread starts. */
 export type VcpuSetup = (vcpu: KvmVcpu, index: number) => void;
@@ -122,9 +123,13 @@ export class Machine {
     if (this.#vcpuSetupDone) throw new Error("Machine already set up");
     this.#vcpuSetupDone = true;
     const c = this.#config;
+    const supported = this.kvm.supportedCpuid();
     for (let i = 0; i < c.cpus; i++) {
       const handle = this.vm.createVcpu(i);
-      setup(new KvmVcpu(handle), i);
+      const vcpu = new KvmVcpu(handle);
+      // Without CPUID the guest has no long mode (KVM refuses EFER.LME).
+      vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus));
+      setup(vcpu, i);
       this.vcpus.push(
         new VcpuThread(handle, {
           vmFd: this.vm.fd,

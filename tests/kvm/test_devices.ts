@@ -16,6 +16,8 @@ export interface TestDeviceArgs {
   echo: SharedArrayBuffer;
   /** Map a raw byte sink at this port (when no UART is used). */
   rawConsolePort?: number;
+  /** Map QEMU's isa-debug-exit at port 0xf4 (when the PC ports are not used). */
+  debugExit?: boolean;
 }
 
 /**
@@ -58,6 +60,21 @@ export function testDevices(args: TestDeviceArgs, ctx: DeviceContext): BusMappin
         },
         write(_o, data) {
           libc.write(fd, data, BigInt(data.length));
+        },
+      },
+    });
+  }
+  if (args.debugExit) {
+    out.push({
+      space: "pio",
+      base: 0xf4,
+      size: 1,
+      device: {
+        read(_o, data) {
+          data.fill(0xff);
+        },
+        write(_o, data) {
+          ctx.events.exit(((data[0] << 1) | 1) & 0xff);
         },
       },
     });
