@@ -9,16 +9,7 @@
 import type { BusDevice } from "./bus.ts";
 import type { IrqLine } from "./irq.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
-
-/** Ends the VM from a device (reset, power off, isa-debug-exit). */
-export interface VmEvents {
-  /** The guest asked for a reset (reboot). */
-  reset(): void;
-  /** The guest asked to power off. */
-  shutdown(): void;
-  /** isa-debug-exit: end with this process exit code. */
-  exit(code: number): void;
-}
+import type { SystemEvents } from "./legacy/system_events.ts";
 
 /** What a factory gets besides its arguments. */
 export interface DeviceContext {
@@ -27,7 +18,7 @@ export interface DeviceContext {
   /** An interrupt line by GSI. */
   irq(gsi: number): IrqLine;
   /** VM-level events. */
-  readonly events: VmEvents;
+  readonly events: SystemEvents;
   /** The fd guest console output is written to. */
   readonly consoleFd: number;
 }

@@ -11,7 +11,7 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
 import { VcpuThread } from "../vcpu/handle.ts";
-import { BigLock } from "../vcpu/big_lock.ts";
+import { BigLock, type BigLockState } from "../devices/shared_state.ts";
 import { VmControl, VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { vcpuCpuid } from "./x86_cpu.ts";
@@ -77,8 +77,10 @@ export class Machine {
   readonly memory: GuestMemory;
   /** Control block shared with the vCPU threads. */
   readonly control: VmControl;
-  /** The big lock, shared by every thread touching devices. */
+  /** The big lock, shared by every thread touching devices (this thread's handle). */
   readonly lock: BigLock;
+  /** The big lock's shared words, for other threads. */
+  readonly lockState: BigLockState;
   /** The vCPU threads. */
   readonly vcpus: VcpuThread[] = [];
   readonly #config: MachineConfig;
@@ -90,7 +92,8 @@ export class Machine {
     this.memory = memory;
     this.#config = config;
     this.control = new VmControl(new SharedArrayBuffer(VmControl.bytes(config.cpus)));
-    this.lock = new BigLock(BigLock.create());
+    this.lockState = { sab: new SharedArrayBuffer(BigLock.BYTES), offset: 0 };
+    this.lock = new BigLock(this.lockState);
   }
 
   /**
@@ -111,6 +114,16 @@ export class Machine {
     const memory = GuestMemory.allocate(config.memoryBytes);
     memory.layout.regions.forEach((r, slot) => vm.setUserMemoryRegion(slot, r));
     return new Machine(kvm, vm, memory, config);
+  }
+
+  /**
+   * Adds a device every vCPU thread will build (before {@link setup}).
+   *
+   * @param spec the device
+   */
+  addDevice(spec: DeviceSpec): void {
+    if (this.#vcpuSetupDone) throw new Error("Devices must be added before setup()");
+    (this.#config.devices ??= []).push(spec);
   }
 
   /**
@@ -135,7 +148,7 @@ export class Machine {
           vmFd: this.vm.fd,
           memory: this.memory.layout,
           control: this.control,
-          lock: this.lock.buffer,
+          lock: this.lockState,
           devices: c.devices ?? [],
           consoleFd: c.consoleFd ?? 1,
           affinity: c.affinity?.[i],

@@ -15,6 +15,7 @@ import { workerUrl } from "../sys/worker_url.ts";
 import { kvm_run } from "../kvm/abi.ts";
 import type { VcpuHandleData } from "../kvm/vm.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
+import type { BigLockState } from "../devices/shared_state.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./shared_state.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
@@ -38,8 +39,8 @@ export interface VcpuThreadOptions {
   memory: GuestMemoryLayout;
   /** VM control block. */
   control: VmControl;
-  /** Big lock buffer. */
-  lock: SharedArrayBuffer;
+  /** The VM's big lock. */
+  lock: BigLockState;
   /** Devices. */
   devices: readonly DeviceSpec[];
   /** Guest console fd. */

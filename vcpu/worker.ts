@@ -16,7 +16,7 @@ import { Bus } from "../devices/bus.ts";
 import { buildDevices, type DeviceContext, type DeviceSpec } from "../devices/device_spec.ts";
 import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { gettid, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
-import { BigLock } from "./big_lock.ts";
+import { BigLock, type BigLockState } from "../devices/shared_state.ts";
 import {
   VCPU_EXITS,
   VCPU_STATE,
@@ -39,8 +39,8 @@ export interface VcpuInit {
   readonly memory: GuestMemoryLayout;
   /** VmControl buffer. */
   readonly control: SharedArrayBuffer;
-  /** The VM's big lock buffer. */
-  readonly lock: SharedArrayBuffer;
+  /** The VM's big lock. */
+  readonly lock: BigLockState;
   /** Devices to build. */
   readonly devices: readonly DeviceSpec[];
   /** Guest console output fd. */

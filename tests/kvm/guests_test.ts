@@ -2,9 +2,9 @@
 // trip, HLT, two vCPUs running at once, and debug-exit codes.
 import assert from "node:assert/strict";
 import {
-  haltGuest,
   HALT_GUEST_EXIT_CODE,
   HALT_GUEST_OUTPUT,
+  haltGuest,
   LONG_MODE_HELLO_EXIT_CODE,
   LONG_MODE_HELLO_OUTPUT,
   longModeHello,

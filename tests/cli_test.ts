@@ -1,0 +1,107 @@
+// The command line's errors, on real files and a real (or hidden) /dev/kvm:
+// each bad input ends with one line naming the problem and exit code 1.
+// No KVM is needed: every case fails before a guest would run.
+import assert from "node:assert/strict";
+
+const repo = new URL("..", import.meta.url).pathname;
+const deno = Deno.execPath();
+const isRoot = Deno.uid() === 0;
+
+async function vmm(
+  args: string[],
+  wrap: string[] = [],
+): Promise<{ code: number; stderr: string; stdout: string }> {
+  const argv = [...wrap, deno, "run", "--allow-ffi", `${repo}main.ts`, ...args];
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: repo,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function oneLine(r: { code: number; stderr: string }, re: RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^denovmm: /);
+  assert.match(lines[0], re);
+}
+
+Deno.test("bad --memory and --cpus", async () => {
+  oneLine(await vmm(["--memory", "12Q"]), /Invalid --memory '12Q'/);
+  oneLine(await vmm(["--memory", "8M"]), /at least 16M/);
+  oneLine(await vmm(["--cpus", "0"]), /Invalid --cpus '0'/);
+  oneLine(await vmm(["--cpus", "lots"]), /Invalid --cpus 'lots'/);
+  oneLine(await vmm(["--bogus"]), /Unknown option '--bogus'/);
+});
+
+Deno.test("missing, unreadable and non-kernel files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-cli-" });
+  try {
+    oneLine(await vmm(["--kernel", `${dir}/nope`]), /cannot read kernel '.*nope': No such file/);
+    oneLine(await vmm(["--kernel", dir]), /it is a directory/);
+    await Deno.writeTextFile(`${dir}/text`, "this is not a kernel\n".repeat(100));
+    oneLine(await vmm(["--kernel", `${dir}/text`]), /Not a Linux bzImage/);
+    await Deno.writeFile(`${dir}/short`, new Uint8Array(100));
+    oneLine(await vmm(["--kernel", `${dir}/short`]), /text|truncated|short|small/i);
+    if (isRoot) {
+      // Root reads anything; drop to nobody for the permission case.
+      await Deno.writeFile(`${dir}/secret`, new Uint8Array(4096));
+      await Deno.chmod(`${dir}/secret`, 0o600);
+      await Deno.chmod(dir, 0o755);
+      oneLine(
+        await vmm(["--kernel", `${dir}/secret`], ["runuser", "-u", "nobody", "--"]),
+        /cannot read kernel '.*secret': Permission denied/,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "no /dev/kvm says how to get KVM",
+  ignore: !isRoot,
+  fn: async () => {
+    // A private mount namespace whose /dev has no kvm node.
+    const r = await vmm([], [
+      "unshare",
+      "-m",
+      "sh",
+      "-c",
+      'mount -t tmpfs none /dev && touch /dev/null && exec "$0" "$@"',
+    ]);
+    oneLine(r, /\/dev\/kvm does not exist: KVM is not available here \(enable VT-x\/AMD-V/);
+  },
+});
+
+Deno.test({
+  name: "no permission on /dev/kvm says how to get it",
+  ignore: !isRoot,
+  fn: async () => {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.statSync("/dev/kvm");
+    } catch {
+      return; // Covered by the test above on hosts without KVM.
+    }
+    if ((st.mode! & 0o006) !== 0) return; // world-accessible: nothing to deny
+    oneLine(
+      await vmm([], ["runuser", "-u", "nobody", "--"]),
+      /no permission to open \/dev\/kvm: add your user to the kvm group/,
+    );
+  },
+});
+
+Deno.test("--help and --version", async () => {
+  const h = await vmm(["--help"]);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /--kernel FILE/);
+  assert.match(h.stdout, /--memory SIZE/);
+  const v = await vmm(["--version"]);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^denovmm \d+\.\d+\.\d+/);
+});
