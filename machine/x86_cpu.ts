@@ -156,6 +156,11 @@ export function setupLapicLints(vcpu: KvmVcpu): void {
   vcpu.setLapic(page);
 }
 
+/** A register value as u64: loaders build 32-bit ones with bit ops, which JS makes signed. */
+function u64(n: number): bigint {
+  return BigInt(n < 0 && n >= -0x8000_0000 ? n >>> 0 : n);
+}
+
 function toSegment(s: SegmentState): Segment {
   return {
     base: BigInt(s.base),
@@ -194,19 +199,19 @@ export function applyBootState(vcpu: KvmVcpu, state: CpuBootState): void {
     ldt: toSegment(b.ldt),
     gdt: { base: BigInt(b.gdt.base), limit: b.gdt.limit },
     idt: { base: BigInt(b.idt.base), limit: b.idt.limit },
-    cr0: BigInt(b.cr0),
-    cr3: BigInt(b.cr3),
-    cr4: BigInt(b.cr4),
-    efer: BigInt(b.efer),
+    cr0: u64(b.cr0),
+    cr3: u64(b.cr3),
+    cr4: u64(b.cr4),
+    efer: u64(b.efer),
   });
   const r = state.regs;
   const regs = vcpu.getRegs();
   for (const k of Object.keys(regs) as (keyof typeof regs)[]) regs[k] = 0n;
-  regs.rip = BigInt(r.rip);
-  regs.rsp = BigInt(r.rsp);
-  regs.rbp = BigInt(r.rbp);
-  regs.rsi = BigInt(r.rsi);
-  regs.rbx = BigInt(r.rbx);
-  regs.rflags = BigInt(r.rflags);
+  regs.rip = u64(r.rip);
+  regs.rsp = u64(r.rsp);
+  regs.rbp = u64(r.rbp);
+  regs.rsi = u64(r.rsi);
+  regs.rbx = u64(r.rbx);
+  regs.rflags = u64(r.rflags);
   vcpu.setRegs(regs);
 }
