@@ -360,6 +360,8 @@ export const KVM_CAP_PIT2 = 33;
 export const KVM_CAP_IOEVENTFD = 36;
 /** Maximum vCPUs. */
 export const KVM_CAP_MAX_VCPUS = 66;
+/** The LAPIC TSC-deadline timer is emulated. */
+export const KVM_CAP_TSC_DEADLINE_TIMER = 72;
 /** MSI injection. */
 export const KVM_CAP_SIGNAL_MSI = 77;
 /** kvm_run.immediate_exit. */
@@ -418,6 +420,7 @@ export const CONSTANTS: Readonly<Record<string, number>> = Object.freeze({
   KVM_CAP_IOEVENTFD,
   KVM_CAP_MAX_VCPUS,
   KVM_CAP_SIGNAL_MSI,
+  KVM_CAP_TSC_DEADLINE_TIMER,
   KVM_CAP_IMMEDIATE_EXIT,
   KVM_IRQFD_FLAG_DEASSIGN,
   KVM_IOEVENTFD_FLAG_DATAMATCH,

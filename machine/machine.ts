@@ -5,6 +5,7 @@
  * @module
  */
 import { Kvm } from "../kvm/kvm.ts";
+import { KVM_CAP_TSC_DEADLINE_TIMER } from "../kvm/abi.ts";
 import type { KvmVm } from "../kvm/vm.ts";
 import { KvmVcpu } from "../kvm/vcpu.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
@@ -137,11 +138,12 @@ export class Machine {
     this.#vcpuSetupDone = true;
     const c = this.#config;
     const supported = this.kvm.supportedCpuid();
+    const tscDeadline = this.kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     for (let i = 0; i < c.cpus; i++) {
       const handle = this.vm.createVcpu(i);
       const vcpu = new KvmVcpu(handle);
       // Without CPUID the guest has no long mode (KVM refuses EFER.LME).
-      vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus));
+      vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus, { tscDeadline }));
       setup(vcpu, i);
       this.vcpus.push(
         new VcpuThread(handle, {

@@ -12,6 +12,8 @@ import type { CpuBootState, SegmentState } from "../boot/x86_64.ts";
 
 /** CPUID.1:ECX.HYPERVISOR. */
 const CPUID1_ECX_HYPERVISOR = 1 << 31;
+/** CPUID.1:ECX.TSC-Deadline: KVM emulates it but leaves it out of the supported list. */
+const CPUID1_ECX_TSC_DEADLINE = 1 << 24;
 /** CPUID.1:EDX.HTT. */
 const CPUID1_EDX_HTT = 1 << 28;
 /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX. */
@@ -31,6 +33,7 @@ function bitsFor(n: number): number {
  * @param supported what KVM offers
  * @param index this vCPU
  * @param cpus vCPUs in the VM
+ * @param options host capabilities to advertise
  * @returns entries for KVM_SET_CPUID2
  * @example
  * ```ts
@@ -43,6 +46,7 @@ export function vcpuCpuid(
   supported: readonly CpuidEntry[],
   index: number,
   cpus: number,
+  options: { tscDeadline?: boolean } = {},
 ): CpuidEntry[] {
   const vendor = supported.find((e) => e.function === 0);
   const intel = vendor?.ebx === 0x756e6547; // "Genu"
@@ -54,6 +58,9 @@ export function vcpuCpuid(
       case 1:
         e.ebx = (e.ebx & 0x0000ffff) | ((cpus & 0xff) << 16) | ((index & 0xff) << 24);
         e.ecx |= CPUID1_ECX_HYPERVISOR;
+        // Without it Linux calibrates the LAPIC timer against the PIT, which
+        // goes wrong when the host is slow (nested); with it, lapic-deadline.
+        if (options.tscDeadline) e.ecx |= CPUID1_ECX_TSC_DEADLINE;
         if (cpus > 1) e.edx |= CPUID1_EDX_HTT;
         else e.edx &= ~CPUID1_EDX_HTT;
         break;

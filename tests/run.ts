@@ -13,6 +13,7 @@
  */
 import { kvmRoute } from "./nested/route.ts";
 import { runNested } from "./nested/run_nested.ts";
+import { prepareKvmFixtures } from "./kvm/fixtures.ts";
 
 const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const deno = Deno.execPath();
@@ -84,6 +85,8 @@ if (!unitOnly) {
   if (Deno.env.get("DENOVMM_SKIP_KVM") === "1") {
     console.log("== KVM tests SKIPPED (DENOVMM_SKIP_KVM=1)");
   } else {
+    // Downloads happen here, on the host: the nested host has no apt.
+    await prepareKvmFixtures();
     const route = kvmRoute();
     const testArgs = ["test", "-A", "--no-check", "tests/kvm/", ...filters];
     let r: { code: number; output: string };

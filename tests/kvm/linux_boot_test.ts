@@ -1,0 +1,64 @@
+// Debian's stock kernel boots under `deno run --allow-ffi main.ts` to the
+// test initramfs's /init, which reports uname -r and nproc over the serial
+// console, then powers off (exit 0) or reboots (exit 10).
+import assert from "node:assert/strict";
+import { INIT_MARKER } from "../fixtures/initramfs.ts";
+import { linuxFixture } from "./fixtures.ts";
+
+const repo = new URL("../..", import.meta.url).pathname;
+
+async function boot(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+  const t0 = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", "--allow-ffi", "main.ts", ...args],
+    cwd: repo,
+    stdin: "null",
+    signal: AbortSignal.timeout(240_000),
+  }).output();
+  const dec = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: dec.decode(out.stdout),
+    stderr: dec.decode(out.stderr),
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+Deno.test("stock Debian bzImage boots to /init with 2 vCPUs and powers off", async () => {
+  const f = await linuxFixture();
+  const r = await boot([
+    "--kernel",
+    f.kernel,
+    "--initrd",
+    f.initrd,
+    "--append",
+    "console=ttyS0 panic=-1 quiet",
+    "--cpus",
+    "2",
+    "--memory",
+    "512M",
+  ]);
+  const facts = r.stdout.match(new RegExp(`${INIT_MARKER} uname=(\\S+) nproc=(\\d+)`));
+  assert.ok(facts, `no /init report in:\n${r.stdout.slice(-3000)}\n${r.stderr}`);
+  assert.match(facts[1], /^6\.1\.0-\d+-amd64$/);
+  assert.equal(facts[2], "2");
+  assert.ok(r.stdout.includes(`${INIT_MARKER} action=poweroff`));
+  assert.equal(r.code, 0, r.stderr);
+  console.log(`boot to power-off: ${r.seconds.toFixed(1)} s`);
+});
+
+Deno.test("guest reboot ends the VMM with exit code 10", async () => {
+  const f = await linuxFixture();
+  const r = await boot([
+    "--kernel",
+    f.kernel,
+    "--initrd",
+    f.initrd,
+    "--append",
+    "console=ttyS0 panic=-1 quiet denovmm.action=reboot",
+  ]);
+  assert.ok(r.stdout.includes(`${INIT_MARKER} action=reboot`), r.stdout.slice(-3000));
+  assert.equal(r.code, 10, r.stderr);
+});
