@@ -40,7 +40,7 @@ function kvmKind(): string | undefined {
 }
 
 // The C baseline is built here, statically, so it also runs inside the nested host.
-let exe = Deno.env.get("DENOVMM_PIO_EXE");
+let exe: string = Deno.env.get("DENOVMM_PIO_EXE") ?? "";
 if (!exe) {
   const cacheDir = new URL("../.cache/bench/", import.meta.url).pathname;
   await Deno.mkdir(cacheDir, { recursive: true });
