@@ -1,0 +1,294 @@
+/**
+ * A guest virtio driver written in TypeScript, for tests and benchmarks: it
+ * programs a {@link VirtioPciDevice} through its BAR like Linux's
+ * virtio_pci_modern does, and drives one split queue in guest RAM.
+ *
+ * @module
+ */
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import {
+  featureBit,
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_F_VERSION_1,
+  VIRTIO_PCI_COMMON_DF,
+  VIRTIO_PCI_COMMON_DFSELECT,
+  VIRTIO_PCI_COMMON_GF,
+  VIRTIO_PCI_COMMON_GFSELECT,
+  VIRTIO_PCI_COMMON_Q_AVAILLO,
+  VIRTIO_PCI_COMMON_Q_DESCLO,
+  VIRTIO_PCI_COMMON_Q_ENABLE,
+  VIRTIO_PCI_COMMON_Q_MSIX,
+  VIRTIO_PCI_COMMON_Q_SELECT,
+  VIRTIO_PCI_COMMON_Q_SIZE,
+  VIRTIO_PCI_COMMON_Q_USEDLO,
+  VIRTIO_PCI_COMMON_STATUS,
+  VIRTIO_RING_F_EVENT_IDX,
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+} from "./constants.ts";
+import {
+  VIRTIO_PCI_BAR,
+  VIRTIO_PCI_DEVICE_OFFSET,
+  VIRTIO_PCI_NOTIFY_OFFSET,
+  type VirtioPciDevice,
+} from "./pci.ts";
+
+/** One buffer of a chain the driver offers. */
+export interface Segment {
+  /** Guest address. */
+  addr: number;
+  /** Length. */
+  len: number;
+  /** Device-writable. */
+  write?: boolean;
+}
+
+/** A used-ring entry. */
+export interface UsedElem {
+  /** Head descriptor index. */
+  id: number;
+  /** Bytes written by the device. */
+  len: number;
+}
+
+/** The test driver. */
+export class TestDriver {
+  readonly mem: GuestMemory;
+  readonly dev: VirtioPciDevice;
+  readonly size: number;
+  readonly desc: number;
+  readonly avail: number;
+  readonly used: number;
+  readonly indirectArea: number;
+  features = 0n;
+  #free: number[] = [];
+  #chainLen = new Map<number, number>();
+  #availIdx = 0;
+  #lastUsed = 0;
+  readonly #buf = new Uint8Array(8);
+  readonly #view = new DataView(this.#buf.buffer);
+
+  /**
+   * @param mem guest RAM
+   * @param dev the transport under test
+   * @param options queue size and where the rings go
+   */
+  constructor(
+    mem: GuestMemory,
+    dev: VirtioPciDevice,
+    options: { size?: number; base?: number } = {},
+  ) {
+    this.mem = mem;
+    this.dev = dev;
+    this.size = options.size ?? 64;
+    const base = options.base ?? 0x10000;
+    this.desc = base;
+    this.avail = base + 16 * this.size;
+    this.used = (this.avail + 6 + 2 * this.size + 3) & ~3;
+    this.indirectArea = (this.used + 6 + 8 * this.size + 0xfff) & ~0xfff;
+  }
+
+  read(offset: number, len: number): number {
+    const d = this.#buf.subarray(0, len);
+    this.dev.barRead(VIRTIO_PCI_BAR, offset, d);
+    let v = 0;
+    for (let i = len - 1; i >= 0; i--) v = v * 256 + d[i];
+    return v;
+  }
+
+  write(offset: number, len: number, value: number): void {
+    const d = this.#buf.subarray(0, len);
+    let v = value;
+    for (let i = 0; i < len; i++) {
+      d[i] = v % 256;
+      v = Math.floor(v / 256);
+    }
+    this.dev.barWrite(VIRTIO_PCI_BAR, offset, d);
+  }
+
+  /** Device config bytes. */
+  config(offset: number, len: number): number {
+    return this.read(VIRTIO_PCI_DEVICE_OFFSET + offset, len);
+  }
+
+  deviceFeatures(): bigint {
+    this.write(VIRTIO_PCI_COMMON_DFSELECT, 4, 0);
+    const lo = this.read(VIRTIO_PCI_COMMON_DF, 4);
+    this.write(VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+    const hi = this.read(VIRTIO_PCI_COMMON_DF, 4);
+    return (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  status(): number {
+    return this.read(VIRTIO_PCI_COMMON_STATUS, 1);
+  }
+
+  reset(): void {
+    this.write(VIRTIO_PCI_COMMON_STATUS, 1, 0);
+    // The device side may complete the reset on another thread.
+    const deadline = Date.now() + 5000;
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    while (this.status() !== 0) {
+      if (Date.now() > deadline) throw new Error("Device reset did not complete");
+      Atomics.wait(nap, 0, 0, 1);
+    }
+    this.#free = [];
+    for (let i = this.size - 1; i >= 0; i--) this.#free.push(i);
+    this.#chainLen.clear();
+    this.#availIdx = 0;
+    this.#lastUsed = 0;
+  }
+
+  /**
+   * Full init sequence. Returns false when the device refused FEATURES_OK.
+   *
+   * @param accept features to accept (masked with the offer); VERSION_1 added
+   * @param options `vector`: queue MSI-X vector; `features`: exact features to write
+   */
+  init(accept: bigint, options: { vector?: number; exactFeatures?: bigint } = {}): boolean {
+    this.reset();
+    this.mem.fill(this.desc, this.indirectArea - this.desc, 0);
+    this.write(VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    this.write(VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    const offered = this.deviceFeatures();
+    const f = options.exactFeatures ?? (offered & (accept | featureBit(VIRTIO_F_VERSION_1)));
+    this.features = f;
+    this.write(VIRTIO_PCI_COMMON_GFSELECT, 4, 0);
+    this.write(VIRTIO_PCI_COMMON_GF, 4, Number(f & 0xffff_ffffn));
+    this.write(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+    this.write(VIRTIO_PCI_COMMON_GF, 4, Number(f >> 32n));
+    const s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+    this.write(VIRTIO_PCI_COMMON_STATUS, 1, s);
+    if (!(this.status() & VIRTIO_CONFIG_S_FEATURES_OK)) return false;
+    this.write(VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+    this.write(VIRTIO_PCI_COMMON_Q_SIZE, 2, this.size);
+    if (options.vector !== undefined) this.write(VIRTIO_PCI_COMMON_Q_MSIX, 2, options.vector);
+    this.write(VIRTIO_PCI_COMMON_Q_DESCLO, 8, this.desc);
+    this.write(VIRTIO_PCI_COMMON_Q_AVAILLO, 4, this.avail);
+    this.write(VIRTIO_PCI_COMMON_Q_AVAILLO + 4, 4, 0);
+    this.write(VIRTIO_PCI_COMMON_Q_USEDLO, 4, this.used);
+    this.write(VIRTIO_PCI_COMMON_Q_USEDLO + 4, 4, 0);
+    this.write(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+    this.write(VIRTIO_PCI_COMMON_STATUS, 1, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    return true;
+  }
+
+  /** Free descriptors left. */
+  get freeCount(): number {
+    return this.#free.length;
+  }
+
+  #writeDesc(table: number, i: number, s: Segment, flags: number, next: number): void {
+    const d = table + 16 * i;
+    this.mem.writeU64(d, BigInt(s.addr));
+    this.mem.writeU32(d + 8, s.len);
+    this.mem.writeU16(d + 12, flags | (s.write ? VRING_DESC_F_WRITE : 0));
+    this.mem.writeU16(d + 14, next);
+  }
+
+  /**
+   * Offers a chain; returns its head, or -1 when the ring lacks descriptors.
+   *
+   * @param segs buffers, readable first
+   * @param options `indirect`: put them in an indirect table (one ring slot)
+   */
+  add(segs: Segment[], options: { indirect?: boolean } = {}): number {
+    let head: number;
+    if (options.indirect) {
+      if (this.#free.length < 1) return -1;
+      head = this.#free.pop()!;
+      const table = this.indirectArea + head * 16 * 64;
+      segs.forEach((s, i) =>
+        this.#writeDesc(table, i, s, i + 1 < segs.length ? VRING_DESC_F_NEXT : 0, i + 1)
+      );
+      this.#writeDesc(
+        this.desc,
+        head,
+        { addr: table, len: 16 * segs.length },
+        VRING_DESC_F_INDIRECT,
+        0,
+      );
+      this.#chainLen.set(head, 1);
+    } else {
+      if (this.#free.length < segs.length) return -1;
+      const ids = segs.map(() => this.#free.pop()!);
+      segs.forEach((s, i) =>
+        this.#writeDesc(
+          this.desc,
+          ids[i],
+          s,
+          i + 1 < segs.length ? VRING_DESC_F_NEXT : 0,
+          i + 1 < segs.length ? ids[i + 1] : 0,
+        )
+      );
+      head = ids[0];
+      this.#chainLen.set(head, segs.length);
+    }
+    this.mem.writeU16(this.avail + 4 + 2 * (this.#availIdx % this.size), head);
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    this.mem.writeU16(this.avail + 2, this.#availIdx);
+    return head;
+  }
+
+  /** Rings queue 0's doorbell through the notify register. */
+  kick(): void {
+    this.write(VIRTIO_PCI_NOTIFY_OFFSET, 2, 0);
+  }
+
+  /** Sets used_event (EVENT_IDX) so the device interrupts after entry `idx`. */
+  setUsedEvent(idx: number): void {
+    this.mem.writeU16(this.avail + 4 + 2 * this.size, idx);
+  }
+
+  /** Whether the device asked for kicks (avail_event / NO_NOTIFY). */
+  get eventIdx(): boolean {
+    return (this.features & featureBit(VIRTIO_RING_F_EVENT_IDX)) !== 0n;
+  }
+
+  /** Collects new used entries and frees their descriptors. */
+  collect(): UsedElem[] {
+    const out: UsedElem[] = [];
+    const idx = this.mem.readU16(this.used + 2);
+    while (this.#lastUsed !== idx) {
+      const e = this.used + 4 + 8 * (this.#lastUsed % this.size);
+      const id = this.mem.readU32(e);
+      out.push({ id, len: this.mem.readU32(e + 4) });
+      let n = this.#chainLen.get(id) ?? 0;
+      this.#chainLen.delete(id);
+      let i = id;
+      while (n-- > 0) {
+        this.#free.push(i);
+        i = this.mem.readU16(this.desc + 16 * i + 14);
+      }
+      this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
+    }
+    return out;
+  }
+}
+
+/** An InterruptSink that counts, for tests. */
+export class CountingSink {
+  msixCount = 0;
+  vectors: number[] = [];
+  level = false;
+  raised = 0;
+  msix(vector: number): void {
+    this.msixCount++;
+    this.vectors.push(vector);
+  }
+  intx(level: boolean): void {
+    if (level && !this.level) this.raised++;
+    this.level = level;
+  }
+}
+
+/** Little-endian helpers for building requests. */
+export function blkHeader(mem: GuestMemory, addr: number, type: number, sector: number): void {
+  mem.writeU32(addr, type);
+  mem.writeU32(addr + 4, 0);
+  mem.writeU64(addr + 8, BigInt(sector));
+}

@@ -1,0 +1,381 @@
+/**
+ * The split virtqueue (virtio 1.x, 2.6) as the device sees it, over guest RAM
+ * the guest controls: every index, address, length and flag read from the
+ * rings is validated before use, and any violation throws
+ * {@link VirtqueueError} so the owning device can mark itself broken
+ * (DEVICE_NEEDS_RESET) instead of crashing, hanging or touching memory
+ * outside guest RAM.
+ *
+ * @module
+ */
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import {
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_USED_F_NO_NOTIFY,
+} from "./constants.ts";
+
+/** The largest queue size the split ring format allows. */
+export const VIRTQUEUE_MAX_SIZE = 32768;
+/** Bound on the bytes one chain may describe (used.len is a u32). */
+export const VIRTQUEUE_MAX_CHAIN_BYTES = 0xffff_ffff;
+
+/**
+ * A guest driver broke the virtqueue rules. Catchable domain condition: the
+ * device marks itself DEVICE_NEEDS_RESET and stops using the queue.
+ */
+export class VirtqueueError extends Error {
+  /** @param message what the guest got wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "VirtqueueError";
+  }
+}
+
+/**
+ * One popped descriptor chain, flattened to segments (indirect tables
+ * expanded). Reused across pops so that iteration allocates nothing.
+ *
+ * @example
+ * ```ts
+ * import { DescriptorChain } from "./queue.ts";
+ * const chain = new DescriptorChain(128);
+ * console.log(chain.count); // 0
+ * ```
+ */
+export class DescriptorChain {
+  /** Head descriptor index (what goes into the used ring). */
+  head = 0;
+  /** Number of valid segments. */
+  count = 0;
+  /** Number of device-readable segments (they come first). */
+  readableCount = 0;
+  /** Bytes in device-readable segments. */
+  readableBytes = 0;
+  /** Bytes in device-writable segments. */
+  writableBytes = 0;
+  /** Guest address of each segment. */
+  readonly addr: Float64Array;
+  /** Length of each segment. */
+  readonly len: Uint32Array;
+  /** Maximum segments this chain object holds. */
+  readonly capacity: number;
+
+  /** @param capacity maximum segments a chain may have */
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.addr = new Float64Array(capacity);
+    this.len = new Uint32Array(capacity);
+  }
+
+  /** Empties the chain for reuse. */
+  clear(): void {
+    this.head = 0;
+    this.count = 0;
+    this.readableCount = 0;
+    this.readableBytes = 0;
+    this.writableBytes = 0;
+  }
+}
+
+/** Guest-programmed layout of a queue, as written through the transport. */
+export interface QueueConfig {
+  /** Number of descriptors (power of two, <= the device's maximum). */
+  size: number;
+  /** Guest address of the descriptor table (16-byte aligned). */
+  desc: number;
+  /** Guest address of the avail (driver) ring (2-byte aligned). */
+  avail: number;
+  /** Guest address of the used (device) ring (4-byte aligned). */
+  used: number;
+  /** Whether VIRTIO_RING_F_EVENT_IDX was negotiated. */
+  eventIdx?: boolean;
+  /** Whether VIRTIO_RING_F_INDIRECT_DESC was negotiated. */
+  indirect?: boolean;
+}
+
+/**
+ * The device side of a split virtqueue.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory } from "../../memory/guest_memory.ts";
+ * import { DescriptorChain, SplitQueue } from "./queue.ts";
+ * const mem = GuestMemory.fromBuffer(new ArrayBuffer(0x10000));
+ * const q = new SplitQueue(mem, 256);
+ * q.configure({ size: 16, desc: 0x1000, avail: 0x2000, used: 0x3000 });
+ * const chain = new DescriptorChain(256);
+ * console.log(q.pop(chain)); // false: the driver has made nothing available
+ * ```
+ */
+export class SplitQueue {
+  readonly #mem: GuestMemory;
+  readonly #maxSize: number;
+  #size = 0;
+  #desc = 0;
+  #avail = 0;
+  #used = 0;
+  #eventIdx = false;
+  #indirect = false;
+  #ready = false;
+  #lastAvail = 0;
+  #usedIdx = 0;
+  /** used idx at the last interrupt decision, for EVENT_IDX. */
+  #signalledUsed = 0;
+  #signalledValid = false;
+
+  /**
+   * @param mem guest RAM the rings live in
+   * @param maxSize the device's maximum queue size (power of two)
+   */
+  constructor(mem: GuestMemory, maxSize: number) {
+    if (!isPowerOfTwo(maxSize) || maxSize > VIRTQUEUE_MAX_SIZE) {
+      throw new RangeError(`Invalid maximum queue size ${maxSize}`);
+    }
+    this.#mem = mem;
+    this.#maxSize = maxSize;
+  }
+
+  /** Queue size as configured (0 when not ready). */
+  get size(): number {
+    return this.#size;
+  }
+  /** Whether the queue has been configured and may be used. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+  /** The next avail ring slot the device will read. */
+  get lastAvail(): number {
+    return this.#lastAvail;
+  }
+  /** The device's used index (next slot it will fill). */
+  get usedIdx(): number {
+    return this.#usedIdx;
+  }
+
+  /**
+   * Validates a guest-programmed layout and makes the queue ready.
+   *
+   * @param config sizes and ring addresses from the transport
+   */
+  configure(config: QueueConfig): void {
+    this.#ready = false;
+    const { size, desc, avail, used } = config;
+    if (!isPowerOfTwo(size) || size > this.#maxSize) {
+      throw new VirtqueueError(`Queue size ${size} is not a power of two up to ${this.#maxSize}`);
+    }
+    if (desc % 16 !== 0 || avail % 2 !== 0 || used % 4 !== 0) {
+      throw new VirtqueueError("Virtqueue ring address is misaligned");
+    }
+    const mem = this.#mem;
+    if (
+      !mem.contains(desc, 16 * size) || !mem.contains(avail, 6 + 2 * size) ||
+      !mem.contains(used, 6 + 8 * size)
+    ) {
+      throw new VirtqueueError("Virtqueue ring lies outside guest RAM");
+    }
+    this.#size = size;
+    this.#desc = desc;
+    this.#avail = avail;
+    this.#used = used;
+    this.#eventIdx = config.eventIdx ?? false;
+    this.#indirect = config.indirect ?? false;
+    this.#lastAvail = 0;
+    this.#usedIdx = mem.readU16(used + 2);
+    this.#signalledUsed = this.#usedIdx;
+    this.#signalledValid = false;
+    this.#ready = true;
+  }
+
+  /** Forgets the configuration (device reset). */
+  reset(): void {
+    this.#ready = false;
+    this.#size = 0;
+    this.#lastAvail = 0;
+    this.#usedIdx = 0;
+    this.#signalledValid = false;
+  }
+
+  /**
+   * How many chains the driver has made available and the device has not
+   * popped; throws when the avail index ran more than a queue ahead.
+   *
+   * @returns pending chain count
+   */
+  pending(): number {
+    if (!this.#ready) return 0;
+    const availIdx = this.#mem.readU16(this.#avail + 2);
+    const n = (availIdx - this.#lastAvail) & 0xffff;
+    if (n > this.#size) {
+      throw new VirtqueueError(`Avail index moved ${n} entries ahead of a ${this.#size} queue`);
+    }
+    return n;
+  }
+
+  /**
+   * Pops the next available chain into `chain`, validating every
+   * descriptor; returns false when none is available.
+   *
+   * @param chain reusable chain to fill
+   * @returns whether a chain was popped
+   */
+  pop(chain: DescriptorChain): boolean {
+    if (this.pending() === 0) return false;
+    const mem = this.#mem;
+    const size = this.#size;
+    const slot = this.#lastAvail & (size - 1);
+    const head = mem.readU16(this.#avail + 4 + 2 * slot);
+    if (head >= size) throw new VirtqueueError(`Descriptor head ${head} out of range`);
+    chain.clear();
+    chain.head = head;
+    this.#walk(chain, this.#desc, size, head, false);
+    this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
+    return true;
+  }
+
+  /**
+   * Puts the most recently popped chain back (a device that cannot take it
+   * now retries later).
+   */
+  undoPop(): void {
+    this.#lastAvail = (this.#lastAvail - 1) & 0xffff;
+  }
+
+  #walk(
+    chain: DescriptorChain,
+    table: number,
+    tableSize: number,
+    first: number,
+    inIndirect: boolean,
+  ): void {
+    const mem = this.#mem;
+    let index = first;
+    // A chain longer than its table must revisit a descriptor: a loop.
+    for (let visited = 0;; visited++) {
+      if (visited >= tableSize) throw new VirtqueueError("Descriptor chain loops");
+      const d = table + 16 * index;
+      const lo = mem.readU32(d);
+      const hi = mem.readU32(d + 4);
+      const len = mem.readU32(d + 8);
+      const flags = mem.readU16(d + 12);
+      const next = mem.readU16(d + 14);
+      if (hi >= 0x20_0000) throw new VirtqueueError("Descriptor address outside guest RAM");
+      const addr = hi * 0x1_0000_0000 + lo;
+      if (flags & VRING_DESC_F_INDIRECT) {
+        if (inIndirect || !this.#indirect) {
+          throw new VirtqueueError("Unexpected indirect descriptor");
+        }
+        if (flags & VRING_DESC_F_NEXT) {
+          throw new VirtqueueError("Indirect descriptor with NEXT set");
+        }
+        if (len === 0 || len % 16 !== 0 || len / 16 > VIRTQUEUE_MAX_SIZE) {
+          throw new VirtqueueError(`Invalid indirect table length ${len}`);
+        }
+        if (!mem.contains(addr, len)) {
+          throw new VirtqueueError("Indirect table outside guest RAM");
+        }
+        this.#walk(chain, addr, len / 16, 0, true);
+      } else {
+        this.#addSegment(chain, addr, len, (flags & VRING_DESC_F_WRITE) !== 0);
+      }
+      if (!(flags & VRING_DESC_F_NEXT)) return;
+      if (next >= tableSize) throw new VirtqueueError(`Descriptor next ${next} out of range`);
+      index = next;
+    }
+  }
+
+  #addSegment(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
+    if (!this.#mem.contains(addr, len)) {
+      throw new VirtqueueError("Descriptor buffer outside guest RAM");
+    }
+    const n = chain.count;
+    if (n >= chain.capacity) throw new VirtqueueError("Descriptor chain too long");
+    if (writable) {
+      chain.writableBytes += len;
+    } else {
+      if (chain.writableBytes > 0 || chain.count > chain.readableCount) {
+        throw new VirtqueueError("Device-readable descriptor after a writable one");
+      }
+      chain.readableBytes += len;
+      chain.readableCount++;
+    }
+    if (chain.readableBytes + chain.writableBytes > VIRTQUEUE_MAX_CHAIN_BYTES) {
+      throw new VirtqueueError("Descriptor chain too large");
+    }
+    chain.addr[n] = addr;
+    chain.len[n] = len;
+    chain.count = n + 1;
+  }
+
+  /**
+   * Returns a chain to the driver.
+   *
+   * @param head the chain's head index
+   * @param len bytes the device wrote into it
+   */
+  pushUsed(head: number, len: number): void {
+    if (!this.#ready) return;
+    const mem = this.#mem;
+    const slot = this.#usedIdx & (this.#size - 1);
+    const e = this.#used + 4 + 8 * slot;
+    mem.writeU32(e, head);
+    mem.writeU32(e + 4, len);
+    // The element is written before the index that publishes it (x86 keeps
+    // store order; the guest reads idx first, then the element).
+    this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
+    mem.writeU16(this.#used + 2, this.#usedIdx);
+  }
+
+  /**
+   * Whether the driver wants an interrupt for the entries pushed since the
+   * last call (VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX).
+   *
+   * @returns true if the device should interrupt now
+   */
+  needsInterrupt(): boolean {
+    if (!this.#ready) return false;
+    const mem = this.#mem;
+    const newIdx = this.#usedIdx;
+    const old = this.#signalledUsed;
+    const valid = this.#signalledValid;
+    this.#signalledUsed = newIdx;
+    this.#signalledValid = true;
+    if (!this.#eventIdx) {
+      return (mem.readU16(this.#avail) & VRING_AVAIL_F_NO_INTERRUPT) === 0;
+    }
+    if (!valid) return true;
+    const usedEvent = mem.readU16(this.#avail + 4 + 2 * this.#size);
+    return ((newIdx - usedEvent - 1) & 0xffff) < ((newIdx - old) & 0xffff);
+  }
+
+  /**
+   * Asks the driver to notify (kick) again when more is made available, and
+   * reports whether something arrived meanwhile (so the caller loops again
+   * instead of missing it).
+   *
+   * @returns true if chains are pending after enabling
+   */
+  enableNotification(): boolean {
+    if (!this.#ready) return false;
+    const mem = this.#mem;
+    if (this.#eventIdx) {
+      mem.writeU16(this.#used + 4 + 8 * this.#size, this.#lastAvail);
+    } else {
+      mem.writeU16(this.#used, mem.readU16(this.#used) & ~VRING_USED_F_NO_NOTIFY);
+    }
+    return this.pending() > 0;
+  }
+
+  /** Tells the driver not to kick while the device is already busy polling. */
+  disableNotification(): void {
+    if (!this.#ready || this.#eventIdx) return;
+    const mem = this.#mem;
+    mem.writeU16(this.#used, mem.readU16(this.#used) | VRING_USED_F_NO_NOTIFY);
+  }
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import { GuestMemory } from "../../memory/guest_memory.ts";
+import { VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "./constants.ts";
+import { DescriptorChain, SplitQueue, VirtqueueError } from "./queue.ts";
+
+const RAM = 0x10_0000;
+const DESC = 0x1000;
+const AVAIL = 0x2000;
+const USED = 0x3000;
+const SIZE = 8;
+
+function rig(options: { indirect?: boolean; eventIdx?: boolean } = {}) {
+  const mem = GuestMemory.fromBuffer(new ArrayBuffer(RAM));
+  const q = new SplitQueue(mem, 256);
+  q.configure({ size: SIZE, desc: DESC, avail: AVAIL, used: USED, ...options });
+  const chain = new DescriptorChain(256);
+  const desc = (i: number, addr: number, len: number, flags: number, next = 0, table = DESC) => {
+    mem.writeU64(table + 16 * i, BigInt(addr));
+    mem.writeU32(table + 16 * i + 8, len);
+    mem.writeU16(table + 16 * i + 12, flags);
+    mem.writeU16(table + 16 * i + 14, next);
+  };
+  let idx = 0;
+  const offer = (head: number) => {
+    mem.writeU16(AVAIL + 4 + 2 * (idx % SIZE), head);
+    idx = (idx + 1) & 0xffff;
+    mem.writeU16(AVAIL + 2, idx);
+  };
+  return { mem, q, chain, desc, offer };
+}
+
+Deno.test("pop flattens a chain with an indirect table", () => {
+  const { q, chain, desc, offer } = rig({ indirect: true });
+  desc(3, 0x8000, 16, VRING_DESC_F_NEXT, 5);
+  desc(5, 0x9000, 64, VRING_DESC_F_INDIRECT);
+  desc(0, 0xa000, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 1, 0x9000);
+  desc(1, 0xb000, 1, VRING_DESC_F_WRITE, 0, 0x9000);
+  desc(2, 0, 0, 0, 0, 0x9000);
+  desc(3, 0, 0, 0, 0, 0x9000);
+  offer(3);
+  assert.equal(q.pending(), 1);
+  assert.ok(q.pop(chain));
+  assert.equal(chain.head, 3);
+  assert.equal(chain.count, 3);
+  assert.equal(chain.readableCount, 1);
+  assert.equal(chain.readableBytes, 16);
+  assert.equal(chain.writableBytes, 513);
+  assert.deepEqual([...chain.addr.subarray(0, 3)], [0x8000, 0xa000, 0xb000]);
+  assert.equal(q.pop(chain), false);
+  q.pushUsed(3, 513);
+  assert.equal(q.usedIdx, 1);
+});
+
+Deno.test("guest-controlled ring values are validated", () => {
+  const cases: [string, (r: ReturnType<typeof rig>) => void, RegExp][] = [
+    ["head", (r) => r.offer(8), /head 8 out of range/],
+    ["loop", (r) => {
+      r.desc(0, 0x8000, 1, VRING_DESC_F_NEXT, 1);
+      r.desc(1, 0x8000, 1, VRING_DESC_F_NEXT, 0);
+      r.offer(0);
+    }, /loops/],
+    ["next", (r) => {
+      r.desc(0, 0x8000, 1, VRING_DESC_F_NEXT, 9);
+      r.offer(0);
+    }, /next 9 out of range/],
+    ["buffer", (r) => {
+      r.desc(0, RAM - 4, 8, 0);
+      r.offer(0);
+    }, /outside guest RAM/],
+    ["huge address", (r) => {
+      r.desc(0, 2 ** 60, 8, 0);
+      r.offer(0);
+    }, /outside guest RAM/],
+    ["order", (r) => {
+      r.desc(0, 0x8000, 1, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 1);
+      r.desc(1, 0x8000, 1, 0);
+      r.offer(0);
+    }, /readable descriptor after a writable/],
+    ["indirect without feature", (r) => {
+      r.desc(0, 0x9000, 32, VRING_DESC_F_INDIRECT);
+      r.offer(0);
+    }, /Unexpected indirect/],
+    ["avail jump", (r) => r.mem.writeU16(AVAIL + 2, SIZE + 1), /moved 9 entries/],
+  ];
+  for (const [name, setup, re] of cases) {
+    const r = rig();
+    setup(r);
+    assert.throws(
+      () => r.q.pop(r.chain),
+      (e: Error) => e instanceof VirtqueueError && re.test(e.message),
+      name,
+    );
+  }
+  const r = rig({ indirect: true });
+  r.desc(0, 0x9000, 24, VRING_DESC_F_INDIRECT);
+  r.offer(0);
+  assert.throws(() => r.q.pop(r.chain), /indirect table length 24/);
+  const r2 = rig({ indirect: true });
+  r2.desc(0, 0x9000, 32, VRING_DESC_F_INDIRECT);
+  r2.desc(0, 0x9000, 32, VRING_DESC_F_INDIRECT, 0, 0x9000);
+  r2.offer(0);
+  assert.throws(() => r2.q.pop(r2.chain), /Unexpected indirect/);
+});
+
+Deno.test("configure rejects bad sizes and ring addresses", () => {
+  const mem = GuestMemory.fromBuffer(new ArrayBuffer(RAM));
+  const q = new SplitQueue(mem, 256);
+  for (
+    const c of [
+      { size: 3, desc: DESC, avail: AVAIL, used: USED },
+      { size: 512, desc: DESC, avail: AVAIL, used: USED },
+      { size: 0, desc: DESC, avail: AVAIL, used: USED },
+      { size: 8, desc: DESC + 8, avail: AVAIL, used: USED },
+      { size: 8, desc: DESC, avail: AVAIL + 1, used: USED },
+      { size: 8, desc: DESC, avail: AVAIL, used: USED + 2 },
+      { size: 8, desc: RAM - 64, avail: AVAIL, used: USED },
+      { size: 8, desc: DESC, avail: AVAIL, used: RAM - 8 },
+    ]
+  ) {
+    assert.throws(() => q.configure(c), VirtqueueError, JSON.stringify(c));
+    assert.equal(q.ready, false);
+  }
+});
+
+Deno.test("EVENT_IDX: interrupts only when used_event is crossed", () => {
+  const { mem, q } = rig({ eventIdx: true });
+  q.pushUsed(0, 0);
+  assert.equal(q.needsInterrupt(), true); // first time
+  mem.writeU16(AVAIL + 4 + 2 * SIZE, 3); // used_event = 3
+  q.pushUsed(0, 0); // idx 2
+  assert.equal(q.needsInterrupt(), false);
+  q.pushUsed(0, 0); // 3
+  q.pushUsed(0, 0); // 4: crossed 3
+  assert.equal(q.needsInterrupt(), true);
+  assert.equal(q.needsInterrupt(), false); // nothing new
+  assert.equal(q.enableNotification(), false);
+  assert.equal(mem.readU16(USED + 4 + 8 * SIZE), 0); // avail_event = lastAvail
+});

@@ -1,0 +1,47 @@
+/**
+ * The body of an iothread Worker: names the thread, runs a MainLoop, and
+ * serves `call` requests on the loop's thread.
+ *
+ * @module
+ */
+import { gettid, setThreadName } from "../sys/thread.ts";
+import { MainLoop } from "./main_loop.ts";
+
+// deno-lint-ignore no-explicit-any
+type Fn = (...args: any[]) => unknown;
+
+const self = globalThis as unknown as {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(m: unknown): void;
+  close(): void;
+};
+
+let loop: MainLoop | null = null;
+let running: Promise<void> | null = null;
+
+self.onmessage = async (e: MessageEvent) => {
+  const m = e.data;
+  if (m.type === "init") {
+    setThreadName(m.name);
+    loop = new MainLoop({ name: m.name });
+    running = loop.run();
+    running.catch((err) => console.error(`${m.name}: loop failed:`, err));
+    self.postMessage({ type: "ready", tid: gettid() });
+  } else if (m.type === "call") {
+    try {
+      const mod = await import(m.module);
+      const fn = mod[m.fn] as Fn | undefined;
+      if (typeof fn !== "function") throw new TypeError(`${m.module} has no function ${m.fn}`);
+      const value = await fn(loop, ...m.args);
+      self.postMessage({ type: "result", id: m.id, ok: true, value });
+    } catch (err) {
+      self.postMessage({ type: "result", id: m.id, ok: false, error: String(err) });
+    }
+  } else if (m.type === "stop") {
+    loop?.stop();
+    await running?.catch(() => {});
+    loop?.close();
+    self.postMessage({ type: "stopped" });
+    self.onmessage = null;
+  }
+};

@@ -1,0 +1,347 @@
+/**
+ * QEMU's main loop on Deno: one thread runs ppoll(2) over the registered fds,
+ * then dispatches.
+ *
+ * How it lives beside Deno's own event loop: the blocking ppoll runs on
+ * Deno's blocking thread pool (a `nonblocking: true` FFI call that returns a
+ * Promise), so while the loop waits, the isolate keeps serving Deno's timers,
+ * signals, sockets and Worker messages; when ppoll returns, the dispatch runs
+ * on the isolate's thread - the thread that called {@link MainLoop.run}. All
+ * callbacks (fd handlers, BHs, timers) run there, never concurrently with
+ * each other or with other JS of that isolate.
+ *
+ * Each iteration first tries a zero-timeout ppoll synchronously: if something
+ * is ready (or a BH is pending) it dispatches at once without the thread hop.
+ * After {@link SYNC_BUDGET} such iterations in a row it always goes through
+ * the thread pool, which yields to Deno's event loop, so a busy loop (a BH
+ * that keeps rescheduling itself) cannot starve Deno, and Deno cannot starve
+ * the loop (ppoll completion is an ordinary op completion).
+ *
+ * One iteration, in this order (QEMU's aio_dispatch order):
+ * 1. timeout = 0 if a BH is pending, else until the nearest timer on any
+ *    clock, else infinite; ppoll with it (ns resolution);
+ * 2. bottom halves, in creation order (each scheduled one runs once);
+ * 3. fd handlers, in registration order: `read` on POLLIN/POLLHUP/POLLERR,
+ *    then `write` on POLLOUT/POLLERR (level-triggered: called again next
+ *    iteration while the condition holds); handlers removed or replaced by an
+ *    earlier callback of the same iteration are not called;
+ * 4. expired timers, per clock in expiry order.
+ *
+ * Measured costs are in bench/mainloop_bench.ts.
+ *
+ * @module
+ */
+import { libc } from "../sys/libc.ts";
+import { errno } from "../sys/errno.ts";
+import { BH_WORDS, BhTable } from "./bh.ts";
+import { CLOCK_MONOTONIC, clockId, clockNs } from "./clock.ts";
+import { EventNotifier } from "./notifier.ts";
+import { TimerGroup } from "./timer.ts";
+import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
+
+/** poll(2) event bits. */
+export const POLLIN = 1;
+/** Writable. */
+export const POLLOUT = 4;
+/** Error condition. */
+export const POLLERR = 8;
+/** Hang up. */
+export const POLLHUP = 16;
+/** Invalid fd (not open). */
+export const POLLNVAL = 32;
+
+const SYS_ppoll = 271n;
+/** Synchronous iterations in a row before the loop yields to Deno's event loop. */
+export const SYNC_BUDGET = 16;
+
+interface FdRecord {
+  fd: number;
+  read: (() => void) | null;
+  write: (() => void) | null;
+  live: boolean;
+}
+
+/** Options for {@link MainLoop}. */
+export interface MainLoopOptions {
+  /** Name for diagnostics (`main`, `iothread-0`). */
+  name?: string;
+  /**
+   * Busy-wait this long for a bottom half (e.g. an aio completion) before
+   * sleeping in ppoll, like QEMU's poll-max-ns: trades CPU for wake-up latency.
+   * Default 0 (off).
+   */
+  pollNs?: number;
+}
+
+/**
+ * A poll() loop with fd handlers, timers and bottom halves. Create and run it
+ * on the thread whose callbacks it should run; only `notify()` and BH handles
+ * (see {@link SharedBh}) may be used from other threads.
+ */
+export class MainLoop implements EventLoop {
+  /** Name for diagnostics. */
+  readonly name: string;
+  #notifier: EventNotifier;
+  #bhs: BhTable;
+  #timers = new TimerGroup();
+  #fds = new Map<number, FdRecord>();
+  #records: FdRecord[] = [];
+  #dirty = true;
+  #pollBuf = new ArrayBuffer(8);
+  #pollI32 = new Int32Array(this.#pollBuf);
+  #pollI16 = new Int16Array(this.#pollBuf);
+  #pollPtr = 0n;
+  #ts = new BigInt64Array(2);
+  #tsPtr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#ts)));
+  #running: Promise<void> | null = null;
+  #stop = false;
+  #closed = false;
+  #pollNs: number;
+  /** Iterations completed (for tests and benchmarks). */
+  iterations = 0;
+
+  /**
+   * @param options name
+   * @example
+   * ```ts
+   * import { MainLoop } from "./main_loop.ts";
+   * const loop = new MainLoop();
+   * const done = loop.run();
+   * loop.bh(() => loop.stop()).schedule();
+   * await done;
+   * loop.close();
+   * ```
+   */
+  constructor(options: MainLoopOptions = {}) {
+    this.name = options.name ?? "main";
+    this.#pollNs = options.pollNs ?? 0;
+    if (!(this.#pollNs >= 0)) throw new RangeError(`Invalid pollNs ${options.pollNs}`);
+    this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
+    this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
+  }
+
+  /**
+   * Sets (or with null, removes) the handlers of fd. A handler may remove or
+   * replace itself and others from inside a callback. Loop thread only.
+   *
+   * @param fd an open fd; the loop does not close it
+   * @param handlers read/write callbacks; null or both absent removes
+   */
+  setFdHandler(fd: number, handlers: FdHandlers | null): void {
+    if (!Number.isInteger(fd) || fd < 0) throw new RangeError(`Invalid fd ${fd}`);
+    const read = handlers?.read ?? null;
+    const write = handlers?.write ?? null;
+    const old = this.#fds.get(fd);
+    if (old) {
+      // A new record, so a dispatch in progress skips the old callbacks.
+      old.live = false;
+      this.#fds.delete(fd);
+    }
+    if (read || write) this.#fds.set(fd, { fd, read, write, live: true });
+    this.#dirty = true;
+    if (this.#bhs.polling) this.#notifier.notify();
+  }
+
+  /**
+   * Creates a bottom half. `schedule()` from the loop's thread; for other
+   * threads post `bh.handle()` and use `SharedBh`.
+   *
+   * @param cb runs on the loop's thread
+   * @param name for diagnostics
+   * @returns the BH
+   */
+  bh(cb: () => void, name?: string): Bh {
+    return this.#bhs.create(cb, name);
+  }
+
+  /**
+   * Creates a timer. `mod(ns)` arms it for an absolute time on `clock`
+   * (see {@link MainLoop.now}). Loop thread only.
+   *
+   * @param clock realtime, host/monotonic or virtual
+   * @param cb runs on the loop's thread when it expires
+   * @returns the timer
+   */
+  timer(clock: ClockType, cb: () => void): Timer {
+    return new WakingTimer(this.#timers.create(clock, cb), this);
+  }
+
+  /**
+   * Current time on a clock, in ns.
+   *
+   * @param clock which clock
+   * @returns ns
+   */
+  now(clock: ClockType): number {
+    return clockNs(clockId(clock));
+  }
+
+  /** Wakes the loop from ppoll; safe from any thread. */
+  notify(): void {
+    this.#notifier.notify();
+  }
+
+  /** @internal wakes the loop if it sleeps, after a change made on its thread */
+  kick(): void {
+    if (this.#bhs.polling) this.#notifier.notify();
+  }
+
+  /** Whether run() is in progress. */
+  get running(): boolean {
+    return this.#running !== null;
+  }
+
+  /**
+   * Runs the loop until {@link MainLoop.stop}. Callbacks run on the calling
+   * thread; an exception from a callback stops the loop and rejects.
+   *
+   * @returns resolves when the loop has stopped
+   */
+  run(): Promise<void> {
+    if (this.#closed) throw new Error("Main loop is closed");
+    if (this.#running) throw new Error("Main loop is already running");
+    this.#stop = false;
+    this.#running = this.#loop().finally(() => {
+      this.#running = null;
+    });
+    return this.#running;
+  }
+
+  /** Asks run() to return after the current iteration; safe to call from callbacks. */
+  stop(): void {
+    this.#stop = true;
+    this.#notifier.notify();
+  }
+
+  /** Closes the eventfd. The loop must not be running. */
+  close(): void {
+    if (this.#running) throw new Error("Main loop is still running");
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#notifier.close();
+  }
+
+  async #loop(): Promise<void> {
+    let budget = SYNC_BUDGET;
+    while (!this.#stop) {
+      if (this.#dirty) this.#rebuild();
+      const nfds = BigInt(this.#records.length + 1);
+      let timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
+      let n = Number(libc.syscall(SYS_ppoll, this.#pollPtr, nfds, this.#zeroTs(), 0n, 8n, 0n));
+      if (n < 0 && errno() !== 4) throw new Error(`ppoll failed: errno ${errno()}`);
+      if (n === 0 && timeout !== 0 && this.#pollNs > 0 && budget > 0 && this.#spin(timeout)) {
+        n = 0;
+        budget--;
+      } else if ((n === 0 && timeout !== 0) || budget === 0) {
+        budget = SYNC_BUDGET;
+        this.#bhs.polling = true;
+        if (n > 0 || this.#bhs.pending || this.#stop) timeout = 0;
+        const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
+        // Changes made on this thread while ppoll sleeps (from Deno callbacks)
+        // notify; records replaced meanwhile are marked dead and skipped.
+        n = Number(await libc.syscall_nb(SYS_ppoll, this.#pollPtr, nfds, tsp, 0n, 8n, 0n));
+        this.#bhs.polling = false;
+      } else {
+        budget--;
+      }
+      this.iterations++;
+      this.#dispatch(n);
+    }
+  }
+
+  /** Spins until a BH is pending, up to pollNs (and the timer deadline). */
+  #spin(timeout: number): boolean {
+    const limit = timeout < 0 ? this.#pollNs : Math.min(this.#pollNs, timeout);
+    const end = clockNs(CLOCK_MONOTONIC) + limit;
+    do {
+      if (this.#bhs.pending) return true;
+    } while (clockNs(CLOCK_MONOTONIC) < end);
+    return this.#bhs.pending;
+  }
+
+  #zeroTs(): bigint {
+    this.#ts[0] = 0n;
+    this.#ts[1] = 0n;
+    return this.#tsPtr;
+  }
+
+  #setTs(ns: number): bigint {
+    const sec = Math.floor(ns / 1e9);
+    this.#ts[0] = BigInt(sec);
+    this.#ts[1] = BigInt(Math.floor(ns - sec * 1e9));
+    return this.#tsPtr;
+  }
+
+  #rebuild(): void {
+    this.#dirty = false;
+    this.#records = [...this.#fds.values()];
+    const need = (this.#records.length + 1) * 8;
+    if (this.#pollBuf.byteLength < need) {
+      this.#pollBuf = new ArrayBuffer(Math.max(need, this.#pollBuf.byteLength * 2));
+      this.#pollI32 = new Int32Array(this.#pollBuf);
+      this.#pollI16 = new Int16Array(this.#pollBuf);
+    }
+    this.#pollPtr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#pollBuf)));
+    this.#pollI32[0] = this.#notifier.fd;
+    this.#pollI16[2] = POLLIN;
+    this.#pollI16[3] = 0;
+    for (let i = 0; i < this.#records.length; i++) {
+      const r = this.#records[i];
+      this.#pollI32[2 * (i + 1)] = r.fd;
+      this.#pollI16[4 * (i + 1) + 2] = (r.read ? POLLIN : 0) | (r.write ? POLLOUT : 0);
+      this.#pollI16[4 * (i + 1) + 3] = 0;
+    }
+  }
+
+  #dispatch(n: number): void {
+    const i16 = this.#pollI16;
+    if (n > 0 && i16[3] !== 0) {
+      i16[3] = 0;
+      this.#notifier.clear();
+      n--;
+    }
+    this.#bhs.run();
+    if (n > 0) {
+      const records = this.#records;
+      for (let i = 0; i < records.length; i++) {
+        const rev = i16[4 * (i + 1) + 3];
+        if (rev === 0) continue;
+        i16[4 * (i + 1) + 3] = 0;
+        const r = records[i];
+        if (!r.live) continue;
+        if (rev & POLLNVAL) {
+          console.error(`${this.name}: fd ${r.fd} is not open; removing its handlers`);
+          this.setFdHandler(r.fd, null);
+          continue;
+        }
+        if (r.read && (rev & (POLLIN | POLLHUP | POLLERR))) r.read();
+        if (r.live && r.write && (rev & (POLLOUT | POLLERR))) r.write();
+      }
+    }
+    this.#timers.run();
+  }
+}
+
+/** Wraps a timer so that arming it while the loop sleeps wakes the loop. */
+class WakingTimer implements Timer {
+  #t: Timer;
+  #loop: MainLoop;
+
+  constructor(t: Timer, loop: MainLoop) {
+    this.#t = t;
+    this.#loop = loop;
+  }
+
+  get pending(): boolean {
+    return this.#t.pending;
+  }
+
+  mod(expireNs: number): void {
+    this.#t.mod(expireNs);
+    this.#loop.kick();
+  }
+
+  del(): void {
+    this.#t.del();
+  }
+}

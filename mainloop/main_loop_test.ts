@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import { closeFd, eventFd, eventFdRead, eventFdWrite, pipe } from "../sys/fd.ts";
+import { libc } from "../sys/libc.ts";
+import { MainLoop } from "./main_loop.ts";
+import type { BhHandle } from "./types.ts";
+
+/** Runs body with a running loop, then stops and closes it. */
+async function withLoop(body: (loop: MainLoop) => Promise<void>): Promise<void> {
+  const loop = new MainLoop();
+  const done = loop.run();
+  try {
+    await body(loop);
+  } finally {
+    loop.stop();
+    await done;
+    loop.close();
+  }
+}
+
+function until(pred: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (pred()) resolve();
+      else if (Date.now() > end) reject(new Error("Condition not met in time"));
+      else setTimeout(check, 1);
+    };
+    check();
+  });
+}
+
+// Generous bound for lateness on a shared 2-core machine.
+const LATE_BOUND_NS = 50e6;
+
+Deno.test("timers fire in expiry order and not early", async () => {
+  await withLoop(async (loop) => {
+    const fired: number[] = [];
+    const late: number[] = [];
+    const t0 = loop.now("monotonic");
+    const delays = [40, 10, 30, 20, 50];
+    for (const [i, d] of delays.entries()) {
+      const expire = t0 + d * 1e6;
+      loop.timer("monotonic", () => {
+        late.push(loop.now("monotonic") - expire);
+        fired.push(i);
+      }).mod(expire);
+    }
+    await until(() => fired.length === delays.length);
+    assert.deepEqual(fired, [1, 3, 2, 0, 4]);
+    for (const l of late) {
+      assert.ok(l >= 0, `fired ${l} ns early`);
+      assert.ok(l < LATE_BOUND_NS, `fired ${l} ns late`);
+    }
+  });
+});
+
+Deno.test("realtime and monotonic timers fire", async () => {
+  await withLoop(async (loop) => {
+    const fired: string[] = [];
+    loop.timer("realtime", () => fired.push("rt")).mod(loop.now("realtime") + 5e6);
+    loop.timer("host", () => fired.push("host")).mod(loop.now("host") + 1e6);
+    await until(() => fired.length === 2);
+    assert.deepEqual(fired, ["host", "rt"]);
+  });
+});
+
+Deno.test("re-arming moves a timer and deleting disarms it", async () => {
+  await withLoop(async (loop) => {
+    let a = 0, b = 0, c = 0;
+    const ta = loop.timer("monotonic", () => a++);
+    const tb = loop.timer("monotonic", () => b++);
+    const tc = loop.timer("monotonic", () => c++);
+    const now = loop.now("monotonic");
+    ta.mod(now + 1e9);
+    ta.mod(now + 5e6); // re-armed earlier: fires once
+    tb.mod(now + 5e6);
+    tb.del();
+    assert.equal(tb.pending, false);
+    tc.mod(now + 2e6);
+    tc.mod(now + 20e6); // re-armed later: fires once, after a
+    await until(() => c === 1);
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual([a, b, c], [1, 0, 1]);
+    assert.equal(ta.pending, false);
+  });
+});
+
+Deno.test("a timer re-armed from its callback keeps ticking", async () => {
+  await withLoop(async (loop) => {
+    let n = 0;
+    const t = loop.timer("monotonic", () => {
+      if (++n < 5) t.mod(loop.now("monotonic") + 1e6);
+    });
+    t.mod(loop.now("monotonic"));
+    await until(() => n === 5);
+  });
+});
+
+Deno.test("a BH runs once however often it is scheduled", async () => {
+  await withLoop(async (loop) => {
+    let n = 0;
+    const bh = loop.bh(() => n++);
+    for (let i = 0; i < 100; i++) bh.schedule();
+    await until(() => n === 1);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(n, 1);
+    bh.schedule();
+    await until(() => n === 2);
+    const c = loop.bh(() => n++);
+    c.schedule();
+    c.cancel();
+    const d = loop.bh(() => n++);
+    d.schedule();
+    d.delete();
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(n, 2);
+  });
+});
+
+Deno.test("BHs scheduled from several Workers at once all run exactly once", async () => {
+  const WORKERS = 4, PER = 200;
+  await withLoop(async (loop) => {
+    const counts = new Int32Array(WORKERS * PER);
+    const handles: BhHandle[] = [];
+    for (let i = 0; i < counts.length; i++) {
+      handles.push(loop.bh(() => counts[i]++).handle());
+    }
+    const start = new Int32Array(new SharedArrayBuffer(4));
+    const workers: Worker[] = [];
+    const done: Promise<unknown>[] = [];
+    for (let w = 0; w < WORKERS; w++) {
+      const worker = new Worker(new URL("./testdata/bh_worker.ts", import.meta.url).href, {
+        type: "module",
+      });
+      workers.push(worker);
+      done.push(new Promise((r) => (worker.onmessage = r)));
+      worker.postMessage({ handles: handles.slice(w * PER, (w + 1) * PER), start });
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    Atomics.store(start, 0, 1);
+    Atomics.notify(start, 0);
+    await Promise.all(done);
+    for (const w of workers) w.terminate();
+    await until(() => counts.every((c) => c >= 1));
+    await new Promise((r) => setTimeout(r, 10));
+    assert.ok(counts.every((c) => c === 1), "some BH ran more than once");
+  });
+});
+
+Deno.test("fd handlers are level-triggered and removable from their own callback", async () => {
+  await withLoop(async (loop) => {
+    const [r, w] = pipe(true);
+    const efd = eventFd();
+    try {
+      let reads = 0;
+      libc.write(w, new Uint8Array([1]), 1n);
+      loop.setFdHandler(r, {
+        read: () => {
+          // Not consuming: level-triggered means we are called again.
+          if (++reads === 3) loop.setFdHandler(r, null);
+        },
+      });
+      let writes = 0;
+      loop.setFdHandler(w, { write: () => ++writes === 3 && loop.setFdHandler(w, null) });
+      let ev = 0n;
+      loop.setFdHandler(efd, {
+        read: () => {
+          ev += eventFdRead(efd);
+          if (ev >= 5n) loop.setFdHandler(efd, null);
+        },
+      });
+      for (let i = 0; i < 5; i++) eventFdWrite(efd);
+      await until(() => reads === 3 && writes === 3 && ev === 5n);
+      eventFdWrite(efd); // removed: must not be counted
+      await new Promise((res) => setTimeout(res, 20));
+      assert.equal(reads, 3);
+      assert.equal(writes, 3);
+      assert.equal(ev, 5n);
+    } finally {
+      closeFd(r);
+      closeFd(w);
+      closeFd(efd);
+    }
+  });
+});
+
+Deno.test("a handler removed by an earlier handler in the same iteration is not called", async () => {
+  await withLoop(async (loop) => {
+    const a = eventFd(1), b = eventFd(1);
+    try {
+      let calledB = 0;
+      loop.setFdHandler(a, {
+        read: () => {
+          eventFdRead(a);
+          loop.setFdHandler(b, null);
+        },
+      });
+      loop.setFdHandler(b, { read: () => calledB++ });
+      loop.notify();
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(calledB, 0);
+    } finally {
+      loop.setFdHandler(a, null);
+      closeFd(a);
+      closeFd(b);
+    }
+  });
+});
+
+Deno.test("a busy loop does not starve Deno's event loop", async () => {
+  await withLoop(async (loop) => {
+    let spins = 0;
+    const bh = loop.bh(() => {
+      spins++;
+      bh.schedule();
+    });
+    bh.schedule();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, 20));
+    const dt = performance.now() - t0;
+    bh.delete();
+    assert.ok(spins > 10, `loop made no progress (${spins})`);
+    assert.ok(dt < 1000, `Deno timer starved for ${dt} ms`);
+  });
+});
+
+Deno.test("notify and stop work from an idle loop", async () => {
+  const loop = new MainLoop();
+  const done = loop.run();
+  await new Promise((r) => setTimeout(r, 10));
+  const before = loop.iterations;
+  loop.notify();
+  await until(() => loop.iterations > before);
+  loop.stop();
+  await done;
+  loop.close();
+  assert.throws(() => loop.run(), /closed/);
+});
+
+Deno.test("invalid arguments are rejected", () => {
+  const loop = new MainLoop();
+  try {
+    assert.throws(() => loop.setFdHandler(-1, { read: () => {} }), RangeError);
+    assert.throws(() => loop.timer("monotonic", () => {}).mod(NaN), RangeError);
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => loop.timer("bogus" as any, () => {}), TypeError);
+  } finally {
+    loop.close();
+  }
+});

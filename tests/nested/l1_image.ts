@@ -1,0 +1,148 @@
+/**
+ * The nested host's ("L1") initramfs: busybox, the KVM, 9p and virtio-serial
+ * modules of the Debian kernel, the Deno binary's shared libraries and loader,
+ * and an `/init` that hands over to a per-run script on the run share.
+ *
+ * Everything that changes per run (command, environment, paths) lives in that
+ * script, so the image is built once per kernel/busybox/Deno and cached.
+ *
+ * @module
+ */
+
+import type { CpioWriter } from "../fixtures/cpio.ts";
+import { exec } from "../fixtures/_exec.ts";
+import { type DebianKernel, debianPackage } from "../fixtures/debian.ts";
+import { addBusyboxRoot, addModules, cachedCpio } from "../fixtures/initramfs.ts";
+
+/** Modules the L1 loads, in this order (dependencies are added automatically). */
+export const L1_MODULES: readonly string[] = [
+  "irqbypass",
+  "kvm",
+  "ccp",
+  "kvm-amd",
+  "virtio_pci",
+  "9pnet_virtio",
+  "9p",
+  "virtio_console",
+];
+
+/** Mount point of the per-run share inside the L1 (exit code, run script, status). */
+export const L1_RUN_DIR = "/run/denovmm";
+
+/** 9p mount tag of the per-run share. */
+export const L1_RUN_TAG = "denovmm_run";
+
+/** Line prefix the L1's `/init` uses on its console. */
+export const L1_MARKER = "DENOVMM-L1";
+
+/**
+ * The L1's `/init`: mount pseudo filesystems, load modules, mount the run
+ * share, record whether /dev/kvm appeared, run `run.sh` from the share only if
+ * it did, then flush and power off (QEMU runs with -no-reboot, so it exits).
+ */
+export const L1_INIT = `#!/bin/sh
+/bin/busybox --install -s /bin 2>/dev/null
+export PATH=/bin
+echo "${L1_MARKER} init"
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+for m in $(cat /etc/denovmm/modules); do
+  insmod /lib/modules/$m.ko || echo "${L1_MARKER} insmod-failed=$m"
+done
+mkdir -p ${L1_RUN_DIR}
+mounted=no
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  if mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 ${L1_RUN_TAG} ${L1_RUN_DIR}; then
+    mounted=yes
+    break
+  fi
+  sleep 0.3
+done
+if [ $mounted = yes ]; then
+  i=0
+  while [ ! -c /dev/kvm ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+  if [ -c /dev/kvm ]; then
+    echo "${L1_MARKER} kvm=ok uptime=$(cut -d' ' -f1 /proc/uptime)"
+    echo ok > ${L1_RUN_DIR}/kvm
+    /bin/sh ${L1_RUN_DIR}/run.sh
+  else
+    echo "${L1_MARKER} kvm=missing"
+    echo missing > ${L1_RUN_DIR}/kvm
+  fi
+  sync
+  umount ${L1_RUN_DIR}
+else
+  echo "${L1_MARKER} error=run share mount failed"
+fi
+sync
+poweroff -f
+echo o > /proc/sysrq-trigger
+sleep 3600
+`;
+
+/**
+ * Host paths of the shared libraries and loader `ldd` reports for `binary`.
+ *
+ * @example
+ * ```ts ignore
+ * await sharedLibraries(Deno.execPath()); // ["/lib/x86_64-linux-gnu/libdl.so.2", ...]
+ * ```
+ */
+export async function sharedLibraries(binary: string): Promise<string[]> {
+  const { stdout } = await exec("ldd", [binary]);
+  const libs: string[] = [];
+  for (const line of stdout.split("\n")) {
+    if (line.includes("not found")) {
+      throw new Error(`Missing library for ${binary}: ${line.trim()}`);
+    }
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x[0-9a-f]+\)/.exec(line);
+    if (m) libs.push(m[1]);
+  }
+  if (libs.length === 0) throw new Error(`ldd found no libraries for ${binary}`);
+  return libs;
+}
+
+/** Adds host file `path` at the same absolute path, creating parent directories. */
+async function addHostFile(writer: CpioWriter, path: string): Promise<void> {
+  const parts = path.split("/").filter(Boolean);
+  for (let i = 1; i < parts.length; i++) {
+    const dir = parts.slice(0, i).join("/");
+    if (!writer.has(dir)) writer.dir(dir);
+  }
+  if (writer.has(path)) return;
+  const st = await Deno.stat(path);
+  writer.file(path, await Deno.readFile(path), { perm: (st.mode ?? 0o755) & 0o7777 });
+}
+
+/**
+ * Builds (or finds cached) the L1 initramfs for `kernel`, carrying the shared
+ * libraries that `denoBinary` needs. Returns the cpio's path.
+ *
+ * @example
+ * ```ts ignore
+ * const initrd = await buildL1Initramfs(await debianKernel("amd64"), Deno.execPath());
+ * ```
+ */
+export async function buildL1Initramfs(
+  kernel: DebianKernel,
+  denoBinary: string,
+): Promise<string> {
+  const libs = await sharedLibraries(denoBinary);
+  const stamps = await Promise.all(libs.map(async (l) => {
+    const st = await Deno.stat(l);
+    return [l, st.size, st.mtime?.getTime()];
+  }));
+  const busybox = await debianPackage("busybox-static");
+  const key = ["l1-v2", busybox, kernel.modulesDir, L1_MODULES, stamps, L1_INIT];
+  return await cachedCpio(key, async (w) => {
+    await addBusyboxRoot(w);
+    await addModules(w, kernel.modulesDir, L1_MODULES);
+    for (const lib of libs) await addHostFile(w, lib);
+    w.file("init", L1_INIT, { perm: 0o755 });
+  });
+}
