@@ -12,10 +12,12 @@
 import { parseCli, USAGE, UsageError, type VmOptions } from "./machine/cli.ts";
 import { runDemo, runLinux } from "./machine/run.ts";
 import { describeKvmOpenError } from "./machine/kvm_errors.ts";
+import { DiskError, openDisks, type OpenedDisk } from "./machine/disks.ts";
 import { ErrnoError } from "./sys/errno.ts";
 import { readFileFfi } from "./sys/fd.ts";
 import { KernelLoaderError } from "./boot/kernel_loader_error.ts";
 import { parseBzImage } from "./boot/bzimage.ts";
+import { findPvhEntry } from "./boot/elf.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "./vcpu/exit_codes.ts";
 
 /** The version printed by --version. */
@@ -57,7 +59,7 @@ async function main(args: string[]): Promise<number> {
     console.log(`denovmm ${VERSION} (deno ${Deno.version.deno})`);
     return 0;
   }
-  if (o.disks.length > 0) fail("--disk is not available yet in this build");
+  let disks: OpenedDisk[] = [];
   try {
     if (o.kernel === undefined) return await runDemo(o);
     const kernel = readInput("kernel", o.kernel);
@@ -65,14 +67,23 @@ async function main(args: string[]): Promise<number> {
     const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
       kernel[3] === 0x46;
     if (!isElf) parseBzImage(kernel);
+    else if (findPvhEntry(kernel) === undefined) {
+      throw new KernelLoaderError(
+        "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
+      );
+    }
     const initrd = o.initrd === undefined ? undefined : readInput("initrd", o.initrd);
-    return await runLinux(o, { kernel, initrd });
+    disks = openDisks(o.disks);
+    return await runLinux(o, { kernel, initrd, disks });
   } catch (e) {
+    if (e instanceof DiskError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
     if (e instanceof KernelLoaderError) fail(`${o.kernel}: ${e.message}`);
     if (e instanceof ErrnoError) fail(e.message, EXIT_CODE_CRASH);
     throw e;
+  } finally {
+    for (const d of disks) d.file.close();
   }
 }
 

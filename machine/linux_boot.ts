@@ -10,15 +10,10 @@ import type { GuestMemory } from "../memory/guest_memory.ts";
 import {
   buildE820,
   type CpuBootState,
-  encodeCmdline,
-  KernelLoaderError,
   loadBzImage,
-  loadElf,
+  loadPvhKernel,
   setupLongMode,
   setupPvh,
-  usableEnd,
-  writeCmdline,
-  writePvhStartInfo,
 } from "../boot/mod.ts";
 import { buildAcpiTables } from "../acpi/mod.ts";
 
@@ -50,7 +45,6 @@ export interface LinuxBootResult {
 }
 
 const ELF_MAGIC = 0x464c457f;
-const FOUR_GIB = 0x1_0000_0000;
 
 /**
  * Loads the kernel (and initrd), writes ACPI tables and returns the boot CPU state.
@@ -58,7 +52,8 @@ const FOUR_GIB = 0x1_0000_0000;
  * @param mem guest RAM
  * @param o kernel, initrd, command line, vCPUs
  * @returns the entry state for vCPU 0
- * @throws {KernelLoaderError} when the file is not a kernel we can boot
+ * @throws {KernelLoaderError} when the file is not a kernel we can boot (a vmlinux
+ *   without a PVH note among them)
  */
 export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResult {
   const acpi = buildAcpiTables(mem, { cpus: o.cpus, pci: o.pci ?? false });
@@ -75,31 +70,12 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
   }
-  const elf = loadElf(mem, o.kernel);
-  if (elf.pvhEntry === undefined) {
-    throw new KernelLoaderError(
-      "This vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
-    );
-  }
-  const cmd = writeCmdline(mem, encodeCmdline(o.cmdline, 2048));
-  let initrd: { addr: number; size: number } | undefined;
-  if (o.initrd) {
-    const top = Math.min(usableEnd(e820, elf.kernelEnd), FOUR_GIB);
-    const addr = Math.floor((top - o.initrd.length) / 4096) * 4096;
-    if (addr < elf.kernelEnd) {
-      throw new KernelLoaderError(
-        `The initrd (${o.initrd.length} bytes) does not fit in guest RAM above the kernel; give more --memory`,
-      );
-    }
-    mem.write(addr, o.initrd);
-    initrd = { addr, size: o.initrd.length };
-  }
-  const startInfo = writePvhStartInfo(mem, {
+  const pvh = loadPvhKernel(mem, o.kernel, {
+    cmdline: o.cmdline,
+    initrd: o.initrd,
     e820,
-    cmdlineAddr: cmd.addr,
     rsdp: acpi.rsdp,
-    initrd,
   });
-  const cpu = setupPvh(mem, { entry: elf.pvhEntry, startInfo });
+  const cpu = setupPvh(mem, { entry: pvh.entry, startInfo: pvh.startInfo });
   return { format: "vmlinux (PVH)", cpu, rsdp: acpi.rsdp };
 }

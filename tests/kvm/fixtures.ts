@@ -6,12 +6,14 @@
  *
  * @module
  */
-import { buildTestInitramfs, debianKernel } from "../fixtures/mod.ts";
+import { buildTestInitramfs, debianKernel, vmlinuxOf } from "../fixtures/mod.ts";
 
 /** The Linux guest payload for boot tests. */
 export interface LinuxFixture {
   /** Debian's bzImage. */
   kernel: string;
+  /** The same kernel as an uncompressed vmlinux ELF. */
+  vmlinux: string;
   /** Its release string. */
   release: string;
   /** The busybox test initramfs. */
@@ -26,7 +28,8 @@ export interface LinuxFixture {
 export async function linuxFixture(): Promise<LinuxFixture> {
   const k = await debianKernel("amd64");
   const initrd = await buildTestInitramfs();
-  return { kernel: k.vmlinuz, release: k.version, initrd };
+  const vmlinux = await vmlinuxOf(k.vmlinuz);
+  return { kernel: k.vmlinuz, vmlinux, release: k.version, initrd };
 }
 
 /** Everything the KVM tests need, made ready on this host. */

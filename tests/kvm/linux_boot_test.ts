@@ -7,6 +7,22 @@ import { linuxFixture } from "./fixtures.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
+/** Boots the fixture kernel (bzImage, or vmlinux with `elf`) with the test initramfs. */
+async function bootFixture(
+  opts: { elf?: boolean; append?: string; extra?: string[] } = {},
+): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+  const f = await linuxFixture();
+  return await boot([
+    "--kernel",
+    opts.elf ? f.vmlinux : f.kernel,
+    "--initrd",
+    f.initrd,
+    "--append",
+    `console=ttyS0 panic=-1 quiet ${opts.append ?? ""}`.trim(),
+    ...(opts.extra ?? []),
+  ]);
+}
+
 async function boot(
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
@@ -27,19 +43,7 @@ async function boot(
 }
 
 Deno.test("stock Debian bzImage boots to /init with 2 vCPUs and powers off", async () => {
-  const f = await linuxFixture();
-  const r = await boot([
-    "--kernel",
-    f.kernel,
-    "--initrd",
-    f.initrd,
-    "--append",
-    "console=ttyS0 panic=-1 quiet",
-    "--cpus",
-    "2",
-    "--memory",
-    "512M",
-  ]);
+  const r = await bootFixture({ extra: ["--cpus", "2", "--memory", "512M"] });
   const facts = r.stdout.match(new RegExp(`${INIT_MARKER} uname=(\\S+) nproc=(\\d+)`));
   assert.ok(facts, `no /init report in:\n${r.stdout.slice(-3000)}\n${r.stderr}`);
   assert.match(facts[1], /^6\.1\.0-\d+-amd64$/);
@@ -50,15 +54,13 @@ Deno.test("stock Debian bzImage boots to /init with 2 vCPUs and powers off", asy
 });
 
 Deno.test("guest reboot ends the VMM with exit code 10", async () => {
-  const f = await linuxFixture();
-  const r = await boot([
-    "--kernel",
-    f.kernel,
-    "--initrd",
-    f.initrd,
-    "--append",
-    "console=ttyS0 panic=-1 quiet denovmm.action=reboot",
-  ]);
+  const r = await bootFixture({ append: "denovmm.action=reboot" });
   assert.ok(r.stdout.includes(`${INIT_MARKER} action=reboot`), r.stdout.slice(-3000));
   assert.equal(r.code, 10, r.stderr);
+});
+
+Deno.test("the same kernel as a vmlinux ELF boots through its PVH entry", async () => {
+  const r = await bootFixture({ elf: true });
+  assert.ok(r.stdout.includes(`${INIT_MARKER} uname=`), r.stdout.slice(-3000) + r.stderr);
+  assert.equal(r.code, 0, r.stderr);
 });
