@@ -5,23 +5,21 @@ import { buildGuest } from "../../guests/guest.ts";
 import { runGuest } from "./_run_guest.ts";
 
 /** Loads an empty IDT and raises int3: #GP, then #DF, then shutdown. */
-function tripleFault(): ReturnType<typeof buildGuest> {
-  return buildGuest(`
+const tripleFaultSource = `
 bits 16
 start:
     cli
-    db 0x0f, 0x01, 0x1e       ; lidt [idtr]
+    db 0x0f, 0x01, 0x1e
     dw idtr
-    db 0xcc                   ; int3 with no IDT
+    db 0xcc
     hlt
 idtr:
     dw 0
     dd 0
-`);
-}
+`;
 
 Deno.test("a triple fault stops the VM with a register dump", async () => {
-  const r = await runGuest(tripleFault());
+  const r = await runGuest(buildGuest(tripleFaultSource));
   assert.equal(r.exitCode, 2);
 });
 
@@ -51,16 +49,3 @@ Deno.exit(r.exitCode);`,
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-const tripleFaultSource = `
-bits 16
-start:
-    cli
-    db 0x0f, 0x01, 0x1e
-    dw idtr
-    db 0xcc
-    hlt
-idtr:
-    dw 0
-    dd 0
-`;
