@@ -1,8 +1,9 @@
 // Debian's stock kernel boots under `deno run --allow-ffi main.ts` to the
 // test initramfs's /init, which reports uname -r and nproc over the serial
-// console, then powers off (exit 0) or reboots (exit 10).
+// console, then powers off (exit 0) or reboots (exit 10). A line typed on
+// the host's stdin reaches the guest's shell through the 16550.
 import assert from "node:assert/strict";
-import { INIT_MARKER } from "../fixtures/initramfs.ts";
+import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -42,12 +43,67 @@ async function boot(
   };
 }
 
-Deno.test("stock Debian bzImage boots to /init with 2 vCPUs and powers off", async () => {
-  const r = await bootFixture({ extra: ["--cpus", "2", "--memory", "512M"] });
+/** The guest's /init script for the console test: echo one line typed on the host. */
+const ECHO_SCRIPT = 'read -r -t 120 line; echo "DENOVMM-ECHO [$line]"';
+
+/**
+ * Boots with stdin piped; once `marker` shows on the console, types `input`.
+ */
+async function bootTyping(
+  args: string[],
+  marker: string,
+  input: string,
+): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", "--allow-ffi", "main.ts", ...args],
+    cwd: repo,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(240_000),
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const writer = child.stdin.getWriter();
+  let stdout = "";
+  let typed = false;
+  const dec = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    stdout += dec.decode(chunk, { stream: true });
+    if (!typed && stdout.includes(marker)) {
+      typed = true;
+      await writer.write(new TextEncoder().encode(input));
+    }
+  }
+  await writer.close().catch(() => {});
+  const { code } = await child.status;
+  return { code, stdout, stderr: await stderr, seconds: (performance.now() - t0) / 1000 };
+}
+
+Deno.test("stock Debian bzImage boots to /init with 2 vCPUs, reads the console, powers off", async () => {
+  const f = await linuxFixture();
+  const initrd = await buildTestInitramfs({ script: ECHO_SCRIPT });
+  const r = await bootTyping(
+    [
+      "--kernel",
+      f.kernel,
+      "--initrd",
+      initrd,
+      "--append",
+      "console=ttyS0 panic=-1 quiet",
+      "--cpus",
+      "2",
+      "--memory",
+      "512M",
+    ],
+    `${INIT_MARKER} uname=`,
+    "ping from the host\n",
+  );
   const facts = r.stdout.match(new RegExp(`${INIT_MARKER} uname=(\\S+) nproc=(\\d+)`));
   assert.ok(facts, `no /init report in:\n${r.stdout.slice(-3000)}\n${r.stderr}`);
   assert.match(facts[1], /^6\.1\.0-\d+-amd64$/);
   assert.equal(facts[2], "2");
+  assert.ok(r.stdout.includes("DENOVMM-ECHO [ping from the host]"), r.stdout.slice(-2000));
   assert.ok(r.stdout.includes(`${INIT_MARKER} action=poweroff`));
   assert.equal(r.code, 0, r.stderr);
   console.log(`boot to power-off: ${r.seconds.toFixed(1)} s`);
