@@ -31,4 +31,5 @@ export * as legacy from "./devices/legacy/mod.ts";
 export * as pci from "./devices/pci/mod.ts";
 export * as virtio from "./devices/virtio/mod.ts";
 export * as mainloop from "./mainloop/mod.ts";
+export * as aio from "./aio/mod.ts";
 export * as guests from "./guests/mod.ts";

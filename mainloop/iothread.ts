@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { workerUrl } from "../sys/worker_url.ts";
 
 /** Options for {@link IOThread.start}. */
 export interface IOThreadOptions {
@@ -41,7 +42,7 @@ export class IOThread {
 
   private constructor(name: string) {
     this.name = name;
-    this.#worker = new Worker(new URL("./_iothread_worker.ts", import.meta.url).href, {
+    this.#worker = new Worker(workerUrl(new URL("./_iothread_worker.ts", import.meta.url)), {
       type: "module",
       name,
     });
@@ -93,7 +94,7 @@ export class IOThread {
     const id = this.#nextCall++;
     const { promise, resolve, reject } = Promise.withResolvers<unknown>();
     this.#calls.set(id, { resolve, reject });
-    this.#worker.postMessage({ type: "call", id, module: String(module), fn, args });
+    this.#worker.postMessage({ type: "call", id, module: workerUrl(module), fn, args });
     return promise as Promise<T>;
   }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { closeFd, eventFd, eventFdWrite } from "../sys/fd.ts";
 import { IOThread } from "./iothread.ts";
+import { ioUringAvailable } from "../aio/io_uring.ts";
 
 const fixture = new URL("./testdata/iothread_fixture.ts", import.meta.url);
 
@@ -29,5 +30,23 @@ Deno.test("an iothread owns fd handlers", async () => {
   } finally {
     await io.stop();
     closeFd(efd);
+  }
+});
+
+Deno.test("an iothread owns an aio engine whose completions run on it", async () => {
+  const io = await IOThread.start({ name: "iothread-aio" });
+  const path = await Deno.makeTempFile();
+  await Deno.writeTextFile(path, "disk data");
+  try {
+    assert.equal(await io.call(fixture, "readWithAio", path, "threads"), "iothread-aio:disk data");
+    if (ioUringAvailable() === null) {
+      assert.equal(
+        await io.call(fixture, "readWithAio", path, "io_uring"),
+        "iothread-aio:disk data",
+      );
+    }
+  } finally {
+    await io.stop();
+    await Deno.remove(path);
   }
 });

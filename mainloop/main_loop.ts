@@ -19,7 +19,11 @@
  *
  * One iteration, in this order (QEMU's aio_dispatch order):
  * 1. timeout = 0 if a BH is pending, else until the nearest timer on any
- *    clock, else infinite; ppoll with it (ns resolution);
+ *    clock, else infinite; ppoll with it (ns resolution). If the previous
+ *    iteration ran BHs, the loop first sleeps up to `pollNs` (50 µs) in
+ *    Atomics.wait for the next cross-thread BH (see {@link MainLoopOptions});
+ *    before sleeping in ppoll it re-arms the notifier (notifier.ts) and
+ *    re-checks for pending BHs, so no wake-up is lost;
  * 2. bottom halves, in creation order (each scheduled one runs once);
  * 3. fd handlers, in registration order: `read` on POLLIN/POLLHUP/POLLERR,
  *    then `write` on POLLOUT/POLLERR (level-triggered: called again next
@@ -34,7 +38,7 @@
 import { libc } from "../sys/libc.ts";
 import { errno } from "../sys/errno.ts";
 import { BH_WORDS, BhTable } from "./bh.ts";
-import { CLOCK_MONOTONIC, clockId, clockNs } from "./clock.ts";
+import { clockId, clockNs } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
 import { TimerGroup } from "./timer.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
@@ -66,9 +70,14 @@ export interface MainLoopOptions {
   /** Name for diagnostics (`main`, `iothread-0`). */
   name?: string;
   /**
-   * Busy-wait this long for a bottom half (e.g. an aio completion) before
-   * sleeping in ppoll, like QEMU's poll-max-ns: trades CPU for wake-up latency.
-   * Default 0 (off).
+   * After an iteration that ran bottom halves, first wait up to this long for
+   * the next one with Atomics.wait on the shared BH word, before sleeping in
+   * ppoll on Deno's thread pool. A BH scheduled from another thread (an aio
+   * completion) then wakes the loop thread directly through a futex instead
+   * of through ppoll, the thread pool and a Promise. Like QEMU's poll-max-ns,
+   * but sleeping rather than spinning (spinning starved the aio threads on a
+   * 2-core host). While it waits, fd events and Deno's own event loop wait
+   * too, at most this long per iteration. Default 50 µs; 0 turns it off.
    */
   pollNs?: number;
 }
@@ -91,12 +100,13 @@ export class MainLoop implements EventLoop {
   #pollI32 = new Int32Array(this.#pollBuf);
   #pollI16 = new Int16Array(this.#pollBuf);
   #pollPtr = 0n;
-  #ts = new BigInt64Array(2);
+  #ts = new BigInt64Array(new ArrayBuffer(16)); // off-heap: its address is passed to ppoll
   #tsPtr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#ts)));
   #running: Promise<void> | null = null;
   #stop = false;
   #closed = false;
   #pollNs: number;
+  #ranBh = false;
   /** Iterations completed (for tests and benchmarks). */
   iterations = 0;
 
@@ -114,7 +124,7 @@ export class MainLoop implements EventLoop {
    */
   constructor(options: MainLoopOptions = {}) {
     this.name = options.name ?? "main";
-    this.#pollNs = options.pollNs ?? 0;
+    this.#pollNs = options.pollNs ?? 50_000;
     if (!(this.#pollNs >= 0)) throw new RangeError(`Invalid pollNs ${options.pollNs}`);
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
@@ -229,13 +239,16 @@ export class MainLoop implements EventLoop {
       let timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
       let n = Number(libc.syscall(SYS_ppoll, this.#pollPtr, nfds, this.#zeroTs(), 0n, 8n, 0n));
       if (n < 0 && errno() !== 4) throw new Error(`ppoll failed: errno ${errno()}`);
-      if (n === 0 && timeout !== 0 && this.#pollNs > 0 && budget > 0 && this.#spin(timeout)) {
-        n = 0;
+      if (
+        n === 0 && timeout !== 0 && this.#pollNs > 0 && budget > 0 && this.#ranBh &&
+        this.#bhs.waitPending((timeout < 0 ? this.#pollNs : Math.min(this.#pollNs, timeout)) / 1e6)
+      ) {
         budget--;
       } else if ((n === 0 && timeout !== 0) || budget === 0) {
         budget = SYNC_BUDGET;
         this.#bhs.polling = true;
-        if (n > 0 || this.#bhs.pending || this.#stop) timeout = 0;
+        this.#notifier.arm();
+        if (n > 0 || this.#bhs.pending || this.#stop || this.#dirty) timeout = 0;
         const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
         // Changes made on this thread while ppoll sleeps (from Deno callbacks)
         // notify; records replaced meanwhile are marked dead and skipped.
@@ -247,16 +260,6 @@ export class MainLoop implements EventLoop {
       this.iterations++;
       this.#dispatch(n);
     }
-  }
-
-  /** Spins until a BH is pending, up to pollNs (and the timer deadline). */
-  #spin(timeout: number): boolean {
-    const limit = timeout < 0 ? this.#pollNs : Math.min(this.#pollNs, timeout);
-    const end = clockNs(CLOCK_MONOTONIC) + limit;
-    do {
-      if (this.#bhs.pending) return true;
-    } while (clockNs(CLOCK_MONOTONIC) < end);
-    return this.#bhs.pending;
   }
 
   #zeroTs(): bigint {
@@ -297,10 +300,10 @@ export class MainLoop implements EventLoop {
     const i16 = this.#pollI16;
     if (n > 0 && i16[3] !== 0) {
       i16[3] = 0;
-      this.#notifier.clear();
+      this.#notifier.drain();
       n--;
     }
-    this.#bhs.run();
+    this.#ranBh = this.#bhs.run() > 0;
     if (n > 0) {
       const records = this.#records;
       for (let i = 0; i < records.length; i++) {

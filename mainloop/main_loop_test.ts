@@ -147,6 +147,32 @@ Deno.test("BHs scheduled from several Workers at once all run exactly once", asy
   });
 });
 
+Deno.test("a BH scheduled from a Worker in ping-pong never loses a wake-up", async () => {
+  for (const pollNs of [0, 50_000]) {
+    const loop = new MainLoop({ pollNs });
+    const running = loop.run();
+    const counter = new Int32Array(new SharedArrayBuffer(8));
+    const bh = loop.bh(() => {
+      Atomics.add(counter, 0, 1);
+      Atomics.notify(counter, 0);
+    });
+    const w = new Worker(new URL("./testdata/pingpong_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    try {
+      const reply = new Promise<string>((r) => (w.onmessage = (e) => r(e.data)));
+      w.postMessage({ handle: bh.handle(), counter: counter.buffer, rounds: 2000 });
+      assert.equal(await reply, "done");
+      assert.equal(Atomics.load(counter, 0), 2000);
+    } finally {
+      w.terminate();
+      loop.stop();
+      await running;
+      loop.close();
+    }
+  }
+});
+
 Deno.test("fd handlers are level-triggered and removable from their own callback", async () => {
   await withLoop(async (loop) => {
     const [r, w] = pipe(true);

@@ -41,8 +41,9 @@ export class EventNotifier {
    * ```ts
    * import { EventNotifier } from "./notifier.ts";
    * const n = new EventNotifier();
+   * n.arm();
    * n.notify();
-   * n.clear();
+   * n.drain();
    * n.close();
    * ```
    */
@@ -57,12 +58,19 @@ export class EventNotifier {
   }
 
   /**
-   * Clears the flag, then drains the eventfd. Clearing first means a notifier
-   * racing with us either is seen by the caller's following scan or writes
-   * the eventfd again.
+   * Clears the flag; the loop calls this right before it checks for pending
+   * work and sleeps. A notifier that comes later writes the eventfd and wakes
+   * it; one that came earlier published its work before setting the flag, so
+   * the loop's check sees that work. (Clearing when the eventfd is drained
+   * instead can leave the flag set with the eventfd empty, and every later
+   * notification would be skipped.)
    */
-  clear(): void {
+  arm(): void {
     Atomics.store(this.words, NOTIFY_WORD, 0);
+  }
+
+  /** Drains the eventfd after it polled readable. */
+  drain(): void {
     eventFdRead(this.fd);
   }
 

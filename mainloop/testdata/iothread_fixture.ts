@@ -32,3 +32,23 @@ export function waitFor(_loop: MainLoop, n: string): Promise<string> {
 export function fail(_loop: MainLoop): never {
   throw new RangeError("Deliberate failure");
 }
+
+/** Reads a file through an aio engine owned by this iothread's loop. */
+export async function readWithAio(
+  loop: MainLoop,
+  path: string,
+  kind: "threads" | "io_uring",
+): Promise<string> {
+  const { createAioBackend } = await import("../../aio/backend.ts");
+  const { openFile, closeFd, O_RDONLY } = await import("../../sys/fd.ts");
+  const aio = createAioBackend(loop, kind, { pool: { maxThreads: 2 } });
+  const fd = openFile(path, O_RDONLY);
+  try {
+    const buf = new Uint8Array(64);
+    const n = await new Promise<number>((r) => aio.submit({ op: "pread", fd, offset: 0, buf }, r));
+    return `${threadName()}:${new TextDecoder().decode(buf.subarray(0, n))}`;
+  } finally {
+    closeFd(fd);
+    await aio.close();
+  }
+}

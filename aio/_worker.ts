@@ -1,0 +1,153 @@
+/**
+ * An aio pool thread (`aio-N`): takes requests from the shared queue, runs
+ * the system call into the caller's memory, posts the result and schedules
+ * the pool's completion BH. Waits with Atomics.wait, so the pool can always
+ * wake it (and it never blocks in FFI while idle).
+ *
+ * @module
+ */
+import { libc } from "../sys/libc.ts";
+import { errno } from "../sys/errno.ts";
+import { setThreadName } from "../sys/thread.ts";
+import { SharedBh } from "../mainloop/bh.ts";
+import {
+  H_AVAIL,
+  H_CTAIL,
+  H_HEAD,
+  H_IDLE,
+  H_IDLE_MS,
+  H_MIN,
+  H_STOP,
+  H_THREADS,
+  lock,
+  OP_FDATASYNC,
+  OP_FSYNC,
+  OP_PREAD,
+  OP_PREADV,
+  OP_PWRITE,
+  OP_PWRITEV,
+  type PoolShared,
+  S_CANCELED,
+  S_DONE,
+  S_QUEUED,
+  S_RUNNING,
+  SLOT_BYTES,
+  unlock,
+} from "./_layout.ts";
+
+const EINTR = 4;
+
+const self = globalThis as unknown as {
+  onmessage: ((e: MessageEvent) => void) | null;
+  postMessage(m: unknown): void;
+  close(): void;
+};
+
+function rw(op: number, fd: number, addr: bigint, len: number, off: number): number {
+  let done = 0;
+  while (done < len) {
+    const p = Deno.UnsafePointer.create(addr + BigInt(done));
+    const n = Number(
+      op === OP_PREAD
+        ? libc.pread_ptr(fd, p, BigInt(len - done), BigInt(off + done))
+        : libc.pwrite_ptr(fd, p, BigInt(len - done), BigInt(off + done)),
+    );
+    if (n < 0) {
+      const e = errno();
+      if (e === EINTR) continue;
+      return done > 0 ? done : -e;
+    }
+    if (n === 0) break; // EOF
+    done += n;
+  }
+  return done;
+}
+
+function vec(op: number, fd: number, addr: bigint, cnt: number, off: number): number {
+  const p = Deno.UnsafePointer.create(addr);
+  for (;;) {
+    const o = BigInt(off);
+    const n = Number(op === OP_PREADV ? libc.preadv(fd, p, cnt, o) : libc.pwritev(fd, p, cnt, o));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+function sync(op: number, fd: number): number {
+  for (;;) {
+    const r = op === OP_FSYNC ? libc.fsync(fd) : libc.fdatasync(fd);
+    if (r >= 0) return 0;
+    const e = errno();
+    if (e !== EINTR) return -e;
+  }
+}
+
+function serve(s: PoolShared): void {
+  const h = new Int32Array(s.header);
+  const si = new Int32Array(s.slots);
+  const sf = new Float64Array(s.slots);
+  const addrs = new BigUint64Array(s.addrs);
+  const lens = new Float64Array(s.lens);
+  const sring = new Int32Array(s.sring);
+  const cring = new Int32Array(s.cring);
+  const mask = sring.length - 1;
+  const bh = new SharedBh(s.bh);
+  const W = SLOT_BYTES / 4, F = SLOT_BYTES / 8;
+
+  for (;;) {
+    if (Atomics.load(h, H_STOP)) break;
+    const a = Atomics.load(h, H_AVAIL);
+    if (a > 0) {
+      if (Atomics.compareExchange(h, H_AVAIL, a, a - 1) !== a) continue;
+      const pos = Atomics.add(h, H_HEAD, 1) & mask;
+      let idx: number;
+      // The submitter stores the entry before raising H_AVAIL; -1 marks taken.
+      while ((idx = Atomics.exchange(sring, pos, -1)) < 0) { /* not yet visible */ }
+      const base = idx * W;
+      if (Atomics.compareExchange(si, base, S_QUEUED, S_RUNNING) === S_QUEUED) {
+        const op = si[base + 1], fd = si[base + 2], cnt = si[base + 3];
+        const off = sf[idx * F + 2];
+        let res: number;
+        if (op === OP_PREAD || op === OP_PWRITE) res = rw(op, fd, addrs[idx], lens[idx], off);
+        else if (op === OP_PREADV || op === OP_PWRITEV) res = vec(op, fd, addrs[idx], cnt, off);
+        else if (op === OP_FSYNC || op === OP_FDATASYNC) res = sync(op, fd);
+        else res = -22; // EINVAL
+        sf[idx * F + 3] = res;
+        Atomics.store(si, base, S_DONE);
+      } else {
+        Atomics.store(si, base, S_CANCELED);
+      }
+      const cpos = Atomics.add(h, H_CTAIL, 1) & mask;
+      Atomics.store(cring, cpos, idx + 1);
+      bh.schedule();
+      continue;
+    }
+    Atomics.add(h, H_IDLE, 1);
+    const r = Atomics.wait(h, H_AVAIL, 0, Atomics.load(h, H_IDLE_MS));
+    lock(h);
+    Atomics.sub(h, H_IDLE, 1);
+    if (
+      r === "timed-out" && Atomics.load(h, H_AVAIL) === 0 &&
+      Atomics.load(h, H_THREADS) > Atomics.load(h, H_MIN)
+    ) {
+      Atomics.sub(h, H_THREADS, 1);
+      unlock(h);
+      return;
+    }
+    unlock(h);
+  }
+  // Closing: leave the count consistent for the pool's bookkeeping.
+  lock(h);
+  Atomics.sub(h, H_THREADS, 1);
+  unlock(h);
+}
+
+self.onmessage = (e: MessageEvent<{ shared: PoolShared; name: string }>) => {
+  self.onmessage = null;
+  setThreadName(e.data.name);
+  self.postMessage("ready");
+  serve(e.data.shared);
+  self.postMessage("exit");
+  self.close();
+};

@@ -1,0 +1,247 @@
+/**
+ * Linux boot to /init: denovmm against QEMU (`-enable-kvm -cpu host`, same
+ * bzImage, initrd, command line, memory and vCPUs) on the same KVM in the same
+ * run, as a ratio of medians (target <= 0.8x: direct boot skips firmware).
+ * Also the VMM's start-up (process start -> first KVM_RUN, target <= 60 ms)
+ * and its RSS beyond guest RAM at /init (target <= 60 MiB), next to
+ * Firecracker's published figures (8 ms of CPU, 5 MiB).
+ *
+ * Runs on hardware KVM (kvm_intel/kvm_amd) directly, otherwise inside the
+ * nested KVM host, whose L1 image then carries QEMU too.
+ *
+ *     deno run -A bench/boot_bench.ts        (DENOVMM_BOOT_ROUNDS=N to change rounds)
+ *
+ * @module
+ */
+import { kvmRoute } from "../tests/nested/route.ts";
+import { runNested } from "../tests/nested/run_nested.ts";
+import { L1_QEMU_BINARY } from "../tests/nested/l1_image.ts";
+import { debianKernel, ensureAptPackages } from "../tests/fixtures/debian.ts";
+import { buildTestInitramfs, INIT_MARKER } from "../tests/fixtures/initramfs.ts";
+
+const REPO = new URL("..", import.meta.url).pathname;
+const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
+const ROUNDS = Number(Deno.env.get("DENOVMM_BOOT_ROUNDS") ?? (NESTED ? 3 : 5));
+const CPUS = [1, 2];
+const MEMORY_MIB = 256;
+const CMDLINE = "console=ttyS0 quiet";
+const BOOT_TIMEOUT_MS = 240_000;
+const MARKER = new RegExp(`${INIT_MARKER} uname=\\S+ nproc=(\\d+)`);
+const TRACE = /denovmm: first KVM_RUN after ([\d.]+) ms \(epoch ([\d.]+)\)/;
+
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  throw new RangeError(`Invalid DENOVMM_BOOT_ROUNDS: ${ROUNDS}`);
+}
+
+/** Fixtures and QEMU are made ready on the host (apt is unreachable inside). */
+const kernel = (await debianKernel("amd64")).vmlinuz;
+const initrd = await buildTestInitramfs();
+
+if (kvmRoute() === "nested") {
+  console.log("No hardware /dev/kvm here: running this benchmark inside the nested KVM host.");
+  const r = await runNested(
+    `DENOVMM_BOOT_ROUNDS=${ROUNDS} deno run --no-check -A bench/boot_bench.ts`,
+    { stream: true, qemu: true, timeoutS: 900 },
+  );
+  Deno.exit(r.code);
+}
+if (!NESTED) await ensureAptPackages(["qemu-system-x86"]);
+
+/** What one boot measured. */
+interface Boot {
+  /** Spawn -> the /init marker line, by this process's clock. */
+  ms: number;
+  /** /proc/<pid>/status fields (kB) read when the marker arrived. */
+  status: Record<string, number>;
+  /** denovmm only: process start (its timeOrigin) -> first KVM_RUN. */
+  firstRunMs?: number;
+  /** denovmm only: spawn -> first KVM_RUN, by this process's clock. */
+  spawnToFirstRunMs?: number;
+}
+
+function readStatus(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  try {
+    for (const line of Deno.readTextFileSync(`/proc/${pid}/status`).split("\n")) {
+      const m = /^(\w+):\s+(\d+) kB$/.exec(line);
+      if (m) out[m[1]] = Number(m[2]);
+    }
+  } catch {
+    // The process is gone already; the caller reports the missing figures.
+  }
+  return out;
+}
+
+function tail(s: string, n = 2000): string {
+  return s.length > n ? s.slice(-n) : s;
+}
+
+async function boot(
+  cmd: string,
+  args: string[],
+  opts: { cpus: number; env?: Record<string, string> },
+): Promise<Boot> {
+  const t0 = performance.now();
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: REPO,
+    env: opts.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), BOOT_TIMEOUT_MS);
+  const stderr = new Response(child.stderr).text();
+  const dec = new TextDecoder();
+  let out = "";
+  let ms: number | undefined;
+  let status: Record<string, number> = {};
+  let nproc = "";
+  for await (const chunk of child.stdout) {
+    out += dec.decode(chunk, { stream: true });
+    if (ms !== undefined) continue;
+    const m = MARKER.exec(out);
+    if (m) {
+      ms = performance.now() - t0;
+      status = readStatus(child.pid);
+      nproc = m[1];
+    }
+  }
+  const { code } = await child.status;
+  clearTimeout(killer);
+  const err = await stderr;
+  const what = `${cmd.split("/").pop()} ${opts.cpus} vCPU`;
+  if (ms === undefined) {
+    throw new Error(`${what}: no ${INIT_MARKER} line (exit ${code})\n${tail(out)}\n${tail(err)}`);
+  }
+  if (nproc !== String(opts.cpus)) throw new Error(`${what}: guest saw nproc=${nproc}`);
+  if (code !== 0) throw new Error(`${what}: exit code ${code}\n${tail(err)}`);
+  const b: Boot = { ms, status };
+  const t = TRACE.exec(err);
+  if (t) {
+    b.firstRunMs = Number(t[1]);
+    b.spawnToFirstRunMs = Number(t[2]) - (performance.timeOrigin + t0);
+  }
+  return b;
+}
+
+const qemuBin = await Deno.stat(L1_QEMU_BINARY).then(() => L1_QEMU_BINARY)
+  .catch(() => "qemu-system-x86_64");
+
+function qemu(cpus: number): Promise<Boot> {
+  // deno-fmt-ignore
+  return boot(qemuBin, [
+    "-enable-kvm", "-cpu", "host", "-nographic", "-no-reboot",
+    "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE,
+    "-m", String(MEMORY_MIB), "-smp", String(cpus),
+  ], { cpus });
+}
+
+function denovmm(cpus: number): Promise<Boot> {
+  // deno-fmt-ignore
+  return boot(Deno.execPath(), [
+    "run", "--no-check", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts",
+    "--kernel", kernel, "--initrd", initrd, "--append", CMDLINE,
+    "--cpus", String(cpus), "--memory", `${MEMORY_MIB}M`,
+  ], { cpus, env: { DENOVMM_TRACE_START: "1" } });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function kvmKind(): string {
+  if (NESTED) return "nested KVM (kvm_amd in a Debian 6.1 L1 under QEMU TCG, 2 L1 vCPUs)";
+  const has = (m: string) => Deno.statSync(`/sys/module/${m}`).isDirectory;
+  try {
+    if (has("kvm_intel")) return "hardware KVM (kvm_intel)";
+  } catch {
+    // not Intel
+  }
+  return "hardware KVM (kvm_amd)";
+}
+
+// Warm-up, discarded: Deno's transpile cache, page cache for both binaries.
+for (const [name, fn] of [["qemu", qemu], ["denovmm", denovmm]] as const) {
+  const b = await fn(1);
+  console.error(`warm-up: ${name}/1 vCPU ${(b.ms / 1000).toFixed(2)} s`);
+}
+
+const results = new Map<string, Boot[]>();
+for (let r = 0; r < ROUNDS; r++) {
+  for (const cpus of CPUS) {
+    for (const [name, fn] of [["qemu", qemu], ["denovmm", denovmm]] as const) {
+      const key = `${name}/${cpus}`;
+      const b = await fn(cpus);
+      if (!results.has(key)) results.set(key, []);
+      results.get(key)!.push(b);
+      console.error(`round ${r + 1}: ${key} vCPU ${(b.ms / 1000).toFixed(2)} s`);
+    }
+  }
+}
+
+const s = (ms: number) => (ms / 1000).toFixed(2);
+const mib = (kb: number) => (kb / 1024).toFixed(1);
+console.log(
+  `\nKVM: ${kvmKind()}. Guest: Debian ${kernel.split("vmlinuz-").pop()} bzImage + busybox ` +
+    `initramfs, "${CMDLINE}", ${MEMORY_MIB} MiB. Median of ${ROUNDS} rounds (after a warm-up).\n`,
+);
+console.log("| vCPUs | QEMU -enable-kvm (s) | denovmm (s) | ratio | runs QEMU / denovmm (s) |");
+console.log("|---|---|---|---|---|");
+for (const cpus of CPUS) {
+  const q = results.get(`qemu/${cpus}`)!.map((b) => b.ms);
+  const d = results.get(`denovmm/${cpus}`)!.map((b) => b.ms);
+  console.log(
+    `| ${cpus} | ${s(median(q))} | ${s(median(d))} | ${(median(d) / median(q)).toFixed(2)}x | ` +
+      `${q.map(s).join(", ")} / ${d.map(s).join(", ")} |`,
+  );
+}
+console.log("\nTime: spawn of the VMM process -> the `DENOVMM-INIT` line on its serial console.");
+console.log("Target: <= 0.8x.\n");
+
+const all = [...results.entries()].filter(([k]) => k.startsWith("denovmm/")).flatMap(([, v]) => v);
+const firstRun = all.map((b) => b.firstRunMs).filter((x) => x !== undefined);
+const spawnFirst = all.map((b) => b.spawnToFirstRunMs).filter((x) => x !== undefined);
+const field = (bs: Boot[], f: string) => median(bs.map((b) => b.status[f] ?? NaN));
+const rss = field(all, "VmRSS");
+const shmem = field(all, "RssShmem");
+const beyond = median(all.map((b) => (b.status.VmRSS ?? NaN) - (b.status.RssShmem ?? NaN)));
+const qemuAll = [...results.entries()].filter(([k]) => k.startsWith("qemu/")).flatMap(([, v]) => v);
+console.log(
+  "| denovmm start-up and memory (median, 1 and 2 vCPUs) | value | target | Firecracker |",
+);
+console.log("|---|---|---|---|");
+if (firstRun.length) {
+  const fr = median(firstRun);
+  console.log(
+    `| process start (performance.timeOrigin) -> first KVM_RUN | ${fr.toFixed(1)} ms | ` +
+      `<= 60 ms (${(fr / 60).toFixed(1)}x) | 8 ms CPU (${(fr / 8).toFixed(0)}x) |`,
+  );
+  console.log(
+    `| spawn (this process's clock) -> first KVM_RUN | ${median(spawnFirst).toFixed(1)} ms | | |`,
+  );
+} else {
+  console.log("| process start -> first KVM_RUN | no trace line (DENOVMM_TRACE_START) | | |");
+}
+console.log(
+  `| RSS beyond guest RAM at /init (VmRSS - RssShmem) | ${mib(beyond)} MiB | ` +
+    `<= 60 MiB (${(beyond / 1024 / 60).toFixed(2)}x) | 5 MiB (${
+      (beyond / 1024 / 5).toFixed(0)
+    }x) |`,
+);
+console.log(
+  `| VmRSS / RssAnon / RssFile / RssShmem (guest RAM touched) | ${mib(rss)} / ${
+    mib(field(all, "RssAnon"))
+  } / ${mib(field(all, "RssFile"))} / ${mib(shmem)} MiB | | |`,
+);
+console.log(
+  `| QEMU VmRSS at /init, for reference (its guest RAM is anonymous: not separable) | ${
+    mib(field(qemuAll, "VmRSS"))
+  } MiB | | |`,
+);
+console.log(
+  "\nFirecracker's figures are its published specification (CPU time, not wall time); " +
+    "the start-up figure here is wall time and includes Deno's own start and module loading.",
+);
