@@ -55,7 +55,7 @@ Deno.test("threads: threads are named aio-N and idle ones exit", async () => {
   const fd = openFile(path, O_RDONLY);
   try {
     await withBackend(
-      (loop) => (pool = new ThreadPool(loop, { maxThreads: 4, idleTimeoutMs: 50 })),
+      (loop) => (pool = new ThreadPool(loop, { maxThreads: 4, idleTimeoutMs: 1000 })),
       async (b) => {
         const p = pool!;
         assert.equal(p.threads, 0);
