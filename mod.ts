@@ -14,6 +14,8 @@ export * from "./machine/cli.ts";
 export * from "./machine/size.ts";
 export * from "./machine/linux_boot.ts";
 export * from "./machine/run.ts";
+export * from "./machine/disks.ts";
+export * from "./machine/pci_devices.ts";
 export * from "./hypervisor/types.ts";
 export * from "./memory/mod.ts";
 export * from "./devices/bus.ts";

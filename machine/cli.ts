@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { parseSize } from "./size.ts";
+import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 
 /** A mistake in the command line; main.ts prints the message and exits 1. */
 export class UsageError extends Error {
@@ -132,6 +133,16 @@ export function parseCli(args: readonly string[]): VmOptions {
   }
   if (v.append !== undefined && v.kernel === undefined) {
     throw new UsageError("--append needs --kernel");
+  }
+  for (const d of v.disk ?? []) {
+    try {
+      parseDiskOption(d);
+    } catch (e) {
+      throw new UsageError(`Invalid --disk '${d}': ${(e as Error).message}`);
+    }
+  }
+  if ((v.disk?.length ?? 0) > 0 && v.kernel === undefined) {
+    throw new UsageError("--disk needs --kernel");
   }
   return {
     kernel: v.kernel,

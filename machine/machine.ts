@@ -54,6 +54,20 @@ export interface MachineExit {
   errors: string[];
 }
 
+/**
+ * Whether DENOVMM_TRACE_START=1 asks for the start-up trace (process start to
+ * vCPU 0's first KVM_RUN, printed when the VM stops; bench/boot_bench.ts reads
+ * it). Asks the permission state first, so it needs no --allow-env and never
+ * prompts.
+ */
+function traceStart(): boolean {
+  const name = "DENOVMM_TRACE_START";
+  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+    return false;
+  }
+  return Deno.env.get(name) === "1";
+}
+
 /** Identity-map and TSS addresses KVM (Intel) needs: just below the BIOS. */
 const IDENTITY_MAP_ADDR = 0xfffbc000;
 const TSS_ADDR = 0xfffbd000;
@@ -178,6 +192,13 @@ export class Machine {
       });
     }
     const state = await this.control.waitStopped();
+    if (traceStart()) {
+      const first = this.control.firstRunEpochMs(0);
+      if (first !== undefined) {
+        const ms = (first - performance.timeOrigin).toFixed(1);
+        console.error(`denovmm: first KVM_RUN after ${ms} ms (epoch ${first.toFixed(3)})`);
+      }
+    }
     await Promise.all(this.vcpus.map((v) => v.stop()));
     const errors = this.vcpus.filter((v) => v.error).map((v) =>
       `vcpu-${v.handle.index}: ${v.error}`

@@ -18,6 +18,8 @@ import { demoGuest } from "../guests/demo.ts";
 import { GUEST_MIN_RAM } from "../guests/guest.ts";
 import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
+import { buildAcpiTables } from "../acpi/tables.ts";
+import { attachDisks, type AttachedDisks, type OpenedDisk, pciIrqRoutesFor } from "./disks.ts";
 
 const PC_DEVICES = new URL("./pc_devices.ts", import.meta.url).href;
 
@@ -69,7 +71,7 @@ export async function runDemo(o: VmOptions): Promise<number> {
  */
 export async function runLinux(
   o: VmOptions,
-  files: { kernel: Uint8Array; initrd?: Uint8Array },
+  files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
 ): Promise<number> {
   for (;;) {
     const { state, exitCode } = await bootOnce(o, files);
@@ -80,7 +82,7 @@ export async function runLinux(
 
 async function bootOnce(
   o: VmOptions,
-  files: { kernel: Uint8Array; initrd?: Uint8Array },
+  files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
 ): Promise<{ state: VmState; exitCode: number }> {
   const m = Machine.create({
     memoryBytes: o.memoryBytes,
@@ -90,15 +92,29 @@ async function bootOnce(
   });
   const loop = new MainLoop();
   let term: Terminal | undefined;
+  let disks: AttachedDisks | undefined;
   try {
+    const withDisks = (files.disks?.length ?? 0) > 0;
     const boot = loadLinux(m.memory, {
       kernel: files.kernel,
       initrd: files.initrd,
       cmdline: o.append ?? DEFAULT_CMDLINE,
       cpus: o.cpus,
+      pci: withDisks,
     });
     const { legacy, spec } = pcSpec(m, o.cpus);
     m.addDevice(spec);
+    if (withDisks) {
+      disks = await attachDisks(m, loop, files.disks!);
+      // The same tables at the same place, now with the root bridge's _PRT
+      // (loadLinux only knows whether there is a PCI bus).
+      const acpi = buildAcpiTables(m.memory, {
+        cpus: o.cpus,
+        pci: true,
+        pciIrqRoutes: pciIrqRoutesFor(disks.slots),
+      });
+      if (acpi.rsdp !== boot.rsdp) throw new Error("ACPI tables moved while adding the _PRT");
+    }
     await m.setup((v, i) => {
       setBootMsrs(v);
       v.setFpu();
@@ -124,12 +140,16 @@ async function bootOnce(
     term.start();
     const looping = loop.run();
     const exit = await m.run();
+    // Backends finish their in-flight I/O on the loop before it stops.
+    await disks?.close();
+    disks = undefined;
     loop.stop();
     await looping;
     for (const e of exit.errors) console.error(`denovmm: ${e}`);
     return { state: exit.state, exitCode: exit.errors.length ? EXIT_CODE_CRASH : exit.exitCode };
   } finally {
     term?.close();
+    await disks?.close();
     loop.close();
     m.close();
   }

@@ -6,7 +6,16 @@
  *
  * @module
  */
-import { buildTestInitramfs, debianKernel, vmlinuxOf } from "../fixtures/mod.ts";
+import {
+  addBusyboxRoot,
+  addModules,
+  buildTestInitramfs,
+  cachedCpio,
+  debianKernel,
+  TEST_INIT,
+  vmlinuxOf,
+} from "../fixtures/mod.ts";
+import { exec } from "../fixtures/_exec.ts";
 
 /** The Linux guest payload for boot tests. */
 export interface LinuxFixture {
@@ -32,7 +41,95 @@ export async function linuxFixture(): Promise<LinuxFixture> {
   return { kernel: k.vmlinuz, vmlinux, release: k.version, initrd };
 }
 
+/** Marker of the disk guest's report lines. */
+export const DISK_MARKER = "DENOVMM-DISK";
+
+/** Modules the disk guest loads (crc32c_generic: ext4's checksums need the algorithm). */
+export const DISK_MODULES = ["crc32c_generic", "virtio_pci", "virtio_blk", "ext4"];
+
+/**
+ * The disk guest's script, chosen by `denovmm.disk=` on the command line:
+ * `mkfs` makes an ext4 file system on /dev/vda and writes `data` (the
+ * output of `seq 1 100000`); `check` prints the checksums of `data` and
+ * `synced`; `kill` writes `synced` (`seq 1 50000`), syncs, reports, and
+ * spins until the VMM is killed.
+ */
+export const DISK_SCRIPT = `
+M=${DISK_MARKER}
+mode=
+for w in $(cat /proc/cmdline); do
+  case "$w" in denovmm.disk=*) mode="\${w#denovmm.disk=}" ;; esac
+done
+echo "$M devices=$(ls /sys/block | tr '\n' ' ')"
+echo "$M irqs=$(grep -c virtio /proc/interrupts)"
+case "$mode" in
+mkfs)
+  /usr/sbin/mke2fs -q -t ext4 -F /dev/vda || exit 1
+  mount -t ext4 /dev/vda /mnt || exit 1
+  seq 1 100000 > /mnt/data
+  sync
+  echo "$M written=$(md5sum < /mnt/data | cut -d' ' -f1)"
+  umount /mnt || exit 1
+  ;;
+check)
+  mount -t ext4 /dev/vda /mnt || exit 1
+  echo "$M data=$(md5sum < /mnt/data | cut -d' ' -f1)"
+  echo "$M synced=$(md5sum < /mnt/synced | cut -d' ' -f1)"
+  umount /mnt || exit 1
+  ;;
+kill)
+  mount -t ext4 /dev/vda /mnt || exit 1
+  seq 1 50000 > /mnt/synced
+  sync
+  echo "$M synced-written=$(md5sum < /mnt/synced | cut -d' ' -f1)"
+  while :; do :; done
+  ;;
+esac
+`;
+
+/** Host binaries added to the disk guest (with their shared libraries, from ldd). */
+const DISK_BINARIES = ["/usr/sbin/mke2fs"];
+
+/**
+ * The disk guest's initramfs: the test /init, the virtio-blk and ext4
+ * modules, and e2fsprogs' mke2fs with its libraries and loader taken from
+ * this host (Debian bookworm userspace, like the guest kernel).
+ *
+ * @returns path of the cached cpio
+ */
+export async function diskInitramfs(): Promise<string> {
+  const kernel = await debianKernel("amd64");
+  // The host's files are read only when the image is built (on the host:
+  // inside the nested host the cached image is found by this key).
+  const key = ["disk-initramfs-v2", kernel.modulesDir, DISK_MODULES, DISK_SCRIPT, TEST_INIT];
+  return await cachedCpio(key, async (w) => {
+    const files = new Set<string>(["/etc/mke2fs.conf"]);
+    for (const bin of DISK_BINARIES) {
+      files.add(bin);
+      const { stdout } = await exec("ldd", [bin]);
+      for (const m of stdout.matchAll(/(\/\S+\.so[.\d]*)/g)) files.add(m[1]);
+    }
+    const contents: [string, Uint8Array][] = [];
+    for (const f of [...files].sort()) contents.push([f, await Deno.readFile(f)]);
+    await addBusyboxRoot(w);
+    await addModules(w, kernel.modulesDir, DISK_MODULES);
+    for (const [path, bytes] of contents) {
+      const rel = path.replace(/^\//, "");
+      const parts = rel.split("/");
+      for (let i = 1; i < parts.length; i++) {
+        const dir = parts.slice(0, i).join("/");
+        if (!w.has(dir)) w.dir(dir);
+      }
+      w.file(rel, bytes, { perm: 0o755 });
+    }
+    if (!w.has("etc/denovmm")) w.dir("etc/denovmm");
+    w.file("etc/denovmm/script", DISK_SCRIPT, { perm: 0o755 });
+    w.file("init", TEST_INIT, { perm: 0o755 });
+  });
+}
+
 /** Everything the KVM tests need, made ready on this host. */
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
+  await diskInitramfs();
 }

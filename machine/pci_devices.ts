@@ -1,0 +1,241 @@
+/**
+ * PCI bus 0 with virtio-pci functions as the machine wires them to KVM, run
+ * in every vCPU Worker (a {@link DeviceFactory}). Unlike the plain
+ * virtioPciBus factory, the two things that must track guest programming
+ * happen synchronously in the vCPU thread that made the change, under the
+ * big lock:
+ *
+ * - MSI-X: every vector has its own GSI and irqfd; when the guest writes a
+ *   vector's address/data/mask or the enable bit, the whole routing table
+ *   is rebuilt and set with KVM_SET_GSI_ROUTING before the vector can be
+ *   delivered (so an unmask never fires through a stale route).
+ * - BAR 0 moves: the queue-notify ioeventfds follow the BAR.
+ *
+ * The config ports are claimed as 0xCF8 (size 1, dword accesses arrive
+ * there) and 0xCFC..0xCFF, leaving 0xCF9 to the reset control register.
+ *
+ * @module
+ */
+import type { BusMapping, DeviceContext } from "../devices/device_spec.ts";
+import type { BusDevice } from "../devices/bus.ts";
+import { eventFdWrite } from "../sys/fd.ts";
+import { PCI_MMIO32_END, PCI_MMIO32_START } from "../devices/pci/bar_allocator.ts";
+import { PciHostBridge } from "../devices/pci/host_bridge.ts";
+import { PciMmioWindow } from "../devices/pci/mmio_window.ts";
+import { PciBus } from "../devices/pci/pci_bus.ts";
+import {
+  EventFdLink,
+  VIRTIO_PCI_BAR,
+  VIRTIO_PCI_NOTIFY_MULTIPLIER,
+  VIRTIO_PCI_NOTIFY_OFFSET,
+  VirtioPciDevice,
+  type VirtioPciSpec,
+  type VirtioPciState,
+} from "../devices/virtio/pci.ts";
+import { type GsiRoute, KvmVm } from "../kvm/vm.ts";
+
+/** First GSI handed to MSI-X vectors (0..23 are the IOAPIC pins). */
+export const MSI_GSI_BASE = 24;
+/** IOAPIC pins KVM models (and routes by default). */
+export const IOAPIC_PINS = 24;
+/** KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC. */
+export const KVM_IRQCHIP_PIC_MASTER = 0;
+/** The slave PIC. */
+export const KVM_IRQCHIP_PIC_SLAVE = 1;
+/** The IOAPIC. */
+export const KVM_IRQCHIP_IOAPIC = 2;
+/** Notify register writes are 16-bit (the queue index), as Linux's vp_notify does. */
+export const NOTIFY_ACCESS_BYTES = 2;
+
+/** One virtio-pci function of the machine, as plain postMessage-able data. */
+export interface PciFunctionArgs {
+  /** Its shape. */
+  spec: VirtioPciSpec;
+  /** Shared registers of the machine's instance. */
+  state: VirtioPciState;
+  /** Slot on bus 0. */
+  slot: number;
+  /** Kick eventfd per queue (the KVM ioeventfds). */
+  notifyFds: number[];
+  /** Status-change eventfd polled by the device's loop. */
+  controlFd: number;
+  /** GSI of its INTA pin. */
+  intxGsi: number;
+  /** GSI of MSI-X vector 0 (vector v uses msiGsiBase + v). */
+  msiGsiBase: number;
+  /** irqfd per MSI-X vector. */
+  msixFds: number[];
+  /**
+   * One f64 of shared memory (guarded by the big lock): the BAR 0 address
+   * the notify ioeventfds are registered at, or -1.
+   */
+  ioeventfdBase: SharedArrayBuffer;
+}
+
+/** Arguments of {@link pciDevices}. */
+export interface PciDevicesArgs {
+  /** The VM fd (process-wide). */
+  vmFd: number;
+  /** CONFIG_ADDRESS latch. */
+  addressState: SharedArrayBuffer;
+  /** The host bridge's config space. */
+  hostBridge: SharedArrayBuffer;
+  /** The functions. */
+  functions: PciFunctionArgs[];
+}
+
+/**
+ * The GSI routing table KVM needs: the default pin routes (GSIs 0-15 to
+ * both PICs and the IOAPIC, 16-23 to the IOAPIC; KVM_SET_GSI_ROUTING
+ * replaces KVM's default table, so they must stay), plus one MSI route per
+ * programmed vector of each function whose MSI-X is enabled.
+ *
+ * @param functions each function's MSI-X state and first GSI
+ * @returns the routes
+ * @example
+ * ```ts
+ * import { gsiRoutes } from "./pci_devices.ts";
+ * console.log(gsiRoutes([]).length); // 40
+ * ```
+ */
+export function gsiRoutes(
+  functions: readonly { device: VirtioPciDevice; msiGsiBase: number }[],
+): GsiRoute[] {
+  const routes: GsiRoute[] = [];
+  for (let pin = 0; pin < IOAPIC_PINS; pin++) {
+    routes.push({ gsi: pin, kind: "irqchip", irqchip: KVM_IRQCHIP_IOAPIC, pin });
+    if (pin < 16) {
+      routes.push({
+        gsi: pin,
+        kind: "irqchip",
+        irqchip: pin < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+        pin: pin & 7,
+      });
+    }
+  }
+  for (const f of functions) {
+    const msix = f.device.msix;
+    if (!msix.enabled) continue;
+    for (let v = 0; v < msix.vectors; v++) {
+      const m = msix.message(v);
+      // An entry the guest never programmed has no destination yet.
+      if (m.addressLo === 0 && m.addressHi === 0) continue;
+      routes.push({
+        gsi: f.msiGsiBase + v,
+        kind: "msi",
+        addressLo: m.addressLo,
+        addressHi: m.addressHi,
+        data: m.data,
+      });
+    }
+  }
+  return routes;
+}
+
+/**
+ * Moves a function's queue-notify ioeventfds to where BAR 0 decodes now
+ * (deregistering the old place). Idempotent: the registered base lives in
+ * shared memory, so any thread may call it under the big lock.
+ *
+ * @param vm the VM
+ * @param f the function
+ * @param device its transport (this thread's instance)
+ * @example
+ * ```ts ignore
+ * syncNotifyIoeventfds(vm, args, transport);
+ * ```
+ */
+export function syncNotifyIoeventfds(
+  vm: KvmVm,
+  f: PciFunctionArgs,
+  device: VirtioPciDevice,
+): void {
+  const cell = new Float64Array(f.ioeventfdBase);
+  const old = cell[0];
+  const now = device.barAddress(VIRTIO_PCI_BAR);
+  if (old === now) return;
+  const at = (base: number, q: number) => ({
+    addr: base + VIRTIO_PCI_NOTIFY_OFFSET + VIRTIO_PCI_NOTIFY_MULTIPLIER * q,
+    len: NOTIFY_ACCESS_BYTES,
+    fd: f.notifyFds[q],
+  });
+  if (old >= 0) {
+    for (let q = 0; q < f.notifyFds.length; q++) vm.ioeventfd(at(old, q), true);
+    cell[0] = -1;
+  }
+  if (now >= 0) {
+    for (let q = 0; q < f.notifyFds.length; q++) vm.ioeventfd(at(now, q));
+    cell[0] = now;
+  }
+}
+
+/** 0xCFC..0xCFF as seen by the bus's config port device (offset 4). */
+class ConfigDataPort implements BusDevice {
+  readonly #io: BusDevice;
+  constructor(io: BusDevice) {
+    this.#io = io;
+  }
+  read(offset: number, data: Uint8Array): void {
+    this.#io.read(offset + 4, data);
+  }
+  write(offset: number, data: Uint8Array): void {
+    this.#io.write(offset + 4, data);
+  }
+}
+
+/**
+ * Builds bus 0 for one thread, with MSI-X routing and ioeventfd moves done
+ * here (see the module doc).
+ *
+ * @param args shared state, fds and GSIs
+ * @param ctx this thread's context
+ * @returns the config ports and the 32-bit MMIO window
+ * @example
+ * ```ts ignore
+ * m.addDevice({ module: new URL("./pci_devices.ts", import.meta.url).href,
+ *   factory: "pciDevices", args });
+ * ```
+ */
+export function pciDevices(args: PciDevicesArgs, ctx: DeviceContext): BusMapping[] {
+  const vm = new KvmVm(args.vmFd, 0);
+  const bus = new PciBus({
+    addressState: args.addressState,
+    hostBridge: new PciHostBridge({ state: args.hostBridge }),
+  });
+  const devices: VirtioPciDevice[] = [];
+  const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
+  const reroute = () => vm.setGsiRouting(gsiRoutes(routed));
+  for (const f of args.functions) {
+    const dev = new VirtioPciDevice(f.spec, { state: f.state });
+    dev.link = new EventFdLink({ notifyFds: f.notifyFds, controlFd: f.controlFd });
+    const line = ctx.irq(f.intxGsi);
+    const fds = f.msixFds;
+    dev.interrupt = {
+      msix(vector: number) {
+        const fd = fds[vector];
+        if (fd !== undefined) eventFdWrite(fd);
+      },
+      intx(level: boolean) {
+        line.set(level);
+      },
+    };
+    const sink = dev.interrupt;
+    dev.msix.hooks = { deliver: (v: number) => sink.msix(v), vectorChanged: reroute };
+    dev.onBarRemap = (bar: number) => {
+      if (bar === VIRTIO_PCI_BAR) syncNotifyIoeventfds(vm, f, dev);
+    };
+    bus.add(dev, f.slot);
+    devices.push(dev);
+    routed.push({ device: dev, msiGsiBase: f.msiGsiBase });
+  }
+  return [
+    { space: "pio", base: 0xcf8, size: 1, device: bus.configIo },
+    { space: "pio", base: 0xcfc, size: 4, device: new ConfigDataPort(bus.configIo) },
+    {
+      space: "mmio",
+      base: PCI_MMIO32_START,
+      size: PCI_MMIO32_END - PCI_MMIO32_START,
+      device: new PciMmioWindow(PCI_MMIO32_START, devices),
+    },
+  ];
+}
