@@ -128,8 +128,21 @@ export async function diskInitramfs(): Promise<string> {
   });
 }
 
+/** The console test's /init script: echo one line typed on the host. */
+export const ECHO_SCRIPT = 'read -r -t 120 line; echo "DENOVMM-ECHO [$line]"';
+
+/**
+ * The test initramfs with {@link ECHO_SCRIPT}.
+ *
+ * @returns path of the cached cpio
+ */
+export async function echoInitramfs(): Promise<string> {
+  return await buildTestInitramfs({ script: ECHO_SCRIPT });
+}
+
 /** Everything the KVM tests need, made ready on this host. */
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
+  await echoInitramfs();
   await diskInitramfs();
 }

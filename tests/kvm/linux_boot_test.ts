@@ -3,8 +3,8 @@
 // console, then powers off (exit 0) or reboots (exit 10). A line typed on
 // the host's stdin reaches the guest's shell through the 16550.
 import assert from "node:assert/strict";
-import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
-import { linuxFixture } from "./fixtures.ts";
+import { INIT_MARKER } from "../fixtures/initramfs.ts";
+import { echoInitramfs, linuxFixture } from "./fixtures.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -43,9 +43,6 @@ async function boot(
   };
 }
 
-/** The guest's /init script for the console test: echo one line typed on the host. */
-const ECHO_SCRIPT = 'read -r -t 120 line; echo "DENOVMM-ECHO [$line]"';
-
 /**
  * Boots with stdin piped; once `marker` shows on the console, types `input`.
  */
@@ -82,7 +79,7 @@ async function bootTyping(
 
 Deno.test("stock Debian bzImage boots to /init with 2 vCPUs, reads the console, powers off", async () => {
   const f = await linuxFixture();
-  const initrd = await buildTestInitramfs({ script: ECHO_SCRIPT });
+  const initrd = await echoInitramfs();
   const r = await bootTyping(
     [
       "--kernel",
