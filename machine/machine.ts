@@ -100,6 +100,9 @@ export class Machine {
   readonly vcpus: VcpuThread[] = [];
   readonly #config: MachineConfig;
   #vcpuSetupDone = false;
+  /** performance.now() when create() began and when the vCPU threads were ready (trace). */
+  #createdAt = 0;
+  #readyAt = 0;
 
   private constructor(kvm: Kvm, vm: KvmVm, memory: GuestMemory, config: MachineConfig) {
     this.kvm = kvm;
@@ -118,6 +121,7 @@ export class Machine {
    * @returns the machine
    */
   static create(config: MachineConfig): Machine {
+    const createdAt = performance.now();
     const kvm = Kvm.open(config.kvmPath);
     const vm = kvm.createVm();
     if (config.irqchip) {
@@ -128,7 +132,9 @@ export class Machine {
     }
     const memory = GuestMemory.allocate(config.memoryBytes);
     memory.layout.regions.forEach((r, slot) => vm.setUserMemoryRegion(slot, r));
-    return new Machine(kvm, vm, memory, config);
+    const m = new Machine(kvm, vm, memory, config);
+    m.#createdAt = createdAt;
+    return m;
   }
 
   /**
@@ -175,6 +181,7 @@ export class Machine {
       );
     }
     await Promise.all(this.vcpus.map((v) => v.ready));
+    this.#readyAt = performance.now();
   }
 
   /**
@@ -196,7 +203,13 @@ export class Machine {
       const first = this.control.firstRunEpochMs(0);
       if (first !== undefined) {
         const ms = (first - performance.timeOrigin).toFixed(1);
-        console.error(`denovmm: first KVM_RUN after ${ms} ms (epoch ${first.toFixed(3)})`);
+        const at = (t: number) => t.toFixed(1);
+        console.error(
+          `denovmm: first KVM_RUN after ${ms} ms (epoch ${first.toFixed(3)}; ` +
+            `Machine.create at ${at(this.#createdAt)} ms, vCPU threads ready at ${
+              at(this.#readyAt)
+            } ms)`,
+        );
       }
     }
     await Promise.all(this.vcpus.map((v) => v.stop()));

@@ -54,6 +54,10 @@ export const VCPU_STATE = 0;
 export const VCPU_TID = 1;
 /** Per-vCPU: exits handled (for tests and stats; wraps). */
 export const VCPU_EXITS = 2;
+/** Per-vCPU: when its first KVM_RUN began, µs since the epoch, high 32 bits (0: not yet). */
+export const VCPU_FIRST_RUN_HI = 3;
+/** Per-vCPU: the low 32 bits of the same. */
+export const VCPU_FIRST_RUN_LO = 4;
 
 /**
  * The VM control block.
@@ -106,6 +110,37 @@ export class VmControl {
   /** The exit code that goes with the state. */
   get exitCode(): number {
     return Atomics.load(this.words, VM_EXIT_CODE);
+  }
+
+  /**
+   * Records when a vCPU's first KVM_RUN begins (later calls are ignored), so
+   * the main thread can report start-up latency. Called once per vCPU, off
+   * the exit path.
+   *
+   * @param cpu vCPU index
+   * @param epochMs `performance.timeOrigin + performance.now()` of the caller
+   */
+  markFirstRun(cpu: number, epochMs: number): void {
+    const us = Math.round(epochMs * 1000);
+    const hi = Math.floor(us / 2 ** 32);
+    const lo = (us - hi * 2 ** 32) | 0;
+    const hiIdx = this.vcpuWord(cpu, VCPU_FIRST_RUN_HI);
+    if (Atomics.load(this.words, hiIdx) !== 0) return;
+    Atomics.store(this.words, this.vcpuWord(cpu, VCPU_FIRST_RUN_LO), lo);
+    Atomics.store(this.words, hiIdx, hi);
+  }
+
+  /**
+   * When a vCPU's first KVM_RUN began.
+   *
+   * @param cpu vCPU index
+   * @returns milliseconds since the epoch (µs resolution), or undefined before it ran
+   */
+  firstRunEpochMs(cpu: number): number | undefined {
+    const hi = Atomics.load(this.words, this.vcpuWord(cpu, VCPU_FIRST_RUN_HI));
+    if (hi === 0) return undefined;
+    const lo = Atomics.load(this.words, this.vcpuWord(cpu, VCPU_FIRST_RUN_LO)) >>> 0;
+    return (hi * 2 ** 32 + lo) / 1000;
   }
 
   /**

@@ -115,6 +115,8 @@ async function main(init: VcpuInit): Promise<void> {
   while (Atomics.load(w, stateIdx) === VcpuRunState.Starting) {
     Atomics.wait(w, stateIdx, VcpuRunState.Starting);
   }
+  // Start-up latency (DENOVMM_TRACE_START): the main thread reads this.
+  ctl.markFirstRun(index, performance.timeOrigin + performance.now());
 
   for (;;) {
     // Clear the kick before looking at the state: a kick that lands after

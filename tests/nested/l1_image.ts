@@ -119,9 +119,64 @@ async function addHostFile(writer: CpioWriter, path: string): Promise<void> {
   writer.file(path, await Deno.readFile(path), { perm: (st.mode ?? 0o755) & 0o7777 });
 }
 
+/** Where the host's QEMU lives; the L1 gets it at the same path. */
+export const L1_QEMU_BINARY = "/usr/bin/qemu-system-x86_64";
+
+/**
+ * Folders QEMU takes firmware and modules from (Debian resolves them relative
+ * to the binary: bios-256k.bin, vgabios-stdvga.bin, linuxboot_dma.bin,
+ * kvmvapic.bin, the NIC option ROMs). Their top-level files go in whole.
+ */
+export const L1_QEMU_DATA_DIRS: readonly string[] = [
+  "/usr/share/qemu",
+  "/usr/share/seabios",
+  "/usr/lib/ipxe/qemu",
+  "/usr/lib/x86_64-linux-gnu/qemu",
+];
+
+/** Options for {@linkcode buildL1Initramfs}. */
+export interface L1ImageOptions {
+  /**
+   * Also carry the host's qemu-system-x86_64, its shared libraries and its
+   * firmware, so QEMU can run with -enable-kvm inside the L1 (as a baseline
+   * for benchmarks). Adds ~60 MB to the image; default false.
+   */
+  qemu?: boolean;
+}
+
+async function fileStamps(paths: readonly string[]): Promise<unknown[]> {
+  return await Promise.all(paths.map(async (p) => {
+    const st = await Deno.stat(p);
+    return [p, st.size, st.mtime?.getTime()];
+  }));
+}
+
+/** Host paths of QEMU, its libraries and the regular files in its data folders. */
+async function qemuFiles(): Promise<string[]> {
+  const files = [L1_QEMU_BINARY, ...await sharedLibraries(L1_QEMU_BINARY)];
+  for (const dir of L1_QEMU_DATA_DIRS) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(dir));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) continue;
+      throw err;
+    }
+    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = `${dir}/${e.name}`;
+      // Symlinks (e.g. bios-microvm.bin -> qboot.rom) are stored as the file they name.
+      if (e.isFile || (e.isSymlink && (await Deno.stat(path).catch(() => null))?.isFile)) {
+        files.push(path);
+      }
+    }
+  }
+  return files;
+}
+
 /**
  * Builds (or finds cached) the L1 initramfs for `kernel`, carrying the shared
- * libraries that `denoBinary` needs. Returns the cpio's path.
+ * libraries that `denoBinary` needs (and, with `options.qemu`, QEMU). Returns
+ * the cpio's path.
  *
  * @example
  * ```ts ignore
@@ -131,18 +186,19 @@ async function addHostFile(writer: CpioWriter, path: string): Promise<void> {
 export async function buildL1Initramfs(
   kernel: DebianKernel,
   denoBinary: string,
+  options: L1ImageOptions = {},
 ): Promise<string> {
   const libs = await sharedLibraries(denoBinary);
-  const stamps = await Promise.all(libs.map(async (l) => {
-    const st = await Deno.stat(l);
-    return [l, st.size, st.mtime?.getTime()];
-  }));
+  const stamps = await fileStamps(libs);
   const busybox = await debianPackage("busybox-static");
-  const key = ["l1-v2", busybox, kernel.modulesDir, L1_MODULES, stamps, L1_INIT];
+  const key: unknown[] = ["l1-v2", busybox, kernel.modulesDir, L1_MODULES, stamps, L1_INIT];
+  const qemu = options.qemu ? await qemuFiles() : [];
+  if (options.qemu) key.push("qemu-v1", await fileStamps(qemu));
   return await cachedCpio(key, async (w) => {
     await addBusyboxRoot(w);
     await addModules(w, kernel.modulesDir, L1_MODULES);
     for (const lib of libs) await addHostFile(w, lib);
+    for (const f of qemu) await addHostFile(w, f);
     w.file("init", L1_INIT, { perm: 0o755 });
   });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseCpio, S_IFMT, S_IFREG } from "../fixtures/cpio.ts";
 import { debianKernel } from "../fixtures/debian.ts";
-import { buildL1Initramfs, L1_INIT, sharedLibraries } from "./l1_image.ts";
+import { buildL1Initramfs, L1_INIT, L1_QEMU_BINARY, sharedLibraries } from "./l1_image.ts";
 
 const decoder = new TextDecoder();
 
@@ -32,4 +32,18 @@ Deno.test("L1 initramfs carries /init, busybox, KVM/9p/virtio-serial modules and
     assert.ok(e, `${lib} in the image`);
     assert.equal(e.data.length, (await Deno.stat(lib)).size);
   }
+});
+
+Deno.test("L1 initramfs with qemu carries QEMU, its libraries and its x86 firmware", async () => {
+  const kernel = await debianKernel("amd64");
+  const path = await buildL1Initramfs(kernel, Deno.execPath(), { qemu: true });
+  const names = new Set(parseCpio(await Deno.readFile(path)).map((e) => e.name));
+  assert.ok(names.has(L1_QEMU_BINARY.slice(1)));
+  for (const lib of await sharedLibraries(L1_QEMU_BINARY)) {
+    assert.ok(names.has(lib.slice(1)), `${lib} in the image`);
+  }
+  for (const f of ["share/seabios/bios-256k.bin", "share/qemu/linuxboot_dma.bin"]) {
+    assert.ok(names.has(`usr/${f}`), `${f} in the image`);
+  }
+  assert.ok(names.has("init"));
 });

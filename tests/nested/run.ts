@@ -2,7 +2,7 @@
  * CLI: run a command inside the nested KVM host, streaming its output and
  * exiting with its exit status.
  *
- *     deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--verbose] -- <command...>
+ *     deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--verbose] [--qemu] -- <command...>
  *
  * One word after `--` is used as a shell command line as-is; several words are
  * quoted one by one. Exit status 124: time limit hit; 125: the nested host
@@ -15,7 +15,7 @@ import { NestedHostError, runNested, shellQuote } from "./run_nested.ts";
 
 function usage(message: string): never {
   console.error(`${message}
-usage: deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--verbose] -- <command...>`);
+usage: deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--verbose] [--qemu] -- <command...>`);
   Deno.exit(2);
 }
 
@@ -26,6 +26,7 @@ export function parseArgs(args: string[]): {
   memoryMiB?: number;
   timeoutS?: number;
   verbose: boolean;
+  qemu?: boolean;
 } {
   const sep = args.indexOf("--");
   const flags = sep < 0 ? args : args.slice(0, sep);
@@ -39,6 +40,10 @@ export function parseArgs(args: string[]): {
     const f = flags[i];
     if (f === "--verbose" || f === "-v") {
       out.verbose = true;
+      continue;
+    }
+    if (f === "--qemu") {
+      out.qemu = true;
       continue;
     }
     const value = Number(flags[++i]);

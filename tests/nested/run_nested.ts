@@ -36,6 +36,11 @@ export interface NestedOptions {
   signal?: AbortSignal;
   /** Copy the command's stdout/stderr to this process's as they arrive (default false). */
   stream?: boolean;
+  /**
+   * Put the host's QEMU (binary, libraries, firmware) in the L1 at the same
+   * paths, for baselines that run `qemu-system-x86_64 -enable-kvm` inside (default false).
+   */
+  qemu?: boolean;
 }
 
 /** How a nested command ended. */
@@ -203,7 +208,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
   // PVH boot of the plain ELF saves the emulated xz decompression (~3-5 s).
   const kernelImage = await vmlinuxOf(kernel.vmlinuz).catch(() => kernel.vmlinuz);
   const deno = await Deno.realPath(Deno.execPath());
-  const initrd = await buildL1Initramfs(kernel, deno);
+  const initrd = await buildL1Initramfs(kernel, deno, { qemu: opts.qemu });
 
   const shares = [{ tag: "denovmm_repo", path: REPO_ROOT }];
   const denoDir = dirname(deno);
