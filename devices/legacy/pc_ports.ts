@@ -125,6 +125,64 @@ export class PostPort implements BusDevice {
 }
 
 /**
+ * A one-byte register in the PC ports' shared state whose write can reset
+ * the machine: ports 0x92 and 0xcf9 differ only in the bits they keep and
+ * the write that resets. Reads return the kept bits (0xff beyond byte 0).
+ */
+class ResetRegister implements BusDevice {
+  #s: Uint8Array;
+  #events: SystemEvents;
+  #index: number;
+  #keep: number;
+  #resets: (old: number, value: number) => boolean;
+
+  constructor(
+    region: SharedRegion,
+    events: SystemEvents,
+    spec: { index: number; keep: number; resets: (old: number, value: number) => boolean },
+  ) {
+    checkRegion(region, PC_PORTS_STATE_BYTES);
+    this.#s = new Uint8Array(region.sab, region.offset, PC_PORTS_STATE_BYTES);
+    this.#events = events;
+    this.#index = spec.index;
+    this.#keep = spec.keep;
+    this.#resets = spec.resets;
+  }
+
+  /**
+   * Handles a guest read.
+   *
+   * @param _offset always 0
+   * @param data filled with the register's kept bits
+   */
+  read(_offset: number, data: Uint8Array): void {
+    data.fill(0xff);
+    if (data.length > 0) data[0] = this.#s[this.#index];
+  }
+
+  /**
+   * Handles a guest write.
+   *
+   * @param _offset always 0
+   * @param data the new value (first byte)
+   */
+  write(_offset: number, data: Uint8Array): void {
+    if (data.length === 0) return;
+    const old = this.#s[this.#index];
+    this.#s[this.#index] = data[0] & this.#keep;
+    if (this.#resets(old, data[0])) this.#events.reset();
+  }
+}
+
+function port92Resets(old: number, value: number): boolean {
+  return (value & 1) !== 0 && (old & 1) === 0;
+}
+
+function cf9Resets(_old: number, value: number): boolean {
+  return (value & 0x04) !== 0;
+}
+
+/**
  * Port 0x92, System Control Port A: bit 1 gates A20 (Linux's
  * arch/x86/boot/a20.c enable_a20_fast, on the real-mode boot path), bit 0
  * going from 0 to 1 resets the machine (firmware and old bootloaders; Linux's
@@ -141,10 +199,7 @@ export class PostPort implements BusDevice {
  * console.log(events.events); // ["reset"]
  * ```
  */
-export class Port92 implements BusDevice {
-  #s: Uint8Array;
-  #events: SystemEvents;
-
+export class Port92 extends ResetRegister {
   /**
    * Attaches to the shared state; one instance per thread.
    *
@@ -152,34 +207,8 @@ export class Port92 implements BusDevice {
    * @param options where the reset goes
    */
   constructor(region: SharedRegion, options: { events: SystemEvents }) {
-    checkRegion(region, PC_PORTS_STATE_BYTES);
-    this.#s = new Uint8Array(region.sab, region.offset, PC_PORTS_STATE_BYTES);
-    this.#events = options.events;
-  }
-
-  /**
-   * Handles a guest read.
-   *
-   * @param _offset always 0
-   * @param data filled with A20 and reset bits
-   */
-  read(_offset: number, data: Uint8Array): void {
-    data.fill(0xff);
-    if (data.length > 0) data[0] = this.#s[S_PORT92];
-  }
-
-  /**
-   * Handles a guest write.
-   *
-   * @param _offset always 0
-   * @param data the new value (first byte)
-   */
-  write(_offset: number, data: Uint8Array): void {
-    if (data.length === 0) return;
-    const old = this.#s[S_PORT92];
-    const value = data[0] & 0x03;
-    this.#s[S_PORT92] = value;
-    if (value & 1 && !(old & 1)) this.#events.reset();
+    // Bits 0 (reset) and 1 (A20) stick; a rising bit 0 resets.
+    super(region, options.events, { index: S_PORT92, keep: 0x03, resets: port92Resets });
   }
 }
 
@@ -204,10 +233,7 @@ export class Port92 implements BusDevice {
  * new ResetControl(region, { events }).write(0, new Uint8Array([0x06]));
  * ```
  */
-export class ResetControl implements BusDevice {
-  #s: Uint8Array;
-  #events: SystemEvents;
-
+export class ResetControl extends ResetRegister {
   /**
    * Attaches to the shared state; one instance per thread.
    *
@@ -215,33 +241,8 @@ export class ResetControl implements BusDevice {
    * @param options where the reset goes
    */
   constructor(region: SharedRegion, options: { events: SystemEvents }) {
-    checkRegion(region, PC_PORTS_STATE_BYTES);
-    this.#s = new Uint8Array(region.sab, region.offset, PC_PORTS_STATE_BYTES);
-    this.#events = options.events;
-  }
-
-  /**
-   * Handles a guest read.
-   *
-   * @param _offset always 0
-   * @param data filled with SYS_RST and FULL_RST as last written
-   */
-  read(_offset: number, data: Uint8Array): void {
-    data.fill(0xff);
-    if (data.length > 0) data[0] = this.#s[S_CF9];
-  }
-
-  /**
-   * Handles a guest write.
-   *
-   * @param _offset always 0
-   * @param data the command (first byte)
-   */
-  write(_offset: number, data: Uint8Array): void {
-    if (data.length === 0) return;
-    const value = data[0];
-    this.#s[S_CF9] = value & 0x0a;
-    if (value & 0x04) this.#events.reset();
+    // SYS_RST and FULL_RST stick; RST_CPU (bit 2) resets.
+    super(region, options.events, { index: S_CF9, keep: 0x0a, resets: cf9Resets });
   }
 }
 
