@@ -33,6 +33,7 @@ import {
   type VirtioPciState,
 } from "../devices/virtio/pci.ts";
 import { type GsiRoute, KvmVm } from "../kvm/vm.ts";
+import type { VirtioPciFunctionArgs } from "../devices/virtio/pci_factory.ts";
 
 /** First GSI handed to MSI-X vectors (0..23 are the IOAPIC pins). */
 export const MSI_GSI_BASE = 24;
@@ -47,20 +48,12 @@ export const KVM_IRQCHIP_IOAPIC = 2;
 /** Notify register writes are 16-bit (the queue index), as Linux's vp_notify does. */
 export const NOTIFY_ACCESS_BYTES = 2;
 
-/** One virtio-pci function of the machine, as plain postMessage-able data. */
-export interface PciFunctionArgs {
-  /** Its shape. */
-  spec: VirtioPciSpec;
-  /** Shared registers of the machine's instance. */
-  state: VirtioPciState;
-  /** Slot on bus 0. */
-  slot: number;
-  /** Kick eventfd per queue (the KVM ioeventfds). */
-  notifyFds: number[];
-  /** Status-change eventfd polled by the device's loop. */
-  controlFd: number;
-  /** GSI of its INTA pin. */
-  intxGsi: number;
+/**
+ * One virtio-pci function of the machine, as plain postMessage-able data:
+ * the transport's function arguments, with MSI-X routed here (in the vCPU
+ * thread that changes a vector) instead of through a route-change eventfd.
+ */
+export interface PciFunctionArgs extends Omit<VirtioPciFunctionArgs, "msixFds" | "msixRouteFd"> {
   /** GSI of MSI-X vector 0 (vector v uses msiGsiBase + v). */
   msiGsiBase: number;
   /** irqfd per MSI-X vector. */
