@@ -29,8 +29,6 @@ import {
   VIRTIO_PCI_NOTIFY_MULTIPLIER,
   VIRTIO_PCI_NOTIFY_OFFSET,
   VirtioPciDevice,
-  type VirtioPciSpec,
-  type VirtioPciState,
 } from "../devices/virtio/pci.ts";
 import { type GsiRoute, KvmVm } from "../kvm/vm.ts";
 import type { VirtioPciFunctionArgs } from "../devices/virtio/pci_factory.ts";
