@@ -10,7 +10,7 @@
  * @module
  */
 import { Machine, setRealModeEntry } from "../machine/machine.ts";
-import { PIO_LOOP_PORT, pioLoop } from "../guests/pio_loop.ts";
+import { PIO_LOOP_EXIT_CODE, PIO_LOOP_PORT, pioLoop } from "../guests/pio_loop.ts";
 import { GUEST_MIN_RAM } from "../guests/guest.ts";
 import { runNested } from "../tests/nested/run_nested.ts";
 
@@ -92,6 +92,9 @@ async function runDeno(): Promise<number> {
   const ms = performance.now() - t0;
   m.close();
   if (exit.errors.length) throw new Error(exit.errors.join("; "));
+  if (exit.exitCode !== PIO_LOOP_EXIT_CODE) {
+    throw new Error(`The guest did not finish its loop (exit code ${exit.exitCode})`);
+  }
   return (ms * 1e6) / N;
 }
 
