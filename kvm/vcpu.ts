@@ -131,7 +131,9 @@ export class KvmVcpu implements Vcpu {
   }
   /** @returns the data of a count-1 I/O exit, a cached view */
   ioData(): Uint8Array<ArrayBuffer> {
-    const off = Number(this.#run.getBigUint64(R["io.data_offset"], true));
+    // The offset is within the kvm_run mapping: its low 32 bits are all of it
+    // (and reading them makes no BigInt on this per-exit path).
+    const off = this.#run.getUint32(R["io.data_offset"], true);
     if (off !== this.#ioOffset) {
       this.#ioOffset = off;
       this.#ioViews = [];
@@ -146,13 +148,15 @@ export class KvmVcpu implements Vcpu {
    * @returns a view of its bytes
    */
   ioDataAt(i: number): Uint8Array<ArrayBuffer> {
-    const off = Number(this.#run.getBigUint64(R["io.data_offset"], true)) + i * this.ioSize;
+    const off = this.#run.getUint32(R["io.data_offset"], true) + i * this.ioSize;
     if (off + this.ioSize > this.#bytes.length) throw new RangeError("I/O data outside kvm_run");
     return this.#bytes.subarray(off, off + this.ioSize);
   }
   /** MMIO address. */
   get mmioAddr(): number {
-    return Number(this.#run.getBigUint64(R["mmio.phys_addr"], true));
+    // Two halves instead of a BigInt: nothing is allocated per exit.
+    const at = R["mmio.phys_addr"];
+    return this.#run.getUint32(at, true) + this.#run.getUint32(at + 4, true) * 0x1_0000_0000;
   }
   /** MMIO length. */
   get mmioLen(): number {
