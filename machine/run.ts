@@ -125,11 +125,7 @@ async function bootOnce(
     const devices = createLegacyDevices(legacy, {
       irq: (gsi) => new KvmIrqLine(m.vm.fd, gsi),
       sink: () => {},
-      events: {
-        reset: () => m.control.requestStop(VmState.Reset, 10),
-        shutdown: () => m.control.requestStop(VmState.PowerOff, 0),
-        exit: (code) => m.control.requestStop(VmState.DebugExit, code),
-      },
+      events: m.control.systemEvents(),
     });
     term = new Terminal({
       loop,

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import type { SystemEvents } from "../devices/legacy/system_events.ts";
+import { EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
 
 /** What the VM as a whole is doing (word VM_STATE). */
 export const enum VmState {
@@ -158,6 +160,34 @@ export class VmControl {
     Atomics.store(this.words, VM_STATE, state);
     Atomics.notify(this.words, VM_STATE);
     return true;
+  }
+
+  /**
+   * The device-facing events that end the VM, mapped to states and exit
+   * codes once for every thread (vCPU Workers and the main loop).
+   *
+   * @returns reset, shutdown and isa-debug-exit handlers
+   */
+  systemEvents(): SystemEvents {
+    return {
+      reset: () => this.requestStop(VmState.Reset, EXIT_CODE_REBOOT),
+      shutdown: () => this.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF),
+      exit: (code) => this.requestStop(VmState.DebugExit, code),
+    };
+  }
+
+  /**
+   * Records that a vCPU thread has left its loop, and wakes whoever waits
+   * on its state or on the stopped count.
+   *
+   * @param cpu vCPU index
+   */
+  markVcpuStopped(cpu: number): void {
+    const i = this.vcpuWord(cpu, VCPU_STATE);
+    Atomics.store(this.words, i, VcpuRunState.Stopped);
+    Atomics.notify(this.words, i);
+    Atomics.add(this.words, VM_STOPPED_VCPUS, 1);
+    Atomics.notify(this.words, VM_STOPPED_VCPUS);
   }
 
   /**

@@ -22,7 +22,6 @@ import {
   VCPU_STATE,
   VCPU_TID,
   VcpuRunState,
-  VM_STOPPED_VCPUS,
   VmControl,
   VmState,
 } from "./shared_state.ts";
@@ -85,11 +84,7 @@ async function main(init: VcpuInit): Promise<void> {
       if (!l) lines.set(gsi, l = new KvmIrqLine(init.vmFd, gsi));
       return l;
     },
-    events: {
-      reset: () => ctl.requestStop(VmState.Reset, EXIT_CODE_REBOOT),
-      shutdown: () => ctl.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF),
-      exit: (code) => ctl.requestStop(VmState.DebugExit, code),
-    },
+    events: ctl.systemEvents(),
   };
   const pio = new Bus();
   const mmio = new Bus();
@@ -195,10 +190,7 @@ async function main(init: VcpuInit): Promise<void> {
       }
     }
   }
-  Atomics.store(w, stateIdx, VcpuRunState.Stopped);
-  Atomics.notify(w, stateIdx);
-  Atomics.add(w, VM_STOPPED_VCPUS, 1);
-  Atomics.notify(w, VM_STOPPED_VCPUS);
+  ctl.markVcpuStopped(index);
   post({ type: "exited" });
 }
 
@@ -206,9 +198,7 @@ async function main(init: VcpuInit): Promise<void> {
   main(e.data).catch((err) => {
     const ctl = new VmControl(e.data.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
-    Atomics.store(ctl.words, ctl.vcpuWord(e.data.handle.index, VCPU_STATE), VcpuRunState.Stopped);
-    Atomics.add(ctl.words, VM_STOPPED_VCPUS, 1);
-    Atomics.notify(ctl.words, VM_STOPPED_VCPUS);
+    ctl.markVcpuStopped(e.data.handle.index);
     post({ type: "error", message: err instanceof Error ? err.message : String(err) });
   });
 };
