@@ -42,6 +42,11 @@ const symbols = {
     result: "isize",
   },
   preadv: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
+  /** readv/writev over an iovec array in a JS buffer (tap frames to and from guest RAM). */
+  readv: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /** getrandom(2): virtio-rng's entropy source. */
+  getrandom: { parameters: ["pointer", "usize", "u32"], result: "isize" },
   pwritev: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
   fsync: { parameters: ["i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },

@@ -35,6 +35,12 @@ export interface VirtioContext {
    */
   signalUsed(index: number): void;
   /**
+   * Sends a configuration-change interrupt (after the device changed its
+   * config bytes, e.g. virtio-net link status). Optional for contexts that
+   * have no config interrupt.
+   */
+  signalConfig?(): void;
+  /**
    * The driver broke the rules (or the host failed): set
    * DEVICE_NEEDS_RESET, log once, stop processing until reset.
    */

@@ -329,6 +329,34 @@ export class SplitQueue {
   }
 
   /**
+   * Writes a used element `offset` entries past the used index without
+   * publishing it; {@link SplitQueue.flushUsed} publishes a batch at once
+   * (a mergeable RX frame's buffers must appear together).
+   *
+   * @param offset entries past the current used index (< queue size)
+   * @param head the chain's head index
+   * @param len bytes the device wrote into it
+   */
+  fillUsed(offset: number, head: number, len: number): void {
+    if (!this.#ready) return;
+    const slot = (this.#usedIdx + offset) & (this.#size - 1);
+    const e = this.#used + 4 + 8 * slot;
+    this.#mem.writeU32(e, head);
+    this.#mem.writeU32(e + 4, len);
+  }
+
+  /**
+   * Publishes `count` elements written with {@link SplitQueue.fillUsed}.
+   *
+   * @param count elements to publish
+   */
+  flushUsed(count: number): void {
+    if (!this.#ready || count === 0) return;
+    this.#usedIdx = (this.#usedIdx + count) & 0xffff;
+    this.#mem.writeU16(this.#used + 2, this.#usedIdx);
+  }
+
+  /**
    * Whether the driver wants an interrupt for the entries pushed since the
    * last call (VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX).
    *
@@ -368,6 +396,28 @@ export class SplitQueue {
     return this.pending() > 0;
   }
 
+  /**
+   * Asks the driver to kick when it makes more available than it has now
+   * (for a device that needs more than the pending chains, like a
+   * mergeable RX frame): with EVENT_IDX, avail_event is set to the
+   * driver's current avail index rather than the device's.
+   *
+   * @returns chains pending after enabling (compare with the count before)
+   */
+  enableNotificationBeyond(): number {
+    if (!this.#ready) return 0;
+    const mem = this.#mem;
+    if (this.#eventIdx) {
+      mem.writeU16(this.#used + 4 + 8 * this.#size, mem.readU16(this.#avail + 2));
+    } else {
+      mem.writeU16(this.#used, mem.readU16(this.#used) & ~VRING_USED_F_NO_NOTIFY);
+    }
+    // A full barrier between publishing the event and reading avail idx
+    // (x86 may order a load before an earlier store): a seq-cst atomic.
+    Atomics.store(FENCE, 0, 0);
+    return this.pending();
+  }
+
   /** Tells the driver not to kick while the device is already busy polling. */
   disableNotification(): void {
     if (!this.#ready || this.#eventIdx) return;
@@ -375,6 +425,9 @@ export class SplitQueue {
     mem.writeU16(this.#used, mem.readU16(this.#used) | VRING_USED_F_NO_NOTIFY);
   }
 }
+
+/** Target of the seq-cst store used as a full memory barrier. */
+const FENCE = new Int32Array(new SharedArrayBuffer(4));
 
 function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
