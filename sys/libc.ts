@@ -46,7 +46,7 @@ const symbols = {
   readv: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   /** getrandom(2): virtio-rng's entropy source. */
-  getrandom: { parameters: ["pointer", "usize", "u32"], result: "isize" },
+  getrandom: { parameters: ["buffer", "usize", "u32"], result: "isize" },
   pwritev: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
   fsync: { parameters: ["i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
