@@ -197,3 +197,19 @@ class OpenTap implements Tap {
     closeFd(this.fd);
   }
 }
+
+/**
+ * Wraps a tap fd opened elsewhere in this process (by {@link openTap} on the
+ * main thread; fds are process-wide) for the thread that serves it.
+ *
+ * @param fd the tap file descriptor
+ * @param name its interface name
+ * @returns the tap (closing it closes the fd)
+ * @example
+ * ```ts ignore
+ * const tap = adoptTap(args.tapFd, args.ifname);
+ * ```
+ */
+export function adoptTap(fd: number, name: string): Tap {
+  return new OpenTap(fd, name);
+}

@@ -13,6 +13,8 @@ import { ensureAptPackages } from "../../tests/fixtures/debian.ts";
 import { CountingSink } from "./_test_driver.ts";
 import { MqTestDriver } from "./_mq_test_driver.ts";
 import { VirtioNet } from "./net.ts";
+import { VhostNet } from "./vhost_net.ts";
+import type { VirtioDevice } from "./device.ts";
 import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
 
 /** The guest's MAC in these tests. */
@@ -29,7 +31,10 @@ export interface NetRig {
   hostMac: Uint8Array;
   mem: GuestMemory;
   loop: MainLoop;
+  /** The TypeScript data path (a stand-in facade when `vhost` was asked for). */
   net: VirtioNet;
+  /** The device under test (a VhostNet with `vhost`). */
+  device: VirtioDevice;
   dev: VirtioPciDevice;
   backend: VirtioPciBackend;
   drv: MqTestDriver;
@@ -59,7 +64,7 @@ async function run(cmd: string[]): Promise<string> {
  */
 export async function withNetRig(
   body: (r: NetRig) => Promise<void> | void,
-  options: { rxSize?: number; txSize?: number; mtu?: number } = {},
+  options: { rxSize?: number; txSize?: number; mtu?: number; vhost?: boolean } = {},
 ): Promise<void> {
   await ensureAptPackages(["iproute2", "python3"]);
   const id = `${Deno.pid % 100000}x${counter++}`;
@@ -85,12 +90,13 @@ export async function withNetRig(
       (info[0].address as string).split(":").map((h) => parseInt(h, 16)),
     );
     const net = new VirtioNet({ tap, loop, mac: GUEST_MAC });
-    const dev = new VirtioPciDevice(virtioPciSpecOf(net));
+    const device: VirtioDevice = options.vhost ? new VhostNet({ tap, loop, mac: GUEST_MAC }) : net;
+    const dev = new VirtioPciDevice(virtioPciSpecOf(device));
     const sink = new CountingSink();
     const logs: string[] = [];
     const backend = new VirtioPciBackend({
       transport: dev,
-      device: net,
+      device,
       mem,
       interrupt: sink,
       log: (m) => logs.push(m),
@@ -99,7 +105,11 @@ export async function withNetRig(
     const drv = new MqTestDriver(mem, dev, {
       sizes: [options.rxSize ?? 64, options.txSize ?? 64],
     });
-    await body({ ns, tap, hostMac, mem, loop, net, dev, backend, drv, sink, logs, nsRun });
+    await body({ ns, tap, hostMac, mem, loop, net, device, dev, backend, drv, sink, logs, nsRun });
+    if (device instanceof VhostNet) {
+      device.reset(() => {});
+      device.close();
+    }
   } finally {
     loop.stop();
     await done;

@@ -41,6 +41,17 @@ export interface VirtioContext {
    */
   signalConfig?(): void;
   /**
+   * Interrupts for queue `index` unconditionally (a kernel data path such
+   * as vhost already applied the driver's suppression rules).
+   */
+  interruptQueue?(index: number): void;
+  /**
+   * Hands queue `index`'s kick eventfd (the KVM ioeventfd) to the device:
+   * the context stops reading it, so a kernel data path can own it.
+   * Returns null where kicks do not arrive through an eventfd.
+   */
+  detachNotify?(index: number): number | null;
+  /**
    * The driver broke the rules (or the host failed): set
    * DEVICE_NEEDS_RESET, log once, stop processing until reset.
    */

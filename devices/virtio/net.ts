@@ -22,30 +22,24 @@
 import { libc } from "../../sys/libc.ts";
 import { EAGAIN, EINTR, errno } from "../../sys/errno.ts";
 import type { Tap } from "../../sys/tun.ts";
-import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UFO } from "../../sys/tun.ts";
+import { TUN_F_CSUM, TUN_F_UFO } from "../../sys/tun.ts";
 import type { Bh, EventLoop } from "../../mainloop/types.ts";
-import { featureBit, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "./constants.ts";
+import { featureBit } from "./constants.ts";
 import type { VirtioContext, VirtioDevice } from "./device.ts";
+import { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
+export { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
 import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
 import {
   VIRTIO_ID_NET,
-  VIRTIO_NET_CFG_MAC,
-  VIRTIO_NET_CFG_MAX_PAIRS,
   VIRTIO_NET_CFG_SIZE,
   VIRTIO_NET_CFG_STATUS,
   VIRTIO_NET_F_CSUM,
   VIRTIO_NET_F_GUEST_CSUM,
-  VIRTIO_NET_F_GUEST_ECN,
-  VIRTIO_NET_F_GUEST_TSO4,
-  VIRTIO_NET_F_GUEST_TSO6,
-  VIRTIO_NET_F_GUEST_UFO,
   VIRTIO_NET_F_HOST_ECN,
   VIRTIO_NET_F_HOST_TSO4,
   VIRTIO_NET_F_HOST_TSO6,
   VIRTIO_NET_F_HOST_UFO,
-  VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MRG_RXBUF,
-  VIRTIO_NET_F_STATUS,
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_HDR_GSO_ECN,
   VIRTIO_NET_HDR_GSO_NONE,
@@ -177,27 +171,9 @@ export class VirtioNet implements VirtioDevice {
     this.#heads = new Uint32Array(this.queueMaxSize);
     this.#lens = new Uint32Array(this.queueMaxSize);
     this.#txBh = options.loop.bh(() => this.processQueue(NET_TX_QUEUE), "virtio-net-tx");
-    const ufo = options.ufo ?? this.#tap.supportsOffload(TUN_F_CSUM | TUN_F_UFO);
-    let f = 0n;
-    for (
-      const bit of [
-        VIRTIO_NET_F_CSUM,
-        VIRTIO_NET_F_GUEST_CSUM,
-        VIRTIO_NET_F_MAC,
-        VIRTIO_NET_F_GUEST_TSO4,
-        VIRTIO_NET_F_GUEST_TSO6,
-        VIRTIO_NET_F_GUEST_ECN,
-        VIRTIO_NET_F_HOST_TSO4,
-        VIRTIO_NET_F_HOST_TSO6,
-        VIRTIO_NET_F_HOST_ECN,
-        VIRTIO_NET_F_MRG_RXBUF,
-        VIRTIO_NET_F_STATUS,
-        VIRTIO_RING_F_EVENT_IDX,
-        VIRTIO_RING_F_INDIRECT_DESC,
-      ]
-    ) f |= featureBit(bit);
-    if (ufo) f |= featureBit(VIRTIO_NET_F_GUEST_UFO) | featureBit(VIRTIO_NET_F_HOST_UFO);
-    this.deviceFeatures = f;
+    this.deviceFeatures = netDeviceFeatures(
+      options.ufo ?? this.#tap.supportsOffload(TUN_F_CSUM | TUN_F_UFO),
+    );
   }
 
   /** The tap this device serves. */
@@ -218,10 +194,7 @@ export class VirtioNet implements VirtioDevice {
   /** @param config the device configuration bytes to fill (kept for link changes) */
   initConfig(config: Uint8Array): void {
     this.#config = config;
-    config.set(this.#mac, VIRTIO_NET_CFG_MAC);
-    const v = new DataView(config.buffer, config.byteOffset, config.byteLength);
-    v.setUint16(VIRTIO_NET_CFG_STATUS, this.#linkUp ? VIRTIO_NET_S_LINK_UP : 0, true);
-    v.setUint16(VIRTIO_NET_CFG_MAX_PAIRS, 1, true);
+    initNetConfig(config, this.#mac, this.#linkUp);
   }
 
   /** @param ctx queues and signalling from the transport */
@@ -499,26 +472,4 @@ export class VirtioNet implements VirtioDevice {
     q.pushUsed(c.head, 0);
     return true;
   }
-}
-
-/**
- * The tap offloads (TUN_F_*) matching the GUEST_* features a driver accepted.
- *
- * @param features negotiated virtio features
- * @returns flags for TUNSETOFFLOAD
- * @example
- * ```ts
- * import { offloadsFor } from "./net.ts";
- * console.log(offloadsFor((1n << 1n) | (1n << 7n))); // 3 (CSUM | TSO4)
- * ```
- */
-export function offloadsFor(features: bigint): number {
-  const has = (bit: number) => (features & featureBit(bit)) !== 0n;
-  if (!has(VIRTIO_NET_F_GUEST_CSUM)) return 0;
-  let f = TUN_F_CSUM;
-  if (has(VIRTIO_NET_F_GUEST_TSO4)) f |= TUN_F_TSO4;
-  if (has(VIRTIO_NET_F_GUEST_TSO6)) f |= TUN_F_TSO6;
-  if (has(VIRTIO_NET_F_GUEST_ECN)) f |= TUN_F_TSO_ECN;
-  if (has(VIRTIO_NET_F_GUEST_UFO)) f |= TUN_F_UFO;
-  return f;
 }

@@ -643,6 +643,8 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     this.#transport.ackReset();
   };
   readonly #log: (message: string) => void;
+  #loop: EventLoop | null = null;
+  #notifyFds: readonly number[] = [];
   /** Guest RAM. */
   readonly mem: GuestMemory;
 
@@ -704,6 +706,8 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
    * @param controlFd the EventFdLink's status eventfd, if any
    */
   attach(loop: EventLoop, notifyFds: readonly number[], controlFd?: number): void {
+    this.#loop = loop;
+    this.#notifyFds = notifyFds;
     if (controlFd !== undefined) {
       loop.setFdHandler(controlFd, {
         read: () => {
@@ -812,6 +816,35 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
       const v = t.queueVector(index);
       if (v !== VIRTIO_MSI_NO_VECTOR) t.msix.signal(v);
     } else t.raiseIsr(VIRTIO_PCI_ISR_QUEUE, this.#interrupt);
+  }
+
+  /**
+   * Interrupts for queue `index` without the suppression check (vhost
+   * checked it already).
+   *
+   * @param index queue index
+   */
+  interruptQueue(index: number): void {
+    if (!this.#active[index]) return;
+    const t = this.#transport;
+    if (t.msix.enabled) {
+      const v = t.queueVector(index);
+      if (v !== VIRTIO_MSI_NO_VECTOR) t.msix.signal(v);
+    } else t.raiseIsr(VIRTIO_PCI_ISR_QUEUE, this.#interrupt);
+  }
+
+  /**
+   * Stops reading queue `index`'s kick eventfd and returns it, for a
+   * kernel data path (vhost) to own; null when kicks come in-thread.
+   *
+   * @param index queue index
+   * @returns the eventfd, or null
+   */
+  detachNotify(index: number): number | null {
+    const fd = this.#notifyFds[index];
+    if (fd === undefined || !this.#loop) return null;
+    this.#loop.setFdHandler(fd, null);
+    return fd;
   }
 
   /** Sends a configuration-change interrupt. */

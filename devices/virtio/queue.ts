@@ -150,6 +150,18 @@ export class SplitQueue {
   get lastAvail(): number {
     return this.#lastAvail;
   }
+  /** Guest address of the descriptor table (for a kernel data path). */
+  get descAddr(): number {
+    return this.#desc;
+  }
+  /** Guest address of the avail ring. */
+  get availAddr(): number {
+    return this.#avail;
+  }
+  /** Guest address of the used ring. */
+  get usedAddr(): number {
+    return this.#used;
+  }
   /** The device's used index (next slot it will fill). */
   get usedIdx(): number {
     return this.#usedIdx;

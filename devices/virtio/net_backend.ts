@@ -1,0 +1,211 @@
+/**
+ * `--nic tap,ifname=NAME[,mac=..][,iothread=N][,vhost=on|off]` from the
+ * command line to a served device: parsing, opening the taps on the main
+ * thread before the VM exists (so a missing tap or privilege is one line
+ * and exit 1), and the factory that builds the device model on the loop
+ * that owns its queues (the `{module, factory, args}` shape of the
+ * machine's virtio functions).
+ *
+ * @module
+ */
+import { adoptTap, openTap, type Tap, TapError } from "../../sys/tun.ts";
+import type { EventLoop } from "../../mainloop/types.ts";
+import { VirtioNet } from "./net.ts";
+import { VhostNet, vhostNetAvailable } from "./vhost_net.ts";
+import type { VirtioDevice } from "./device.ts";
+
+/** What `--nic` asked for. */
+export interface NicOptions {
+  /** tap interface name. */
+  ifname: string;
+  /** MAC address, `52:54:00:12:34:56` form. */
+  mac?: string;
+  /** Which iothread serves the queues (default: the main loop). */
+  iothread?: number;
+  /** Kernel data path (vhost-net). */
+  vhost: boolean;
+}
+
+/**
+ * Parses one `--nic` value (QEMU's `-nic tap,...` spelling).
+ *
+ * @param value e.g. `tap,ifname=tap0,mac=52:54:00:00:00:01,vhost=on`
+ * @returns the options
+ * @throws TypeError naming the bad part
+ * @example
+ * ```ts
+ * import { parseNicOption } from "./net_backend.ts";
+ * console.log(parseNicOption("tap,ifname=tap0,vhost=on").vhost); // true
+ * ```
+ */
+export function parseNicOption(value: string): NicOptions {
+  const parts = value.split(",");
+  if (parts[0] !== "tap") throw new TypeError("only tap is supported (tap,ifname=NAME)");
+  let ifname: string | undefined;
+  const out: NicOptions = { ifname: "", vhost: false };
+  for (const p of parts.slice(1)) {
+    const eq = p.indexOf("=");
+    const key = eq < 0 ? p : p.slice(0, eq);
+    const val = eq < 0 ? "" : p.slice(eq + 1);
+    switch (key) {
+      case "ifname":
+        if (!/^[A-Za-z0-9_.:-]{1,15}$/.test(val)) {
+          throw new TypeError(`invalid ifname '${val}' (1 to 15 letters, digits or _.:-)`);
+        }
+        ifname = val;
+        break;
+      case "mac":
+        parseMac(val);
+        out.mac = val.toLowerCase();
+        break;
+      case "iothread":
+        if (!/^\d{1,3}$/.test(val)) throw new TypeError(`invalid iothread '${val}'`);
+        out.iothread = Number(val);
+        break;
+      case "vhost":
+        if (val !== "on" && val !== "off") throw new TypeError(`vhost must be on or off`);
+        out.vhost = val === "on";
+        break;
+      case "model":
+        if (val !== "virtio-net-pci" && val !== "virtio") {
+          throw new TypeError(`model '${val}' is not supported (virtio-net-pci)`);
+        }
+        break;
+      default:
+        throw new TypeError(`unknown option '${key}'`);
+    }
+  }
+  if (ifname === undefined) throw new TypeError("ifname=NAME is required");
+  out.ifname = ifname;
+  return out;
+}
+
+/**
+ * Parses a MAC address; rejects multicast addresses (a NIC cannot own one).
+ *
+ * @param text `aa:bb:cc:dd:ee:ff`
+ * @returns 6 bytes
+ * @throws TypeError when malformed or multicast
+ * @example
+ * ```ts
+ * import { parseMac } from "./net_backend.ts";
+ * console.log(parseMac("52:54:00:12:34:56")[5]); // 86
+ * ```
+ */
+export function parseMac(text: string): Uint8Array {
+  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(text)) {
+    throw new TypeError(`invalid mac '${text}' (use 52:54:00:12:34:56)`);
+  }
+  const b = Uint8Array.from(text.split(":").map((h) => parseInt(h, 16)));
+  if (b[0] & 1) throw new TypeError(`mac '${text}' is a multicast address`);
+  return b;
+}
+
+/**
+ * QEMU's default MAC for the n-th NIC: 52:54:00:12:34:56 + n.
+ *
+ * @param index NIC number from 0
+ * @returns the address text
+ * @example
+ * ```ts
+ * import { defaultMac } from "./net_backend.ts";
+ * console.log(defaultMac(1)); // 52:54:00:12:34:57
+ * ```
+ */
+export function defaultMac(index: number): string {
+  const last = (0x56 + index) & 0xff;
+  const fifth = (0x34 + ((0x56 + index) >> 8)) & 0xff;
+  return `52:54:00:12:${fifth.toString(16).padStart(2, "0")}:${last.toString(16).padStart(2, "0")}`;
+}
+
+/** A `--nic` with its tap open. */
+export interface OpenedNic {
+  /** What the user asked for (mac filled in). */
+  options: NicOptions & { mac: string };
+  /** The open tap. */
+  tap: Tap;
+}
+
+/**
+ * Opens every `--nic` tap before the VM exists; on failure nothing stays
+ * open.
+ *
+ * @param values the option strings in order
+ * @returns the opened NICs
+ * @throws TapError with one line naming the NIC and the problem
+ * @example
+ * ```ts ignore
+ * const nics = openNics(["tap,ifname=tap0"]);
+ * ```
+ */
+export function openNics(values: readonly string[]): OpenedNic[] {
+  const out: OpenedNic[] = [];
+  try {
+    values.forEach((value, i) => {
+      let o: NicOptions;
+      try {
+        o = parseNicOption(value);
+      } catch (e) {
+        throw new TapError(`Invalid --nic '${value}': ${(e as Error).message}`);
+      }
+      if (out.some((n) => n.options.ifname === o.ifname)) {
+        throw new TapError(`Invalid --nic '${value}': tap ${o.ifname} is used twice`);
+      }
+      if (o.vhost) {
+        const why = vhostNetAvailable();
+        if (why) throw new TapError(`Cannot use vhost=on for tap ${o.ifname}: ${why}`);
+      }
+      const tap = openTap(o.ifname);
+      out.push({ options: { ...o, mac: o.mac ?? defaultMac(i) }, tap });
+    });
+  } catch (e) {
+    for (const n of out) n.tap.close();
+    throw e;
+  }
+  return out;
+}
+
+/** Arguments of {@link virtioNetBackend} (postMessage-able). */
+export interface NetBackendArgs {
+  /** The tap fd opened by {@link openNics}. */
+  tapFd: number;
+  /** Its name. */
+  ifname: string;
+  /** MAC address text. */
+  mac: string;
+  /** Kernel data path. */
+  vhost?: boolean;
+  /** Queue size (default 256). */
+  queueSize?: number;
+}
+
+/**
+ * Builds a NIC's device model on the loop that owns its queues: the
+ * TypeScript data path, or vhost-net with `vhost`.
+ *
+ * @param args the tap and its settings
+ * @param ctx the loop
+ * @returns the model and how to release it (the tap stays with its opener)
+ * @example
+ * ```ts ignore
+ * { module: NET_BACKEND_MODULE, factory: "virtioNetBackend", args: { tapFd, ifname, mac } }
+ * ```
+ */
+export function virtioNetBackend(
+  args: NetBackendArgs,
+  ctx: { loop: EventLoop },
+): { device: VirtioDevice; close(): void } {
+  const tap = adoptTap(args.tapFd, args.ifname);
+  const options = { tap, loop: ctx.loop, mac: parseMac(args.mac), queueSize: args.queueSize };
+  const device = args.vhost ? new VhostNet(options) : new VirtioNet(options);
+  return {
+    device,
+    close() {
+      device.reset(() => {});
+      if (device instanceof VhostNet) device.close();
+    },
+  };
+}
+
+/** This module's URL, for `{module, factory}` specs. */
+export const NET_BACKEND_MODULE: string = new URL(import.meta.url).href;
