@@ -13,6 +13,8 @@ import { parseCli, USAGE, UsageError, type VmOptions } from "./machine/cli.ts";
 import { runDemo, runLinux } from "./machine/run.ts";
 import { describeKvmOpenError } from "./machine/kvm_errors.ts";
 import { DiskError, openDisks, type OpenedDisk } from "./machine/disks.ts";
+import { type OpenedNic, openNics } from "./devices/virtio/net_backend.ts";
+import { TapError } from "./sys/tun.ts";
 import { ErrnoError } from "./sys/errno.ts";
 import { readFileFfi } from "./sys/fd.ts";
 import { KernelLoaderError } from "./boot/kernel_loader_error.ts";
@@ -60,6 +62,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   let disks: OpenedDisk[] = [];
+  let nics: OpenedNic[] = [];
   try {
     if (o.kernel === undefined) return await runDemo(o);
     const kernel = readInput("kernel", o.kernel);
@@ -74,9 +77,11 @@ async function main(args: string[]): Promise<number> {
     }
     const initrd = o.initrd === undefined ? undefined : readInput("initrd", o.initrd);
     disks = openDisks(o.disks);
-    return await runLinux(o, { kernel, initrd, disks });
+    nics = openNics(o.nics);
+    return await runLinux(o, { kernel, initrd, disks, nics });
   } catch (e) {
     if (e instanceof DiskError) fail(e.message);
+    if (e instanceof TapError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
     if (e instanceof KernelLoaderError) fail(`${o.kernel}: ${e.message}`);
@@ -84,6 +89,7 @@ async function main(args: string[]): Promise<number> {
     throw e;
   } finally {
     for (const d of disks) d.file.close();
+    for (const n of nics) n.tap.close();
   }
 }
 

@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { parseSize } from "./size.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
+import { nicsFromNetdevs, parseNicOption } from "../devices/virtio/net_backend.ts";
 
 /** A mistake in the command line; main.ts prints the message and exits 1. */
 export class UsageError extends Error {
@@ -35,6 +36,12 @@ export interface VmOptions {
   reboot: boolean;
   /** Log unclaimed port and MMIO accesses. */
   logUnclaimed: boolean;
+  /** `--nic` values (with `--netdev`/`--device` pairs folded in), in order. */
+  nics: string[];
+  /** virtio-rng: off, or on with an optional byte rate limit. */
+  rng: false | { rateBytesPerSec?: number };
+  /** Where the guest console is: the 16550 (ttyS0) or virtio-console (hvc0). */
+  console: "serial" | "virtio";
   /** Print help and exit. */
   help: boolean;
   /** Print the version and exit. */
@@ -59,6 +66,10 @@ Options:
   --cpus N          number of vCPUs (default 1)
   --memory SIZE     guest RAM, e.g. 256M or 1G; a bare number is MiB (default ${DEFAULT_MEMORY})
   --disk SPEC       virtio-blk disk: path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback]
+  --nic SPEC        virtio-net on a tap: tap,ifname=NAME[,mac=M][,iothread=N][,vhost=on|off]
+                    (also --netdev tap,id=ID,ifname=NAME + --device virtio-net-pci,netdev=ID)
+  --rng on|off|rate=N  virtio-rng from getrandom, on by default; rate in bytes per second
+  --console serial|virtio  the guest console: 16550 ttyS0 (default) or virtio hvc0
   --reboot          restart the guest when it reboots (default: exit with code 10)
   --log-unclaimed   log the first access to each port/MMIO address no device claims
   --version         print the version
@@ -94,6 +105,11 @@ export function parseCli(args: readonly string[]): VmOptions {
         cpus: { type: "string" },
         memory: { type: "string" },
         disk: { type: "string", multiple: true },
+        nic: { type: "string", multiple: true },
+        netdev: { type: "string", multiple: true },
+        device: { type: "string", multiple: true },
+        rng: { type: "string" },
+        console: { type: "string" },
         reboot: { type: "boolean" },
         "log-unclaimed": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -144,6 +160,35 @@ export function parseCli(args: readonly string[]): VmOptions {
   if ((v.disk?.length ?? 0) > 0 && v.kernel === undefined) {
     throw new UsageError("--disk needs --kernel");
   }
+  // --- network, entropy and console (H6) ---
+  let nics = [...(v.nic ?? [])];
+  for (const n of nics) {
+    try {
+      parseNicOption(n);
+    } catch (e) {
+      throw new UsageError(`Invalid --nic '${n}': ${(e as Error).message}`);
+    }
+  }
+  try {
+    nics = [...nics, ...nicsFromNetdevs(v.netdev ?? [], v.device ?? [])];
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const rngText = v.rng ?? "on";
+  let rng: VmOptions["rng"];
+  if (rngText === "off") rng = false;
+  else if (rngText === "on") rng = {};
+  else if (/^rate=\d{1,12}$/.test(rngText) && Number(rngText.slice(5)) > 0) {
+    rng = { rateBytesPerSec: Number(rngText.slice(5)) };
+  } else throw new UsageError(`Invalid --rng '${rngText}': use on, off or rate=BYTES_PER_SECOND`);
+  const consoleText = v.console ?? "serial";
+  if (consoleText !== "serial" && consoleText !== "virtio") {
+    throw new UsageError(`Invalid --console '${consoleText}': use serial or virtio`);
+  }
+  if ((nics.length > 0 || consoleText === "virtio") && v.kernel === undefined) {
+    throw new UsageError("--nic and --console virtio need --kernel");
+  }
+  // --- end H6 ---
   return {
     kernel: v.kernel,
     initrd: v.initrd,
@@ -151,6 +196,9 @@ export function parseCli(args: readonly string[]): VmOptions {
     cpus: Number(cpusText),
     memoryBytes,
     disks: v.disk ?? [],
+    nics,
+    rng,
+    console: consoleText,
     reboot: v.reboot ?? false,
     logUnclaimed: v["log-unclaimed"] ?? false,
     help: v.help ?? false,

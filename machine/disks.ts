@@ -39,6 +39,15 @@ import type { AioBackend } from "../aio/types.ts";
 import { ThreadPool } from "../aio/thread_pool.ts";
 import { IoUring, ioUringAvailable } from "../aio/io_uring.ts";
 import type { PciIrqRoute } from "../acpi/dsdt.ts";
+import {
+  attachVirtioExtra,
+  prepareVirtioExtra,
+  stopVirtioExtra,
+  type VirtioExtra,
+} from "./virtio_extra.ts";
+import type { VirtioPciSpec } from "../devices/virtio/pci.ts";
+
+const VIRTIO_EXTRA = new URL("./virtio_extra.ts", import.meta.url).href;
 
 /** A disk the user cannot have (missing, no permission, locked, odd size, bad option). */
 export class DiskError extends Error {
@@ -270,13 +279,19 @@ export async function attachDisks(
   m: Machine,
   loop: EventLoop,
   disks: readonly OpenedDisk[],
-  options: { sync?: boolean } = {},
+  options: { sync?: boolean; extras?: readonly VirtioExtra[] } = {},
 ): Promise<AttachedDisks> {
   const fds: number[] = [];
   const iothreads = new Map<number, IOThread>();
   const started: { id: number; io?: IOThread }[] = [];
+  const extrasStarted: { id: number; io?: IOThread; fn?: PciFunctionArgs }[] = [];
   const slots: number[] = [];
   const close = async () => {
+    for (const x of extrasStarted) {
+      if (x.io) await x.io.call(VIRTIO_EXTRA, "stopVirtioExtra", x.id).catch(() => {});
+      else stopVirtioExtra(loop, x.id);
+    }
+    extrasStarted.length = 0;
     for (const s of started) {
       if (s.io) await s.io.call(THIS_MODULE, "stopDiskBackend", s.id).catch(() => {});
       else await stopDiskBackend(loop, s.id);
@@ -297,13 +312,7 @@ export async function attachDisks(
     const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
     let nextGsi = MSI_GSI_BASE;
     const backends: { args: DiskBackendArgs; iothread?: number }[] = [];
-    disks.forEach((d, i) => {
-      const slot = FIRST_DISK_SLOT + i;
-      const disk = { fd: d.file.fd, size: d.file.size, readOnly: d.file.readOnly };
-      // The spec only: the real model is built on the loop that owns the queue.
-      const spec = virtioPciSpecOf(
-        new VirtioBlock({ disk, aio: new SyncAio(), serial: d.options.serial }),
-      );
+    const place = (spec: VirtioPciSpec, slot: number): PciFunctionArgs => {
       const transport = new VirtioPciDevice(spec);
       allocator.assign(transport);
       bus.add(transport, slot);
@@ -325,6 +334,16 @@ export async function attachDisks(
       routed.push({ device: transport, msiGsiBase: fn.msiGsiBase });
       slots.push(slot);
       syncNotifyIoeventfds(m.vm, fn, transport);
+      return fn;
+    };
+    disks.forEach((d, i) => {
+      const slot = FIRST_DISK_SLOT + i;
+      const disk = { fd: d.file.fd, size: d.file.size, readOnly: d.file.readOnly };
+      // The spec only: the real model is built on the loop that owns the queue.
+      const spec = virtioPciSpecOf(
+        new VirtioBlock({ disk, aio: new SyncAio(), serial: d.options.serial }),
+      );
+      const fn = place(spec, slot);
       // Pool and iothread Workers load under --allow-ffi alone (sys/worker_url.ts).
       const aio: DiskBackendArgs["aio"] = options.sync ? "sync" : d.options.aio;
       const iothread = d.options.iothread;
@@ -341,6 +360,26 @@ export async function attachDisks(
         iothread,
       });
     });
+    const ioFor = async (n: number | undefined) => {
+      if (n === undefined) return undefined;
+      let io = iothreads.get(n);
+      if (!io) {
+        io = await IOThread.start({ name: `iothread-${n}` });
+        iothreads.set(n, io);
+      }
+      return io;
+    };
+    for (const [j, x] of (options.extras ?? []).entries()) {
+      const id = nextBackendId++;
+      const io = await ioFor(x.iothread);
+      const a = { id, factory: x.factory, args: x.args };
+      const entry: { id: number; io?: IOThread; fn?: PciFunctionArgs } = { id, io };
+      extrasStarted.push(entry);
+      const spec: VirtioPciSpec = io
+        ? await io.call(VIRTIO_EXTRA, "prepareVirtioExtra", a)
+        : prepareVirtioExtra(loop, a);
+      entry.fn = place(spec, FIRST_DISK_SLOT + disks.length + j);
+    }
     m.vm.setGsiRouting(gsiRoutes(routed));
     for (const f of functions) {
       f.msixFds.forEach((fd, v) => m.vm.irqfd(fd, f.msiGsiBase + v));
@@ -358,6 +397,11 @@ export async function attachDisks(
       }
       await io.call(THIS_MODULE, "startDiskBackend", b.args);
       started.push({ id: b.args.id, io });
+    }
+    for (const x of extrasStarted) {
+      const a = { id: x.id, memory: m.memory.layout, vmFd: m.vm.fd, fn: x.fn! };
+      if (x.io) await x.io.call(VIRTIO_EXTRA, "attachVirtioExtra", a);
+      else attachVirtioExtra(loop, a);
     }
     const args: PciDevicesArgs = {
       vmFd: m.vm.fd,

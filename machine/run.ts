@@ -20,6 +20,28 @@ import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import { attachDisks, type AttachedDisks, type OpenedDisk, pciIrqRoutesFor } from "./disks.ts";
+import type { VirtioExtra } from "./virtio_extra.ts";
+import type { OpenedNic } from "../devices/virtio/net_backend.ts";
+import { virtioConsoleById } from "../devices/virtio/console.ts";
+
+/** The virtio functions besides disks that the options ask for. */
+function extrasOf(o: VmOptions, nics: readonly OpenedNic[]): VirtioExtra[] {
+  const extras: VirtioExtra[] = nics.map((n) => ({
+    factory: "virtioNetBackend",
+    args: {
+      tapFd: n.tap.fd,
+      ifname: n.tap.name,
+      mac: n.options.mac,
+      vhost: n.options.vhost,
+    },
+    iothread: n.options.iothread,
+  }));
+  if (o.rng) extras.push({ factory: "virtioRngBackend", args: o.rng });
+  if (o.console === "virtio") {
+    extras.push({ factory: "virtioConsoleBackend", args: { outFd: 1, id: 0 } });
+  }
+  return extras;
+}
 
 const PC_DEVICES = new URL("./pc_devices.ts", import.meta.url).href;
 
@@ -71,7 +93,12 @@ export async function runDemo(o: VmOptions): Promise<number> {
  */
 export async function runLinux(
   o: VmOptions,
-  files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
+  files: {
+    kernel: Uint8Array;
+    initrd?: Uint8Array;
+    disks?: readonly OpenedDisk[];
+    nics?: readonly OpenedNic[];
+  },
 ): Promise<number> {
   for (;;) {
     const { state, exitCode } = await bootOnce(o, files);
@@ -82,7 +109,12 @@ export async function runLinux(
 
 async function bootOnce(
   o: VmOptions,
-  files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
+  files: {
+    kernel: Uint8Array;
+    initrd?: Uint8Array;
+    disks?: readonly OpenedDisk[];
+    nics?: readonly OpenedNic[];
+  },
 ): Promise<{ state: VmState; exitCode: number }> {
   const m = Machine.create({
     memoryBytes: o.memoryBytes,
@@ -94,7 +126,8 @@ async function bootOnce(
   let term: Terminal | undefined;
   let disks: AttachedDisks | undefined;
   try {
-    const withDisks = (files.disks?.length ?? 0) > 0;
+    const extras = extrasOf(o, files.nics ?? []);
+    const withDisks = (files.disks?.length ?? 0) > 0 || extras.length > 0;
     const boot = loadLinux(m.memory, {
       kernel: files.kernel,
       initrd: files.initrd,
@@ -105,7 +138,7 @@ async function bootOnce(
     const { legacy, spec } = pcSpec(m, o.cpus);
     m.addDevice(spec);
     if (withDisks) {
-      disks = await attachDisks(m, loop, files.disks!);
+      disks = await attachDisks(m, loop, files.disks ?? [], { extras });
       // The same tables at the same place, now with the root bridge's _PRT
       // (loadLinux only knows whether there is a PCI bus).
       const acpi = buildAcpiTables(m.memory, {
@@ -129,7 +162,9 @@ async function bootOnce(
     });
     term = new Terminal({
       loop,
-      onInput: (bytes) => devices.serial.enqueueInput(bytes),
+      onInput: o.console === "virtio"
+        ? (bytes) => virtioConsoleById(0)?.enqueueInput(bytes) ?? 0
+        : (bytes) => devices.serial.enqueueInput(bytes),
       onQuit: () => m.stop(EXIT_CODE_STOPPED),
       retryMs: 5,
     });

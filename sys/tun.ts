@@ -12,6 +12,8 @@ import { closeFd, cstring, O_NONBLOCK, O_RDWR } from "./fd.ts";
 
 /** _IOW('T', 202, int): attach to (or create) an interface. */
 export const TUNSETIFF = 0x400454ca;
+/** _IOW('T', 203, int): keep the interface after the last fd closes. */
+export const TUNSETPERSIST = 0x400454cb;
 /** _IOR('T', 207, unsigned int): the IFF_* flags this kernel supports. */
 export const TUNGETFEATURES = 0x800454cf;
 /** _IOW('T', 208, unsigned int): offloads the reader can take (TUN_F_*). */
@@ -53,6 +55,7 @@ export const IFREQ_FLAGS = 16;
 /** Everything above by its C name, for the header probe. */
 export const TUN_ABI: Readonly<Record<string, number>> = {
   TUNSETIFF,
+  TUNSETPERSIST,
   TUNGETFEATURES,
   TUNSETOFFLOAD,
   TUNGETIFF,
@@ -89,6 +92,8 @@ export interface Tap {
   setOffload(flags: number): void;
   /** Whether the kernel accepts `flags` as offloads (tries and restores none). */
   supportsOffload(flags: number): boolean;
+  /** Makes the interface outlive this fd (or not): TUNSETPERSIST. */
+  setPersist(on: boolean): void;
   /** Closes the fd (a tap the VMM created disappears, a persistent one stays). */
   close(): void;
 }
@@ -182,6 +187,12 @@ class OpenTap implements Tap {
   setOffload(flags: number): void {
     if (libc.ioctl_u64(this.fd, BigInt(TUNSETOFFLOAD), BigInt(flags)) < 0) {
       throw new ErrnoError(`TUNSETOFFLOAD ${this.name}`, errno());
+    }
+  }
+
+  setPersist(on: boolean): void {
+    if (libc.ioctl_u64(this.fd, BigInt(TUNSETPERSIST), on ? 1n : 0n) < 0) {
+      throw new ErrnoError(`TUNSETPERSIST ${this.name}`, errno());
     }
   }
 

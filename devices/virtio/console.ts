@@ -9,6 +9,8 @@
  *
  * @module
  */
+import { libc } from "../../sys/libc.ts";
+import { EAGAIN, EINTR, errno } from "../../sys/errno.ts";
 import { featureBit, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from "./constants.ts";
 import type { VirtioContext, VirtioDevice } from "./device.ts";
 import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
@@ -167,3 +169,65 @@ export class VirtioConsole implements VirtioDevice {
     }
   }
 }
+
+const consoles = new Map<number, VirtioConsole>();
+
+/**
+ * Builds virtio-console on the loop that owns its queues; guest output is
+ * written to `outFd` (the terminal, or a pipe a library reader drains),
+ * and the model is registered under `id` so the same thread's terminal
+ * can feed it ({@link virtioConsoleById}).
+ *
+ * @param args output fd and registry id
+ * @param _ctx the loop (unused: the console needs no timers)
+ * @returns the device model and its release
+ * @example
+ * ```ts ignore
+ * { module: CONSOLE_MODULE, factory: "virtioConsoleBackend", args: { outFd: 1, id: 0 } }
+ * ```
+ */
+export function virtioConsoleBackend(
+  args: { outFd: number; id: number },
+  _ctx: unknown,
+): { device: VirtioConsole; close(): void } {
+  const fd = args.outFd;
+  const device = new VirtioConsole({
+    output(bytes) {
+      let off = 0;
+      while (off < bytes.length) {
+        const part = off === 0 ? bytes : bytes.subarray(off);
+        const n = Number(libc.write(fd, part, BigInt(part.length)));
+        if (n < 0) {
+          const e = errno();
+          if (e === EINTR || e === EAGAIN) continue;
+          return; // The reader went away: output is dropped like a closed terminal's.
+        }
+        off += n;
+      }
+    },
+  });
+  consoles.set(args.id, device);
+  return {
+    device,
+    close() {
+      consoles.delete(args.id);
+    },
+  };
+}
+
+/**
+ * The console built by {@link virtioConsoleBackend} in this thread.
+ *
+ * @param id its registry id
+ * @returns the model, if any
+ * @example
+ * ```ts ignore
+ * term = new Terminal({ loop, onInput: (b) => virtioConsoleById(0)?.enqueueInput(b) ?? 0 });
+ * ```
+ */
+export function virtioConsoleById(id: number): VirtioConsole | undefined {
+  return consoles.get(id);
+}
+
+/** This module's URL, for `{module, factory}` specs. */
+export const CONSOLE_MODULE: string = new URL(import.meta.url).href;

@@ -118,6 +118,52 @@ export function defaultMac(index: number): string {
   return `52:54:00:12:${fifth.toString(16).padStart(2, "0")}:${last.toString(16).padStart(2, "0")}`;
 }
 
+/**
+ * Turns QEMU's `--netdev tap,id=ID,ifname=NAME[,vhost=on]` plus
+ * `--device virtio-net-pci,netdev=ID[,mac=..]` pairs into `--nic` strings.
+ *
+ * @param netdevs `--netdev` values
+ * @param devices `--device` values
+ * @returns equivalent `--nic` values, in device order
+ * @throws TypeError naming the bad value
+ * @example
+ * ```ts
+ * import { nicsFromNetdevs } from "./net_backend.ts";
+ * console.log(nicsFromNetdevs(["tap,id=n0,ifname=tap0"], ["virtio-net-pci,netdev=n0"]));
+ * // ["tap,ifname=tap0"]
+ * ```
+ */
+export function nicsFromNetdevs(netdevs: readonly string[], devices: readonly string[]): string[] {
+  const byId = new Map<string, string[]>();
+  for (const n of netdevs) {
+    const parts = n.split(",");
+    if (parts[0] !== "tap") throw new TypeError(`--netdev '${n}': only tap is supported`);
+    const id = parts.find((p) => p.startsWith("id="))?.slice(3);
+    if (!id) throw new TypeError(`--netdev '${n}': id=ID is required`);
+    if (byId.has(id)) throw new TypeError(`--netdev '${n}': id ${id} is used twice`);
+    byId.set(id, ["tap", ...parts.slice(1).filter((p) => !p.startsWith("id="))]);
+  }
+  const used = new Set<string>();
+  const out = devices.map((d) => {
+    const parts = d.split(",");
+    if (parts[0] !== "virtio-net-pci") {
+      throw new TypeError(`--device '${d}': only virtio-net-pci is supported`);
+    }
+    const id = parts.find((p) => p.startsWith("netdev="))?.slice(7);
+    const nd = id === undefined ? undefined : byId.get(id);
+    if (!nd) throw new TypeError(`--device '${d}': netdev=ID must name a --netdev`);
+    if (used.has(id!)) throw new TypeError(`--device '${d}': netdev ${id} is used twice`);
+    used.add(id!);
+    const rest = parts.slice(1).filter((p) => !p.startsWith("netdev="));
+    return [...nd, ...rest].join(",");
+  });
+  for (const id of byId.keys()) {
+    if (!used.has(id)) throw new TypeError(`--netdev id ${id} has no --device virtio-net-pci`);
+  }
+  for (const nic of out) parseNicOption(nic);
+  return out;
+}
+
 /** A `--nic` with its tap open. */
 export interface OpenedNic {
   /** What the user asked for (mac filled in). */

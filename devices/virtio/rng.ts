@@ -196,3 +196,25 @@ export function fillRandom(buf: Uint8Array): void {
     off += n;
   }
 }
+
+/**
+ * Builds virtio-rng on the loop that owns its queue (the machine's
+ * `{module, factory, args}` shape).
+ *
+ * @param args the optional byte rate limit
+ * @param ctx the loop
+ * @returns the device model
+ * @example
+ * ```ts ignore
+ * { module: RNG_MODULE, factory: "virtioRngBackend", args: { rateBytesPerSec: 1 << 20 } }
+ * ```
+ */
+export function virtioRngBackend(
+  args: { rateBytesPerSec?: number },
+  ctx: { loop: EventLoop },
+): { device: VirtioRng } {
+  return { device: new VirtioRng({ loop: ctx.loop, rateBytesPerSec: args.rateBytesPerSec }) };
+}
+
+/** This module's URL, for `{module, factory}` specs. */
+export const RNG_MODULE: string = new URL(import.meta.url).href;
