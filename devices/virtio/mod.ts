@@ -1,5 +1,6 @@
 /**
- * Virtio: split virtqueues, the modern PCI transport, and virtio-blk.
+ * Virtio: split virtqueues, the modern PCI transport, virtio-blk, virtio-net
+ * (TypeScript data path and vhost-net), virtio-rng and virtio-console.
  *
  * @module
  */
@@ -11,3 +12,9 @@ export * from "./pci_factory.ts";
 export * from "./block.ts";
 export * from "./disk_file.ts";
 export * from "./sync_io.ts";
+export * from "./net_constants.ts";
+export * from "./net.ts";
+export * from "./net_backend.ts";
+export * from "./vhost_net.ts";
+export * from "./rng.ts";
+export * from "./console.ts";

@@ -7,11 +7,9 @@
 // kernel's tree, as in the nested host).
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { debianKernel } from "../fixtures/debian.ts";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
-import { resolveModules } from "../fixtures/modules.ts";
 import { linuxFixture } from "./fixtures.ts";
-import { openTap } from "../../sys/tun.ts";
+import { ensureHostModules, HOST_IP, hostTap, peers, removeTap, TAP } from "./_net_host.ts";
 import { vhostNetAvailable } from "../../devices/virtio/vhost_net.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -19,8 +17,6 @@ const repo = new URL("../..", import.meta.url).pathname;
 export const NET_MARKER = "DENOVMM-NET";
 /** Guest modules: virtio-pci transport, net, rng, console (dependencies follow). */
 export const NET_MODULES = ["virtio_pci", "virtio_net", "virtio_rng", "virtio_console"];
-const TAP = "dvmnet0";
-const HOST_IP = "10.0.2.2";
 const SEQ_N = 200000;
 
 /** The guest's script (the test /init runs it after loading the modules). */
@@ -55,82 +51,6 @@ function seqText(n: number): string {
   const parts: string[] = [];
   for (let i = 1; i <= n; i++) parts.push(`${i}\n`);
   return parts.join("");
-}
-
-async function sh(cmd: string[]): Promise<void> {
-  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1) }).output();
-  if (!out.success) {
-    throw new Error(`${cmd.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
-
-/** Loads tun (and vhost-net when asked) from the running kernel's module tree if missing. */
-async function ensureHostModules(): Promise<void> {
-  const k = await debianKernel("amd64");
-  const release = Deno.osRelease();
-  if (!k.modulesDir.includes(release)) return; // Not the Debian kernel: use what it has.
-  const loaded = await Deno.readTextFile("/proc/modules").catch(() => "");
-  for (const m of await resolveModules(k.modulesDir, ["tun", "vhost_net"])) {
-    if (new RegExp(`^${m.name} `, "m").test(loaded)) continue;
-    await new Deno.Command("insmod", { args: [m.path] }).output();
-  }
-}
-
-/** Deletes the persistent test tap, if any. */
-function removeTap(): void {
-  try {
-    const tap = openTap(TAP);
-    tap.setPersist(false);
-    tap.close();
-  } catch {
-    // Not there.
-  }
-}
-
-/** A persistent tap with the host side address, up. */
-async function hostTap(): Promise<void> {
-  removeTap();
-  const tap = openTap(TAP);
-  tap.setPersist(true);
-  tap.close();
-  await sh(["ip", "addr", "add", `${HOST_IP}/24`, "dev", TAP]);
-  await sh(["ip", "link", "set", TAP, "up"]);
-}
-
-interface PeerResult {
-  received: Promise<Uint8Array>;
-  close(): void;
-}
-
-/** TCP peers: 5555 collects what the guest sends, 5556 sends `payload`. */
-function peers(payload: Uint8Array): PeerResult {
-  const inbound = Deno.listen({ hostname: HOST_IP, port: 5555 });
-  const outbound = Deno.listen({ hostname: HOST_IP, port: 5556 });
-  const received = (async () => {
-    const conn = await inbound.accept();
-    const chunks: Uint8Array[] = [];
-    for await (const c of conn.readable) chunks.push(c);
-    const all = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
-    let o = 0;
-    for (const c of chunks) {
-      all.set(c, o);
-      o += c.length;
-    }
-    return all;
-  })();
-  (async () => {
-    const conn = await outbound.accept();
-    const w = conn.writable.getWriter();
-    await w.write(payload);
-    await w.close();
-  })().catch(() => {});
-  return {
-    received,
-    close() {
-      inbound.close();
-      outbound.close();
-    },
-  };
 }
 
 async function bootNet(vhost: boolean) {
