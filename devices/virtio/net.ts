@@ -259,6 +259,8 @@ export class VirtioNet implements VirtioDevice {
     if (index === NET_RX_QUEUE) {
       // New RX buffers: resume reading the tap if it was stopped for them.
       if (!this.#reading && this.#rxq && this.#linkUp) {
+        // Reading again: refills need no kick until the next stall.
+        this.#rxq.disableNotification();
         this.#reading = true;
         this.#syncFdHandler();
         this.#receive();
