@@ -44,6 +44,29 @@ export interface NetRig {
   nsRun(cmd: string[]): Promise<string>;
 }
 
+/** Why tap tests cannot run here (they need root for netns and tap creation), or null. */
+export const NET_TESTS_UNAVAILABLE: string | null = (() => {
+  if (Deno.uid() !== 0) return "tap tests need root (network namespaces, tap creation)";
+  try {
+    Deno.statSync("/dev/net/tun");
+  } catch {
+    return "tap tests need /dev/net/tun";
+  }
+  return null;
+})();
+if (NET_TESTS_UNAVAILABLE) console.log(`Not run: ${NET_TESTS_UNAVAILABLE}`);
+
+/**
+ * Registers a test that needs a tap in a namespace; ignored (with the
+ * reason printed once) where that is impossible.
+ *
+ * @param name test name
+ * @param fn the test
+ */
+export function netTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name, ignore: NET_TESTS_UNAVAILABLE !== null, fn });
+}
+
 let counter = 0;
 
 async function run(cmd: string[]): Promise<string> {

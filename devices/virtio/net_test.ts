@@ -26,6 +26,7 @@ import {
   icmpEchoFrame,
   inetChecksum,
   type NetRig,
+  netTest,
   sendUdpFromHost,
   sleep,
   udpPattern,
@@ -149,22 +150,25 @@ function sendTx(r: NetRig, hdr: Uint8Array, frame: Uint8Array, slot = 0): void {
   r.drv.kick(NET_TX_QUEUE);
 }
 
-Deno.test("config space: MAC, link status, and a config interrupt when the link changes", async () => {
-  await withNetRig((r) => {
-    assert.ok(r.drv.init(BASIC));
-    const mac = Array.from({ length: 6 }, (_, i) => r.drv.config(VIRTIO_NET_CFG_MAC + i, 1));
-    assert.deepEqual(mac, [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
-    assert.equal(r.drv.config(VIRTIO_NET_CFG_STATUS, 2), 1);
-    const before = r.sink.raised;
-    r.net.setLink(false);
-    assert.equal(r.drv.config(VIRTIO_NET_CFG_STATUS, 2), 0);
-    assert.equal(r.sink.raised, before + 1);
-    r.net.setLink(true);
-    assert.equal(r.drv.config(VIRTIO_NET_CFG_STATUS, 2), 1);
-  });
-});
+netTest(
+  "config space: MAC, link status, and a config interrupt when the link changes",
+  async () => {
+    await withNetRig((r) => {
+      assert.ok(r.drv.init(BASIC));
+      const mac = Array.from({ length: 6 }, (_, i) => r.drv.config(VIRTIO_NET_CFG_MAC + i, 1));
+      assert.deepEqual(mac, [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+      assert.equal(r.drv.config(VIRTIO_NET_CFG_STATUS, 2), 1);
+      const before = r.sink.raised;
+      r.net.setLink(false);
+      assert.equal(r.drv.config(VIRTIO_NET_CFG_STATUS, 2), 0);
+      assert.equal(r.sink.raised, before + 1);
+      r.net.setLink(true);
+      assert.equal(r.drv.config(VIRTIO_NET_CFG_STATUS, 2), 1);
+    });
+  },
+);
 
-Deno.test("a ping sent on TX reaches the host kernel and its reply arrives on RX", async () => {
+netTest("a ping sent on TX reaches the host kernel and its reply arrives on RX", async () => {
   await withNetRig(async (r) => {
     assert.ok(r.drv.init(ALL));
     postRx(r, 16, 4096);
@@ -185,34 +189,40 @@ Deno.test("a ping sent on TX reaches the host kernel and its reply arrives on RX
   });
 });
 
-Deno.test("mergeable RX: a 8000-byte datagram spans buffers that are published together", async () => {
-  await withNetRig(async (r) => {
-    assert.ok(r.drv.init(BASIC | featureBit(VIRTIO_NET_F_MRG_RXBUF)));
-    postRx(r, 32, 1536);
-    await sendUdpFromHost(r, [8000]);
-    const pending: { id: number; len: number }[] = [];
-    const got: ReturnType<typeof udpTo9> = [];
-    await until(() => (got.push(...udpTo9(collectRx(r, pending))), got.length === 1));
-    assert.ok(got[0].f.numBuffers >= 6, `num_buffers ${got[0].f.numBuffers}`);
-    assert.deepEqual(got[0].payload, udpPattern(8000));
-  });
-});
+netTest(
+  "mergeable RX: a 8000-byte datagram spans buffers that are published together",
+  async () => {
+    await withNetRig(async (r) => {
+      assert.ok(r.drv.init(BASIC | featureBit(VIRTIO_NET_F_MRG_RXBUF)));
+      postRx(r, 32, 1536);
+      await sendUdpFromHost(r, [8000]);
+      const pending: { id: number; len: number }[] = [];
+      const got: ReturnType<typeof udpTo9> = [];
+      await until(() => (got.push(...udpTo9(collectRx(r, pending))), got.length === 1));
+      assert.ok(got[0].f.numBuffers >= 6, `num_buffers ${got[0].f.numBuffers}`);
+      assert.deepEqual(got[0].payload, udpPattern(8000));
+    });
+  },
+);
 
-Deno.test("without MRG_RXBUF a frame larger than the buffer is dropped, counted, buffer kept", async () => {
-  await withNetRig(async (r) => {
-    assert.ok(r.drv.init(BASIC));
-    postRx(r, 4, 1536);
-    await sendUdpFromHost(r, [8000, 100]);
-    const pending: { id: number; len: number }[] = [];
-    const got: ReturnType<typeof udpTo9> = [];
-    await until(() => (got.push(...udpTo9(collectRx(r, pending))), got.length === 1));
-    assert.deepEqual(got[0].payload, udpPattern(100));
-    assert.equal(r.net.stats.rxDropped, 1);
-    assert.equal(got[0].f.numBuffers, 1);
-  });
-});
+netTest(
+  "without MRG_RXBUF a frame larger than the buffer is dropped, counted, buffer kept",
+  async () => {
+    await withNetRig(async (r) => {
+      assert.ok(r.drv.init(BASIC));
+      postRx(r, 4, 1536);
+      await sendUdpFromHost(r, [8000, 100]);
+      const pending: { id: number; len: number }[] = [];
+      const got: ReturnType<typeof udpTo9> = [];
+      await until(() => (got.push(...udpTo9(collectRx(r, pending))), got.length === 1));
+      assert.deepEqual(got[0].payload, udpPattern(100));
+      assert.equal(r.net.stats.rxDropped, 1);
+      assert.equal(got[0].f.numBuffers, 1);
+    });
+  },
+);
 
-Deno.test("offloads follow the driver: partial checksums only with GUEST_CSUM", async () => {
+netTest("offloads follow the driver: partial checksums only with GUEST_CSUM", async () => {
   await withNetRig(async (r) => {
     // With GUEST_CSUM (+TSO): the tap hands over partial checksums.
     const offload = BASIC | featureBit(VIRTIO_NET_F_GUEST_CSUM) |
@@ -246,7 +256,7 @@ Deno.test("offloads follow the driver: partial checksums only with GUEST_CSUM", 
   });
 });
 
-Deno.test("a full RX ring stops reading the tap until the driver adds buffers", async () => {
+netTest("a full RX ring stops reading the tap until the driver adds buffers", async () => {
   await withNetRig(async (r) => {
     assert.ok(r.drv.init(BASIC));
     postRx(r, 8, 2048);
@@ -270,7 +280,7 @@ Deno.test("a full RX ring stops reading the tap until the driver adds buffers", 
   }, { rxSize: 8 });
 });
 
-Deno.test("malformed TX chains mark the device broken with the violation named", async () => {
+netTest("malformed TX chains mark the device broken with the violation named", async () => {
   await withNetRig(async (r) => {
     const frame = icmpEchoFrame(r.hostMac, 1, new Uint8Array(8));
     const cases: [string, bigint, () => void][] = [
@@ -318,7 +328,7 @@ Deno.test("malformed TX chains mark the device broken with the violation named",
   });
 });
 
-Deno.test("an RX buffer smaller than the virtio-net header marks the device broken", async () => {
+netTest("an RX buffer smaller than the virtio-net header marks the device broken", async () => {
   await withNetRig(async (r) => {
     assert.ok(r.drv.init(BASIC));
     postRx(r, 1, 8);
@@ -328,7 +338,7 @@ Deno.test("an RX buffer smaller than the virtio-net header marks the device brok
   });
 });
 
-Deno.test("VERSION_1 is required and offered with the net features", async () => {
+netTest("VERSION_1 is required and offered with the net features", async () => {
   await withNetRig((r) => {
     const offered = r.drv.deviceFeatures();
     for (const bit of [VIRTIO_F_VERSION_1, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_CSUM]) {
