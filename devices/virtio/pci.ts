@@ -259,7 +259,11 @@ export class VirtioPciDevice extends PciDevice {
       VIRTIO_PCI_COMMON_CFG_SIZE,
     );
     this.#addVirtioCap(VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFFSET, 4);
-    this.#addVirtioCap(VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, spec.configSize);
+    // Only devices with a config have the capability: Linux fails the probe
+    // of a zero-length one (virtio-rng has none).
+    if (spec.configSize > 0) {
+      this.#addVirtioCap(VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFFSET, spec.configSize);
+    }
     this.#addVirtioCap(
       VIRTIO_PCI_CAP_NOTIFY_CFG,
       VIRTIO_PCI_NOTIFY_OFFSET,

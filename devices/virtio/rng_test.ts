@@ -93,3 +93,28 @@ Deno.test("fillRandom fills large buffers completely", () => {
   // 1 MiB of zeros in the last 4 KiB would mean a short fill.
   assert.ok(b.subarray(b.length - 4096).some((x) => x !== 0));
 });
+
+Deno.test("a device without config has no DEVICE_CFG capability (Linux rejects a zero-length one)", () => {
+  const capTypes = (configSize: number) => {
+    const dev = new VirtioPciDevice({
+      deviceType: VIRTIO_ID_RNG,
+      numQueues: 1,
+      queueMaxSize: 64,
+      deviceFeatures: 0n,
+      configSize,
+      pciClass: 0xff0000,
+    });
+    const types: number[] = [];
+    const b = new Uint8Array(1);
+    dev.configRead(0x34, b);
+    for (let p = b[0]; p !== 0;) {
+      const cap = new Uint8Array(4);
+      dev.configRead(p, cap);
+      if (cap[0] === 0x09) types.push(cap[3]); // vendor-specific: cfg_type
+      p = cap[1];
+    }
+    return types.sort();
+  };
+  assert.deepEqual(capTypes(0), [1, 2, 3]);
+  assert.deepEqual(capTypes(8), [1, 2, 3, 4]);
+});
