@@ -219,6 +219,16 @@ export class Machine {
     return { state, exitCode: this.control.exitCode, errors };
   }
 
+  /** Pauses every vCPU (each has left KVM_RUN when this resolves). */
+  async pause(): Promise<void> {
+    await Promise.all(this.vcpus.map((v) => v.pause()));
+  }
+
+  /** Resumes paused vCPUs. */
+  resume(): void {
+    for (const v of this.vcpus) v.resume();
+  }
+
   /**
    * Stops the VM from outside the guest.
    *
@@ -228,8 +238,13 @@ export class Machine {
     this.control.requestStop(VmState.Stopped, exitCode);
   }
 
-  /** Releases fds (call after run() resolved). */
-  close(): void {
+  /**
+   * Ends vCPU threads that never ran (a build that failed after setup) and
+   * releases fds. After run() resolved, the threads are gone already.
+   */
+  async close(): Promise<void> {
+    if (this.control.state === VmState.Running) this.control.requestStop(VmState.Stopped, 0);
+    await Promise.all(this.vcpus.map((v) => v.stop()));
     this.vm.close();
     this.kvm.close();
     this.memory.close();
