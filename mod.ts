@@ -31,4 +31,19 @@ export type {
   VirtioFunctionConfig,
   VmConfig,
 } from "./vm/config.ts";
-export { SerialConsole, SerialTimeoutError } from "./vm/serial_console.ts";
+export { SERIAL_HISTORY_CHARS, SerialTimeoutError } from "./vm/serial_console.ts";
+export type { VmSerial } from "./vm/serial_console.ts";
+export type { Bh, BhHandle, ClockType, EventLoop, FdHandlers, Timer } from "./mainloop/types.ts";
+export type {
+  BusMapping,
+  DeviceContext,
+  DeviceFactory,
+  DeviceSpec,
+} from "./devices/device_spec.ts";
+export type { BusDevice } from "./devices/bus.ts";
+export type { IrqLine } from "./devices/irq.ts";
+export type { SystemEvents } from "./devices/legacy/system_events.ts";
+export { GuestMemory, GuestMemoryError } from "./memory/guest_memory.ts";
+export type { GuestMemoryLayout, MemoryRegion } from "./memory/guest_memory.ts";
+export { gpa } from "./memory/guest_address.ts";
+export type { Gpa } from "./memory/guest_address.ts";

@@ -47,6 +47,8 @@ export class GuestMemoryError extends RangeError {
   /** Its length. */
   readonly length: number;
   /**
+   * Describes an access outside RAM.
+   *
    * @param address guest address
    * @param length bytes accessed
    */

@@ -7,7 +7,16 @@
  */
 import type { DeviceSpec } from "../devices/device_spec.ts";
 
-/** One virtio-blk disk. */
+/**
+ * One virtio-blk disk.
+ *
+ * @example
+ * ```ts
+ * import type { DiskConfig } from "./config.ts";
+ * const scratch: DiskConfig = { path: "scratch.img", aio: "io_uring", iothread: 0 };
+ * console.log(scratch.path);
+ * ```
+ */
 export interface DiskConfig {
   /** Image path (a regular file or a block device, a multiple of 512 bytes). */
   path: string;
@@ -28,7 +37,19 @@ export interface DiskConfig {
  * iothread): the builder gives it a PCI slot, BAR, MSI-X GSIs, ioeventfds
  * and irqfds, and builds it on its loop from this postMessage-able spec.
  * The factory (`module`'s export `factory`) has the shape of
- * {@link VirtioBackendFactory} in vm/virtio_backend.ts.
+ * `VirtioBackendFactory` in vm/virtio_backend.ts.
+ *
+ * @example
+ * ```ts
+ * import type { VirtioFunctionConfig } from "./config.ts";
+ * const rng: VirtioFunctionConfig = {
+ *   module: new URL("./my_rng.ts", import.meta.url).href,
+ *   factory: "virtioRngBackend",
+ *   args: { bytesPerSecond: 1 << 20 },
+ *   name: "virtio-rng0",
+ * };
+ * console.log(rng.factory);
+ * ```
  */
 export interface VirtioFunctionConfig {
   /** Module URL of the factory. */
@@ -43,7 +64,16 @@ export interface VirtioFunctionConfig {
   name?: string;
 }
 
-/** A tap-backed network interface (virtio-net; served by a later device). */
+/**
+ * A tap-backed network interface (virtio-net).
+ *
+ * @example
+ * ```ts
+ * import type { NicConfig } from "./config.ts";
+ * const nic: NicConfig = { ifname: "tap0", mac: "52:54:00:12:34:56" };
+ * console.log(nic.ifname);
+ * ```
+ */
 export interface NicConfig {
   /** The tap interface name. */
   ifname: string;
@@ -55,7 +85,17 @@ export interface NicConfig {
   vhost?: boolean;
 }
 
-/** A flat real-mode image started at 0000:entry on every vCPU (test and demo guests). */
+/**
+ * A flat real-mode image started at 0000:entry on every vCPU (test and demo guests).
+ *
+ * @example
+ * ```ts
+ * import type { FlatImage } from "./config.ts";
+ * // hlt at 0x1000
+ * const image: FlatImage = { code: new Uint8Array([0xf4]), loadAddr: 0x1000, entry: 0x1000 };
+ * console.log(image.entry);
+ * ```
+ */
 export interface FlatImage {
   /** The bytes. */
   code: Uint8Array;
@@ -65,7 +105,16 @@ export interface FlatImage {
   entry: number;
 }
 
-/** Where each thread role runs and at what priority (see issue 11; applied by its owner). */
+/**
+ * Where each thread role runs and at what priority.
+ *
+ * @example
+ * ```ts
+ * import type { PlacementConfig } from "./config.ts";
+ * const pinned: PlacementConfig = { vcpuAffinity: [[2], [3]] };
+ * console.log(pinned.vcpuAffinity?.length);
+ * ```
+ */
 export interface PlacementConfig {
   /** CPUs per vCPU index. */
   vcpuAffinity?: readonly (readonly number[])[];
@@ -73,7 +122,16 @@ export interface PlacementConfig {
   vcpuFifoPriority?: number;
 }
 
-/** What the guest's first serial port is connected to. */
+/**
+ * What the guest's first serial port is connected to.
+ *
+ * @example
+ * ```ts
+ * import type { SerialConfig } from "./config.ts";
+ * const cli: SerialConfig = "stdio";
+ * console.log(cli);
+ * ```
+ */
 export type SerialConfig =
   /** The process's stdout (vCPU threads write to fd 1; the CLI's choice). */
   | "stdio"
@@ -144,20 +202,65 @@ export interface VmConfig {
   vnc?: string;
 }
 
-/** A configuration the builder cannot honour; the message is one line for a user. */
+/**
+ * A configuration the builder cannot honour; the message is one line for a user.
+ *
+ * @example
+ * ```ts
+ * import { VmConfigError } from "./config.ts";
+ * const e = new VmConfigError("Invalid vCPU count 0: use 1 to 254");
+ * console.log(e.name, e.message);
+ * ```
+ */
 export class VmConfigError extends Error {
-  /** @param message one line naming the problem */
+  /**
+   * Creates the error.
+   *
+   * @param message one line naming the problem
+   */
   constructor(message: string) {
     super(message);
     this.name = "VmConfigError";
   }
 }
 
-/** Most vCPUs the machine describes (xAPIC ids fit in 8 bits; the IOAPIC takes one). */
+/**
+ * Most vCPUs the machine describes (xAPIC ids fit in 8 bits; the IOAPIC takes one).
+ *
+ * @example
+ * ```ts
+ * import { MAX_CPUS } from "./config.ts";
+ * console.log(MAX_CPUS);
+ * ```
+ */
 export const MAX_CPUS = 254;
-/** Default guest RAM. */
+/**
+ * Default guest RAM.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MEMORY_BYTES } from "./config.ts";
+ * console.log(DEFAULT_MEMORY_BYTES);
+ * ```
+ */
 export const DEFAULT_MEMORY_BYTES = 256 << 20;
-/** Least guest RAM for a kernel. */
+/**
+ * Least guest RAM for a kernel.
+ *
+ * @example
+ * ```ts
+ * import { MIN_MEMORY_BYTES } from "./config.ts";
+ * console.log(MIN_MEMORY_BYTES);
+ * ```
+ */
 export const MIN_MEMORY_BYTES = 16 << 20;
-/** The kernel command line when none is given. */
+/**
+ * The kernel command line when none is given.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_CMDLINE } from "./config.ts";
+ * console.log(DEFAULT_CMDLINE);
+ * ```
+ */
 export const DEFAULT_CMDLINE = "console=ttyS0";

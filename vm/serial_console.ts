@@ -12,7 +12,15 @@ import { libc } from "../sys/libc.ts";
 import { check, EAGAIN } from "../sys/errno.ts";
 import type { EventLoop, Timer } from "../mainloop/types.ts";
 
-/** How much recent output {@link SerialConsole.waitFor} can search (characters). */
+/**
+ * How much recent output {@link VmSerial.waitFor} can search (characters).
+ *
+ * @example
+ * ```ts
+ * import { SERIAL_HISTORY_CHARS } from "./serial_console.ts";
+ * console.log(SERIAL_HISTORY_CHARS); // 1048576
+ * ```
+ */
 export const SERIAL_HISTORY_CHARS = 1 << 20;
 /** How often input the guest has not taken yet is offered again. */
 const INPUT_RETRY_MS = 5;
@@ -21,13 +29,88 @@ const F_SETFL = 4;
 /** Where {@link SerialConsole} puts input (the UART's FIFO); returns bytes taken. */
 export type SerialInputSink = (bytes: Uint8Array) => number;
 
-/** A {@link SerialConsole.waitFor} that ran out of time. */
+/**
+ * A {@link VmSerial.waitFor} that ran out of time.
+ *
+ * @example
+ * ```ts
+ * import { SerialTimeoutError, type VmSerial } from "./serial_console.ts";
+ * export async function sawPanic(serial: VmSerial): Promise<boolean> {
+ *   try {
+ *     await serial.waitFor("Kernel panic", { timeoutMs: 5_000 });
+ *     return true;
+ *   } catch (e) {
+ *     if (e instanceof SerialTimeoutError) return false;
+ *     throw e;
+ *   }
+ * }
+ * ```
+ */
 export class SerialTimeoutError extends Error {
-  /** @param message what was awaited */
+  /**
+   * Creates the error.
+   *
+   * @param message what was awaited, and how long
+   */
   constructor(message: string) {
     super(message);
     this.name = "SerialTimeoutError";
   }
+}
+
+/**
+ * The guest's first serial port: its output as streams and text you can
+ * wait on, and input typed into its receive FIFO.
+ *
+ * With `serial: "stdio"` in the config the output goes to the process's
+ * stdout instead, and the readable side stays silent.
+ *
+ * @example
+ * ```ts
+ * import type { VmSerial } from "./serial_console.ts";
+ * // Logs in on a getty and returns the shell prompt's line.
+ * export async function login(serial: VmSerial, user: string): Promise<string> {
+ *   await serial.waitFor(/login: $/m, { timeoutMs: 120_000 });
+ *   await serial.write(`${user}\n`);
+ *   return (await serial.waitFor(/^.*[#$] $/m, { timeoutMs: 30_000 }))[0];
+ * }
+ * ```
+ */
+export interface VmSerial {
+  /**
+   * A new stream of the guest's output from now on (each read of this
+   * property gets its own stream); it closes when the VM is closed.
+   */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** A stream of input to the guest. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** The recent output (up to {@link SERIAL_HISTORY_CHARS} characters) as text. */
+  readonly text: string;
+  /**
+   * Types into the guest's serial port.
+   *
+   * @param data text (UTF-8) or bytes
+   * @returns resolves when the UART has taken every byte
+   */
+  write(data: string | Uint8Array): Promise<void>;
+  /**
+   * Offers bytes to the UART at once, behind anything {@link VmSerial.write}
+   * queued: for a caller with its own buffer (a terminal).
+   *
+   * @param bytes input; read only during the call
+   * @returns how many the UART took (offer the rest later)
+   */
+  offer(bytes: Uint8Array): number;
+  /**
+   * Waits until the output after the end of the previous match matches
+   * `pattern`; the next search starts after this match (expect-style).
+   *
+   * @param pattern a RegExp, or a string to find literally
+   * @param options `timeoutMs`: how long to wait (default: no limit)
+   * @returns the match
+   * @throws {SerialTimeoutError} when the time runs out
+   */
+  waitFor(pattern: RegExp | string, options?: { timeoutMs?: number }): Promise<RegExpExecArray>;
 }
 
 interface Waiter {
@@ -38,15 +121,16 @@ interface Waiter {
 }
 
 /**
- * Serial console streams and an expect-style search over the output.
+ * The {@link VmSerial} of a VM: a pipe from the vCPU threads read by the
+ * main loop, and input queued for the UART.
  *
  * @example
  * ```ts ignore
- * await vm.serial.waitFor(/login:/, { timeoutMs: 60_000 });
- * await vm.serial.write("root\n");
+ * const serial = new SerialConsole(loop);
+ * serial.input = (bytes) => uart.enqueueInput(bytes);
  * ```
  */
-export class SerialConsole {
+export class SerialConsole implements VmSerial {
   readonly #loop: EventLoop;
   readonly #readFd: number;
   /** The fd vCPU threads write console bytes to. */

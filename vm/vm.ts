@@ -10,15 +10,34 @@
 import type { VmConfig } from "./config.ts";
 import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
-import { SerialConsole } from "./serial_console.ts";
+import { SerialConsole, type VmSerial } from "./serial_console.ts";
+import type { EventLoop } from "../mainloop/types.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
-/** Why a VM ended. */
+/**
+ * Why a VM ended.
+ *
+ * @example
+ * ```ts
+ * import type { VmEndReason } from "./vm.ts";
+ * const clean = (r: VmEndReason) => r === "poweroff";
+ * console.log(clean("crash")); // false
+ * ```
+ */
 export type VmEndReason = "poweroff" | "reboot" | "crash" | "stopped" | "debug-exit";
 
-/** How a VM ended. */
+/**
+ * How a VM ended.
+ *
+ * @example
+ * ```ts
+ * import type { VmExit } from "./vm.ts";
+ * const report = (e: VmExit) => `${e.reason} (exit code ${e.exitCode})`;
+ * console.log(report({ reason: "poweroff", exitCode: 0, errors: [] }));
+ * ```
+ */
 export interface VmExit {
   /** Why. */
   readonly reason: VmEndReason;
@@ -28,15 +47,35 @@ export interface VmExit {
   readonly errors: readonly string[];
 }
 
-/** What a VM is doing (QMP's `query-status` names). */
+/**
+ * What a VM is doing (QMP's `query-status` names).
+ *
+ * @example
+ * ```ts
+ * import type { VmStatus } from "./vm.ts";
+ * const running = (s: VmStatus) => s === "running";
+ * console.log(running("paused")); // false
+ * ```
+ */
 export type VmStatus = "prelaunch" | "running" | "paused" | "shutdown";
 
 /**
  * Events a {@link Vm} emits: `poweroff`, `reboot`, `crash`, `stopped` and
  * `debug-exit` when it ends; `pause`, `resume`, `powerdown` (the power
  * button was pressed) and `reset` (the machine was rebuilt) along the way.
+ *
+ * @example
+ * ```ts
+ * import type { Vm, VmEventType } from "./vm.ts";
+ * export function logEvents(vm: Vm, types: VmEventType[]): void {
+ *   for (const t of types) vm.on(t, (type) => console.error(`vm: ${type}`));
+ * }
+ * ```
  */
 export type VmEventType = VmEndReason | "pause" | "resume" | "powerdown" | "reset";
+
+const CREATE = Symbol("createVm");
+const BUILD = Symbol("build");
 
 const END_REASONS: Record<number, VmEndReason> = {
   [VmState.PowerOff]: "poweroff",
@@ -47,23 +86,34 @@ const END_REASONS: Record<number, VmEndReason> = {
 };
 
 /**
- * A built VM. Create it with {@link createVm}.
+ * A built VM. Create it with {@link createVm}; the guest runs from
+ * {@link Vm.start} until it powers off, reboots (unless `onReboot:
+ * "restart"`), crashes or is stopped, which {@link Vm.wait} reports.
  *
  * @example
- * ```ts ignore
- * const vm = await createVm({ kernel: "bzImage", initrd: "initrd.img" });
- * await vm.start();
- * await vm.serial.waitFor(/# $/, { timeoutMs: 60_000 });
- * await vm.serial.write("poweroff -f\n");
- * console.log((await vm.wait()).reason); // poweroff
- * await vm.close();
+ * ```ts
+ * import { createVm } from "./vm.ts";
+ *
+ * // Boots a kernel whose initramfs gives a shell on ttyS0, runs a command.
+ * export async function kernelRelease(kernel: string, initrd: string): Promise<string> {
+ *   await using vm = await createVm({ kernel, initrd, cpus: 2, memory: "512M" });
+ *   await vm.start();
+ *   await vm.serial.waitFor(/# $/m, { timeoutMs: 60_000 });
+ *   await vm.serial.write("uname -r; poweroff -f\n");
+ *   const [, release] = await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?$/m);
+ *   const end = await vm.wait();
+ *   if (end.reason !== "poweroff") throw new Error(`guest ended with ${end.reason}`);
+ *   return release;
+ * }
  * ```
  */
 export class Vm {
   /** The main loop: register fds, timers and bottom halves for services (QMP, VNC) here. */
-  readonly loop: MainLoop;
+  readonly loop: EventLoop;
   /** The guest's first serial port. */
-  readonly serial: SerialConsole;
+  readonly serial: VmSerial;
+  readonly #loop: MainLoop;
+  readonly #serial: SerialConsole;
   readonly #rc: ResolvedConfig;
   readonly #looping: Promise<void>;
   #built: BuiltMachine | undefined;
@@ -74,32 +124,37 @@ export class Vm {
   readonly #events = new EventTarget();
   #closed = false;
 
-  private constructor(rc: ResolvedConfig, loop: MainLoop) {
+  /**
+   * Use {@link createVm}.
+   *
+   * @param rc the resolved configuration
+   * @param loop the main loop it will own
+   * @param key only createVm holds it
+   */
+  constructor(rc: ResolvedConfig, loop: MainLoop, key: symbol) {
+    if (key !== CREATE) throw new TypeError("Use createVm() to make a Vm");
     this.#rc = rc;
-    this.loop = loop;
-    this.serial = new SerialConsole(loop);
+    this.loop = this.#loop = loop;
+    this.serial = this.#serial = new SerialConsole(loop);
     this.#looping = loop.run();
     // wait() may never be called: an unobserved end is not an error.
     this.#ended.promise.catch(() => {});
   }
 
-  /** @internal {@link createVm}'s second half. */
-  static async create(rc: ResolvedConfig): Promise<Vm> {
-    const vm = new Vm(rc, new MainLoop());
-    try {
-      await vm.#build();
-    } catch (e) {
-      await vm.close();
-      throw e;
-    }
-    return vm;
+  /**
+   * Builds the machine (createVm's second half).
+   *
+   * @returns resolves when built
+   */
+  [BUILD](): Promise<void> {
+    return this.#build();
   }
 
   async #build(): Promise<void> {
-    const consoleFd = this.#rc.serial === "stdio" ? 1 : this.serial.writeFd;
-    const built = await buildMachine(this.#rc, { loop: this.loop, consoleFd });
+    const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
+    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
     this.#built = built;
-    this.serial.input = (bytes) => built.serial.enqueueInput(bytes);
+    this.#serial.input = (bytes) => built.serial.enqueueInput(bytes);
   }
 
   /** What the VM is doing. */
@@ -166,7 +221,7 @@ export class Vm {
     for (;;) {
       const built = this.#built!;
       const exit = await built.machine.run();
-      this.serial.input = null;
+      this.#serial.input = null;
       this.#built = undefined;
       await built.close();
       const crashed = exit.errors.length > 0;
@@ -266,10 +321,10 @@ export class Vm {
       await this.#built?.close();
       this.#built = undefined;
     }
-    this.serial.close();
-    this.loop.stop();
+    this.#serial.close();
+    this.#loop.stop();
     await this.#looping;
-    this.loop.close();
+    this.#loop.close();
     closeResolved(this.#rc);
   }
 
@@ -286,12 +341,27 @@ export class Vm {
  * @param config the VM
  * @returns the built VM
  * @throws {VmConfigError} one line naming a mistake in the configuration
+ * (before any KVM object exists)
  * @example
- * ```ts ignore
- * const vm = await createVm({ kernel: "bzImage", cpus: 2, memory: "512M" });
+ * ```ts
+ * import { createVm } from "./vm.ts";
+ * import { VmConfigError } from "./config.ts";
+ * try {
+ *   await createVm({ kernel: "/nonexistent/bzImage" });
+ * } catch (e) {
+ *   if (!(e instanceof VmConfigError)) throw e;
+ *   console.log(e.message); // cannot read kernel '/nonexistent/bzImage': No such file or directory
+ * }
  * ```
  */
 export async function createVm(config: VmConfig): Promise<Vm> {
-  // On failure, Vm.create's close() releases what resolveConfig opened.
-  return await Vm.create(resolveConfig(config));
+  const vm = new Vm(resolveConfig(config), new MainLoop(), CREATE);
+  try {
+    await vm[BUILD]();
+  } catch (e) {
+    // close() also releases what resolveConfig opened.
+    await vm.close();
+    throw e;
+  }
+  return vm;
 }
