@@ -53,10 +53,10 @@ export async function smoke(
   await vm.start();
   await vm.serial.waitFor(prompt, { timeoutMs });
   await vm.serial.write("uname -r\n");
-  const release = (await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?$/m, { timeoutMs }))[1];
+  const release = (await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?\n/m, { timeoutMs }))[1];
   await vm.serial.waitFor(prompt, { timeoutMs });
   await vm.serial.write("echo $((6 * 7))\n");
-  const answer = (await vm.serial.waitFor(/^(\d+)\r?$/m, { timeoutMs }))[1];
+  const answer = (await vm.serial.waitFor(/^(\d+)\r?\n/m, { timeoutMs }))[1];
   await vm.serial.waitFor(prompt, { timeoutMs });
   await vm.serial.write("exit\n");
   const end = await vm.wait();

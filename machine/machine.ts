@@ -8,6 +8,7 @@ import { Kvm } from "../kvm/kvm.ts";
 import { KVM_CAP_TSC_DEADLINE_TIMER } from "../kvm/abi.ts";
 import type { KvmVm } from "../kvm/vm.ts";
 import { KvmVcpu } from "../kvm/vcpu.ts";
+import { kvmVcpuBackendSpec } from "../kvm/vcpu_backend.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
@@ -166,8 +167,9 @@ export class Machine {
       vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus, { tscDeadline }));
       setup(vcpu, i);
       this.vcpus.push(
-        new VcpuThread(handle, {
-          vmFd: this.vm.fd,
+        new VcpuThread(i, {
+          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd }),
+          requestExit: () => vcpu.setImmediateExit(true),
           memory: this.memory.layout,
           control: this.control,
           lock: this.lockState,
@@ -213,9 +215,7 @@ export class Machine {
       }
     }
     await Promise.all(this.vcpus.map((v) => v.stop()));
-    const errors = this.vcpus.filter((v) => v.error).map((v) =>
-      `vcpu-${v.handle.index}: ${v.error}`
-    );
+    const errors = this.vcpus.filter((v) => v.error).map((v) => `vcpu-${v.index}: ${v.error}`);
     return { state, exitCode: this.control.exitCode, errors };
   }
 

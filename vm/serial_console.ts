@@ -104,6 +104,8 @@ export interface VmSerial {
   /**
    * Waits until the output after the end of the previous match matches
    * `pattern`; the next search starts after this match (expect-style).
+   * Output arrives in pieces, so `$` may match at the end of what has
+   * arrived so far: match `\n` to mean the end of a line.
    *
    * @param pattern a RegExp, or a string to find literally
    * @param options `timeoutMs`: how long to wait (default: no limit)

@@ -98,9 +98,9 @@ const END_REASONS: Record<number, VmEndReason> = {
  * export async function kernelRelease(kernel: string, initrd: string): Promise<string> {
  *   await using vm = await createVm({ kernel, initrd, cpus: 2, memory: "512M" });
  *   await vm.start();
- *   await vm.serial.waitFor(/# $/m, { timeoutMs: 60_000 });
+ *   await vm.serial.waitFor("# ", { timeoutMs: 60_000 });
  *   await vm.serial.write("uname -r; poweroff -f\n");
- *   const [, release] = await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?$/m);
+ *   const [, release] = await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?\n/m);
  *   const end = await vm.wait();
  *   if (end.reason !== "poweroff") throw new Error(`guest ended with ${end.reason}`);
  *   return release;
