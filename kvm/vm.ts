@@ -257,25 +257,37 @@ const KVM_IRQ_LINE = BigInt(IOCTLS.KVM_IRQ_LINE);
 
 /**
  * An IrqLine driven by KVM_IRQ_LINE on a VM fd; usable from any thread of
- * the process (the fd is process-wide). Allocates nothing per call.
+ * the process (the fd is process-wide). Allocates nothing per call. A
+ * failing ioctl (no irqchip, a GSI KVM does not route) cannot be thrown
+ * into the device that raised the line, so the first failure of each line
+ * is reported through `report` (default: one line on stderr).
  */
 export class KvmIrqLine implements IrqLine {
   readonly #vmFd: number;
+  readonly #gsi: number;
   readonly #buf = new Uint8Array(kvm_irq_level.size);
   readonly #view = new DataView(this.#buf.buffer);
+  readonly #report: (e: ErrnoError) => void;
+  #reported = false;
 
   /**
    * @param vmFd the VM fd
    * @param gsi the interrupt line
+   * @param report where the first failure goes (default console.error)
    */
-  constructor(vmFd: number, gsi: number) {
+  constructor(vmFd: number, gsi: number, report?: (e: ErrnoError) => void) {
     this.#vmFd = vmFd;
+    this.#gsi = gsi;
+    this.#report = report ?? ((e) => console.error(`denovmm: ${e.message}`));
     this.#view.setUint32(kvm_irq_level.fields.irq, gsi, true);
   }
 
   /** @param level new level */
   set(level: boolean): void {
     this.#view.setUint32(kvm_irq_level.fields.level, level ? 1 : 0, true);
-    libc.ioctl_buf(this.#vmFd, KVM_IRQ_LINE, this.#buf);
+    if (libc.ioctl_buf(this.#vmFd, KVM_IRQ_LINE, this.#buf) < 0 && !this.#reported) {
+      this.#reported = true;
+      this.#report(new ErrnoError(`KVM_IRQ_LINE (GSI ${this.#gsi})`, errno()));
+    }
   }
 }

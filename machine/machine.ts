@@ -168,7 +168,7 @@ export class Machine {
       setup(vcpu, i);
       this.vcpus.push(
         new VcpuThread(i, {
-          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd }),
+          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd, irqchip: !!c.irqchip }),
           requestExit: () => vcpu.setImmediateExit(true),
           memory: this.memory.layout,
           control: this.control,
@@ -190,10 +190,11 @@ export class Machine {
    * Starts every vCPU and resolves when the VM stops (guest power-off, reset,
    * debug exit, crash, or {@link stop}); all vCPU threads have ended by then.
    *
+   * @param options `paused`: the vCPUs start paused (until {@link resume})
    * @returns how it ended
    */
-  async run(): Promise<MachineExit> {
-    for (const v of this.vcpus) v.start();
+  async run(options: { paused?: boolean } = {}): Promise<MachineExit> {
+    for (const v of this.vcpus) v.start(options.paused);
     // A vCPU Worker failing (not a guest event) stops the VM too.
     for (const v of this.vcpus) {
       v.exited.then(() => {

@@ -153,9 +153,14 @@ export class VcpuThread {
     Atomics.notify(this.#ctl.words, this.#stateIdx());
   }
 
-  /** Lets the vCPU enter the guest. */
-  start(): void {
-    this.#set(VcpuRunState.Running);
+  /**
+   * Lets the vCPU enter the guest, or with `paused`, go straight to paused
+   * (QEMU's `-S`: {@link resume} lets it run).
+   *
+   * @param paused start paused
+   */
+  start(paused = false): void {
+    this.#set(paused ? VcpuRunState.PauseRequested : VcpuRunState.Running);
   }
 
   /** Forces the thread out of KVM_RUN soon (state is looked at after). */

@@ -87,11 +87,13 @@ async function main(init: VcpuInit): Promise<void> {
 
   const memory = GuestMemory.fromLayout(init.memory);
   const backend = await loadBackend(init.backend);
+  const flushers: (() => void)[] = [];
   const ctx: DeviceContext = {
     memory,
     consoleFd: init.consoleFd,
     irq: (gsi) => backend.irqLine(gsi),
     events: ctl.systemEvents(),
+    afterExit: (flush) => void flushers.push(flush),
   };
   const pio = new Bus();
   const mmio = new Bus();
@@ -159,6 +161,8 @@ async function main(init: VcpuInit): Promise<void> {
             }
           }
         } finally {
+          // Under the lock, so a device's output keeps the guest's order.
+          for (let i = 0; i < flushers.length; i++) flushers[i]();
           lock.unlock();
         }
         break;
@@ -176,6 +180,8 @@ async function main(init: VcpuInit): Promise<void> {
             unclaimed("MMIO", addr, false);
           }
         } finally {
+          // Under the lock, so a device's output keeps the guest's order.
+          for (let i = 0; i < flushers.length; i++) flushers[i]();
           lock.unlock();
         }
         break;

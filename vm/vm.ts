@@ -204,23 +204,28 @@ export class Vm {
   }
 
   /**
-   * Starts the vCPUs; resolves once they run. Call once.
+   * Starts the vCPUs. Call once.
    *
-   * @returns resolves when the guest is running
+   * @param options `paused`: the vCPUs start paused, as QEMU's `-S`
+   *   ({@link resume} lets them run)
+   * @returns resolves when the vCPUs were let go
    */
-  start(): Promise<void> {
+  start(options: { paused?: boolean } = {}): Promise<void> {
     if (this.#started) return Promise.reject(new Error("The VM was started already"));
     if (!this.#built) return Promise.reject(new Error("The VM is closed"));
     this.#started = true;
-    this.#status = "running";
-    this.#run().then((exit) => this.#ended.resolve(exit), (e) => this.#ended.reject(e));
+    this.#status = options.paused ? "paused" : "running";
+    this.#run(options.paused ?? false).then(
+      (exit) => this.#ended.resolve(exit),
+      (e) => this.#ended.reject(e),
+    );
     return Promise.resolve();
   }
 
-  async #run(): Promise<VmExit> {
-    for (;;) {
+  async #run(paused: boolean): Promise<VmExit> {
+    for (let first = true;; first = false) {
       const built = this.#built!;
-      const exit = await built.machine.run();
+      const exit = await built.machine.run({ paused: first && paused });
       this.#serial.input = null;
       this.#built = undefined;
       await built.close();
@@ -232,6 +237,7 @@ export class Vm {
         (reset || this.#rc.onReboot === "restart") && !this.#closed
       ) {
         await this.#build();
+        this.#status = "running";
         this.#emit("reset");
         continue;
       }
