@@ -1,6 +1,8 @@
 /**
- * A VM put together: KVM, guest RAM, vCPU threads, devices, and how it
- * ends. The loaders and the CLI feed it; tests drive it directly.
+ * The KVM part of a machine: the VM, guest RAM, the vCPU threads and the
+ * device specs they build, and how a run ends. vm/builder.ts puts one
+ * together from a configuration; flat-guest tests and benchmarks drive it
+ * directly.
  *
  * @module
  */
@@ -78,10 +80,11 @@ const TSS_ADDR = 0xfffbd000;
  *
  * @example
  * ```ts ignore
- * const m = await Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
- * m.memory.write(0x1000, code);
- * await m.setup((vcpu) => setRealMode(vcpu, 0x1000));
+ * const m = Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
+ * m.memory.write(guest.loadAddr, guest.code);
+ * await m.setup((vcpu, i) => setRealModeEntry(vcpu, i, guest.entry));
  * const exit = await m.run();
+ * await m.close();
  * ```
  */
 export class Machine {
