@@ -19,6 +19,7 @@ import { GUEST_MIN_RAM } from "../guests/guest.ts";
 import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
+import { onTerminate, terminationSignal } from "../sys/signals.ts";
 import { attachDisks, type AttachedDisks, type OpenedDisk, pciIrqRoutesFor } from "./disks.ts";
 
 const PC_DEVICES = new URL("./pc_devices.ts", import.meta.url).href;
@@ -48,6 +49,7 @@ export async function runDemo(o: VmOptions): Promise<number> {
     cpus: 1,
     logUnclaimed: o.logUnclaimed,
   });
+  const offTerminate = onTerminate((signo) => m.stop(128 + signo));
   try {
     const { spec } = pcSpec(m, 1);
     m.addDevice(spec);
@@ -57,6 +59,7 @@ export async function runDemo(o: VmOptions): Promise<number> {
     for (const e of exit.errors) console.error(`denovmm: ${e}`);
     return exit.exitCode;
   } finally {
+    offTerminate();
     m.close();
   }
 }
@@ -75,6 +78,8 @@ export async function runLinux(
 ): Promise<number> {
   for (;;) {
     const { state, exitCode } = await bootOnce(o, files);
+    // SIGTERM/SIGINT/SIGHUP end the run even when the guest was rebooting.
+    if (terminationSignal()) return 128 + terminationSignal();
     if (state === VmState.Reset && o.reboot) continue;
     return exitCode;
   }
@@ -91,6 +96,8 @@ async function bootOnce(
     logUnclaimed: o.logUnclaimed,
   });
   const loop = new MainLoop();
+  // SIGTERM/SIGINT/SIGHUP: stop the VM and leave through the normal end below.
+  const offTerminate = onTerminate((signo) => m.stop(128 + signo));
   let term: Terminal | undefined;
   let disks: AttachedDisks | undefined;
   try {
@@ -144,6 +151,7 @@ async function bootOnce(
     for (const e of exit.errors) console.error(`denovmm: ${e}`);
     return { state: exit.state, exitCode: exit.errors.length ? EXIT_CODE_CRASH : exit.exitCode };
   } finally {
+    offTerminate();
     term?.close();
     await disks?.close();
     loop.close();

@@ -1,12 +1,35 @@
 /**
  * Module URLs that a Worker can load under `deno run --allow-ffi` alone.
  *
- * Deno checks read permission when a Worker loads local modules, but the
- * VMM's only permission is FFI (which can read files anyway, through libc).
- * So when read access is not granted, the module graph is read with libc
- * and re-served as blob: modules that import each other: the same code,
- * loaded with no extra permission. With read access granted (or in a
- * compiled binary, where modules are embedded) the file URL is used as is.
+ * Deno checks read permission when a Worker loads local modules (a Worker's
+ * graph counts as a dynamic import), but the VMM's only permission is FFI -
+ * which can read files anyway, through libc. So when read access is not
+ * granted, the module graph is read with libc and re-served as `data:`
+ * modules that import each other: the same code, loaded with no extra
+ * permission. With read access granted (or in a compiled binary, where
+ * modules are embedded) the file URL is used as is.
+ *
+ * Two properties of the served modules:
+ *
+ * - **Content-addressed.** A `data:` URL is its content, so the same source
+ *   gives the same URL in every run, and Deno's transpile cache under
+ *   DENO_DIR (`gen/data/<hash of the URL>.js`) is written on the first run
+ *   and reused after. (`blob:` URLs, used before, are new UUIDs each run, and
+ *   Deno wrote ~36 fresh transpiled files per start, never reused.) Each
+ *   module's URL embeds its dependencies' URLs, so a URL grows with the depth
+ *   of its graph (vcpu/worker.ts: ~2 MB); that text is built once per
+ *   process and only transpiled when the source changed.
+ * - **`import.meta.url` is the original file URL.** Every `import.meta.url`
+ *   in a served module is replaced by the module's own `file:` URL (a string
+ *   literal), so `new URL("./_worker.ts", import.meta.url)` inside a served
+ *   module resolves to a file again - and {@link workerUrl} serves that one
+ *   too. (Against a `blob:` or `data:` base it would throw "Invalid URL":
+ *   an I/O thread starting its aio pool did.)
+ *
+ * The import rewriting is textual: relative and `file:` specifiers of
+ * static imports, re-exports and `import("...")` with a literal; comments
+ * are dropped first (doc examples contain imports). Import cycles are
+ * refused (the project has none).
  *
  * @module
  */
@@ -14,8 +37,10 @@ import { readFileFfi } from "./fd.ts";
 
 const IMPORT_RE =
   /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
+const IMPORT_META_URL_RE = /\bimport\.meta\.url\b/g;
 const cache = new Map<string, string>();
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 function readGranted(url: URL): boolean {
   try {
@@ -25,27 +50,36 @@ function readGranted(url: URL): boolean {
   }
 }
 
-function blobFor(url: URL, stack: string[]): string {
+function isLocal(spec: string): boolean {
+  return spec.startsWith("./") || spec.startsWith("../") || spec.startsWith("file:");
+}
+
+/**
+ * The module's source as it is served: comments dropped, `import.meta.url`
+ * pinned to its file URL, local imports pointing at served modules.
+ */
+function serve(url: URL, stack: string[]): string {
   const key = url.href;
   const hit = cache.get(key);
   if (hit) return hit;
   if (stack.includes(key)) {
-    throw new Error(`Import cycle through ${key}: cannot serve it as blob modules`);
+    throw new Error(`Import cycle through ${key}: cannot serve it as data modules`);
   }
   stack.push(key);
   // Block comments and whole-line comments go (doc examples import too).
   const source = decoder.decode(readFileFfi(decodeURIComponent(url.pathname)))
     .replace(/\/\*[\s\S]*?\*\//g, "")
-    .replace(/^\s*\/\/.*$/gm, "");
+    .replace(/^\s*\/\/.*$/gm, "")
+    .replace(IMPORT_META_URL_RE, JSON.stringify(key));
   const rewritten = source.replace(IMPORT_RE, (all, head: string, q: string, spec: string) => {
-    if (!spec.startsWith("./") && !spec.startsWith("../") && !spec.startsWith("file:")) return all;
-    return `${head}${q}${blobFor(new URL(spec, url), stack)}${q}`;
+    if (!isLocal(spec)) return all;
+    return `${head}${q}${serve(new URL(spec, url), stack)}${q}`;
   });
   stack.pop();
   const type = url.pathname.endsWith(".ts") ? "application/typescript" : "text/javascript";
-  const blob = URL.createObjectURL(new Blob([rewritten], { type }));
-  cache.set(key, blob);
-  return blob;
+  const served = `data:${type};base64,${encoder.encode(rewritten).toBase64()}`;
+  cache.set(key, served);
+  return served;
 }
 
 /**
@@ -53,7 +87,8 @@ function blobFor(url: URL, stack: string[]): string {
  * or without read permission.
  *
  * @param url the module's file URL (e.g. `new URL("./worker.ts", import.meta.url)`)
- * @returns url itself, or an equivalent blob: URL
+ * @returns url itself, or an equivalent `data:` URL (the same in every run
+ *   for the same sources)
  * @example
  * ```ts ignore
  * import { workerUrl } from "./worker_url.ts";
@@ -64,7 +99,7 @@ export function workerUrl(url: URL | string): string {
   const u = new URL(url);
   if (u.protocol !== "file:" || readGranted(u)) return u.href;
   try {
-    return blobFor(u, []);
+    return serve(u, []);
   } catch (e) {
     // Not on disk (a compiled binary embeds its modules): load it directly.
     if (e instanceof Error && /ENOENT/.test(e.message)) return u.href;
