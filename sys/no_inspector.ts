@@ -20,11 +20,26 @@
  *
  * Before this runs (process start until the first module is evaluated), the
  * disposition is the default one, which ends the process: SIGUSR1 in that
- * window kills the VMM, it cannot open the inspector (Deno's listener does
- * not exist yet). main.ts calls this from a first module that imports
- * nothing but libc.ts, and loads the rest of the program only afterwards,
- * so the window is Deno's own start-up plus two small modules (measured in
- * tests/signals_test.ts).
+ * window kills the VMM, it cannot open the inspector - as long as Deno's
+ * listener does not exist yet. main.ts calls this from a first module that
+ * imports nothing but libc.ts and loads the rest of the program only
+ * afterwards, so that is normally the case (the lock lands ~50-100 ms after
+ * start on an idle host; tests/signals_test.ts prints it).
+ *
+ * On a slow or overloaded host, loading those two modules can take longer
+ * than Deno's 500 ms grace period: Deno's handler is then already in place
+ * (step 1 reads back the disposition it replaces), a SIGUSR1 may already be
+ * queued for its task, and that task would open the inspector at the next
+ * turn of the event loop even though the signal is now ignored. In that
+ * case the process re-executes itself at once, synchronously, before any
+ * turn of the event loop: `execve(/proc/self/exe)` with the same arguments
+ * and environment. The new image starts with SIGUSR1 ignored (an ignored
+ * disposition survives execve) and the seccomp filter in place (so does
+ * the filter), so it has no window at all; the old image, its threads and
+ * any inspector socket it may have opened are gone. What remains is the old
+ * image's time between Deno's handler (500 ms) and this call, during which
+ * a SIGUSR1 could open the inspector for the few milliseconds until the
+ * exec; an attacker would have to signal, connect and evaluate inside it.
  *
  * @module
  */
@@ -37,6 +52,7 @@ const SIGUSR1 = 10;
 const SIG_IGN = 1n;
 const PR_SET_NO_NEW_PRIVS = 38;
 const PR_GET_NO_NEW_PRIVS = 39;
+const PR_GET_SECCOMP = 21;
 const SECCOMP_SET_MODE_FILTER = 1n;
 const SECCOMP_FILTER_FLAG_TSYNC = 1n;
 const SECCOMP_RET_ALLOW = 0x7fff_0000;
@@ -53,6 +69,11 @@ const BPF_RET_K = 0x06;
 export interface InspectorDoorState {
   /** SIGUSR1 is ignored. */
   ignored: boolean;
+  /**
+   * Deno's SIGUSR1 handler was already installed when the lock went in (the
+   * process re-executes itself in that case, so a running VMM reports false).
+   */
+  raced: boolean;
   /** The seccomp filter that keeps it ignored is in place on every thread. */
   locked: boolean;
   /** Why the filter could not be installed (errno name), if it could not. */
@@ -123,16 +144,20 @@ export function closeInspectorDoor(): InspectorDoorState {
   if (state) return state;
   // struct kernel_sigaction: handler, flags, restorer, mask (8 bytes each).
   const act = new Uint8Array(32);
+  const old = new Uint8Array(32);
   new DataView(act.buffer).setBigUint64(0, SIG_IGN, true);
-  const ignored =
-    libc.syscall(BigInt(SYS_rt_sigaction), BigInt(SIGUSR1), pointer(act), 0n, 8n, 0n, 0n) ===
-      0n;
-  if (!ignored) return state = { ignored, locked: false, error: errnoName() };
+  const sig = BigInt(SIGUSR1);
+  const r0 = libc.syscall(BigInt(SYS_rt_sigaction), sig, pointer(act), pointer(old), 8n, 0n, 0n);
+  if (r0 !== 0n && inheritedLock()) return state = { ignored: true, raced: false, locked: true };
+  const ignored = r0 === 0n;
+  // Anything but SIG_DFL (0) or SIG_IGN (1) is a handler: Deno's.
+  const raced = ignored && new DataView(old.buffer).getBigUint64(0, true) > SIG_IGN;
+  if (!ignored) return state = { ignored, raced, locked: false, error: errnoName() };
   if (
     libc.prctl(PR_GET_NO_NEW_PRIVS, 0n, 0n, 0n, 0n) !== 1 &&
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1n, 0n, 0n, 0n) !== 0
   ) {
-    return state = { ignored, locked: false, error: errnoName() };
+    return state = { ignored, raced, locked: false, error: errnoName() };
   }
   const filter = program();
   // struct sock_fprog: u16 len, (pad), struct sock_filter *filter.
@@ -151,7 +176,76 @@ export function closeInspectorDoor(): InspectorDoorState {
   );
   // TSYNC returns a thread id (> 0) when some thread could not be synchronised.
   if (r !== 0n) {
-    return state = { ignored, locked: false, error: r > 0n ? `thread ${r}` : errnoName() };
+    return state = {
+      ignored,
+      raced,
+      locked: false,
+      error: r > 0n ? `thread ${r}` : errnoName(),
+    };
   }
-  return state = { ignored, locked: true };
+  if (raced) reexecute(); // returns only if execve failed
+  return state = { ignored, raced, locked: true };
+}
+
+/**
+ * Whether this image was started already locked (it was re-executed, or a
+ * parent locked it): SIGUSR1 is ignored and a seccomp filter refuses to
+ * change that.
+ */
+function inheritedLock(): boolean {
+  const old = new Uint8Array(32);
+  const r = libc.syscall(BigInt(SYS_rt_sigaction), BigInt(SIGUSR1), 0n, pointer(old), 8n, 0n, 0n);
+  return r === 0n && new DataView(old.buffer).getBigUint64(0, true) === SIG_IGN &&
+    libc.prctl(PR_GET_SECCOMP, 0n, 0n, 0n, 0n) === 2;
+}
+
+/** Reads a /proc file of NUL-separated strings (size 0 in fstat) with libc. */
+function readProc(path: string): Uint8Array<ArrayBuffer> {
+  const fd = libc.open(new TextEncoder().encode(`${path}\0`), 0o2000000, 0); // O_RDONLY|O_CLOEXEC
+  if (fd < 0) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const buf = new Uint8Array(65536);
+    const n = Number(libc.read(fd, buf, BigInt(buf.length)));
+    if (n <= 0) break;
+    chunks.push(buf.subarray(0, n));
+    total += n;
+  }
+  libc.close(fd);
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
+/** A NULL-terminated char*[] over a NUL-separated list (the buffers must stay alive). */
+function pointerArray(list: Uint8Array<ArrayBuffer>, keep: unknown[]): Uint8Array<ArrayBuffer> {
+  const ptrs: bigint[] = [];
+  let start = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (list[i] !== 0) continue;
+    const s = list.slice(start, i + 1);
+    keep.push(s);
+    ptrs.push(pointer(s));
+    start = i + 1;
+  }
+  const arr = new BigUint64Array(ptrs.length + 1);
+  ptrs.forEach((p, i) => arr[i] = p);
+  return new Uint8Array(arr.buffer);
+}
+
+/**
+ * execve(/proc/self/exe) with this process's arguments and environment: a
+ * fresh image that inherits SIGUSR1 ignored and the seccomp filter.
+ */
+function reexecute(): void {
+  const keep: unknown[] = [];
+  const argv = pointerArray(readProc("/proc/self/cmdline"), keep);
+  const envp = pointerArray(readProc("/proc/self/environ"), keep);
+  if (argv.length <= 8) return; // no arguments to run again
+  libc.execve(new TextEncoder().encode("/proc/self/exe\0"), argv, envp);
 }
