@@ -42,16 +42,16 @@ w.onmessage = (e) => {
 w.onerror = (e) => { console.log("error", e.message); e.preventDefault(); w.terminate(); };`;
 }
 
-Deno.test("Workers load under --allow-ffi alone (module graph served as data: modules)", async () => {
+Deno.test("Workers load under --allow-ffi alone (module graph served as blob modules)", async () => {
   const code = script("./testdata/echo_worker.ts");
-  assert.equal(await runScript(code, ["--allow-ffi"]), "data true");
+  assert.equal(await runScript(code, ["--allow-ffi"]), "blob true");
   assert.equal(await runScript(code, ["--allow-ffi", "--allow-read"]), "file true");
 });
 
 Deno.test("a served module's import.meta.url is its file URL: nested Workers start", async () => {
   const out = await runScript(script("./testdata/nested_worker.ts"), ["--allow-ffi"]);
   const base = new URL("./testdata/nested_worker.ts", import.meta.url).href;
-  assert.equal(out, `data true ${base}`);
+  assert.equal(out, `blob true ${base}`);
 });
 
 Deno.test("served modules write nothing new under DENO_DIR after the first run", async () => {
@@ -74,7 +74,7 @@ Deno.test("served modules write nothing new under DENO_DIR after the first run",
       runs: 5,
       after: async () => void counts.push(await count()),
     });
-    assert.match(out, /^data true/);
+    assert.match(out, /^blob true/);
     // The first run fills the cache; the next four add nothing.
     assert.ok(counts[0] > 0, "the first run caches its transpiled modules");
     assert.deepEqual(counts.slice(1), [counts[0], counts[0], counts[0], counts[0]], `${counts}`);
