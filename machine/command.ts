@@ -1,23 +1,21 @@
 /**
  * The denovmm command: checks the user's input (one line and exit 1 for a
- * mistake), installs the signal policy, runs the machine, and on the way
- * out syncs writable disk images. main.ts hands it Deno.args.
+ * mistake), installs the signal policy (sys/signals.ts), builds and runs
+ * the VM with the terminal as its console. main.ts hands it Deno.args after
+ * locking SIGUSR1 out.
  *
  * @module
  */
 import { parseCli, USAGE, UsageError, type VmOptions } from "./cli.ts";
-import { runDemo, runLinux } from "./run.ts";
+import { vmConfigFromCli } from "./cli_config.ts";
 import { describeKvmOpenError } from "./kvm_errors.ts";
-import { DiskError, openDisks, type OpenedDisk } from "./disks.ts";
+import { createVm, type Vm } from "../vm/vm.ts";
+import { VmConfigError } from "../vm/config.ts";
 import { ErrnoError } from "../sys/errno.ts";
-import { FileTypeError, readFileFfi } from "../sys/fd.ts";
-import { libc } from "../sys/libc.ts";
-import { installSignalPolicy } from "../sys/signals.ts";
-import type { InspectorDoorState } from "../sys/no_inspector.ts";
-import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
-import { parseBzImage } from "../boot/bzimage.ts";
-import { findPvhEntry } from "../boot/elf.ts";
+import { Terminal } from "../ui/terminal.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "../vcpu/exit_codes.ts";
+import { installSignalPolicy, onTerminate } from "../sys/signals.ts";
+import type { InspectorDoorState } from "../sys/no_inspector.ts";
 
 /** The version printed by --version. */
 export const VERSION = "0.1.0";
@@ -27,19 +25,31 @@ function fail(message: string, code = EXIT_CODE_USAGE): never {
   Deno.exit(code);
 }
 
-function readInput(what: string, path: string): Uint8Array<ArrayBuffer> {
+async function run(vm: Vm): Promise<number> {
+  const term = new Terminal({
+    loop: vm.loop,
+    onInput: (bytes) => vm.serial.offer(bytes),
+    onQuit: () => vm.stop(),
+    retryMs: 5,
+  });
+  // SIGTERM/SIGINT/SIGHUP: stop the VM and leave through the normal end
+  // below (vCPUs stopped, in-flight I/O completed, images synced, terminal
+  // restored), exit 128 + signo. A guest reset racing the signal restarts
+  // the machine: stop that one too.
+  const offTerminate = onTerminate((signo) => {
+    vm.stop(128 + signo);
+    vm.on("reset", () => vm.stop(128 + signo));
+  });
   try {
-    return readFileFfi(path, 2 ** 31);
-  } catch (e) {
-    if (e instanceof ErrnoError) {
-      const why = e.code === "EISDIR"
-        ? "it is a directory"
-        : e.message.replace(/^.*\((.*)\)$/, "$1");
-      fail(`cannot read ${what} '${path}': ${why}`);
-    }
-    if (e instanceof FileTypeError) fail(`cannot read ${what} '${path}': it is ${e.fileType}`);
-    if (e instanceof RangeError) fail(`${what} '${path}' is too large`);
-    throw e;
+    term.start();
+    await vm.start();
+    const end = await vm.wait();
+    for (const e of end.errors) console.error(`denovmm: ${e}`);
+    return end.exitCode;
+  } finally {
+    offTerminate();
+    term.close();
+    await vm.close();
   }
 }
 
@@ -50,7 +60,8 @@ export interface CommandContext {
 }
 
 /**
- * Runs the denovmm command.
+ * Runs the denovmm command: flags become a VmConfig, the builder makes the
+ * VM, the terminal is its serial console.
  *
  * @param args the command-line arguments (Deno.args)
  * @param context what main.ts did before loading this module
@@ -84,34 +95,15 @@ export async function main(args: string[], context: CommandContext = {}): Promis
     console.log(`denovmm ${VERSION} (deno ${Deno.version.deno})`);
     return 0;
   }
-  let disks: OpenedDisk[] = [];
+  let vm: Vm;
   try {
-    if (o.kernel === undefined) return await runDemo(o);
-    const kernel = readInput("kernel", o.kernel);
-    // Reject what is not a kernel before touching KVM.
-    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
-      kernel[3] === 0x46;
-    if (!isElf) parseBzImage(kernel);
-    else if (findPvhEntry(kernel) === undefined) {
-      throw new KernelLoaderError(
-        "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
-      );
-    }
-    const initrd = o.initrd === undefined ? undefined : readInput("initrd", o.initrd);
-    disks = openDisks(o.disks);
-    return await runLinux(o, { kernel, initrd, disks });
+    vm = await createVm(vmConfigFromCli(o));
   } catch (e) {
-    if (e instanceof DiskError) fail(e.message);
+    if (e instanceof VmConfigError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
-    if (e instanceof KernelLoaderError) fail(`${o.kernel}: ${e.message}`);
     if (e instanceof ErrnoError) fail(e.message, EXIT_CODE_CRASH);
     throw e;
-  } finally {
-    // Whatever the guest was told is written reaches the disk before exit.
-    for (const d of disks) {
-      if (!d.file.readOnly) libc.fdatasync(d.file.fd);
-      d.file.close();
-    }
   }
+  return await run(vm);
 }
