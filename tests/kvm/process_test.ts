@@ -112,7 +112,7 @@ Deno.test("--reboot x50 keeps RSS, fds and maps flat; SIGUSR1 opens nothing; SIG
         Deno.kill(pid, "SIGUSR1");
         usr1++;
       } catch { /* exited */ }
-      if (usr1 % 5 === 0) for (const s of listeningSockets(pid)) listening.add(s);
+      if (usr1 % 5 === 0) { for (const s of listeningSockets(pid)) listening.add(s); }
     }, 10);
     const dec = new TextDecoder();
     let stderr = "";
