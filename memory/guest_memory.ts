@@ -15,12 +15,22 @@ import {
   MAP_SHARED,
   memfd,
   mmap,
+  munmap,
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
 import { type Gpa, gpa } from "./guest_address.ts";
 
-/** One contiguous range of guest RAM. */
+/**
+ * One contiguous range of guest RAM.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory } from "./guest_memory.ts";
+ * const [low] = GuestMemory.fromBuffer(new ArrayBuffer(4096)).layout.regions;
+ * console.log(low.guestAddr, low.size); // 0 4096
+ * ```
+ */
 export interface MemoryRegion {
   /** Guest-physical start. */
   readonly guestAddr: number;
@@ -32,7 +42,18 @@ export interface MemoryRegion {
   readonly fdOffset: number;
 }
 
-/** What a Worker needs to see the same guest RAM: plain data, postMessage-able. */
+/**
+ * What a Worker needs to see the same guest RAM: plain data, postMessage-able.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory, type GuestMemoryLayout } from "./guest_memory.ts";
+ * // In a device factory: the same RAM, in this thread.
+ * export function ramOf(layout: GuestMemoryLayout): GuestMemory {
+ *   return GuestMemory.fromLayout(layout);
+ * }
+ * ```
+ */
 export interface GuestMemoryLayout {
   /** The regions, sorted by guest address, not overlapping. */
   readonly regions: readonly MemoryRegion[];
@@ -40,13 +61,28 @@ export interface GuestMemoryLayout {
   readonly fd: number;
 }
 
-/** A guest access outside RAM. Host memory is never touched when this is thrown. */
+/**
+ * A guest access outside RAM. Host memory is never touched when this is thrown.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory, GuestMemoryError } from "./guest_memory.ts";
+ * const mem = GuestMemory.fromBuffer(new ArrayBuffer(4096));
+ * try {
+ *   mem.readU32(4094);
+ * } catch (e) {
+ *   console.log(e instanceof GuestMemoryError); // true
+ * }
+ * ```
+ */
 export class GuestMemoryError extends RangeError {
   /** The guest address of the access. */
   readonly address: number;
   /** Its length. */
   readonly length: number;
   /**
+   * Describes an access outside RAM.
+   *
    * @param address guest address
    * @param length bytes accessed
    */
@@ -84,6 +120,8 @@ export class GuestMemory {
   readonly #ends: number[];
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
+  /** The mapping this instance made (allocate()), released by close(). */
+  #mapping: { addr: bigint; size: number } | null = null;
 
   private constructor(layout: GuestMemoryLayout, buffers: ArrayBuffer[]) {
     this.layout = layout;
@@ -120,7 +158,9 @@ export class GuestMemory {
         fdOffset: low,
       });
     }
-    return GuestMemory.fromLayout({ regions, fd });
+    const m = GuestMemory.fromLayout({ regions, fd });
+    m.#mapping = { addr: hostAddr, size };
+    return m;
   }
 
   /**
@@ -286,10 +326,20 @@ export class GuestMemory {
   }
 
   /**
-   * Releases the backing memfd (the mapping stays until process exit so
-   * that no Worker's view dangles).
+   * Releases guest RAM: unmaps it (on the instance that allocated it) and
+   * closes the backing memfd, so the pages go back to the host - a machine
+   * that resets in a loop (`--reboot`) allocates afresh each time. Call it
+   * once every thread that viewed this RAM has stopped (vCPU Workers ended,
+   * aio drained): a view used after the unmap would fault. This instance
+   * refuses every access from now on (GuestMemoryError). Idempotent; on
+   * a view from {@link GuestMemory.fromLayout} it only drops the view.
    */
   close(): void {
+    for (const a of [this.#starts, this.#ends, this.#bytes, this.#views]) a.length = 0;
+    const mapping = this.#mapping;
+    if (!mapping) return; // a view (fromLayout/fromBuffer): the owner releases the RAM
+    this.#mapping = null;
+    munmap(mapping.addr, mapping.size);
     if (this.layout.fd >= 0) closeFd(this.layout.fd);
   }
 }

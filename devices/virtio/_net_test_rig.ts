@@ -10,12 +10,13 @@ import { GuestMemory } from "../../memory/guest_memory.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
 import { openTap, type Tap } from "../../sys/tun.ts";
 import { ensureAptPackages } from "../../tests/fixtures/debian.ts";
-import { CountingSink } from "./_test_driver.ts";
+import { CountingSink, forwardingLink } from "./_test_driver.ts";
 import { MqTestDriver } from "./_mq_test_driver.ts";
 import { VirtioNet } from "./net.ts";
 import { VhostNet } from "./vhost_net.ts";
 import type { VirtioDevice } from "./device.ts";
-import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
 
 /** The guest's MAC in these tests. */
 export const GUEST_MAC = Uint8Array.from([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -114,17 +115,14 @@ export async function withNetRig(
     );
     const net = new VirtioNet({ tap, loop, mac: GUEST_MAC });
     const device: VirtioDevice = options.vhost ? new VhostNet({ tap, loop, mac: GUEST_MAC }) : net;
-    const dev = new VirtioPciDevice(virtioPciSpecOf(device));
     const sink = new CountingSink();
     const logs: string[] = [];
-    const backend = new VirtioPciBackend({
-      transport: dev,
-      device,
-      mem,
+    let backend: VirtioPciBackend | null = null;
+    const dev = new VirtioPciDevice(virtioPciSpecOf(device), {
       interrupt: sink,
-      log: (m) => logs.push(m),
+      link: forwardingLink(() => backend),
     });
-    dev.link = backend;
+    backend = new VirtioPciBackend({ transport: dev, device, mem, log: (m) => logs.push(m) });
     const drv = new MqTestDriver(mem, dev, {
       sizes: [options.rxSize ?? 64, options.txSize ?? 64],
     });

@@ -170,7 +170,12 @@ export class VirtioConsole implements VirtioDevice {
   }
 }
 
-const consoles = new Map<number, VirtioConsole>();
+// One registry per process even when the factory module is loaded twice
+// (once statically, once as a blob module under --allow-ffi alone).
+const REGISTRY = Symbol.for("denovmm.virtioConsoles");
+const consoles: Map<number, VirtioConsole> =
+  ((globalThis as Record<symbol, unknown>)[REGISTRY] as Map<number, VirtioConsole>) ??
+    ((globalThis as Record<symbol, unknown>)[REGISTRY] = new Map<number, VirtioConsole>());
 
 /**
  * Builds virtio-console on the loop that owns its queues; guest output is

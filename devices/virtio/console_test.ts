@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink } from "./_test_driver.ts";
+import { CountingSink, forwardingLink } from "./_test_driver.ts";
 import { MqTestDriver } from "./_mq_test_driver.ts";
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
 import { CONSOLE_RX_QUEUE, CONSOLE_TX_QUEUE, VIRTIO_ID_CONSOLE, VirtioConsole } from "./console.ts";
-import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
 
 const BUF = 0x100000;
 
@@ -13,16 +14,14 @@ function setup() {
   const out: number[] = [];
   let rxSpace = 0;
   const con = new VirtioConsole({ output: (b) => out.push(...b), onRxSpace: () => rxSpace++ });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(con));
   const logs: string[] = [];
   const sink = new CountingSink();
-  dev.link = new VirtioPciBackend({
-    transport: dev,
-    device: con,
-    mem,
+  let backend: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(con), {
     interrupt: sink,
-    log: (m) => logs.push(m),
+    link: forwardingLink(() => backend),
   });
+  backend = new VirtioPciBackend({ transport: dev, device: con, mem, log: (m) => logs.push(m) });
   const drv = new MqTestDriver(mem, dev, { sizes: [16, 16] });
   assert.ok(drv.init(0xffff_ffffn));
   return { mem, out, con, drv, logs, sink, rxSpace: () => rxSpace };

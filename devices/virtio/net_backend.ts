@@ -176,7 +176,7 @@ export interface OpenedNic {
  * Opens every `--nic` tap before the VM exists; on failure nothing stays
  * open.
  *
- * @param values the option strings in order
+ * @param values `--nic` strings, or NIC configs (ifname, mac, iothread, vhost), in order
  * @returns the opened NICs
  * @throws TapError with one line naming the NIC and the problem
  * @example
@@ -184,18 +184,28 @@ export interface OpenedNic {
  * const nics = openNics(["tap,ifname=tap0"]);
  * ```
  */
-export function openNics(values: readonly string[]): OpenedNic[] {
+export function openNics(
+  values:
+    readonly (string | { ifname: string; mac?: string; iothread?: number; vhost?: boolean })[],
+): OpenedNic[] {
   const out: OpenedNic[] = [];
   try {
     values.forEach((value, i) => {
       let o: NicOptions;
+      const text = typeof value === "string" ? value : `tap,ifname=${value.ifname}`;
       try {
-        o = parseNicOption(value);
+        if (typeof value === "string") o = parseNicOption(value);
+        else {
+          o = parseNicOption(`tap,ifname=${value.ifname}`);
+          if (value.mac !== undefined) o.mac = (parseMac(value.mac), value.mac.toLowerCase());
+          o.iothread = value.iothread;
+          o.vhost = value.vhost ?? false;
+        }
       } catch (e) {
-        throw new TapError(`Invalid --nic '${value}': ${(e as Error).message}`);
+        throw new TapError(`Invalid --nic '${text}': ${(e as Error).message}`);
       }
       if (out.some((n) => n.options.ifname === o.ifname)) {
-        throw new TapError(`Invalid --nic '${value}': tap ${o.ifname} is used twice`);
+        throw new TapError(`Invalid --nic '${text}': tap ${o.ifname} is used twice`);
       }
       if (o.vhost) {
         const why = vhostNetAvailable();

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
-import { CountingSink, TestDriver } from "./_test_driver.ts";
+import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
-import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
 import { fillRandom, VIRTIO_ID_RNG, VirtioRng } from "./rng.ts";
 import { until } from "./_net_test_rig.ts";
 
@@ -18,16 +19,13 @@ async function withRng(
   const mem = GuestMemory.allocate(4 << 20);
   try {
     const rng = new VirtioRng({ loop, rateBytesPerSec: rate });
-    const dev = new VirtioPciDevice(virtioPciSpecOf(rng));
     const logs: string[] = [];
-    const backend = new VirtioPciBackend({
-      transport: dev,
-      device: rng,
-      mem,
+    let backend: VirtioPciBackend | null = null;
+    const dev = new VirtioPciDevice(virtioPciSpecOf(rng), {
       interrupt: new CountingSink(),
-      log: (m) => logs.push(m),
+      link: forwardingLink(() => backend),
     });
-    dev.link = backend;
+    backend = new VirtioPciBackend({ transport: dev, device: rng, mem, log: (m) => logs.push(m) });
     const drv = new TestDriver(mem, dev, { size: 16 });
     assert.ok(drv.init(0xffff_ffffn));
     await body({ drv, mem, rng, logs });
