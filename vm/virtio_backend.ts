@@ -145,6 +145,9 @@ export function attachVirtioBackend(loop: EventLoop, a: AttachVirtioArgs): void 
     intx(level: boolean) {
       line.set(level);
     },
+    msixFd(vector: number) {
+      return msixFds[vector];
+    },
   };
   // The loop's instance: the guest never touches it (vCPU threads have their
   // own), so it needs no link, only the interrupt sink.

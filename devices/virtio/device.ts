@@ -19,6 +19,11 @@ export interface InterruptSink {
   msix(vector: number): void;
   /** Sets the INTx level. */
   intx(level: boolean): void;
+  /**
+   * The irqfd behind MSI-X vector `vector`, for a kernel data path (vhost)
+   * to signal directly; absent where vectors are not irqfds.
+   */
+  msixFd?(vector: number): number | undefined;
 }
 
 /** What an activated device uses to reach its queues and the driver. */
@@ -51,6 +56,12 @@ export interface VirtioContext {
    * Returns null where kicks do not arrive through an eventfd.
    */
   detachNotify?(index: number): number | null;
+  /**
+   * The irqfd a kernel data path may signal directly for queue `index`
+   * (MSI-X on, the queue's vector valid and unmasked now), or null: then
+   * interrupts must go through {@link VirtioContext.interruptQueue}.
+   */
+  queueIrqFd?(index: number): number | null;
   /**
    * The driver broke the rules (or the host failed): set
    * DEVICE_NEEDS_RESET, log once, stop processing until reset.

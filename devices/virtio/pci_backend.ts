@@ -260,6 +260,23 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     return fd;
   }
 
+  /**
+   * The irqfd of queue `index`'s MSI-X vector when a kernel data path may
+   * signal it directly: MSI-X enabled, a vector assigned, not masked now.
+   * A vector the guest masks later is not tracked (Linux's virtio drivers
+   * keep their vectors unmasked while the device runs).
+   *
+   * @param index queue index
+   * @returns the irqfd, or null
+   */
+  queueIrqFd(index: number): number | null {
+    const t = this.#transport;
+    if (!this.#active[index] || !t.msix.enabled) return null;
+    const v = t.queueVector(index);
+    if (v === VIRTIO_MSI_NO_VECTOR || t.msix.message(v).masked) return null;
+    return this.#interrupt.msixFd?.(v) ?? null;
+  }
+
   /** Sends a configuration-change interrupt. */
   signalConfig(): void {
     const t = this.#transport;

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
+import {
+  PCI_COMMAND,
+  PCI_COMMAND_MEMORY,
+  PCI_MSIX_FLAGS,
+  PCI_MSIX_FLAGS_ENABLE,
+} from "../pci/constants.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
 import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
@@ -115,4 +121,32 @@ Deno.test("a device without config has no DEVICE_CFG capability (Linux rejects a
   };
   assert.deepEqual(capTypes(0), [1, 2, 3]);
   assert.deepEqual(capTypes(8), [1, 2, 3, 4]);
+});
+
+Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-X on and unmasked", async () => {
+  const loop = new MainLoop();
+  const mem = GuestMemory.allocate(4 << 20);
+  try {
+    const rng = new VirtioRng({ loop });
+    const sink = Object.assign(new CountingSink(), { msixFd: (v: number) => 100 + v });
+    let backend: VirtioPciBackend | null = null;
+    const dev = new VirtioPciDevice(virtioPciSpecOf(rng), {
+      interrupt: sink,
+      link: forwardingLink(() => backend),
+    });
+    backend = new VirtioPciBackend({ transport: dev, device: rng, mem });
+    const drv = new TestDriver(mem, dev, { size: 16 });
+    assert.ok(drv.init(0xffff_ffffn, { vector: 1 }));
+    assert.equal(backend.queueIrqFd(0), null, "INTx: no irqfd");
+    const cap = dev.msix.capOffset;
+    dev.configWrite(PCI_COMMAND, new Uint8Array([PCI_COMMAND_MEMORY, 0]));
+    dev.configWrite(cap + PCI_MSIX_FLAGS, new Uint8Array([0, PCI_MSIX_FLAGS_ENABLE >> 8]));
+    assert.ok(drv.init(0xffff_ffffn, { vector: 1 }));
+    assert.equal(backend.queueIrqFd(0), null, "vector 1 still masked");
+    drv.write(0x4000 + 16 + 12, 4, 0); // unmask vector 1
+    assert.equal(backend.queueIrqFd(0), 101);
+  } finally {
+    loop.close();
+    mem.close();
+  }
 });

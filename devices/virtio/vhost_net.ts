@@ -6,10 +6,10 @@
  * ioeventfd as its kick (taken from the loop through
  * `VirtioContext.detachNotify`), a call eventfd, and the tap as backend.
  *
- * Interrupts: vhost signals a call eventfd the owning loop reads, and the
- * loop raises the queue's MSI-X vector through the transport (so a vector
- * the guest masked stays masked, as QEMU's masked-notifier path does),
- * or INTx. Offloads are the tap's (TUNSETOFFLOAD, as on the TypeScript
+ * Interrupts: with MSI-X on and the queue's vector unmasked at DRIVER_OK,
+ * vhost signals that vector's irqfd itself (KVM injects, no thread of
+ * ours wakes); otherwise it signals a call eventfd the owning loop reads,
+ * and the loop raises MSI-X or INTx through the transport. Offloads are the tap's (TUNSETOFFLOAD, as on the TypeScript
  * path). Every ioctl number and struct is checked against the headers by
  * `vhost_net_test.ts`.
  *
@@ -147,6 +147,7 @@ export class VhostNet implements VirtioDevice {
   readonly #callFds: number[];
   readonly #ownKicks: number[];
   readonly #kickFds: number[] = [-1, -1];
+  readonly #directCalls: boolean[] = [false, false];
   #ctx: VirtioContext | null = null;
   #running = false;
 
@@ -175,6 +176,11 @@ export class VhostNet implements VirtioDevice {
       ~(kernelBits & ~this.#vhostFeatures);
     this.#callFds = [eventFd(), eventFd()];
     this.#ownKicks = [eventFd(), eventFd()];
+  }
+
+  /** Per queue: whether vhost signals the guest's irqfd directly (MSI-X). */
+  get directInterrupts(): readonly boolean[] {
+    return this.#directCalls;
   }
 
   /** @param config MAC, link up, one pair */
@@ -208,14 +214,20 @@ export class VhostNet implements VirtioDevice {
         : (ctx.detachNotify?.(q) ?? this.#ownKicks[q]);
       this.#kickFds[q] = kick;
       this.#vringFile(VHOST_SET_VRING_KICK, q, kick);
-      const call = this.#callFds[q];
+      // Straight to KVM (the vector's irqfd) when MSI-X allows it, else
+      // through the loop, which raises MSI-X or INTx like any device.
+      const irqfd = ctx.queueIrqFd?.(q) ?? null;
+      const call = irqfd ?? this.#callFds[q];
       this.#vringFile(VHOST_SET_VRING_CALL, q, call);
-      this.#loop.setFdHandler(call, {
-        read: () => {
-          eventFdRead(call);
-          this.#ctx?.interruptQueue?.(q);
-        },
-      });
+      if (irqfd === null) {
+        this.#loop.setFdHandler(call, {
+          read: () => {
+            eventFdRead(call);
+            this.#ctx?.interruptQueue?.(q);
+          },
+        });
+      } else this.#loop.setFdHandler(this.#callFds[q], null);
+      this.#directCalls[q] = irqfd !== null;
     }
     this.#ctx = ctx;
     for (let q = 0; q < 2; q++) this.#vringFile(VHOST_NET_SET_BACKEND, q, this.#tap.fd);
