@@ -123,7 +123,7 @@ Deno.test("a device without config has no DEVICE_CFG capability (Linux rejects a
   assert.deepEqual(capTypes(8), [1, 2, 3, 4]);
 });
 
-Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-X on and unmasked", async () => {
+Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-X on and unmasked", () => {
   const loop = new MainLoop();
   const mem = GuestMemory.allocate(4 << 20);
   try {
