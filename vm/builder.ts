@@ -245,7 +245,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       for (const [i, p] of placed.entries()) {
         const a = { id: p.id, memory: m.memory.layout, vmFd: m.vm.fd, fn: functions[i] };
         if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
-        else attachVirtioBackend(env.loop, a);
+        else await attachVirtioBackend(env.loop, a);
       }
       const args: PciDevicesArgs = {
         vmFd: m.vm.fd,
