@@ -6,7 +6,7 @@
  */
 import { libc } from "../sys/libc.ts";
 import { check, errno, ErrnoError } from "../sys/errno.ts";
-import { closeFd, MAP_SHARED, mmap, PROT_READ, PROT_WRITE } from "../sys/fd.ts";
+import { closeFd, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE } from "../sys/fd.ts";
 import type { IrqLine } from "../devices/irq.ts";
 import {
   IOCTLS,
@@ -72,6 +72,8 @@ export class KvmVm {
   /** The VM fd. */
   readonly fd: number;
   readonly #runSize: number;
+  /** vCPUs created on this VM: close() releases their fds and kvm_run mappings. */
+  readonly #vcpus: VcpuHandleData[] = [];
 
   /**
    * @param fd VM fd from KVM_CREATE_VM
@@ -243,12 +245,28 @@ export class KvmVm {
       "KVM_CREATE_VCPU",
       libc.ioctl_u64(this.fd, BigInt(IOCTLS.KVM_CREATE_VCPU), BigInt(index)),
     );
-    const runAddr = mmap(this.#runSize, { prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd });
-    return { index, fd, runAddr, runSize: this.#runSize };
+    let runAddr: bigint;
+    try {
+      runAddr = mmap(this.#runSize, { prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd });
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+    const handle = { index, fd, runAddr, runSize: this.#runSize };
+    this.#vcpus.push(handle);
+    return handle;
   }
 
-  /** Closes the VM fd. */
+  /**
+   * Releases the VM: each vCPU's kvm_run mapping and fd, then the VM fd
+   * (KVM frees the VM once no fd or mapping refers to it). Call it after
+   * every vCPU thread has stopped.
+   */
   close(): void {
+    for (const v of this.#vcpus.splice(0)) {
+      munmap(v.runAddr, v.runSize);
+      closeFd(v.fd);
+    }
     closeFd(this.fd);
   }
 }

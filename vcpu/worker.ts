@@ -210,9 +210,11 @@ async function main(init: VcpuInit): Promise<void> {
 
 (self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit>) => {
   main(e.data).catch((err) => {
+    // The report goes out first; the main thread terminates this Worker only
+    // after it arrived (VcpuThread.stop), so the reason reaches the user.
+    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
     const ctl = new VmControl(e.data.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
     ctl.markVcpuStopped(e.data.index);
-    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
   });
 };

@@ -23,7 +23,8 @@ import type { DeviceSpec } from "../devices/device_spec.ts";
 import { DiskError, openDisks, type OpenedDisk } from "../machine/disks.ts";
 import { parseSize } from "../machine/size.ts";
 import { ErrnoError } from "../sys/errno.ts";
-import { readFileFfi } from "../sys/fd.ts";
+import { FileTypeError, readFileFfi } from "../sys/fd.ts";
+import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { findPvhEntry } from "../boot/elf.ts";
@@ -76,6 +77,9 @@ function readInput(what: string, source: string | Uint8Array): Uint8Array {
     if (e instanceof ErrnoError) {
       const why = e.code === "EISDIR" ? "it is a directory" : e.description;
       throw new VmConfigError(`cannot read ${what} '${source}': ${why}`);
+    }
+    if (e instanceof FileTypeError) {
+      throw new VmConfigError(`cannot read ${what} '${source}': it is ${e.fileType}`);
     }
     if (e instanceof RangeError) throw new VmConfigError(`${what} '${source}' is too large`);
     throw e;
@@ -250,5 +254,9 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
  * ```
  */
 export function closeResolved(rc: ResolvedConfig): void {
-  for (const d of rc.disks) d.file.close();
+  for (const d of rc.disks) {
+    // What the guest was told is written reaches the disk before the lock goes.
+    if (!d.file.readOnly) libc.fdatasync(d.file.fd);
+    d.file.close();
+  }
 }
