@@ -14,7 +14,7 @@ import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import type { FramebufferInfo } from "../memory/framebuffer.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import { VmState } from "../vcpu/shared_state.ts";
+import { VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
