@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { check, ErrnoError } from "../sys/errno.ts";
+import { check, EAGAIN, EINTR, ErrnoError } from "../sys/errno.ts";
 import {
   closeFd,
   O_NOCTTY,
@@ -61,8 +61,6 @@ export const TERMIOS = {
 
 const F_GETFL = 3;
 const F_SETFL = 4;
-const EAGAIN = 11;
-const EINTR = 4;
 
 /** Ctrl-A, QEMU's escape character. */
 export const CTRL_A = 0x01;
