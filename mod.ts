@@ -45,6 +45,4 @@ export type { IrqLine } from "./devices/irq.ts";
 export type { SystemEvents } from "./devices/legacy/system_events.ts";
 export { GuestMemory, GuestMemoryError } from "./memory/guest_memory.ts";
 export type { GuestMemoryLayout, MemoryRegion } from "./memory/guest_memory.ts";
-export { gpa } from "./memory/guest_address.ts";
 export type { FramebufferInfo } from "./memory/framebuffer.ts";
-export type { Gpa } from "./memory/guest_address.ts";
