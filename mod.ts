@@ -45,4 +45,3 @@ export type { IrqLine } from "./devices/irq.ts";
 export type { SystemEvents } from "./devices/legacy/system_events.ts";
 export { GuestMemory, GuestMemoryError } from "./memory/guest_memory.ts";
 export type { GuestMemoryLayout, MemoryRegion } from "./memory/guest_memory.ts";
-export type { FramebufferInfo } from "./memory/framebuffer.ts";

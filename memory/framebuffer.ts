@@ -24,18 +24,7 @@ export const FRAMEBUFFER_MAX_BYTES = 0xfec0_0000 - FRAMEBUFFER_GPA;
 /** Bytes per pixel (x8r8g8b8). */
 export const FRAMEBUFFER_BPP = 4;
 
-/**
- * What a display needs to know about the framebuffer: plain data, postMessage-able.
- *
- * @example
- * ```ts
- * import type { FramebufferInfo } from "./framebuffer.ts";
- * // The pixel at (x, y), from the host mapping (valid in any thread of the VMM).
- * export function pixelAt(fb: FramebufferInfo, pixels: Uint32Array, x: number, y: number): number {
- *   return pixels[(y * fb.stride) / 4 + x];
- * }
- * ```
- */
+/** What a display needs to know about the framebuffer: plain data, postMessage-able. */
 export interface FramebufferInfo {
   /** The backing memfd (map it elsewhere, or use hostAddr in this process). */
   readonly fd: number;
