@@ -119,37 +119,6 @@ function memoryOf(m: number | string | undefined): number {
   return bytes;
 }
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-/**
- * Checks the fields whose devices and services are built elsewhere or not
- * yet: their syntax here, and a clear line for what this build cannot do.
- */
-function checkServices(c: VmConfig): void {
-  for (const [i, n] of (c.nics ?? []).entries()) {
-    if (!n.ifname || n.ifname.length > 15 || /[\s/]/.test(n.ifname)) {
-      throw new VmConfigError(`Invalid NIC ${i} interface name '${n.ifname}'`);
-    }
-    if (n.mac !== undefined && !MAC_RE.test(n.mac)) {
-      throw new VmConfigError(`Invalid NIC ${i} MAC address '${n.mac}': use 52:54:00:12:34:56`);
-    }
-  }
-  if (c.vnc !== undefined && !/^([^:,]*):(\d{1,4})(,.*)?$/.test(c.vnc)) {
-    throw new VmConfigError(`Invalid VNC address '${c.vnc}': use :N or HOST:N`);
-  }
-  if (c.qmp !== undefined && !c.qmp.startsWith("unix:")) {
-    throw new VmConfigError(`Invalid QMP address '${c.qmp}': use unix:PATH,server,wait=off`);
-  }
-  const missing = [
-    (c.nics?.length ?? 0) > 0 && "network interfaces",
-    (c.rng === true || typeof c.rng === "object") && "virtio-rng",
-    c.console === "virtio" && "virtio-console",
-  ].filter((x): x is string => typeof x === "string");
-  if (missing.length > 0) {
-    throw new VmConfigError(`This build of denovmm has no ${missing.join(", ")}`);
-  }
-}
-
 /**
  * Checks a configuration, reads its files and opens its disks.
  *
@@ -187,7 +156,6 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     throw new VmConfigError("--disk needs --kernel");
   }
   checkPciFunctionCount(disks.length + virtio.length);
-  checkServices(c);
   let kernel: Uint8Array | undefined;
   let initrd: Uint8Array | undefined;
   if (c.kernel !== undefined) {

@@ -41,16 +41,6 @@ Deno.test("a display needs sane sizes and a bzImage", () => {
   closeResolved(rc);
 });
 
-Deno.test("service fields: syntax checked, absent devices named", () => {
-  const k = bzImageStub();
-  configError({ kernel: k, nics: [{ ifname: "" }] }, /Invalid NIC 0 interface name/);
-  configError({ kernel: k, nics: [{ ifname: "tap0", mac: "52:54" }] }, /Invalid NIC 0 MAC/);
-  configError({ kernel: k, vnc: "localhost" }, /Invalid VNC address/);
-  configError({ kernel: k, qmp: "tcp:1234" }, /Invalid QMP address/);
-  configError({ kernel: k, rng: true }, /has no virtio-rng/);
-  closeResolved(resolveConfig({ kernel: k, rng: false, console: "none", vnc: ":1" }));
-});
-
 Deno.test("33 disks is one line about the PCI bus, before any file is opened", () => {
   const disks = Array.from({ length: 33 }, (_, i) => ({ path: `/nonexistent/${i}.img` }));
   configError(
