@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { Machine, setRealModeEntry } from "../machine/machine.ts";
+import { Machine, setRealModeEntry, type VcpuSetup } from "../machine/machine.ts";
 import { loadLinux } from "../machine/linux_boot.ts";
 import { applyBootState, setBootMsrs, setupLapicLints } from "../machine/x86_cpu.ts";
 import type { PcDeviceArgs } from "../machine/pc_devices.ts";
@@ -119,7 +119,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     iothreads.clear();
     for (const fd of fds) closeFd(fd);
     fds.length = 0;
-    machine?.close();
+    await machine?.close();
     machine = undefined;
   };
   try {
@@ -155,7 +155,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
-    let entry: (v: Parameters<Parameters<Machine["setup"]>[0]>[0], i: number) => void;
+    let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
         kernel: rc.kernel,
