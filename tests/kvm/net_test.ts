@@ -104,7 +104,15 @@ async function bootNet(vhost: boolean) {
     new Promise<Uint8Array>((r) => setTimeout(() => r(new Uint8Array(0)), 1000)),
   ]);
   p.close();
-  const report = (key: string) => stdout.match(new RegExp(`${NET_MARKER} ${key}=(\\S*)`))?.[1];
+  // key=value pairs on the marker's lines ("hwrng=64 rng=virtio_rng.0": rng is its own key).
+  const report = (key: string) => {
+    for (const line of stdout.split("\n")) {
+      if (!line.startsWith(NET_MARKER)) continue;
+      const m = line.match(new RegExp(`\\s${key}=(\\S*)`));
+      if (m) return m[1];
+    }
+    return undefined;
+  };
   return { code, stdout, stderr: await stderr, seconds, got, toGuest, report };
 }
 
