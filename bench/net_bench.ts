@@ -29,7 +29,7 @@ import { vhostNetAvailable } from "../devices/virtio/vhost_net.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
-const MIB = Number(Deno.env.get("DENOVMM_NET_MIB") ?? 16);
+const MIB = Number(Deno.env.get("DENOVMM_NET_MIB") ?? 1);
 const MARK = "DENOVMM-NETBENCH";
 const SCRIPT = `
 up() { cut -d' ' -f1 /proc/uptime; }
@@ -72,7 +72,7 @@ async function run(cmd: string, args: string[]): Promise<Result> {
       args,
       cwd: REPO,
       stdin: "null",
-      signal: AbortSignal.timeout(600_000),
+      signal: AbortSignal.timeout(300_000),
     }).output();
     const text = new TextDecoder().decode(out.stdout);
     const get = (k: string) => Number(new RegExp(`${MARK} ${k}=([\\d.]+)`).exec(text)?.[1]);
