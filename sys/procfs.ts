@@ -100,8 +100,10 @@ export interface ThreadInfo {
   name: string;
   /** CPU time in user mode, seconds. */
   userSeconds: number;
-  /** CPU time in kernel mode, seconds (includes time inside KVM_RUN). */
+  /** CPU time in kernel mode, seconds. */
   systemSeconds: number;
+  /** Time spent running a KVM guest, seconds (counted inside userSeconds). */
+  guestSeconds: number;
 }
 
 /** Clock ticks per second of /proc times (USER_HZ, 100 on x86 Linux). */
@@ -137,6 +139,7 @@ export function processThreads(): ThreadInfo[] {
       name: stat.slice(open + 1, close),
       userSeconds: Number(fields[11]) / USER_HZ,
       systemSeconds: Number(fields[12]) / USER_HZ,
+      guestSeconds: Number(fields[40]) / USER_HZ,
     });
   }
   return out;
