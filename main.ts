@@ -19,6 +19,8 @@ import { KernelLoaderError } from "./boot/kernel_loader_error.ts";
 import { parseBzImage } from "./boot/bzimage.ts";
 import { findPvhEntry } from "./boot/elf.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "./vcpu/exit_codes.ts";
+import { ControlPlaneError } from "./operate/control_plane.ts";
+import { daemonize, daemonReadyFd } from "./operate/daemonize.ts";
 
 /** The version printed by --version. */
 export const VERSION = "0.1.0";
@@ -59,6 +61,9 @@ async function main(args: string[]): Promise<number> {
     console.log(`denovmm ${VERSION} (deno ${Deno.version.deno})`);
     return 0;
   }
+  // -daemonize: a detached copy of this command does the rest; this one
+  // returns when it is ready (or fails with its error).
+  if (o.daemonize && daemonReadyFd() === undefined) daemonize();
   let disks: OpenedDisk[] = [];
   try {
     if (o.kernel === undefined) return await runDemo(o);
@@ -76,7 +81,7 @@ async function main(args: string[]): Promise<number> {
     disks = openDisks(o.disks);
     return await runLinux(o, { kernel, initrd, disks });
   } catch (e) {
-    if (e instanceof DiskError) fail(e.message);
+    if (e instanceof DiskError || e instanceof ControlPlaneError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
     if (e instanceof KernelLoaderError) fail(`${o.kernel}: ${e.message}`);

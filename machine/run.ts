@@ -20,6 +20,9 @@ import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import { attachDisks, type AttachedDisks, type OpenedDisk, pciIrqRoutesFor } from "./disks.ts";
+import { CliVm } from "../operate/cli_vm.ts";
+import { preparePlacement, startControlPlane } from "../operate/control_plane.ts";
+import { daemonReady, daemonReadyFd } from "../operate/daemonize.ts";
 
 const PC_DEVICES = new URL("./pc_devices.ts", import.meta.url).href;
 
@@ -73,16 +76,60 @@ export async function runLinux(
   o: VmOptions,
   files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
 ): Promise<number> {
-  for (;;) {
-    const { state, exitCode } = await bootOnce(o, files);
-    if (state === VmState.Reset && o.reboot) continue;
-    return exitCode;
+  const disks = files.disks ?? [];
+  preparePlacement(o.placement, {
+    cpus: o.cpus,
+    iothreads: disks.flatMap((d) => d.options.iothread === undefined ? [] : [d.options.iothread]),
+  }, o.name?.process);
+  // One loop and one operated VM across reboots: QMP stays connected.
+  const loop = new MainLoop();
+  const vm = new CliVm(
+    loop,
+    disks.map((d) => ({ path: d.options.path, readOnly: d.options.readOnly })),
+  );
+  const looping = loop.run();
+  let control;
+  try {
+    control = startControlPlane(vm, {
+      qmp: o.qmp,
+      statsInterval: o.statsInterval,
+      pidfile: o.pidfile,
+      version: { major: 0, minor: 1, micro: 0 },
+    });
+    const ready = daemonReadyFd();
+    if (ready !== undefined) daemonReady(ready);
+    if (!o.startPaused) await vm.start();
+    for (let boots = 0;; boots++) {
+      await vm.started();
+      const { state, exitCode } = await bootOnce(o, files, loop, vm);
+      if (state === VmState.Reset && o.reboot) {
+        vm.fire("reset");
+        continue;
+      }
+      vm.status = "shutdown";
+      const end: Record<number, string> = {
+        [VmState.PowerOff]: "poweroff",
+        [VmState.Reset]: "reboot",
+        [VmState.DebugExit]: "debug-exit",
+        [VmState.Crashed]: "crash",
+        [VmState.Stopped]: "stopped",
+      };
+      vm.fire(exitCode === EXIT_CODE_CRASH ? "crash" : end[state] ?? "crash");
+      return exitCode;
+    }
+  } finally {
+    control?.close();
+    loop.stop();
+    await looping;
+    loop.close();
   }
 }
 
 async function bootOnce(
   o: VmOptions,
   files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
+  loop: MainLoop,
+  vm: CliVm,
 ): Promise<{ state: VmState; exitCode: number }> {
   const m = Machine.create({
     memoryBytes: o.memoryBytes,
@@ -90,7 +137,6 @@ async function bootOnce(
     irqchip: true,
     logUnclaimed: o.logUnclaimed,
   });
-  const loop = new MainLoop();
   let term: Terminal | undefined;
   let disks: AttachedDisks | undefined;
   try {
@@ -134,19 +180,18 @@ async function bootOnce(
       retryMs: 5,
     });
     term.start();
-    const looping = loop.run();
+    vm.attach(m, devices.acpiPm, devices.lock);
     const exit = await m.run();
+    vm.detach();
     // Backends finish their in-flight I/O on the loop before it stops.
     await disks?.close();
     disks = undefined;
-    loop.stop();
-    await looping;
     for (const e of exit.errors) console.error(`denovmm: ${e}`);
     return { state: exit.state, exitCode: exit.errors.length ? EXIT_CODE_CRASH : exit.exitCode };
   } finally {
+    vm.detach();
     term?.close();
     await disks?.close();
-    loop.close();
     m.close();
   }
 }
