@@ -104,8 +104,8 @@ Options (QEMU's spelling in brackets; both work):
   --version         print the version
   --help            print this help
 
-Exit codes: 0 guest powered off, 1 bad input, 2 guest or VMM crashed,
-4 stopped from the terminal or by QMP quit, 10 guest rebooted (with --no-reboot),
+Exit codes: 0 guest powered off or QMP quit, 1 bad input, 2 guest or VMM crashed,
+4 stopped from the terminal or by a signal, 10 guest rebooted (with --no-reboot),
 odd codes from isa-debug-exit.`;
 
 type Key =
