@@ -21,6 +21,7 @@ import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "./vcpu/exit_codes.ts";
 import {
   type ControlPlane,
   ControlPlaneError,
+  preflightControlPlane,
   preparePlacement,
   startControlPlane,
 } from "./operate/control_plane.ts";
@@ -97,6 +98,7 @@ async function main(args: string[]): Promise<number> {
       cpus: o.kernel === undefined ? 1 : o.cpus,
       iothreads: o.disks.flatMap((d) => parseDiskOption(d).iothread ?? []),
     }, o.name?.process);
+    preflightControlPlane({ qmp: o.qmp });
     vm = await createVm(vmConfigFromCli(o));
   } catch (e) {
     if (e instanceof VmConfigError || e instanceof ControlPlaneError) fail(e.message);

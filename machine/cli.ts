@@ -309,13 +309,6 @@ export function parseCli(args: readonly string[]): VmOptions {
     if (e instanceof PlacementError) throw new UsageError(e.message);
     throw e;
   }
-  for (const key of ["qmp", "startPaused", "pidfile", "daemonize", "statsInterval"] as const) {
-    if (t[key] !== undefined && v.kernel === undefined) {
-      throw new UsageError(
-        `${t[key]} needs --kernel (the demo guest runs without a control plane)`,
-      );
-    }
-  }
   return {
     kernel: v.kernel,
     initrd: v.initrd,

@@ -11,7 +11,7 @@ import type { LoopStats } from "../mainloop/loop_stats.ts";
 import type { VmControl } from "../vcpu/shared_state.ts";
 import { QmpServer } from "../qmp/server.ts";
 import { type ControllableVm, VmQmpTarget } from "../qmp/vm_target.ts";
-import { SocketPathError } from "../sys/socket.ts";
+import { sockaddrUn, SocketPathError, socketPathState } from "../sys/socket.ts";
 import { ErrnoError } from "../sys/errno.ts";
 import { setThreadName } from "../sys/thread.ts";
 import { checkPlacement, installPlacement } from "../placement/install.ts";
@@ -54,6 +54,36 @@ export function preparePlacement(
   } catch (e) {
     if (e instanceof PlacementError) throw new ControlPlaneError(e.message);
     if (e instanceof ErrnoError) throw new ControlPlaneError(`placement: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * Checks what can be checked before the VM is built (which opens KVM and
+ * starts threads): the QMP socket path is usable.
+ *
+ * @param o the control-plane options
+ * @throws ControlPlaneError naming the problem
+ * @example
+ * ```ts
+ * import { preflightControlPlane } from "./control_plane.ts";
+ * preflightControlPlane({ qmp: "/tmp/absent-dir-x/q.sock" }); // the bind fails later
+ * ```
+ */
+export function preflightControlPlane(o: ControlPlaneOptions): void {
+  if (o.qmp === undefined) return;
+  try {
+    sockaddrUn(o.qmp);
+    const state = socketPathState(o.qmp);
+    if (state === "not-socket") {
+      throw new SocketPathError(`'${o.qmp}' exists and is not a socket; not replacing it`);
+    }
+    if (state === "live-socket") {
+      throw new SocketPathError(`'${o.qmp}' is a socket in use by another process`);
+    }
+  } catch (e) {
+    if (e instanceof SocketPathError) throw new ControlPlaneError(`--qmp: ${e.message}`);
+    if (e instanceof ErrnoError) throw new ControlPlaneError(`--qmp ${o.qmp}: ${e.message}`);
     throw e;
   }
 }
