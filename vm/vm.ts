@@ -296,7 +296,15 @@ export class Vm {
    */
   powerdown(): boolean {
     this.#emit("powerdown");
-    return this.#built?.acpiPm.pressPowerButton() ?? false;
+    const built = this.#built;
+    if (!built) return false;
+    // PM1 status is shared with the vCPU threads, which touch it under the big lock.
+    built.machine.lock.lock();
+    try {
+      return built.acpiPm.pressPowerButton();
+    } finally {
+      built.machine.lock.unlock();
+    }
   }
 
   /**
