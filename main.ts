@@ -51,6 +51,7 @@ async function run(vm: Vm, o: VmOptions): Promise<number> {
       statsInterval: o.statsInterval,
       pidfile: o.pidfile,
       version: { major: 0, minor: 1, micro: 0 },
+      name: o.name?.guest,
     });
     const ready = daemonReadyFd();
     if (ready !== undefined) daemonReady(ready);

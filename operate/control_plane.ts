@@ -106,6 +106,8 @@ export interface ControlPlaneOptions {
   pidfile?: string;
   /** QMP greeting version. */
   version?: { major: number; minor: number; micro: number };
+  /** Guest name for query-name. */
+  name?: string;
 }
 
 /** A running control plane. */
@@ -152,6 +154,7 @@ export function startControlPlane(vm: OperatedVm, o: ControlPlaneOptions): Contr
       const target = new VmQmpTarget(vm, {
         stats: () => reporter.next() as unknown as Record<string, unknown>,
         queryStats: (t) => queryStatsEntries(reporter.next(), t),
+        name: o.name,
       });
       let server: QmpServer;
       try {

@@ -142,4 +142,5 @@ export class FakeTarget implements QmpTarget {
   stats() {
     return { vcpus: [{ exits: 5 }] };
   }
+  name?: () => string | undefined;
 }

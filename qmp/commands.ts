@@ -70,6 +70,13 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: () => {},
     event: ["SHUTDOWN", { guest: false, reason: "host-qmp-quit" }],
   },
+  "query-name": {
+    args: {},
+    run(t) {
+      const name = t.name?.();
+      return name === undefined ? {} : { name };
+    },
+  },
   "query-cpus-fast": {
     args: {},
     run: (t) =>

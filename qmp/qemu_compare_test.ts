@@ -23,6 +23,7 @@ const SCRIPT = [
   '{"execute":"query-status","id":"a"}',
   '{"execute":"query-status","id":1}{"execute":"query-status","id":2}',
   '{"execute":"query-cpus-fast"}',
+  '{"execute":"query-name"}',
   '{"execute":"query-iothreads"}',
   '{"execute":"query-block"}',
   '{"execute":"query-stats"}',
@@ -96,6 +97,8 @@ Deno.test("QMP: denovmm answers the script as QEMU 7.2 does (shapes, errors, eve
       "64",
       "-smp",
       "2",
+      "-name",
+      "web",
       "-object",
       "iothread,id=iothread0",
       "-drive",
@@ -110,6 +113,7 @@ Deno.test("QMP: denovmm answers the script as QEMU 7.2 does (shapes, errors, eve
   const running = loop.run();
   const target = new FakeTarget();
   target.state = "prelaunch";
+  target.name = () => "web";
   target.blocks = () => [{
     device: "virtio0",
     file: img,

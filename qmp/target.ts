@@ -71,6 +71,8 @@ export interface QmpTarget {
   blocks(): QmpBlock[];
   /** Live statistics as JSON (x-query-denovmm-stats), if the machine keeps them. */
   stats?(): Record<string, unknown>;
+  /** The guest name (`-name`), for query-name. */
+  name?(): string | undefined;
   /** query-stats entries for target "vm" or "vcpu", QEMU's shape. */
   queryStats?(target: "vm" | "vcpu"): unknown[];
 }

@@ -58,6 +58,8 @@ export interface VmQmpTargetOptions {
   stats?: () => Record<string, unknown>;
   /** query-stats. */
   queryStats?: (target: "vm" | "vcpu") => unknown[];
+  /** The guest name (`-name`). */
+  name?: string;
 }
 
 /**
@@ -96,6 +98,11 @@ export class VmQmpTarget implements QmpTarget {
     return s === "prelaunch" || s === "running" || s === "paused" || s === "shutdown"
       ? s
       : "internal-error";
+  }
+
+  /** @returns the guest name, if one was given */
+  name(): string | undefined {
+    return this.#o.name;
   }
 
   /** Pauses the vCPUs. */
