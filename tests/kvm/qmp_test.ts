@@ -27,6 +27,7 @@ while :; do i=$((i+1)); echo "${M} tick=$i"; sleep 1; done
 interface Vmm {
   child: Deno.ChildProcess;
   out: { text: string };
+  err: { text: string };
   sock: string;
   dir: string;
 }
@@ -50,11 +51,16 @@ function spawnVmm(args: string[]): Vmm {
     stderr: "piped",
   }).spawn();
   const out = { text: "" };
+  const err = { text: "" };
   (async () => {
     const dec = new TextDecoder();
     for await (const chunk of child.stdout) out.text += dec.decode(chunk, { stream: true });
   })();
-  return { child, out, sock, dir };
+  (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of child.stderr) err.text += dec.decode(chunk, { stream: true });
+  })();
+  return { child, out, err, sock, dir };
 }
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 180_000): Promise<T> {
@@ -119,6 +125,8 @@ Deno.test("QMP drives a 2-vCPU Linux guest: placement, -S/cont, stop/cont, power
     `0=0,1=${last}`,
     "--sched",
     "vcpu-0=fifo:5,vcpu-1=nice:3",
+    "--stats-interval",
+    "2",
   ]);
   const c = await connect(vmm.sock);
   try {
@@ -164,6 +172,7 @@ Deno.test("QMP drives a 2-vCPU Linux guest: placement, -S/cont, stop/cont, power
     };
     assert.ok(stats.vcpus.every((v) => v.exits > 0), JSON.stringify(stats.vcpus));
     assert.ok(stats.threads.some((t) => t.name === "vcpu-1"));
+    assert.match(vmm.err.text, /denovmm: stats: vcpu0 \S+ exits\/s.* guest \d+% vmm \d+%/);
     // The power button: acpid runs the script, the guest powers off.
     await c.send("system_powerdown");
     assert.equal((await c.next()).event, "POWERDOWN");
@@ -182,7 +191,6 @@ Deno.test("QMP drives a 2-vCPU Linux guest: placement, -S/cont, stop/cont, power
       vmm.child.kill("SIGKILL");
     } catch { /* exited */ }
     await vmm.child.status;
-    await vmm.child.stderr.cancel().catch(() => {});
     Deno.removeSync(vmm.dir, { recursive: true });
   }
 });
@@ -218,7 +226,6 @@ Deno.test("QMP quit right after the guest synced a file loses nothing", async ()
       return { code, out: vmm.out.text };
     } finally {
       c.close();
-      await vmm.child.stderr.cancel().catch(() => {});
       Deno.removeSync(vmm.dir, { recursive: true });
     }
   };
