@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { buildRoleTable, parseCpuList, PlacementError } from "./policy.ts";
 import { policyForThread } from "../sys/thread_role.ts";
-import { SCHED_FIFO, SCHED_OTHER, SCHED_RR } from "../sys/sched.ts";
+import { SCHED_FIFO, SCHED_OTHER, SCHED_RR, threadScheduler } from "../sys/sched.ts";
 
 const PROBE = new URL("./testdata/probe.ts", import.meta.url).pathname;
 
@@ -104,6 +104,10 @@ async function probe(
       status = {};
       for (const [name, tid] of Object.entries({ main: out!.main, ...out!.threads })) {
         const cg = Deno.readTextFileSync(`/proc/${out!.pid}/task/${tid}/cgroup`);
+        // sched_getscheduler/sched_getparam on the thread must agree with /proc.
+        const sched = threadScheduler(tid);
+        const proc = schedOf(out!.pid, tid);
+        assert.deepEqual([sched.policy, sched.priority], [proc.policy, proc.rtprio]);
         status[name] = {
           cpus: cpusAllowed(out!.pid, tid),
           ...schedOf(out!.pid, tid),
