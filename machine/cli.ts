@@ -105,8 +105,8 @@ Options (QEMU's spelling in brackets; both work):
   --help            print this help
 
 Exit codes: 0 guest powered off or QMP quit, 1 bad input, 2 guest or VMM crashed,
-4 stopped from the terminal or by a signal, 10 guest rebooted (with --no-reboot),
-odd codes from isa-debug-exit.`;
+4 stopped from the terminal, 10 guest rebooted (with --no-reboot),
+odd codes from isa-debug-exit, 128+N ended by signal N.`;
 
 type Key =
   | "kernel"

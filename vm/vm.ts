@@ -12,6 +12,7 @@ import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts"
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
+import type { FramebufferInfo } from "../memory/framebuffer.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { type VmControl, VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
@@ -181,6 +182,15 @@ export class Vm {
     return out;
   }
 
+  /**
+   * The linear framebuffer when the config asked for a display: its memfd,
+   * host mapping (valid in every thread), guest address, geometry, and the
+   * KVM memory slot (dirty logging on) for KVM_GET_DIRTY_LOG.
+   */
+  get framebuffer(): (FramebufferInfo & { readonly kvmSlot: number }) | undefined {
+    return this.#built?.framebuffer;
+  }
+
   /** The disks: path, read-only flag and PCI slot. */
   get disks(): { path: string; readOnly: boolean; slot: number }[] {
     const fns = this.#built?.pciFunctions ?? [];
@@ -209,23 +219,28 @@ export class Vm {
   }
 
   /**
-   * Starts the vCPUs; resolves once they run. Call once.
+   * Starts the vCPUs. Call once.
    *
-   * @returns resolves when the guest is running
+   * @param options `paused`: the vCPUs start paused, as QEMU's `-S`
+   *   ({@link resume} lets them run)
+   * @returns resolves when the vCPUs were let go
    */
-  start(): Promise<void> {
+  start(options: { paused?: boolean } = {}): Promise<void> {
     if (this.#started) return Promise.reject(new Error("The VM was started already"));
     if (!this.#built) return Promise.reject(new Error("The VM is closed"));
     this.#started = true;
-    this.#status = "running";
-    this.#run().then((exit) => this.#ended.resolve(exit), (e) => this.#ended.reject(e));
+    this.#status = options.paused ? "paused" : "running";
+    this.#run(options.paused ?? false).then(
+      (exit) => this.#ended.resolve(exit),
+      (e) => this.#ended.reject(e),
+    );
     return Promise.resolve();
   }
 
-  async #run(): Promise<VmExit> {
-    for (;;) {
+  async #run(paused: boolean): Promise<VmExit> {
+    for (let first = true;; first = false) {
       const built = this.#built!;
-      const exit = await built.machine.run();
+      const exit = await built.machine.run({ paused: first && paused });
       this.#serial.input = null;
       this.#built = undefined;
       await built.close();
@@ -237,6 +252,7 @@ export class Vm {
         (reset || this.#rc.onReboot === "restart") && !this.#closed
       ) {
         await this.#build();
+        this.#status = "running";
         this.#emit("reset");
         continue;
       }
