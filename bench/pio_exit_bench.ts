@@ -18,7 +18,7 @@ import { VM_STATS_OFF } from "../vcpu/shared_state.ts";
 import { runNested } from "../tests/nested/run_nested.ts";
 
 const N = Number(Deno.env.get("DENOVMM_PIO_EXITS") ?? 200_000);
-const ROUNDS = 3;
+const ROUNDS = Number(Deno.env.get("DENOVMM_PIO_ROUNDS") ?? 3);
 const here = new URL(".", import.meta.url).pathname;
 
 function kvmKind(): string | undefined {
@@ -57,7 +57,7 @@ if (!exe) {
 if (!kvmKind()) {
   console.log("No /dev/kvm here: running this benchmark inside the nested KVM host.");
   const r = await runNested(
-    `DENOVMM_PIO_EXITS=${N} DENOVMM_PIO_EXE=${exe} deno run --no-check -A bench/pio_exit_bench.ts`,
+    `DENOVMM_PIO_EXITS=${N} DENOVMM_PIO_ROUNDS=${ROUNDS} DENOVMM_PIO_EXE=${exe} deno run --no-check -A bench/pio_exit_bench.ts`,
     { stream: true },
   );
   Deno.exit(r.code);

@@ -13,10 +13,13 @@ import { TestClient } from "../../qmp/_test_client.ts";
 const repo = new URL("../..", import.meta.url).pathname;
 const M = "DENOVMM-QMP";
 
-/** Counts on the console; acpid runs the power button's script. */
+/**
+ * Counts on the console; acpid runs the power button's script (acpid's
+ * children have no console of their own: the script writes to /dev/console).
+ */
 export const ACPID_SCRIPT = `
 mkdir -p /etc/acpi/PWRF /var/log
-printf '#!/bin/sh\\necho ${M} power-button\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080
+printf '#!/bin/sh\\necho ${M} power-button > /dev/console\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080
 chmod +x /etc/acpi/PWRF/00000080
 acpid -l /tmp/acpid.log
 echo "${M} inputs=$(ls /dev/input | tr '\\n' ' ')"
