@@ -31,6 +31,8 @@ Deno.test("negative numbers, repeats and QEMU spellings: one line each", async (
   oneLine(await vmm(["-smp", "-2"]), /Invalid -smp '-2'/);
   oneLine(await vmm(["-m", "1G", "--memory", "2G"]), /--memory given twice \(also as -m\)/);
   oneLine(await vmm(["-smp", "2", "-kernel", "/nonexistent/bzImage"]), /cannot read kernel/);
+  // -daemonize: the detached copy's set-up error is the command's error.
+  oneLine(await vmm(["-daemonize", "-kernel", "/nonexistent/bzImage"]), /cannot read kernel/);
   const help = await vmm(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /by default, as\s+QEMU does, a guest reboot restarts/);
