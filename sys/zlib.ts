@@ -159,20 +159,29 @@ export class Inflater extends ZStream {
    * Decompresses a chunk that ends on a flush point.
    *
    * @param data compressed bytes
-   * @param expect exactly how many bytes the chunk must yield
+   * @param expect how many bytes the chunk must yield (any number when absent)
    * @returns the decompressed bytes
    * @throws Error when the data is corrupt or yields a different length
    */
-  inflate(data: Uint8Array, expect: number): Uint8Array {
-    const out = new Uint8Array(expect + 1);
+  inflate(data: Uint8Array, expect?: number): Uint8Array {
+    let out = new Uint8Array((expect ?? data.length * 4 + 1024) + 1);
+    let got = 0;
     this.setIn(data, data.length);
-    this.setOut(out, 0, out.length);
-    const r = z().inflate(this.strm, Z_SYNC_FLUSH);
-    if (r !== Z_OK && r !== Z_BUF_ERROR && r !== Z_STREAM_END) {
-      throw new Error(`inflate failed: ${r}`);
+    for (;;) {
+      this.setOut(out, got, out.length - got);
+      const r = z().inflate(this.strm, Z_SYNC_FLUSH);
+      if (r !== Z_OK && r !== Z_BUF_ERROR && r !== Z_STREAM_END) {
+        throw new Error(`inflate failed: ${r}`);
+      }
+      got = out.length - this.availOut;
+      if (expect !== undefined || this.availOut > 0 || this.availIn === 0 && r === Z_BUF_ERROR) {
+        break;
+      }
+      const bigger = new Uint8Array(out.length * 2);
+      bigger.set(out.subarray(0, got));
+      out = bigger;
     }
-    const got = out.length - this.availOut;
-    if (got !== expect || this.availIn !== 0) {
+    if ((expect !== undefined && got !== expect) || this.availIn !== 0) {
       throw new Error(`inflate yielded ${got} bytes (expected ${expect}), ${this.availIn} left`);
     }
     return out.subarray(0, got);

@@ -1,0 +1,90 @@
+/**
+ * The `vnc-worker` thread: runs the encoding job (encoder_core.ts) over the
+ * shared framebuffer and posts finished updates back to the main thread,
+ * transferring each buffer (no copy). It looks for changes every refresh
+ * period while some client waits, and at once for a full-screen request.
+ *
+ * @module
+ */
+import { EncoderCore } from "./encoder_core.ts";
+import { viewOf } from "./encoder.ts";
+import { setThreadName } from "../../sys/thread.ts";
+
+// deno-lint-ignore no-explicit-any
+const port = self as any;
+let core: EncoderCore | null = null;
+const ids = new Set<number>();
+let refreshMs = 30;
+let timer: ReturnType<typeof setTimeout> | undefined;
+
+function flush(): void {
+  if (!core) return;
+  core.refresh();
+  for (const id of ids) {
+    const u = core.takeUpdate(id);
+    if (u) {
+      // The writer's buffer is this update's own: hand it over, no copy.
+      port.postMessage({ t: "update", id, buf: u.buffer, len: u.length }, [u.buffer]);
+    }
+  }
+}
+
+function tick(): void {
+  timer = undefined;
+  try {
+    if (core?.waiting) flush();
+  } catch (e) {
+    port.postMessage({ t: "error", message: (e as Error).message });
+  }
+  arm();
+}
+
+function arm(): void {
+  if (timer === undefined && core?.waiting) timer = setTimeout(tick, refreshMs);
+}
+
+port.onmessage = (e: MessageEvent) => {
+  const m = e.data;
+  try {
+    switch (m.t) {
+      case "init":
+        setThreadName("vnc-worker");
+        refreshMs = m.refreshMs;
+        core = new EncoderCore(viewOf(m.fb));
+        port.postMessage({ t: "ready" });
+        return;
+      case "add":
+        ids.add(m.id);
+        core!.addClient(m.id);
+        return;
+      case "remove":
+        ids.delete(m.id);
+        core!.removeClient(m.id);
+        return;
+      case "format":
+        core!.setPixelFormat(m.id, m.pf);
+        return;
+      case "encodings":
+        core!.setEncodings(m.id, m.list);
+        return;
+      case "request":
+        core!.request(m.id, m.incremental, m.r);
+        // A full-screen request is answered without waiting for the refresh period.
+        if (!m.incremental) {
+          clearTimeout(timer);
+          timer = setTimeout(tick, 0);
+        } else arm();
+        return;
+      case "stop":
+        clearTimeout(timer);
+        timer = undefined;
+        core?.close();
+        core = null;
+        port.postMessage({ t: "closed" });
+        self.close();
+        return;
+    }
+  } catch (err) {
+    port.postMessage({ t: "error", message: (err as Error).message });
+  }
+};
