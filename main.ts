@@ -19,6 +19,7 @@ import { KernelLoaderError } from "./boot/kernel_loader_error.ts";
 import { parseBzImage } from "./boot/bzimage.ts";
 import { findPvhEntry } from "./boot/elf.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "./vcpu/exit_codes.ts";
+import { parseVncOption, passwordFromFile, VncStartError } from "./ui/vnc/mod.ts";
 
 /** The version printed by --version. */
 export const VERSION = "0.1.0";
@@ -73,10 +74,21 @@ async function main(args: string[]): Promise<number> {
       );
     }
     const initrd = o.initrd === undefined ? undefined : readInput("initrd", o.initrd);
+    const pwFile = o.vnc === undefined ? undefined : parseVncOption(o.vnc).passwordFile;
+    let vncPassword: Uint8Array | undefined;
+    if (pwFile !== undefined) {
+      try {
+        vncPassword = passwordFromFile(readInput("VNC password file", pwFile));
+      } catch (e) {
+        if (e instanceof TypeError) fail(`${pwFile}: ${e.message}`);
+        throw e;
+      }
+    }
     disks = openDisks(o.disks);
-    return await runLinux(o, { kernel, initrd, disks });
+    return await runLinux(o, { kernel, initrd, disks, vncPassword });
   } catch (e) {
     if (e instanceof DiskError) fail(e.message);
+    if (e instanceof VncStartError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
     if (e instanceof KernelLoaderError) fail(`${o.kernel}: ${e.message}`);

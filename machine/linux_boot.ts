@@ -16,6 +16,7 @@ import {
   setupPvh,
 } from "../boot/mod.ts";
 import { buildAcpiTables } from "../acpi/mod.ts";
+import { type LinearFramebufferInfo, writeScreenInfo } from "../boot/screen_info.ts";
 
 /** The kernel command line when --append is not given. */
 export const DEFAULT_CMDLINE = "console=ttyS0";
@@ -32,6 +33,8 @@ export interface LinuxBootOptions {
   cpus: number;
   /** Describe the PCI root bridge in the DSDT. */
   pci?: boolean;
+  /** A linear framebuffer to announce in screen_info (bzImage boots only). */
+  framebuffer?: LinearFramebufferInfo;
 }
 
 /** What the loader decided. */
@@ -67,6 +70,10 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       e820,
       rsdp: acpi.rsdp,
     });
+    if (o.framebuffer) {
+      const zeroPage = mem.slice(boot.bootParams, 0x1000);
+      writeScreenInfo(new DataView(zeroPage.buffer, zeroPage.byteOffset, 0x1000), 0, o.framebuffer);
+    }
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
   }

@@ -20,6 +20,17 @@ import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import { attachDisks, type AttachedDisks, type OpenedDisk, pciIrqRoutesFor } from "./disks.ts";
+import { FRAMEBUFFER_SLOT, LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { parseVncOption, startVncDisplay, type VncDisplay } from "../ui/vnc/mod.ts";
+
+/** What a boot reads from files besides the options. */
+interface BootFiles {
+  kernel: Uint8Array;
+  initrd?: Uint8Array;
+  disks?: readonly OpenedDisk[];
+  /** The VNC password (from --vnc ...,password-file=). */
+  vncPassword?: Uint8Array;
+}
 
 const PC_DEVICES = new URL("./pc_devices.ts", import.meta.url).href;
 
@@ -71,7 +82,7 @@ export async function runDemo(o: VmOptions): Promise<number> {
  */
 export async function runLinux(
   o: VmOptions,
-  files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
+  files: BootFiles,
 ): Promise<number> {
   for (;;) {
     const { state, exitCode } = await bootOnce(o, files);
@@ -82,7 +93,7 @@ export async function runLinux(
 
 async function bootOnce(
   o: VmOptions,
-  files: { kernel: Uint8Array; initrd?: Uint8Array; disks?: readonly OpenedDisk[] },
+  files: BootFiles,
 ): Promise<{ state: VmState; exitCode: number }> {
   const m = Machine.create({
     memoryBytes: o.memoryBytes,
@@ -93,7 +104,12 @@ async function bootOnce(
   const loop = new MainLoop();
   let term: Terminal | undefined;
   let disks: AttachedDisks | undefined;
+  // --vnc: video memory in its own KVM slot, announced through screen_info.
+  const vnc = o.vnc !== undefined && o.display !== "none" ? parseVncOption(o.vnc) : undefined;
+  const fb = vnc ? LinearFramebuffer.create() : undefined;
+  let display: VncDisplay | undefined;
   try {
+    if (fb) m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, fb.region);
     const withDisks = (files.disks?.length ?? 0) > 0;
     const boot = loadLinux(m.memory, {
       kernel: files.kernel,
@@ -101,6 +117,7 @@ async function bootOnce(
       cmdline: o.append ?? DEFAULT_CMDLINE,
       cpus: o.cpus,
       pci: withDisks,
+      framebuffer: fb?.info,
     });
     const { legacy, spec } = pcSpec(m, o.cpus);
     m.addDevice(spec);
@@ -127,6 +144,24 @@ async function bootOnce(
       sink: () => {},
       events: m.control.systemEvents(),
     });
+    if (vnc && fb) {
+      display = await startVncDisplay(loop, {
+        vnc,
+        password: files.vncPassword,
+        framebuffer: fb.source,
+        keyboard: {
+          push(bytes) {
+            devices.lock.lock();
+            try {
+              return devices.i8042.pushKeyboard(bytes);
+            } finally {
+              devices.lock.unlock();
+            }
+          },
+          translating: () => devices.i8042.translating,
+        },
+      });
+    }
     term = new Terminal({
       loop,
       onInput: (bytes) => devices.serial.enqueueInput(bytes),
@@ -139,6 +174,8 @@ async function bootOnce(
     // Backends finish their in-flight I/O on the loop before it stops.
     await disks?.close();
     disks = undefined;
+    await display?.close();
+    display = undefined;
     loop.stop();
     await looping;
     for (const e of exit.errors) console.error(`denovmm: ${e}`);
@@ -146,7 +183,9 @@ async function bootOnce(
   } finally {
     term?.close();
     await disks?.close();
+    await display?.close();
     loop.close();
     m.close();
+    fb?.close();
   }
 }
