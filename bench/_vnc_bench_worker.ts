@@ -88,23 +88,26 @@ port.onmessage = async (e: MessageEvent) => {
   const stop = new Int32Array(m.stop);
   if (m.t === "paint") {
     const px = new Uint32Array(m.fb);
-    let k = 0;
-    while (Atomics.load(stop, 0) === 0) {
-      // A full-screen change: horizontal bands of text-like pixels and gradients, moving.
-      k++;
-      for (let y = 0; y < m.h; y++) {
-        const row = y * m.w;
-        const band = ((y + k * 8) >> 4) & 3;
-        for (let x = 0; x < m.w; x++) {
-          px[row + x] = band === 0
-            ? 0x102030
-            : band === 1
-            ? ((x + k) % 9 < 3 ? 0xe0e0e0 : 0x000000)
-            : band === 2
-            ? (((x + k) & 0xff) << 16) | ((y & 0xff) << 8)
-            : (x * 2654435761 + y * k) >>> 8 & 0xffffff;
-        }
+    // One picture drawn once (bands of text-like pixels, gradients and
+    // noise), then moved by one pixel per frame with a native copy: every
+    // pixel changes each frame while the painter itself costs little CPU.
+    for (let y = 0; y < m.h; y++) {
+      const row = y * m.w;
+      const band = (y >> 4) & 3;
+      for (let x = 0; x < m.w; x++) {
+        px[row + x] = band === 0
+          ? 0x102030 + (x & 1)
+          : band === 1
+          ? (x % 9 < 3 ? 0xe0e0e0 : 0x000000)
+          : band === 2
+          ? ((x & 0xff) << 16) | ((y & 0xff) << 8)
+          : (Math.imul(x, 2654435761) + y * 40503) >>> 8 & 0xffffff;
       }
+    }
+    while (Atomics.load(stop, 0) === 0) {
+      const first = px[0];
+      px.copyWithin(0, 1);
+      px[px.length - 1] = first;
       await new Promise((r) => setTimeout(r, 16));
     }
     port.postMessage({ t: "done" });

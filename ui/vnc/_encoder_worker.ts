@@ -8,7 +8,10 @@
  */
 import { EncoderCore } from "./encoder_core.ts";
 import { viewOf } from "./encoder.ts";
-import { setThreadName } from "../../sys/thread.ts";
+import { setScheduler, setThreadName } from "../../sys/thread.ts";
+
+/** SCHED_BATCH: a CPU-bound thread that does not preempt interactive ones on wake-up. */
+const SCHED_BATCH = 3;
 
 // deno-lint-ignore no-explicit-any
 const port = self as any;
@@ -49,6 +52,8 @@ port.onmessage = (e: MessageEvent) => {
     switch (m.t) {
       case "init":
         setThreadName("vnc-worker");
+        // Encoding is throughput work: let the main loop and vCPUs win the CPU.
+        if (m.batch !== false) setScheduler(SCHED_BATCH, 0);
         refreshMs = m.refreshMs;
         core = new EncoderCore(viewOf(m.fb));
         port.postMessage({ t: "ready" });
