@@ -129,6 +129,45 @@ for (const [label, f] of [["native", NATIVE], ["RGB565 big-endian", RGB565_BE]] 
   });
 }
 
+const BGR233: TestFormat = {
+  bpp: 8,
+  depth: 8,
+  bigEndian: false,
+  redMax: 7,
+  greenMax: 7,
+  blueMax: 3,
+  redShift: 0,
+  greenShift: 3,
+  blueShift: 6,
+};
+
+for (
+  const [label, f, encs] of [
+    ["Raw, RGB565 big-endian", RGB565_BE, [0]],
+    ["Raw, 8-bit BGR233", BGR233, [0]],
+    ["ZRLE, 8-bit BGR233", BGR233, [16]],
+  ] as const
+) {
+  Deno.test(`${label}: converted pixels equal the framebuffer's`, async () => {
+    const fb = makeFb(150, 90);
+    drawScene(fb, 7);
+    const h = await harness(fb);
+    const c = await RfbTestClient.connect(h.server.port);
+    try {
+      await c.handshake();
+      await c.setPixelFormat(f);
+      await c.setEncodings([...encs]);
+      await c.requestUpdate(false);
+      await c.message();
+      assert.deepEqual([...new Set(c.seen)], [...encs]);
+      assertScreen(c, fb, f);
+    } finally {
+      c.close();
+      await h.done();
+    }
+  });
+}
+
 Deno.test("a vertical scroll goes out as CopyRect plus the newly exposed rows", async () => {
   const fb = makeFb(256, 256);
   drawScene(fb, 2);
