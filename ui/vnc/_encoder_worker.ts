@@ -51,9 +51,11 @@ port.onmessage = (e: MessageEvent) => {
   try {
     switch (m.t) {
       case "init":
+        // Encoding is throughput work: let the main loop and vCPUs win the
+        // CPU. Naming the thread comes after, so the placement and priority
+        // a user gives the vnc-worker role (applied with the name) win.
+        setScheduler(SCHED_BATCH, 0);
         setThreadName("vnc-worker");
-        // Encoding is throughput work: let the main loop and vCPUs win the CPU.
-        if (m.batch !== false) setScheduler(SCHED_BATCH, 0);
         refreshMs = m.refreshMs;
         core = new EncoderCore(viewOf(m.fb));
         port.postMessage({ t: "ready" });
