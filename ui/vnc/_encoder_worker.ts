@@ -18,11 +18,14 @@ const port = self as any;
 let core: EncoderCore | null = null;
 const ids = new Set<number>();
 let refreshMs = 30;
+/** The current period: doubles while nothing changes (up to 8x), back to refreshMs on a change (QEMU backs off too). */
+let periodMs = 30;
 let timer: ReturnType<typeof setTimeout> | undefined;
 
 function flush(): void {
   if (!core) return;
-  core.refresh();
+  const { changedTiles, resized } = core.refresh();
+  periodMs = changedTiles > 0 || resized ? refreshMs : Math.min(periodMs * 2, refreshMs * 8);
   for (const id of ids) {
     const u = core.takeUpdate(id);
     if (u) {
@@ -43,7 +46,7 @@ function tick(): void {
 }
 
 function arm(): void {
-  if (timer === undefined && core?.waiting) timer = setTimeout(tick, refreshMs);
+  if (timer === undefined && core?.waiting) timer = setTimeout(tick, periodMs);
 }
 
 port.onmessage = (e: MessageEvent) => {
@@ -56,7 +59,7 @@ port.onmessage = (e: MessageEvent) => {
         // a user gives the vnc-worker role (applied with the name) win.
         setScheduler(SCHED_BATCH, 0);
         setThreadName("vnc-worker");
-        refreshMs = m.refreshMs;
+        refreshMs = periodMs = m.refreshMs;
         core = new EncoderCore(viewOf(m.fb));
         port.postMessage({ t: "ready" });
         return;
@@ -76,6 +79,7 @@ port.onmessage = (e: MessageEvent) => {
         return;
       case "request":
         core!.request(m.id, m.incremental, m.r);
+        periodMs = refreshMs; // a client acted: look again soon
         // A full-screen request is answered without waiting for the refresh period.
         if (!m.incremental) {
           clearTimeout(timer);
