@@ -41,6 +41,8 @@ export interface VncEncoder {
   request(id: number, incremental: boolean, r: Rect): void;
   /** Stops the job (the Worker ends). */
   close(): Promise<void>;
+  /** Milliseconds of the caller's thread the job took (inline only). */
+  readonly busyMs?: number;
 }
 
 /** Options of both encoders. */
@@ -79,13 +81,18 @@ export class InlineEncoder implements VncEncoder {
     this.#timer = loop.timer("host", () => this.#tick());
   }
 
+  /** Milliseconds this thread spent encoding (and in the sink it calls). */
+  busyMs = 0;
+
   #tick(): void {
     if (!this.#core.waiting) return;
+    const t = performance.now();
     this.#core.refresh();
     for (const id of this.#ids) {
       const u = this.#core.takeUpdate(id);
       if (u) this.#sink(id, u);
     }
+    this.busyMs += performance.now() - t;
     if (this.#core.waiting) this.#arm();
   }
 
@@ -110,12 +117,14 @@ export class InlineEncoder implements VncEncoder {
     this.#core.setEncodings(id, list);
   }
   request(id: number, incremental: boolean, r: Rect): void {
+    const t = performance.now();
     this.#core.request(id, incremental, r);
     if (!incremental) {
       this.#core.refresh();
       const u = this.#core.takeUpdate(id);
       if (u) this.#sink(id, u);
     }
+    this.busyMs += performance.now() - t;
     this.#arm();
   }
   close(): Promise<void> {

@@ -86,6 +86,8 @@ interface Conn {
   lastProgress: number;
   writeArmed: boolean;
   closed: boolean;
+  onRead: () => void;
+  onWrite: () => void;
 }
 
 /**
@@ -112,6 +114,7 @@ export class VncServer {
   #maxQueue: number;
   #stuckMs: number;
   #geometry: Int32Array;
+  #busyMs = 0;
 
   private constructor(loop: EventLoop, o: VncServerOptions) {
     this.#loop = loop;
@@ -133,8 +136,14 @@ export class VncServer {
    */
   static async start(loop: EventLoop, options: VncServerOptions): Promise<VncServer> {
     const s = new VncServer(loop, options);
-    const onUpdate = (id: number, bytes: Uint8Array<ArrayBuffer>) => s.#onUpdate(id, bytes);
-    s.#enc = options.encoder === "inline"
+    const inline = options.encoder === "inline";
+    const onUpdate = (id: number, bytes: Uint8Array<ArrayBuffer>) => {
+      const t = performance.now();
+      s.#onUpdate(id, bytes);
+      // Inline, this runs inside the encoder's own (timed) work.
+      if (!inline) s.#busyMs += performance.now() - t;
+    };
+    s.#enc = inline
       ? new InlineEncoder(loop, options.framebuffer, { onUpdate, refreshMs: options.refreshMs })
       : await WorkerEncoder.start(options.framebuffer, { onUpdate, refreshMs: options.refreshMs });
     try {
@@ -159,6 +168,11 @@ export class VncServer {
   /** The WebSocket port, or -1. */
   get websocketPort(): number {
     return this.#wsFd < 0 ? -1 : localPort(this.#wsFd);
+  }
+
+  /** Main-thread milliseconds spent in VNC work (socket I/O, protocol, inline encoding) so far. */
+  get busyMs(): number {
+    return this.#busyMs + (this.#enc?.busyMs ?? 0);
   }
 
   /** Connected clients. */
@@ -199,6 +213,8 @@ export class VncServer {
       writeArmed: false,
       closed: false,
       session: null as unknown as RfbSession,
+      onRead: () => this.#timed(this.#read, conn),
+      onWrite: () => this.#timed(this.#flush, conn),
     };
     const o = this.#o;
     conn.session = new RfbSession({
@@ -219,9 +235,15 @@ export class VncServer {
       end: (reason) => this.#close(conn, reason),
     });
     this.#conns.set(id, conn);
-    this.#loop.setFdHandler(fd, { read: () => this.#read(conn) });
+    this.#loop.setFdHandler(fd, { read: conn.onRead });
     if (!ws) conn.session.start();
     if (!this.#watchdog.pending) this.#watchdog.mod(this.#loop.now("host") + 1e9);
+  }
+
+  #timed(f: (conn: Conn) => void, conn: Conn): void {
+    const t = performance.now();
+    f.call(this, conn);
+    this.#busyMs += performance.now() - t;
   }
 
   #read(conn: Conn): void {
@@ -340,8 +362,8 @@ export class VncServer {
     if (pending !== conn.writeArmed && !conn.closed) {
       conn.writeArmed = pending;
       this.#loop.setFdHandler(conn.fd, {
-        read: () => this.#read(conn),
-        write: pending ? () => this.#flush(conn) : null,
+        read: conn.onRead,
+        write: pending ? conn.onWrite : null,
       });
     }
     this.#release(conn);
