@@ -36,6 +36,30 @@ function z(): Deno.DynamicLibrary<typeof symbols>["symbols"] {
   return lib;
 }
 
+let available: boolean | undefined;
+
+/**
+ * Whether libz can be loaded here (a host without it serves no ZRLE).
+ *
+ * @returns true when libz.so.1 opened
+ * @example
+ * ```ts
+ * import { zlibAvailable } from "./zlib.ts";
+ * console.log(zlibAvailable());
+ * ```
+ */
+export function zlibAvailable(): boolean {
+  if (available === undefined) {
+    try {
+      z();
+      available = true;
+    } catch {
+      available = false;
+    }
+  }
+  return available;
+}
+
 // struct z_stream on x86-64 (zlib.h).
 const Z_STREAM_SIZE = 112;
 const NEXT_IN = 0;

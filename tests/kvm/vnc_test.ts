@@ -3,25 +3,11 @@
 // (RFB key events -> PS/2 scancodes -> i8042 -> atkbd) reaches a shell on
 // tty1 whose command writes back over the serial console.
 import assert from "node:assert/strict";
-import { linuxFixture } from "./fixtures.ts";
-import { buildTestInitramfs } from "../fixtures/mod.ts";
+import { HOST_LIB_DIR, linuxFixture, VNC_MARKER as M, vncInitramfs } from "./fixtures.ts";
 import { RfbTestClient } from "../../ui/vnc/_test_client.ts";
 import { encodePng } from "../../ui/vnc/testdata/png.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
-const M = "DENOVMM-VNC";
-
-/** The guest: report the framebuffer, start a shell on tty1, wait for what it writes. */
-export const VNC_SCRIPT = `
-M=${M}
-echo "$M fb0=$(cat /sys/class/graphics/fb0/name 2>/dev/null) size=$(cat /sys/class/graphics/fb0/virtual_size 2>/dev/null)"
-echo "denovmm framebuffer console: type here" > /dev/tty1
-( sh < /dev/tty1 > /dev/tty1 2>&1 ) &
-echo "$M shell-ready"
-i=0
-while [ ! -s /tmp/done ] && [ $i -lt 150 ]; do sleep 1; i=$((i+1)); done
-echo "$M got [$(cat /tmp/done 2>/dev/null)]"
-`;
 
 const SHIFTED = '~!@#$%^&*()_+{}|:"<>?';
 
@@ -45,8 +31,12 @@ function litPixels(c: RfbTestClient): number {
 
 Deno.test("the stock kernel's console shows over VNC and a line typed there reaches a shell", async () => {
   const f = await linuxFixture();
-  const initrd = await buildTestInitramfs({ script: VNC_SCRIPT });
+  const initrd = await vncInitramfs();
   const display = 40 + Math.floor(Math.random() * 40);
+  const hostLibs = await Deno.stat(`${HOST_LIB_DIR}/libz.so.1`).then(
+    () => HOST_LIB_DIR,
+    () => undefined,
+  );
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -65,6 +55,9 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
       `:${display}`,
     ],
     cwd: repo,
+    // The nested host carries only Deno's own libraries; a libz copied next
+    // to the checkout lets the VMM serve ZRLE there too (else it serves Raw).
+    env: hostLibs ? { LD_LIBRARY_PATH: hostLibs } : {},
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -111,6 +104,14 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
       encodePng(c.screen, c.width, c.height),
     );
     await waitFor(/DENOVMM-INIT action=poweroff/);
+  } catch (e) {
+    child.kill();
+    await child.status;
+    throw new Error(
+      `${(e as Error).message}\n--- VMM stdout ---\n${
+        stdout.slice(-3000)
+      }\n--- stderr ---\n${await stderr}`,
+    );
   } finally {
     c?.close();
     for (;;) {

@@ -9,6 +9,7 @@
 import { EncoderCore } from "./encoder_core.ts";
 import { viewOf } from "./encoder.ts";
 import { setScheduler, setThreadName } from "../../sys/thread.ts";
+import { zlibAvailable } from "../../sys/zlib.ts";
 
 /** SCHED_BATCH: a CPU-bound thread that does not preempt interactive ones on wake-up. */
 const SCHED_BATCH = 3;
@@ -61,6 +62,9 @@ port.onmessage = (e: MessageEvent) => {
         setThreadName("vnc-worker");
         refreshMs = periodMs = m.refreshMs;
         core = new EncoderCore(viewOf(m.fb));
+        if (!zlibAvailable()) {
+          port.postMessage({ t: "log", message: "libz.so.1 not found: no ZRLE, clients get Raw" });
+        }
         port.postMessage({ t: "ready" });
         return;
       case "add":

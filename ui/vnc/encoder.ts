@@ -51,6 +51,8 @@ export interface EncoderOptions {
   onUpdate: UpdateSink;
   /** How often to look for changes while a client waits (default 30 ms, as QEMU's base). */
   refreshMs?: number;
+  /** Where the encoder's notices go (default console.error). */
+  log?: (line: string) => void;
 }
 
 /**
@@ -188,6 +190,7 @@ export class WorkerEncoder implements VncEncoder {
         if (m.t === "update") options.onUpdate(m.id, new Uint8Array(m.buf, 0, m.len));
         else if (m.t === "ready") resolve();
         else if (m.t === "closed") enc.#resolveDone();
+        else if (m.t === "log") (options.log ?? console.error)(`vnc: ${m.message}`);
         else if (m.t === "error") {
           console.error(`vnc-worker: ${m.message}`);
           reject(new Error(m.message));

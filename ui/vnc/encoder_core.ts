@@ -32,7 +32,7 @@ import {
   rectHeader,
 } from "./encodings.ts";
 import { NATIVE_FORMAT, PixelConverter, type PixelFormat } from "./pixel_format.ts";
-import { Deflater } from "../../sys/zlib.ts";
+import { Deflater, zlibAvailable } from "../../sys/zlib.ts";
 
 /** Tile edge for change detection. */
 export const TILE = 64;
@@ -193,7 +193,8 @@ export class EncoderCore {
   }
 
   /**
-   * SetEncodings: the first of ZRLE/Raw in the client's order wins;
+   * SetEncodings: the first of ZRLE/Raw in the client's order wins (ZRLE
+   * only where libz loads);
    * CopyRect and DesktopSize are taken when listed.
    *
    * @param id client
@@ -202,7 +203,10 @@ export class EncoderCore {
   setEncodings(id: number, encodings: readonly number[]): void {
     const c = this.#clients.get(id);
     if (!c) return;
-    c.encoding = encodings.find((e) => e === ENCODING_ZRLE || e === ENCODING_RAW) ?? ENCODING_RAW;
+    // Without libz there is no ZRLE: such a client gets Raw.
+    const zrle = zlibAvailable();
+    c.encoding = encodings.find((e) => (e === ENCODING_ZRLE && zrle) || e === ENCODING_RAW) ??
+      ENCODING_RAW;
     c.copyRect = encodings.includes(ENCODING_COPYRECT);
     c.desktopSize = encodings.includes(ENCODING_DESKTOP_SIZE);
   }

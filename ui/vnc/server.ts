@@ -145,7 +145,11 @@ export class VncServer {
     };
     s.#enc = inline
       ? new InlineEncoder(loop, options.framebuffer, { onUpdate, refreshMs: options.refreshMs })
-      : await WorkerEncoder.start(options.framebuffer, { onUpdate, refreshMs: options.refreshMs });
+      : await WorkerEncoder.start(options.framebuffer, {
+        onUpdate,
+        refreshMs: options.refreshMs,
+        log: s.#log,
+      });
     try {
       s.#listenFd = listenSocket(options.listen);
       loop.setFdHandler(s.#listenFd, { read: () => s.#accept(s.#listenFd, false) });
