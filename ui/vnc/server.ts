@@ -35,6 +35,8 @@ import {
 import type { Rect } from "./encodings.ts";
 
 const EAGAIN = 11;
+/** Bytes sent per write callback before the loop gets its turn again. */
+const SEND_SLICE = 256 * 1024;
 
 /** Where key and pointer events go (the machine's keyboard and mouse). */
 export interface VncInput {
@@ -341,11 +343,14 @@ export class VncServer {
   }
 
   #flush(conn: Conn): void {
-    while (conn.out.length > 0 && !conn.closed) {
+    // At most SEND_SLICE bytes per callback: a loopback send runs the
+    // receiver's TCP path in this thread too, so a whole frame in one call
+    // would hold the loop for milliseconds. The rest goes on POLLOUT.
+    let budget = SEND_SLICE;
+    while (conn.out.length > 0 && !conn.closed && budget > 0) {
       const head = conn.out[0];
-      const chunk = (conn.outOff === 0 ? head : head.subarray(conn.outOff)) as Uint8Array<
-        ArrayBuffer
-      >;
+      const end = Math.min(head.length, conn.outOff + budget);
+      const chunk = head.subarray(conn.outOff, end) as Uint8Array<ArrayBuffer>;
       const n = sendSome(conn.fd, chunk);
       if (n < 0) {
         this.#close(conn, `send failed (errno ${-n})`);
@@ -354,10 +359,12 @@ export class VncServer {
       if (n > 0) {
         conn.lastProgress = Date.now();
         conn.queued -= n;
+        budget -= n;
       }
-      if (n < chunk.length) {
-        conn.outOff += n;
-        break;
+      conn.outOff += n;
+      if (conn.outOff < head.length) {
+        if (n < chunk.length) break; // the socket is full
+        continue;
       }
       conn.out.shift();
       conn.outOff = 0;
