@@ -15,9 +15,8 @@ import {
   parseDiskOption,
 } from "../devices/virtio/disk_file.ts";
 import { SyncAio } from "../devices/virtio/sync_io.ts";
-import type { AioBackend } from "../aio/types.ts";
-import { ThreadPool } from "../aio/thread_pool.ts";
-import { IoUring, ioUringAvailable } from "../aio/io_uring.ts";
+import { createAioBackend } from "../aio/backend.ts";
+import { ioUringAvailable } from "../aio/io_uring.ts";
 import type { VirtioBackend, VirtioBackendContext } from "../vm/virtio_backend.ts";
 
 /** A disk the user cannot have (missing, no permission, locked, odd size, bad option). */
@@ -110,9 +109,7 @@ export function virtioBlockBackend(
   args: VirtioBlockBackendArgs,
   ctx: VirtioBackendContext,
 ): VirtioBackend {
-  let aio: AioBackend | null = null;
-  if (args.aio === "threads") aio = new ThreadPool(ctx.loop);
-  else if (args.aio === "io_uring") aio = IoUring.create(ctx.loop);
+  const aio = args.aio === "sync" ? null : createAioBackend(ctx.loop, args.aio);
   const device = new VirtioBlock({
     disk: args.disk,
     aio: aio ?? new SyncAio(),

@@ -1,6 +1,8 @@
 /**
- * A VM put together: KVM, guest RAM, vCPU threads, devices, and how it
- * ends. The loaders and the CLI feed it; tests drive it directly.
+ * The KVM part of a machine: the VM, guest RAM, the vCPU threads and the
+ * device specs they build, and how a run ends. vm/builder.ts puts one
+ * together from a configuration; flat-guest tests and benchmarks drive it
+ * directly.
  *
  * @module
  */
@@ -78,10 +80,11 @@ const TSS_ADDR = 0xfffbd000;
  *
  * @example
  * ```ts ignore
- * const m = await Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
- * m.memory.write(0x1000, code);
- * await m.setup((vcpu) => setRealMode(vcpu, 0x1000));
+ * const m = Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
+ * m.memory.write(guest.loadAddr, guest.code);
+ * await m.setup((vcpu, i) => setRealModeEntry(vcpu, i, guest.entry));
  * const exit = await m.run();
+ * await m.close();
  * ```
  */
 export class Machine {
@@ -168,7 +171,7 @@ export class Machine {
       setup(vcpu, i);
       this.vcpus.push(
         new VcpuThread(i, {
-          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd }),
+          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd, irqchip: !!c.irqchip }),
           requestExit: () => vcpu.setImmediateExit(true),
           memory: this.memory.layout,
           control: this.control,
@@ -190,10 +193,11 @@ export class Machine {
    * Starts every vCPU and resolves when the VM stops (guest power-off, reset,
    * debug exit, crash, or {@link stop}); all vCPU threads have ended by then.
    *
+   * @param options `paused`: the vCPUs start paused (until {@link resume})
    * @returns how it ended
    */
-  async run(): Promise<MachineExit> {
-    for (const v of this.vcpus) v.start();
+  async run(options: { paused?: boolean } = {}): Promise<MachineExit> {
+    for (const v of this.vcpus) v.start(options.paused);
     // A vCPU Worker failing (not a guest event) stops the VM too.
     for (const v of this.vcpus) {
       v.exited.then(() => {

@@ -35,26 +35,15 @@
  *
  * @module
  */
-import { libc } from "../sys/libc.ts";
-import { errno } from "../sys/errno.ts";
+import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, ppoll, ppollAsync } from "../sys/poll.ts";
 import { BH_WORDS, BhTable } from "./bh.ts";
 import { clockId, clockNs } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
 import { TimerGroup } from "./timer.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
 
-/** poll(2) event bits. */
-export const POLLIN = 1;
-/** Writable. */
-export const POLLOUT = 4;
-/** Error condition. */
-export const POLLERR = 8;
-/** Hang up. */
-export const POLLHUP = 16;
-/** Invalid fd (not open). */
-export const POLLNVAL = 32;
+export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../sys/poll.ts";
 
-const SYS_ppoll = 271n;
 /** Synchronous iterations in a row before the loop yields to Deno's event loop. */
 export const SYNC_BUDGET = 16;
 
@@ -237,8 +226,7 @@ export class MainLoop implements EventLoop {
       if (this.#dirty) this.#rebuild();
       const nfds = BigInt(this.#records.length + 1);
       let timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
-      let n = Number(libc.syscall(SYS_ppoll, this.#pollPtr, nfds, this.#zeroTs(), 0n, 8n, 0n));
-      if (n < 0 && errno() !== 4) throw new Error(`ppoll failed: errno ${errno()}`);
+      let n = ppoll(this.#pollPtr, nfds, this.#zeroTs());
       if (
         n === 0 && timeout !== 0 && this.#pollNs > 0 && budget > 0 && this.#ranBh &&
         this.#bhs.waitPending((timeout < 0 ? this.#pollNs : Math.min(this.#pollNs, timeout)) / 1e6)
@@ -252,7 +240,7 @@ export class MainLoop implements EventLoop {
         const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
         // Changes made on this thread while ppoll sleeps (from Deno callbacks)
         // notify; records replaced meanwhile are marked dead and skipped.
-        n = Number(await libc.syscall_nb(SYS_ppoll, this.#pollPtr, nfds, tsp, 0n, 8n, 0n));
+        n = await ppollAsync(this.#pollPtr, nfds, tsp);
         this.#bhs.polling = false;
       } else {
         budget--;

@@ -15,6 +15,7 @@ import {
   MAP_SHARED,
   memfd,
   mmap,
+  munmap,
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
@@ -119,6 +120,8 @@ export class GuestMemory {
   readonly #ends: number[];
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
+  /** The mapping this instance made (allocate()), released by close(). */
+  #mapping: { addr: bigint; size: number } | null = null;
 
   private constructor(layout: GuestMemoryLayout, buffers: ArrayBuffer[]) {
     this.layout = layout;
@@ -155,7 +158,9 @@ export class GuestMemory {
         fdOffset: low,
       });
     }
-    return GuestMemory.fromLayout({ regions, fd });
+    const m = GuestMemory.fromLayout({ regions, fd });
+    m.#mapping = { addr: hostAddr, size };
+    return m;
   }
 
   /**
@@ -321,10 +326,20 @@ export class GuestMemory {
   }
 
   /**
-   * Releases the backing memfd (the mapping stays until process exit so
-   * that no Worker's view dangles).
+   * Releases guest RAM: unmaps it (on the instance that allocated it) and
+   * closes the backing memfd, so the pages go back to the host - a machine
+   * that resets in a loop (`--reboot`) allocates afresh each time. Call it
+   * once every thread that viewed this RAM has stopped (vCPU Workers ended,
+   * aio drained): a view used after the unmap would fault. This instance
+   * refuses every access from now on (GuestMemoryError). Idempotent; on
+   * a view from {@link GuestMemory.fromLayout} it only drops the view.
    */
   close(): void {
+    for (const a of [this.#starts, this.#ends, this.#bytes, this.#views]) a.length = 0;
+    const mapping = this.#mapping;
+    if (!mapping) return; // a view (fromLayout/fromBuffer): the owner releases the RAM
+    this.#mapping = null;
+    munmap(mapping.addr, mapping.size);
     if (this.layout.fd >= 0) closeFd(this.layout.fd);
   }
 }

@@ -105,6 +105,7 @@ const symbols = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   unlink: { parameters: ["buffer"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   isatty: { parameters: ["i32"], result: "i32" },
   tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
   tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },

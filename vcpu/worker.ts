@@ -87,11 +87,13 @@ async function main(init: VcpuInit): Promise<void> {
 
   const memory = GuestMemory.fromLayout(init.memory);
   const backend = await loadBackend(init.backend);
+  const flushers: (() => void)[] = [];
   const ctx: DeviceContext = {
     memory,
     consoleFd: init.consoleFd,
     irq: (gsi) => backend.irqLine(gsi),
     events: ctl.systemEvents(),
+    afterExit: (flush) => void flushers.push(flush),
   };
   const pio = new Bus();
   const mmio = new Bus();
@@ -159,6 +161,8 @@ async function main(init: VcpuInit): Promise<void> {
             }
           }
         } finally {
+          // Under the lock, so a device's output keeps the guest's order.
+          for (let i = 0; i < flushers.length; i++) flushers[i]();
           lock.unlock();
         }
         break;
@@ -176,6 +180,8 @@ async function main(init: VcpuInit): Promise<void> {
             unclaimed("MMIO", addr, false);
           }
         } finally {
+          // Under the lock, so a device's output keeps the guest's order.
+          for (let i = 0; i < flushers.length; i++) flushers[i]();
           lock.unlock();
         }
         break;
@@ -204,9 +210,11 @@ async function main(init: VcpuInit): Promise<void> {
 
 (self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit>) => {
   main(e.data).catch((err) => {
+    // The report goes out first; the main thread terminates this Worker only
+    // after it arrived (VcpuThread.stop), so the reason reaches the user.
+    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
     const ctl = new VmControl(e.data.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
     ctl.markVcpuStopped(e.data.index);
-    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
   });
 };

@@ -23,10 +23,12 @@ import type { DeviceSpec } from "../devices/device_spec.ts";
 import { DiskError, openDisks, type OpenedDisk } from "../machine/disks.ts";
 import { parseSize } from "../machine/size.ts";
 import { ErrnoError } from "../sys/errno.ts";
-import { readFileFfi } from "../sys/fd.ts";
+import { FileTypeError, readFileFfi } from "../sys/fd.ts";
+import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { findPvhEntry } from "../boot/elf.ts";
+import { FRAMEBUFFER_BPP, FRAMEBUFFER_MAX_BYTES } from "../memory/framebuffer.ts";
 import { type ResolvedDisplay, resolveDisplay } from "../ui/vnc/display_config.ts";
 
 /** A configuration ready to build from (and to rebuild from on reset). */
@@ -63,7 +65,7 @@ export interface ResolvedConfig {
   readonly syncDiskIo: boolean;
   /** Thread placement. */
   readonly placement: PlacementConfig;
-  /** The framebuffer and its VNC server (ui/vnc). */
+  /** A linear framebuffer of this size, announced to the kernel; served over VNC if asked (ui/vnc). */
   readonly display?: ResolvedDisplay;
 }
 
@@ -77,16 +79,21 @@ function readInput(what: string, source: string | Uint8Array): Uint8Array {
       const why = e.code === "EISDIR" ? "it is a directory" : e.description;
       throw new VmConfigError(`cannot read ${what} '${source}': ${why}`);
     }
+    if (e instanceof FileTypeError) {
+      throw new VmConfigError(`cannot read ${what} '${source}': it is ${e.fileType}`);
+    }
     if (e instanceof RangeError) throw new VmConfigError(`${what} '${source}' is too large`);
     throw e;
   }
 }
 
+function isElf(kernel: Uint8Array): boolean {
+  return kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c && kernel[3] === 0x46;
+}
+
 function checkKernel(kernel: Uint8Array, name: string): void {
   try {
-    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
-      kernel[3] === 0x46;
-    if (!isElf) parseBzImage(kernel);
+    if (!isElf(kernel)) parseBzImage(kernel);
     else if (findPvhEntry(kernel) === undefined) {
       throw new KernelLoaderError(
         "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
@@ -150,14 +157,27 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     throw new VmConfigError("--disk needs --kernel");
   }
   checkPciFunctionCount(disks.length + virtio.length);
-  const display = resolveDisplay(c.display, c.vnc);
-  if (display && c.kernel === undefined) throw new VmConfigError("--vnc needs --kernel");
   let kernel: Uint8Array | undefined;
   let initrd: Uint8Array | undefined;
   if (c.kernel !== undefined) {
     kernel = readInput("kernel", c.kernel);
     checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
     if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
+  }
+  // A mode given, or --vnc (default mode); the VNC password file is read here.
+  const display = resolveDisplay(c.display, c.vnc);
+  if (display) {
+    const { width, height } = display;
+    const ok = (v: number) => Number.isInteger(v) && v >= 1 && v <= 8192;
+    if (!ok(width) || !ok(height)) {
+      throw new VmConfigError(`Invalid display size ${width}x${height}: 1 to 8192 pixels each`);
+    }
+    if (width * height * FRAMEBUFFER_BPP > FRAMEBUFFER_MAX_BYTES) {
+      throw new VmConfigError(`Display ${width}x${height} is too large for the framebuffer`);
+    }
+    if (kernel === undefined || isElf(kernel)) {
+      throw new VmConfigError("A display needs a bzImage kernel (screen_info)");
+    }
   }
   let opened: OpenedDisk[];
   try {
@@ -204,5 +224,9 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
  * ```
  */
 export function closeResolved(rc: ResolvedConfig): void {
-  for (const d of rc.disks) d.file.close();
+  for (const d of rc.disks) {
+    // What the guest was told is written reaches the disk before the lock goes.
+    if (!d.file.readOnly) libc.fdatasync(d.file.fd);
+    d.file.close();
+  }
 }

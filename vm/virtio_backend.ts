@@ -17,12 +17,8 @@
  */
 import type { EventLoop } from "../mainloop/types.ts";
 import type { VirtioDevice } from "../devices/virtio/device.ts";
-import {
-  VirtioPciBackend,
-  VirtioPciDevice,
-  type VirtioPciSpec,
-  virtioPciSpecOf,
-} from "../devices/virtio/pci.ts";
+import { VirtioPciDevice, type VirtioPciSpec, virtioPciSpecOf } from "../devices/virtio/pci.ts";
+import { VirtioPciBackend } from "../devices/virtio/pci_backend.ts";
 import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { KvmIrqLine } from "../kvm/vm.ts";
 import { eventFdWrite } from "../sys/fd.ts";
@@ -139,7 +135,6 @@ export function attachVirtioBackend(loop: EventLoop, a: AttachVirtioArgs): void 
   const e = entries.get(a.id);
   if (!e) throw new Error(`virtio backend ${a.id} was not prepared`);
   const f = a.fn;
-  const transport = new VirtioPciDevice(f.spec, { state: f.state });
   const line = new KvmIrqLine(a.vmFd, f.intxGsi);
   const msixFds = f.msixFds;
   const interrupt = {
@@ -151,8 +146,11 @@ export function attachVirtioBackend(loop: EventLoop, a: AttachVirtioArgs): void 
       line.set(level);
     },
   };
+  // The loop's instance: the guest never touches it (vCPU threads have their
+  // own), so it needs no link, only the interrupt sink.
+  const transport = new VirtioPciDevice(f.spec, { state: f.state, interrupt });
   const mem = GuestMemory.fromLayout(a.memory);
-  const backend = new VirtioPciBackend({ transport, device: e.backend.device, mem, interrupt });
+  const backend = new VirtioPciBackend({ transport, device: e.backend.device, mem });
   backend.attach(loop, f.notifyFds, f.controlFd);
   e.fds = [...f.notifyFds, f.controlFd];
 }

@@ -12,9 +12,14 @@ import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts"
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
+import type { FramebufferInfo } from "../memory/framebuffer.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
-import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
+import {
+  framebufferSource,
+  startVncDisplay,
+  type VncDisplay,
+  VncStartError,
+} from "../ui/vnc/display.ts";
 import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
@@ -125,8 +130,7 @@ export class Vm {
   readonly #ended = Promise.withResolvers<VmExit>();
   readonly #events = new EventTarget();
   #closed = false;
-  /** Video memory (one for the VM's life: resets keep it) and its VNC server. */
-  #framebuffer: LinearFramebuffer | undefined;
+  /** The VNC server, when asked for. */
   #display: VncDisplay | undefined;
 
   /**
@@ -157,42 +161,40 @@ export class Vm {
 
   async #build(): Promise<void> {
     const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
-    const d = this.#rc.display;
-    if (d && !this.#framebuffer) {
-      this.#framebuffer = LinearFramebuffer.create({ width: d.width, height: d.height });
-    }
-    const built = await buildMachine(this.#rc, {
-      loop: this.#loop,
-      consoleFd,
-      framebuffer: this.#framebuffer,
-    });
+    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
     this.#built = built;
     this.#serial.input = (bytes) => built.serial.enqueueInput(bytes);
-    if (d?.vnc && this.#framebuffer && !this.#display) {
-      try {
-        this.#display = await startVncDisplay(this.#loop, {
-          vnc: d.vnc,
-          password: d.password,
-          framebuffer: this.#framebuffer.source,
-          keyboard: {
-            // Whichever machine is current (a reset builds a new one).
-            push: (bytes) => {
-              const b = this.#built;
-              if (!b) return bytes.length;
-              b.machine.lock.lock();
-              try {
-                return b.i8042.pushKeyboard(bytes);
-              } finally {
-                b.machine.lock.unlock();
-              }
-            },
-            translating: () => this.#built?.i8042.translating ?? true,
+    // --vnc (ui/vnc): one server for the VM's life; a reset's new framebuffer is handed to it.
+    const d = this.#rc.display;
+    if (!d?.vnc || !built.framebuffer) return;
+    const source = framebufferSource(built.framebuffer);
+    if (this.#display) {
+      this.#display.server.setFramebuffer(source);
+      return;
+    }
+    try {
+      this.#display = await startVncDisplay(this.#loop, {
+        vnc: d.vnc,
+        password: d.password,
+        framebuffer: source,
+        keyboard: {
+          // Whichever machine is current.
+          push: (bytes) => {
+            const b = this.#built;
+            if (!b) return bytes.length;
+            b.machine.lock.lock();
+            try {
+              return b.i8042.pushKeyboard(bytes);
+            } finally {
+              b.machine.lock.unlock();
+            }
           },
-        });
-      } catch (e) {
-        if (e instanceof VncStartError) throw new VmConfigError(e.message);
-        throw e;
-      }
+          translating: () => this.#built?.i8042.translating ?? true,
+        },
+      });
+    } catch (e) {
+      if (e instanceof VncStartError) throw new VmConfigError(e.message);
+      throw e;
     }
   }
 
@@ -213,6 +215,15 @@ export class Vm {
       out.push({ id, name: io.name, tid: io.tid });
     }
     return out;
+  }
+
+  /**
+   * The linear framebuffer when the config asked for a display: its memfd,
+   * host mapping (valid in every thread), guest address, geometry, and the
+   * KVM memory slot (dirty logging on) for KVM_GET_DIRTY_LOG.
+   */
+  get framebuffer(): (FramebufferInfo & { readonly kvmSlot: number }) | undefined {
+    return this.#built?.framebuffer;
   }
 
   /** The disks: path, read-only flag and PCI slot. */
@@ -243,25 +254,32 @@ export class Vm {
   }
 
   /**
-   * Starts the vCPUs; resolves once they run. Call once.
+   * Starts the vCPUs. Call once.
    *
-   * @returns resolves when the guest is running
+   * @param options `paused`: the vCPUs start paused, as QEMU's `-S`
+   *   ({@link resume} lets them run)
+   * @returns resolves when the vCPUs were let go
    */
-  start(): Promise<void> {
+  start(options: { paused?: boolean } = {}): Promise<void> {
     if (this.#started) return Promise.reject(new Error("The VM was started already"));
     if (!this.#built) return Promise.reject(new Error("The VM is closed"));
     this.#started = true;
-    this.#status = "running";
-    this.#run().then((exit) => this.#ended.resolve(exit), (e) => this.#ended.reject(e));
+    this.#status = options.paused ? "paused" : "running";
+    this.#run(options.paused ?? false).then(
+      (exit) => this.#ended.resolve(exit),
+      (e) => this.#ended.reject(e),
+    );
     return Promise.resolve();
   }
 
-  async #run(): Promise<VmExit> {
-    for (;;) {
+  async #run(paused: boolean): Promise<VmExit> {
+    for (let first = true;; first = false) {
       const built = this.#built!;
-      const exit = await built.machine.run();
+      const exit = await built.machine.run({ paused: first && paused });
       this.#serial.input = null;
       this.#built = undefined;
+      // The VNC encoder stops reading the framebuffer before it is unmapped.
+      await this.#display?.server.setFramebuffer(null);
       await built.close();
       const crashed = exit.errors.length > 0;
       const reset = this.#resetRequested;
@@ -271,6 +289,7 @@ export class Vm {
         (reset || this.#rc.onReboot === "restart") && !this.#closed
       ) {
         await this.#build();
+        this.#status = "running";
         this.#emit("reset");
         continue;
       }
@@ -357,13 +376,13 @@ export class Vm {
       await this.#ended.promise.catch(() => {});
     } else {
       this.#ended.resolve({ reason: "stopped", exitCode: EXIT_CODE_STOPPED, errors: [] });
+      await this.#display?.close(); // before the framebuffer it reads goes
+      this.#display = undefined;
       await this.#built?.close();
       this.#built = undefined;
     }
     await this.#display?.close();
     this.#display = undefined;
-    this.#framebuffer?.close();
-    this.#framebuffer = undefined;
     this.#serial.close();
     this.#loop.stop();
     await this.#looping;

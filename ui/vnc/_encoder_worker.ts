@@ -67,6 +67,11 @@ port.onmessage = (e: MessageEvent) => {
         }
         port.postMessage({ t: "ready" });
         return;
+      case "fb":
+        core!.setView(m.fb ? viewOf(m.fb) : null);
+        port.postMessage({ t: "fb-done", seq: m.seq });
+        arm();
+        return;
       case "add":
         ids.add(m.id);
         core!.addClient(m.id);

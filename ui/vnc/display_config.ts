@@ -9,7 +9,10 @@ import { VmConfigError } from "../../vm/config.ts";
 import { readFileFfi } from "../../sys/fd.ts";
 import { ErrnoError } from "../../sys/errno.ts";
 import { parseVncOption, passwordFromFile, type VncOption } from "./options.ts";
-import { DEFAULT_HEIGHT, DEFAULT_WIDTH } from "../../devices/display/linear_framebuffer.ts";
+/** The mode with --vnc and no size given. */
+export const DEFAULT_WIDTH = 1024;
+/** The mode with --vnc and no size given. */
+export const DEFAULT_HEIGHT = 768;
 
 /** A display to build. */
 export interface ResolvedDisplay {
@@ -45,15 +48,8 @@ export function resolveDisplay(
     return undefined;
   }
   if (display === undefined && vnc === undefined) return undefined;
+  // The mode's limits are the framebuffer's (checked by vm/resolve.ts).
   const width = display?.width ?? DEFAULT_WIDTH, height = display?.height ?? DEFAULT_HEIGHT;
-  if (
-    !Number.isInteger(width) || !Number.isInteger(height) || width < 16 || height < 16 ||
-    width > 4096 || height > 4096 || width * height * 4 > 16 << 20
-  ) {
-    throw new VmConfigError(
-      `Invalid display mode ${width}x${height}: at most 16 MiB of 32-bit pixels`,
-    );
-  }
   if (vnc === undefined) return { width, height };
   let option: VncOption;
   try {

@@ -39,6 +39,11 @@ export interface VncEncoder {
   setEncodings(id: number, list: number[]): void;
   /** FramebufferUpdateRequest (only forwarded while the client's output queue has room). */
   request(id: number, incremental: boolean, r: Rect): void;
+  /**
+   * Points the job at another framebuffer, or (null) at none; resolves once
+   * the old memory will not be read again.
+   */
+  setFramebuffer(fb: FramebufferSource | null): Promise<void>;
   /** Stops the job (the Worker ends). */
   close(): Promise<void>;
   /** Milliseconds of the caller's thread the job took (inline only). */
@@ -129,6 +134,11 @@ export class InlineEncoder implements VncEncoder {
     this.busyMs += performance.now() - t;
     this.#arm();
   }
+  setFramebuffer(fb: FramebufferSource | null): Promise<void> {
+    this.#core.setView(fb ? viewOf(fb) : null);
+    if (fb) this.#arm();
+    return Promise.resolve();
+  }
   close(): Promise<void> {
     this.#timer.del();
     this.#core.close();
@@ -190,6 +200,7 @@ export class WorkerEncoder implements VncEncoder {
         if (m.t === "update") options.onUpdate(m.id, new Uint8Array(m.buf, 0, m.len));
         else if (m.t === "ready") resolve();
         else if (m.t === "closed") enc.#resolveDone();
+        else if (m.t === "fb-done") enc.ack(m.seq);
         else if (m.t === "log") (options.log ?? console.error)(`vnc: ${m.message}`);
         else if (m.t === "error") {
           console.error(`vnc-worker: ${m.message}`);
@@ -223,7 +234,22 @@ export class WorkerEncoder implements VncEncoder {
   request(id: number, incremental: boolean, r: Rect): void {
     this.#w.postMessage({ t: "request", id, incremental, r });
   }
+  #seq = 0;
+  #acks = new Map<number, () => void>();
+  /** @internal an acknowledgement from the Worker */
+  ack(seq: number): void {
+    this.#acks.get(seq)?.();
+    this.#acks.delete(seq);
+  }
+  setFramebuffer(fb: FramebufferSource | null): Promise<void> {
+    const seq = ++this.#seq;
+    const done = new Promise<void>((r) => this.#acks.set(seq, r));
+    this.#w.postMessage({ t: "fb", fb, seq });
+    return done;
+  }
   async close(): Promise<void> {
+    for (const r of this.#acks.values()) r();
+    this.#acks.clear();
     this.#w.postMessage({ t: "stop" });
     let t: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([this.#done, new Promise((r) => t = setTimeout(r, 2000))]);

@@ -86,7 +86,7 @@ export interface RefreshResult {
  * ```
  */
 export class EncoderCore {
-  #view: FramebufferView;
+  #view: FramebufferView | null;
   #gen = -1;
   #w = 0;
   #h = 0;
@@ -115,13 +115,28 @@ export class EncoderCore {
     return this.#h;
   }
 
+  /**
+   * Points the job at other framebuffer memory (a machine rebuilt on
+   * reset), or at none: after `setView(null)` returns, the old memory is
+   * never read again and may be unmapped. Clients get everything anew.
+   *
+   * @param view the new framebuffer, or null to detach
+   */
+  setView(view: FramebufferView | null): void {
+    this.#view = view;
+    this.#live = new Uint32Array(0);
+    this.#gen = -1;
+    if (view) this.#syncGeometry();
+  }
+
   #syncGeometry(): boolean {
+    if (!this.#view) return false;
     const g = this.#view.geometry;
     const gen = Atomics.load(g, 0);
     if (gen === this.#gen) return false;
     this.#gen = gen;
     const w = Atomics.load(g, 1), h = Atomics.load(g, 2), strideBytes = Atomics.load(g, 3);
-    const mem = this.#view.memory;
+    const mem = this.#view!.memory;
     if (
       w <= 0 || h <= 0 || w > 8192 || h > 8192 || strideBytes < w * 4 || strideBytes % 4 !== 0 ||
       strideBytes * h > mem.byteLength
@@ -245,6 +260,7 @@ export class EncoderCore {
    * @returns what changed
    */
   refresh(): RefreshResult {
+    if (!this.#view) return { changedTiles: 0, resized: false };
     const resized = this.#syncGeometry();
     const live = this.#live, shadow = this.#shadow, w = this.#w, h = this.#h;
     const stride = this.#stride, tilesX = this.#tilesX;

@@ -176,6 +176,19 @@ export class VncServer {
     return this.#wsFd < 0 ? -1 : localPort(this.#wsFd);
   }
 
+  /**
+   * Serves other framebuffer memory (a machine rebuilt on reset), or (null)
+   * stops reading the current one; resolves once the old memory is no
+   * longer read, so it may be unmapped. Loop thread only.
+   *
+   * @param fb the new framebuffer, or null
+   * @returns resolves when the encoder has switched
+   */
+  setFramebuffer(fb: FramebufferSource | null): Promise<void> {
+    if (fb) this.#geometry = new Int32Array(fb.geometry);
+    return this.#enc.setFramebuffer(fb);
+  }
+
   /** Main-thread milliseconds spent in VNC work (socket I/O, protocol, inline encoding) so far. */
   get busyMs(): number {
     return this.#busyMs + (this.#enc?.busyMs ?? 0);
