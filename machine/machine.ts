@@ -15,8 +15,8 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
 import { VcpuThread } from "../vcpu/handle.ts";
-import { BigLock, type BigLockState } from "../devices/shared_state.ts";
-import { VmControl, VmState } from "../vcpu/shared_state.ts";
+import { BigLock, type BigLockState } from "../devices/big_lock.ts";
+import { VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { vcpuCpuid } from "./x86_cpu.ts";
 

@@ -28,7 +28,7 @@ import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { findPvhEntry } from "../boot/elf.ts";
-import { FRAMEBUFFER_BPP, FRAMEBUFFER_MAX_BYTES } from "../memory/framebuffer.ts";
+import { FRAMEBUFFER_BYTES } from "../devices/display/linear_framebuffer.ts";
 import { type ResolvedDisplay, resolveDisplay } from "../ui/vnc/display_config.ts";
 
 /** A configuration ready to build from (and to rebuild from on reset). */
@@ -87,13 +87,11 @@ function readInput(what: string, source: string | Uint8Array): Uint8Array {
   }
 }
 
-function isElf(kernel: Uint8Array): boolean {
-  return kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c && kernel[3] === 0x46;
-}
-
 function checkKernel(kernel: Uint8Array, name: string): void {
   try {
-    if (!isElf(kernel)) parseBzImage(kernel);
+    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
+      kernel[3] === 0x46;
+    if (!isElf) parseBzImage(kernel);
     else if (findPvhEntry(kernel) === undefined) {
       throw new KernelLoaderError(
         "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
@@ -168,14 +166,16 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   const display = resolveDisplay(c.display, c.vnc);
   if (display) {
     const { width, height } = display;
-    const ok = (v: number) => Number.isInteger(v) && v >= 1 && v <= 8192;
+    const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096;
     if (!ok(width) || !ok(height)) {
-      throw new VmConfigError(`Invalid display size ${width}x${height}: 1 to 8192 pixels each`);
+      throw new VmConfigError(`Invalid display size ${width}x${height}: 16 to 4096 pixels each`);
     }
-    if (width * height * FRAMEBUFFER_BPP > FRAMEBUFFER_MAX_BYTES) {
+    if (width * height * 4 > FRAMEBUFFER_BYTES) {
       throw new VmConfigError(`Display ${width}x${height} is too large for the framebuffer`);
     }
-    if (kernel === undefined || isElf(kernel)) {
+    const elf = kernel !== undefined && kernel[0] === 0x7f && kernel[1] === 0x45 &&
+      kernel[2] === 0x4c && kernel[3] === 0x46;
+    if (kernel === undefined || elf) {
       throw new VmConfigError("A display needs a bzImage kernel (screen_info)");
     }
   }
@@ -210,7 +210,6 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     kvmPath: c.kvmPath,
     syncDiskIo: c.syncDiskIo ?? false,
     placement: c.placement ?? {},
-    display,
   };
 }
 

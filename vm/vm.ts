@@ -12,15 +12,10 @@ import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts"
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
-import type { FramebufferInfo } from "../memory/framebuffer.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import {
-  framebufferSource,
-  startVncDisplay,
-  type VncDisplay,
-  VncStartError,
-} from "../ui/vnc/display.ts";
-import { VmState } from "../vcpu/shared_state.ts";
+import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
+import { VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
@@ -130,7 +125,8 @@ export class Vm {
   readonly #ended = Promise.withResolvers<VmExit>();
   readonly #events = new EventTarget();
   #closed = false;
-  /** The VNC server, when asked for. */
+  /** Video memory (one for the VM's life) and its VNC server, when asked for. */
+  #framebuffer: LinearFramebuffer | undefined;
   #display: VncDisplay | undefined;
 
   /**
@@ -161,24 +157,24 @@ export class Vm {
 
   async #build(): Promise<void> {
     const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
-    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
+    // --display / --vnc: video memory lives as long as the VM (a reset maps it again).
+    const d = this.#rc.display;
+    if (d) this.#framebuffer ??= LinearFramebuffer.create({ width: d.width, height: d.height });
+    const built = await buildMachine(this.#rc, {
+      loop: this.#loop,
+      consoleFd,
+      framebuffer: this.#framebuffer,
+    });
     this.#built = built;
     this.#serial.input = (bytes) => built.serial.enqueueInput(bytes);
-    // --vnc (ui/vnc): one server for the VM's life; a reset's new framebuffer is handed to it.
-    const d = this.#rc.display;
-    if (!d?.vnc || !built.framebuffer) return;
-    const source = framebufferSource(built.framebuffer);
-    if (this.#display) {
-      this.#display.server.setFramebuffer(source);
-      return;
-    }
+    if (!d?.vnc || !this.#framebuffer || this.#display) return;
     try {
       this.#display = await startVncDisplay(this.#loop, {
         vnc: d.vnc,
         password: d.password,
-        framebuffer: source,
+        framebuffer: this.#framebuffer.source,
         keyboard: {
-          // Whichever machine is current.
+          // Whichever machine is current (a reset builds a new one).
           push: (bytes) => {
             const b = this.#built;
             if (!b) return bytes.length;
@@ -215,15 +211,6 @@ export class Vm {
       out.push({ id, name: io.name, tid: io.tid });
     }
     return out;
-  }
-
-  /**
-   * The linear framebuffer when the config asked for a display: its memfd,
-   * host mapping (valid in every thread), guest address, geometry, and the
-   * KVM memory slot (dirty logging on) for KVM_GET_DIRTY_LOG.
-   */
-  get framebuffer(): (FramebufferInfo & { readonly kvmSlot: number }) | undefined {
-    return this.#built?.framebuffer;
   }
 
   /** The disks: path, read-only flag and PCI slot. */
@@ -278,8 +265,6 @@ export class Vm {
       const exit = await built.machine.run({ paused: first && paused });
       this.#serial.input = null;
       this.#built = undefined;
-      // The VNC encoder stops reading the framebuffer before it is unmapped.
-      await this.#display?.server.setFramebuffer(null);
       await built.close();
       const crashed = exit.errors.length > 0;
       const reset = this.#resetRequested;
@@ -383,6 +368,9 @@ export class Vm {
     }
     await this.#display?.close();
     this.#display = undefined;
+    // The encoder has stopped and the VM (its KVM slot) is gone: unmap.
+    this.#framebuffer?.close();
+    this.#framebuffer = undefined;
     this.#serial.close();
     this.#loop.stop();
     await this.#looping;

@@ -8,28 +8,9 @@
 import type { EventLoop } from "../../mainloop/types.ts";
 import { ErrnoError } from "../../sys/errno.ts";
 import type { FramebufferSource } from "./encoder.ts";
-import type { FramebufferInfo } from "../../memory/framebuffer.ts";
-import { GEOMETRY_WORDS } from "./encoder_core.ts";
 import { type KeyboardPort, Ps2KeyboardInput } from "./keyboard_input.ts";
 import type { VncOption } from "./options.ts";
 import { VncServer } from "./server.ts";
-
-/**
- * The encoder's view of a machine's framebuffer: its mapping by address,
- * and geometry words for its (fixed) mode.
- *
- * @param fb the framebuffer a build made
- * @returns the source
- * @example
- * ```ts ignore
- * const source = framebufferSource(vm.framebuffer!);
- * ```
- */
-export function framebufferSource(fb: FramebufferInfo): FramebufferSource {
-  const geometry = new SharedArrayBuffer(GEOMETRY_WORDS * 4);
-  new Int32Array(geometry).set([1, fb.width, fb.height, fb.stride]);
-  return { addr: fb.hostAddr, length: fb.size, geometry };
-}
 
 /** A started display. */
 export interface VncDisplay {
