@@ -61,7 +61,7 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(300_000),
+    signal: AbortSignal.timeout(600_000),
   }).spawn();
   const stderr = new Response(child.stderr).text();
   let stdout = "";
@@ -86,7 +86,7 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
     assert.deepEqual([c.width, c.height], [1024, 768]);
     await c.setEncodings([16, 1, 0]);
     await c.requestUpdate(false);
-    await c.message(30_000);
+    await c.message(90_000);
     const lit = litPixels(c);
     // Boot messages in the console font: thousands of lit pixels, far from a blank screen.
     assert.ok(lit > 2000, `only ${lit} lit pixels on the console`);
@@ -98,7 +98,7 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
     await waitFor(new RegExp(`${M} got \\[vnc-ok-42\\]`));
     // The typed line echoed on the framebuffer console too.
     await c.requestUpdate(false);
-    await c.message(30_000);
+    await c.message(90_000);
     await Deno.writeFile(
       `${repo}/.cache/vnc-console-typed.png`,
       encodePng(c.screen, c.width, c.height),
