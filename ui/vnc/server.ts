@@ -68,6 +68,10 @@ export interface VncServerOptions {
   stuckMs?: number;
   /** Change-detection period while a client waits (default 30 ms). */
   refreshMs?: number;
+  /** Drop a connection that has not finished the handshake this long (default 30 s). */
+  handshakeMs?: number;
+  /** Most connections at once; more are refused (default 64). */
+  maxClients?: number;
   /** Log sink (default console.error). */
   log?: (line: string) => void;
 }
@@ -86,6 +90,7 @@ interface Conn {
   inFlight: boolean;
   behind: boolean;
   lastProgress: number;
+  openedAt: number;
   writeArmed: boolean;
   closed: boolean;
   onRead: () => void;
@@ -209,6 +214,12 @@ export class VncServer {
         return;
       }
       if (fd < 0) return;
+      if (this.#conns.size >= (this.#o.maxClients ?? 64)) {
+        this.#log(`vnc: connection refused: ${this.#conns.size} clients already`);
+        shutdownSocket(fd);
+        closeFd(fd);
+        continue;
+      }
       setNoDelay(fd);
       this.#open(fd, ws);
     }
@@ -229,6 +240,7 @@ export class VncServer {
       inFlight: false,
       behind: false,
       lastProgress: Date.now(),
+      openedAt: Date.now(),
       writeArmed: false,
       closed: false,
       session: null as unknown as RfbSession,
@@ -256,7 +268,7 @@ export class VncServer {
     this.#conns.set(id, conn);
     this.#loop.setFdHandler(fd, { read: conn.onRead });
     if (!ws) conn.session.start();
-    if (!this.#watchdog.pending) this.#watchdog.mod(this.#loop.now("host") + 1e9);
+    if (!this.#watchdog.pending) this.#watchdog.mod(this.#loop.now("host") + this.#watchNs());
   }
 
   #timed(f: (conn: Conn) => void, conn: Conn): void {
@@ -393,9 +405,18 @@ export class VncServer {
     this.#release(conn);
   }
 
+  #watchNs(): number {
+    return Math.min(1e9, (this.#stuckMs * 1e6) / 4, ((this.#o.handshakeMs ?? 30_000) * 1e6) / 4);
+  }
+
   #checkStuck(): void {
     const now = Date.now();
+    const handshakeMs = this.#o.handshakeMs ?? 30_000;
     for (const conn of [...this.#conns.values()]) {
+      if (!conn.session.ready && now - conn.openedAt >= handshakeMs) {
+        this.#close(conn, `no handshake in ${(handshakeMs / 1000).toFixed(1)} s; dropped`);
+        continue;
+      }
       if (conn.queued > 0 && now - conn.lastProgress >= this.#stuckMs) {
         this.#close(
           conn,
@@ -406,7 +427,7 @@ export class VncServer {
       }
     }
     if (this.#conns.size > 0) {
-      this.#watchdog.mod(this.#loop.now("host") + Math.min(1e9, this.#stuckMs * 1e6 / 4));
+      this.#watchdog.mod(this.#loop.now("host") + this.#watchNs());
     }
   }
 

@@ -394,3 +394,28 @@ Deno.test("the encoder runs in a thread named vnc-worker", async () => {
     await h.done();
   }
 });
+
+Deno.test("a connection that never finishes the handshake is dropped; too many are refused", async () => {
+  const fb = makeFb(64, 64);
+  const h = await harness(fb, { handshakeMs: 600, maxClients: 2 });
+  const idle = await RfbTestClient.connect(h.server.port);
+  const ok = await RfbTestClient.connect(h.server.port);
+  try {
+    await ok.handshake();
+    const extra = await RfbTestClient.connect(h.server.port);
+    await assert.rejects(() => extra.read(12, 3000), /closed/);
+    extra.close();
+    assert.ok(
+      h.logs.some((l) => /connection refused: 2 clients already/.test(l)),
+      h.logs.join("\n"),
+    );
+    await idle.read(12); // the version, then silence
+    await assert.rejects(() => idle.read(1, 5000), /closed/);
+    assert.ok(h.logs.some((l) => /client 1: no handshake in 0\.6 s/.test(l)), h.logs.join("\n"));
+    assert.equal(h.server.clients, 1);
+  } finally {
+    idle.close();
+    ok.close();
+    await h.done();
+  }
+});
