@@ -20,7 +20,8 @@ import {
   syncNotifyIoeventfds,
 } from "../machine/pci_devices.ts";
 import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
-import { AcpiPm, createLegacyState, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
@@ -47,6 +48,8 @@ export interface BuiltMachine {
   readonly serial: Serial;
   /** ACPI PM as seen from the main thread (pressPowerButton). */
   readonly acpiPm: AcpiPm;
+  /** The i8042 as seen from the main thread (pushKeyboard, under the big lock). */
+  readonly i8042: I8042;
   /** The iothreads, by index. */
   readonly iothreads: ReadonlyMap<number, IOThread>;
   /** Each PCI function: its name, slot and owning thread. */
@@ -61,6 +64,8 @@ export interface BuildEnv {
   readonly loop: MainLoop;
   /** Where vCPU threads write guest console bytes. */
   readonly consoleFd: number;
+  /** Video memory to map and announce (owned by the Vm: it outlives resets). */
+  readonly framebuffer?: LinearFramebuffer;
 }
 
 let nextBackendId = 0;
@@ -155,6 +160,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
+    if (env.framebuffer) m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, env.framebuffer.region);
     let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
@@ -164,6 +170,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         cpus: rc.cpus,
         pci: placed.length > 0,
         pciIrqRoutes: prt,
+        framebuffer: env.framebuffer?.info,
       });
       entry = (v, i) => {
         setBootMsrs(v);
@@ -251,10 +258,16 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       events: m.control.systemEvents(),
       sci: irq(LEGACY_GSI.SCI),
     });
+    const i8042 = new I8042(legacy.i8042, {
+      kbdIrq: irq(LEGACY_GSI.KBD),
+      auxIrq: irq(LEGACY_GSI.AUX),
+      events: m.control.systemEvents(),
+    });
     return {
       machine: m,
       serial,
       acpiPm,
+      i8042,
       iothreads,
       pciFunctions: placed.map((p, i) => ({
         name: p.name,
