@@ -5,8 +5,12 @@
  * `deno run -A bench/mainloop_bench.ts [--rounds=2000]`
  *
  * - wake-up: a Worker stamps CLOCK_MONOTONIC and schedules a BH through its
- *   SharedBh handle (shared bit + eventfd) while the loop sleeps in ppoll on
- *   Deno's blocking pool; latency = BH start - stamp.
+ *   SharedBh handle (shared bit + eventfd), or writes an eventfd the loop
+ *   watches (the ioeventfd / completion-eventfd path), after sleeping `gap`;
+ *   latency = callback start - stamp. With a 200 µs gap the loop is still
+ *   within its `pollNs` window and sleeps on its own thread; with a 5 ms gap
+ *   it has gone back to ppoll on Deno's blocking pool (idle); `pollNs=0` is
+ *   the loop before the synchronous window existed, measured in the same run.
  *   Reference: a Worker blocked in a synchronous poll(2) on an eventfd that
  *   the main thread writes (the "loop in its own thread" design).
  * - timer lateness: a monotonic timer re-armed 1 ms ahead each time;
@@ -16,7 +20,7 @@
  */
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
-import { closeFd, eventFd, eventFdWrite } from "../sys/fd.ts";
+import { closeFd, eventFd, eventFdRead, eventFdWrite } from "../sys/fd.ts";
 
 const args = Object.fromEntries(
   Deno.args.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")),
@@ -37,33 +41,55 @@ function worker(): Worker {
   });
 }
 
-async function wakeLatency(): Promise<number[]> {
-  const loop = new MainLoop({ name: "bench" });
+interface WakeCase {
+  /** BH from the Worker, or an eventfd it writes. */
+  mode: "wake" | "fd";
+  /** Worker's sleep before each wake-up. */
+  gapNs: number;
+  /** MainLoop pollNs (undefined: the default). */
+  pollNs?: number;
+  rounds: number;
+}
+
+async function wakeLatency(c: WakeCase): Promise<number[]> {
+  const loop = new MainLoop({ name: "bench", pollNs: c.pollNs });
   const running = loop.run();
   const sync = new SharedArrayBuffer(8);
   const ctl = new Int32Array(sync);
-  const times = new SharedArrayBuffer(ROUNDS * 8);
+  const times = new SharedArrayBuffer(c.rounds * 8);
   const t = new Float64Array(times);
   const lat: number[] = [];
   const done = Promise.withResolvers<void>();
   let r = 0;
-  const bh = loop.bh(() => {
+  const record = () => {
     lat.push(clockNs(CLOCK_MONOTONIC) - t[r]);
     r++;
     Atomics.store(ctl, 0, r);
     Atomics.notify(ctl, 0);
-    if (r === ROUNDS) done.resolve();
-  });
+    if (r === c.rounds) done.resolve();
+  };
+  const bh = loop.bh(record);
+  const efd = eventFd();
+  if (c.mode === "fd") {
+    loop.setFdHandler(efd, {
+      read: () => {
+        eventFdRead(efd);
+        record();
+      },
+    });
+  }
   const w = worker();
   const exited = new Promise((res) => (w.onmessage = res));
-  w.postMessage({ mode: "wake", handle: bh.handle(), sync, times, rounds: ROUNDS });
+  w.postMessage({ ...c, handle: bh.handle(), sync, times, efd });
   await done.promise;
   await exited;
   w.terminate();
   bh.delete();
+  loop.setFdHandler(efd, null);
   loop.stop();
   await running;
   loop.close();
+  closeFd(efd);
   return lat;
 }
 
@@ -121,7 +147,32 @@ async function setTimeoutLateness(): Promise<number[]> {
   return late;
 }
 
-const wake = await wakeLatency();
+const IDLE_ROUNDS = Math.min(ROUNDS, 400);
+const cases: [string, WakeCase][] = [
+  ["wake-up: BH from a Worker, loop busy (gap 200 µs < pollNs)", {
+    mode: "wake",
+    gapNs: 200_000,
+    rounds: ROUNDS,
+  }],
+  ["wake-up: eventfd from a Worker, loop busy (gap 200 µs)", {
+    mode: "fd",
+    gapNs: 200_000,
+    rounds: ROUNDS,
+  }],
+  ["wake-up: BH from a Worker, loop idle (gap 5 ms > pollNs)", {
+    mode: "wake",
+    gapNs: 5_000_000,
+    rounds: IDLE_ROUNDS,
+  }],
+  ["wake-up: BH, pollNs=0 (ppoll on Deno's pool only; before)", {
+    mode: "wake",
+    gapNs: 200_000,
+    pollNs: 0,
+    rounds: ROUNDS,
+  }],
+];
+const wakes: [string, number[]][] = [];
+for (const [name, c] of cases) wakes.push([name, await wakeLatency(c)]);
 const ref = await blockingPollLatency();
 const timer = await timerLateness();
 const st = await setTimeoutLateness();
@@ -134,7 +185,8 @@ const row = (name: string, a: number[], base: number[]) =>
 console.log(`\nMain loop latencies (µs); ratios against the reference row of each group\n`);
 console.log("| measurement | samples | p50 µs | p99 µs | p50 ratio | p99 ratio |");
 console.log("|---|---|---|---|---|---|");
-console.log(row("wake-up: poll on Deno's blocking pool, BH from a Worker (ours)", wake, ref));
+for (const [name, lat] of wakes) console.log(row(name, lat, ref));
 console.log(row("wake-up: Worker blocked in sync poll(2) (reference)", ref, ref));
 console.log(row("timer lateness: MainLoop monotonic timer, 1 ms (ours)", timer, st));
 console.log(row("timer lateness: Deno setTimeout(1) (reference)", st, st));
+console.log("\nTarget: wake-up p50 <= 1.1x the reference while the loop is busy.");
