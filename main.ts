@@ -19,6 +19,7 @@ import { KernelLoaderError } from "./boot/kernel_loader_error.ts";
 import { parseBzImage } from "./boot/bzimage.ts";
 import { findPvhEntry } from "./boot/elf.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "./vcpu/exit_codes.ts";
+import { traceMark, tracePrint } from "./sys/start_trace.ts";
 
 /** The version printed by --version. */
 export const VERSION = "0.1.0";
@@ -44,6 +45,7 @@ function readInput(what: string, path: string): Uint8Array<ArrayBuffer> {
 }
 
 async function main(args: string[]): Promise<number> {
+  traceMark("main.ts runs (runtime start + module loading)");
   let o: VmOptions;
   try {
     o = parseCli(args);
@@ -74,6 +76,7 @@ async function main(args: string[]): Promise<number> {
     }
     const initrd = o.initrd === undefined ? undefined : readInput("initrd", o.initrd);
     disks = openDisks(o.disks);
+    traceMark("kernel, initrd and disks read");
     return await runLinux(o, { kernel, initrd, disks });
   } catch (e) {
     if (e instanceof DiskError) fail(e.message);
@@ -88,5 +91,8 @@ async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  const code = await main(Deno.args);
+  traceMark("exit");
+  tracePrint();
+  Deno.exit(code);
 }

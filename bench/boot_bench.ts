@@ -71,7 +71,11 @@ interface Boot {
   createMs?: number;
   /** denovmm only: process start -> vCPU threads ready. */
   readyMs?: number;
+  /** denovmm only: the start-up/shutdown trace, phase -> ms since process start. */
+  phases?: Map<string, number>;
 }
+
+const PHASE = /^denovmm: trace\s+([\d.]+) ms \(\+\s*[\d.]+\) (.+)$/gm;
 
 function readStatus(pid: number): Record<string, number> {
   const out: Record<string, number> = {};
@@ -138,6 +142,9 @@ async function boot(
     b.createMs = Number(t[3]);
     b.readyMs = Number(t[4]);
   }
+  const phases = new Map<string, number>();
+  for (const m of err.matchAll(PHASE)) phases.set(m[2], Number(m[1]));
+  if (phases.size > 0) b.phases = phases;
   return b;
 }
 
@@ -279,4 +286,25 @@ console.log(
 console.log(
   "\nFirecracker's figures are its published specification (CPU time, not wall time); " +
     "the start-up figure here is wall time and includes Deno's own start and module loading.",
+);
+
+// Where the time goes: the VMM's own timeline (DENOVMM_TRACE_START), per vCPU count.
+for (const cpus of CPUS) {
+  const runs = results.get(`denovmm/${cpus}`)!.filter((b) => b.phases);
+  if (runs.length === 0) continue;
+  const order = [...runs[0].phases!.entries()].sort((a, b) => a[1] - b[1]).map(([p]) => p);
+  console.log(
+    `\n| denovmm timeline, ${cpus} vCPU(s), median of ${runs.length} | ms since process start | + ms |`,
+  );
+  console.log("|---|---|---|");
+  let prev = 0;
+  for (const p of order) {
+    const v = median(runs.map((b) => b.phases!.get(p) ?? NaN));
+    console.log(`| ${p} | ${v.toFixed(1)} | ${(v - prev).toFixed(1)} |`);
+    prev = v;
+  }
+}
+console.log(
+  '\nThe guest runs between the first KVM_RUN and "VM stopped"; "exit" is the last line ' +
+    "of main.ts before Deno.exit.",
 );

@@ -20,6 +20,7 @@ import { VmState } from "../vcpu/shared_state.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import { attachDisks, type AttachedDisks, type OpenedDisk, pciIrqRoutesFor } from "./disks.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 const PC_DEVICES = new URL("./pc_devices.ts", import.meta.url).href;
 
@@ -102,10 +103,12 @@ async function bootOnce(
       cpus: o.cpus,
       pci: withDisks,
     });
+    traceMark("kernel and initrd loaded into guest RAM");
     const { legacy, spec } = pcSpec(m, o.cpus);
     m.addDevice(spec);
     if (withDisks) {
       disks = await attachDisks(m, loop, files.disks!);
+      traceMark("disks attached");
       // The same tables at the same place, now with the root bridge's _PRT
       // (loadLinux only knows whether there is a PCI bus).
       const acpi = buildAcpiTables(m.memory, {

@@ -19,6 +19,7 @@ import type { BigLockState } from "../devices/shared_state.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./shared_state.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 let signalInstalled = false;
 
@@ -89,6 +90,7 @@ export class VcpuThread {
     this.handle = handle;
     this.#ctl = opts.control;
     this.#run = new DataView(hostBuffer(handle.runAddr, handle.runSize));
+    traceMark(`vcpu-${handle.index} Worker requested`);
     this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
       type: "module",
       name: `vcpu-${handle.index}`,
@@ -101,8 +103,13 @@ export class VcpuThread {
     this.exited = new Promise((res) => exitedResolve = res);
     this.#worker.onmessage = (e: MessageEvent<VcpuMessage>) => {
       const m = e.data;
-      if (m.type === "ready") readyResolve();
-      else if (m.type === "exited") exitedResolve();
+      if (m.type === "ready") {
+        const name = `vcpu-${handle.index}`;
+        traceMark(`${name} isolate created`, m.times.created);
+        traceMark(`${name} modules loaded`, m.times.loaded);
+        traceMark(`${name} devices built, ready`, m.times.ready);
+        readyResolve();
+      } else if (m.type === "exited") exitedResolve();
       else {
         this.error = m.message;
         readyReject(new Error(`vcpu-${handle.index}: ${m.message}`));
