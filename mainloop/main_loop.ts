@@ -20,7 +20,8 @@
  * blocked in poll(2) would. Only after `pollNs` with nothing to do does it go
  * back to the thread pool and let Deno's event loop sleep with it. While it
  * waits synchronously, Deno's event loop (timers, signals, Worker messages)
- * waits too: at least every `yieldNs` (default 2 ms) the loop yields to it
+ * waits too (promise reactions do not: each iteration that dispatched
+ * something ends with a microtask checkpoint): at least every `yieldNs` (default 2 ms) the loop yields to it
  * with one ppoll through the pool, so Deno is never held longer than that,
  * and Deno cannot starve the loop (ppoll completion is an ordinary op
  * completion).
@@ -281,7 +282,13 @@ export class MainLoop implements EventLoop {
         }
       }
       this.iterations++;
-      if (this.#dispatch(n)) this.#activeAt = performance.now();
+      if (this.#dispatch(n)) {
+        this.#activeAt = performance.now();
+        // Let promise reactions the callbacks started run before sleeping
+        // on this thread again (a microtask checkpoint; Deno's macrotasks
+        // still wait for the next yield).
+        await Promise.resolve();
+      }
     }
   }
 
