@@ -14,9 +14,9 @@
  * thread hop on every completion (the pool thread returns from ppoll, then
  * wakes the isolate's thread). So while the loop is busy it sleeps on its own
  * thread instead: after an iteration that dispatched anything, it waits up to
- * `pollNs` (default 1 ms) in a synchronous ppoll on its fds (or, with no fds,
- * in Atomics.wait on the shared BH word), which a cross-thread BH, an
- * ioeventfd or a completion eventfd ends with one wake-up, as a Worker
+ * `pollNs` (default 5 ms) in a synchronous ppoll on its fds and its
+ * notifier, which a cross-thread BH, an ioeventfd or a completion eventfd
+ * ends with one wake-up, as a Worker
  * blocked in poll(2) would. Only after `pollNs` with nothing to do does it go
  * back to the thread pool and let Deno's event loop sleep with it. While it
  * waits synchronously, Deno's event loop (timers, signals, Worker messages)
@@ -63,8 +63,8 @@ export const POLLHUP = 16;
 export const POLLNVAL = 32;
 
 const SYS_ppoll = 271n;
-/** Default {@link MainLoopOptions.pollNs}: 1 ms. */
-export const DEFAULT_POLL_NS = 1_000_000;
+/** Default {@link MainLoopOptions.pollNs}: 5 ms. */
+export const DEFAULT_POLL_NS = 5_000_000;
 /** Default {@link MainLoopOptions.yieldNs}: 2 ms. */
 export const DEFAULT_YIELD_NS = 2_000_000;
 
@@ -81,12 +81,12 @@ export interface MainLoopOptions {
   name?: string;
   /**
    * After an iteration that dispatched anything, keep sleeping on the loop's
-   * own thread (a synchronous ppoll, or Atomics.wait on the shared BH word
-   * when the loop has no fds) for up to this long before going back to
+   * own thread (a synchronous ppoll) for up to this long before going back to
    * ppoll on Deno's thread pool. A wake-up from another thread (an aio
    * completion BH, an ioeventfd kick) then costs one thread hop instead of
    * two. Like QEMU's poll-max-ns, but sleeping rather than spinning
-   * (spinning starved the aio threads on a 2-core host). Default
+   * (spinning starved the aio threads on a 2-core host), so a longer window
+   * costs no CPU, only a hop through the pool every `yieldNs`. Default
    * {@link DEFAULT_POLL_NS}; 0 turns it off.
    */
   pollNs?: number;
@@ -264,7 +264,10 @@ export class MainLoop implements EventLoop {
       const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
       let n = 0;
       if (holdNs <= 0) {
-        n = await this.#pollAsync(nfds, timeout);
+        // Deno's turn. Still busy: only a hop through the pool (timeout 0),
+        // then back to sleeping here; otherwise sleep there until woken.
+        const busy = (now - this.#activeAt) * 1e6 < this.#pollNs;
+        n = await this.#pollAsync(nfds, busy ? 0 : timeout);
       } else if (timeout === 0) {
         // Work is pending: only collect fd events that are ready now.
         if (this.#records.length > 0) n = this.#pollSync(nfds, 0);
