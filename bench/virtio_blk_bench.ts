@@ -26,7 +26,9 @@ import {
 import type { InterruptSink } from "../devices/virtio/device.ts";
 import { VirtioBlock } from "../devices/virtio/block.ts";
 import { openDisk, parseDiskOption } from "../devices/virtio/disk_file.ts";
-import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "../devices/virtio/pci.ts";
+import { VirtioPciDevice, virtioPciSpecOf } from "../devices/virtio/pci.ts";
+import { VirtioPciBackend } from "../devices/virtio/pci_backend.ts";
+import { forwardingLink } from "../devices/virtio/_test_driver.ts";
 import { type BlockAio, SyncAio } from "../devices/virtio/sync_io.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import type { AioCallback, AioRequest } from "../aio/types.ts";
@@ -69,7 +71,20 @@ async function virtio(
     : null;
   const aio: BlockAio = pool ?? new SyncAio();
   const blk = new VirtioBlock({ disk, aio, queueSize: 256 });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
+  const sink: InterruptSink = {
+    msix() {},
+    intx(level: boolean) {
+      // SyncAio completes inside the kick, and the driver reaps right after it.
+      if (!level || backend === "sync") return;
+      if (REAP_INLINE) reap();
+      else reapBh.schedule();
+    },
+  };
+  let be: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+    interrupt: sink,
+    link: forwardingLink(() => be),
+  });
   const blocks = disk.size / BS;
   const slotOf = new Map<number, number>();
   let done = 0, errors = 0, stopAt = 0, inFlight = 0;
@@ -107,17 +122,7 @@ async function virtio(
     if (inFlight === 0 && finish) finish();
   };
   const reapBh = loop.bh(reap, "bench-reap");
-  const sink: InterruptSink = {
-    msix() {},
-    intx(level: boolean) {
-      // SyncAio completes inside the kick, and the driver reaps right after it.
-      if (!level || backend === "sync") return;
-      if (REAP_INLINE) reap();
-      else reapBh.schedule();
-    },
-  };
-  const be = new VirtioPciBackend({ transport: dev, device: blk, mem, interrupt: sink });
-  dev.link = be;
+  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }

@@ -15,10 +15,10 @@ import {
   setupLongMode,
   setupPvh,
 } from "../boot/mod.ts";
-import { buildAcpiTables } from "../acpi/mod.ts";
-
-/** The kernel command line when --append is not given. */
-export const DEFAULT_CMDLINE = "console=ttyS0";
+import { buildAcpiTables } from "../acpi/tables.ts";
+import type { PciIrqRoute } from "../acpi/dsdt.ts";
+import { type LinearFramebuffer, writeScreenInfo } from "../boot/screen_info.ts";
+import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 
 /** What to boot. */
 export interface LinuxBootOptions {
@@ -32,6 +32,10 @@ export interface LinuxBootOptions {
   cpus: number;
   /** Describe the PCI root bridge in the DSDT. */
   pci?: boolean;
+  /** The root bridge's final _PRT (the builder has placed every function). */
+  pciIrqRoutes?: readonly PciIrqRoute[];
+  /** A linear framebuffer to announce in boot_params.screen_info (bzImage only). */
+  framebuffer?: LinearFramebuffer;
 }
 
 /** What the loader decided. */
@@ -54,9 +58,17 @@ const ELF_MAGIC = 0x464c457f;
  * @returns the entry state for vCPU 0
  * @throws {KernelLoaderError} when the file is not a kernel we can boot (a vmlinux
  *   without a PVH note among them)
+ * @example
+ * ```ts ignore
+ * const boot = loadLinux(m.memory, { kernel, cmdline: "console=ttyS0", cpus: 1 });
+ * ```
  */
 export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResult {
-  const acpi = buildAcpiTables(mem, { cpus: o.cpus, pci: o.pci ?? false });
+  const acpi = buildAcpiTables(mem, {
+    cpus: o.cpus,
+    pci: o.pci ?? false,
+    pciIrqRoutes: o.pciIrqRoutes,
+  });
   const e820 = buildE820(mem);
   const isElf = o.kernel.length >= 4 &&
     new DataView(o.kernel.buffer, o.kernel.byteOffset, 4).getUint32(0, true) === ELF_MAGIC;
@@ -67,8 +79,12 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       e820,
       rsdp: acpi.rsdp,
     });
+    if (o.framebuffer) writeScreenInfo(mem, boot.bootParams, o.framebuffer);
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
+  }
+  if (o.framebuffer) {
+    throw new KernelLoaderError("a display needs a bzImage: the PVH entry has no screen_info");
   }
   const pvh = loadPvhKernel(mem, o.kernel, {
     cmdline: o.cmdline,

@@ -1,6 +1,8 @@
 /**
- * A VM put together: KVM, guest RAM, vCPU threads, devices, and how it
- * ends. The loaders and the CLI feed it; tests drive it directly.
+ * The KVM part of a machine: the VM, guest RAM, the vCPU threads and the
+ * device specs they build, and how a run ends. vm/builder.ts puts one
+ * together from a configuration; flat-guest tests and benchmarks drive it
+ * directly.
  *
  * @module
  */
@@ -8,6 +10,7 @@ import { Kvm } from "../kvm/kvm.ts";
 import { KVM_CAP_TSC_DEADLINE_TIMER } from "../kvm/abi.ts";
 import type { KvmVm } from "../kvm/vm.ts";
 import { KvmVcpu } from "../kvm/vcpu.ts";
+import { kvmVcpuBackendSpec } from "../kvm/vcpu_backend.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
@@ -64,10 +67,11 @@ const TSS_ADDR = 0xfffbd000;
  *
  * @example
  * ```ts ignore
- * const m = await Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
- * m.memory.write(0x1000, code);
- * await m.setup((vcpu) => setRealMode(vcpu, 0x1000));
+ * const m = Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
+ * m.memory.write(guest.loadAddr, guest.code);
+ * await m.setup((vcpu, i) => setRealModeEntry(vcpu, i, guest.entry));
  * const exit = await m.run();
+ * await m.close();
  * ```
  */
 export class Machine {
@@ -158,8 +162,9 @@ export class Machine {
       vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus, { tscDeadline }));
       setup(vcpu, i);
       this.vcpus.push(
-        new VcpuThread(handle, {
-          vmFd: this.vm.fd,
+        new VcpuThread(i, {
+          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd, irqchip: !!c.irqchip }),
+          requestExit: () => vcpu.setImmediateExit(true),
           memory: this.memory.layout,
           control: this.control,
           lock: this.lockState,
@@ -181,10 +186,11 @@ export class Machine {
    * Starts every vCPU and resolves when the VM stops (guest power-off, reset,
    * debug exit, crash, or {@link stop}); all vCPU threads have ended by then.
    *
+   * @param options `paused`: the vCPUs start paused (until {@link resume})
    * @returns how it ended
    */
-  async run(): Promise<MachineExit> {
-    for (const v of this.vcpus) v.start();
+  async run(options: { paused?: boolean } = {}): Promise<MachineExit> {
+    for (const v of this.vcpus) v.start(options.paused);
     // A vCPU Worker failing (not a guest event) stops the VM too.
     for (const v of this.vcpus) {
       v.exited.then(() => {
@@ -212,10 +218,18 @@ export class Machine {
     }
     await Promise.all(this.vcpus.map((v) => v.stop()));
     traceMark("vCPU threads joined");
-    const errors = this.vcpus.filter((v) => v.error).map((v) =>
-      `vcpu-${v.handle.index}: ${v.error}`
-    );
+    const errors = this.vcpus.filter((v) => v.error).map((v) => `vcpu-${v.index}: ${v.error}`);
     return { state, exitCode: this.control.exitCode, errors };
+  }
+
+  /** Pauses every vCPU (each has left KVM_RUN when this resolves). */
+  async pause(): Promise<void> {
+    await Promise.all(this.vcpus.map((v) => v.pause()));
+  }
+
+  /** Resumes paused vCPUs. */
+  resume(): void {
+    for (const v of this.vcpus) v.resume();
   }
 
   /**
@@ -227,8 +241,13 @@ export class Machine {
     this.control.requestStop(VmState.Stopped, exitCode);
   }
 
-  /** Releases fds (call after run() resolved). */
-  close(): void {
+  /**
+   * Ends vCPU threads that never ran (a build that failed after setup) and
+   * releases fds. After run() resolved, the threads are gone already.
+   */
+  async close(): Promise<void> {
+    if (this.control.state === VmState.Running) this.control.requestStop(VmState.Stopped, 0);
+    await Promise.all(this.vcpus.map((v) => v.stop()));
     this.vm.close();
     this.kvm.close();
     this.memory.close();

@@ -1,6 +1,7 @@
 /**
  * I/O threads: a {@link MainLoop} running in its own Worker, named
- * `iothread-N`, that owns fds, timers and BHs (later: a disk's virtqueues).
+ * `iothread-N`, that owns fds, timers and BHs: the virtqueues of the devices
+ * placed on it (`iothread=N`), and their aio engines.
  *
  * Functions cannot cross Workers, so work is sent as a module and export
  * name: `iothread.call(url, "fn", ...args)` imports the module in the

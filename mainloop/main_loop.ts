@@ -43,26 +43,15 @@
  *
  * @module
  */
-import { libc } from "../sys/libc.ts";
-import { errno } from "../sys/errno.ts";
+import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, ppoll, ppollAsync } from "../sys/poll.ts";
 import { BH_WORDS, BhTable } from "./bh.ts";
 import { clockId, clockNs } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
 import { TimerGroup } from "./timer.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
 
-/** poll(2) event bits. */
-export const POLLIN = 1;
-/** Writable. */
-export const POLLOUT = 4;
-/** Error condition. */
-export const POLLERR = 8;
-/** Hang up. */
-export const POLLHUP = 16;
-/** Invalid fd (not open). */
-export const POLLNVAL = 32;
+export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../sys/poll.ts";
 
-const SYS_ppoll = 271n;
 /** Default {@link MainLoopOptions.pollNs}: 5 ms. */
 export const DEFAULT_POLL_NS = 5_000_000;
 /** Default {@link MainLoopOptions.yieldNs}: 2 ms. */
@@ -302,9 +291,7 @@ export class MainLoop implements EventLoop {
       this.#notifier.arm();
       if (this.#bhs.pending || this.#stop || this.#dirty) ns = 0;
     }
-    const n = Number(libc.syscall(SYS_ppoll, this.#pollPtr, nfds, this.#setTs(ns), 0n, 8n, 0n));
-    if (n < 0 && errno() !== 4) throw new Error(`ppoll failed: errno ${errno()}`);
-    return n < 0 ? 0 : n;
+    return ppoll(this.#pollPtr, nfds, this.#setTs(ns));
   }
 
   /** ppoll on Deno's blocking pool: yields to Deno's event loop meanwhile. */
@@ -315,11 +302,10 @@ export class MainLoop implements EventLoop {
     const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
     // Changes made on this thread while ppoll sleeps (from Deno callbacks)
     // notify; records replaced meanwhile are marked dead and skipped.
-    const n = Number(await libc.syscall_nb(SYS_ppoll, this.#pollPtr, nfds, tsp, 0n, 8n, 0n));
+    const n = await ppollAsync(this.#pollPtr, nfds, tsp);
     this.#bhs.polling = false;
     this.#yieldedAt = performance.now();
-    if (n < 0 && errno() !== 4) throw new Error(`ppoll failed: errno ${errno()}`);
-    return n < 0 ? 0 : n;
+    return n;
   }
 
   #setTs(ns: number): bigint {

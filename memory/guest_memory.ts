@@ -28,14 +28,22 @@ import {
   PROT_WRITE,
 } from "../sys/fd.ts";
 import { libc } from "../sys/libc.ts";
-
-const HUGE_PAGE = 2 << 20;
-const MADV_DONTNEED = 4;
-const MADV_DONTFORK = 10;
-const MADV_HUGEPAGE = 14;
 import { type Gpa, gpa } from "./guest_address.ts";
 
-/** One contiguous range of guest RAM. */
+const HUGE_PAGE = 2 << 20;
+const MADV_DONTFORK = 10;
+const MADV_HUGEPAGE = 14;
+
+/**
+ * One contiguous range of guest RAM.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory } from "./guest_memory.ts";
+ * const [low] = GuestMemory.fromBuffer(new ArrayBuffer(4096)).layout.regions;
+ * console.log(low.guestAddr, low.size); // 0 4096
+ * ```
+ */
 export interface MemoryRegion {
   /** Guest-physical start. */
   readonly guestAddr: number;
@@ -47,7 +55,18 @@ export interface MemoryRegion {
   readonly fdOffset: number;
 }
 
-/** What a Worker needs to see the same guest RAM: plain data, postMessage-able. */
+/**
+ * What a Worker needs to see the same guest RAM: plain data, postMessage-able.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory, type GuestMemoryLayout } from "./guest_memory.ts";
+ * // In a device factory: the same RAM, in this thread.
+ * export function ramOf(layout: GuestMemoryLayout): GuestMemory {
+ *   return GuestMemory.fromLayout(layout);
+ * }
+ * ```
+ */
 export interface GuestMemoryLayout {
   /** The regions, sorted by guest address, not overlapping. */
   readonly regions: readonly MemoryRegion[];
@@ -55,13 +74,28 @@ export interface GuestMemoryLayout {
   readonly fd: number;
 }
 
-/** A guest access outside RAM. Host memory is never touched when this is thrown. */
+/**
+ * A guest access outside RAM. Host memory is never touched when this is thrown.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory, GuestMemoryError } from "./guest_memory.ts";
+ * const mem = GuestMemory.fromBuffer(new ArrayBuffer(4096));
+ * try {
+ *   mem.readU32(4094);
+ * } catch (e) {
+ *   console.log(e instanceof GuestMemoryError); // true
+ * }
+ * ```
+ */
 export class GuestMemoryError extends RangeError {
   /** The guest address of the access. */
   readonly address: number;
   /** Its length. */
   readonly length: number;
   /**
+   * Describes an access outside RAM.
+   *
    * @param address guest address
    * @param length bytes accessed
    */
@@ -99,8 +133,8 @@ export class GuestMemory {
   readonly #ends: number[];
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
-  /** Whether this view allocated the mapping (close() then releases its pages). */
-  #owned = false;
+  /** The mapping this instance made (allocate()), released by close(). */
+  #mapping: { addr: bigint; size: number } | null = null;
 
   private constructor(layout: GuestMemoryLayout, buffers: ArrayBuffer[]) {
     this.layout = layout;
@@ -134,7 +168,7 @@ export class GuestMemory {
       });
     }
     const m = GuestMemory.fromLayout({ regions, fd });
-    m.#owned = true;
+    m.#mapping = { addr: hostAddr, size };
     return m;
   }
 
@@ -301,19 +335,21 @@ export class GuestMemory {
   }
 
   /**
-   * Gives guest RAM's pages back to the host (MADV_DONTNEED: a machine that
-   * reboots into a new one does not keep the old one's RAM resident). The
-   * mapping itself stays until process exit, so a Worker's view that
-   * outlives the machine reads zeros rather than faulting.
+   * Releases guest RAM: unmaps it (on the instance that allocated it) and
+   * closes the backing memfd, so the pages go back to the host - a machine
+   * that resets in a loop (`--reboot`) allocates afresh each time. Call it
+   * once every thread that viewed this RAM has stopped (vCPU Workers ended,
+   * aio drained): a view used after the unmap would fault. This instance
+   * refuses every access from now on (GuestMemoryError). Idempotent; on
+   * a view from {@link GuestMemory.fromLayout} it only drops the view.
    */
   close(): void {
+    for (const a of [this.#starts, this.#ends, this.#bytes, this.#views]) a.length = 0;
+    const mapping = this.#mapping;
+    if (!mapping) return; // a view (fromLayout/fromBuffer): the owner releases the RAM
+    this.#mapping = null;
+    munmap(mapping.addr, mapping.size);
     if (this.layout.fd >= 0) closeFd(this.layout.fd);
-    if (this.#owned) {
-      this.#owned = false;
-      for (const r of this.layout.regions) {
-        libc.madvise(Deno.UnsafePointer.create(r.hostAddr), BigInt(r.size), MADV_DONTNEED);
-      }
-    }
   }
 }
 

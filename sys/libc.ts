@@ -94,6 +94,7 @@ const symbols = {
     nonblocking: true,
   },
   getpid: { parameters: [], result: "i32" },
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   isatty: { parameters: ["i32"], result: "i32" },
   tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
   tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },

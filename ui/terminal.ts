@@ -17,6 +17,7 @@ import {
   writeAll,
 } from "../sys/fd.ts";
 import { libc } from "../sys/libc.ts";
+import { addRestoreHook, installSignalPolicy } from "../sys/signals.ts";
 import type { EventLoop, Timer } from "../mainloop/types.ts";
 
 /** sizeof(struct termios) with glibc on x86-64 (checked by terminal_test.ts). */
@@ -65,12 +66,6 @@ const EINTR = 4;
 
 /** Ctrl-A, QEMU's escape character. */
 export const CTRL_A = 0x01;
-
-const SIGNALS: { name: Deno.Signal; number: number }[] = [
-  { name: "SIGHUP", number: 1 },
-  { name: "SIGINT", number: 2 },
-  { name: "SIGTERM", number: 15 },
-];
 
 const HELP = "\n" +
   "Console escapes: press Ctrl-A, then\n" +
@@ -144,11 +139,6 @@ export interface TerminalOptions {
   onEof?: () => void;
   /** Other Ctrl-A commands (the key), e.g. `c` for a monitor. */
   onEscape?: (key: number) => void;
-  /**
-   * A termination signal arrived (after the terminal was restored). The
-   * default exits with status 128 + signal number.
-   */
-  onSignal?: (signal: Deno.Signal) => void;
   /** Messages for the user (help text); default: written to stderr. */
   output?: (text: string) => void;
   /** Input descriptor, default 0. */
@@ -167,7 +157,8 @@ const PENDING_SIZE = 4096;
 /**
  * The host terminal. `start()` puts a TTY into raw mode and begins reading
  * stdin on the main loop; `close()` (or any exit: normal end, Deno.exit,
- * uncaught error, SIGINT/SIGTERM/SIGHUP) puts the terminal back.
+ * uncaught error, any signal that ends the process: see sys/signals.ts,
+ * which `start()` installs) puts the terminal back.
  *
  * stdin is re-opened through /proc/self/fd so the non-blocking flag lands
  * on a private open file description, not on the one the shell shares; if
@@ -203,7 +194,7 @@ export class Terminal {
   #closed = false;
   #timer: Timer | null = null;
   #restoreBound = () => this.restore();
-  #signalHandlers: { name: Deno.Signal; handler: () => void }[] = [];
+  #removeRestoreHook: (() => void) | null = null;
   #readHandler = { read: () => this.#onReadable() };
 
   /**
@@ -241,15 +232,8 @@ export class Terminal {
     globalThis.addEventListener("unload", this.#restoreBound);
     globalThis.addEventListener("error", this.#restoreBound);
     globalThis.addEventListener("unhandledrejection", this.#restoreBound);
-    for (const { name, number } of SIGNALS) {
-      const handler = () => this.#onSignal(name, number);
-      try {
-        Deno.addSignalListener(name, handler);
-        this.#signalHandlers.push({ name, handler });
-      } catch {
-        // Signals unavailable (e.g. no permission in a sandbox): nothing to undo.
-      }
-    }
+    installSignalPolicy();
+    this.#removeRestoreHook = addRestoreHook(this.#restoreBound);
     if (this.#isTty) {
       const saved = new Uint8Array(TERMIOS_SIZE);
       if (libc.tcgetattr(this.#fd, saved) === 0) {
@@ -292,8 +276,8 @@ export class Terminal {
     globalThis.removeEventListener("unload", this.#restoreBound);
     globalThis.removeEventListener("error", this.#restoreBound);
     globalThis.removeEventListener("unhandledrejection", this.#restoreBound);
-    for (const { name, handler } of this.#signalHandlers) Deno.removeSignalListener(name, handler);
-    this.#signalHandlers = [];
+    this.#removeRestoreHook?.();
+    this.#removeRestoreHook = null;
     if (this.#ownsReadFd) closeFd(this.#readFd);
     this.#readFd = -1;
   }
@@ -311,12 +295,6 @@ export class Terminal {
       this.#readFd = this.#fd;
       this.#ownsReadFd = false;
     }
-  }
-
-  #onSignal(name: Deno.Signal, number: number): void {
-    this.restore();
-    if (this.#opts.onSignal) this.#opts.onSignal(name);
-    else Deno.exit(128 + number);
   }
 
   #setReading(on: boolean): void {

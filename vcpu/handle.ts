@@ -5,15 +5,15 @@
  * A Worker blocked in a synchronous FFI call cannot be terminated, so a
  * kick is a SIGUSR2 sent to its thread (KVM_RUN returns EINTR) plus
  * kvm_run.immediate_exit (which covers the window before it re-enters).
- * SIGUSR1 is never used: Deno answers it by opening its inspector.
+ * SIGUSR1 is never used: Deno answers it by opening its inspector (and
+ * main.ts locks it out: sys/no_inspector.ts).
  *
  * @module
  */
 import { SIGUSR2, tgkill } from "../sys/thread.ts";
-import { hostBuffer } from "../sys/fd.ts";
+import { installKickSignal } from "../sys/signals.ts";
 import { workerUrl } from "../sys/worker_url.ts";
-import { kvm_run } from "../kvm/abi.ts";
-import type { VcpuHandleData } from "../kvm/vm.ts";
+import type { VcpuBackendSpec } from "../hypervisor/types.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { BigLockState } from "../devices/shared_state.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
@@ -21,21 +21,18 @@ import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./shared_sta
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
 import { traceMark } from "../sys/start_trace.ts";
 
-let signalInstalled = false;
-
-/** Installs a no-op SIGUSR2 handler so kicks interrupt syscalls instead of killing us. */
-export function installKickHandler(): void {
-  if (signalInstalled) return;
-  signalInstalled = true;
-  Deno.addSignalListener("SIGUSR2", kickNoop);
-}
-
-function kickNoop(): void {}
+/** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
+const LAST_WORD_MS = 10_000;
 
 /** Options for a vCPU thread. */
 export interface VcpuThreadOptions {
-  /** VM fd. */
-  vmFd: number;
+  /** Where the thread gets its vCPU (the hypervisor backend). */
+  backend: VcpuBackendSpec;
+  /**
+   * Makes the vCPU's next (or current) entry return at once (KVM's
+   * immediate_exit); called from this thread when kicking.
+   */
+  requestExit: () => void;
   /** Guest RAM. */
   memory: GuestMemoryLayout;
   /** VM control block. */
@@ -61,14 +58,14 @@ export interface VcpuThreadOptions {
  *
  * @example
  * ```ts ignore
- * const t = new VcpuThread(handle, opts);
+ * const t = new VcpuThread(0, opts);
  * await t.ready;
  * t.start();
  * ```
  */
 export class VcpuThread {
-  /** The vCPU. */
-  readonly handle: VcpuHandleData;
+  /** The vCPU's index. */
+  readonly index: number;
   /** Resolves once the Worker has built its devices. */
   readonly ready: Promise<void>;
   /** Resolves when the Worker has left its loop. */
@@ -77,23 +74,23 @@ export class VcpuThread {
   error: string | undefined;
   readonly #worker: Worker;
   readonly #ctl: VmControl;
-  readonly #run: DataView;
+  readonly #requestExit: () => void;
 
   /**
    * Spawns the Worker.
    *
-   * @param handle vCPU fd and kvm_run mapping
-   * @param opts shared VM pieces
+   * @param index the vCPU's index
+   * @param opts its backend and the shared VM pieces
    */
-  constructor(handle: VcpuHandleData, opts: VcpuThreadOptions) {
-    installKickHandler();
-    this.handle = handle;
+  constructor(index: number, opts: VcpuThreadOptions) {
+    installKickSignal();
+    this.index = index;
     this.#ctl = opts.control;
-    this.#run = new DataView(hostBuffer(handle.runAddr, handle.runSize));
-    traceMark(`vcpu-${handle.index} Worker requested`);
+    this.#requestExit = opts.requestExit;
+    traceMark(`vcpu-${index} Worker requested`);
     this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
       type: "module",
-      name: `vcpu-${handle.index}`,
+      name: `vcpu-${index}`,
     });
     let readyResolve!: () => void, readyReject!: (e: Error) => void, exitedResolve!: () => void;
     this.ready = new Promise((res, rej) => {
@@ -104,7 +101,7 @@ export class VcpuThread {
     this.#worker.onmessage = (e: MessageEvent<VcpuMessage>) => {
       const m = e.data;
       if (m.type === "ready") {
-        const name = `vcpu-${handle.index}`;
+        const name = `vcpu-${index}`;
         traceMark(`${name} isolate created`, m.times.created);
         traceMark(`${name} modules loaded`, m.times.loaded);
         traceMark(`${name} devices built, ready`, m.times.ready);
@@ -112,19 +109,19 @@ export class VcpuThread {
       } else if (m.type === "exited") exitedResolve();
       else {
         this.error = m.message;
-        readyReject(new Error(`vcpu-${handle.index}: ${m.message}`));
+        readyReject(new Error(`vcpu-${index}: ${m.message}`));
         exitedResolve();
       }
     };
     this.#worker.onerror = (e) => {
       e.preventDefault();
       this.error = e.message;
-      readyReject(new Error(`vcpu-${handle.index}: ${e.message}`));
+      readyReject(new Error(`vcpu-${index}: ${e.message}`));
       exitedResolve();
     };
     const init: VcpuInit = {
-      handle,
-      vmFd: opts.vmFd,
+      index,
+      backend: { ...opts.backend, module: workerUrl(opts.backend.module) },
       memory: opts.memory,
       control: opts.control.buffer,
       lock: opts.lock,
@@ -139,7 +136,7 @@ export class VcpuThread {
   }
 
   #stateIdx(): number {
-    return this.#ctl.vcpuWord(this.handle.index, VCPU_STATE);
+    return this.#ctl.vcpuWord(this.index, VCPU_STATE);
   }
 
   /** The thread's run state. */
@@ -149,7 +146,7 @@ export class VcpuThread {
 
   /** The OS thread id (0 until ready). */
   get tid(): number {
-    return Atomics.load(this.#ctl.words, this.#ctl.vcpuWord(this.handle.index, VCPU_TID));
+    return Atomics.load(this.#ctl.words, this.#ctl.vcpuWord(this.index, VCPU_TID));
   }
 
   #set(s: VcpuRunState): void {
@@ -157,14 +154,19 @@ export class VcpuThread {
     Atomics.notify(this.#ctl.words, this.#stateIdx());
   }
 
-  /** Lets the vCPU enter the guest. */
-  start(): void {
-    this.#set(VcpuRunState.Running);
+  /**
+   * Lets the vCPU enter the guest, or with `paused`, go straight to paused
+   * (QEMU's `-S`: {@link resume} lets it run).
+   *
+   * @param paused start paused
+   */
+  start(paused = false): void {
+    this.#set(paused ? VcpuRunState.PauseRequested : VcpuRunState.Running);
   }
 
   /** Forces the thread out of KVM_RUN soon (state is looked at after). */
   kick(): void {
-    this.#run.setUint8(kvm_run.fields.immediate_exit, 1);
+    this.#requestExit();
     const tid = this.tid;
     if (tid > 0 && this.state !== VcpuRunState.Stopped) {
       try {
@@ -198,17 +200,30 @@ export class VcpuThread {
     }
   }
 
-  /** Asks the vCPU to leave its loop, kicks it, waits, and ends the Worker. */
+  /**
+   * Asks the vCPU to leave its loop, kicks it, waits, and ends the Worker.
+   *
+   * The Worker is terminated only after its last message (`exited` or
+   * `error`) has arrived: a Worker marks itself stopped in shared memory
+   * before that message is delivered, and terminating it on the shared
+   * state alone drops the message - the error a crashed vCPU reports.
+   */
   async stop(): Promise<void> {
-    if (this.state !== VcpuRunState.Stopped) {
-      this.#set(VcpuRunState.StopRequested);
-      let done = false;
-      this.exited.then(() => done = true);
-      // Kick until it has left KVM_RUN: a signal may land just before it enters.
-      while (!done) {
+    let done = false;
+    this.exited.then(() => done = true);
+    if (this.state !== VcpuRunState.Stopped) this.#set(VcpuRunState.StopRequested);
+    let stoppedAt = -1;
+    while (!done) {
+      if (this.state !== VcpuRunState.Stopped) {
+        // Kick until it has left KVM_RUN: a signal may land just before it enters.
         this.kick();
-        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 20))]);
+      } else if (stoppedAt < 0) {
+        stoppedAt = performance.now();
+      } else if (performance.now() - stoppedAt > LAST_WORD_MS) {
+        this.error ??= "the vCPU thread ended without reporting why";
+        break;
       }
+      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 20))]);
     }
     this.#worker.terminate();
   }

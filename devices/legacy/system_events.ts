@@ -6,9 +6,20 @@
 
 /**
  * Where reset, power-off and debug-exit requests go. Called in the vCPU
- * thread that took the exit, under the big lock; an implementation should
- * only record the request and kick the vCPUs out (it must not block). A guest
- * may repeat a request (Linux writes 0xfe to port 0x64 up to ten times).
+ * thread that took the exit, under the big lock; an implementation only
+ * records the request (it must not block): the VM's control block
+ * (vcpu/shared_state.ts) wakes the main thread, which stops every vCPU. A
+ * guest may repeat a request (Linux writes 0xfe to port 0x64 up to ten
+ * times); the first one wins.
+ *
+ * @example
+ * ```ts
+ * import type { SystemEvents } from "./system_events.ts";
+ * // A device for a guest-visible "power off" register.
+ * export function powerRegister(events: SystemEvents) {
+ *   return { write: (_o: number, data: Uint8Array) => data[0] === 1 && events.shutdown() };
+ * }
+ * ```
  */
 export interface SystemEvents {
   /** The guest asked for a system reset (reboot). */

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { blkHeader, CountingSink, TestDriver } from "./_test_driver.ts";
+import { blkHeader, CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { VirtioBlock } from "./block.ts";
 import {
   VIRTIO_BLK_S_OK,
@@ -29,13 +29,8 @@ import {
   VIRTIO_PCI_COMMON_STATUS,
 } from "./constants.ts";
 import { openDisk, parseDiskOption } from "./disk_file.ts";
-import {
-  VIRTIO_PCI_BAR,
-  VIRTIO_PCI_BAR_SIZE,
-  VirtioPciBackend,
-  VirtioPciDevice,
-  virtioPciSpecOf,
-} from "./pci.ts";
+import { VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
 import { type BlockAio, SyncAio } from "./sync_io.ts";
 import { PciBus } from "../pci/pci_bus.ts";
 
@@ -106,22 +101,24 @@ Deno.test("fuzz: random queues and chains never escape, hang or leave the device
     }
   };
   const blk = new VirtioBlock({ disk, aio, serial: "fuzz", queueSize: 64 });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
   const sink = new CountingSink();
   let broken = 0;
   const reasons = new Map<string, number>();
-  const backend = new VirtioPciBackend({
+  let backend: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+    interrupt: sink,
+    link: forwardingLink(() => backend),
+  });
+  backend = new VirtioPciBackend({
     transport: dev,
     device: blk,
     mem,
-    interrupt: sink,
     log: (m) => {
       broken++;
       const k = m.replace(/[0-9]+/g, "N");
       reasons.set(k, (reasons.get(k) ?? 0) + 1);
     },
   });
-  dev.link = backend;
   const pciBus = new PciBus();
   pciBus.add(dev);
   const drv = new TestDriver(mem, dev, { size: 16, base: 0x1000 });

@@ -7,7 +7,7 @@ export * from "./constants.ts";
 export * from "./queue.ts";
 export * from "./device.ts";
 export * from "./pci.ts";
-export * from "./pci_factory.ts";
 export * from "./block.ts";
 export * from "./disk_file.ts";
 export * from "./sync_io.ts";
+export * from "./pci_backend.ts";
