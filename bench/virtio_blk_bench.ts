@@ -187,11 +187,12 @@ async function hopTrace(path: string, rounds: number): Promise<number[][]> {
     },
   };
   const blk = new VirtioBlock({ disk, aio, queueSize: 256 });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
-  const drv = new TestDriver(mem, dev, { size: 256 });
   const blocks = disk.size / BS;
   const hops: number[][] = HOPS.map(() => []);
   let next: (() => void) | null = null;
+  let be: VirtioPciBackend | null = null;
+  // deno-lint-ignore prefer-const
+  let drv: TestDriver;
   const reapBh = loop.bh(() => {
     t[6] = clockNs(CLOCK_MONOTONIC);
     drv.read(0x1000, 1);
@@ -205,8 +206,12 @@ async function hopTrace(path: string, rounds: number): Promise<number[][]> {
       reapBh.schedule();
     },
   };
-  const be = new VirtioPciBackend({ transport: dev, device: blk, mem, interrupt: sink });
-  dev.link = be;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+    interrupt: sink,
+    link: forwardingLink(() => be),
+  });
+  drv = new TestDriver(mem, dev, { size: 256 });
+  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }
