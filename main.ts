@@ -19,8 +19,9 @@ import { closeInspectorDoor } from "./sys/no_inspector.ts";
 import { traceMark, tracePrint } from "./sys/start_trace.ts";
 
 if (import.meta.main) {
+  traceMark("main.ts runs (Deno runtime started, sys/libc.ts loaded)");
   const door = closeInspectorDoor();
-  traceMark("main.ts runs (Deno runtime started)");
+  traceMark("SIGUSR1 locked out");
   const { main } = await import("./machine/command.ts");
   traceMark("machine/command.ts and its module graph loaded");
   const code = await main(Deno.args, { door });
