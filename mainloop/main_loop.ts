@@ -89,6 +89,17 @@ export interface MainLoopOptions {
    * synchronously. Default {@link DEFAULT_YIELD_NS}.
    */
   yieldNs?: number;
+  /**
+   * For a loop that owns its thread (an iothread Worker): word 0 counts the
+   * messages on their way to this thread's Deno side. While it is 0 the loop
+   * counts as always busy (it sleeps in ppoll on its own thread even when
+   * idle, with a zero-timeout hop through Deno's pool every `yieldNs`), so
+   * a wake-up from idle is one hop too; while it is not, the loop waits on
+   * Deno's pool so that Deno can deliver and run them. A sender increments
+   * it, posts, then wakes the loop (a BH); the receiver decrements it when
+   * done.
+   */
+  mailbox?: Int32Array<SharedArrayBuffer>;
 }
 
 /**
@@ -116,6 +127,7 @@ export class MainLoop implements EventLoop {
   #closed = false;
   #pollNs: number;
   #yieldMs: number;
+  #mailbox: Int32Array<SharedArrayBuffer> | null;
   /** performance.now() of the last dispatch that did something, and of the last yield. */
   #activeAt = -Infinity;
   #yieldedAt = 0;
@@ -141,6 +153,7 @@ export class MainLoop implements EventLoop {
     const yieldNs = options.yieldNs ?? DEFAULT_YIELD_NS;
     if (!(yieldNs > 0)) throw new RangeError(`Invalid yieldNs ${options.yieldNs}`);
     this.#yieldMs = yieldNs / 1e6;
+    this.#mailbox = options.mailbox ?? null;
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
   }
@@ -251,30 +264,35 @@ export class MainLoop implements EventLoop {
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
       const nfds = BigInt(this.#records.length + 1);
-      let timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
+      const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
       const now = performance.now();
       // Nanoseconds this thread may still keep Deno's event loop waiting.
       const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
+      // A loop that owns its thread, with no message on its way: always busy.
+      const owned = this.#mailbox !== null && Atomics.load(this.#mailbox, 0) === 0;
       let n = 0;
-      if (holdNs <= 0) {
+      if (this.#mailbox !== null && !owned) {
+        // A message for this thread's Deno side: let Deno run it meanwhile.
+        n = await this.#pollAsync(nfds, timeout);
+      } else if (holdNs <= 0) {
         // Deno's turn. Still busy: only a hop through the pool (timeout 0),
         // then back to sleeping here; otherwise sleep there until woken.
-        const busy = (now - this.#activeAt) * 1e6 < this.#pollNs;
+        const busy = owned || (now - this.#activeAt) * 1e6 < this.#pollNs;
         n = await this.#pollAsync(nfds, busy ? 0 : timeout);
       } else if (timeout === 0) {
         // Work is pending: only collect fd events that are ready now.
         if (this.#records.length > 0) n = this.#pollSync(nfds, 0);
       } else {
-        // Something happened lately: sleep right here, not on Deno's pool.
-        const busyNs = (this.#activeAt - now) * 1e6 + this.#pollNs;
+        const busyNs = owned ? Infinity : (this.#activeAt - now) * 1e6 + this.#pollNs;
         if (busyNs > 0) {
+          // Something happened lately: sleep right here, not on Deno's pool,
+          // until the window or Deno's hold ends (the next iteration then
+          // yields or goes idle).
           let wait = Math.min(busyNs, holdNs);
           if (timeout > 0) wait = Math.min(wait, timeout);
           n = this.#pollSync(nfds, wait);
-        }
-        if (n === 0 && !this.#bhs.pending && !this.#stop && !this.#dirty) {
-          timeout = this.#timers.deadlineNs();
-          if (timeout !== 0) n = await this.#pollAsync(nfds, timeout);
+        } else {
+          n = await this.#pollAsync(nfds, timeout);
         }
       }
       this.iterations++;
