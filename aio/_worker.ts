@@ -7,7 +7,7 @@
  * @module
  */
 import { libc } from "../sys/libc.ts";
-import { errno } from "../sys/errno.ts";
+import { EINTR, errno } from "../sys/errno.ts";
 import { setThreadName } from "../sys/thread.ts";
 import { SharedBh } from "../mainloop/bh.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
@@ -35,8 +35,6 @@ import {
   SLOT_BYTES,
   unlock,
 } from "./_layout.ts";
-
-const EINTR = 4;
 
 const self = globalThis as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;

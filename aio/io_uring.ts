@@ -21,7 +21,7 @@
  * @module
  */
 import { libc } from "../sys/libc.ts";
-import { errno, ErrnoError } from "../sys/errno.ts";
+import { EAGAIN, EBUSY, EINTR, errno, ErrnoError } from "../sys/errno.ts";
 import {
   closeFd,
   eventFd,
@@ -58,7 +58,6 @@ export const IORING_OP_READ = 22;
 /** Write from one buffer. */
 export const IORING_OP_WRITE = 23;
 const IORING_FSYNC_DATASYNC = 1;
-const EINTR = 4, EAGAIN = 11, EBUSY = 16;
 const REAP_BATCH = 64;
 
 // struct io_uring_params (120 bytes), offsets checked with a gcc probe.

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { ECANCELED, EIO } from "../sys/errno.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import {
   H_AVAIL,
@@ -42,9 +43,6 @@ import {
 } from "./_layout.ts";
 import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
-
-const ECANCELED = 125;
-const EIO = 5;
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {

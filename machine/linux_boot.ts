@@ -17,8 +17,6 @@ import {
 } from "../boot/mod.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import type { PciIrqRoute } from "../acpi/dsdt.ts";
-import { type LinearFramebuffer, writeScreenInfo } from "../boot/screen_info.ts";
-import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 
 /** What to boot. */
 export interface LinuxBootOptions {
@@ -34,8 +32,6 @@ export interface LinuxBootOptions {
   pci?: boolean;
   /** The root bridge's final _PRT (the builder has placed every function). */
   pciIrqRoutes?: readonly PciIrqRoute[];
-  /** A linear framebuffer to announce in boot_params.screen_info (bzImage only). */
-  framebuffer?: LinearFramebuffer;
 }
 
 /** What the loader decided. */
@@ -79,12 +75,8 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       e820,
       rsdp: acpi.rsdp,
     });
-    if (o.framebuffer) writeScreenInfo(mem, boot.bootParams, o.framebuffer);
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
-  }
-  if (o.framebuffer) {
-    throw new KernelLoaderError("a display needs a bzImage: the PVH entry has no screen_info");
   }
   const pvh = loadPvhKernel(mem, o.kernel, {
     cmdline: o.cmdline,

@@ -28,7 +28,6 @@ import {
   PROT_WRITE,
 } from "../sys/fd.ts";
 import { libc } from "../sys/libc.ts";
-import { type Gpa, gpa } from "./guest_address.ts";
 
 const HUGE_PAGE = 2 << 20;
 const MADV_DONTFORK = 10;
@@ -120,10 +119,9 @@ export const HIGH_RAM_START = 0x1_0000_0000;
  * @example
  * ```ts
  * import { GuestMemory } from "./guest_memory.ts";
- * import { gpa } from "./guest_address.ts";
  * const mem = GuestMemory.fromBuffer(new ArrayBuffer(4096));
- * mem.writeU32(gpa(0x10), 0xdeadbeef);
- * console.log(mem.readU32(gpa(0x10)).toString(16));
+ * mem.writeU32(0x10, 0xdeadbeef);
+ * console.log(mem.readU32(0x10).toString(16));
  * ```
  */
 export class GuestMemory {
@@ -241,7 +239,7 @@ export class GuestMemory {
    * @param len bytes
    * @returns a Uint8Array aliasing guest RAM
    */
-  slice(addr: Gpa | number, len: number): Uint8Array<ArrayBuffer> {
+  slice(addr: number, len: number): Uint8Array<ArrayBuffer> {
     const i = this.#region(addr, len);
     const off = addr - this.#starts[i];
     return this.#bytes[i].subarray(off, off + len);
@@ -255,7 +253,7 @@ export class GuestMemory {
    * @param len bytes
    * @returns host virtual address
    */
-  hostAddress(addr: Gpa | number, len: number): bigint {
+  hostAddress(addr: number, len: number): bigint {
     const i = this.#region(addr, len);
     const r = this.layout.regions[i];
     if (r.hostAddr === 0n) throw new GuestMemoryError(addr, len);
@@ -268,7 +266,7 @@ export class GuestMemory {
    * @param addr guest address
    * @param dst destination
    */
-  read(addr: Gpa | number, dst: Uint8Array): void {
+  read(addr: number, dst: Uint8Array): void {
     dst.set(this.slice(addr, dst.length));
   }
 
@@ -278,7 +276,7 @@ export class GuestMemory {
    * @param addr guest address
    * @param src bytes
    */
-  write(addr: Gpa | number, src: Uint8Array): void {
+  write(addr: number, src: Uint8Array): void {
     this.slice(addr, src.length).set(src);
   }
 
@@ -289,47 +287,47 @@ export class GuestMemory {
    * @param len bytes
    * @param value byte value
    */
-  fill(addr: Gpa | number, len: number, value = 0): void {
+  fill(addr: number, len: number, value = 0): void {
     this.slice(addr, len).fill(value);
   }
 
   /** Reads a byte. @param addr guest address @returns the value */
-  readU8(addr: Gpa | number): number {
+  readU8(addr: number): number {
     const i = this.#region(addr, 1);
     return this.#bytes[i][addr - this.#starts[i]];
   }
   /** Reads a little-endian u16. @param addr guest address @returns the value */
-  readU16(addr: Gpa | number): number {
+  readU16(addr: number): number {
     const i = this.#region(addr, 2);
     return this.#views[i].getUint16(addr - this.#starts[i], true);
   }
   /** Reads a little-endian u32. @param addr guest address @returns the value */
-  readU32(addr: Gpa | number): number {
+  readU32(addr: number): number {
     const i = this.#region(addr, 4);
     return this.#views[i].getUint32(addr - this.#starts[i], true);
   }
   /** Reads a little-endian u64. @param addr guest address @returns the value */
-  readU64(addr: Gpa | number): bigint {
+  readU64(addr: number): bigint {
     const i = this.#region(addr, 8);
     return this.#views[i].getBigUint64(addr - this.#starts[i], true);
   }
   /** Writes a byte. @param addr guest address @param v value */
-  writeU8(addr: Gpa | number, v: number): void {
+  writeU8(addr: number, v: number): void {
     const i = this.#region(addr, 1);
     this.#bytes[i][addr - this.#starts[i]] = v;
   }
   /** Writes a little-endian u16. @param addr guest address @param v value */
-  writeU16(addr: Gpa | number, v: number): void {
+  writeU16(addr: number, v: number): void {
     const i = this.#region(addr, 2);
     this.#views[i].setUint16(addr - this.#starts[i], v, true);
   }
   /** Writes a little-endian u32. @param addr guest address @param v value */
-  writeU32(addr: Gpa | number, v: number): void {
+  writeU32(addr: number, v: number): void {
     const i = this.#region(addr, 4);
     this.#views[i].setUint32(addr - this.#starts[i], v, true);
   }
   /** Writes a little-endian u64. @param addr guest address @param v value */
-  writeU64(addr: Gpa | number, v: bigint): void {
+  writeU64(addr: number, v: bigint): void {
     const i = this.#region(addr, 8);
     this.#views[i].setBigUint64(addr - this.#starts[i], v, true);
   }
@@ -372,5 +370,3 @@ function mapHugeAligned(size: number): bigint {
   libc.madvise(p, BigInt(size), MADV_DONTFORK);
   return addr;
 }
-
-export { type Gpa, gpa };

@@ -18,7 +18,7 @@ import { Bus } from "../devices/bus.ts";
 import { buildDevices, type DeviceContext, type DeviceSpec } from "../devices/device_spec.ts";
 import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { gettid, SCHED_FIFO, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
-import { BigLock, type BigLockState } from "../devices/shared_state.ts";
+import { BigLock, type BigLockState } from "../devices/big_lock.ts";
 import {
   VCPU_EXITS,
   VCPU_STATE,
@@ -26,7 +26,7 @@ import {
   VcpuRunState,
   VmControl,
   VmState,
-} from "./shared_state.ts";
+} from "./vm_control.ts";
 import { dumpVcpu } from "./dump.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
 import { epochMs } from "../sys/start_trace.ts";

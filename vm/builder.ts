@@ -30,8 +30,6 @@ import { KvmIrqLine } from "../kvm/vm.ts";
 import type { MainLoop } from "../mainloop/main_loop.ts";
 import { IOThread } from "../mainloop/iothread.ts";
 import { closeFd, eventFd } from "../sys/fd.ts";
-import { Framebuffer, FRAMEBUFFER_GPA, type FramebufferInfo } from "../memory/framebuffer.ts";
-import { KVM_MEM_LOG_DIRTY_PAGES } from "../kvm/abi.ts";
 import type { VirtioFunctionConfig } from "./config.ts";
 import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
@@ -54,8 +52,6 @@ export interface BuiltMachine {
   readonly iothreads: ReadonlyMap<number, IOThread>;
   /** Each PCI function: its name, slot and owning thread. */
   readonly pciFunctions: readonly { name: string; slot: number; iothread?: number }[];
-  /** The linear framebuffer, with its KVM memory slot (dirty logging on), if a display was asked for. */
-  readonly framebuffer?: FramebufferInfo & { readonly kvmSlot: number };
   /** Stops backends and iothreads, closes fds, KVM and RAM (after the vCPUs stopped). */
   close(): Promise<void>;
 }
@@ -114,7 +110,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   const placed: Placed[] = [];
   const fds: number[] = [];
   let machine: Machine | undefined;
-  let fb: Framebuffer | undefined;
   const close = async () => {
     for (const p of placed) {
       if (p.io) await p.io.call(VIRTIO_BACKEND, "stopVirtioBackend", p.id).catch(() => {});
@@ -127,8 +122,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     fds.length = 0;
     await machine?.close();
     machine = undefined;
-    fb?.close();
-    fb = undefined;
   };
   try {
     // 1. Each device model, once, on its loop: its shape decides the layout.
@@ -164,17 +157,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
-    let fbSlot = -1;
-    if (rc.display) {
-      fb = Framebuffer.allocate(rc.display.width, rc.display.height);
-      fbSlot = m.memory.layout.regions.length;
-      m.vm.setUserMemoryRegion(fbSlot, {
-        guestAddr: fb.info.guestAddr,
-        size: fb.info.size,
-        hostAddr: fb.info.hostAddr,
-        flags: KVM_MEM_LOG_DIRTY_PAGES,
-      });
-    }
     let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
@@ -184,7 +166,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         cpus: rc.cpus,
         pci: placed.length > 0,
         pciIrqRoutes: prt,
-        framebuffer: fb?.info,
       });
       traceMark("kernel and initrd loaded into guest RAM");
       entry = (v, i) => {
@@ -218,8 +199,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         return fd;
       };
       const bus = new PciBus({ hostBridge: new PciHostBridge() });
-      // BARs stay below the framebuffer, which takes the top of the window.
-      const allocator = new PciBarAllocator(fb ? { mmioEnd: FRAMEBUFFER_GPA } : {});
+      const allocator = new PciBarAllocator();
       const functions: PciFunctionArgs[] = [];
       const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
       placed.forEach((p, i) => {
@@ -248,7 +228,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       for (const [i, p] of placed.entries()) {
         const a = { id: p.id, memory: m.memory.layout, vmFd: m.vm.fd, fn: functions[i] };
         if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
-        else attachVirtioBackend(env.loop, a);
+        else await attachVirtioBackend(env.loop, a);
       }
       const args: PciDevicesArgs = {
         vmFd: m.vm.fd,
@@ -285,7 +265,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         slot: plan[i].slot,
         iothread: p.iothread,
       })),
-      framebuffer: fb ? { ...fb.info, kvmSlot: fbSlot } : undefined,
       close,
     };
   } catch (e) {

@@ -28,7 +28,6 @@ import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { findPvhEntry } from "../boot/elf.ts";
-import { FRAMEBUFFER_BPP, FRAMEBUFFER_MAX_BYTES } from "../memory/framebuffer.ts";
 
 /** A configuration ready to build from (and to rebuild from on reset). */
 export interface ResolvedConfig {
@@ -64,8 +63,6 @@ export interface ResolvedConfig {
   readonly syncDiskIo: boolean;
   /** Thread placement. */
   readonly placement: PlacementConfig;
-  /** A linear framebuffer of this size, announced to the kernel. */
-  readonly display?: { readonly width: number; readonly height: number };
 }
 
 function readInput(what: string, source: string | Uint8Array): Uint8Array {
@@ -86,13 +83,11 @@ function readInput(what: string, source: string | Uint8Array): Uint8Array {
   }
 }
 
-function isElf(kernel: Uint8Array): boolean {
-  return kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c && kernel[3] === 0x46;
-}
-
 function checkKernel(kernel: Uint8Array, name: string): void {
   try {
-    if (!isElf(kernel)) parseBzImage(kernel);
+    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
+      kernel[3] === 0x46;
+    if (!isElf) parseBzImage(kernel);
     else if (findPvhEntry(kernel) === undefined) {
       throw new KernelLoaderError(
         "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
@@ -163,20 +158,6 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
     if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
   }
-  const display = typeof c.display === "object" ? c.display : undefined;
-  if (display) {
-    const { width, height } = display;
-    const ok = (v: number) => Number.isInteger(v) && v >= 1 && v <= 8192;
-    if (!ok(width) || !ok(height)) {
-      throw new VmConfigError(`Invalid display size ${width}x${height}: 1 to 8192 pixels each`);
-    }
-    if (width * height * FRAMEBUFFER_BPP > FRAMEBUFFER_MAX_BYTES) {
-      throw new VmConfigError(`Display ${width}x${height} is too large for the framebuffer`);
-    }
-    if (kernel === undefined || isElf(kernel)) {
-      throw new VmConfigError("A display needs a bzImage kernel (screen_info)");
-    }
-  }
   let opened: OpenedDisk[];
   try {
     opened = openDisks(disks.map((d) => ({
@@ -208,7 +189,6 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     kvmPath: c.kvmPath,
     syncDiskIo: c.syncDiskIo ?? false,
     placement: c.placement ?? {},
-    display,
   };
 }
 

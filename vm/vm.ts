@@ -12,9 +12,8 @@ import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts"
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
-import type { FramebufferInfo } from "../memory/framebuffer.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import { VmState } from "../vcpu/shared_state.ts";
+import { VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
@@ -175,15 +174,6 @@ export class Vm {
       out.push({ id, name: io.name, tid: io.tid });
     }
     return out;
-  }
-
-  /**
-   * The linear framebuffer when the config asked for a display: its memfd,
-   * host mapping (valid in every thread), guest address, geometry, and the
-   * KVM memory slot (dirty logging on) for KVM_GET_DIRTY_LOG.
-   */
-  get framebuffer(): (FramebufferInfo & { readonly kvmSlot: number }) | undefined {
-    return this.#built?.framebuffer;
   }
 
   /** The disks: path, read-only flag and PCI slot. */

@@ -153,10 +153,38 @@ export async function smokeInitramfs(): Promise<string> {
   return await buildTestInitramfs({ script: `export PS1='${SMOKE_PROMPT}'\nexec sh -i\n` });
 }
 
+/** What the power-button guest prints when acpid runs, and when it got the button. */
+export const ACPID_READY = "DENOVMM-ACPID-READY";
+/** Printed by the guest's power-button action before it powers off. */
+export const POWER_BUTTON_SEEN = "DENOVMM-POWERBUTTON";
+
+/**
+ * The test initramfs with Linux's ACPI button driver and evdev loaded and
+ * busybox `acpid` running, whose power-button action prints
+ * {@link POWER_BUTTON_SEEN} and powers off.
+ *
+ * @returns path of the cached cpio
+ */
+export async function acpidInitramfs(): Promise<string> {
+  return await buildTestInitramfs({
+    modules: ["button", "evdev"],
+    script: [
+      "mkdir -p /etc/acpi/PWRF",
+      `printf '#!/bin/sh\\necho ${POWER_BUTTON_SEEN}\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080`,
+      "chmod 755 /etc/acpi/PWRF/00000080",
+      "acpid",
+      `echo ${ACPID_READY}`,
+      "sleep 600",
+      "",
+    ].join("\n"),
+  });
+}
+
 /** Everything the KVM tests need, made ready on this host. */
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
   await echoInitramfs();
   await diskInitramfs();
   await smokeInitramfs();
+  await acpidInitramfs();
 }
