@@ -54,6 +54,11 @@ export interface ThreadPoolOptions {
   idleTimeoutMs?: number;
   /** Requests in flight at once, a power of two (default 4096). */
   queueSize?: number;
+  /**
+   * For benchmarks: 2 f64 per slot (slot = handle % queueSize) that the pool
+   * threads fill with CLOCK_MONOTONIC ns when each system call starts and ends.
+   */
+  stamps?: SharedArrayBuffer;
 }
 
 let nextThread = 0;
@@ -170,6 +175,10 @@ export class ThreadPool implements AioBackend {
       cring: sab(size * 4),
       bh: { state: new SharedArrayBuffer(0), fd: -1, index: 0 },
     };
+    if (options.stamps) {
+      if (options.stamps.byteLength < size * 16) throw new RangeError("stamps too small");
+      this.#shared.stamps = options.stamps;
+    }
     this.#h = new Int32Array(this.#shared.header);
     this.#si = new Int32Array(this.#shared.slots);
     this.#sf = new Float64Array(this.#shared.slots);
