@@ -14,7 +14,7 @@
 import { Machine, setRealModeEntry } from "../machine/machine.ts";
 import { PIO_LOOP_EXIT_CODE, PIO_LOOP_PORT, pioLoop } from "../guests/pio_loop.ts";
 import { GUEST_MIN_RAM } from "../guests/guest.ts";
-import { VM_STATS_OFF } from "../vcpu/shared_state.ts";
+import { VM_STATS_OFF } from "../vcpu/vm_control.ts";
 import { runNested } from "../tests/nested/run_nested.ts";
 
 const N = Number(Deno.env.get("DENOVMM_PIO_EXITS") ?? 200_000);

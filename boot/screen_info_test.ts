@@ -1,49 +1,70 @@
-// screen_info for a linear framebuffer, field by field, at Linux's offsets.
 import assert from "node:assert/strict";
-import { GuestMemory } from "../memory/guest_memory.ts";
-import {
-  SCREEN_INFO,
-  VIDEO_CAPABILITY_64BIT_BASE,
-  VIDEO_TYPE_VLFB,
-  writeScreenInfo,
-} from "./screen_info.ts";
+import { SCREEN_INFO, SCREEN_INFO_SIZE, VIDEO_TYPE_EFI, writeScreenInfo } from "./screen_info.ts";
 
-Deno.test("a 1024x768 x8r8g8b8 framebuffer below 4 GiB", () => {
-  const mem = GuestMemory.fromBuffer(new ArrayBuffer(0x8000));
-  mem.fill(0x7000, 0x1000, 0xaa);
-  writeScreenInfo(mem, 0x7000, {
-    guestAddr: 0xfd00_0000,
-    size: 1024 * 768 * 4,
+Deno.test("screen_info layout matches <linux/screen_info.h>", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const lines = Object.keys(SCREEN_INFO).map((k) =>
+      `printf("${k} %zu %zu\\n", offsetof(struct screen_info, ${k}), sizeof(((struct screen_info *)0)->${k}));`
+    );
+    await Deno.writeTextFile(
+      `${dir}/p.c`,
+      `#include <stdio.h>\n#include <stddef.h>\n#include <linux/screen_info.h>\nint main(void){\n${
+        lines.join("\n")
+      }\nprintf("size %zu\\n", sizeof(struct screen_info));\nprintf("efi %d\\n", VIDEO_TYPE_EFI);\nreturn 0;}\n`,
+    );
+    const cc = await new Deno.Command("cc", {
+      args: ["-o", `${dir}/p`, `${dir}/p.c`],
+      stderr: "piped",
+    }).output();
+    assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
+    const out = new TextDecoder().decode((await new Deno.Command(`${dir}/p`).output()).stdout);
+    for (const line of out.trim().split("\n")) {
+      const [k, a, b] = line.split(" ");
+      if (k === "size") assert.equal(Number(a), SCREEN_INFO_SIZE);
+      else if (k === "efi") assert.equal(Number(a), VIDEO_TYPE_EFI);
+      else {
+        const f = SCREEN_INFO[k as keyof typeof SCREEN_INFO];
+        assert.deepEqual([f.offset, f.size], [Number(a), Number(b)], k);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeScreenInfo announces an EFI x8r8g8b8 framebuffer and refuses one that does not fit", () => {
+  const v = new DataView(new ArrayBuffer(4096));
+  v.setUint8(0x0f, 0xaa);
+  writeScreenInfo(v, 0, {
+    base: 0xfd00_0000,
+    size: 16 << 20,
     width: 1024,
     height: 768,
     stride: 4096,
   });
-  const at = (o: number) => 0x7000 + o;
-  assert.equal(mem.readU8(at(SCREEN_INFO.orig_video_isVGA)), VIDEO_TYPE_VLFB);
-  assert.equal(mem.readU16(at(0x12)), 1024);
-  assert.equal(mem.readU16(at(0x14)), 768);
-  assert.equal(mem.readU16(at(0x16)), 32);
-  assert.equal(mem.readU32(at(0x18)), 0xfd00_0000);
-  assert.equal(mem.readU32(at(0x1c)), 48); // 3 MiB in 64 KiB units
-  assert.equal(mem.readU16(at(0x24)), 4096);
-  // red 8@16, green 8@8, blue 8@0, reserved 8@24
-  assert.deepEqual([...mem.slice(at(0x26), 8)], [8, 16, 8, 8, 8, 0, 8, 24]);
-  assert.equal(mem.readU32(at(0x36)), 0);
-  // The rest of screen_info is zeroed; what follows it is untouched.
-  assert.equal(mem.readU8(at(0x00)), 0);
-  assert.equal(mem.readU8(at(0x40)), 0xaa);
-});
-
-Deno.test("a base above 4 GiB sets 64BIT_BASE and ext_lfb_base", () => {
-  const mem = GuestMemory.fromBuffer(new ArrayBuffer(0x8000));
-  writeScreenInfo(mem, 0x7000, {
-    guestAddr: 0x1_2000_0000,
-    size: 0x10000,
-    width: 64,
-    height: 64,
-    stride: 256,
-  });
-  assert.equal(mem.readU32(0x7000 + SCREEN_INFO.lfb_base), 0x2000_0000);
-  assert.equal(mem.readU32(0x7000 + SCREEN_INFO.capabilities), VIDEO_CAPABILITY_64BIT_BASE);
-  assert.equal(mem.readU32(0x7000 + SCREEN_INFO.ext_lfb_base), 1);
+  assert.equal(v.getUint8(0x0f), 0x70);
+  assert.equal(v.getUint16(0x12, true), 1024);
+  assert.equal(v.getUint16(0x14, true), 768);
+  assert.equal(v.getUint16(0x16, true), 32);
+  assert.equal(v.getUint32(0x18, true), 0xfd00_0000);
+  assert.equal(v.getUint32(0x1c, true), 16 << 20);
+  assert.equal(v.getUint16(0x24, true), 4096);
+  assert.deepEqual([0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b].map((o) => v.getUint8(o)), [
+    8,
+    16,
+    8,
+    8,
+    8,
+    0,
+  ]);
+  assert.equal(v.getUint32(0x36, true), 0);
+  writeScreenInfo(v, 0, { base: 0x1_2000_0000, size: 1 << 20, width: 16, height: 16, stride: 64 });
+  assert.equal(v.getUint32(0x18, true), 0x2000_0000);
+  assert.equal(v.getUint32(0x3a, true), 1);
+  assert.equal(v.getUint32(0x36, true), 2);
+  assert.throws(
+    () => writeScreenInfo(v, 0, { base: 0, size: 4096, width: 64, height: 64, stride: 256 }),
+    RangeError,
+  );
 });

@@ -391,8 +391,6 @@ export const KVM_IRQCHIP_IOAPIC = 2;
 export const KVM_MP_STATE_RUNNABLE = 0;
 /** AP waiting for INIT/SIPI. */
 export const KVM_MP_STATE_UNINITIALIZED = 1;
-/** kvm_userspace_memory_region.flags: track writes for KVM_GET_DIRTY_LOG. */
-export const KVM_MEM_LOG_DIRTY_PAGES = 1;
 /** system_event types. */
 export const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
 /** Reset requested. */
@@ -436,5 +434,4 @@ export const CONSTANTS: Readonly<Record<string, number>> = Object.freeze({
   KVM_MP_STATE_UNINITIALIZED,
   KVM_SYSTEM_EVENT_SHUTDOWN,
   KVM_SYSTEM_EVENT_RESET,
-  KVM_MEM_LOG_DIRTY_PAGES,
 });

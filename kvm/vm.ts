@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { GsiRoute, IoEventFd, Vm } from "../hypervisor/types.ts";
 import { libc } from "../sys/libc.ts";
 import { check, errno, ErrnoError } from "../sys/errno.ts";
 import { closeFd, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE } from "../sys/fd.ts";
@@ -39,24 +40,7 @@ export interface VcpuHandleData {
   readonly runSize: number;
 }
 
-/** A GSI routing entry. */
-export type GsiRoute =
-  | { gsi: number; kind: "irqchip"; irqchip: number; pin: number }
-  | { gsi: number; kind: "msi"; addressLo: number; addressHi: number; data: number };
-
-/** An ioeventfd registration. */
-export interface IoEventFd {
-  /** Guest address (port or MMIO address). */
-  addr: number;
-  /** Access length to match (0 = any). */
-  len: number;
-  /** eventfd to signal. */
-  fd: number;
-  /** PIO bus instead of MMIO. */
-  pio?: boolean;
-  /** Only match writes of this value. */
-  datamatch?: bigint;
-}
+export type { GsiRoute, IoEventFd } from "../hypervisor/types.ts";
 
 /**
  * A VM.
@@ -68,7 +52,7 @@ export interface IoEventFd {
  * vm.createIrqchip();
  * ```
  */
-export class KvmVm {
+export class KvmVm implements Vm {
   /** The VM fd. */
   readonly fd: number;
   readonly #runSize: number;

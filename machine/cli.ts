@@ -14,6 +14,7 @@ import { parseSize } from "./size.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 import { buildRoleTable, PlacementError, type PlacementFlags } from "../placement/policy.ts";
 import { driveToDisk, guestName, memorySize, qmpSocketPath, smpCpus } from "./qemu_options.ts";
+import { parseVncOption } from "../ui/vnc/options.ts";
 
 /** A mistake in the command line; main.ts prints the message and exits 1. */
 export class UsageError extends Error {
@@ -56,6 +57,10 @@ export interface VmOptions {
   placement: PlacementFlags;
   /** Print statistics to stderr every this many seconds. */
   statsInterval?: number;
+  /** `--vnc` (display): the option string, checked. */
+  vnc?: string;
+  /** `--display none` turns the framebuffer off; `--display vnc` is the default with --vnc. */
+  display?: "none" | "vnc";
   /** Print help and exit. */
   help: boolean;
   /** Print the version and exit. */
@@ -101,6 +106,10 @@ Options (QEMU's spelling in brackets; both work):
   --stats-interval SECONDS
                     print a statistics line to stderr every SECONDS
   --log-unclaimed   log the first access to each port/MMIO address no device claims
+  --vnc :N|HOST:N[,password-file=PATH][,websocket[=PORT]]
+                    [-vnc] a framebuffer (console=tty0 shows on it) served over VNC on
+                    127.0.0.1:5900+N unless HOST is named; PS/2 keyboard input
+  --display none|vnc  [-display] none: no framebuffer device (the default without --vnc)
   --version         print the version
   --help            print this help
 
@@ -130,6 +139,8 @@ type Key =
   | "sched"
   | "cgroup"
   | "statsInterval"
+  | "vnc"
+  | "display"
   | "help"
   | "version";
 
@@ -162,6 +173,8 @@ const SPECS: readonly Spec[] = [
   { key: "sched", names: ["--sched"] },
   { key: "cgroup", names: ["--cgroup"] },
   { key: "statsInterval", names: ["--stats-interval"] },
+  { key: "vnc", names: ["--vnc", "-vnc"] },
+  { key: "display", names: ["--display", "-display"] },
   { key: "help", names: ["--help", "-h", "-help"], flag: true },
   { key: "version", names: ["--version", "-version"], flag: true },
 ];
@@ -297,6 +310,24 @@ export function parseCli(args: readonly string[]): VmOptions {
       );
     }
   }
+  // --vnc / --display (ui/vnc).
+  if (v.vnc !== undefined) {
+    try {
+      parseVncOption(v.vnc);
+    } catch (e) {
+      throw new UsageError(`Invalid ${t.vnc} '${v.vnc}': ${(e as Error).message}`);
+    }
+    if (v.kernel === undefined) throw new UsageError(`${t.vnc} needs --kernel`);
+  }
+  if (v.display !== undefined && v.display !== "none" && v.display !== "vnc") {
+    throw new UsageError(`Invalid ${t.display} '${v.display}': use none or vnc`);
+  }
+  if (v.display === "none" && v.vnc !== undefined) {
+    throw new UsageError(`${t.vnc} needs a display: drop ${t.display} none`);
+  }
+  if (v.display === "vnc" && v.vnc === undefined) {
+    throw new UsageError(`${t.display} vnc needs --vnc :N`);
+  }
   const placement: PlacementFlags = {
     vcpuAffinity: v.vcpuAffinity,
     affinity: v.affinity,
@@ -325,6 +356,8 @@ export function parseCli(args: readonly string[]): VmOptions {
     daemonize: f.has("daemonize"),
     placement,
     statsInterval,
+    vnc: v.vnc,
+    display: v.display as VmOptions["display"],
     help: f.has("help"),
     version: f.has("version"),
   };

@@ -17,8 +17,7 @@ import {
 } from "../boot/mod.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import type { PciIrqRoute } from "../acpi/dsdt.ts";
-import { type LinearFramebuffer, writeScreenInfo } from "../boot/screen_info.ts";
-import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
+import { type LinearFramebufferInfo, writeScreenInfo } from "../boot/screen_info.ts";
 
 /** What to boot. */
 export interface LinuxBootOptions {
@@ -34,8 +33,8 @@ export interface LinuxBootOptions {
   pci?: boolean;
   /** The root bridge's final _PRT (the builder has placed every function). */
   pciIrqRoutes?: readonly PciIrqRoute[];
-  /** A linear framebuffer to announce in boot_params.screen_info (bzImage only). */
-  framebuffer?: LinearFramebuffer;
+  /** A linear framebuffer to announce in screen_info (bzImage boots only). */
+  framebuffer?: LinearFramebufferInfo;
 }
 
 /** What the loader decided. */
@@ -79,12 +78,12 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       e820,
       rsdp: acpi.rsdp,
     });
-    if (o.framebuffer) writeScreenInfo(mem, boot.bootParams, o.framebuffer);
+    if (o.framebuffer) {
+      const zeroPage = mem.slice(boot.bootParams, 0x1000);
+      writeScreenInfo(new DataView(zeroPage.buffer, zeroPage.byteOffset, 0x1000), 0, o.framebuffer);
+    }
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
-  }
-  if (o.framebuffer) {
-    throw new KernelLoaderError("a display needs a bzImage: the PVH entry has no screen_info");
   }
   const pvh = loadPvhKernel(mem, o.kernel, {
     cmdline: o.cmdline,

@@ -8,7 +8,7 @@
  */
 import type { BusMapping, DeviceContext } from "../devices/device_spec.ts";
 import { createLegacyDevices, type LegacyState } from "../devices/legacy/mod.ts";
-import { libc } from "../sys/libc.ts";
+import { ConsoleOutput } from "../devices/console_output.ts";
 
 /** Arguments of {@link pcDevices}. */
 export interface PcDeviceArgs {
@@ -32,28 +32,12 @@ const CONSOLE_BATCH = 4096;
  * ```
  */
 export function pcDevices(args: PcDeviceArgs, ctx: DeviceContext): BusMapping[] {
-  const fd = ctx.consoleFd;
-  const batch = new Uint8Array(CONSOLE_BATCH);
-  let pending = 0;
-  const flush = () => {
-    let off = 0;
-    while (off < pending) {
-      const n = Number(
-        libc.write(fd, off === 0 ? batch : batch.subarray(off), BigInt(pending - off)),
-      );
-      if (n <= 0) break; // the console is gone: drop the output, never the VM
-      off += n;
-    }
-    pending = 0;
-  };
-  ctx.afterExit(flush);
+  const out = new ConsoleOutput(ctx.consoleFd, CONSOLE_BATCH);
+  ctx.afterExit(() => out.flush());
   const devices = createLegacyDevices(args.legacy, {
     irq: (gsi) => ctx.irq(gsi),
     events: ctx.events,
-    sink(byte) {
-      batch[pending++] = byte;
-      if (pending === CONSOLE_BATCH) flush();
-    },
+    sink: (byte) => out.push(byte),
   });
   return devices.entries.map((e) => ({
     space: "pio" as const,

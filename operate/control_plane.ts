@@ -8,10 +8,10 @@
  */
 import type { EventLoop } from "../mainloop/types.ts";
 import type { LoopStats } from "../mainloop/loop_stats.ts";
-import type { VmControl } from "../vcpu/shared_state.ts";
+import type { VmControl } from "../vcpu/vm_control.ts";
 import { QmpServer } from "../qmp/server.ts";
 import { type ControllableVm, VmQmpTarget } from "../qmp/vm_target.ts";
-import { sockaddrUn, SocketPathError, socketPathState } from "../sys/socket.ts";
+import { sockaddrUn, SocketPathError, socketPathState } from "../sys/unix_socket.ts";
 import { ErrnoError } from "../sys/errno.ts";
 import { setThreadName } from "../sys/thread.ts";
 import { checkPlacement, installPlacement } from "../placement/install.ts";

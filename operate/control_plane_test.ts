@@ -3,7 +3,7 @@ import { MainLoop } from "../mainloop/main_loop.ts";
 import { TestClient } from "../qmp/_test_client.ts";
 import { ControlPlaneError, type OperatedVm, startControlPlane } from "./control_plane.ts";
 import { Pidfile, PidfileError } from "./pidfile.ts";
-import { VCPU_EXIT_KINDS, VCPU_EXITS, VmControl } from "../vcpu/shared_state.ts";
+import { VCPU_EXIT_KINDS, VCPU_EXITS, VmControl } from "../vcpu/vm_control.ts";
 import { gettid } from "../sys/thread.ts";
 
 /** A VM double with the builder's Vm shape and lifecycle. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { socketRecv, socketSend, unixConnect } from "../sys/socket.ts";
+import { socketRecv, socketSend, unixConnect } from "../sys/unix_socket.ts";
 import { closeFd } from "../sys/fd.ts";
 import type { QmpBlock, QmpRunState, QmpTarget } from "./target.ts";
 

@@ -19,7 +19,7 @@ import {
   socketRecv,
   socketSend,
   unixListen,
-} from "../sys/socket.ts";
+} from "../sys/unix_socket.ts";
 import { closeFd } from "../sys/fd.ts";
 import { JsonStreamer } from "./json_stream.ts";
 import { prepareCommand, QmpError } from "./commands.ts";

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { VCPU_EXIT_KINDS, VCPU_EXITS, type VmControl } from "../vcpu/shared_state.ts";
+import { VCPU_EXIT_KINDS, VCPU_EXITS, type VmControl } from "../vcpu/vm_control.ts";
 import type { LoopStats } from "../mainloop/loop_stats.ts";
 import { aioPools } from "../aio/pool_stats.ts";
 import { processThreads } from "../sys/procfs.ts";

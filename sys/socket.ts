@@ -1,174 +1,146 @@
 /**
- * Unix-domain stream sockets over libc: listen on a path, accept, connect,
- * non-blocking send and receive. The VMM's control sockets (QMP, VNC) use
- * these instead of `Deno.listen`, so they need `--allow-ffi` only, and their
- * fds go straight into the main loop's `setFdHandler`.
+ * Stream sockets through libc: TCP (IPv4 and IPv6 literals) and Unix-domain
+ * listeners, non-blocking accept, send and receive. The VMM runs with
+ * `--allow-ffi` only, so it never uses `Deno.listen`; these fds go to the
+ * main loop's `setFdHandler` like any other.
+ *
+ * Every socket is created non-blocking and close-on-exec. Sends use
+ * MSG_NOSIGNAL, so a peer that went away yields EPIPE, never SIGPIPE.
  *
  * @module
  */
 import { libc } from "./libc.ts";
-import { check, EAGAIN, EINTR, ENOENT, errno, ErrnoError } from "./errno.ts";
+import { errno, ErrnoError } from "./errno.ts";
 import { closeFd, cstring } from "./fd.ts";
 
-/** Address family of Unix-domain sockets. */
-export const AF_UNIX = 1;
-/** Stream sockets. */
-export const SOCK_STREAM = 1;
-/** Non-blocking (socket/accept4 flag). */
-export const SOCK_NONBLOCK = 0o4000;
-/** Close on exec (socket/accept4 flag). */
-export const SOCK_CLOEXEC = 0o2000000;
-/** send(2): no SIGPIPE when the peer has gone; EPIPE instead. */
-export const MSG_NOSIGNAL = 0x4000;
-/** send(2): do not block even on a blocking socket. */
-export const MSG_DONTWAIT = 0x40;
-/** shutdown(2): stop both directions. */
+const AF_UNIX = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const IPPROTO_TCP = 6;
+const TCP_NODELAY = 1;
+const MSG_NOSIGNAL = 0x4000;
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
+const EINTR = 4;
+const EINPROGRESS = 115;
+
+/** shutdown(2) how: both directions. */
 export const SHUT_RDWR = 2;
 
-const ECONNREFUSED = 111;
-const SUN_PATH_MAX = 108;
-const SYS_newfstatat = 262n;
-const AT_FDCWD = -100n;
-const AT_SYMLINK_NOFOLLOW = 0x100n;
-const S_IFMT = 0o170000;
-const S_IFSOCK = 0o140000;
+/** A socket address: an IP literal and port, or a Unix socket path. */
+export type SocketAddress = { host: string; port: number } | { path: string };
 
-/** A socket path the VMM refuses to use (one line naming why). */
-export class SocketPathError extends Error {
-  /** @param message what is wrong with the path */
-  constructor(message: string) {
-    super(message);
-    this.name = "SocketPathError";
+function parseIpv4(host: string): Uint8Array | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(host);
+  if (!m) return undefined;
+  const b = m.slice(1).map(Number);
+  return b.every((x) => x <= 255) ? new Uint8Array(b) : undefined;
+}
+
+function parseIpv6(host: string): Uint8Array | undefined {
+  const h = host.replace(/^\[|\]$/g, "");
+  if (!/^[0-9a-fA-F:]+$/.test(h) || !h.includes(":")) return undefined;
+  const halves = h.split("::");
+  if (halves.length > 2) return undefined;
+  const part = (s: string) => (s === "" ? [] : s.split(":"));
+  const head = part(halves[0]), tail = halves.length === 2 ? part(halves[1]) : [];
+  const fill = 8 - head.length - tail.length;
+  if (halves.length === 1 ? fill !== 0 : fill < 1) return undefined;
+  const groups = [...head, ...new Array(halves.length === 2 ? fill : 0).fill("0"), ...tail];
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(groups[i])) return undefined;
+    const v = parseInt(groups[i], 16);
+    out[2 * i] = v >> 8;
+    out[2 * i + 1] = v & 0xff;
   }
+  return out;
 }
 
 /**
- * A `struct sockaddr_un` for a path.
+ * Builds a struct sockaddr for an address.
  *
- * @param path the socket path (at most 107 bytes)
- * @returns the address bytes and their length for bind/connect
- * @throws SocketPathError when the path is empty or too long
+ * @param addr `{host, port}` with an IPv4/IPv6 literal or `localhost`, or `{path}`
+ * @returns the family and the sockaddr bytes
+ * @throws TypeError for a host name that is not a literal
  * @example
  * ```ts
- * import { sockaddrUn } from "./socket.ts";
- * const { addr, len } = sockaddrUn("/tmp/x.sock");
- * console.log(addr[0], len); // 1 (AF_UNIX) 14
+ * import { sockaddr } from "./socket.ts";
+ * console.log(sockaddr({ host: "127.0.0.1", port: 5900 }).family); // 2
  * ```
  */
-export function sockaddrUn(path: string): { addr: Uint8Array<ArrayBuffer>; len: number } {
-  const p = cstring(path);
-  if (p.length === 1) throw new SocketPathError("socket path is empty");
-  if (p.length > SUN_PATH_MAX) {
-    throw new SocketPathError(
-      `socket path '${path}' is too long (${p.length - 1} bytes, at most ${SUN_PATH_MAX - 1})`,
-    );
+export function sockaddr(addr: SocketAddress): { family: number; bytes: Uint8Array<ArrayBuffer> } {
+  if ("path" in addr) {
+    const p = cstring(addr.path);
+    if (p.length > 108) throw new RangeError(`Socket path too long: ${addr.path}`);
+    const b = new Uint8Array(110);
+    new DataView(b.buffer).setUint16(0, AF_UNIX, true);
+    b.set(p, 2);
+    return { family: AF_UNIX, bytes: b };
   }
-  const addr = new Uint8Array(2 + SUN_PATH_MAX);
-  addr[0] = AF_UNIX;
-  addr.set(p, 2);
-  return { addr, len: 2 + p.length };
+  const { port } = addr;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`Invalid port ${port}`);
+  }
+  const host = addr.host === "localhost" ? "127.0.0.1" : addr.host;
+  const v4 = parseIpv4(host);
+  if (v4) {
+    const b = new Uint8Array(16);
+    const v = new DataView(b.buffer);
+    v.setUint16(0, AF_INET, true);
+    v.setUint16(2, port, false);
+    b.set(v4, 4);
+    return { family: AF_INET, bytes: b };
+  }
+  const v6 = parseIpv6(host);
+  if (v6) {
+    const b = new Uint8Array(28);
+    const v = new DataView(b.buffer);
+    v.setUint16(0, AF_INET6, true);
+    v.setUint16(2, port, false);
+    b.set(v6, 8);
+    return { family: AF_INET6, bytes: b };
+  }
+  throw new TypeError(`Not an IP address: '${addr.host}' (use a numeric address)`);
 }
 
-/** What is at a path where a socket should be created. */
-export type SocketPathState = "absent" | "stale-socket" | "live-socket" | "not-socket";
-
-function lstatMode(path: string): number | undefined {
-  const st = new Uint8Array(144);
-  const p = cstring(path);
-  const r = libc.syscall(
-    SYS_newfstatat,
-    AT_FDCWD,
-    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(p))),
-    BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(st))),
-    AT_SYMLINK_NOFOLLOW,
-    0n,
-    0n,
-  );
-  if (r < 0n) {
-    const e = errno();
-    if (e === ENOENT) return undefined;
-    throw new ErrnoError(`stat ${path}`, e);
-  }
-  return new DataView(st.buffer).getUint32(24, true);
+function describe(addr: SocketAddress): string {
+  return "path" in addr ? addr.path : `${addr.host}:${addr.port}`;
 }
 
 /**
- * Looks at a path: nothing there, a socket nobody listens on (left by a
- * process that died), a socket in use, or something else.
+ * A listening, non-blocking stream socket.
  *
- * @param path the path
- * @returns its state
+ * @param addr where to listen; an existing Unix socket path is not replaced
+ * @param options backlog (default 16)
+ * @returns the listening fd
+ * @throws ErrnoError ("bind 127.0.0.1:5900: EADDRINUSE")
  * @example
  * ```ts
- * import { socketPathState } from "./socket.ts";
- * console.log(socketPathState("/nonexistent/x.sock")); // "absent"
- * ```
- */
-export function socketPathState(path: string): SocketPathState {
-  const mode = lstatMode(path);
-  if (mode === undefined) return "absent";
-  if ((mode & S_IFMT) !== S_IFSOCK) return "not-socket";
-  const { addr, len } = sockaddrUn(path);
-  const fd = check("socket", libc.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  try {
-    if (libc.connect(fd, addr, len) === 0) return "live-socket";
-    const e = errno();
-    return e === ECONNREFUSED || e === ENOENT ? "stale-socket" : "live-socket";
-  } finally {
-    closeFd(fd);
-  }
-}
-
-/** Options for {@link unixListen}. */
-export interface UnixListenOptions {
-  /** Permission bits of the socket file (default 0o600: only this user). */
-  mode?: number;
-  /** listen(2) backlog (default 4). */
-  backlog?: number;
-}
-
-/**
- * Creates a non-blocking listening Unix socket at a path. A stale socket left
- * there (nobody listening) is replaced; a live socket or any other file is
- * refused. The file is created with `mode` from the start (umask during
- * bind), so there is no moment when others could connect.
- *
- * @param path where to listen
- * @param options mode and backlog
- * @returns the listening fd (non-blocking, close-on-exec)
- * @throws SocketPathError for a path in use or not a socket; ErrnoError otherwise
- * @example
- * ```ts
- * import { unixListen } from "./socket.ts";
+ * import { listenSocket, localPort } from "./socket.ts";
  * import { closeFd } from "./fd.ts";
- * const path = Deno.makeTempDirSync() + "/qmp.sock";
- * const fd = unixListen(path);
+ * const fd = listenSocket({ host: "127.0.0.1", port: 0 });
+ * console.log(localPort(fd) > 0);
  * closeFd(fd);
  * ```
  */
-export function unixListen(path: string, options: UnixListenOptions = {}): number {
-  const mode = options.mode ?? 0o600;
-  const { addr, len } = sockaddrUn(path);
-  const state = socketPathState(path);
-  if (state === "not-socket") {
-    throw new SocketPathError(`'${path}' exists and is not a socket; not replacing it`);
-  }
-  if (state === "live-socket") {
-    throw new SocketPathError(`'${path}' is a socket in use by another process`);
-  }
-  if (state === "stale-socket") check(`unlink ${path}`, libc.unlink(cstring(path)));
-  const fd = check(
-    "socket",
-    libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
-  );
+export function listenSocket(addr: SocketAddress, options: { backlog?: number } = {}): number {
+  const { family, bytes } = sockaddr(addr);
+  const fd = libc.socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new ErrnoError("socket", errno());
   try {
-    const old = libc.umask(~mode & 0o777);
-    const r = libc.bind(fd, addr, len);
-    const bindErr = errno();
-    libc.umask(old);
-    if (r < 0) throw new ErrnoError(`bind ${path}`, bindErr);
-    check(`chmod ${path}`, libc.chmod(cstring(path), mode));
-    check("listen", libc.listen(fd, options.backlog ?? 4));
+    if (family !== AF_UNIX) setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (libc.bind(fd, bytes, bytes.length) < 0) {
+      throw new ErrnoError(`bind ${describe(addr)}`, errno());
+    }
+    if (libc.listen(fd, options.backlog ?? 16) < 0) {
+      throw new ErrnoError(`listen ${describe(addr)}`, errno());
+    }
     return fd;
   } catch (e) {
     closeFd(fd);
@@ -177,109 +149,132 @@ export function unixListen(path: string, options: UnixListenOptions = {}): numbe
 }
 
 /**
- * Accepts one pending connection.
+ * Starts a non-blocking connect (for tests and clients): the fd becomes
+ * writable when connected.
  *
- * @param listenFd a listening socket
- * @returns the new connection (non-blocking, close-on-exec), or -1 when none is pending
+ * @param addr the peer
+ * @returns the socket fd
  * @example
  * ```ts ignore
- * const conn = acceptConnection(listenFd);
- * if (conn >= 0) loop.setFdHandler(conn, { read: onRead });
+ * const fd = connectSocket({ host: "127.0.0.1", port: 5900 });
  * ```
  */
-export function acceptConnection(listenFd: number): number {
-  for (;;) {
-    const fd = libc.accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) return fd;
-    const e = errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN || e === ECONNREFUSED) return -1;
-    // ECONNABORTED and friends: that client is gone; others stay pending.
-    if (e === 103) continue;
-    throw new ErrnoError("accept4", e);
-  }
-}
-
-/**
- * Connects to a Unix socket (clients and tests).
- *
- * @param path the socket path
- * @param options `nonblock` makes the connected fd non-blocking
- * @returns the connected fd (close-on-exec)
- * @example
- * ```ts ignore
- * const fd = unixConnect("/run/vm/qmp.sock");
- * ```
- */
-export function unixConnect(path: string, options: { nonblock?: boolean } = {}): number {
-  const { addr, len } = sockaddrUn(path);
-  const flags = SOCK_STREAM | SOCK_CLOEXEC | (options.nonblock ? SOCK_NONBLOCK : 0);
-  const fd = check("socket", libc.socket(AF_UNIX, flags, 0));
-  if (libc.connect(fd, addr, len) < 0) {
+export function connectSocket(addr: SocketAddress): number {
+  const { family, bytes } = sockaddr(addr);
+  const fd = libc.socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new ErrnoError("socket", errno());
+  if (libc.connect(fd, bytes, bytes.length) < 0 && errno() !== EINPROGRESS) {
     const e = errno();
     closeFd(fd);
-    throw new ErrnoError(`connect ${path}`, e);
+    throw new ErrnoError(`connect ${describe(addr)}`, e);
   }
   return fd;
 }
 
-/**
- * Sends bytes without blocking and without SIGPIPE.
- *
- * @param fd a connected socket
- * @param data the bytes
- * @returns bytes sent (maybe fewer), or -1 when the socket buffer is full
- * @throws ErrnoError when the peer has gone (EPIPE, ECONNRESET)
- * @example
- * ```ts ignore
- * const n = socketSend(fd, new TextEncoder().encode("{}\r\n"));
- * ```
- */
-export function socketSend(fd: number, data: Uint8Array<ArrayBuffer>): number {
-  for (;;) {
-    const n = Number(libc.send(fd, data, BigInt(data.byteLength), MSG_NOSIGNAL | MSG_DONTWAIT));
-    if (n >= 0) return n;
-    const e = errno();
-    if (e === EINTR) continue;
-    if (e === EAGAIN) return -1;
-    throw new ErrnoError("send", e);
+function setIntOption(fd: number, level: number, name: number, value: number): void {
+  const v = new Int32Array([value]);
+  if (libc.setsockopt(fd, level, name, new Uint8Array(v.buffer), 4) < 0) {
+    throw new ErrnoError("setsockopt", errno());
   }
 }
 
 /**
- * Receives what is there without blocking (on a non-blocking socket).
+ * Turns off Nagle's algorithm on a TCP socket (small protocol replies go out at once).
+ *
+ * @param fd a TCP socket
+ */
+export function setNoDelay(fd: number): void {
+  const v = new Int32Array([1]);
+  libc.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, new Uint8Array(v.buffer), 4);
+}
+
+const acceptAddr = new Uint8Array(128);
+const acceptLen = new Uint32Array(1);
+
+/**
+ * Accepts one pending connection, non-blocking and close-on-exec.
+ *
+ * @param fd a listening socket
+ * @returns the connection's fd, or -1 when none is pending
+ * @throws ErrnoError for failures other than EAGAIN/EINTR
+ */
+export function acceptSocket(fd: number): number {
+  acceptLen[0] = acceptAddr.length;
+  const c = libc.accept4(
+    fd,
+    acceptAddr,
+    new Uint8Array(acceptLen.buffer),
+    SOCK_NONBLOCK | SOCK_CLOEXEC,
+  );
+  if (c >= 0) return c;
+  const e = errno();
+  if (e === EAGAIN || e === EINTR) return -1;
+  throw new ErrnoError("accept4", e);
+}
+
+/**
+ * The local port a TCP socket is bound to (after binding port 0).
+ *
+ * @param fd a bound socket
+ * @returns the port
+ */
+export function localPort(fd: number): number {
+  const b = new Uint8Array(128);
+  const len = new Uint32Array([b.length]);
+  if (libc.getsockname(fd, b, new Uint8Array(len.buffer)) < 0) {
+    throw new ErrnoError("getsockname", errno());
+  }
+  return new DataView(b.buffer).getUint16(2, false);
+}
+
+/**
+ * Sends without blocking.
  *
  * @param fd a connected socket
- * @param buf where to put it
- * @returns bytes read, 0 at end of stream, -1 when nothing is there yet
- * @throws ErrnoError when the connection failed (ECONNRESET)
- * @example
- * ```ts ignore
- * const n = socketRecv(fd, buf);
- * ```
+ * @param data bytes to send
+ * @returns bytes sent (possibly fewer), 0 when the socket buffer is full, or -errno
  */
-export function socketRecv(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+export function sendSome(fd: number, data: Uint8Array<ArrayBuffer>): number {
   for (;;) {
-    const n = Number(libc.read(fd, buf, BigInt(buf.byteLength)));
+    const n = Number(libc.send(fd, data, BigInt(data.length), MSG_NOSIGNAL | MSG_DONTWAIT));
     if (n >= 0) return n;
     const e = errno();
     if (e === EINTR) continue;
-    if (e === EAGAIN) return -1;
-    throw new ErrnoError("read", e);
+    return e === EAGAIN ? 0 : -e;
   }
 }
 
 /**
- * Removes a socket file this process created (ignores a missing one).
+ * Receives without blocking.
  *
- * @param path the socket path
- * @example
- * ```ts ignore
- * removeSocketFile("/run/vm/qmp.sock");
- * ```
+ * @param fd a connected socket
+ * @param buf destination
+ * @returns bytes received, 0 at end of stream, -EAGAIN when nothing is there, or -errno
  */
-export function removeSocketFile(path: string): void {
-  if (libc.unlink(cstring(path)) < 0 && errno() !== ENOENT) {
-    throw new ErrnoError(`unlink ${path}`, errno());
+export function recvSome(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  for (;;) {
+    const n = Number(libc.recv(fd, buf, BigInt(buf.length), MSG_DONTWAIT));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) return -e;
   }
+}
+
+/**
+ * Shuts a socket down in both directions (the fd stays open).
+ *
+ * @param fd a socket
+ */
+export function shutdownSocket(fd: number): void {
+  libc.shutdown(fd, SHUT_RDWR);
+}
+
+/**
+ * Removes a file (a stale Unix socket).
+ *
+ * @param path the path
+ * @returns 0, or -errno
+ */
+export function unlinkPath(path: string): number {
+  return libc.unlink(cstring(path)) < 0 ? -errno() : 0;
 }

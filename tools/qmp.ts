@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { socketRecv, unixConnect } from "../sys/socket.ts";
+import { socketRecv, unixConnect } from "../sys/unix_socket.ts";
 import { closeFd, writeAll } from "../sys/fd.ts";
 import { ErrnoError } from "../sys/errno.ts";
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { check, ErrnoError } from "../sys/errno.ts";
+import { check, EAGAIN, EINTR, ErrnoError } from "../sys/errno.ts";
 import {
   closeFd,
   O_NOCTTY,
@@ -61,8 +61,6 @@ export const TERMIOS = {
 
 const F_GETFL = 3;
 const F_SETFL = 4;
-const EAGAIN = 11;
-const EINTR = 4;
 
 /** Ctrl-A, QEMU's escape character. */
 export const CTRL_A = 0x01;
@@ -385,63 +383,5 @@ export class Terminal {
   #say(text: string): void {
     if (this.#opts.output) this.#opts.output(text);
     else writeAll(2, new TextEncoder().encode(text));
-  }
-}
-
-/**
- * Console output for a vCPU thread's serial sink: bytes are collected and
- * written with one write(2) per flush (call it after each exit), so a line of
- * guest output costs one system call instead of one per character.
- *
- * @example
- * ```ts
- * import { TerminalOutput } from "./terminal.ts";
- * const out = new TerminalOutput(1);
- * for (const c of "hello\n") out.push(c.charCodeAt(0));
- * out.flush();
- * ```
- */
-export class TerminalOutput {
-  #fd: number;
-  #buf: Uint8Array<ArrayBuffer>;
-  #len = 0;
-
-  /**
-   * Creates an empty buffer for one output descriptor.
-   *
-   * @param fd where bytes go (1 for stdout)
-   * @param capacity bytes buffered before an automatic flush
-   */
-  constructor(fd: number, capacity = 4096) {
-    this.#fd = fd;
-    this.#buf = new Uint8Array(capacity);
-  }
-
-  /** Bytes waiting for flush(). */
-  get buffered(): number {
-    return this.#len;
-  }
-
-  /**
-   * Queues one byte (the serial sink); flushes when the buffer fills.
-   *
-   * @param byte the byte
-   */
-  push(byte: number): void {
-    this.#buf[this.#len++] = byte;
-    if (this.#len === this.#buf.length) this.flush();
-  }
-
-  /** Writes what is queued. */
-  flush(): void {
-    if (this.#len === 0) return;
-    const n = this.#len;
-    this.#len = 0;
-    try {
-      writeAll(this.#fd, this.#buf.subarray(0, n));
-    } catch (e) {
-      // A closed stdout (EPIPE) must not take the vCPU down with it.
-      if (!(e instanceof ErrnoError) || e.errno !== 32) throw e;
-    }
   }
 }

@@ -20,7 +20,8 @@ import {
   syncNotifyIoeventfds,
 } from "../machine/pci_devices.ts";
 import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
-import { AcpiPm, createLegacyState, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
@@ -30,12 +31,11 @@ import { KvmIrqLine } from "../kvm/vm.ts";
 import type { MainLoop } from "../mainloop/main_loop.ts";
 import { IOThread } from "../mainloop/iothread.ts";
 import { closeFd, eventFd } from "../sys/fd.ts";
-import { Framebuffer, FRAMEBUFFER_GPA, type FramebufferInfo } from "../memory/framebuffer.ts";
-import { KVM_MEM_LOG_DIRTY_PAGES } from "../kvm/abi.ts";
 import type { VirtioFunctionConfig } from "./config.ts";
 import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 const PC_DEVICES = new URL("../machine/pc_devices.ts", import.meta.url).href;
 const PCI_DEVICES = new URL("../machine/pci_devices.ts", import.meta.url).href;
@@ -49,12 +49,12 @@ export interface BuiltMachine {
   readonly serial: Serial;
   /** ACPI PM as seen from the main thread (pressPowerButton). */
   readonly acpiPm: AcpiPm;
+  /** The i8042 as seen from the main thread (pushKeyboard, under the big lock). */
+  readonly i8042: I8042;
   /** The iothreads, by index. */
   readonly iothreads: ReadonlyMap<number, IOThread>;
   /** Each PCI function: its name, slot and owning thread. */
   readonly pciFunctions: readonly { name: string; slot: number; iothread?: number }[];
-  /** The linear framebuffer, with its KVM memory slot (dirty logging on), if a display was asked for. */
-  readonly framebuffer?: FramebufferInfo & { readonly kvmSlot: number };
   /** Stops backends and iothreads, closes fds, KVM and RAM (after the vCPUs stopped). */
   close(): Promise<void>;
 }
@@ -65,6 +65,8 @@ export interface BuildEnv {
   readonly loop: MainLoop;
   /** Where vCPU threads write guest console bytes. */
   readonly consoleFd: number;
+  /** Video memory to map and announce (owned by the Vm: it outlives resets). */
+  readonly framebuffer?: LinearFramebuffer;
 }
 
 let nextBackendId = 0;
@@ -113,7 +115,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   const placed: Placed[] = [];
   const fds: number[] = [];
   let machine: Machine | undefined;
-  let fb: Framebuffer | undefined;
   const close = async () => {
     for (const p of placed) {
       if (p.io) await p.io.call(VIRTIO_BACKEND, "stopVirtioBackend", p.id).catch(() => {});
@@ -126,8 +127,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     fds.length = 0;
     await machine?.close();
     machine = undefined;
-    fb?.close();
-    fb = undefined;
   };
   try {
     // 1. Each device model, once, on its loop: its shape decides the layout.
@@ -147,6 +146,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       }
       placed.push({ name: f.name ?? `virtio${i}`, id, io, iothread: f.iothread, spec });
     }
+    traceMark("virtio device models prepared");
     // 2. The layout, whole: slots, INTx and MSI GSIs, the _PRT.
     const plan = planPciFunctions(placed.map((p) => p.spec.msixVectors ?? p.spec.numQueues + 1));
     const prt = pciIrqRoutesFor(plan.map((p) => p.slot));
@@ -162,17 +162,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
-    let fbSlot = -1;
-    if (rc.display) {
-      fb = Framebuffer.allocate(rc.display.width, rc.display.height);
-      fbSlot = m.memory.layout.regions.length;
-      m.vm.setUserMemoryRegion(fbSlot, {
-        guestAddr: fb.info.guestAddr,
-        size: fb.info.size,
-        hostAddr: fb.info.hostAddr,
-        flags: KVM_MEM_LOG_DIRTY_PAGES,
-      });
-    }
+    if (env.framebuffer) m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, env.framebuffer.region);
     let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
@@ -182,8 +172,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         cpus: rc.cpus,
         pci: placed.length > 0,
         pciIrqRoutes: prt,
-        framebuffer: fb?.info,
+        framebuffer: env.framebuffer?.info,
       });
+      traceMark("kernel and initrd loaded into guest RAM");
       entry = (v, i) => {
         setBootMsrs(v);
         v.setFpu();
@@ -215,8 +206,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         return fd;
       };
       const bus = new PciBus({ hostBridge: new PciHostBridge() });
-      // BARs stay below the framebuffer, which takes the top of the window.
-      const allocator = new PciBarAllocator(fb ? { mmioEnd: FRAMEBUFFER_GPA } : {});
+      const allocator = new PciBarAllocator();
       const functions: PciFunctionArgs[] = [];
       const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
       placed.forEach((p, i) => {
@@ -245,7 +235,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       for (const [i, p] of placed.entries()) {
         const a = { id: p.id, memory: m.memory.layout, vmFd: m.vm.fd, fn: functions[i] };
         if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
-        else attachVirtioBackend(env.loop, a);
+        else await attachVirtioBackend(env.loop, a);
       }
       const args: PciDevicesArgs = {
         vmFd: m.vm.fd,
@@ -256,6 +246,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
     }
     for (const d of [...specs, ...rc.devices]) m.addDevice(d);
+    traceMark("platform and PCI devices wired");
 
     // 6. vCPUs: their state, then their threads (which build the devices).
     await m.setup(entry);
@@ -271,17 +262,22 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       events: m.control.systemEvents(),
       sci: irq(LEGACY_GSI.SCI),
     });
+    const i8042 = new I8042(legacy.i8042, {
+      kbdIrq: irq(LEGACY_GSI.KBD),
+      auxIrq: irq(LEGACY_GSI.AUX),
+      events: m.control.systemEvents(),
+    });
     return {
       machine: m,
       serial,
       acpiPm,
+      i8042,
       iothreads,
       pciFunctions: placed.map((p, i) => ({
         name: p.name,
         slot: plan[i].slot,
         iothread: p.iothread,
       })),
-      framebuffer: fb ? { ...fb.info, kvmSlot: fbSlot } : undefined,
       close,
     };
   } catch (e) {

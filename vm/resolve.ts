@@ -28,7 +28,8 @@ import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { findPvhEntry } from "../boot/elf.ts";
-import { FRAMEBUFFER_BPP, FRAMEBUFFER_MAX_BYTES } from "../memory/framebuffer.ts";
+import { FRAMEBUFFER_BYTES } from "../devices/display/linear_framebuffer.ts";
+import { type ResolvedDisplay, resolveDisplay } from "../ui/vnc/display_config.ts";
 
 /** A configuration ready to build from (and to rebuild from on reset). */
 export interface ResolvedConfig {
@@ -64,8 +65,8 @@ export interface ResolvedConfig {
   readonly syncDiskIo: boolean;
   /** Thread placement. */
   readonly placement: PlacementConfig;
-  /** A linear framebuffer of this size, announced to the kernel. */
-  readonly display?: { readonly width: number; readonly height: number };
+  /** A linear framebuffer of this size, announced to the kernel; served over VNC if asked (ui/vnc). */
+  readonly display?: ResolvedDisplay;
 }
 
 function readInput(what: string, source: string | Uint8Array): Uint8Array {
@@ -86,13 +87,11 @@ function readInput(what: string, source: string | Uint8Array): Uint8Array {
   }
 }
 
-function isElf(kernel: Uint8Array): boolean {
-  return kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c && kernel[3] === 0x46;
-}
-
 function checkKernel(kernel: Uint8Array, name: string): void {
   try {
-    if (!isElf(kernel)) parseBzImage(kernel);
+    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
+      kernel[3] === 0x46;
+    if (!isElf) parseBzImage(kernel);
     else if (findPvhEntry(kernel) === undefined) {
       throw new KernelLoaderError(
         "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
@@ -163,17 +162,20 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
     if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
   }
-  const display = typeof c.display === "object" ? c.display : undefined;
+  // A mode given, or --vnc (default mode); the VNC password file is read here.
+  const display = resolveDisplay(c.display, c.vnc);
   if (display) {
     const { width, height } = display;
-    const ok = (v: number) => Number.isInteger(v) && v >= 1 && v <= 8192;
+    const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096;
     if (!ok(width) || !ok(height)) {
-      throw new VmConfigError(`Invalid display size ${width}x${height}: 1 to 8192 pixels each`);
+      throw new VmConfigError(`Invalid display size ${width}x${height}: 16 to 4096 pixels each`);
     }
-    if (width * height * FRAMEBUFFER_BPP > FRAMEBUFFER_MAX_BYTES) {
+    if (width * height * 4 > FRAMEBUFFER_BYTES) {
       throw new VmConfigError(`Display ${width}x${height} is too large for the framebuffer`);
     }
-    if (kernel === undefined || isElf(kernel)) {
+    const elf = kernel !== undefined && kernel[0] === 0x7f && kernel[1] === 0x45 &&
+      kernel[2] === 0x4c && kernel[3] === 0x46;
+    if (kernel === undefined || elf) {
       throw new VmConfigError("A display needs a bzImage kernel (screen_info)");
     }
   }
@@ -208,7 +210,6 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     kvmPath: c.kvmPath,
     syncDiskIo: c.syncDiskIo ?? false,
     placement: c.placement ?? {},
-    display,
   };
 }
 

@@ -27,20 +27,6 @@ Deno.test("sizes, counts and missing pieces", () => {
   );
 });
 
-Deno.test("a display needs sane sizes and a bzImage", () => {
-  configError(
-    { kernel: bzImageStub(), display: { width: 0, height: 10 } },
-    /Invalid display size 0x10/,
-  );
-  configError({ kernel: bzImageStub(), display: { width: 8000, height: 8000 } }, /too large/);
-  const elf = new Uint8Array(64);
-  elf.set([0x7f, 0x45, 0x4c, 0x46]);
-  assert.throws(() => resolveConfig({ kernel: elf, display: { width: 640, height: 480 } }));
-  const rc = resolveConfig({ kernel: bzImageStub(), display: { width: 640, height: 480 } });
-  assert.deepEqual(rc.display, { width: 640, height: 480 });
-  closeResolved(rc);
-});
-
 Deno.test("33 disks is one line about the PCI bus, before any file is opened", () => {
   const disks = Array.from({ length: 33 }, (_, i) => ({ path: `/nonexistent/${i}.img` }));
   configError(

@@ -7,14 +7,15 @@
  *
  * @module
  */
-import type { VmConfig } from "./config.ts";
+import { type VmConfig, VmConfigError } from "./config.ts";
 import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
-import type { FramebufferInfo } from "../memory/framebuffer.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import { type VmControl, VmState } from "../vcpu/shared_state.ts";
+import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
+import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
@@ -124,6 +125,9 @@ export class Vm {
   readonly #ended = Promise.withResolvers<VmExit>();
   readonly #events = new EventTarget();
   #closed = false;
+  /** Video memory (one for the VM's life) and its VNC server, when asked for. */
+  #framebuffer: LinearFramebuffer | undefined;
+  #display: VncDisplay | undefined;
 
   /**
    * Use {@link createVm}.
@@ -153,9 +157,41 @@ export class Vm {
 
   async #build(): Promise<void> {
     const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
-    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
+    // --display / --vnc: video memory lives as long as the VM (a reset maps it again).
+    const d = this.#rc.display;
+    if (d) this.#framebuffer ??= LinearFramebuffer.create({ width: d.width, height: d.height });
+    const built = await buildMachine(this.#rc, {
+      loop: this.#loop,
+      consoleFd,
+      framebuffer: this.#framebuffer,
+    });
     this.#built = built;
     this.#serial.input = (bytes) => built.serial.enqueueInput(bytes);
+    if (!d?.vnc || !this.#framebuffer || this.#display) return;
+    try {
+      this.#display = await startVncDisplay(this.#loop, {
+        vnc: d.vnc,
+        password: d.password,
+        framebuffer: this.#framebuffer.source,
+        keyboard: {
+          // Whichever machine is current (a reset builds a new one).
+          push: (bytes) => {
+            const b = this.#built;
+            if (!b) return bytes.length;
+            b.machine.lock.lock();
+            try {
+              return b.i8042.pushKeyboard(bytes);
+            } finally {
+              b.machine.lock.unlock();
+            }
+          },
+          translating: () => this.#built?.i8042.translating ?? true,
+        },
+      });
+    } catch (e) {
+      if (e instanceof VncStartError) throw new VmConfigError(e.message);
+      throw e;
+    }
   }
 
   /** What the VM is doing. */
@@ -180,15 +216,6 @@ export class Vm {
       out.push({ id, name: io.name, tid: io.tid });
     }
     return out;
-  }
-
-  /**
-   * The linear framebuffer when the config asked for a display: its memfd,
-   * host mapping (valid in every thread), guest address, geometry, and the
-   * KVM memory slot (dirty logging on) for KVM_GET_DIRTY_LOG.
-   */
-  get framebuffer(): (FramebufferInfo & { readonly kvmSlot: number }) | undefined {
-    return this.#built?.framebuffer;
   }
 
   /** The disks: path, read-only flag and PCI slot. */
@@ -347,9 +374,16 @@ export class Vm {
       await this.#ended.promise.catch(() => {});
     } else {
       this.#ended.resolve({ reason: "stopped", exitCode: EXIT_CODE_STOPPED, errors: [] });
+      await this.#display?.close(); // before the framebuffer it reads goes
+      this.#display = undefined;
       await this.#built?.close();
       this.#built = undefined;
     }
+    await this.#display?.close();
+    this.#display = undefined;
+    // The encoder has stopped and the VM (its KVM slot) is gone: unmap.
+    this.#framebuffer?.close();
+    this.#framebuffer = undefined;
     this.#serial.close();
     this.#loop.stop();
     await this.#looping;

@@ -16,7 +16,8 @@
  */
 import type { Bus, BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
-import { BigLock, type BigLockState, SharedLayout, type SharedRegion } from "../shared_state.ts";
+import { BigLock, type BigLockState } from "../big_lock.ts";
+import { SharedLayout, type SharedRegion } from "../shared_region.ts";
 import { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, I8042_STATE_BYTES } from "./i8042.ts";
 import {
   ACPI_PM_BASE,

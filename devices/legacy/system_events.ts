@@ -8,7 +8,7 @@
  * Where reset, power-off and debug-exit requests go. Called in the vCPU
  * thread that took the exit, under the big lock; an implementation only
  * records the request (it must not block): the VM's control block
- * (vcpu/shared_state.ts) wakes the main thread, which stops every vCPU. A
+ * (vcpu/vm_control.ts) wakes the main thread, which stops every vCPU. A
  * guest may repeat a request (Linux writes 0xfe to port 0x64 up to ten
  * times); the first one wins.
  *

@@ -8,7 +8,7 @@
  */
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { libc } from "../../sys/libc.ts";
-import { errno } from "../../sys/errno.ts";
+import { EOPNOTSUPP, errno } from "../../sys/errno.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE, mmap, PROT_READ } from "../../sys/fd.ts";
 import type { AioRequest, IoVec } from "../../aio/types.ts";
 import {
@@ -59,7 +59,6 @@ export const VIRTIO_BLK_MAX_DISCARD_SECTORS = 0x40_0000;
 const FALLOC_FL_KEEP_SIZE = 1;
 const FALLOC_FL_PUNCH_HOLE = 2;
 const FALLOC_FL_ZERO_RANGE = 0x10;
-const EOPNOTSUPP = 95;
 const ZERO_CHUNK = 1 << 20;
 const HEADER_BYTES = 16;
 
