@@ -1,7 +1,7 @@
 /**
  * Disk throughput seen by a Linux guest: `dd` on /dev/vda inside Debian's
- * stock kernel, under denovmm (`--disk`, virtio-blk-pci, aio thread pool)
- * and under QEMU (`-enable-kvm`, `-drive if=virtio`, same image), on the same
+ * stock kernel, under denovmm (`--disk`, virtio-blk-pci, aio thread pool; the
+ * queue on the main loop, the default, and on an iothread) and under QEMU (`-enable-kvm`, `-drive if=virtio`, same image), on the same
  * KVM in the same run, as a ratio of MB/s.
  *
  * Runs on hardware KVM directly, otherwise inside the nested KVM host (whose
