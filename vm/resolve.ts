@@ -34,6 +34,8 @@ import {
   type ResolvedNetDevices,
   resolveNetDevices,
 } from "./net_devices.ts";
+import { FRAMEBUFFER_BYTES } from "../devices/display/linear_framebuffer.ts";
+import { type ResolvedDisplay, resolveDisplay } from "../ui/vnc/display_config.ts";
 
 /** A configuration ready to build from (and to rebuild from on reset). */
 export interface ResolvedConfig {
@@ -71,6 +73,8 @@ export interface ResolvedConfig {
   readonly placement: PlacementConfig;
   /** NICs (open taps), virtio-rng and virtio-console (closed by {@link closeResolved}). */
   readonly net: ResolvedNetDevices;
+  /** A linear framebuffer of this size, announced to the kernel; served over VNC if asked (ui/vnc). */
+  readonly display?: ResolvedDisplay;
 }
 
 function readInput(what: string, source: string | Uint8Array): Uint8Array {
@@ -165,6 +169,23 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     kernel = readInput("kernel", c.kernel);
     checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
     if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
+  }
+  // A mode given, or --vnc (default mode); the VNC password file is read here.
+  const display = resolveDisplay(c.display, c.vnc);
+  if (display) {
+    const { width, height } = display;
+    const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096;
+    if (!ok(width) || !ok(height)) {
+      throw new VmConfigError(`Invalid display size ${width}x${height}: 16 to 4096 pixels each`);
+    }
+    if (width * height * 4 > FRAMEBUFFER_BYTES) {
+      throw new VmConfigError(`Display ${width}x${height} is too large for the framebuffer`);
+    }
+    const elf = kernel !== undefined && kernel[0] === 0x7f && kernel[1] === 0x45 &&
+      kernel[2] === 0x4c && kernel[3] === 0x46;
+    if (kernel === undefined || elf) {
+      throw new VmConfigError("A display needs a bzImage kernel (screen_info)");
+    }
   }
   let opened: OpenedDisk[];
   try {

@@ -7,13 +7,15 @@
  *
  * @module
  */
-import type { VmConfig } from "./config.ts";
+import { type VmConfig, VmConfigError } from "./config.ts";
 import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import { VmState } from "../vcpu/vm_control.ts";
+import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
+import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
@@ -123,6 +125,9 @@ export class Vm {
   readonly #ended = Promise.withResolvers<VmExit>();
   readonly #events = new EventTarget();
   #closed = false;
+  /** Video memory (one for the VM's life) and its VNC server, when asked for. */
+  #framebuffer: LinearFramebuffer | undefined;
+  #display: VncDisplay | undefined;
 
   /**
    * Use {@link createVm}.
@@ -152,10 +157,42 @@ export class Vm {
 
   async #build(): Promise<void> {
     const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
-    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
+    // --display / --vnc: video memory lives as long as the VM (a reset maps it again).
+    const d = this.#rc.display;
+    if (d) this.#framebuffer ??= LinearFramebuffer.create({ width: d.width, height: d.height });
+    const built = await buildMachine(this.#rc, {
+      loop: this.#loop,
+      consoleFd,
+      framebuffer: this.#framebuffer,
+    });
     this.#built = built;
     // With a virtio console, hvc0 is the console: input goes there.
     this.#serial.input = built.consoleInput ?? ((bytes) => built.serial.enqueueInput(bytes));
+    if (!d?.vnc || !this.#framebuffer || this.#display) return;
+    try {
+      this.#display = await startVncDisplay(this.#loop, {
+        vnc: d.vnc,
+        password: d.password,
+        framebuffer: this.#framebuffer.source,
+        keyboard: {
+          // Whichever machine is current (a reset builds a new one).
+          push: (bytes) => {
+            const b = this.#built;
+            if (!b) return bytes.length;
+            b.machine.lock.lock();
+            try {
+              return b.i8042.pushKeyboard(bytes);
+            } finally {
+              b.machine.lock.unlock();
+            }
+          },
+          translating: () => this.#built?.i8042.translating ?? true,
+        },
+      });
+    } catch (e) {
+      if (e instanceof VncStartError) throw new VmConfigError(e.message);
+      throw e;
+    }
   }
 
   /** What the VM is doing. */
@@ -166,6 +203,11 @@ export class Vm {
   /** Host thread ids of the vCPU threads, by vCPU index (0 before they are ready). */
   get vcpuThreadIds(): number[] {
     return this.#built?.machine.vcpus.map((v) => v.tid) ?? [];
+  }
+
+  /** The running machine's control block (its vCPU exit counters feed statistics). */
+  get vcpuControl(): VmControl | undefined {
+    return this.#built?.machine.control;
   }
 
   /** The iothreads: index, thread name and host thread id. */
@@ -298,7 +340,15 @@ export class Vm {
    */
   powerdown(): boolean {
     this.#emit("powerdown");
-    return this.#built?.acpiPm.pressPowerButton() ?? false;
+    const built = this.#built;
+    if (!built) return false;
+    // PM1 status is shared with the vCPU threads, which touch it under the big lock.
+    built.machine.lock.lock();
+    try {
+      return built.acpiPm.pressPowerButton();
+    } finally {
+      built.machine.lock.unlock();
+    }
   }
 
   /**
@@ -325,9 +375,16 @@ export class Vm {
       await this.#ended.promise.catch(() => {});
     } else {
       this.#ended.resolve({ reason: "stopped", exitCode: EXIT_CODE_STOPPED, errors: [] });
+      await this.#display?.close(); // before the framebuffer it reads goes
+      this.#display = undefined;
       await this.#built?.close();
       this.#built = undefined;
     }
+    await this.#display?.close();
+    this.#display = undefined;
+    // The encoder has stopped and the VM (its KVM slot) is gone: unmap.
+    this.#framebuffer?.close();
+    this.#framebuffer = undefined;
     this.#serial.close();
     this.#loop.stop();
     await this.#looping;
