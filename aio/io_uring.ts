@@ -35,7 +35,17 @@ import {
 } from "../sys/fd.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import { bufferAddress } from "./thread_pool.ts";
-import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
+import {
+  AIO_FALLOC_ZERO_FALLBACK,
+  type AioBackend,
+  type AioCallback,
+  AioQueueFullError,
+  type AioRequest,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_ZERO_RANGE,
+  IOV_MAX,
+} from "./types.ts";
+import { unsupported, ZERO_CHUNK, zeroBuffer } from "./_fallocate.ts";
 
 const SYS_io_uring_setup = 425n;
 const SYS_io_uring_enter = 426n;
@@ -56,6 +66,10 @@ export const IORING_OP_FSYNC = 3;
 export const IORING_OP_READ = 22;
 /** Write from one buffer. */
 export const IORING_OP_WRITE = 23;
+/** fallocate(2): off = offset, addr = length, len = mode. */
+export const IORING_OP_FALLOCATE = 17;
+/** Zero-fallback stages of a fallocate request (see AIO_FALLOC_ZERO_FALLBACK). */
+const Z_NONE = 0, Z_ASKED = 1, Z_RANGE = 2, Z_WRITE = 3;
 const IORING_FSYNC_DATASYNC = 1;
 const EINTR = 4, EAGAIN = 11, EBUSY = 16;
 const REAP_BATCH = 64;
@@ -119,6 +133,12 @@ export class IoUring implements AioBackend {
   #iovBufs: (BigUint64Array | null)[];
   #iovAddrs: bigint[];
   #gen: Uint32Array;
+  /** Per slot: fallocate length (result on success), or -1. */
+  #fallocLen: Float64Array;
+  #zStage: Uint8Array;
+  #zFd: Int32Array;
+  #zOff: Float64Array;
+  #zDone: Float64Array;
   #unsubmitted = 0;
   #inFlight = 0;
   #closed = false;
@@ -165,6 +185,11 @@ export class IoUring implements AioBackend {
     this.#iovBufs = new Array(this.#entries).fill(null);
     this.#iovAddrs = new Array(this.#entries).fill(0n);
     this.#gen = new Uint32Array(this.#entries);
+    this.#fallocLen = new Float64Array(this.#entries).fill(-1);
+    this.#zStage = new Uint8Array(this.#entries);
+    this.#zFd = new Int32Array(this.#entries);
+    this.#zOff = new Float64Array(this.#entries);
+    this.#zDone = new Float64Array(this.#entries);
     for (let i = this.#entries - 1; i >= 0; i--) this.#free.push(i);
     this.#efd = eventFd();
     const efdBuf = new Int32Array([this.#efd]);
@@ -273,15 +298,47 @@ export class IoUring implements AioBackend {
         opcode = IORING_OP_FSYNC;
         flags = req.op === "fdatasync" ? IORING_FSYNC_DATASYNC : 0;
         break;
+      case "fallocate": {
+        opcode = IORING_OP_FALLOCATE;
+        const mode = req.mode ?? 0;
+        if (!Number.isInteger(mode) || mode < 0 || mode > 0x7fff_ffff) {
+          throw new RangeError(`Invalid fallocate mode ${mode}`);
+        }
+        const bytes = checkLen(req.len ?? 0);
+        addr = BigInt(bytes);
+        len = mode & ~AIO_FALLOC_ZERO_FALLBACK;
+        if (slot < 0) break;
+        this.#fallocLen[slot] = bytes;
+        if (mode & AIO_FALLOC_ZERO_FALLBACK) {
+          this.#zStage[slot] = Z_ASKED;
+          this.#zFd[slot] = fd;
+          this.#zOff[slot] = offset;
+          this.#zDone[slot] = 0;
+        }
+        break;
+      }
       default:
         throw new RangeError(`Unknown aio operation ${req.op}`);
     }
-    if (slot < 0) throw new RangeError("io_uring queue is full (EAGAIN)");
+    if (slot < 0) throw new AioQueueFullError("io_uring queue is full (EAGAIN)");
     this.#free.pop();
     this.#cbs[slot] = cb;
     this.#keep[slot] = keep;
     this.#inFlight++;
+    this.#push(opcode, fd, offset, addr, len, flags, slot);
+    return this.#gen[slot] * this.#entries + slot;
+  }
 
+  /** Writes one SQE for `slot` and submits it. */
+  #push(
+    opcode: number,
+    fd: number,
+    offset: number,
+    addr: bigint,
+    len: number,
+    flags: number,
+    slot: number,
+  ): void {
     const tail = this.#sqTail[0];
     const i = tail & this.#sqMask;
     const w = i * 16;
@@ -297,7 +354,38 @@ export class IoUring implements AioBackend {
     Atomics.store(this.#sqTail, 0, tail + 1);
     this.#unsubmitted++;
     this.#enter();
-    return this.#gen[slot] * this.#entries + slot;
+  }
+
+  /**
+   * The next step of a fallocate with the zero fallback (QEMU's order: the
+   * asked mode, ZERO_RANGE, then writing zeros), or its final result.
+   *
+   * @returns the final result, or null when another SQE went out for `slot`
+   */
+  #zeroStep(slot: number, res: number): number | null {
+    const stage = this.#zStage[slot];
+    const fd = this.#zFd[slot], off = this.#zOff[slot], total = this.#fallocLen[slot];
+    const zeroRange = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+    let next = stage;
+    if (stage === Z_WRITE) {
+      if (res <= 0) return res < 0 ? res : -5;
+      this.#zDone[slot] += res;
+    } else {
+      if (res >= 0) return total;
+      if (!unsupported(-res)) return res;
+      next = stage === Z_ASKED ? Z_RANGE : Z_WRITE;
+    }
+    this.#zStage[slot] = next;
+    if (next === Z_RANGE) {
+      this.#push(IORING_OP_FALLOCATE, fd, off, BigInt(total), zeroRange, 0, slot);
+      return null;
+    }
+    const done = this.#zDone[slot];
+    if (done >= total) return total;
+    const n = Math.min(ZERO_CHUNK, total - done);
+    const zero = BigInt(Deno.UnsafePointer.value(zeroBuffer()));
+    this.#push(IORING_OP_WRITE, fd, off + done, zero, n, 0, slot);
+    return null;
   }
 
   /**
@@ -368,11 +456,18 @@ export class IoUring implements AioBackend {
       }
       const c = (head & this.#cqMask) * 4;
       const slot = this.#cqe32[c];
-      const res = this.#cqe32[c + 2];
+      let res = this.#cqe32[c + 2];
       head = (head + 1) >>> 0;
       Atomics.store(this.#cqHead, 0, head);
       const cb = this.#cbs[slot];
       if (slot < 0 || slot >= this.#entries || !cb) continue;
+      if (this.#zStage[slot] !== Z_NONE) {
+        const r = this.#zeroStep(slot, res);
+        if (r === null) continue;
+        res = r;
+        this.#zStage[slot] = Z_NONE;
+      } else if (this.#fallocLen[slot] >= 0 && res === 0) res = this.#fallocLen[slot];
+      this.#fallocLen[slot] = -1;
       this.#cbs[slot] = null;
       this.#keep[slot] = null;
       this.#gen[slot] = (this.#gen[slot] + 1) % 0x100000;

@@ -35,9 +35,8 @@ import {
   parseDiskOption,
 } from "../devices/virtio/disk_file.ts";
 import { SyncAio } from "../devices/virtio/sync_io.ts";
-import type { AioBackend } from "../aio/types.ts";
-import { ThreadPool } from "../aio/thread_pool.ts";
-import { IoUring, ioUringAvailable } from "../aio/io_uring.ts";
+import { ioUringAvailable } from "../aio/io_uring.ts";
+import { acquireAio, type SharedAio } from "../aio/pool_registry.ts";
 import type { PciIrqRoute } from "../acpi/dsdt.ts";
 
 /** A disk the user cannot have (missing, no permission, locked, odd size, bad option). */
@@ -165,7 +164,7 @@ export interface DiskBackendArgs {
 
 interface Running {
   loop: EventLoop;
-  aio: AioBackend | null;
+  aio: SharedAio | null;
   fds: number[];
 }
 
@@ -186,13 +185,13 @@ const running = new Map<number, Running>();
  */
 export function startDiskBackend(loop: EventLoop, args: DiskBackendArgs): void {
   const mem = GuestMemory.fromLayout(args.memory);
-  let aio: AioBackend | null = null;
-  if (args.aio === "threads") aio = new ThreadPool(loop);
-  else if (args.aio === "io_uring") aio = IoUring.create(loop);
+  // One engine per loop and kind, shared by its disks (QEMU: one per AioContext).
+  const aio = args.aio === "sync" ? null : acquireAio(loop, args.aio);
   const device = new VirtioBlock({
     disk: args.disk,
-    aio: aio ?? new SyncAio(),
+    aio: aio?.backend ?? new SyncAio(),
     serial: args.serial,
+    loop,
   });
   const f = args.fn;
   const transport = new VirtioPciDevice(f.spec, { state: f.state });
@@ -231,7 +230,7 @@ export async function stopDiskBackend(_loop: EventLoop, id: number): Promise<voi
   // A broken engine may never drain: do not let it hold the VMM's exit.
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<void>((resolve) => timer = setTimeout(resolve, STOP_TIMEOUT_MS));
-  await Promise.race([r.aio.close(), late]);
+  await Promise.race([r.aio.release(), late]);
   clearTimeout(timer);
 }
 

@@ -6,6 +6,7 @@
  * DENOVMM_FUZZ_ITERATIONS.
  */
 import assert from "node:assert/strict";
+import { AioQueueFullError } from "../../aio/types.ts";
 import { GuestMemory } from "../../memory/guest_memory.ts";
 import { blkHeader, CountingSink, TestDriver } from "./_test_driver.ts";
 import { VirtioBlock } from "./block.ts";
@@ -90,7 +91,7 @@ Deno.test("fuzz: random queues and chains never escape, hang or leave the device
         cb(r);
       };
       if (!deferred) return sync.submit(req, counted);
-      if (held.length >= capacity) throw new RangeError("Aio queue is full");
+      if (held.length >= capacity) throw new AioQueueFullError("Aio queue is full");
       return sync.submit(req, (r) => {
         held.push(counted);
         heldResults.push(r);

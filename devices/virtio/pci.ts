@@ -58,7 +58,7 @@ import {
   VIRTIO_RING_F_INDIRECT_DESC,
 } from "./constants.ts";
 import type { InterruptSink, VirtioContext, VirtioDevice } from "./device.ts";
-import { SplitQueue, VirtqueueError } from "./queue.ts";
+import { SplitQueue, type VirtioViolation, VirtqueueError } from "./queue.ts";
 
 /** The BAR holding every virtio structure (64-bit memory, uses BARs 0-1). */
 export const VIRTIO_PCI_BAR = 0;
@@ -643,13 +643,16 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     this.#transport.ackReset();
   };
   readonly #log: (message: string) => void;
+  readonly #onBroken: ((violation: VirtioViolation | null, cause: unknown) => void) | null;
   /** Guest RAM. */
   readonly mem: GuestMemory;
 
   /**
    * @param options the transport (this thread's instance), the device
-   *   model, guest RAM, the interrupt sink, and where the one line about a
-   *   broken device goes (default console.error)
+   *   model, guest RAM, the interrupt sink, where the one line about a
+   *   broken device goes (default console.error), and `onBroken`, told of
+   *   every time the device breaks: the guest's named violation, or null
+   *   for anything else (a device bug; tests and fuzzers fail on those)
    */
   constructor(
     options: {
@@ -658,10 +661,12 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
       mem: GuestMemory;
       interrupt: InterruptSink;
       log?: (message: string) => void;
+      onBroken?: (violation: VirtioViolation | null, cause: unknown) => void;
     },
   ) {
     const { transport, device, mem, interrupt } = options;
     this.#log = options.log ?? console.error;
+    this.#onBroken = options.onBroken ?? null;
     this.#transport = transport;
     this.#device = device;
     this.#interrupt = interrupt;
@@ -792,11 +797,7 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
   }
 
   #fail(e: unknown): void {
-    if (e instanceof VirtqueueError || e instanceof RangeError) {
-      this.markBroken(e.message);
-    } else {
-      this.markBroken(`Device error: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    this.markBroken(e instanceof Error ? e.message : String(e), e);
   }
 
   /**
@@ -828,13 +829,19 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
    * queue processing until the driver resets it.
    *
    * @param reason what went wrong
+   * @param cause the error caught: a VirtqueueError names the guest's
+   *   violation; any other error is reported as a device error
    */
-  markBroken(reason: string): void {
+  markBroken(reason: string, cause?: unknown): void {
+    const violation = cause instanceof VirtqueueError ? cause.violation : null;
+    const guest = cause === undefined || violation !== null;
     this.#broken = true;
     this.#transport.setNeedsReset();
+    this.#onBroken?.(violation, cause);
     if (!this.#loggedBroken) {
       this.#loggedBroken = true;
-      this.#log(`virtio device ${this.#device.deviceType}: ${reason}; needs reset`);
+      const what = guest ? reason : `Device error: ${reason}`;
+      this.#log(`virtio device ${this.#device.deviceType}: ${what}; needs reset`);
     }
     this.signalConfig();
   }
