@@ -7,8 +7,8 @@
  * @module
  */
 import type { GuestMemory } from "../../memory/guest_memory.ts";
-import { AioQueueFullError, type AioRequest, type IoVec } from "../../aio/types.ts";
-import type { EventLoop } from "../../mainloop/types.ts";
+import { AioQueueFullError, IOV_MAX } from "../../aio/types.ts";
+import type { Bh } from "../../mainloop/types.ts";
 import {
   featureBit,
   VIRTIO_BLK_CFG_BLK_SIZE,
@@ -45,7 +45,9 @@ import {
 import type { VirtioContext, VirtioDevice } from "./device.ts";
 import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
 import type { BlockAio } from "./sync_io.ts";
-import { DiscardRanges, parseDiscardRanges } from "./block_discard.ts";
+import { parseDiscardRanges } from "./block_discard.ts";
+import { BlockRequest, type BlockRequestCounts } from "./block_request.ts";
+export type { BlockRequestCounts } from "./block_request.ts";
 
 /** Sector size of the virtio-blk protocol. */
 export const SECTOR_SIZE = 512;
@@ -92,30 +94,9 @@ export interface VirtioBlockOptions {
    * the rest runs from a bottom half of this loop, so other fds, timers and
    * devices get their turn. Without it (unit tests) a kick drains the queue.
    */
-  loop?: Pick<EventLoop, "bh">;
+  loop?: { bh(cb: () => void, name?: string): Pick<Bh, "schedule"> };
   /** Chains per turn (default {@link VIRTIO_BLK_BATCH}). */
   batch?: number;
-}
-
-/** One in-flight request, reused per descriptor head. */
-class BlockRequest {
-  head = 0;
-  statusAddr = 0;
-  usedLen = 0;
-  expected = 0;
-  inFlight = false;
-  /** Device generation (bumped at each reset) this request belongs to. */
-  generation = 0;
-  /** DISCARD / WRITE_ZEROES: the ranges, worked through one piece at a time. */
-  readonly ranges = new DiscardRanges();
-  readonly req: AioRequest & { iov: IoVec[]; offset: number; len: number; mode: number };
-  readonly pool: IoVec[] = [];
-  readonly done: (result: number) => void;
-
-  constructor(complete: (r: BlockRequest, result: number) => void) {
-    this.req = { op: "preadv", fd: -1, iov: [], offset: 0, len: 0, mode: 0 };
-    this.done = (result: number) => complete(this, result);
-  }
 }
 
 /**
@@ -140,6 +121,16 @@ export class VirtioBlock implements VirtioDevice {
   readonly configSize = VIRTIO_BLK_CFG_SIZE;
   /** PCI class: mass storage, SCSI (what Linux and QEMU show). */
   readonly pciClass = 0x010000;
+  /** Requests started since creation, by type. */
+  readonly requestCounts: BlockRequestCounts = {
+    in: 0,
+    out: 0,
+    flush: 0,
+    getId: 0,
+    discard: 0,
+    writeZeroes: 0,
+    unsupported: 0,
+  };
   readonly #disk: BlockDisk;
   readonly #aio: BlockAio;
   readonly #serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
@@ -307,6 +298,8 @@ export class VirtioBlock implements VirtioDevice {
       case VIRTIO_BLK_T_IN:
       case VIRTIO_BLK_T_OUT: {
         const write = type === VIRTIO_BLK_T_OUT;
+        if (write) this.requestCounts.out++;
+        else this.requestCounts.in++;
         const len = write ? chain.readableBytes - HEADER_BYTES : chain.writableBytes - 1;
         const offset = sector * SECTOR_SIZE;
         if (
@@ -315,15 +308,19 @@ export class VirtioBlock implements VirtioDevice {
         ) {
           return this.#finish(q, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         }
+        // Nothing to move (as QEMU completes an empty request): done.
+        if (len === 0) return this.#finish(q, ctx, r, VIRTIO_BLK_S_OK, 1);
         r.req.op = write ? "pwritev" : "preadv";
         r.req.fd = disk.fd;
         r.req.offset = offset;
         this.#buildIov(mem, r, write ? 0 : chain.readableCount, write ? HEADER_BYTES : 0, len);
+        if (r.req.iov.length > IOV_MAX) return this.#finish(q, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         r.expected = len;
         r.usedLen = write ? 1 : len + 1;
         return this.#submit(q, r);
       }
       case VIRTIO_BLK_T_FLUSH:
+        this.requestCounts.flush++;
         r.req.op = "fdatasync";
         r.req.fd = disk.fd;
         r.req.offset = 0;
@@ -332,12 +329,15 @@ export class VirtioBlock implements VirtioDevice {
         r.usedLen = 1;
         return this.#submit(q, r);
       case VIRTIO_BLK_T_GET_ID: {
+        this.requestCounts.getId++;
         const n = Math.min(VIRTIO_BLK_ID_BYTES, chain.writableBytes - 1);
         chain.scatter(mem, chain.readableCount, this.#serial.subarray(0, n));
         return this.#finish(q, ctx, r, VIRTIO_BLK_S_OK, n + 1);
       }
       case VIRTIO_BLK_T_DISCARD:
       case VIRTIO_BLK_T_WRITE_ZEROES: {
+        if (type === VIRTIO_BLK_T_DISCARD) this.requestCounts.discard++;
+        else this.requestCounts.writeZeroes++;
         r.expected = 0;
         r.usedLen = 1;
         const status = disk.readOnly
@@ -349,6 +349,7 @@ export class VirtioBlock implements VirtioDevice {
         return this.#submit(q, r);
       }
       default:
+        this.requestCounts.unsupported++;
         return this.#finish(q, ctx, r, VIRTIO_BLK_S_UNSUPP, 1);
     }
   }
