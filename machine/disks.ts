@@ -13,6 +13,7 @@ import type { Machine } from "./machine.ts";
 import {
   gsiRoutes,
   MSI_GSI_BASE,
+  newIoeventfdState,
   type PciDevicesArgs,
   type PciFunctionArgs,
   syncNotifyIoeventfds,
@@ -316,9 +317,8 @@ export async function attachDisks(
         intxGsi: intxGsi(slot, 0),
         msiGsiBase: nextGsi,
         msixFds: Array.from({ length: vectors }, newFd),
-        ioeventfdBase: new SharedArrayBuffer(8),
+        ioeventfdBase: newIoeventfdState(),
       };
-      new Float64Array(fn.ioeventfdBase)[0] = -1;
       nextGsi += vectors;
       functions.push(fn);
       routed.push({ device: transport, msiGsiBase: fn.msiGsiBase });
