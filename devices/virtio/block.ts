@@ -56,13 +56,9 @@ export {
   VIRTIO_BLK_MAX_DISCARD_SECTORS,
   VIRTIO_BLK_MAX_DISCARD_SEG,
 } from "./block_discard.ts";
-import {
-  VIRTIO_BLK_DISCARD_PIECE,
-  VIRTIO_BLK_MAX_DISCARD_SECTORS,
-  VIRTIO_BLK_MAX_DISCARD_SEG,
-} from "./block_discard.ts";
+import * as discard from "./block_discard.ts";
 
-/** Chains one queue turn takes before yielding to the loop (QEMU and Firecracker bound theirs too). */
+/** Chains one kick takes before yielding to the loop (as QEMU and Firecracker bound theirs). */
 export const VIRTIO_BLK_BATCH = 64;
 
 const HEADER_BYTES = 16;
@@ -144,6 +140,9 @@ export class VirtioBlock implements VirtioDevice {
   #stalled = false;
   /** Pieces of started requests that found the backend full. */
   #waiting: BlockRequest[] = [];
+  /** Pieces to submit once the current submit returns (their predecessor completed inline). */
+  readonly #inline: BlockRequest[] = [];
+  #depth = 0;
   readonly #batch: number;
   readonly #bh: { schedule(): void } | null;
   #generation = 0;
@@ -195,11 +194,11 @@ export class VirtioBlock implements VirtioDevice {
     v.setUint32(VIRTIO_BLK_CFG_SEG_MAX, this.queueMaxSize - 2, true);
     v.setUint32(VIRTIO_BLK_CFG_BLK_SIZE, this.#blockSize, true);
     v.setUint16(VIRTIO_BLK_CFG_NUM_QUEUES, 1, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, discard.VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SEG, discard.VIRTIO_BLK_MAX_DISCARD_SEG, true);
     v.setUint32(VIRTIO_BLK_CFG_DISCARD_ALIGN, this.#blockSize / SECTOR_SIZE, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SECTORS, discard.VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SEG, discard.VIRTIO_BLK_MAX_DISCARD_SEG, true);
     config[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
   }
 
@@ -220,6 +219,7 @@ export class VirtioBlock implements VirtioDevice {
     this.#queue = null;
     this.#stalled = false;
     this.#waiting.length = 0;
+    this.#inline.length = 0;
     this.#generation++;
     this.#requests = this.#requests.map((r) => {
       if (!r.inFlight) return r;
@@ -360,7 +360,7 @@ export class VirtioBlock implements VirtioDevice {
     r.req.op = "fallocate";
     r.req.iov.length = 0;
     r.req.offset = g.pieceOffset;
-    r.req.len = g.pieceLength(VIRTIO_BLK_DISCARD_PIECE);
+    r.req.len = g.pieceLength(discard.VIRTIO_BLK_DISCARD_PIECE);
     r.req.mode = g.pieceMode;
     r.expected = r.req.len;
   }
@@ -368,6 +368,7 @@ export class VirtioBlock implements VirtioDevice {
   #submit(q: SplitQueue | null, r: BlockRequest): void {
     r.inFlight = true;
     r.generation = this.#generation;
+    this.#depth++;
     try {
       this.#aio.submit(r.req, r.done);
     } catch (e) {
@@ -381,7 +382,12 @@ export class VirtioBlock implements VirtioDevice {
         // A later piece of a started request: it goes first when a slot frees.
         this.#waiting.push(r);
       }
+    } finally {
+      this.#depth--;
     }
+    // Next pieces of requests that completed inline (SyncAio): a loop, not a
+    // recursion as deep as the request has pieces.
+    while (this.#depth === 0 && this.#inline.length > 0) this.#submit(null, this.#inline.shift()!);
   }
 
   /** The yield BH: continues the queue (not under the transport's guard). */
@@ -415,7 +421,8 @@ export class VirtioBlock implements VirtioDevice {
       if (r.req.op === "fallocate" && this.#pieceDone(r, result)) {
         // More pieces: the next one goes out now, behind nothing else.
         this.#nextPiece(r);
-        this.#submit(null, r);
+        if (this.#depth > 0) this.#inline.push(r);
+        else this.#submit(null, r);
       } else {
         const ok = result >= 0 && result === r.expected ||
           r.req.op === "fallocate" && r.ranges.done;

@@ -346,6 +346,34 @@ Deno.test("DISCARD and WRITE_ZEROES go to the aio backend as bounded fallocate p
   }
 });
 
+Deno.test("thousands of pieces completing inline (SyncAio) do not recurse", () => {
+  let submits = 0;
+  const sync = new SyncAio();
+  const aio: BlockAio = {
+    submit(req, cb) {
+      submits++;
+      // Stack depth stays flat however many pieces one request has.
+      if (new Error().stack!.split("\n").length > 60) throw new Error("Recursing");
+      return sync.submit(req, cb);
+    },
+  };
+  const size = 2 ** 31; // sparse: 32 whole-disk DISCARD ranges = 4096 pieces
+  const rig = setup({ aio, diskSize: size });
+  try {
+    const seg = DATA + 0x10000;
+    for (let i = 0; i < 32; i++) {
+      rig.mem.writeU64(seg + 16 * i, 0n);
+      rig.mem.writeU32(seg + 16 * i + 8, size / 512);
+      rig.mem.writeU32(seg + 16 * i + 12, 0);
+    }
+    const [status] = request(rig, VIRTIO_BLK_T_DISCARD, 0, [{ addr: seg, len: 16 * 32 }]);
+    assert.equal(status, VIRTIO_BLK_S_OK);
+    assert.equal(submits, (32 * size) / VIRTIO_BLK_DISCARD_PIECE);
+  } finally {
+    rig.close();
+  }
+});
+
 Deno.test("a kick handles a bounded batch and yields to the loop for the rest", () => {
   const bhs: (() => void)[] = [];
   let scheduled = 0;

@@ -137,7 +137,8 @@ export class DescriptorChain {
         continue;
       }
       const n = Math.min(l - off, len - pos);
-      mem.read(this.addr[i] + off, dst.subarray(pos, pos + n));
+      // The usual case (all of dst from one segment) allocates no view.
+      mem.read(this.addr[i] + off, n === len ? dst : dst.subarray(pos, pos + n));
       pos += n;
       off = 0;
     }
