@@ -70,6 +70,11 @@ export interface OpenedDisk {
  * ```
  */
 export function openDisks(values: readonly string[]): OpenedDisk[] {
+  if (values.length > MAX_DISKS) {
+    throw new DiskError(
+      `Too many --disk options (${values.length}): at most ${MAX_DISKS}, one PCI slot each`,
+    );
+  }
   const out: OpenedDisk[] = [];
   try {
     for (const value of values) {
@@ -108,6 +113,8 @@ export function openDisks(values: readonly string[]): OpenedDisk[] {
 
 /** First PCI slot used for disks (slot 0 is the host bridge). */
 export const FIRST_DISK_SLOT = 1;
+/** Most disks: one per PCI slot of bus 0 after the host bridge. */
+export const MAX_DISKS = 32 - FIRST_DISK_SLOT;
 
 /**
  * The GSI an INTx pin of a slot is wired to: the usual swizzle over the

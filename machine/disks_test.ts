@@ -57,6 +57,9 @@ Deno.test("openDisks: missing file, odd size, bad option", async () => {
     openDisks([`${dir}/ok.img`])[0].file.close();
     oneLine(() => openDisks([dir]), /Cannot open disk image .*: it is a directory$/);
     oneLine(() => openDisks([`${dir},ro`]), /not a regular file or block device/);
+    // More disks than PCI slots: one line, before anything is opened.
+    const many = Array.from({ length: 33 }, (_, i) => `${dir}/d${i}.img`);
+    oneLine(() => openDisks(many), /Too many --disk options \(33\): at most 31/);
   });
 });
 
