@@ -4,20 +4,19 @@
  *   deno run --allow-ffi main.ts --kernel bzImage [--initrd F] [--append S]
  *     [--cpus N] [--memory SIZE] [--disk SPEC]...
  *
- * With no --kernel it boots the bundled demo guest. The only reader of
- * Deno.args; everything else lives in machine/.
+ * Flags become a VmConfig, the builder makes the VM, the terminal is its
+ * serial console. With no --kernel it boots the bundled demo guest. The
+ * only reader of Deno.args.
  *
  * @module
  */
 import { parseCli, USAGE, UsageError, type VmOptions } from "./machine/cli.ts";
-import { runDemo, runLinux } from "./machine/run.ts";
+import { vmConfigFromCli } from "./machine/cli_config.ts";
 import { describeKvmOpenError } from "./machine/kvm_errors.ts";
-import { DiskError, openDisks, type OpenedDisk } from "./machine/disks.ts";
+import { createVm, type Vm } from "./vm/vm.ts";
+import { VmConfigError } from "./vm/config.ts";
 import { ErrnoError } from "./sys/errno.ts";
-import { readFileFfi } from "./sys/fd.ts";
-import { KernelLoaderError } from "./boot/kernel_loader_error.ts";
-import { parseBzImage } from "./boot/bzimage.ts";
-import { findPvhEntry } from "./boot/elf.ts";
+import { Terminal } from "./ui/terminal.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "./vcpu/exit_codes.ts";
 
 /** The version printed by --version. */
@@ -28,18 +27,22 @@ function fail(message: string, code = EXIT_CODE_USAGE): never {
   Deno.exit(code);
 }
 
-function readInput(what: string, path: string): Uint8Array<ArrayBuffer> {
+async function run(vm: Vm): Promise<number> {
+  const term = new Terminal({
+    loop: vm.loop,
+    onInput: (bytes) => vm.serial.offer(bytes),
+    onQuit: () => vm.stop(),
+    retryMs: 5,
+  });
   try {
-    return readFileFfi(path, 2 ** 31);
-  } catch (e) {
-    if (e instanceof ErrnoError) {
-      const why = e.code === "EISDIR"
-        ? "it is a directory"
-        : e.message.replace(/^.*\((.*)\)$/, "$1");
-      fail(`cannot read ${what} '${path}': ${why}`);
-    }
-    if (e instanceof RangeError) fail(`${what} '${path}' is too large`);
-    throw e;
+    term.start();
+    await vm.start();
+    const end = await vm.wait();
+    for (const e of end.errors) console.error(`denovmm: ${e}`);
+    return end.exitCode;
+  } finally {
+    term.close();
+    await vm.close();
   }
 }
 
@@ -59,32 +62,17 @@ async function main(args: string[]): Promise<number> {
     console.log(`denovmm ${VERSION} (deno ${Deno.version.deno})`);
     return 0;
   }
-  let disks: OpenedDisk[] = [];
+  let vm: Vm;
   try {
-    if (o.kernel === undefined) return await runDemo(o);
-    const kernel = readInput("kernel", o.kernel);
-    // Reject what is not a kernel before touching KVM.
-    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
-      kernel[3] === 0x46;
-    if (!isElf) parseBzImage(kernel);
-    else if (findPvhEntry(kernel) === undefined) {
-      throw new KernelLoaderError(
-        "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
-      );
-    }
-    const initrd = o.initrd === undefined ? undefined : readInput("initrd", o.initrd);
-    disks = openDisks(o.disks);
-    return await runLinux(o, { kernel, initrd, disks });
+    vm = await createVm(vmConfigFromCli(o));
   } catch (e) {
-    if (e instanceof DiskError) fail(e.message);
+    if (e instanceof VmConfigError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
-    if (e instanceof KernelLoaderError) fail(`${o.kernel}: ${e.message}`);
     if (e instanceof ErrnoError) fail(e.message, EXIT_CODE_CRASH);
     throw e;
-  } finally {
-    for (const d of disks) d.file.close();
   }
+  return await run(vm);
 }
 
 if (import.meta.main) {

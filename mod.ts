@@ -1,37 +1,49 @@
 /**
- * denovmm's public API: build and run virtual machines on Linux KVM from
- * TypeScript.
+ * denovmm's public API: build, run and script virtual machines on Linux
+ * KVM from TypeScript.
  *
  * ```ts ignore
- * import { Machine, setRealModeEntry } from "./mod.ts";
- * const m = Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
+ * import { createVm } from "./mod.ts";
+ * const vm = await createVm({ kernel: "bzImage", initrd: "initrd.img", memory: "512M" });
+ * await vm.start();
+ * await vm.serial.waitFor(/# $/, { timeoutMs: 60_000 });
+ * await vm.serial.write("uname -r\n");
+ * const end = await vm.wait();
  * ```
  *
  * @module
  */
-export * from "./machine/machine.ts";
-export * from "./machine/cli.ts";
-export * from "./machine/size.ts";
-export * from "./machine/linux_boot.ts";
-export * from "./machine/run.ts";
-export * from "./machine/disks.ts";
-export * from "./machine/pci_devices.ts";
-export * from "./hypervisor/types.ts";
-export * from "./memory/mod.ts";
-export * from "./devices/bus.ts";
-export * from "./devices/irq.ts";
-export * from "./devices/device_spec.ts";
-export * from "./devices/shared_state.ts";
-export * from "./vcpu/shared_state.ts";
-export * from "./vcpu/exit_codes.ts";
-export { VcpuThread } from "./vcpu/handle.ts";
-export * as kvm from "./kvm/mod.ts";
-export * as sys from "./sys/mod.ts";
-export * as boot from "./boot/mod.ts";
-export * as acpi from "./acpi/mod.ts";
-export * as legacy from "./devices/legacy/mod.ts";
-export * as pci from "./devices/pci/mod.ts";
-export * as virtio from "./devices/virtio/mod.ts";
-export * as mainloop from "./mainloop/mod.ts";
-export * as aio from "./aio/mod.ts";
-export * as guests from "./guests/mod.ts";
+export { createVm, Vm } from "./vm/vm.ts";
+export type { VmEndReason, VmEventType, VmExit, VmStatus } from "./vm/vm.ts";
+export {
+  DEFAULT_CMDLINE,
+  DEFAULT_MEMORY_BYTES,
+  MAX_CPUS,
+  MIN_MEMORY_BYTES,
+  VmConfigError,
+} from "./vm/config.ts";
+export type {
+  DiskConfig,
+  FlatImage,
+  NicConfig,
+  PlacementConfig,
+  SerialConfig,
+  VirtioFunctionConfig,
+  VmConfig,
+} from "./vm/config.ts";
+export { SERIAL_HISTORY_CHARS, SerialTimeoutError } from "./vm/serial_console.ts";
+export type { VmSerial } from "./vm/serial_console.ts";
+export type { Bh, BhHandle, ClockType, EventLoop, FdHandlers, Timer } from "./mainloop/types.ts";
+export type {
+  BusMapping,
+  DeviceContext,
+  DeviceFactory,
+  DeviceSpec,
+} from "./devices/device_spec.ts";
+export type { BusDevice } from "./devices/bus.ts";
+export type { IrqLine } from "./devices/irq.ts";
+export type { SystemEvents } from "./devices/legacy/system_events.ts";
+export { GuestMemory, GuestMemoryError } from "./memory/guest_memory.ts";
+export type { GuestMemoryLayout, MemoryRegion } from "./memory/guest_memory.ts";
+export { gpa } from "./memory/guest_address.ts";
+export type { Gpa } from "./memory/guest_address.ts";

@@ -90,7 +90,7 @@ async function runDeno(): Promise<number> {
   const t0 = performance.now();
   const exit = await m.run();
   const ms = performance.now() - t0;
-  m.close();
+  await m.close();
   if (exit.errors.length) throw new Error(exit.errors.join("; "));
   if (exit.exitCode !== PIO_LOOP_EXIT_CODE) {
     throw new Error(`The guest did not finish its loop (exit code ${exit.exitCode})`);

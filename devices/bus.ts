@@ -10,6 +10,18 @@
  * `data.length` is the access size (1, 2, 4 or 8). A read fills `data`.
  * Devices run in whichever thread took the exit (a vCPU Worker), under the
  * VM's big lock; they know nothing of KVM, Workers or poll.
+ *
+ * @example
+ * ```ts
+ * import type { BusDevice } from "./bus.ts";
+ * // A scratch register: reads return what was last written.
+ * const scratch = new Uint8Array(1);
+ * const dev: BusDevice = {
+ *   read(_offset, data) { data.fill(scratch[0]); },
+ *   write(_offset, data) { scratch[0] = data[0]; },
+ * };
+ * dev.write(0, new Uint8Array([7]));
+ * ```
  */
 export interface BusDevice {
   /** Handles a guest read of `data.length` bytes at `offset`. */

@@ -8,6 +8,15 @@
  * A level-triggered interrupt input (a GSI on the IOAPIC/PIC). Devices raise
  * and lower it; the backend (KVM_IRQ_LINE, an irqfd, a test fake) delivers it.
  * Callable from any thread.
+ *
+ * @example
+ * ```ts
+ * import type { IrqLine } from "./irq.ts";
+ * export function pulse(line: IrqLine): void {
+ *   line.set(true);
+ *   line.set(false);
+ * }
+ * ```
  */
 export interface IrqLine {
   /** Sets the line's level. */

@@ -110,6 +110,8 @@ export interface VcpuExitData {
   readonly ioCount: number;
   /** The I/O data for count 1 (sized to ioSize). */
   ioData(): Uint8Array;
+  /** The data of repetition i of string I/O (sized to ioSize). */
+  ioDataAt(i: number): Uint8Array;
   /** MMIO guest-physical address. */
   readonly mmioAddr: number;
   /** MMIO length. */
@@ -122,8 +124,18 @@ export interface VcpuExitData {
   readonly failEntryReason: bigint;
   /** Internal error sub-code. */
   readonly internalSuberror: number;
-  /** System event type. */
+  /** System event type (a {@link SystemEventType}). */
   readonly systemEventType: number;
+}
+
+/** What a system event exit asks for (KVM_SYSTEM_EVENT_* numbers). */
+export const enum SystemEventType {
+  /** Power off. */
+  Shutdown = 1,
+  /** Reset (reboot). */
+  Reset = 2,
+  /** The guest crashed (a panic notifier). */
+  Crash = 3,
 }
 
 /** A virtual CPU: owned by one thread, which calls run() in a loop. */
@@ -142,4 +154,36 @@ export interface Vcpu extends VcpuExitData {
   setSregs(sregs: Sregs): void;
   /** Sets or clears immediate_exit (kick protocol). */
   setImmediateExit(on: boolean): void;
+}
+
+/** A level-triggered interrupt input by GSI, as a backend delivers it. */
+export interface InterruptLine {
+  /** Sets the line's level. */
+  set(level: boolean): void;
+}
+
+/**
+ * What a vCPU thread gets from the hypervisor backend: its vCPU and the
+ * VM's interrupt lines. Built in the thread itself from a
+ * {@link VcpuBackendSpec}, so the vCPU code never names a backend.
+ */
+export interface VcpuThreadBackend {
+  /** This thread's vCPU. */
+  readonly vcpu: Vcpu;
+  /** The interrupt line of a GSI (one object per GSI; cache it). */
+  irqLine(gsi: number): InterruptLine;
+}
+
+/**
+ * Where a vCPU thread finds its backend: a module exporting
+ * `factory(data): VcpuThreadBackend`, and postMessage-able data (fds, host
+ * addresses) to build it from.
+ */
+export interface VcpuBackendSpec {
+  /** Module URL. */
+  readonly module: string;
+  /** Name of the exported factory. */
+  readonly factory: string;
+  /** Its argument. */
+  readonly data: unknown;
 }

@@ -15,10 +15,8 @@ import {
   setupLongMode,
   setupPvh,
 } from "../boot/mod.ts";
-import { buildAcpiTables } from "../acpi/mod.ts";
-
-/** The kernel command line when --append is not given. */
-export const DEFAULT_CMDLINE = "console=ttyS0";
+import { buildAcpiTables } from "../acpi/tables.ts";
+import type { PciIrqRoute } from "../acpi/dsdt.ts";
 
 /** What to boot. */
 export interface LinuxBootOptions {
@@ -32,6 +30,8 @@ export interface LinuxBootOptions {
   cpus: number;
   /** Describe the PCI root bridge in the DSDT. */
   pci?: boolean;
+  /** The root bridge's final _PRT (the builder has placed every function). */
+  pciIrqRoutes?: readonly PciIrqRoute[];
 }
 
 /** What the loader decided. */
@@ -54,9 +54,17 @@ const ELF_MAGIC = 0x464c457f;
  * @returns the entry state for vCPU 0
  * @throws {KernelLoaderError} when the file is not a kernel we can boot (a vmlinux
  *   without a PVH note among them)
+ * @example
+ * ```ts ignore
+ * const boot = loadLinux(m.memory, { kernel, cmdline: "console=ttyS0", cpus: 1 });
+ * ```
  */
 export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResult {
-  const acpi = buildAcpiTables(mem, { cpus: o.cpus, pci: o.pci ?? false });
+  const acpi = buildAcpiTables(mem, {
+    cpus: o.cpus,
+    pci: o.pci ?? false,
+    pciIrqRoutes: o.pciIrqRoutes,
+  });
   const e820 = buildE820(mem);
   const isElf = o.kernel.length >= 4 &&
     new DataView(o.kernel.buffer, o.kernel.byteOffset, 4).getUint32(0, true) === ELF_MAGIC;

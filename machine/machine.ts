@@ -8,6 +8,7 @@ import { Kvm } from "../kvm/kvm.ts";
 import { KVM_CAP_TSC_DEADLINE_TIMER } from "../kvm/abi.ts";
 import type { KvmVm } from "../kvm/vm.ts";
 import { KvmVcpu } from "../kvm/vcpu.ts";
+import { kvmVcpuBackendSpec } from "../kvm/vcpu_backend.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
@@ -166,8 +167,9 @@ export class Machine {
       vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus, { tscDeadline }));
       setup(vcpu, i);
       this.vcpus.push(
-        new VcpuThread(handle, {
-          vmFd: this.vm.fd,
+        new VcpuThread(i, {
+          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd }),
+          requestExit: () => vcpu.setImmediateExit(true),
           memory: this.memory.layout,
           control: this.control,
           lock: this.lockState,
@@ -213,10 +215,18 @@ export class Machine {
       }
     }
     await Promise.all(this.vcpus.map((v) => v.stop()));
-    const errors = this.vcpus.filter((v) => v.error).map((v) =>
-      `vcpu-${v.handle.index}: ${v.error}`
-    );
+    const errors = this.vcpus.filter((v) => v.error).map((v) => `vcpu-${v.index}: ${v.error}`);
     return { state, exitCode: this.control.exitCode, errors };
+  }
+
+  /** Pauses every vCPU (each has left KVM_RUN when this resolves). */
+  async pause(): Promise<void> {
+    await Promise.all(this.vcpus.map((v) => v.pause()));
+  }
+
+  /** Resumes paused vCPUs. */
+  resume(): void {
+    for (const v of this.vcpus) v.resume();
   }
 
   /**
@@ -228,8 +238,13 @@ export class Machine {
     this.control.requestStop(VmState.Stopped, exitCode);
   }
 
-  /** Releases fds (call after run() resolved). */
-  close(): void {
+  /**
+   * Ends vCPU threads that never ran (a build that failed after setup) and
+   * releases fds. After run() resolved, the threads are gone already.
+   */
+  async close(): Promise<void> {
+    if (this.control.state === VmState.Running) this.control.requestStop(VmState.Stopped, 0);
+    await Promise.all(this.vcpus.map((v) => v.stop()));
     this.vm.close();
     this.kvm.close();
     this.memory.close();

@@ -180,6 +180,7 @@ export function syncNotifyIoeventfds(
   log: (message: string) => void = console.error,
 ): void {
   const cell = new Float64Array(f.ioeventfdBase);
+  if (cell.length < 2) throw new RangeError("ioeventfdBase must come from newIoeventfdState()");
   const old = cell[0];
   let mask = cell[1];
   const n = f.notifyFds.length;

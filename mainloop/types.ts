@@ -6,7 +6,18 @@
  * @module
  */
 
-/** Callbacks for an fd; level-triggered like QEMU's `qemu_set_fd_handler`. */
+/**
+ * Callbacks for an fd; level-triggered like QEMU's `qemu_set_fd_handler`.
+ *
+ * @example
+ * ```ts
+ * import type { EventLoop, FdHandlers } from "./types.ts";
+ * export function watch(loop: EventLoop, fd: number, onReadable: () => void): void {
+ *   const handlers: FdHandlers = { read: onReadable };
+ *   loop.setFdHandler(fd, handlers);
+ * }
+ * ```
+ */
 export interface FdHandlers {
   /** Called while the fd is readable. */
   read?: (() => void) | null;
@@ -17,6 +28,15 @@ export interface FdHandlers {
 /**
  * A transferable reference to a bottom half: post it to any Worker and build a
  * `SharedBh` (mainloop/bh.ts) there to schedule the BH without postMessage.
+ *
+ * @example
+ * ```ts
+ * import type { BhHandle, EventLoop } from "./types.ts";
+ * export function handOut(loop: EventLoop, worker: Worker): void {
+ *   const handle: BhHandle = loop.bh(() => console.log("ping")).handle();
+ *   worker.postMessage(handle);
+ * }
+ * ```
  */
 export interface BhHandle {
   /** The loop's shared state (pending bits and notify flag). */
@@ -27,7 +47,17 @@ export interface BhHandle {
   index: number;
 }
 
-/** A bottom half: a callback scheduled to run once on the loop, soon. */
+/**
+ * A bottom half: a callback scheduled to run once on the loop, soon.
+ *
+ * @example
+ * ```ts
+ * import type { Bh, EventLoop } from "./types.ts";
+ * export function coalesced(loop: EventLoop, flush: () => void): Bh {
+ *   return loop.bh(flush, "flush"); // schedule() it as often as you like
+ * }
+ * ```
+ */
 export interface Bh {
   /** Schedules it (idempotent until it runs). Safe from the loop's thread. */
   schedule(): void;
@@ -39,10 +69,34 @@ export interface Bh {
   handle(): BhHandle;
 }
 
-/** Clocks timers can run on. */
+/**
+ * Clocks timers can run on.
+ *
+ * @example
+ * ```ts
+ * import type { ClockType } from "./types.ts";
+ * const clock: ClockType = "monotonic";
+ * console.log(clock);
+ * ```
+ */
 export type ClockType = "realtime" | "host" | "monotonic" | "virtual";
 
-/** A timer on a loop; fires once per `mod`. */
+/**
+ * A timer on a loop; fires once per `mod`.
+ *
+ * @example
+ * ```ts
+ * import type { EventLoop, Timer } from "./types.ts";
+ * export function every(loop: EventLoop, ms: number, tick: () => void): Timer {
+ *   const t: Timer = loop.timer("monotonic", () => {
+ *     tick();
+ *     t.mod(loop.now("monotonic") + ms * 1e6);
+ *   });
+ *   t.mod(loop.now("monotonic") + ms * 1e6);
+ *   return t;
+ * }
+ * ```
+ */
 export interface Timer {
   /** Arms (or re-arms) the timer to fire at `expireNs` on its clock. */
   mod(expireNs: number): void;
@@ -52,7 +106,21 @@ export interface Timer {
   readonly pending: boolean;
 }
 
-/** An event loop: fds, timers, bottom halves. */
+/**
+ * An event loop: fds, timers, bottom halves.
+ *
+ * @example
+ * ```ts
+ * import type { EventLoop } from "./types.ts";
+ * export function later(loop: EventLoop, fn: () => void): void {
+ *   const bh = loop.bh(() => {
+ *     bh.delete();
+ *     fn();
+ *   });
+ *   bh.schedule();
+ * }
+ * ```
+ */
 export interface EventLoop {
   /** Registers (or with null, removes) handlers for fd. */
   setFdHandler(fd: number, handlers: FdHandlers | null): void;

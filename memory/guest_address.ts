@@ -4,7 +4,16 @@
  * @module
  */
 
-/** A guest-physical address: a non-negative safe integer, branded. */
+/**
+ * A guest-physical address: a non-negative safe integer, branded.
+ *
+ * @example
+ * ```ts
+ * import { type Gpa, gpa } from "./guest_address.ts";
+ * const zeroPage: Gpa = gpa(0x7000);
+ * console.log(zeroPage);
+ * ```
+ */
 export type Gpa = number & { readonly __gpa: unique symbol };
 
 /**

@@ -20,7 +20,16 @@ import {
 } from "../sys/fd.ts";
 import { type Gpa, gpa } from "./guest_address.ts";
 
-/** One contiguous range of guest RAM. */
+/**
+ * One contiguous range of guest RAM.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory } from "./guest_memory.ts";
+ * const [low] = GuestMemory.fromBuffer(new ArrayBuffer(4096)).layout.regions;
+ * console.log(low.guestAddr, low.size); // 0 4096
+ * ```
+ */
 export interface MemoryRegion {
   /** Guest-physical start. */
   readonly guestAddr: number;
@@ -32,7 +41,18 @@ export interface MemoryRegion {
   readonly fdOffset: number;
 }
 
-/** What a Worker needs to see the same guest RAM: plain data, postMessage-able. */
+/**
+ * What a Worker needs to see the same guest RAM: plain data, postMessage-able.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory, type GuestMemoryLayout } from "./guest_memory.ts";
+ * // In a device factory: the same RAM, in this thread.
+ * export function ramOf(layout: GuestMemoryLayout): GuestMemory {
+ *   return GuestMemory.fromLayout(layout);
+ * }
+ * ```
+ */
 export interface GuestMemoryLayout {
   /** The regions, sorted by guest address, not overlapping. */
   readonly regions: readonly MemoryRegion[];
@@ -40,13 +60,28 @@ export interface GuestMemoryLayout {
   readonly fd: number;
 }
 
-/** A guest access outside RAM. Host memory is never touched when this is thrown. */
+/**
+ * A guest access outside RAM. Host memory is never touched when this is thrown.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory, GuestMemoryError } from "./guest_memory.ts";
+ * const mem = GuestMemory.fromBuffer(new ArrayBuffer(4096));
+ * try {
+ *   mem.readU32(4094);
+ * } catch (e) {
+ *   console.log(e instanceof GuestMemoryError); // true
+ * }
+ * ```
+ */
 export class GuestMemoryError extends RangeError {
   /** The guest address of the access. */
   readonly address: number;
   /** Its length. */
   readonly length: number;
   /**
+   * Describes an access outside RAM.
+   *
    * @param address guest address
    * @param length bytes accessed
    */

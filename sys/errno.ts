@@ -149,6 +149,8 @@ export class ErrnoError extends Error {
   readonly code: string;
   /** What was called (`open /dev/kvm`, `KVM_RUN`, ...). */
   readonly call: string;
+  /** The C library's description of the errno (`Permission denied`). */
+  readonly description: string;
 
   /**
    * @param call what failed, as it should appear in the message
@@ -160,11 +162,13 @@ export class ErrnoError extends Error {
    * ```
    */
   constructor(call: string, code: number) {
-    super(`${call} failed: ${errnoName(code)} (${strerror(code)})`);
+    const description = strerror(code);
+    super(`${call} failed: ${errnoName(code)} (${description})`);
     this.name = "ErrnoError";
     this.errno = code;
     this.code = errnoName(code);
     this.call = call;
+    this.description = description;
   }
 }
 

@@ -96,6 +96,14 @@ Deno.test({
   },
 });
 
+Deno.test("more --disk than PCI bus 0 has slots is one line, not a RangeError", async () => {
+  const disks = Array.from({ length: 33 }, (_, i) => ["--disk", `/nonexistent/${i}.img`]).flat();
+  oneLine(
+    await vmm(["--kernel", "/nonexistent/bzImage", ...disks]),
+    /Too many PCI devices: 33 asked for, bus 0 has room for 31/,
+  );
+});
+
 Deno.test("--help and --version", async () => {
   const h = await vmm(["--help"]);
   assert.equal(h.code, 0);

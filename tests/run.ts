@@ -14,6 +14,7 @@
 import { kvmRoute } from "./nested/route.ts";
 import { runNested } from "./nested/run_nested.ts";
 import { prepareKvmFixtures } from "./kvm/fixtures.ts";
+import { ensureAptPackages } from "./fixtures/debian.ts";
 
 const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const deno = Deno.execPath();
@@ -67,6 +68,10 @@ const filters = argv.filter((a) => a !== "--unit-only" && a !== "--kvm-only");
 let passed = 0, failed = 0;
 
 if (!kvmOnly) {
+  // The peers some unit tests compare against (QEMU running the test guests,
+  // the L1 image with QEMU inside, a real cpio): installed here, so a fresh
+  // machine runs those tests instead of ignoring them.
+  await ensureAptPackages(["qemu-system-x86", "cpio"]);
   console.log("== unit tests (no KVM needed)");
   const r = await runLocal([
     "test",

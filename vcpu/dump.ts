@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { ExitKind } from "../hypervisor/types.ts";
-import type { KvmVcpu } from "../kvm/vcpu.ts";
+import { ExitKind, type Vcpu } from "../hypervisor/types.ts";
 
 const hex = (v: bigint | number, w = 16) => v.toString(16).padStart(w, "0");
 
@@ -16,8 +15,12 @@ const hex = (v: bigint | number, w = 16) => v.toString(16).padStart(w, "0");
  * @param vcpu the vCPU (read on its own thread)
  * @param kind the exit
  * @returns several lines of text
+ * @example
+ * ```ts ignore
+ * console.error(dumpVcpu(vcpu, ExitKind.Shutdown));
+ * ```
  */
-export function dumpVcpu(vcpu: KvmVcpu, kind: ExitKind): string {
+export function dumpVcpu(vcpu: Vcpu, kind: ExitKind): string {
   const what = kind === ExitKind.Shutdown
     ? "triple fault (KVM_EXIT_SHUTDOWN)"
     : kind === ExitKind.FailEntry

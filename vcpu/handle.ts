@@ -10,10 +10,8 @@
  * @module
  */
 import { SIGUSR2, tgkill } from "../sys/thread.ts";
-import { hostBuffer } from "../sys/fd.ts";
 import { workerUrl } from "../sys/worker_url.ts";
-import { kvm_run } from "../kvm/abi.ts";
-import type { VcpuHandleData } from "../kvm/vm.ts";
+import type { VcpuBackendSpec } from "../hypervisor/types.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { BigLockState } from "../devices/shared_state.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
@@ -33,8 +31,13 @@ function kickNoop(): void {}
 
 /** Options for a vCPU thread. */
 export interface VcpuThreadOptions {
-  /** VM fd. */
-  vmFd: number;
+  /** Where the thread gets its vCPU (the hypervisor backend). */
+  backend: VcpuBackendSpec;
+  /**
+   * Makes the vCPU's next (or current) entry return at once (KVM's
+   * immediate_exit); called from this thread when kicking.
+   */
+  requestExit: () => void;
   /** Guest RAM. */
   memory: GuestMemoryLayout;
   /** VM control block. */
@@ -60,14 +63,14 @@ export interface VcpuThreadOptions {
  *
  * @example
  * ```ts ignore
- * const t = new VcpuThread(handle, opts);
+ * const t = new VcpuThread(0, opts);
  * await t.ready;
  * t.start();
  * ```
  */
 export class VcpuThread {
-  /** The vCPU. */
-  readonly handle: VcpuHandleData;
+  /** The vCPU's index. */
+  readonly index: number;
   /** Resolves once the Worker has built its devices. */
   readonly ready: Promise<void>;
   /** Resolves when the Worker has left its loop. */
@@ -76,22 +79,22 @@ export class VcpuThread {
   error: string | undefined;
   readonly #worker: Worker;
   readonly #ctl: VmControl;
-  readonly #run: DataView;
+  readonly #requestExit: () => void;
 
   /**
    * Spawns the Worker.
    *
-   * @param handle vCPU fd and kvm_run mapping
-   * @param opts shared VM pieces
+   * @param index the vCPU's index
+   * @param opts its backend and the shared VM pieces
    */
-  constructor(handle: VcpuHandleData, opts: VcpuThreadOptions) {
+  constructor(index: number, opts: VcpuThreadOptions) {
     installKickHandler();
-    this.handle = handle;
+    this.index = index;
     this.#ctl = opts.control;
-    this.#run = new DataView(hostBuffer(handle.runAddr, handle.runSize));
+    this.#requestExit = opts.requestExit;
     this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
       type: "module",
-      name: `vcpu-${handle.index}`,
+      name: `vcpu-${index}`,
     });
     let readyResolve!: () => void, readyReject!: (e: Error) => void, exitedResolve!: () => void;
     this.ready = new Promise((res, rej) => {
@@ -105,19 +108,19 @@ export class VcpuThread {
       else if (m.type === "exited") exitedResolve();
       else {
         this.error = m.message;
-        readyReject(new Error(`vcpu-${handle.index}: ${m.message}`));
+        readyReject(new Error(`vcpu-${index}: ${m.message}`));
         exitedResolve();
       }
     };
     this.#worker.onerror = (e) => {
       e.preventDefault();
       this.error = e.message;
-      readyReject(new Error(`vcpu-${handle.index}: ${e.message}`));
+      readyReject(new Error(`vcpu-${index}: ${e.message}`));
       exitedResolve();
     };
     const init: VcpuInit = {
-      handle,
-      vmFd: opts.vmFd,
+      index,
+      backend: { ...opts.backend, module: workerUrl(opts.backend.module) },
       memory: opts.memory,
       control: opts.control.buffer,
       lock: opts.lock,
@@ -132,7 +135,7 @@ export class VcpuThread {
   }
 
   #stateIdx(): number {
-    return this.#ctl.vcpuWord(this.handle.index, VCPU_STATE);
+    return this.#ctl.vcpuWord(this.index, VCPU_STATE);
   }
 
   /** The thread's run state. */
@@ -142,7 +145,7 @@ export class VcpuThread {
 
   /** The OS thread id (0 until ready). */
   get tid(): number {
-    return Atomics.load(this.#ctl.words, this.#ctl.vcpuWord(this.handle.index, VCPU_TID));
+    return Atomics.load(this.#ctl.words, this.#ctl.vcpuWord(this.index, VCPU_TID));
   }
 
   #set(s: VcpuRunState): void {
@@ -157,7 +160,7 @@ export class VcpuThread {
 
   /** Forces the thread out of KVM_RUN soon (state is looked at after). */
   kick(): void {
-    this.#run.setUint8(kvm_run.fields.immediate_exit, 1);
+    this.#requestExit();
     const tid = this.tid;
     if (tid > 0 && this.state !== VcpuRunState.Stopped) {
       try {

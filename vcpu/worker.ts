@@ -8,14 +8,16 @@
  *
  * @module
  */
-import { KvmVcpu } from "../kvm/vcpu.ts";
-import { KvmIrqLine } from "../kvm/vm.ts";
-import type { VcpuHandleData } from "../kvm/vm.ts";
-import { ExitKind } from "../hypervisor/types.ts";
+import {
+  ExitKind,
+  SystemEventType,
+  type VcpuBackendSpec,
+  type VcpuThreadBackend,
+} from "../hypervisor/types.ts";
 import { Bus } from "../devices/bus.ts";
 import { buildDevices, type DeviceContext, type DeviceSpec } from "../devices/device_spec.ts";
 import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
-import { gettid, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
+import { gettid, SCHED_FIFO, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
 import { BigLock, type BigLockState } from "../devices/shared_state.ts";
 import {
   VCPU_EXITS,
@@ -30,10 +32,10 @@ import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_co
 
 /** The init message from the main thread. */
 export interface VcpuInit {
-  /** vCPU fd and kvm_run mapping. */
-  readonly handle: VcpuHandleData;
-  /** The VM fd (for KVM_IRQ_LINE). */
-  readonly vmFd: number;
+  /** The vCPU's index. */
+  readonly index: number;
+  /** Where this thread gets its vCPU and interrupt lines (the hypervisor backend). */
+  readonly backend: VcpuBackendSpec;
   /** Guest RAM. */
   readonly memory: GuestMemoryLayout;
   /** VmControl buffer. */
@@ -62,11 +64,20 @@ export type VcpuMessage =
 
 const post = (m: VcpuMessage) => (self as unknown as Worker).postMessage(m);
 
+async function loadBackend(spec: VcpuBackendSpec): Promise<VcpuThreadBackend> {
+  const mod = await import(spec.module);
+  const f = mod[spec.factory] as ((data: unknown) => VcpuThreadBackend) | undefined;
+  if (typeof f !== "function") {
+    throw new TypeError(`vCPU backend ${spec.module} has no factory ${spec.factory}`);
+  }
+  return f(spec.data);
+}
+
 async function main(init: VcpuInit): Promise<void> {
-  const index = init.handle.index;
+  const index = init.index;
   setThreadName(`vcpu-${index}`);
   if (init.affinity) setAffinity(init.affinity);
-  if (init.rtPriority) setScheduler(1, init.rtPriority);
+  if (init.rtPriority) setScheduler(SCHED_FIFO, init.rtPriority);
   const ctl = new VmControl(init.control);
   const w = ctl.words;
   const stateIdx = ctl.vcpuWord(index, VCPU_STATE);
@@ -75,15 +86,11 @@ async function main(init: VcpuInit): Promise<void> {
   Atomics.store(w, ctl.vcpuWord(index, VCPU_TID), tid);
 
   const memory = GuestMemory.fromLayout(init.memory);
-  const lines = new Map<number, KvmIrqLine>();
+  const backend = await loadBackend(init.backend);
   const ctx: DeviceContext = {
     memory,
     consoleFd: init.consoleFd,
-    irq(gsi) {
-      let l = lines.get(gsi);
-      if (!l) lines.set(gsi, l = new KvmIrqLine(init.vmFd, gsi));
-      return l;
-    },
+    irq: (gsi) => backend.irqLine(gsi),
     events: ctl.systemEvents(),
   };
   const pio = new Bus();
@@ -92,7 +99,7 @@ async function main(init: VcpuInit): Promise<void> {
     (m.space === "pio" ? pio : mmio).insert(m.device, m.base, m.size);
   }
   const lock = new BigLock(init.lock);
-  const vcpu = new KvmVcpu(init.handle);
+  const vcpu = backend.vcpu;
   const logged = new Set<number>();
   const logUnclaimed = init.logUnclaimed ?? false;
   const unclaimed = (kind: string, addr: number, write: boolean) => {
@@ -179,8 +186,9 @@ async function main(init: VcpuInit): Promise<void> {
         if (init.onHlt === "stop") ctl.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF);
         break;
       case ExitKind.SystemEvent:
-        if (vcpu.systemEventType === 2) ctl.requestStop(VmState.Reset, EXIT_CODE_REBOOT);
-        else ctl.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF);
+        if (vcpu.systemEventType === SystemEventType.Reset) {
+          ctl.requestStop(VmState.Reset, EXIT_CODE_REBOOT);
+        } else ctl.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF);
         break;
       default: {
         if (ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH)) {
@@ -198,7 +206,7 @@ async function main(init: VcpuInit): Promise<void> {
   main(e.data).catch((err) => {
     const ctl = new VmControl(e.data.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
-    ctl.markVcpuStopped(e.data.handle.index);
+    ctl.markVcpuStopped(e.data.index);
     post({ type: "error", message: err instanceof Error ? err.message : String(err) });
   });
 };

@@ -9,6 +9,15 @@
  * thread that took the exit, under the big lock; an implementation should
  * only record the request and kick the vCPUs out (it must not block). A guest
  * may repeat a request (Linux writes 0xfe to port 0x64 up to ten times).
+ *
+ * @example
+ * ```ts
+ * import type { SystemEvents } from "./system_events.ts";
+ * // A device for a guest-visible "power off" register.
+ * export function powerRegister(events: SystemEvents) {
+ *   return { write: (_o: number, data: Uint8Array) => data[0] === 1 && events.shutdown() };
+ * }
+ * ```
  */
 export interface SystemEvents {
   /** The guest asked for a system reset (reboot). */

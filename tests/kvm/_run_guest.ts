@@ -58,7 +58,7 @@ export async function runGuest(
     const output = await Deno.readTextFile(outPath);
     return { output, exitCode: exit.exitCode, state: exit.state, ms, errors: exit.errors };
   } finally {
-    m.close();
+    await m.close();
     closeFd(fd);
     await Deno.remove(dir, { recursive: true });
   }

@@ -140,9 +140,23 @@ export async function echoInitramfs(): Promise<string> {
   return await buildTestInitramfs({ script: ECHO_SCRIPT });
 }
 
+/** The prompt of the smoke example's shell (examples/linux_smoke.ts). */
+export const SMOKE_PROMPT = "smoke# ";
+
+/**
+ * The test initramfs whose script is an interactive shell on the console
+ * (prompt {@link SMOKE_PROMPT}); /init powers off when it exits.
+ *
+ * @returns path of the cached cpio
+ */
+export async function smokeInitramfs(): Promise<string> {
+  return await buildTestInitramfs({ script: `export PS1='${SMOKE_PROMPT}'\nexec sh -i\n` });
+}
+
 /** Everything the KVM tests need, made ready on this host. */
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
   await echoInitramfs();
   await diskInitramfs();
+  await smokeInitramfs();
 }

@@ -58,6 +58,6 @@ Deno.test("pause, resume and stop vCPUs spinning in the guest", async () => {
     assert.equal(exit.exitCode, 42);
     for (const v of m.vcpus) assert.equal(v.state, VcpuRunState.Stopped);
   } finally {
-    m.close();
+    await m.close();
   }
 });

@@ -1,0 +1,62 @@
+/**
+ * The CLI's parsed flags as a {@link VmConfig}: the only bridge between
+ * machine/cli.ts and the builder, so the command line can do nothing the
+ * library cannot.
+ *
+ * @module
+ */
+import type { VmOptions } from "./cli.ts";
+import type { VmConfig } from "../vm/config.ts";
+import { parseDiskOption } from "../devices/virtio/disk_file.ts";
+import { demoGuest } from "../guests/demo.ts";
+import { GUEST_MIN_RAM } from "../guests/guest.ts";
+
+/**
+ * Turns parsed flags into a configuration: the guest console on stdout,
+ * the bundled demo guest when there is no `--kernel`.
+ *
+ * @param o from parseCli
+ * @returns the VM to build
+ * @example
+ * ```ts
+ * import { parseCli } from "./cli.ts";
+ * import { vmConfigFromCli } from "./cli_config.ts";
+ * const config = vmConfigFromCli(parseCli(["--kernel", "bzImage", "--cpus", "2"]));
+ * console.log(config.cpus); // 2
+ * ```
+ */
+export function vmConfigFromCli(o: VmOptions): VmConfig {
+  const common = {
+    serial: "stdio" as const,
+    logUnclaimed: o.logUnclaimed,
+    onReboot: o.reboot ? "restart" as const : "exit" as const,
+  };
+  if (o.kernel === undefined) {
+    const guest = demoGuest();
+    return {
+      ...common,
+      flat: { code: guest.code, loadAddr: guest.loadAddr, entry: guest.entry },
+      cpus: 1,
+      memory: Math.max(o.memoryBytes, GUEST_MIN_RAM),
+    };
+  }
+  return {
+    ...common,
+    kernel: o.kernel,
+    initrd: o.initrd,
+    append: o.append,
+    cpus: o.cpus,
+    memory: o.memoryBytes,
+    disks: o.disks.map((text) => {
+      const d = parseDiskOption(text);
+      return {
+        path: d.path,
+        readOnly: d.readOnly,
+        aio: d.aio,
+        iothread: d.iothread,
+        cache: d.cache,
+        serial: d.serial,
+      };
+    }),
+  };
+}

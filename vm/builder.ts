@@ -1,0 +1,270 @@
+/**
+ * The one place a machine comes to be (Firecracker's builder.rs): from a
+ * {@link ResolvedConfig} it builds each virtio device model once on the
+ * loop that owns it, decides the whole layout (PCI slots, BARs, GSIs, the
+ * DSDT's final _PRT, e820), writes guest memory once, creates the KVM
+ * objects, wires ioeventfds, irqfds and GSI routing, and spawns the vCPU
+ * threads. {@link BuiltMachine.close} undoes all of it, so a reset is a
+ * close and a build.
+ *
+ * @module
+ */
+import { Machine, setRealModeEntry } from "../machine/machine.ts";
+import { loadLinux } from "../machine/linux_boot.ts";
+import { applyBootState, setBootMsrs, setupLapicLints } from "../machine/x86_cpu.ts";
+import type { PcDeviceArgs } from "../machine/pc_devices.ts";
+import {
+  gsiRoutes,
+  newIoeventfdState,
+  type PciDevicesArgs,
+  type PciFunctionArgs,
+  syncNotifyIoeventfds,
+} from "../machine/pci_devices.ts";
+import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
+import { AcpiPm, createLegacyState, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import type { DeviceSpec } from "../devices/device_spec.ts";
+import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
+import { PciHostBridge } from "../devices/pci/host_bridge.ts";
+import { PciBus } from "../devices/pci/pci_bus.ts";
+import { VirtioPciDevice, type VirtioPciSpec } from "../devices/virtio/pci.ts";
+import { KvmIrqLine } from "../kvm/vm.ts";
+import type { MainLoop } from "../mainloop/main_loop.ts";
+import { IOThread } from "../mainloop/iothread.ts";
+import { closeFd, eventFd } from "../sys/fd.ts";
+import type { VirtioFunctionConfig } from "./config.ts";
+import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
+import type { ResolvedConfig } from "./resolve.ts";
+import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
+
+const PC_DEVICES = new URL("../machine/pc_devices.ts", import.meta.url).href;
+const PCI_DEVICES = new URL("../machine/pci_devices.ts", import.meta.url).href;
+const VIRTIO_BACKEND = new URL("./virtio_backend.ts", import.meta.url).href;
+
+/** A built machine: ready to run, and to be taken apart. */
+export interface BuiltMachine {
+  /** KVM, RAM, vCPU threads (set up, not started). */
+  readonly machine: Machine;
+  /** COM1 as seen from the main thread (enqueueInput). */
+  readonly serial: Serial;
+  /** ACPI PM as seen from the main thread (pressPowerButton). */
+  readonly acpiPm: AcpiPm;
+  /** The iothreads, by index. */
+  readonly iothreads: ReadonlyMap<number, IOThread>;
+  /** Each PCI function: its name, slot and owning thread. */
+  readonly pciFunctions: readonly { name: string; slot: number; iothread?: number }[];
+  /** Stops backends and iothreads, closes fds, KVM and RAM (after the vCPUs stopped). */
+  close(): Promise<void>;
+}
+
+/** What the builder gets from the VM around it. */
+export interface BuildEnv {
+  /** The main loop (outlives the machine). */
+  readonly loop: MainLoop;
+  /** Where vCPU threads write guest console bytes. */
+  readonly consoleFd: number;
+}
+
+let nextBackendId = 0;
+
+interface Placed {
+  name: string;
+  id: number;
+  io?: IOThread;
+  iothread?: number;
+  spec: VirtioPciSpec;
+}
+
+function functionsOf(rc: ResolvedConfig): VirtioFunctionConfig[] {
+  const disks = rc.disks.map((d, i): VirtioFunctionConfig => {
+    const args: VirtioBlockBackendArgs = {
+      disk: { fd: d.file.fd, size: d.file.size, readOnly: d.file.readOnly },
+      serial: d.options.serial,
+      aio: rc.syncDiskIo ? "sync" : d.options.aio,
+    };
+    return {
+      module: DISKS_MODULE,
+      factory: "virtioBlockBackend",
+      args,
+      iothread: d.options.iothread,
+      name: `virtio-blk${i}`,
+    };
+  });
+  return [...disks, ...rc.virtio];
+}
+
+/**
+ * Builds a machine from a resolved configuration.
+ *
+ * @param rc what to build
+ * @param env the main loop and console fd
+ * @returns the machine, set up and not yet running
+ * @example
+ * ```ts ignore
+ * const built = await buildMachine(resolveConfig(config), { loop, consoleFd: 1 });
+ * const exit = await built.machine.run();
+ * await built.close();
+ * ```
+ */
+export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<BuiltMachine> {
+  const iothreads = new Map<number, IOThread>();
+  const placed: Placed[] = [];
+  const fds: number[] = [];
+  let machine: Machine | undefined;
+  const close = async () => {
+    for (const p of placed) {
+      if (p.io) await p.io.call(VIRTIO_BACKEND, "stopVirtioBackend", p.id).catch(() => {});
+      else await stopVirtioBackend(env.loop, p.id);
+    }
+    placed.length = 0;
+    for (const io of iothreads.values()) await io.stop();
+    iothreads.clear();
+    for (const fd of fds) closeFd(fd);
+    fds.length = 0;
+    machine?.close();
+    machine = undefined;
+  };
+  try {
+    // 1. Each device model, once, on its loop: its shape decides the layout.
+    for (const [i, f] of functionsOf(rc).entries()) {
+      const id = nextBackendId++;
+      const a = { id, module: f.module, factory: f.factory, args: f.args };
+      let io: IOThread | undefined;
+      let spec: VirtioPciSpec;
+      if (f.iothread === undefined) spec = await prepareVirtioBackend(env.loop, a);
+      else {
+        io = iothreads.get(f.iothread);
+        if (!io) {
+          io = await IOThread.start({ name: `iothread-${f.iothread}` });
+          iothreads.set(f.iothread, io);
+        }
+        spec = await io.call<VirtioPciSpec>(VIRTIO_BACKEND, "prepareVirtioBackend", a);
+      }
+      placed.push({ name: f.name ?? `virtio${i}`, id, io, iothread: f.iothread, spec });
+    }
+    // 2. The layout, whole: slots, INTx and MSI GSIs, the _PRT.
+    const plan = planPciFunctions(placed.map((p) => p.spec.msixVectors ?? p.spec.numQueues + 1));
+    const prt = pciIrqRoutesFor(plan.map((p) => p.slot));
+
+    // 3. KVM and RAM, then guest memory, written once.
+    const m = machine = Machine.create({
+      memoryBytes: rc.memoryBytes,
+      cpus: rc.cpus,
+      irqchip: rc.irqchip,
+      consoleFd: env.consoleFd,
+      logUnclaimed: rc.logUnclaimed,
+      affinity: rc.placement.vcpuAffinity,
+      rtPriority: rc.placement.vcpuFifoPriority,
+      kvmPath: rc.kvmPath,
+    });
+    let entry: (v: Parameters<Parameters<Machine["setup"]>[0]>[0], i: number) => void;
+    if (rc.kernel) {
+      const boot = loadLinux(m.memory, {
+        kernel: rc.kernel,
+        initrd: rc.initrd,
+        cmdline: rc.cmdline,
+        cpus: rc.cpus,
+        pci: placed.length > 0,
+        pciIrqRoutes: prt,
+      });
+      entry = (v, i) => {
+        setBootMsrs(v);
+        v.setFpu();
+        setupLapicLints(v);
+        if (i === 0) applyBootState(v, boot.cpu);
+      };
+    } else {
+      const flat = rc.flat!;
+      m.memory.write(flat.loadAddr, flat.code);
+      entry = (v, i) => setRealModeEntry(v, i, flat.entry);
+    }
+
+    // 4. PC platform devices over shared state.
+    const low = m.memory.layout.regions[0].size;
+    const legacy = createLegacyState({
+      lock: m.lockState,
+      memoryBelow4g: low,
+      memoryAbove4g: m.memory.size - low,
+      cpus: rc.cpus,
+    });
+    const pcArgs: PcDeviceArgs = { legacy };
+    const specs: DeviceSpec[] = [{ module: PC_DEVICES, factory: "pcDevices", args: pcArgs }];
+
+    // 5. PCI functions: registers, BARs, eventfds, one GSI routing table, irqfds.
+    if (placed.length > 0) {
+      const newFd = () => {
+        const fd = eventFd();
+        fds.push(fd);
+        return fd;
+      };
+      const bus = new PciBus({ hostBridge: new PciHostBridge() });
+      const allocator = new PciBarAllocator();
+      const functions: PciFunctionArgs[] = [];
+      const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
+      placed.forEach((p, i) => {
+        const where = plan[i];
+        const transport = new VirtioPciDevice(p.spec);
+        allocator.assign(transport);
+        bus.add(transport, where.slot);
+        const fn: PciFunctionArgs = {
+          spec: p.spec,
+          state: transport.sharedState,
+          slot: where.slot,
+          notifyFds: Array.from({ length: p.spec.numQueues }, newFd),
+          controlFd: newFd(),
+          intxGsi: where.intxGsi,
+          msiGsiBase: where.msiGsiBase,
+          msixFds: Array.from({ length: transport.msix.vectors }, newFd),
+          ioeventfdBase: newIoeventfdState(),
+        };
+        functions.push(fn);
+        routed.push({ device: transport, msiGsiBase: fn.msiGsiBase });
+        syncNotifyIoeventfds(m.vm, fn, transport);
+      });
+      m.vm.setGsiRouting(gsiRoutes(routed));
+      for (const f of functions) f.msixFds.forEach((fd, v) => m.vm.irqfd(fd, f.msiGsiBase + v));
+      for (const [i, p] of placed.entries()) {
+        const a = { id: p.id, memory: m.memory.layout, vmFd: m.vm.fd, fn: functions[i] };
+        if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
+        else attachVirtioBackend(env.loop, a);
+      }
+      const args: PciDevicesArgs = {
+        vmFd: m.vm.fd,
+        addressState: bus.addressState,
+        hostBridge: bus.hostBridge.state(),
+        functions,
+      };
+      specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
+    }
+    for (const d of [...specs, ...rc.devices]) m.addDevice(d);
+
+    // 6. vCPUs: their state, then their threads (which build the devices).
+    await m.setup(entry);
+
+    // The main thread's handles on COM1 (input) and ACPI PM (power button).
+    const irq = (gsi: number) => rc.irqchip ? new KvmIrqLine(m.vm.fd, gsi) : { set() {} };
+    const serial = new Serial(legacy.serial, {
+      irq: irq(LEGACY_GSI.COM1),
+      sink: () => {},
+      lock: m.lock,
+    });
+    const acpiPm = new AcpiPm(legacy.ports, {
+      events: m.control.systemEvents(),
+      sci: irq(LEGACY_GSI.SCI),
+    });
+    return {
+      machine: m,
+      serial,
+      acpiPm,
+      iothreads,
+      pciFunctions: placed.map((p, i) => ({
+        name: p.name,
+        slot: plan[i].slot,
+        iothread: p.iothread,
+      })),
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}

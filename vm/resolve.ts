@@ -1,0 +1,202 @@
+/**
+ * A {@link VmConfig} checked and made concrete before any KVM object
+ * exists: sizes parsed, files read, the kernel recognised, disks opened and
+ * locked, device counts checked against the layout. Every user mistake is a
+ * {@link VmConfigError} with one line; nothing stays open after one.
+ *
+ * @module
+ */
+import {
+  DEFAULT_CMDLINE,
+  DEFAULT_MEMORY_BYTES,
+  type FlatImage,
+  MAX_CPUS,
+  MIN_MEMORY_BYTES,
+  type PlacementConfig,
+  type SerialConfig,
+  type VirtioFunctionConfig,
+  type VmConfig,
+  VmConfigError,
+} from "./config.ts";
+import { checkPciFunctionCount } from "./layout.ts";
+import type { DeviceSpec } from "../devices/device_spec.ts";
+import { DiskError, openDisks, type OpenedDisk } from "../machine/disks.ts";
+import { parseSize } from "../machine/size.ts";
+import { ErrnoError } from "../sys/errno.ts";
+import { readFileFfi } from "../sys/fd.ts";
+import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
+import { parseBzImage } from "../boot/bzimage.ts";
+import { findPvhEntry } from "../boot/elf.ts";
+
+/** A configuration ready to build from (and to rebuild from on reset). */
+export interface ResolvedConfig {
+  /** vCPUs. */
+  readonly cpus: number;
+  /** Guest RAM in bytes. */
+  readonly memoryBytes: number;
+  /** Kernel bytes. */
+  readonly kernel?: Uint8Array;
+  /** Initrd bytes. */
+  readonly initrd?: Uint8Array;
+  /** Command line. */
+  readonly cmdline: string;
+  /** Flat image instead of a kernel. */
+  readonly flat?: FlatImage;
+  /** In-kernel irqchip and PIT. */
+  readonly irqchip: boolean;
+  /** Open disks (closed by {@link closeResolved}). */
+  readonly disks: readonly OpenedDisk[];
+  /** Other virtio functions. */
+  readonly virtio: readonly VirtioFunctionConfig[];
+  /** User devices. */
+  readonly devices: readonly DeviceSpec[];
+  /** Serial wiring. */
+  readonly serial: SerialConfig;
+  /** Reboot policy. */
+  readonly onReboot: "exit" | "restart";
+  /** Log unclaimed accesses. */
+  readonly logUnclaimed: boolean;
+  /** KVM device path. */
+  readonly kvmPath?: string;
+  /** Inline disk I/O. */
+  readonly syncDiskIo: boolean;
+  /** Thread placement. */
+  readonly placement: PlacementConfig;
+}
+
+function readInput(what: string, source: string | Uint8Array): Uint8Array {
+  if (typeof source !== "string") return source;
+  if (source === "") throw new VmConfigError(`--${what} needs a file name`);
+  try {
+    return readFileFfi(source, 2 ** 31);
+  } catch (e) {
+    if (e instanceof ErrnoError) {
+      const why = e.code === "EISDIR" ? "it is a directory" : e.description;
+      throw new VmConfigError(`cannot read ${what} '${source}': ${why}`);
+    }
+    if (e instanceof RangeError) throw new VmConfigError(`${what} '${source}' is too large`);
+    throw e;
+  }
+}
+
+function checkKernel(kernel: Uint8Array, name: string): void {
+  try {
+    const isElf = kernel[0] === 0x7f && kernel[1] === 0x45 && kernel[2] === 0x4c &&
+      kernel[3] === 0x46;
+    if (!isElf) parseBzImage(kernel);
+    else if (findPvhEntry(kernel) === undefined) {
+      throw new KernelLoaderError(
+        "vmlinux without a PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot its bzImage instead",
+      );
+    }
+  } catch (e) {
+    if (e instanceof KernelLoaderError) throw new VmConfigError(`${name}: ${e.message}`);
+    throw e;
+  }
+}
+
+function memoryOf(m: number | string | undefined): number {
+  const text = m === undefined ? undefined : String(m);
+  const bytes = m === undefined ? DEFAULT_MEMORY_BYTES : typeof m === "number" ? m : parseSize(m);
+  if (bytes === undefined || !Number.isSafeInteger(bytes)) {
+    throw new VmConfigError(
+      `Invalid memory size '${text}': use a size like 256M or 1G (a bare number is MiB)`,
+    );
+  }
+  if (bytes % 4096 !== 0) {
+    throw new VmConfigError(`Invalid memory size '${text}': must be a whole number of 4K pages`);
+  }
+  if (bytes > 1024 ** 4) throw new VmConfigError(`Invalid memory size '${text}': at most 1T`);
+  return bytes;
+}
+
+/**
+ * Checks a configuration, reads its files and opens its disks.
+ *
+ * @param c the configuration
+ * @returns what the builder builds from
+ * @throws {VmConfigError} one line naming the problem
+ * @example
+ * ```ts ignore
+ * const rc = resolveConfig({ kernel: "bzImage", memory: "512M" });
+ * ```
+ */
+export function resolveConfig(c: VmConfig): ResolvedConfig {
+  const cpus = c.cpus ?? 1;
+  if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
+    throw new VmConfigError(`Invalid vCPU count ${cpus}: use 1 to ${MAX_CPUS}`);
+  }
+  const memoryBytes = memoryOf(c.memory);
+  if (c.kernel !== undefined && c.flat !== undefined) {
+    throw new VmConfigError("Give a kernel or a flat image, not both");
+  }
+  if (c.kernel === undefined && c.flat === undefined) {
+    throw new VmConfigError("Nothing to boot: give a kernel");
+  }
+  if (c.kernel !== undefined && memoryBytes < MIN_MEMORY_BYTES) {
+    throw new VmConfigError(`Invalid memory size: at least 16M is needed`);
+  }
+  if (c.kernel === undefined) {
+    for (const [what, v] of [["initrd", c.initrd], ["append", c.append]] as const) {
+      if (v !== undefined) throw new VmConfigError(`--${what} needs --kernel`);
+    }
+  }
+  const disks = c.disks ?? [];
+  const virtio = c.virtio ?? [];
+  if (disks.length > 0 && c.kernel === undefined) {
+    throw new VmConfigError("--disk needs --kernel");
+  }
+  checkPciFunctionCount(disks.length + virtio.length);
+  let kernel: Uint8Array | undefined;
+  let initrd: Uint8Array | undefined;
+  if (c.kernel !== undefined) {
+    kernel = readInput("kernel", c.kernel);
+    checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
+    if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
+  }
+  let opened: OpenedDisk[];
+  try {
+    opened = openDisks(disks.map((d) => ({
+      path: d.path,
+      readOnly: d.readOnly ?? false,
+      aio: d.aio ?? "threads",
+      iothread: d.iothread,
+      cache: d.cache ?? "writeback",
+      serial: d.serial,
+    })));
+  } catch (e) {
+    if (e instanceof DiskError) throw new VmConfigError(e.message);
+    throw e;
+  }
+  return {
+    cpus,
+    memoryBytes,
+    kernel,
+    initrd,
+    cmdline: c.append ?? DEFAULT_CMDLINE,
+    flat: c.flat,
+    irqchip: c.irqchip ?? kernel !== undefined,
+    disks: opened,
+    virtio,
+    devices: c.devices ?? [],
+    serial: c.serial ?? "stream",
+    onReboot: c.onReboot ?? "exit",
+    logUnclaimed: c.logUnclaimed ?? false,
+    kvmPath: c.kvmPath,
+    syncDiskIo: c.syncDiskIo ?? false,
+    placement: c.placement ?? {},
+  };
+}
+
+/**
+ * Releases what {@link resolveConfig} opened (the disks' fds and locks).
+ *
+ * @param rc the resolved configuration
+ * @example
+ * ```ts ignore
+ * closeResolved(rc);
+ * ```
+ */
+export function closeResolved(rc: ResolvedConfig): void {
+  for (const d of rc.disks) d.file.close();
+}

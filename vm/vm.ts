@@ -1,0 +1,367 @@
+/**
+ * A virtual machine you drive from TypeScript: {@link createVm} checks a
+ * {@link VmConfig}, builds the machine (vm/builder.ts) and hands back a
+ * {@link Vm} to start, script through its serial console, pause, power
+ * down, reset and wait for. The CLI and the control plane drive the same
+ * object.
+ *
+ * @module
+ */
+import type { VmConfig } from "./config.ts";
+import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
+import { buildMachine, type BuiltMachine } from "./builder.ts";
+import { SerialConsole, type VmSerial } from "./serial_console.ts";
+import type { EventLoop } from "../mainloop/types.ts";
+import { MainLoop } from "../mainloop/main_loop.ts";
+import { VmState } from "../vcpu/shared_state.ts";
+import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
+
+/**
+ * Why a VM ended.
+ *
+ * @example
+ * ```ts
+ * import type { VmEndReason } from "./vm.ts";
+ * const clean = (r: VmEndReason) => r === "poweroff";
+ * console.log(clean("crash")); // false
+ * ```
+ */
+export type VmEndReason = "poweroff" | "reboot" | "crash" | "stopped" | "debug-exit";
+
+/**
+ * How a VM ended.
+ *
+ * @example
+ * ```ts
+ * import type { VmExit } from "./vm.ts";
+ * const report = (e: VmExit) => `${e.reason} (exit code ${e.exitCode})`;
+ * console.log(report({ reason: "poweroff", exitCode: 0, errors: [] }));
+ * ```
+ */
+export interface VmExit {
+  /** Why. */
+  readonly reason: VmEndReason;
+  /** The process exit code it maps to (0 power-off, 2 crash, 4 stopped, 10 reboot, odd: debug-exit). */
+  readonly exitCode: number;
+  /** vCPU thread failures, if any. */
+  readonly errors: readonly string[];
+}
+
+/**
+ * What a VM is doing (QMP's `query-status` names).
+ *
+ * @example
+ * ```ts
+ * import type { VmStatus } from "./vm.ts";
+ * const running = (s: VmStatus) => s === "running";
+ * console.log(running("paused")); // false
+ * ```
+ */
+export type VmStatus = "prelaunch" | "running" | "paused" | "shutdown";
+
+/**
+ * Events a {@link Vm} emits: `poweroff`, `reboot`, `crash`, `stopped` and
+ * `debug-exit` when it ends; `pause`, `resume`, `powerdown` (the power
+ * button was pressed) and `reset` (the machine was rebuilt) along the way.
+ *
+ * @example
+ * ```ts
+ * import type { Vm, VmEventType } from "./vm.ts";
+ * export function logEvents(vm: Vm, types: VmEventType[]): void {
+ *   for (const t of types) vm.on(t, (type) => console.error(`vm: ${type}`));
+ * }
+ * ```
+ */
+export type VmEventType = VmEndReason | "pause" | "resume" | "powerdown" | "reset";
+
+const CREATE = Symbol("createVm");
+const BUILD = Symbol("build");
+
+const END_REASONS: Record<number, VmEndReason> = {
+  [VmState.PowerOff]: "poweroff",
+  [VmState.Reset]: "reboot",
+  [VmState.DebugExit]: "debug-exit",
+  [VmState.Crashed]: "crash",
+  [VmState.Stopped]: "stopped",
+};
+
+/**
+ * A built VM. Create it with {@link createVm}; the guest runs from
+ * {@link Vm.start} until it powers off, reboots (unless `onReboot:
+ * "restart"`), crashes or is stopped, which {@link Vm.wait} reports.
+ *
+ * @example
+ * ```ts
+ * import { createVm } from "./vm.ts";
+ *
+ * // Boots a kernel whose initramfs gives a shell on ttyS0, runs a command.
+ * export async function kernelRelease(kernel: string, initrd: string): Promise<string> {
+ *   await using vm = await createVm({ kernel, initrd, cpus: 2, memory: "512M" });
+ *   await vm.start();
+ *   await vm.serial.waitFor("# ", { timeoutMs: 60_000 });
+ *   await vm.serial.write("uname -r; poweroff -f\n");
+ *   const [, release] = await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?\n/m);
+ *   const end = await vm.wait();
+ *   if (end.reason !== "poweroff") throw new Error(`guest ended with ${end.reason}`);
+ *   return release;
+ * }
+ * ```
+ */
+export class Vm {
+  /** The main loop: register fds, timers and bottom halves for services (QMP, VNC) here. */
+  readonly loop: EventLoop;
+  /** The guest's first serial port. */
+  readonly serial: VmSerial;
+  readonly #loop: MainLoop;
+  readonly #serial: SerialConsole;
+  readonly #rc: ResolvedConfig;
+  readonly #looping: Promise<void>;
+  #built: BuiltMachine | undefined;
+  #status: VmStatus = "prelaunch";
+  #started = false;
+  #resetRequested = false;
+  readonly #ended = Promise.withResolvers<VmExit>();
+  readonly #events = new EventTarget();
+  #closed = false;
+
+  /**
+   * Use {@link createVm}.
+   *
+   * @param rc the resolved configuration
+   * @param loop the main loop it will own
+   * @param key only createVm holds it
+   */
+  constructor(rc: ResolvedConfig, loop: MainLoop, key: symbol) {
+    if (key !== CREATE) throw new TypeError("Use createVm() to make a Vm");
+    this.#rc = rc;
+    this.loop = this.#loop = loop;
+    this.serial = this.#serial = new SerialConsole(loop);
+    this.#looping = loop.run();
+    // wait() may never be called: an unobserved end is not an error.
+    this.#ended.promise.catch(() => {});
+  }
+
+  /**
+   * Builds the machine (createVm's second half).
+   *
+   * @returns resolves when built
+   */
+  [BUILD](): Promise<void> {
+    return this.#build();
+  }
+
+  async #build(): Promise<void> {
+    const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
+    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
+    this.#built = built;
+    this.#serial.input = (bytes) => built.serial.enqueueInput(bytes);
+  }
+
+  /** What the VM is doing. */
+  get status(): VmStatus {
+    return this.#status;
+  }
+
+  /** Host thread ids of the vCPU threads, by vCPU index (0 before they are ready). */
+  get vcpuThreadIds(): number[] {
+    return this.#built?.machine.vcpus.map((v) => v.tid) ?? [];
+  }
+
+  /** The iothreads: index, thread name and host thread id. */
+  get iothreads(): { id: number; name: string; tid: number }[] {
+    const out = [];
+    for (const [id, io] of this.#built?.iothreads ?? []) {
+      out.push({ id, name: io.name, tid: io.tid });
+    }
+    return out;
+  }
+
+  /** The disks: path, read-only flag and PCI slot. */
+  get disks(): { path: string; readOnly: boolean; slot: number }[] {
+    const fns = this.#built?.pciFunctions ?? [];
+    return this.#rc.disks.map((d, i) => ({
+      path: d.options.path,
+      readOnly: d.file.readOnly,
+      slot: fns[i]?.slot ?? -1,
+    }));
+  }
+
+  /**
+   * Calls `listener` on each event of a type.
+   *
+   * @param type which event
+   * @param listener called with the event type
+   * @returns a function that removes the listener
+   */
+  on(type: VmEventType, listener: (type: VmEventType) => void): () => void {
+    const l = () => listener(type);
+    this.#events.addEventListener(type, l);
+    return () => this.#events.removeEventListener(type, l);
+  }
+
+  #emit(type: VmEventType): void {
+    this.#events.dispatchEvent(new Event(type));
+  }
+
+  /**
+   * Starts the vCPUs; resolves once they run. Call once.
+   *
+   * @returns resolves when the guest is running
+   */
+  start(): Promise<void> {
+    if (this.#started) return Promise.reject(new Error("The VM was started already"));
+    if (!this.#built) return Promise.reject(new Error("The VM is closed"));
+    this.#started = true;
+    this.#status = "running";
+    this.#run().then((exit) => this.#ended.resolve(exit), (e) => this.#ended.reject(e));
+    return Promise.resolve();
+  }
+
+  async #run(): Promise<VmExit> {
+    for (;;) {
+      const built = this.#built!;
+      const exit = await built.machine.run();
+      this.#serial.input = null;
+      this.#built = undefined;
+      await built.close();
+      const crashed = exit.errors.length > 0;
+      const reset = this.#resetRequested;
+      this.#resetRequested = false;
+      if (
+        !crashed && exit.state === VmState.Reset &&
+        (reset || this.#rc.onReboot === "restart") && !this.#closed
+      ) {
+        await this.#build();
+        this.#emit("reset");
+        continue;
+      }
+      this.#status = "shutdown";
+      const reason = crashed ? "crash" : END_REASONS[exit.state] ?? "crash";
+      const out: VmExit = {
+        reason,
+        exitCode: crashed ? EXIT_CODE_CRASH : exit.exitCode,
+        errors: exit.errors,
+      };
+      this.#emit(reason);
+      return out;
+    }
+  }
+
+  /**
+   * Resolves when the VM has ended and its machine is taken apart.
+   *
+   * @returns how it ended
+   */
+  wait(): Promise<VmExit> {
+    return this.#ended.promise;
+  }
+
+  /** Pauses every vCPU; resolves once none runs guest code. */
+  async pause(): Promise<void> {
+    if (this.#status !== "running" || !this.#built) return;
+    await this.#built.machine.pause();
+    this.#status = "paused";
+    this.#emit("pause");
+  }
+
+  /** Resumes after {@link pause}. */
+  resume(): void {
+    if (this.#status !== "paused" || !this.#built) return;
+    this.#built.machine.resume();
+    this.#status = "running";
+    this.#emit("resume");
+  }
+
+  /**
+   * Ends the VM from outside (as Ctrl-A x does): {@link wait} resolves with
+   * reason `stopped`.
+   *
+   * @param exitCode the exit code to report (default 4)
+   */
+  stop(exitCode: number = EXIT_CODE_STOPPED): void {
+    this.#built?.machine.stop(exitCode);
+    if (!this.#started) this.#ended.resolve({ reason: "stopped", exitCode, errors: [] });
+  }
+
+  /**
+   * Presses the ACPI power button (PM1 PWRBTN_STS and the SCI): a guest
+   * that listens (acpid, systemd-logind) shuts down and powers off.
+   *
+   * @returns whether the guest had enabled the power button event
+   */
+  powerdown(): boolean {
+    this.#emit("powerdown");
+    return this.#built?.acpiPm.pressPowerButton() ?? false;
+  }
+
+  /**
+   * Resets the machine: the vCPUs stop, everything is taken apart and built
+   * again from the same configuration, and the guest boots anew.
+   */
+  reset(): void {
+    if (!this.#built || !this.#started) return;
+    this.#resetRequested = true;
+    if (!this.#built.machine.control.requestStop(VmState.Reset, EXIT_CODE_REBOOT)) {
+      this.#resetRequested = false;
+    }
+  }
+
+  /**
+   * Stops the VM if it runs, waits for its end, and releases everything
+   * (threads, fds, the disks' locks, the main loop).
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#started) {
+      this.stop();
+      await this.#ended.promise.catch(() => {});
+    } else {
+      this.#ended.resolve({ reason: "stopped", exitCode: EXIT_CODE_STOPPED, errors: [] });
+      await this.#built?.close();
+      this.#built = undefined;
+    }
+    this.#serial.close();
+    this.#loop.stop();
+    await this.#looping;
+    this.#loop.close();
+    closeResolved(this.#rc);
+  }
+
+  /** `await using vm = await createVm(...)` closes it at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * Checks a configuration, opens its files and builds the machine; the
+ * guest starts with {@link Vm.start}.
+ *
+ * @param config the VM
+ * @returns the built VM
+ * @throws {VmConfigError} one line naming a mistake in the configuration
+ * (before any KVM object exists)
+ * @example
+ * ```ts
+ * import { createVm } from "./vm.ts";
+ * import { VmConfigError } from "./config.ts";
+ * try {
+ *   await createVm({ kernel: "/nonexistent/bzImage" });
+ * } catch (e) {
+ *   if (!(e instanceof VmConfigError)) throw e;
+ *   console.log(e.message); // cannot read kernel '/nonexistent/bzImage': No such file or directory
+ * }
+ * ```
+ */
+export async function createVm(config: VmConfig): Promise<Vm> {
+  const vm = new Vm(resolveConfig(config), new MainLoop(), CREATE);
+  try {
+    await vm[BUILD]();
+  } catch (e) {
+    // close() also releases what resolveConfig opened.
+    await vm.close();
+    throw e;
+  }
+  return vm;
+}
