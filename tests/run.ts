@@ -69,9 +69,9 @@ let passed = 0, failed = 0;
 
 if (!kvmOnly) {
   // The peers some unit tests compare against (QEMU running the test guests,
-  // the L1 image with QEMU inside, a real cpio): installed here, so a fresh
-  // machine runs those tests instead of ignoring them.
-  await ensureAptPackages(["qemu-system-x86", "cpio"]);
+  // the L1 image with QEMU inside, a real cpio, qemu-io for the image locks):
+  // installed here, so a fresh machine runs those tests instead of ignoring them.
+  await ensureAptPackages(["qemu-system-x86", "qemu-utils", "cpio"]);
   console.log("== unit tests (no KVM needed)");
   const r = await runLocal([
     "test",

@@ -10,4 +10,5 @@ export * from "./pci.ts";
 export * from "./pci_factory.ts";
 export * from "./block.ts";
 export * from "./disk_file.ts";
+export * from "./image_lock.ts";
 export * from "./sync_io.ts";
