@@ -1,14 +1,22 @@
 /**
  * denovmm's public API: build, run and script virtual machines on Linux
- * KVM from TypeScript.
+ * KVM from TypeScript. {@link createVm} takes a {@link VmConfig} and gives a
+ * {@link Vm}: start it, talk to its serial console, pause, power down,
+ * reset and wait for it; add your own PIO/MMIO devices (`devices`) and
+ * virtio devices (`virtio`).
  *
- * ```ts ignore
+ * ```ts
  * import { createVm } from "./mod.ts";
- * const vm = await createVm({ kernel: "bzImage", initrd: "initrd.img", memory: "512M" });
- * await vm.start();
- * await vm.serial.waitFor(/# $/, { timeoutMs: 60_000 });
- * await vm.serial.write("uname -r\n");
- * const end = await vm.wait();
+ *
+ * export async function release(kernel: string, initrd: string): Promise<string> {
+ *   await using vm = await createVm({ kernel, initrd, cpus: 2, memory: "512M" });
+ *   await vm.start();
+ *   await vm.serial.waitFor("# ", { timeoutMs: 60_000 });
+ *   await vm.serial.write("uname -r; poweroff -f\n");
+ *   const [, r] = await vm.serial.waitFor(/^(\d+\.\d+\S*)\r?\n/m, { timeoutMs: 60_000 });
+ *   await vm.wait();
+ *   return r;
+ * }
  * ```
  *
  * @module
@@ -45,5 +53,3 @@ export type { IrqLine } from "./devices/irq.ts";
 export type { SystemEvents } from "./devices/legacy/system_events.ts";
 export { GuestMemory, GuestMemoryError } from "./memory/guest_memory.ts";
 export type { GuestMemoryLayout, MemoryRegion } from "./memory/guest_memory.ts";
-export { gpa } from "./memory/guest_address.ts";
-export type { Gpa } from "./memory/guest_address.ts";

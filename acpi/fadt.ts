@@ -132,9 +132,11 @@ export function buildFadt(options: FadtOptions): Uint8Array {
   w.u8(0).u8(0).u8(0); // DAY_ALRM, MON_ALRM, CENTURY
   w.u16(options.bootArch ?? (ACPI_FADT_LEGACY_DEVICES | ACPI_FADT_8042));
   w.u8(0); // reserved
+  // A fixed power button (POWER_BUTTON clear): PWRBTN_STS in PM1 and the
+  // SCI, which Linux's button driver turns into a KEY_POWER for acpid. No
+  // sleep button.
   w.u32(
-    ACPI_FADT_WBINVD | ACPI_FADT_C1_SUPPORTED | ACPI_FADT_POWER_BUTTON | ACPI_FADT_SLEEP_BUTTON |
-      ACPI_FADT_RESET_REGISTER,
+    ACPI_FADT_WBINVD | ACPI_FADT_C1_SUPPORTED | ACPI_FADT_SLEEP_BUTTON | ACPI_FADT_RESET_REGISTER,
   );
   gas(w, RESET_REG_PORT, 1, 1); // RESET_REG: byte access
   w.u8(RESET_VALUE);

@@ -58,6 +58,8 @@ Deno.test("ACPI tables are linked, checksummed and in the BIOS area", () => {
   const flags = mem.readU32(f + FADT.flags);
   assert.ok(flags & (1 << 10), "RESET_REG_SUP");
   assert.equal(flags & (1 << 20), 0, "not hardware-reduced");
+  assert.equal(flags & (1 << 4), 0, "a fixed power button (powerdown reaches acpid)");
+  assert.ok(flags & (1 << 5), "no fixed sleep button");
   assert.equal(mem.readU8(f + FADT.reset_register), 1, "reset register in I/O space");
   assert.equal(Number(mem.readU64(f + FADT.reset_register + 4)), RESET_REG_PORT);
   assert.equal(mem.readU8(f + FADT.reset_value), 6);

@@ -8,9 +8,10 @@
  * @module
  */
 import { libc } from "../sys/libc.ts";
-import { errno } from "../sys/errno.ts";
+import { EINTR, errno } from "../sys/errno.ts";
 import { setThreadName } from "../sys/thread.ts";
 import { SharedBh } from "../mainloop/bh.ts";
+import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import {
   H_AVAIL,
   H_CTAIL,
@@ -37,8 +38,6 @@ import {
   unlock,
 } from "./_layout.ts";
 import { runFallocate } from "./_fallocate.ts";
-
-const EINTR = 4;
 
 const self = globalThis as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -97,6 +96,7 @@ function serve(s: PoolShared): void {
   const mask = sring.length - 1;
   const bh = new SharedBh(s.bh);
   const W = SLOT_BYTES / 4, F = SLOT_BYTES / 8;
+  const stamps = s.stamps ? new Float64Array(s.stamps) : null;
 
   for (;;) {
     if (Atomics.load(h, H_STOP)) break;
@@ -111,12 +111,14 @@ function serve(s: PoolShared): void {
       if (Atomics.compareExchange(si, base, S_QUEUED, S_RUNNING) === S_QUEUED) {
         const op = si[base + 1], fd = si[base + 2], cnt = si[base + 3];
         const off = sf[idx * F + 2];
+        if (stamps) stamps[2 * idx] = clockNs(CLOCK_MONOTONIC);
         let res: number;
         if (op === OP_PREAD || op === OP_PWRITE) res = rw(op, fd, addrs[idx], lens[idx], off);
         else if (op === OP_PREADV || op === OP_PWRITEV) res = vec(op, fd, addrs[idx], cnt, off);
         else if (op === OP_FSYNC || op === OP_FDATASYNC) res = sync(op, fd);
         else if (op === OP_FALLOCATE) res = runFallocate(fd, cnt, off, lens[idx]);
         else res = -22; // EINVAL
+        if (stamps) stamps[2 * idx + 1] = clockNs(CLOCK_MONOTONIC);
         sf[idx * F + 3] = res;
         Atomics.store(si, base, S_DONE);
       } else {

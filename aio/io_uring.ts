@@ -5,7 +5,9 @@
  * sys/libc.ts; the SQ/CQ rings and SQE array are mmapped and accessed with
  * Atomics; completions signal an eventfd registered with the ring
  * (IORING_REGISTER_EVENTFD), which the loop polls like any fd, so callbacks
- * run in that fd handler on the loop's thread.
+ * run in that fd handler on the loop's thread. Completions that happen
+ * inside io_uring_enter itself (reads of cached data) do not wait for the
+ * poll: a bottom half on the same thread reaps them in the next iteration.
  *
  * Each submit writes one SQE and calls io_uring_enter at once (no batching
  * BH: lowest latency at depth 1; the kernel may complete cached reads inline).
@@ -19,12 +21,11 @@
  * @module
  */
 import { libc } from "../sys/libc.ts";
-import { errno, ErrnoError } from "../sys/errno.ts";
+import { EAGAIN, EBUSY, EINTR, errno, ErrnoError } from "../sys/errno.ts";
 import {
   closeFd,
   eventFd,
   eventFdRead,
-  eventFdWrite,
   hostBuffer,
   MAP_POPULATE,
   MAP_SHARED,
@@ -33,7 +34,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
-import type { EventLoop } from "../mainloop/types.ts";
+import type { Bh, EventLoop } from "../mainloop/types.ts";
 import { bufferAddress } from "./thread_pool.ts";
 import {
   AIO_FALLOC_ZERO_FALLBACK,
@@ -41,11 +42,9 @@ import {
   type AioCallback,
   AioQueueFullError,
   type AioRequest,
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_ZERO_RANGE,
   IOV_MAX,
 } from "./types.ts";
-import { unsupported, ZERO_CHUNK, zeroBuffer } from "./_fallocate.ts";
+import { UringFallocate } from "./_uring_fallocate.ts";
 
 const SYS_io_uring_setup = 425n;
 const SYS_io_uring_enter = 426n;
@@ -68,10 +67,7 @@ export const IORING_OP_READ = 22;
 export const IORING_OP_WRITE = 23;
 /** fallocate(2): off = offset, addr = length, len = mode. */
 export const IORING_OP_FALLOCATE = 17;
-/** Zero-fallback stages of a fallocate request (see AIO_FALLOC_ZERO_FALLBACK). */
-const Z_NONE = 0, Z_ASKED = 1, Z_RANGE = 2, Z_WRITE = 3;
 const IORING_FSYNC_DATASYNC = 1;
-const EINTR = 4, EAGAIN = 11, EBUSY = 16;
 const REAP_BATCH = 64;
 
 // struct io_uring_params (120 bytes), offsets checked with a gcc probe.
@@ -114,6 +110,7 @@ export class IoUring implements AioBackend {
   #loop: EventLoop;
   #fd: number;
   #efd: number;
+  #reapBh: Bh;
   #maps: [bigint, number][] = [];
   #sqHead: Uint32Array;
   #sqTail: Uint32Array;
@@ -133,12 +130,7 @@ export class IoUring implements AioBackend {
   #iovBufs: (BigUint64Array | null)[];
   #iovAddrs: bigint[];
   #gen: Uint32Array;
-  /** Per slot: fallocate length (result on success), or -1. */
-  #fallocLen: Float64Array;
-  #zStage: Uint8Array;
-  #zFd: Int32Array;
-  #zOff: Float64Array;
-  #zDone: Float64Array;
+  #falloc: UringFallocate;
   #unsubmitted = 0;
   #inFlight = 0;
   #closed = false;
@@ -185,11 +177,7 @@ export class IoUring implements AioBackend {
     this.#iovBufs = new Array(this.#entries).fill(null);
     this.#iovAddrs = new Array(this.#entries).fill(0n);
     this.#gen = new Uint32Array(this.#entries);
-    this.#fallocLen = new Float64Array(this.#entries).fill(-1);
-    this.#zStage = new Uint8Array(this.#entries);
-    this.#zFd = new Int32Array(this.#entries);
-    this.#zOff = new Float64Array(this.#entries);
-    this.#zDone = new Float64Array(this.#entries);
+    this.#falloc = new UringFallocate(this.#entries);
     for (let i = this.#entries - 1; i >= 0; i--) this.#free.push(i);
     this.#efd = eventFd();
     const efdBuf = new Int32Array([this.#efd]);
@@ -201,7 +189,13 @@ export class IoUring implements AioBackend {
       1n,
     );
     if (r < 0) throw new ErrnoError("IORING_REGISTER_EVENTFD", errno());
-    loop.setFdHandler(this.#efd, { read: () => this.#reap() });
+    // Completions that happen inside io_uring_enter (cached reads, errors)
+    // are reaped by a BH on this thread right after it, not after a poll.
+    // (IORING_REGISTER_EVENTFD_ASYNC would also spare their eventfd signal,
+    // but completions posted from task_work in this thread then went
+    // unsignalled and the ring hung.)
+    this.#reapBh = loop.bh(() => this.#reap(false), "io_uring-reap");
+    loop.setFdHandler(this.#efd, { read: () => this.#reap(true) });
   }
 
   /**
@@ -308,13 +302,7 @@ export class IoUring implements AioBackend {
         addr = BigInt(bytes);
         len = mode & ~AIO_FALLOC_ZERO_FALLBACK;
         if (slot < 0) break;
-        this.#fallocLen[slot] = bytes;
-        if (mode & AIO_FALLOC_ZERO_FALLBACK) {
-          this.#zStage[slot] = Z_ASKED;
-          this.#zFd[slot] = fd;
-          this.#zOff[slot] = offset;
-          this.#zDone[slot] = 0;
-        }
+        this.#falloc.begin(slot, fd, offset, bytes, (mode & AIO_FALLOC_ZERO_FALLBACK) !== 0);
         break;
       }
       default:
@@ -354,38 +342,8 @@ export class IoUring implements AioBackend {
     Atomics.store(this.#sqTail, 0, tail + 1);
     this.#unsubmitted++;
     this.#enter();
-  }
-
-  /**
-   * The next step of a fallocate with the zero fallback (QEMU's order: the
-   * asked mode, ZERO_RANGE, then writing zeros), or its final result.
-   *
-   * @returns the final result, or null when another SQE went out for `slot`
-   */
-  #zeroStep(slot: number, res: number): number | null {
-    const stage = this.#zStage[slot];
-    const fd = this.#zFd[slot], off = this.#zOff[slot], total = this.#fallocLen[slot];
-    const zeroRange = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-    let next = stage;
-    if (stage === Z_WRITE) {
-      if (res <= 0) return res < 0 ? res : -5;
-      this.#zDone[slot] += res;
-    } else {
-      if (res >= 0) return total;
-      if (!unsupported(-res)) return res;
-      next = stage === Z_ASKED ? Z_RANGE : Z_WRITE;
-    }
-    this.#zStage[slot] = next;
-    if (next === Z_RANGE) {
-      this.#push(IORING_OP_FALLOCATE, fd, off, BigInt(total), zeroRange, 0, slot);
-      return null;
-    }
-    const done = this.#zDone[slot];
-    if (done >= total) return total;
-    const n = Math.min(ZERO_CHUNK, total - done);
-    const zero = BigInt(Deno.UnsafePointer.value(zeroBuffer()));
-    this.#push(IORING_OP_WRITE, fd, off + done, zero, n, 0, slot);
-    return null;
+    // Completions posted inside io_uring_enter are reaped by a BH.
+    this.#reapInline();
   }
 
   /**
@@ -408,6 +366,7 @@ export class IoUring implements AioBackend {
     this.#closed = true;
     if (this.#inFlight > 0) await new Promise<void>((r) => (this.#drained = r));
     this.#loop.setFdHandler(this.#efd, null);
+    this.#reapBh.delete();
     sys(SYS_io_uring_register, BigInt(this.#fd), BigInt(IORING_UNREGISTER_EVENTFD), 0n, 0n);
     for (const [addr, len] of this.#maps) munmap(addr, len);
     this.#maps = [];
@@ -441,8 +400,13 @@ export class IoUring implements AioBackend {
     }
   }
 
-  #reap(): void {
-    eventFdRead(this.#efd);
+  /** Completions already in the CQ (from inside io_uring_enter) run from a BH. */
+  #reapInline(): void {
+    if (this.#cqHead[0] !== Atomics.load(this.#cqTail, 0)) this.#reapBh.schedule();
+  }
+
+  #reap(fromEventFd: boolean): void {
+    if (fromEventFd) eventFdRead(this.#efd);
     let head = this.#cqHead[0];
     // Reads of cached data complete inline in io_uring_enter, so callbacks
     // that resubmit keep the CQ non-empty: reap at most REAP_BATCH here and
@@ -461,13 +425,14 @@ export class IoUring implements AioBackend {
       Atomics.store(this.#cqHead, 0, head);
       const cb = this.#cbs[slot];
       if (slot < 0 || slot >= this.#entries || !cb) continue;
-      if (this.#zStage[slot] !== Z_NONE) {
-        const r = this.#zeroStep(slot, res);
-        if (r === null) continue;
-        res = r;
-        this.#zStage[slot] = Z_NONE;
-      } else if (this.#fallocLen[slot] >= 0 && res === 0) res = this.#fallocLen[slot];
-      this.#fallocLen[slot] = -1;
+      const r = this.#falloc.complete(slot, res);
+      if (r === null) {
+        // The zero fallback's next step, in the same slot.
+        const n = this.#falloc.next;
+        this.#push(n.opcode, n.fd, n.offset, n.addr, n.len, 0, slot);
+        continue;
+      }
+      res = r;
       this.#cbs[slot] = null;
       this.#keep[slot] = null;
       this.#gen[slot] = (this.#gen[slot] + 1) % 0x100000;
@@ -481,9 +446,9 @@ export class IoUring implements AioBackend {
         });
       }
     }
-    // Left over CQEs were counted by the eventfd we drained: signal it again.
-    if (head !== Atomics.load(this.#cqTail, 0)) eventFdWrite(this.#efd);
+    // Left over CQEs (the batch ran out): the next iteration reaps them.
     if (this.#unsubmitted > 0) this.#enter();
+    this.#reapInline();
     if (this.#inFlight === 0 && this.#drained) {
       const d = this.#drained;
       this.#drained = null;

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { ECANCELED, EIO } from "../sys/errno.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import {
   H_AVAIL,
@@ -50,9 +51,6 @@ import {
 } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
 
-const ECANCELED = 125;
-const EIO = 5;
-
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
   /** Threads kept alive while idle (default 0). */
@@ -63,6 +61,11 @@ export interface ThreadPoolOptions {
   idleTimeoutMs?: number;
   /** Requests in flight at once, a power of two (default 4096). */
   queueSize?: number;
+  /**
+   * For benchmarks: 2 f64 per slot (slot = handle % queueSize) that the pool
+   * threads fill with CLOCK_MONOTONIC ns when each system call starts and ends.
+   */
+  stamps?: SharedArrayBuffer;
 }
 
 let nextThread = 0;
@@ -181,6 +184,10 @@ export class ThreadPool implements AioBackend {
       cring: sab(size * 4),
       bh: { state: new SharedArrayBuffer(0), fd: -1, index: 0 },
     };
+    if (options.stamps) {
+      if (options.stamps.byteLength < size * 16) throw new RangeError("stamps too small");
+      this.#shared.stamps = options.stamps;
+    }
     this.#h = new Int32Array(this.#shared.header);
     this.#si = new Int32Array(this.#shared.slots);
     this.#sf = new Float64Array(this.#shared.slots);

@@ -23,10 +23,12 @@ const MARK = "DENOVMM-DD";
 const SCRIPT = `
 up() { cut -d' ' -f1 /proc/uptime; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+q=/sys/block/vda/queue
+echo "${MARK} queue max_sectors_kb=$(cat $q/max_sectors_kb) max_segments=$(cat $q/max_segments) read_ahead_kb=$(cat $q/read_ahead_kb) nr_requests=$(cat $q/nr_requests) mq=$(ls /sys/block/vda/mq | wc -l)"
 t0=$(up); dd if=/dev/vda of=/dev/null bs=1M count=${MIB} 2>/dev/null; t1=$(up)
-echo "${MARK} read=$(secs $t0 $t1)"
+echo "${MARK} read=$(secs $t0 $t1) stat=$(cat /sys/block/vda/stat | tr -s ' ' ',')"
 t0=$(up); dd if=/dev/zero of=/dev/vda bs=1M count=${MIB} conv=fsync 2>/dev/null; t1=$(up)
-echo "${MARK} write=$(secs $t0 $t1)"
+echo "${MARK} write=$(secs $t0 $t1) stat=$(cat /sys/block/vda/stat | tr -s ' ' ',')"
 `;
 
 const kernel = (await debianKernel("amd64")).vmlinuz;
@@ -42,7 +44,24 @@ if (kvmRoute() === "nested") {
   Deno.exit(r.code);
 }
 
-async function run(cmd: string, args: string[]): Promise<{ read: number; write: number }> {
+/** What one VMM's guest measured. */
+interface DdResult {
+  read: number;
+  write: number;
+  /** The guest's queue limits line. */
+  queue: string;
+  /** Average request size the guest sent, KiB. */
+  readKib: number;
+  writeKib: number;
+}
+
+/** Average KiB per request from /sys/block/vda/stat (ios at i, sectors at i + 2). */
+function avgKib(stat: string | undefined, i: number): number {
+  const f = (stat ?? "").split(",").filter((x) => x !== "").map(Number);
+  return f[i] > 0 ? (f[i + 2] * 512) / f[i] / 1024 : NaN;
+}
+
+async function run(cmd: string, args: string[]): Promise<DdResult> {
   const out = await new Deno.Command(cmd, {
     args,
     cwd: REPO,
@@ -57,13 +76,21 @@ async function run(cmd: string, args: string[]): Promise<{ read: number; write: 
       `${cmd}: no dd report\n${text.slice(-2000)}${new TextDecoder().decode(out.stderr)}`,
     );
   }
-  return { read: Number(read[1]), write: Number(write[1]) };
+  const rs = /DENOVMM-DD read=[\d.]+ stat=(\S+)/.exec(text)?.[1];
+  const ws = /DENOVMM-DD write=[\d.]+ stat=(\S+)/.exec(text)?.[1];
+  return {
+    read: Number(read[1]),
+    write: Number(write[1]),
+    queue: /DENOVMM-DD queue (.*)/.exec(text)?.[1] ?? "?",
+    readKib: avgKib(rs, 0),
+    writeKib: avgKib(ws, 4),
+  };
 }
 
 const dir = await Deno.makeTempDir({ prefix: "denovmm-dd-", dir: "/tmp" });
 const image = `${dir}/disk.img`;
 const cmdline = "console=ttyS0 quiet panic=-1";
-const results: Record<string, { read: number; write: number }> = {};
+const results: Record<string, DdResult> = {};
 try {
   for (const vmm of ["qemu", "denovmm"]) {
     // A fresh, fully allocated image each time, so both read the same blocks.
@@ -102,5 +129,13 @@ for (const k of ["read", "write"] as const) {
     `| ${k} (${k === "write" ? "conv=fsync" : "cold cache"}) | ${q.toFixed(1)} | ${
       d.toFixed(1)
     } | ${(d / q).toFixed(2)}x |`,
+  );
+}
+console.log("\n| VMM | guest queue limits | avg read request KiB | avg write request KiB |");
+console.log("|---|---|---|---|");
+for (const vmm of ["qemu", "denovmm"]) {
+  const r = results[vmm];
+  console.log(
+    `| ${vmm} | ${r.queue} | ${r.readKib.toFixed(0)} | ${r.writeKib.toFixed(0)} |`,
   );
 }

@@ -17,7 +17,7 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { ThreadPool } from "../aio/thread_pool.ts";
 import { IoUring, ioUringAvailable } from "../aio/io_uring.ts";
-import { blkHeader, TestDriver } from "../devices/virtio/_test_driver.ts";
+import { blkHeader, forwardingLink, TestDriver } from "../devices/virtio/_test_driver.ts";
 import {
   featureBit,
   VIRTIO_BLK_S_OK,
@@ -27,7 +27,8 @@ import {
 import type { InterruptSink } from "../devices/virtio/device.ts";
 import { VIRTIO_BLK_MAX_DISCARD_SEG, VirtioBlock } from "../devices/virtio/block.ts";
 import { openDisk, parseDiskOption } from "../devices/virtio/disk_file.ts";
-import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "../devices/virtio/pci.ts";
+import { VirtioPciDevice, virtioPciSpecOf } from "../devices/virtio/pci.ts";
+import { VirtioPciBackend } from "../devices/virtio/pci_backend.ts";
 import { type BlockAio, SyncAio } from "../devices/virtio/sync_io.ts";
 
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 3);
@@ -65,7 +66,17 @@ async function measure(path: string, engine: Engine): Promise<Row> {
     : null;
   const aio: BlockAio = pool ?? new SyncAio();
   const blk = new VirtioBlock({ disk, aio, queueSize: 64, loop });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
+  const sink: InterruptSink = {
+    msix() {},
+    intx(level: boolean) {
+      if (level) reapBh.schedule();
+    },
+  };
+  let be: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+    interrupt: sink,
+    link: forwardingLink(() => be),
+  });
   const drv = new TestDriver(mem, dev, { size: 64 });
   const ranges = VIRTIO_BLK_MAX_DISCARD_SEG;
   for (let i = 0; i < ranges; i++) {
@@ -105,14 +116,7 @@ async function measure(path: string, engine: Engine): Promise<Row> {
   // Guest kicks and interrupt handling arrive as loop events, as from a vCPU.
   const kickBh = loop.bh(() => drv.kick(), "bench-kick");
   const reapBh = loop.bh(reap, "bench-reap");
-  const sink: InterruptSink = {
-    msix() {},
-    intx(level: boolean) {
-      if (level) reapBh.schedule();
-    },
-  };
-  const be = new VirtioPciBackend({ transport: dev, device: blk, mem, interrupt: sink });
-  dev.link = be;
+  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }

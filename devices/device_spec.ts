@@ -37,6 +37,13 @@ export interface DeviceContext {
   readonly events: SystemEvents;
   /** The fd guest console output is written to. */
   readonly consoleFd: number;
+  /**
+   * Registers work to run at the end of each exit the devices handled, in
+   * this thread and still under the big lock (so output keeps the guest's
+   * order): flush what a device batched during the exit, such as console
+   * bytes, with one system call.
+   */
+  afterExit(flush: () => void): void;
 }
 
 /**

@@ -156,6 +156,46 @@ export interface Vcpu extends VcpuExitData {
   setImmediateExit(on: boolean): void;
 }
 
+/** A GSI routing entry: an interrupt controller pin, or an MSI message. */
+export type GsiRoute =
+  | { gsi: number; kind: "irqchip"; irqchip: number; pin: number }
+  | { gsi: number; kind: "msi"; addressLo: number; addressHi: number; data: number };
+
+/** An ioeventfd registration: a guest write at addr signals fd without an exit. */
+export interface IoEventFd {
+  /** Guest address (port or MMIO address). */
+  addr: number;
+  /** Access length to match (0 = any). */
+  len: number;
+  /** eventfd to signal. */
+  fd: number;
+  /** PIO bus instead of MMIO. */
+  pio?: boolean;
+  /** Only match writes of this value. */
+  datamatch?: bigint;
+}
+
+/**
+ * What the machine asks of a VM once it exists: guest memory slots and the
+ * fd-based paths between devices and the guest (ioeventfd in, irqfd and GSI
+ * routing out). KVM's KvmVm is one implementation.
+ */
+export interface Vm {
+  /** Maps host memory into the guest at a slot. */
+  setUserMemoryRegion(
+    slot: number,
+    region: { guestAddr: number; size: number; hostAddr: bigint; flags?: number },
+  ): void;
+  /** Raises GSI `gsi` whenever `fd` is written (or with deassign, stops). */
+  irqfd(fd: number, gsi: number, deassign?: boolean): void;
+  /** Signals an eventfd on a guest write instead of exiting (or with deassign, stops). */
+  ioeventfd(e: IoEventFd, deassign?: boolean): void;
+  /** Replaces the whole GSI routing table. */
+  setGsiRouting(routes: readonly GsiRoute[]): void;
+  /** Releases the VM. */
+  close(): void;
+}
+
 /** A level-triggered interrupt input by GSI, as a backend delivers it. */
 export interface InterruptLine {
   /** Sets the line's level. */

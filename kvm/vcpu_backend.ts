@@ -16,16 +16,20 @@ export interface KvmVcpuBackendData {
   readonly handle: VcpuHandleData;
   /** The VM fd (KVM_IRQ_LINE). */
   readonly vmFd: number;
+  /** Whether the VM has an in-kernel irqchip; without one, lines go nowhere. */
+  readonly irqchip: boolean;
 }
+
+const NO_LINE: InterruptLine = { set() {} };
 
 /**
  * Builds the backend in a vCPU thread.
  *
- * @param data the vCPU handle and VM fd
+ * @param data the vCPU handle, VM fd and whether there is an irqchip
  * @returns the vCPU and interrupt lines
  * @example
  * ```ts ignore
- * const { vcpu, irqLine } = kvmVcpuBackend({ handle, vmFd });
+ * const { vcpu, irqLine } = kvmVcpuBackend({ handle, vmFd, irqchip: true });
  * ```
  */
 export function kvmVcpuBackend(data: KvmVcpuBackendData): VcpuThreadBackend {
@@ -33,6 +37,7 @@ export function kvmVcpuBackend(data: KvmVcpuBackendData): VcpuThreadBackend {
   return {
     vcpu: new KvmVcpu(data.handle),
     irqLine(gsi: number): InterruptLine {
+      if (!data.irqchip) return NO_LINE;
       let l = lines.get(gsi);
       if (!l) lines.set(gsi, l = new KvmIrqLine(data.vmFd, gsi));
       return l;
@@ -47,7 +52,7 @@ export function kvmVcpuBackend(data: KvmVcpuBackendData): VcpuThreadBackend {
  * @returns the spec
  * @example
  * ```ts ignore
- * const spec = kvmVcpuBackendSpec({ handle: vm.createVcpu(0), vmFd: vm.fd });
+ * const spec = kvmVcpuBackendSpec({ handle: vm.createVcpu(0), vmFd: vm.fd, irqchip: true });
  * ```
  */
 export function kvmVcpuBackendSpec(data: KvmVcpuBackendData): VcpuBackendSpec {

@@ -4,9 +4,10 @@
  *
  * @module
  */
+import type { GsiRoute, IoEventFd, Vm } from "../hypervisor/types.ts";
 import { libc } from "../sys/libc.ts";
 import { check, errno, ErrnoError } from "../sys/errno.ts";
-import { closeFd, MAP_SHARED, mmap, PROT_READ, PROT_WRITE } from "../sys/fd.ts";
+import { closeFd, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE } from "../sys/fd.ts";
 import type { IrqLine } from "../devices/irq.ts";
 import {
   IOCTLS,
@@ -39,24 +40,7 @@ export interface VcpuHandleData {
   readonly runSize: number;
 }
 
-/** A GSI routing entry. */
-export type GsiRoute =
-  | { gsi: number; kind: "irqchip"; irqchip: number; pin: number }
-  | { gsi: number; kind: "msi"; addressLo: number; addressHi: number; data: number };
-
-/** An ioeventfd registration. */
-export interface IoEventFd {
-  /** Guest address (port or MMIO address). */
-  addr: number;
-  /** Access length to match (0 = any). */
-  len: number;
-  /** eventfd to signal. */
-  fd: number;
-  /** PIO bus instead of MMIO. */
-  pio?: boolean;
-  /** Only match writes of this value. */
-  datamatch?: bigint;
-}
+export type { GsiRoute, IoEventFd } from "../hypervisor/types.ts";
 
 /**
  * A VM.
@@ -68,10 +52,12 @@ export interface IoEventFd {
  * vm.createIrqchip();
  * ```
  */
-export class KvmVm {
+export class KvmVm implements Vm {
   /** The VM fd. */
   readonly fd: number;
   readonly #runSize: number;
+  /** vCPUs created on this VM: close() releases their fds and kvm_run mappings. */
+  readonly #vcpus: VcpuHandleData[] = [];
 
   /**
    * @param fd VM fd from KVM_CREATE_VM
@@ -243,12 +229,28 @@ export class KvmVm {
       "KVM_CREATE_VCPU",
       libc.ioctl_u64(this.fd, BigInt(IOCTLS.KVM_CREATE_VCPU), BigInt(index)),
     );
-    const runAddr = mmap(this.#runSize, { prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd });
-    return { index, fd, runAddr, runSize: this.#runSize };
+    let runAddr: bigint;
+    try {
+      runAddr = mmap(this.#runSize, { prot: PROT_READ | PROT_WRITE, flags: MAP_SHARED, fd });
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+    const handle = { index, fd, runAddr, runSize: this.#runSize };
+    this.#vcpus.push(handle);
+    return handle;
   }
 
-  /** Closes the VM fd. */
+  /**
+   * Releases the VM: each vCPU's kvm_run mapping and fd, then the VM fd
+   * (KVM frees the VM once no fd or mapping refers to it). Call it after
+   * every vCPU thread has stopped.
+   */
   close(): void {
+    for (const v of this.#vcpus.splice(0)) {
+      munmap(v.runAddr, v.runSize);
+      closeFd(v.fd);
+    }
     closeFd(this.fd);
   }
 }
@@ -257,25 +259,37 @@ const KVM_IRQ_LINE = BigInt(IOCTLS.KVM_IRQ_LINE);
 
 /**
  * An IrqLine driven by KVM_IRQ_LINE on a VM fd; usable from any thread of
- * the process (the fd is process-wide). Allocates nothing per call.
+ * the process (the fd is process-wide). Allocates nothing per call. A
+ * failing ioctl (no irqchip, a GSI KVM does not route) cannot be thrown
+ * into the device that raised the line, so the first failure of each line
+ * is reported through `report` (default: one line on stderr).
  */
 export class KvmIrqLine implements IrqLine {
   readonly #vmFd: number;
+  readonly #gsi: number;
   readonly #buf = new Uint8Array(kvm_irq_level.size);
   readonly #view = new DataView(this.#buf.buffer);
+  readonly #report: (e: ErrnoError) => void;
+  #reported = false;
 
   /**
    * @param vmFd the VM fd
    * @param gsi the interrupt line
+   * @param report where the first failure goes (default console.error)
    */
-  constructor(vmFd: number, gsi: number) {
+  constructor(vmFd: number, gsi: number, report?: (e: ErrnoError) => void) {
     this.#vmFd = vmFd;
+    this.#gsi = gsi;
+    this.#report = report ?? ((e) => console.error(`denovmm: ${e.message}`));
     this.#view.setUint32(kvm_irq_level.fields.irq, gsi, true);
   }
 
   /** @param level new level */
   set(level: boolean): void {
     this.#view.setUint32(kvm_irq_level.fields.level, level ? 1 : 0, true);
-    libc.ioctl_buf(this.#vmFd, KVM_IRQ_LINE, this.#buf);
+    if (libc.ioctl_buf(this.#vmFd, KVM_IRQ_LINE, this.#buf) < 0 && !this.#reported) {
+      this.#reported = true;
+      this.#report(new ErrnoError(`KVM_IRQ_LINE (GSI ${this.#gsi})`, errno()));
+    }
   }
 }

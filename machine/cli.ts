@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { parseSize } from "./size.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
+import { parseVncOption } from "../ui/vnc/options.ts";
 
 /** A mistake in the command line; main.ts prints the message and exits 1. */
 export class UsageError extends Error {
@@ -35,6 +36,10 @@ export interface VmOptions {
   reboot: boolean;
   /** Log unclaimed port and MMIO accesses. */
   logUnclaimed: boolean;
+  /** `--vnc` (display): the option string, checked. */
+  vnc?: string;
+  /** `--display none` turns the framebuffer off; `--display vnc` is the default with --vnc. */
+  display?: "none" | "vnc";
   /** Print help and exit. */
   help: boolean;
   /** Print the version and exit. */
@@ -61,6 +66,10 @@ Options:
   --disk SPEC       virtio-blk disk: path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback]
   --reboot          restart the guest when it reboots (default: exit with code 10)
   --log-unclaimed   log the first access to each port/MMIO address no device claims
+  --vnc :N|HOST:N[,password-file=PATH][,websocket[=PORT]]
+                    a framebuffer (console=tty0 shows on it) served over VNC on
+                    127.0.0.1:5900+N unless HOST is named; PS/2 keyboard input
+  --display none|vnc  none: no framebuffer device (the default without --vnc)
   --version         print the version
   --help            print this help
 
@@ -96,6 +105,8 @@ export function parseCli(args: readonly string[]): VmOptions {
         disk: { type: "string", multiple: true },
         reboot: { type: "boolean" },
         "log-unclaimed": { type: "boolean" },
+        vnc: { type: "string" },
+        display: { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
       },
@@ -144,7 +155,27 @@ export function parseCli(args: readonly string[]): VmOptions {
   if ((v.disk?.length ?? 0) > 0 && v.kernel === undefined) {
     throw new UsageError("--disk needs --kernel");
   }
+  // --vnc / --display (ui/vnc).
+  if (v.vnc !== undefined) {
+    try {
+      parseVncOption(v.vnc);
+    } catch (e) {
+      throw new UsageError(`Invalid --vnc '${v.vnc}': ${(e as Error).message}`);
+    }
+    if (v.kernel === undefined) throw new UsageError("--vnc needs --kernel");
+  }
+  if (v.display !== undefined && v.display !== "none" && v.display !== "vnc") {
+    throw new UsageError(`Invalid --display '${v.display}': use none or vnc`);
+  }
+  if (v.display === "none" && v.vnc !== undefined) {
+    throw new UsageError("--vnc needs a display: drop --display none");
+  }
+  if (v.display === "vnc" && v.vnc === undefined) {
+    throw new UsageError("--display vnc needs --vnc :N");
+  }
   return {
+    vnc: v.vnc,
+    display: v.display as VmOptions["display"],
     kernel: v.kernel,
     initrd: v.initrd,
     append: v.append,

@@ -47,6 +47,9 @@ export function vmConfigFromCli(o: VmOptions): VmConfig {
     append: o.append,
     cpus: o.cpus,
     memory: o.memoryBytes,
+    // --vnc / --display (ui/vnc): the default mode, served over VNC.
+    vnc: o.vnc,
+    display: o.display === "none" ? "none" : undefined,
     disks: o.disks.map((text) => {
       const d = parseDiskOption(text);
       return {

@@ -17,6 +17,7 @@ import {
 } from "../boot/mod.ts";
 import { buildAcpiTables } from "../acpi/tables.ts";
 import type { PciIrqRoute } from "../acpi/dsdt.ts";
+import { type LinearFramebufferInfo, writeScreenInfo } from "../boot/screen_info.ts";
 
 /** What to boot. */
 export interface LinuxBootOptions {
@@ -32,6 +33,8 @@ export interface LinuxBootOptions {
   pci?: boolean;
   /** The root bridge's final _PRT (the builder has placed every function). */
   pciIrqRoutes?: readonly PciIrqRoute[];
+  /** A linear framebuffer to announce in screen_info (bzImage boots only). */
+  framebuffer?: LinearFramebufferInfo;
 }
 
 /** What the loader decided. */
@@ -75,6 +78,10 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       e820,
       rsdp: acpi.rsdp,
     });
+    if (o.framebuffer) {
+      const zeroPage = mem.slice(boot.bootParams, 0x1000);
+      writeScreenInfo(new DataView(zeroPage.buffer, zeroPage.byteOffset, 0x1000), 0, o.framebuffer);
+    }
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
   }

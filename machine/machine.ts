@@ -1,6 +1,8 @@
 /**
- * A VM put together: KVM, guest RAM, vCPU threads, devices, and how it
- * ends. The loaders and the CLI feed it; tests drive it directly.
+ * The KVM part of a machine: the VM, guest RAM, the vCPU threads and the
+ * device specs they build, and how a run ends. vm/builder.ts puts one
+ * together from a configuration; flat-guest tests and benchmarks drive it
+ * directly.
  *
  * @module
  */
@@ -13,10 +15,11 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
 import { VcpuThread } from "../vcpu/handle.ts";
-import { BigLock, type BigLockState } from "../devices/shared_state.ts";
-import { VmControl, VmState } from "../vcpu/shared_state.ts";
+import { BigLock, type BigLockState } from "../devices/big_lock.ts";
+import { VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { vcpuCpuid } from "./x86_cpu.ts";
+import { traceEnabled, traceMark } from "../sys/start_trace.ts";
 
 /** Per-vCPU initial state, applied before the vCPU thread starts. */
 export type VcpuSetup = (vcpu: KvmVcpu, index: number) => void;
@@ -55,20 +58,6 @@ export interface MachineExit {
   errors: string[];
 }
 
-/**
- * Whether DENOVMM_TRACE_START=1 asks for the start-up trace (process start to
- * vCPU 0's first KVM_RUN, printed when the VM stops; bench/boot_bench.ts reads
- * it). Asks the permission state first, so it needs no --allow-env and never
- * prompts.
- */
-function traceStart(): boolean {
-  const name = "DENOVMM_TRACE_START";
-  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-    return false;
-  }
-  return Deno.env.get(name) === "1";
-}
-
 /** Identity-map and TSS addresses KVM (Intel) needs: just below the BIOS. */
 const IDENTITY_MAP_ADDR = 0xfffbc000;
 const TSS_ADDR = 0xfffbd000;
@@ -78,10 +67,11 @@ const TSS_ADDR = 0xfffbd000;
  *
  * @example
  * ```ts ignore
- * const m = await Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
- * m.memory.write(0x1000, code);
- * await m.setup((vcpu) => setRealMode(vcpu, 0x1000));
+ * const m = Machine.create({ memoryBytes: 64 << 20, cpus: 1 });
+ * m.memory.write(guest.loadAddr, guest.code);
+ * await m.setup((vcpu, i) => setRealModeEntry(vcpu, i, guest.entry));
  * const exit = await m.run();
+ * await m.close();
  * ```
  */
 export class Machine {
@@ -135,6 +125,11 @@ export class Machine {
     memory.layout.regions.forEach((r, slot) => vm.setUserMemoryRegion(slot, r));
     const m = new Machine(kvm, vm, memory, config);
     m.#createdAt = createdAt;
+    traceMark(
+      "KVM set-up (VM, irqchip, PIT, guest RAM) starts",
+      performance.timeOrigin + createdAt,
+    );
+    traceMark("KVM set-up done");
     return m;
   }
 
@@ -168,7 +163,7 @@ export class Machine {
       setup(vcpu, i);
       this.vcpus.push(
         new VcpuThread(i, {
-          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd }),
+          backend: kvmVcpuBackendSpec({ handle, vmFd: this.vm.fd, irqchip: !!c.irqchip }),
           requestExit: () => vcpu.setImmediateExit(true),
           memory: this.memory.layout,
           control: this.control,
@@ -184,16 +179,18 @@ export class Machine {
     }
     await Promise.all(this.vcpus.map((v) => v.ready));
     this.#readyAt = performance.now();
+    traceMark("all vCPU threads ready");
   }
 
   /**
    * Starts every vCPU and resolves when the VM stops (guest power-off, reset,
    * debug exit, crash, or {@link stop}); all vCPU threads have ended by then.
    *
+   * @param options `paused`: the vCPUs start paused (until {@link resume})
    * @returns how it ended
    */
-  async run(): Promise<MachineExit> {
-    for (const v of this.vcpus) v.start();
+  async run(options: { paused?: boolean } = {}): Promise<MachineExit> {
+    for (const v of this.vcpus) v.start(options.paused);
     // A vCPU Worker failing (not a guest event) stops the VM too.
     for (const v of this.vcpus) {
       v.exited.then(() => {
@@ -201,7 +198,12 @@ export class Machine {
       });
     }
     const state = await this.control.waitStopped();
-    if (traceStart()) {
+    traceMark("VM stopped (power-off, reset or stop seen by the main thread)");
+    for (let i = 0; i < this.vcpus.length; i++) {
+      const t = this.control.firstRunEpochMs(i);
+      if (t !== undefined) traceMark(`vcpu-${i} first KVM_RUN`, t);
+    }
+    if (traceEnabled()) {
       const first = this.control.firstRunEpochMs(0);
       if (first !== undefined) {
         const ms = (first - performance.timeOrigin).toFixed(1);
@@ -215,6 +217,7 @@ export class Machine {
       }
     }
     await Promise.all(this.vcpus.map((v) => v.stop()));
+    traceMark("vCPU threads joined");
     const errors = this.vcpus.filter((v) => v.error).map((v) => `vcpu-${v.index}: ${v.error}`);
     return { state, exitCode: this.control.exitCode, errors };
   }

@@ -8,7 +8,7 @@
  */
 import type { BusMapping, DeviceContext } from "../devices/device_spec.ts";
 import { createLegacyDevices, type LegacyState } from "../devices/legacy/mod.ts";
-import { libc } from "../sys/libc.ts";
+import { ConsoleOutput } from "../devices/console_output.ts";
 
 /** Arguments of {@link pcDevices}. */
 export interface PcDeviceArgs {
@@ -16,23 +16,28 @@ export interface PcDeviceArgs {
   legacy: LegacyState;
 }
 
+/** Console bytes one exit can batch before they are written out early. */
+const CONSOLE_BATCH = 4096;
+
 /**
- * Builds the PC devices for one thread; console bytes go to ctx.consoleFd.
+ * Builds the PC devices for one thread. Console bytes go to ctx.consoleFd,
+ * batched: one write per exit (a `rep outsb` of a whole line is one write).
  *
  * @param args the shared state
  * @param ctx this thread's context
  * @returns port mappings
+ * @example
+ * ```ts ignore
+ * const spec = { module: PC_DEVICES_MODULE, factory: "pcDevices", args: { legacy } };
+ * ```
  */
 export function pcDevices(args: PcDeviceArgs, ctx: DeviceContext): BusMapping[] {
-  const fd = ctx.consoleFd;
-  const one = new Uint8Array(1);
+  const out = new ConsoleOutput(ctx.consoleFd, CONSOLE_BATCH);
+  ctx.afterExit(() => out.flush());
   const devices = createLegacyDevices(args.legacy, {
     irq: (gsi) => ctx.irq(gsi),
     events: ctx.events,
-    sink(byte) {
-      one[0] = byte;
-      libc.write(fd, one, 1n);
-    },
+    sink: (byte) => out.push(byte),
   });
   return devices.entries.map((e) => ({
     space: "pio" as const,

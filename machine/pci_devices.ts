@@ -1,13 +1,15 @@
 /**
  * PCI bus 0 with virtio-pci functions as the machine wires them to KVM, run
- * in every vCPU Worker (a {@link DeviceFactory}). Unlike the plain
- * virtioPciBus factory, the two things that must track guest programming
- * happen synchronously in the vCPU thread that made the change, under the
- * big lock:
+ * in every vCPU Worker (a device factory). Each function's register
+ * side is built over the shared state the builder made, wired once at
+ * construction: kicks and status changes leave as eventfd writes to the
+ * device's loop, MSI-X vectors as irqfd writes, INTx through the interrupt
+ * line. Two things that must track guest programming happen synchronously
+ * in the vCPU thread that made the change, under the big lock:
  *
- * - MSI-X: every vector has its own GSI and irqfd; when the guest writes a
- *   vector's address/data/mask or the enable bit, the whole routing table
- *   is rebuilt and set with KVM_SET_GSI_ROUTING before the vector can be
+ * - MSI-X: every vector has its own GSI and irqfd; after each guest update
+ *   of a table entry or of the enable/mask bits, the whole routing table is
+ *   set with one KVM_SET_GSI_ROUTING, before any vector it unmasked can be
  *   delivered (so an unmask never fires through a stale route).
  * - BAR 0 moves: the queue-notify ioeventfds follow the BAR.
  *
@@ -38,15 +40,13 @@ import {
   VIRTIO_PCI_NOTIFY_MULTIPLIER,
   VIRTIO_PCI_NOTIFY_OFFSET,
   VirtioPciDevice,
+  type VirtioPciSpec,
+  type VirtioPciState,
 } from "../devices/virtio/pci.ts";
 import { type GsiRoute, type IoEventFd, KvmVm } from "../kvm/vm.ts";
 import { ErrnoError } from "../sys/errno.ts";
-import type { VirtioPciFunctionArgs } from "../devices/virtio/pci_factory.ts";
+import { IOAPIC_PINS } from "../vm/layout.ts";
 
-/** First GSI handed to MSI-X vectors (0..23 are the IOAPIC pins). */
-export const MSI_GSI_BASE = 24;
-/** IOAPIC pins KVM models (and routes by default). */
-export const IOAPIC_PINS = 24;
 /** KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC. */
 export const KVM_IRQCHIP_PIC_MASTER = 0;
 /** The slave PIC. */
@@ -56,12 +56,20 @@ export const KVM_IRQCHIP_IOAPIC = 2;
 /** Notify register writes are 16-bit (the queue index), as Linux's vp_notify does. */
 export const NOTIFY_ACCESS_BYTES = 2;
 
-/**
- * One virtio-pci function of the machine, as plain postMessage-able data:
- * the transport's function arguments, with MSI-X routed here (in the vCPU
- * thread that changes a vector) instead of through a route-change eventfd.
- */
-export interface PciFunctionArgs extends Omit<VirtioPciFunctionArgs, "msixFds" | "msixRouteFd"> {
+/** One virtio-pci function of the machine, as plain postMessage-able data. */
+export interface PciFunctionArgs {
+  /** Its shape. */
+  spec: VirtioPciSpec;
+  /** Shared registers ({@link VirtioPciDevice.sharedState} of the builder's instance). */
+  state: VirtioPciState;
+  /** Slot on bus 0. */
+  slot: number;
+  /** Kick eventfd per queue (also registered as KVM ioeventfds). */
+  notifyFds: number[];
+  /** Status-change eventfd polled by the device's loop. */
+  controlFd: number;
+  /** GSI of its INTx line (lowered when the guest reads ISR). */
+  intxGsi: number;
   /** GSI of MSI-X vector 0 (vector v uses msiGsiBase + v). */
   msiGsiBase: number;
   /** irqfd per MSI-X vector. */
@@ -242,20 +250,33 @@ class ConfigDataPort implements BusDevice {
 }
 
 /**
- * Builds bus 0 for one thread, with MSI-X routing and ioeventfd moves done
- * here (see the module doc).
+ * The two VM operations the PCI functions need from the vCPU thread: KVM's
+ * in production, a recorder in tests.
+ */
+export interface PciVmOps {
+  /** Replaces the whole GSI routing table. */
+  setGsiRouting(routes: readonly GsiRoute[]): void;
+  /** Registers (or with deassign, removes) an ioeventfd. */
+  ioeventfd(e: IoEventFd, deassign?: boolean): void;
+}
+
+/**
+ * Builds bus 0 for one thread over the given VM operations.
  *
  * @param args shared state, fds and GSIs
  * @param ctx this thread's context
+ * @param vm GSI routing and ioeventfds
  * @returns the config ports and the 32-bit MMIO window
  * @example
  * ```ts ignore
- * m.addDevice({ module: new URL("./pci_devices.ts", import.meta.url).href,
- *   factory: "pciDevices", args });
+ * const maps = buildPciBus(args, ctx, new KvmVm(args.vmFd, 0));
  * ```
  */
-export function pciDevices(args: PciDevicesArgs, ctx: DeviceContext): BusMapping[] {
-  const vm = new KvmVm(args.vmFd, 0);
+export function buildPciBus(
+  args: PciDevicesArgs,
+  ctx: DeviceContext,
+  vm: PciVmOps,
+): BusMapping[] {
   const bus = new PciBus({
     addressState: args.addressState,
     hostBridge: new PciHostBridge({ state: args.hostBridge }),
@@ -263,7 +284,7 @@ export function pciDevices(args: PciDevicesArgs, ctx: DeviceContext): BusMapping
   const devices: VirtioPciDevice[] = [];
   const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
   let routeRefused = false;
-  const reroute = () => {
+  const routesChanged = () => {
     try {
       vm.setGsiRouting(gsiRoutes(routed));
     } catch (e) {
@@ -280,24 +301,25 @@ export function pciDevices(args: PciDevicesArgs, ctx: DeviceContext): BusMapping
     args.functions.forEach((g, i) => devices[i] && syncNotifyIoeventfds(vm, g, devices[i]));
   };
   for (const f of args.functions) {
-    const dev = new VirtioPciDevice(f.spec, { state: f.state });
-    dev.link = new EventFdLink({ notifyFds: f.notifyFds, controlFd: f.controlFd });
     const line = ctx.irq(f.intxGsi);
     const fds = f.msixFds;
-    dev.interrupt = {
-      msix(vector: number) {
-        const fd = fds[vector];
-        if (fd !== undefined) eventFdWrite(fd);
+    const dev: VirtioPciDevice = new VirtioPciDevice(f.spec, {
+      state: f.state,
+      link: new EventFdLink({ notifyFds: f.notifyFds, controlFd: f.controlFd }),
+      interrupt: {
+        msix(vector: number) {
+          const fd = fds[vector];
+          if (fd !== undefined) eventFdWrite(fd);
+        },
+        intx(level: boolean) {
+          line.set(level);
+        },
       },
-      intx(level: boolean) {
-        line.set(level);
+      msix: { routesChanged },
+      onBarRemap(bar: number) {
+        if (bar === VIRTIO_PCI_BAR) resync();
       },
-    };
-    const sink = dev.interrupt;
-    dev.msix.hooks = { deliver: (v: number) => sink.msix(v), vectorChanged: reroute };
-    dev.onBarRemap = (bar: number) => {
-      if (bar === VIRTIO_PCI_BAR) resync();
-    };
+    });
     bus.add(dev, f.slot);
     devices.push(dev);
     routed.push({ device: dev, msiGsiBase: f.msiGsiBase });
@@ -312,4 +334,20 @@ export function pciDevices(args: PciDevicesArgs, ctx: DeviceContext): BusMapping
       device: new PciMmioWindow(PCI_MMIO32_START, devices),
     },
   ];
+}
+
+/**
+ * The machine's bus 0 in a vCPU thread, on KVM (a device factory).
+ *
+ * @param args shared state, fds and GSIs
+ * @param ctx this thread's context
+ * @returns the config ports and the 32-bit MMIO window
+ * @example
+ * ```ts ignore
+ * m.addDevice({ module: new URL("./pci_devices.ts", import.meta.url).href,
+ *   factory: "pciDevices", args });
+ * ```
+ */
+export function pciDevices(args: PciDevicesArgs, ctx: DeviceContext): BusMapping[] {
+  return buildPciBus(args, ctx, new KvmVm(args.vmFd, 0));
 }

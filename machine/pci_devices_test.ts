@@ -58,13 +58,14 @@ Deno.test("a guest moving one BAR onto another's keeps the VM: the doorbell fall
         disk: { fd: -1, size: 512, readOnly: true },
         aio: new SyncAio(),
       });
-      const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
-      alloc.assign(dev);
-      const slot = bus.add(dev);
       const notify = eventFd();
       const control = eventFd();
       fds.push(notify, control);
-      dev.link = new EventFdLink({ notifyFds: [notify], controlFd: control });
+      const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+        link: new EventFdLink({ notifyFds: [notify], controlFd: control }),
+      });
+      alloc.assign(dev);
+      const slot = bus.add(dev);
       const f = {
         slot,
         notifyFds: [notify],

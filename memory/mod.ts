@@ -3,5 +3,4 @@
  *
  * @module
  */
-export * from "./guest_address.ts";
 export * from "./guest_memory.ts";

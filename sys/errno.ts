@@ -68,6 +68,8 @@ export const EIO = 5;
 export const EBADF = 9;
 /** Try again. */
 export const EAGAIN = 11;
+/** The same as EAGAIN on Linux (flock, non-blocking I/O). */
+export const EWOULDBLOCK = EAGAIN;
 /** Out of memory. */
 export const ENOMEM = 12;
 /** Permission denied. */

@@ -290,19 +290,65 @@ export function hostBuffer(addr: bigint, length: number): ArrayBuffer {
   return Deno.UnsafePointerView.getArrayBuffer(p, length);
 }
 
+/** What a file mode's type bits name, as the user would say it. */
+function fileTypeName(mode: number): string {
+  switch (mode & S_IFMT) {
+    case 0o10000:
+      return "a FIFO";
+    case 0o20000:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case 0o140000:
+      return "a socket";
+    default:
+      return "not a regular file";
+  }
+}
+
 /**
- * Reads a whole file through libc (no Deno read permission needed: the VMM
- * reads kernels and initrds the way QEMU does, with open/read).
+ * A file that must be a regular file is something else (a FIFO, a device).
+ *
+ * @example
+ * ```ts
+ * import { FileTypeError } from "./fd.ts";
+ * const e = new FileTypeError("/dev/null", "a character device");
+ * console.log(e.message);
+ * ```
+ */
+export class FileTypeError extends Error {
+  /** What the file is, e.g. "a FIFO". */
+  readonly fileType: string;
+
+  /**
+   * @param path the file
+   * @param fileType what it is
+   */
+  constructor(path: string, fileType: string) {
+    super(`${path} is ${fileType}, not a regular file`);
+    this.name = "FileTypeError";
+    this.fileType = fileType;
+  }
+}
+
+/**
+ * Reads a whole regular file through libc (no Deno read permission needed:
+ * the VMM reads kernels and initrds the way QEMU does, with open/read).
+ * The open is non-blocking, so a FIFO or a device cannot hold it up; what
+ * is not a regular file is refused before any read.
  *
  * @param path file path
  * @param maxBytes refuse files larger than this
  * @returns the contents
+ * @throws ErrnoError (EISDIR for a directory), FileTypeError for a FIFO,
+ *   device or socket, RangeError when larger than maxBytes
  */
 export function readFileFfi(path: string, maxBytes = 2 ** 32): Uint8Array<ArrayBuffer> {
-  const fd = openFile(path, O_RDONLY);
+  const fd = openFile(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   try {
     const st = fstat(fd);
     if ((st.mode & S_IFMT) === S_IFDIR) throw new ErrnoError(`read ${path}`, 21);
+    if ((st.mode & S_IFMT) !== S_IFREG) throw new FileTypeError(path, fileTypeName(st.mode));
     if (st.size > maxBytes) {
       throw new RangeError(`${path} is too large (${st.size} bytes, at most ${maxBytes})`);
     }

@@ -7,3 +7,4 @@ export * from "./errno.ts";
 export * from "./fd.ts";
 export * from "./thread.ts";
 export { libc } from "./libc.ts";
+export * from "./poll.ts";

@@ -1,28 +1,84 @@
 import assert from "node:assert/strict";
 
-Deno.test("Workers load under --allow-ffi alone (module graph served as blobs)", async () => {
+const decoder = new TextDecoder();
+
+/** Runs `code` as a script under the given permissions (n times); returns stdout+stderr. */
+async function runScript(
+  code: string,
+  permissions: string[],
+  options: { env?: Record<string, string>; after?: (run: number) => Promise<void>; runs?: number } =
+    {},
+): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "denovmm-wurl-" });
   try {
     const script = `${dir}/main.ts`;
-    const workerUrl = new URL("./worker_url.ts", import.meta.url).href;
-    const target = new URL("./testdata/echo_worker.ts", import.meta.url).href;
-    await Deno.writeTextFile(
-      script,
-      `import { workerUrl } from ${JSON.stringify(workerUrl)};
-const url = workerUrl(${JSON.stringify(target)});
-const w = new Worker(url, { type: "module" });
-w.onmessage = (e) => { console.log(url.startsWith("blob:") ? "blob" : "file", e.data.tid > 0); w.terminate(); };
-w.onerror = (e) => { console.log("error", e.message); e.preventDefault(); w.terminate(); };`,
-    );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-check", "--allow-ffi", script],
-    }).output();
-    assert.equal(new TextDecoder().decode(out.stdout).trim(), "blob true");
-    const granted = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-check", "--allow-ffi", "--allow-read", script],
-    }).output();
-    assert.equal(new TextDecoder().decode(granted.stdout).trim(), "file true");
+    await Deno.writeTextFile(script, code);
+    let text = "";
+    for (let i = 0; i < (options.runs ?? 1); i++) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-check", ...permissions, script],
+        env: options.env,
+      }).output();
+      text = decoder.decode(out.stdout).trim() + decoder.decode(out.stderr).trim();
+      await options.after?.(i);
+    }
+    return text;
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function script(target: string): string {
+  const workerUrl = new URL("./worker_url.ts", import.meta.url).href;
+  const url = new URL(target, import.meta.url).href;
+  return `import { workerUrl } from ${JSON.stringify(workerUrl)};
+const url = workerUrl(${JSON.stringify(url)});
+const w = new Worker(url, { type: "module" });
+w.onmessage = (e) => {
+  const kind = url.slice(0, url.indexOf(":"));
+  console.log(kind, e.data.tid > 0, e.data.base ?? "");
+  w.terminate();
+};
+w.onerror = (e) => { console.log("error", e.message); e.preventDefault(); w.terminate(); };`;
+}
+
+Deno.test("Workers load under --allow-ffi alone (module graph served as blob modules)", async () => {
+  const code = script("./testdata/echo_worker.ts");
+  assert.equal(await runScript(code, ["--allow-ffi"]), "blob true");
+  assert.equal(await runScript(code, ["--allow-ffi", "--allow-read"]), "file true");
+});
+
+Deno.test("a served module's import.meta.url is its file URL: nested Workers start", async () => {
+  const out = await runScript(script("./testdata/nested_worker.ts"), ["--allow-ffi"]);
+  const base = new URL("./testdata/nested_worker.ts", import.meta.url).href;
+  assert.equal(out, `blob true ${base}`);
+});
+
+Deno.test("served modules write nothing new under DENO_DIR after the first run", async () => {
+  const denoDir = await Deno.makeTempDir({ prefix: "denovmm-denodir-" });
+  try {
+    const count = async () => {
+      let n = 0;
+      const walk = async (d: string) => {
+        for await (const e of Deno.readDir(d)) {
+          if (e.isDirectory) await walk(`${d}/${e.name}`);
+          else if (!/-(wal|shm)$/.test(e.name)) n++;
+        }
+      };
+      await walk(denoDir);
+      return n;
+    };
+    const counts: number[] = [];
+    const out = await runScript(script("./testdata/nested_worker.ts"), ["--allow-ffi"], {
+      env: { DENO_DIR: denoDir },
+      runs: 5,
+      after: async () => void counts.push(await count()),
+    });
+    assert.match(out, /^blob true/);
+    // The first run fills the cache; the next four add nothing.
+    assert.ok(counts[0] > 0, "the first run caches its transpiled modules");
+    assert.deepEqual(counts.slice(1), [counts[0], counts[0], counts[0], counts[0]], `${counts}`);
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
   }
 });

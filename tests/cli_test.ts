@@ -2,6 +2,7 @@
 // each bad input ends with one line naming the problem and exit code 1.
 // No KVM is needed: every case fails before a guest would run.
 import assert from "node:assert/strict";
+import { resetLoopGuest } from "../guests/reset_loop.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -94,6 +95,29 @@ Deno.test({
       /no permission to open \/dev\/kvm: add your user to the kvm group/,
     );
   },
+});
+
+Deno.test("a FIFO or device as --kernel/--initrd is refused before it can block", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-cli-" });
+  try {
+    const fifo = `${dir}/fifo`;
+    const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assert.equal(mk.code, 0);
+    // open(2) of a FIFO with no writer blocks; a time limit turns that into a failure.
+    oneLine(await vmm(["--kernel", fifo], ["timeout", "20"]), /kernel '.*fifo': it is a FIFO/);
+    oneLine(
+      await vmm(["--kernel", "/dev/zero"], ["timeout", "20"]),
+      /kernel '\/dev\/zero': it is a character device/,
+    );
+    // A valid kernel (a PVH ELF), so the initrd is looked at too.
+    await Deno.writeFile(`${dir}/k`, resetLoopGuest(32 << 20));
+    oneLine(
+      await vmm(["--kernel", `${dir}/k`, "--initrd", fifo], ["timeout", "20"]),
+      /initrd '.*fifo': it is a FIFO/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("more --disk than PCI bus 0 has slots is one line, not a RangeError", async () => {

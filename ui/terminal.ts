@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { check, ErrnoError } from "../sys/errno.ts";
+import { check, EAGAIN, EINTR, ErrnoError } from "../sys/errno.ts";
 import {
   closeFd,
   O_NOCTTY,
@@ -17,6 +17,7 @@ import {
   writeAll,
 } from "../sys/fd.ts";
 import { libc } from "../sys/libc.ts";
+import { addRestoreHook, installSignalPolicy } from "../sys/signals.ts";
 import type { EventLoop, Timer } from "../mainloop/types.ts";
 
 /** sizeof(struct termios) with glibc on x86-64 (checked by terminal_test.ts). */
@@ -60,17 +61,9 @@ export const TERMIOS = {
 
 const F_GETFL = 3;
 const F_SETFL = 4;
-const EAGAIN = 11;
-const EINTR = 4;
 
 /** Ctrl-A, QEMU's escape character. */
 export const CTRL_A = 0x01;
-
-const SIGNALS: { name: Deno.Signal; number: number }[] = [
-  { name: "SIGHUP", number: 1 },
-  { name: "SIGINT", number: 2 },
-  { name: "SIGTERM", number: 15 },
-];
 
 const HELP = "\n" +
   "Console escapes: press Ctrl-A, then\n" +
@@ -144,11 +137,6 @@ export interface TerminalOptions {
   onEof?: () => void;
   /** Other Ctrl-A commands (the key), e.g. `c` for a monitor. */
   onEscape?: (key: number) => void;
-  /**
-   * A termination signal arrived (after the terminal was restored). The
-   * default exits with status 128 + signal number.
-   */
-  onSignal?: (signal: Deno.Signal) => void;
   /** Messages for the user (help text); default: written to stderr. */
   output?: (text: string) => void;
   /** Input descriptor, default 0. */
@@ -167,7 +155,8 @@ const PENDING_SIZE = 4096;
 /**
  * The host terminal. `start()` puts a TTY into raw mode and begins reading
  * stdin on the main loop; `close()` (or any exit: normal end, Deno.exit,
- * uncaught error, SIGINT/SIGTERM/SIGHUP) puts the terminal back.
+ * uncaught error, any signal that ends the process: see sys/signals.ts,
+ * which `start()` installs) puts the terminal back.
  *
  * stdin is re-opened through /proc/self/fd so the non-blocking flag lands
  * on a private open file description, not on the one the shell shares; if
@@ -203,7 +192,7 @@ export class Terminal {
   #closed = false;
   #timer: Timer | null = null;
   #restoreBound = () => this.restore();
-  #signalHandlers: { name: Deno.Signal; handler: () => void }[] = [];
+  #removeRestoreHook: (() => void) | null = null;
   #readHandler = { read: () => this.#onReadable() };
 
   /**
@@ -241,15 +230,8 @@ export class Terminal {
     globalThis.addEventListener("unload", this.#restoreBound);
     globalThis.addEventListener("error", this.#restoreBound);
     globalThis.addEventListener("unhandledrejection", this.#restoreBound);
-    for (const { name, number } of SIGNALS) {
-      const handler = () => this.#onSignal(name, number);
-      try {
-        Deno.addSignalListener(name, handler);
-        this.#signalHandlers.push({ name, handler });
-      } catch {
-        // Signals unavailable (e.g. no permission in a sandbox): nothing to undo.
-      }
-    }
+    installSignalPolicy();
+    this.#removeRestoreHook = addRestoreHook(this.#restoreBound);
     if (this.#isTty) {
       const saved = new Uint8Array(TERMIOS_SIZE);
       if (libc.tcgetattr(this.#fd, saved) === 0) {
@@ -292,8 +274,8 @@ export class Terminal {
     globalThis.removeEventListener("unload", this.#restoreBound);
     globalThis.removeEventListener("error", this.#restoreBound);
     globalThis.removeEventListener("unhandledrejection", this.#restoreBound);
-    for (const { name, handler } of this.#signalHandlers) Deno.removeSignalListener(name, handler);
-    this.#signalHandlers = [];
+    this.#removeRestoreHook?.();
+    this.#removeRestoreHook = null;
     if (this.#ownsReadFd) closeFd(this.#readFd);
     this.#readFd = -1;
   }
@@ -311,12 +293,6 @@ export class Terminal {
       this.#readFd = this.#fd;
       this.#ownsReadFd = false;
     }
-  }
-
-  #onSignal(name: Deno.Signal, number: number): void {
-    this.restore();
-    if (this.#opts.onSignal) this.#opts.onSignal(name);
-    else Deno.exit(128 + number);
   }
 
   #setReading(on: boolean): void {
@@ -407,63 +383,5 @@ export class Terminal {
   #say(text: string): void {
     if (this.#opts.output) this.#opts.output(text);
     else writeAll(2, new TextEncoder().encode(text));
-  }
-}
-
-/**
- * Console output for a vCPU thread's serial sink: bytes are collected and
- * written with one write(2) per flush (call it after each exit), so a line of
- * guest output costs one system call instead of one per character.
- *
- * @example
- * ```ts
- * import { TerminalOutput } from "./terminal.ts";
- * const out = new TerminalOutput(1);
- * for (const c of "hello\n") out.push(c.charCodeAt(0));
- * out.flush();
- * ```
- */
-export class TerminalOutput {
-  #fd: number;
-  #buf: Uint8Array<ArrayBuffer>;
-  #len = 0;
-
-  /**
-   * Creates an empty buffer for one output descriptor.
-   *
-   * @param fd where bytes go (1 for stdout)
-   * @param capacity bytes buffered before an automatic flush
-   */
-  constructor(fd: number, capacity = 4096) {
-    this.#fd = fd;
-    this.#buf = new Uint8Array(capacity);
-  }
-
-  /** Bytes waiting for flush(). */
-  get buffered(): number {
-    return this.#len;
-  }
-
-  /**
-   * Queues one byte (the serial sink); flushes when the buffer fills.
-   *
-   * @param byte the byte
-   */
-  push(byte: number): void {
-    this.#buf[this.#len++] = byte;
-    if (this.#len === this.#buf.length) this.flush();
-  }
-
-  /** Writes what is queued. */
-  flush(): void {
-    if (this.#len === 0) return;
-    const n = this.#len;
-    this.#len = 0;
-    try {
-      writeAll(this.#fd, this.#buf.subarray(0, n));
-    } catch (e) {
-      // A closed stdout (EPIPE) must not take the vCPU down with it.
-      if (!(e instanceof ErrnoError) || e.errno !== 32) throw e;
-    }
   }
 }

@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
 import { closeFd, pipe, readInto, writeAll } from "../sys/fd.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "../mainloop/types.ts";
-import {
-  CTRL_A,
-  makeRaw,
-  Terminal,
-  TerminalOutput,
-  TERMIOS,
-  TERMIOS_OFFSETS,
-  TERMIOS_SIZE,
-} from "./terminal.ts";
+import { CTRL_A, makeRaw, Terminal, TERMIOS, TERMIOS_OFFSETS, TERMIOS_SIZE } from "./terminal.ts";
 
 /** Just enough of the main loop: fd handlers and timers fired by hand. */
 class FakeLoop implements EventLoop {
@@ -273,26 +265,6 @@ Deno.test("terminal holds input the guest has not taken and retries", () => {
     assert.equal(got.length, 10 + 5000);
   } finally {
     term.close();
-    closeFd(r);
-    closeFd(w);
-  }
-});
-
-Deno.test("TerminalOutput batches bytes into one write per flush", () => {
-  const [r, w] = pipe();
-  try {
-    const out = new TerminalOutput(w, 8);
-    for (const b of enc("hello")) out.push(b);
-    assert.equal(out.buffered, 5);
-    const buf = new Uint8Array(64);
-    out.flush();
-    assert.equal(readInto(r, buf), 5);
-    for (const b of enc("0123456789")) out.push(b); // fills at 8
-    assert.equal(out.buffered, 2);
-    out.flush();
-    assert.equal(new TextDecoder().decode(buf.subarray(0, readInto(r, buf))), "0123456789");
-    out.flush();
-  } finally {
     closeFd(r);
     closeFd(w);
   }

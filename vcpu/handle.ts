@@ -5,29 +5,24 @@
  * A Worker blocked in a synchronous FFI call cannot be terminated, so a
  * kick is a SIGUSR2 sent to its thread (KVM_RUN returns EINTR) plus
  * kvm_run.immediate_exit (which covers the window before it re-enters).
- * SIGUSR1 is never used: Deno answers it by opening its inspector.
+ * SIGUSR1 is never used: Deno answers it by opening its inspector (and
+ * main.ts locks it out: sys/no_inspector.ts).
  *
  * @module
  */
 import { SIGUSR2, tgkill } from "../sys/thread.ts";
+import { installKickSignal } from "../sys/signals.ts";
 import { workerUrl } from "../sys/worker_url.ts";
 import type { VcpuBackendSpec } from "../hypervisor/types.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
-import type { BigLockState } from "../devices/shared_state.ts";
+import { type BigLockState } from "../devices/big_lock.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
-import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./shared_state.ts";
+import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
-let signalInstalled = false;
-
-/** Installs a no-op SIGUSR2 handler so kicks interrupt syscalls instead of killing us. */
-export function installKickHandler(): void {
-  if (signalInstalled) return;
-  signalInstalled = true;
-  Deno.addSignalListener("SIGUSR2", kickNoop);
-}
-
-function kickNoop(): void {}
+/** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
+const LAST_WORD_MS = 10_000;
 
 /** Options for a vCPU thread. */
 export interface VcpuThreadOptions {
@@ -88,10 +83,11 @@ export class VcpuThread {
    * @param opts its backend and the shared VM pieces
    */
   constructor(index: number, opts: VcpuThreadOptions) {
-    installKickHandler();
+    installKickSignal();
     this.index = index;
     this.#ctl = opts.control;
     this.#requestExit = opts.requestExit;
+    traceMark(`vcpu-${index} Worker requested`);
     this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
       type: "module",
       name: `vcpu-${index}`,
@@ -104,8 +100,13 @@ export class VcpuThread {
     this.exited = new Promise((res) => exitedResolve = res);
     this.#worker.onmessage = (e: MessageEvent<VcpuMessage>) => {
       const m = e.data;
-      if (m.type === "ready") readyResolve();
-      else if (m.type === "exited") exitedResolve();
+      if (m.type === "ready") {
+        const name = `vcpu-${index}`;
+        traceMark(`${name} isolate created`, m.times.created);
+        traceMark(`${name} modules loaded`, m.times.loaded);
+        traceMark(`${name} devices built, ready`, m.times.ready);
+        readyResolve();
+      } else if (m.type === "exited") exitedResolve();
       else {
         this.error = m.message;
         readyReject(new Error(`vcpu-${index}: ${m.message}`));
@@ -153,9 +154,14 @@ export class VcpuThread {
     Atomics.notify(this.#ctl.words, this.#stateIdx());
   }
 
-  /** Lets the vCPU enter the guest. */
-  start(): void {
-    this.#set(VcpuRunState.Running);
+  /**
+   * Lets the vCPU enter the guest, or with `paused`, go straight to paused
+   * (QEMU's `-S`: {@link resume} lets it run).
+   *
+   * @param paused start paused
+   */
+  start(paused = false): void {
+    this.#set(paused ? VcpuRunState.PauseRequested : VcpuRunState.Running);
   }
 
   /** Forces the thread out of KVM_RUN soon (state is looked at after). */
@@ -194,17 +200,30 @@ export class VcpuThread {
     }
   }
 
-  /** Asks the vCPU to leave its loop, kicks it, waits, and ends the Worker. */
+  /**
+   * Asks the vCPU to leave its loop, kicks it, waits, and ends the Worker.
+   *
+   * The Worker is terminated only after its last message (`exited` or
+   * `error`) has arrived: a Worker marks itself stopped in shared memory
+   * before that message is delivered, and terminating it on the shared
+   * state alone drops the message - the error a crashed vCPU reports.
+   */
   async stop(): Promise<void> {
-    if (this.state !== VcpuRunState.Stopped) {
-      this.#set(VcpuRunState.StopRequested);
-      let done = false;
-      this.exited.then(() => done = true);
-      // Kick until it has left KVM_RUN: a signal may land just before it enters.
-      while (!done) {
+    let done = false;
+    this.exited.then(() => done = true);
+    if (this.state !== VcpuRunState.Stopped) this.#set(VcpuRunState.StopRequested);
+    let stoppedAt = -1;
+    while (!done) {
+      if (this.state !== VcpuRunState.Stopped) {
+        // Kick until it has left KVM_RUN: a signal may land just before it enters.
         this.kick();
-        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 20))]);
+      } else if (stoppedAt < 0) {
+        stoppedAt = performance.now();
+      } else if (performance.now() - stoppedAt > LAST_WORD_MS) {
+        this.error ??= "the vCPU thread ended without reporting why";
+        break;
       }
+      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 20))]);
     }
     this.#worker.terminate();
   }

@@ -18,7 +18,7 @@ import { Bus } from "../devices/bus.ts";
 import { buildDevices, type DeviceContext, type DeviceSpec } from "../devices/device_spec.ts";
 import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { gettid, SCHED_FIFO, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
-import { BigLock, type BigLockState } from "../devices/shared_state.ts";
+import { BigLock, type BigLockState } from "../devices/big_lock.ts";
 import {
   VCPU_EXITS,
   VCPU_STATE,
@@ -26,9 +26,13 @@ import {
   VcpuRunState,
   VmControl,
   VmState,
-} from "./shared_state.ts";
+} from "./vm_control.ts";
 import { dumpVcpu } from "./dump.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
+import { epochMs } from "../sys/start_trace.ts";
+
+/** When this Worker's modules had loaded (start-up trace). */
+const loadedAt = epochMs();
 
 /** The init message from the main thread. */
 export interface VcpuInit {
@@ -56,9 +60,19 @@ export interface VcpuInit {
   readonly onHlt?: "resume" | "stop";
 }
 
+/** Start-up stamps of a vCPU Worker, epoch ms (see sys/start_trace.ts). */
+export interface VcpuStartTimes {
+  /** Its isolate was created (its performance.timeOrigin). */
+  created: number;
+  /** Its modules had loaded and run. */
+  loaded: number;
+  /** Its devices were built and it was about to wait for the go-ahead. */
+  ready: number;
+}
+
 /** Messages back to the main thread. */
 export type VcpuMessage =
-  | { type: "ready"; tid: number }
+  | { type: "ready"; tid: number; times: VcpuStartTimes }
   | { type: "exited" }
   | { type: "error"; message: string };
 
@@ -87,11 +101,13 @@ async function main(init: VcpuInit): Promise<void> {
 
   const memory = GuestMemory.fromLayout(init.memory);
   const backend = await loadBackend(init.backend);
+  const flushers: (() => void)[] = [];
   const ctx: DeviceContext = {
     memory,
     consoleFd: init.consoleFd,
     irq: (gsi) => backend.irqLine(gsi),
     events: ctl.systemEvents(),
+    afterExit: (flush) => void flushers.push(flush),
   };
   const pio = new Bus();
   const mmio = new Bus();
@@ -112,7 +128,11 @@ async function main(init: VcpuInit): Promise<void> {
     );
   };
 
-  post({ type: "ready", tid });
+  post({
+    type: "ready",
+    tid,
+    times: { created: performance.timeOrigin, loaded: loadedAt, ready: epochMs() },
+  });
   // Wait for the go-ahead (or a stop before we ever ran).
   while (Atomics.load(w, stateIdx) === VcpuRunState.Starting) {
     Atomics.wait(w, stateIdx, VcpuRunState.Starting);
@@ -159,6 +179,8 @@ async function main(init: VcpuInit): Promise<void> {
             }
           }
         } finally {
+          // Under the lock, so a device's output keeps the guest's order.
+          for (let i = 0; i < flushers.length; i++) flushers[i]();
           lock.unlock();
         }
         break;
@@ -176,6 +198,8 @@ async function main(init: VcpuInit): Promise<void> {
             unclaimed("MMIO", addr, false);
           }
         } finally {
+          // Under the lock, so a device's output keeps the guest's order.
+          for (let i = 0; i < flushers.length; i++) flushers[i]();
           lock.unlock();
         }
         break;
@@ -204,9 +228,11 @@ async function main(init: VcpuInit): Promise<void> {
 
 (self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit>) => {
   main(e.data).catch((err) => {
+    // The report goes out first; the main thread terminates this Worker only
+    // after it arrived (VcpuThread.stop), so the reason reaches the user.
+    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
     const ctl = new VmControl(e.data.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
     ctl.markVcpuStopped(e.data.index);
-    post({ type: "error", message: err instanceof Error ? err.message : String(err) });
   });
 };

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { Machine, setRealModeEntry } from "../machine/machine.ts";
+import { Machine, setRealModeEntry, type VcpuSetup } from "../machine/machine.ts";
 import { loadLinux } from "../machine/linux_boot.ts";
 import { applyBootState, setBootMsrs, setupLapicLints } from "../machine/x86_cpu.ts";
 import type { PcDeviceArgs } from "../machine/pc_devices.ts";
@@ -21,7 +21,8 @@ import {
   syncNotifyIoeventfds,
 } from "../machine/pci_devices.ts";
 import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
-import { AcpiPm, createLegacyState, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
+import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
@@ -35,6 +36,7 @@ import type { VirtioFunctionConfig } from "./config.ts";
 import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 const PC_DEVICES = new URL("../machine/pc_devices.ts", import.meta.url).href;
 const PCI_DEVICES = new URL("../machine/pci_devices.ts", import.meta.url).href;
@@ -48,6 +50,8 @@ export interface BuiltMachine {
   readonly serial: Serial;
   /** ACPI PM as seen from the main thread (pressPowerButton). */
   readonly acpiPm: AcpiPm;
+  /** The i8042 as seen from the main thread (pushKeyboard, under the big lock). */
+  readonly i8042: I8042;
   /** The iothreads, by index. */
   readonly iothreads: ReadonlyMap<number, IOThread>;
   /** Each PCI function: its name, slot and owning thread. */
@@ -62,6 +66,8 @@ export interface BuildEnv {
   readonly loop: MainLoop;
   /** Where vCPU threads write guest console bytes. */
   readonly consoleFd: number;
+  /** Video memory to map and announce (owned by the Vm: it outlives resets). */
+  readonly framebuffer?: LinearFramebuffer;
 }
 
 let nextBackendId = 0;
@@ -120,7 +126,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     iothreads.clear();
     for (const fd of fds) closeFd(fd);
     fds.length = 0;
-    machine?.close();
+    await machine?.close();
     machine = undefined;
   };
   try {
@@ -141,6 +147,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       }
       placed.push({ name: f.name ?? `virtio${i}`, id, io, iothread: f.iothread, spec });
     }
+    traceMark("virtio device models prepared");
     // 2. The layout, whole: slots, INTx and MSI GSIs, the _PRT.
     const plan = planPciFunctions(placed.map((p) => p.spec.msixVectors ?? p.spec.numQueues + 1));
     const prt = pciIrqRoutesFor(plan.map((p) => p.slot));
@@ -156,7 +163,8 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
-    let entry: (v: Parameters<Parameters<Machine["setup"]>[0]>[0], i: number) => void;
+    if (env.framebuffer) m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, env.framebuffer.region);
+    let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
         kernel: rc.kernel,
@@ -165,7 +173,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         cpus: rc.cpus,
         pci: placed.length > 0,
         pciIrqRoutes: prt,
+        framebuffer: env.framebuffer?.info,
       });
+      traceMark("kernel and initrd loaded into guest RAM");
       entry = (v, i) => {
         setBootMsrs(v);
         v.setFpu();
@@ -225,7 +235,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       for (const [i, p] of placed.entries()) {
         const a = { id: p.id, memory: m.memory.layout, vmFd: m.vm.fd, fn: functions[i] };
         if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
-        else attachVirtioBackend(env.loop, a);
+        else await attachVirtioBackend(env.loop, a);
       }
       const args: PciDevicesArgs = {
         vmFd: m.vm.fd,
@@ -236,6 +246,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
     }
     for (const d of [...specs, ...rc.devices]) m.addDevice(d);
+    traceMark("platform and PCI devices wired");
 
     // 6. vCPUs: their state, then their threads (which build the devices).
     await m.setup(entry);
@@ -251,10 +262,16 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       events: m.control.systemEvents(),
       sci: irq(LEGACY_GSI.SCI),
     });
+    const i8042 = new I8042(legacy.i8042, {
+      kbdIrq: irq(LEGACY_GSI.KBD),
+      auxIrq: irq(LEGACY_GSI.AUX),
+      events: m.control.systemEvents(),
+    });
     return {
       machine: m,
       serial,
       acpiPm,
+      i8042,
       iothreads,
       pciFunctions: placed.map((p, i) => ({
         name: p.name,

@@ -196,9 +196,13 @@ export interface VmConfig {
   console?: "virtio" | "none";
   /** QMP control socket (`unix:PATH,server,wait=off`). */
   qmp?: string;
-  /** A display (`none`, or a framebuffer served over VNC). */
+  /** A display (`none`, or a framebuffer of this size; 1024x768 when only `vnc` is given). */
   display?: "none" | { width: number; height: number };
-  /** A VNC server address (`:N` or `HOST:N`). */
+  /**
+   * Serve the display over VNC, as QEMU spells it: `:N` (127.0.0.1:5900+N)
+   * or `HOST:N`, then `,password-file=PATH` (VNC authentication with the
+   * file's first line) and `,websocket[=PORT]` (for noVNC; 5700+N by default).
+   */
   vnc?: string;
 }
 

@@ -23,10 +23,13 @@ import type { DeviceSpec } from "../devices/device_spec.ts";
 import { DiskError, openDisks, type OpenedDisk } from "../machine/disks.ts";
 import { parseSize } from "../machine/size.ts";
 import { ErrnoError } from "../sys/errno.ts";
-import { readFileFfi } from "../sys/fd.ts";
+import { FileTypeError, readFileFfi } from "../sys/fd.ts";
+import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { findPvhEntry } from "../boot/elf.ts";
+import { FRAMEBUFFER_BYTES } from "../devices/display/linear_framebuffer.ts";
+import { type ResolvedDisplay, resolveDisplay } from "../ui/vnc/display_config.ts";
 
 /** A configuration ready to build from (and to rebuild from on reset). */
 export interface ResolvedConfig {
@@ -62,6 +65,8 @@ export interface ResolvedConfig {
   readonly syncDiskIo: boolean;
   /** Thread placement. */
   readonly placement: PlacementConfig;
+  /** A linear framebuffer of this size, announced to the kernel; served over VNC if asked (ui/vnc). */
+  readonly display?: ResolvedDisplay;
 }
 
 function readInput(what: string, source: string | Uint8Array): Uint8Array {
@@ -73,6 +78,9 @@ function readInput(what: string, source: string | Uint8Array): Uint8Array {
     if (e instanceof ErrnoError) {
       const why = e.code === "EISDIR" ? "it is a directory" : e.description;
       throw new VmConfigError(`cannot read ${what} '${source}': ${why}`);
+    }
+    if (e instanceof FileTypeError) {
+      throw new VmConfigError(`cannot read ${what} '${source}': it is ${e.fileType}`);
     }
     if (e instanceof RangeError) throw new VmConfigError(`${what} '${source}' is too large`);
     throw e;
@@ -154,6 +162,23 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
     if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
   }
+  // A mode given, or --vnc (default mode); the VNC password file is read here.
+  const display = resolveDisplay(c.display, c.vnc);
+  if (display) {
+    const { width, height } = display;
+    const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096;
+    if (!ok(width) || !ok(height)) {
+      throw new VmConfigError(`Invalid display size ${width}x${height}: 16 to 4096 pixels each`);
+    }
+    if (width * height * 4 > FRAMEBUFFER_BYTES) {
+      throw new VmConfigError(`Display ${width}x${height} is too large for the framebuffer`);
+    }
+    const elf = kernel !== undefined && kernel[0] === 0x7f && kernel[1] === 0x45 &&
+      kernel[2] === 0x4c && kernel[3] === 0x46;
+    if (kernel === undefined || elf) {
+      throw new VmConfigError("A display needs a bzImage kernel (screen_info)");
+    }
+  }
   let opened: OpenedDisk[];
   try {
     opened = openDisks(disks.map((d) => ({
@@ -198,5 +223,9 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
  * ```
  */
 export function closeResolved(rc: ResolvedConfig): void {
-  for (const d of rc.disks) d.file.close();
+  for (const d of rc.disks) {
+    // What the guest was told is written reaches the disk before the lock goes.
+    if (!d.file.readOnly) libc.fdatasync(d.file.fd);
+    d.file.close();
+  }
 }

@@ -17,12 +17,8 @@
  */
 import type { EventLoop } from "../mainloop/types.ts";
 import type { VirtioDevice } from "../devices/virtio/device.ts";
-import {
-  VirtioPciBackend,
-  VirtioPciDevice,
-  type VirtioPciSpec,
-  virtioPciSpecOf,
-} from "../devices/virtio/pci.ts";
+import { VirtioPciDevice, type VirtioPciSpec, virtioPciSpecOf } from "../devices/virtio/pci.ts";
+import { VirtioPciBackend } from "../devices/virtio/pci_backend.ts";
 import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { KvmIrqLine } from "../kvm/vm.ts";
 import { eventFdWrite } from "../sys/fd.ts";
@@ -35,10 +31,26 @@ export interface VirtioBackendContext {
   readonly loop: EventLoop;
 }
 
+/** Where a function ended up, for a backend that wires more than queues (vhost). */
+export interface AttachedFunction {
+  /** Guest RAM (for a vhost memory table). */
+  readonly memory: GuestMemoryLayout;
+  /** The VM fd. */
+  readonly vmFd: number;
+  /** The function's registers, slot, kick eventfds (KVM ioeventfds), irqfds and GSIs. */
+  readonly fn: PciFunctionArgs;
+}
+
 /** A device model built by a factory, and how to let it go. */
 export interface VirtioBackend {
   /** The model. */
   readonly device: VirtioDevice;
+  /**
+   * Told where the function went, before the guest runs (after the layout
+   * is decided): a vhost backend hands the kick eventfds and irqfds to the
+   * kernel here.
+   */
+  attached?(where: AttachedFunction): void | Promise<void>;
   /** Releases what the model holds (aio engines, fds); awaited at teardown. */
   close?(): void | Promise<void>;
 }
@@ -132,14 +144,13 @@ export async function prepareVirtioBackend(
  * @param a memory, VM fd and the function
  * @example
  * ```ts ignore
- * attachVirtioBackend(loop, { id, memory: mem.layout, vmFd, fn });
+ * await attachVirtioBackend(loop, { id, memory: mem.layout, vmFd, fn });
  * ```
  */
-export function attachVirtioBackend(loop: EventLoop, a: AttachVirtioArgs): void {
+export async function attachVirtioBackend(loop: EventLoop, a: AttachVirtioArgs): Promise<void> {
   const e = entries.get(a.id);
   if (!e) throw new Error(`virtio backend ${a.id} was not prepared`);
   const f = a.fn;
-  const transport = new VirtioPciDevice(f.spec, { state: f.state });
   const line = new KvmIrqLine(a.vmFd, f.intxGsi);
   const msixFds = f.msixFds;
   const interrupt = {
@@ -151,10 +162,14 @@ export function attachVirtioBackend(loop: EventLoop, a: AttachVirtioArgs): void 
       line.set(level);
     },
   };
+  // The loop's instance: the guest never touches it (vCPU threads have their
+  // own), so it needs no link, only the interrupt sink.
+  const transport = new VirtioPciDevice(f.spec, { state: f.state, interrupt });
   const mem = GuestMemory.fromLayout(a.memory);
-  const backend = new VirtioPciBackend({ transport, device: e.backend.device, mem, interrupt });
+  const backend = new VirtioPciBackend({ transport, device: e.backend.device, mem });
   backend.attach(loop, f.notifyFds, f.controlFd);
   e.fds = [...f.notifyFds, f.controlFd];
+  await e.backend.attached?.({ memory: a.memory, vmFd: a.vmFd, fn: f });
 }
 
 /** How long stopping a backend waits for its in-flight I/O. */

@@ -7,13 +7,15 @@
  *
  * @module
  */
-import type { VmConfig } from "./config.ts";
+import { type VmConfig, VmConfigError } from "./config.ts";
 import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
-import { VmState } from "../vcpu/shared_state.ts";
+import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
+import { VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
@@ -123,6 +125,9 @@ export class Vm {
   readonly #ended = Promise.withResolvers<VmExit>();
   readonly #events = new EventTarget();
   #closed = false;
+  /** Video memory (one for the VM's life) and its VNC server, when asked for. */
+  #framebuffer: LinearFramebuffer | undefined;
+  #display: VncDisplay | undefined;
 
   /**
    * Use {@link createVm}.
@@ -152,9 +157,41 @@ export class Vm {
 
   async #build(): Promise<void> {
     const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
-    const built = await buildMachine(this.#rc, { loop: this.#loop, consoleFd });
+    // --display / --vnc: video memory lives as long as the VM (a reset maps it again).
+    const d = this.#rc.display;
+    if (d) this.#framebuffer ??= LinearFramebuffer.create({ width: d.width, height: d.height });
+    const built = await buildMachine(this.#rc, {
+      loop: this.#loop,
+      consoleFd,
+      framebuffer: this.#framebuffer,
+    });
     this.#built = built;
     this.#serial.input = (bytes) => built.serial.enqueueInput(bytes);
+    if (!d?.vnc || !this.#framebuffer || this.#display) return;
+    try {
+      this.#display = await startVncDisplay(this.#loop, {
+        vnc: d.vnc,
+        password: d.password,
+        framebuffer: this.#framebuffer.source,
+        keyboard: {
+          // Whichever machine is current (a reset builds a new one).
+          push: (bytes) => {
+            const b = this.#built;
+            if (!b) return bytes.length;
+            b.machine.lock.lock();
+            try {
+              return b.i8042.pushKeyboard(bytes);
+            } finally {
+              b.machine.lock.unlock();
+            }
+          },
+          translating: () => this.#built?.i8042.translating ?? true,
+        },
+      });
+    } catch (e) {
+      if (e instanceof VncStartError) throw new VmConfigError(e.message);
+      throw e;
+    }
   }
 
   /** What the VM is doing. */
@@ -204,23 +241,28 @@ export class Vm {
   }
 
   /**
-   * Starts the vCPUs; resolves once they run. Call once.
+   * Starts the vCPUs. Call once.
    *
-   * @returns resolves when the guest is running
+   * @param options `paused`: the vCPUs start paused, as QEMU's `-S`
+   *   ({@link resume} lets them run)
+   * @returns resolves when the vCPUs were let go
    */
-  start(): Promise<void> {
+  start(options: { paused?: boolean } = {}): Promise<void> {
     if (this.#started) return Promise.reject(new Error("The VM was started already"));
     if (!this.#built) return Promise.reject(new Error("The VM is closed"));
     this.#started = true;
-    this.#status = "running";
-    this.#run().then((exit) => this.#ended.resolve(exit), (e) => this.#ended.reject(e));
+    this.#status = options.paused ? "paused" : "running";
+    this.#run(options.paused ?? false).then(
+      (exit) => this.#ended.resolve(exit),
+      (e) => this.#ended.reject(e),
+    );
     return Promise.resolve();
   }
 
-  async #run(): Promise<VmExit> {
-    for (;;) {
+  async #run(paused: boolean): Promise<VmExit> {
+    for (let first = true;; first = false) {
       const built = this.#built!;
-      const exit = await built.machine.run();
+      const exit = await built.machine.run({ paused: first && paused });
       this.#serial.input = null;
       this.#built = undefined;
       await built.close();
@@ -232,6 +274,7 @@ export class Vm {
         (reset || this.#rc.onReboot === "restart") && !this.#closed
       ) {
         await this.#build();
+        this.#status = "running";
         this.#emit("reset");
         continue;
       }
@@ -318,9 +361,16 @@ export class Vm {
       await this.#ended.promise.catch(() => {});
     } else {
       this.#ended.resolve({ reason: "stopped", exitCode: EXIT_CODE_STOPPED, errors: [] });
+      await this.#display?.close(); // before the framebuffer it reads goes
+      this.#display = undefined;
       await this.#built?.close();
       this.#built = undefined;
     }
+    await this.#display?.close();
+    this.#display = undefined;
+    // The encoder has stopped and the VM (its KVM slot) is gone: unmap.
+    this.#framebuffer?.close();
+    this.#framebuffer = undefined;
     this.#serial.close();
     this.#loop.stop();
     await this.#looping;

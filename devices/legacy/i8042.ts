@@ -1,6 +1,6 @@
 /**
  * The PS/2 controller (i8042) at ports 0x60 (data) and 0x64 (status and
- * command), with a keyboard that answers commands but never types, and an
+ * command), with a keyboard that answers commands and types what the host sends, and an
  * empty mouse port.
  *
  * What Linux does with it (drivers/input/serio/i8042.c, atkbd.c, and
@@ -10,6 +10,7 @@
  *   with the AUXDATA status bit and, during the IRQ test, on IRQ 12), AUX
  *   enable/disable (0xa8/0xa7) checked through the control register. The MUX
  *   test fails on its third loop byte (we echo it unchanged).
+ * - keys from the host (VNC) go in with {@link I8042.pushKeyboard}.
  * - atkbd: reset 0xff -> fa aa, identify 0xf2 -> fa ab 83 (41 when
  *   translating), LEDs/rate/set with parameters -> fa.
  * - psmouse: bytes for the mouse (0xd4) come back as 0xfe with the TIMEOUT
@@ -25,7 +26,7 @@
  */
 import type { BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
-import { checkRegion, type SharedRegion } from "../shared_state.ts";
+import { checkRegion, type SharedRegion } from "../shared_region.ts";
 import type { SystemEvents } from "./system_events.ts";
 
 // Status register bits (I8042_STR_*).
@@ -220,6 +221,29 @@ export class I8042 {
     this.#setLevels(0, 0);
     this.#updateIrq();
     return value;
+  }
+
+  /**
+   * Bytes the keyboard sends on its own (a host key press, already in the
+   * scancode set the guest expects, see {@link I8042.translating}). They
+   * queue behind earlier bytes; none go in while the keyboard is disabled
+   * or a command's reply is pending, and at most half the buffer is used,
+   * so command replies always fit. Caller holds the big lock.
+   *
+   * @param bytes scancode bytes
+   * @returns how many were queued (the caller retries the rest later)
+   */
+  pushKeyboard(bytes: Uint8Array): number {
+    const s = this.#s;
+    if (s[S_CTR] & I8042_CTR_KBDDIS || s[S_KBD_PENDING] !== 0) return 0;
+    let n = 0;
+    while (n < bytes.length && s[S_Q_COUNT] < QUEUE_SIZE / 2) this.#push(bytes[n++], 0);
+    return n;
+  }
+
+  /** Whether the controller translates to scancode set 1 (what Linux leaves on). */
+  get translating(): boolean {
+    return (this.#s[S_CTR] & I8042_CTR_XLATE) !== 0;
   }
 
   /**

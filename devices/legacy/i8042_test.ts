@@ -142,3 +142,29 @@ Deno.test("i8042 survives a flood and odd access sizes", () => {
   kbc.writeCommand(0x3f);
   assert.equal(kbc.readData(), 0);
 });
+
+Deno.test("host key bytes come out of port 0x60 with the keyboard IRQ, up to half the buffer", () => {
+  const { kbc, kbdIrq, auxIrq } = setup();
+  assert.equal(kbc.translating, true);
+  const bytes = new Uint8Array(12).map((_, i) => 0x10 + i);
+  assert.equal(kbc.pushKeyboard(bytes), 8);
+  assert.equal(kbdIrq.level, true);
+  assert.equal(auxIrq.level, false);
+  const got: number[] = [];
+  while (kbc.readStatus() & 0x01) {
+    assert.equal(kbc.readStatus() & 0x20, 0, "keyboard bytes are not AUX data");
+    got.push(kbc.readData());
+  }
+  assert.deepEqual(got, [...bytes.subarray(0, 8)]);
+  assert.equal(kbdIrq.level, false);
+  // A disabled keyboard (CTR bit 4) takes nothing; neither does one awaiting a command parameter.
+  command(kbc, 0x60, [0x47 | 0x10]);
+  assert.equal(kbc.pushKeyboard(bytes), 0);
+  command(kbc, 0x60, [0x47]);
+  kbc.writeData(0xed); // SET_LEDS waits for its parameter
+  assert.equal(kbc.readData(), 0xfa);
+  assert.equal(kbc.pushKeyboard(bytes), 0);
+  kbc.writeData(0x00);
+  assert.equal(kbc.readData(), 0xfa);
+  assert.equal(kbc.pushKeyboard(bytes.subarray(0, 2)), 2);
+});

@@ -16,7 +16,8 @@
  */
 import type { Bus, BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
-import { BigLock, type BigLockState, SharedLayout, type SharedRegion } from "../shared_state.ts";
+import { BigLock, type BigLockState } from "../big_lock.ts";
+import { SharedLayout, type SharedRegion } from "../shared_region.ts";
 import { I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, I8042_STATE_BYTES } from "./i8042.ts";
 import {
   ACPI_PM_BASE,
@@ -245,60 +246,4 @@ export function createLegacyDevices(
  */
 export function insertLegacyDevices(bus: Bus, devices: LegacyDevices): void {
   for (const e of devices.entries) bus.insert(e.device, e.base, e.size);
-}
-
-/**
- * Logs each unclaimed or ignored port access once per port and direction,
- * so a guest probing many ports (or hammering one) cannot flood the log.
- * Seen accesses cost one Set lookup and allocate nothing.
- *
- * @example
- * ```ts
- * import { UnclaimedAccessLog } from "./mod.ts";
- * const log = new UnclaimedAccessLog({ log: (m) => console.warn(m) });
- * log.record(0x2f8, false, 1); // logs "Unclaimed PIO read of 1 byte at 0x2f8"
- * log.record(0x2f8, false, 1); // silent
- * ```
- */
-export class UnclaimedAccessLog {
-  #seen = new Set<number>();
-  #log: (message: string) => void;
-  #space: string;
-  #limit: number;
-
-  /**
-   * Creates an empty log.
-   *
-   * @param options where messages go (default console.warn), the address
-   *   space's name for messages (default "PIO"), and how many distinct
-   *   accesses to report before going quiet (default 64)
-   */
-  constructor(
-    options: { log?: (message: string) => void; space?: string; limit?: number } = {},
-  ) {
-    this.#log = options.log ?? console.warn;
-    this.#space = options.space ?? "PIO";
-    this.#limit = options.limit ?? 64;
-  }
-
-  /**
-   * Notes an access; logs it the first time.
-   *
-   * @param addr port or address
-   * @param write whether it was a write
-   * @param size access size in bytes
-   * @returns whether this call logged
-   */
-  record(addr: number, write: boolean, size: number): boolean {
-    const key = addr * 2 + (write ? 1 : 0);
-    const seen = this.#seen;
-    if (seen.has(key) || seen.size >= this.#limit) return false;
-    seen.add(key);
-    const what = write ? "write" : "read";
-    const message = `Unclaimed ${this.#space} ${what} of ${size} byte${
-      size === 1 ? "" : "s"
-    } at 0x${addr.toString(16)}`;
-    this.#log(seen.size === this.#limit ? `${message} (further ones not logged)` : message);
-    return true;
-  }
 }

@@ -7,7 +7,6 @@ import {
   insertLegacyDevices,
   LEGACY_GSI,
   RecordingSystemEvents,
-  UnclaimedAccessLog,
 } from "./mod.ts";
 
 function build(state = createLegacyState({ memoryBelow4g: 256 << 20, cpus: 2 })) {
@@ -134,19 +133,4 @@ Deno.test("legacy state is shared with a vCPU Worker under the big lock", async 
     worker.terminate();
     URL.revokeObjectURL(url);
   }
-});
-
-Deno.test("UnclaimedAccessLog reports each port and direction once, up to a limit", () => {
-  const lines: string[] = [];
-  const log = new UnclaimedAccessLog({ log: (m) => lines.push(m), limit: 3 });
-  assert.equal(log.record(0x2f8, false, 1), true);
-  assert.equal(log.record(0x2f8, false, 1), false);
-  assert.equal(log.record(0x2f8, true, 2), true);
-  log.record(0x3e8, false, 4);
-  log.record(0x2e8, false, 1);
-  assert.deepEqual(lines, [
-    "Unclaimed PIO read of 1 byte at 0x2f8",
-    "Unclaimed PIO write of 2 bytes at 0x2f8",
-    "Unclaimed PIO read of 4 bytes at 0x3e8 (further ones not logged)",
-  ]);
 });

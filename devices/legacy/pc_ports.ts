@@ -10,7 +10,7 @@
  */
 import type { BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
-import { checkRegion, type SharedRegion } from "../shared_state.ts";
+import { checkRegion, type SharedRegion } from "../shared_region.ts";
 import type { SystemEvents } from "./system_events.ts";
 
 // Shared state layout.

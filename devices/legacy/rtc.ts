@@ -19,7 +19,7 @@
  * @module
  */
 import type { BusDevice } from "../bus.ts";
-import { checkRegion, type SharedRegion } from "../shared_state.ts";
+import { checkRegion, type SharedRegion } from "../shared_region.ts";
 
 // Register indexes (include/linux/mc146818rtc.h names).
 const RTC_SECONDS = 0x00;

@@ -20,7 +20,8 @@
  */
 import type { BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
-import { type BigLock, checkRegion, type SharedRegion } from "../shared_state.ts";
+import { type BigLock } from "../big_lock.ts";
+import { checkRegion, type SharedRegion } from "../shared_region.ts";
 
 // Register offsets (include/uapi/linux/serial_reg.h names).
 const UART_RX = 0; // RBR, read, DLAB=0

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { FakeIrqLine } from "../irq.ts";
-import { BigLock } from "../shared_state.ts";
+import { BigLock } from "../big_lock.ts";
 import { Serial, SERIAL_FIFO_SIZE, SERIAL_STATE_BYTES } from "./serial.ts";
 
 const RBR = 0, IER = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7;

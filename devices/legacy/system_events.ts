@@ -6,9 +6,11 @@
 
 /**
  * Where reset, power-off and debug-exit requests go. Called in the vCPU
- * thread that took the exit, under the big lock; an implementation should
- * only record the request and kick the vCPUs out (it must not block). A guest
- * may repeat a request (Linux writes 0xfe to port 0x64 up to ten times).
+ * thread that took the exit, under the big lock; an implementation only
+ * records the request (it must not block): the VM's control block
+ * (vcpu/vm_control.ts) wakes the main thread, which stops every vCPU. A
+ * guest may repeat a request (Linux writes 0xfe to port 0x64 up to ten
+ * times); the first one wins.
  *
  * @example
  * ```ts

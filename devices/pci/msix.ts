@@ -27,14 +27,23 @@ export interface MsixMessage {
   masked: boolean;
 }
 
-/** Hooks the VMM uses to route vectors to KVM (GSI routing + irqfd). */
+/**
+ * Hooks the VMM uses to route vectors to KVM (GSI routing + irqfd), given
+ * once when the function is built.
+ */
 export interface MsixHooks {
   /**
    * A vector's address/data or mask changed, or MSI-X was enabled/disabled
    * (`enabled` false means: drop the route). Runs on the vCPU thread that
-   * made the change.
+   * made the change, once per vector touched.
    */
   vectorChanged?(vector: number, message: MsixMessage, enabled: boolean): void;
+  /**
+   * One guest update of the table or of the enable/mask bits is complete:
+   * re-route now (one KVM_SET_GSI_ROUTING), before any pending vector the
+   * update unmasked is delivered. Runs on the vCPU thread that made it.
+   */
+  routesChanged?(): void;
   /** Delivers an unmasked vector (irqfd write); callable from any thread. */
   deliver(vector: number): void;
 }
@@ -66,15 +75,15 @@ export class MsixState {
   readonly tableOffset: number;
   /** PBA offset in the BAR. */
   readonly pbaOffset: number;
-  /** Routing and delivery hooks (set by the VMM or tests). */
-  hooks: MsixHooks = { deliver() {} };
+  /** Routing and delivery hooks (from the constructor). */
+  readonly hooks: MsixHooks;
 
   /**
    * Adds the capability to `dev` (call in its constructor).
    *
    * @param dev the function
    * @param options vector count, BAR and offsets; `state` from another Worker's
-   *   {@link MsixState.state}
+   *   {@link MsixState.state}; `hooks` for routing and delivery (default: none)
    */
   constructor(
     dev: PciDevice,
@@ -84,6 +93,7 @@ export class MsixState {
       tableOffset: number;
       pbaOffset: number;
       state?: SharedArrayBuffer;
+      hooks?: MsixHooks;
     },
   ) {
     const { vectors, bar, tableOffset, pbaOffset } = options;
@@ -94,6 +104,7 @@ export class MsixState {
       throw new RangeError("MSI-X offsets misaligned");
     }
     this.#dev = dev;
+    this.hooks = options.hooks ?? { deliver() {} };
     this.vectors = vectors;
     this.bar = bar;
     this.tableOffset = tableOffset;
@@ -207,10 +218,10 @@ export class MsixState {
     const ctl = this.#cap + PCI_MSIX_FLAGS;
     if (offset + len <= ctl || offset >= ctl + 2) return;
     const enabled = this.enabled;
-    for (let v = 0; v < this.vectors; v++) {
-      this.hooks.vectorChanged?.(v, this.message(v), enabled);
-      if (enabled && !this.#masked(v)) this.#flush(v);
-    }
+    for (let v = 0; v < this.vectors; v++) this.hooks.vectorChanged?.(v, this.message(v), enabled);
+    this.hooks.routesChanged?.();
+    if (!enabled) return;
+    for (let v = 0; v < this.vectors; v++) if (!this.#masked(v)) this.#flush(v);
   }
 
   /**
@@ -272,6 +283,7 @@ export class MsixState {
     }
     const enabled = this.enabled;
     this.hooks.vectorChanged?.(vector, this.message(vector), enabled);
+    this.hooks.routesChanged?.();
     if (wasMasked && !this.#masked(vector) && enabled) this.#flush(vector);
     return true;
   }

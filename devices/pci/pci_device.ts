@@ -78,6 +78,8 @@ export interface PciDeviceOptions {
    * instance); when absent the registers start at their reset values.
    */
   state?: SharedArrayBuffer;
+  /** Told when the guest moves a BAR (this thread's instance). */
+  onBarRemap?: PciBarRemapHook;
 }
 
 /**
@@ -123,8 +125,7 @@ export class PciDevice {
   readonly #barDevices: (BusDevice | null)[] = new Array(PCI_NUM_BARS).fill(null);
   #capEnd = FIRST_CAP;
   #lastCap = 0;
-  /** See {@link PciBarRemapHook}. */
-  onBarRemap: PciBarRemapHook | null = null;
+  readonly #onBarRemap: PciBarRemapHook | null;
 
   /**
    * @param ids the function's identity
@@ -133,6 +134,7 @@ export class PciDevice {
   constructor(ids: PciIds, options: PciDeviceOptions = {}) {
     this.#fresh = options.state === undefined;
     this.#state = options.state ?? new SharedArrayBuffer(PCI_CONFIG_SPACE_SIZE);
+    this.#onBarRemap = options.onBarRemap ?? null;
     if (this.#state.byteLength !== PCI_CONFIG_SPACE_SIZE) {
       throw new RangeError("PCI state buffer has the wrong size");
     }
@@ -348,7 +350,7 @@ export class PciDevice {
 
   /**
    * A guest write of config space, honouring read-only and write-1-to-clear
-   * bits, and reporting BAR moves through {@link PciDevice.onBarRemap}.
+   * bits, and reporting BAR moves through the `onBarRemap` option.
    *
    * @param offset byte offset (0..255)
    * @param data bytes written
@@ -386,7 +388,7 @@ export class PciDevice {
   #notifyRemaps(before: number[]): void {
     for (let i = 0; i < PCI_NUM_BARS; i++) {
       const now = this.barAddress(i);
-      if (now !== before[i] && this.onBarRemap) this.onBarRemap(i, before[i], now);
+      if (now !== before[i] && this.#onBarRemap) this.#onBarRemap(i, before[i], now);
     }
   }
 

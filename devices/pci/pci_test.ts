@@ -69,7 +69,10 @@ Deno.test("host bridge answers through CONFIG_ADDRESS / CONFIG_DATA", () => {
 });
 
 Deno.test("BAR sizing, 64-bit BARs, I/O BARs and remap hook", () => {
-  const dev = new PciDevice({ vendorId: 0x1234, deviceId: 0x5678, classCode: 0xff0000 });
+  const moves: [number, number, number][] = [];
+  const dev = new PciDevice({ vendorId: 0x1234, deviceId: 0x5678, classCode: 0xff0000 }, {
+    onBarRemap: (bar, from, to) => moves.push([bar, from, to]),
+  });
   dev.addBar(0, { size: 0x1000, kind: "mem32" });
   dev.addBar(1, { size: 0x4000, kind: "mem64", prefetchable: true });
   dev.addBar(3, { size: 0x20, kind: "io" });
@@ -77,8 +80,6 @@ Deno.test("BAR sizing, 64-bit BARs, I/O BARs and remap hook", () => {
   const slot = bus.add(dev);
   assert.equal(slot, 1);
   const cf8 = new Cf8(bus);
-  const moves: [number, number, number][] = [];
-  dev.onBarRemap = (bar, from, to) => moves.push([bar, from, to]);
   new PciBarAllocator().assign(dev);
   assert.equal(dev.barProgrammed(0), 0xc000_0000);
   assert.equal(dev.barProgrammed(1), 0xc000_4000);

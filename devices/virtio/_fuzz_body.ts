@@ -22,7 +22,7 @@ import { ThreadPool } from "../../aio/thread_pool.ts";
 import { IoUring } from "../../aio/io_uring.ts";
 import { PCI_COMMAND, PCI_COMMAND_MEMORY, PCI_MSIX_FLAGS } from "../pci/constants.ts";
 import { PciBus } from "../pci/pci_bus.ts";
-import { blkHeader, CountingSink, TestDriver } from "./_test_driver.ts";
+import { blkHeader, CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { type BlockRequestCounts, VirtioBlock } from "./block.ts";
 import {
   VIRTIO_BLK_S_OK,
@@ -54,11 +54,11 @@ import {
   VIRTIO_PCI_BAR_SIZE,
   VIRTIO_PCI_MSIX_PBA_OFFSET,
   VIRTIO_PCI_MSIX_TABLE_OFFSET,
-  VirtioPciBackend,
   VirtioPciDevice,
   virtioPciSpecOf,
 } from "./pci.ts";
 import { type BlockAio, SyncAio } from "./sync_io.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
 import type { VirtioViolation } from "./queue.ts";
 
 /** Which aio engine serves the fuzzed device. */
@@ -158,16 +158,19 @@ export async function fuzzBlock(
     loop: loop ?? fakeLoop,
     batch: loop ? 16 : 4,
   });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
   const sink = new CountingSink();
+  let backendObj: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+    interrupt: sink,
+    link: forwardingLink(() => backendObj),
+  });
   let broken = 0;
   let finding: Error | null = null;
   const violations: Record<string, number> = {};
-  const backendObj = new VirtioPciBackend({
+  backendObj = new VirtioPciBackend({
     transport: dev,
     device: blk,
     mem,
-    interrupt: sink,
     log: () => {},
     onBroken(violation: VirtioViolation | null, cause: unknown) {
       broken++;
@@ -182,7 +185,6 @@ export async function fuzzBlock(
       violations[violation] = (violations[violation] ?? 0) + 1;
     },
   });
-  dev.link = backendObj;
   const pciBus = new PciBus();
   pciBus.add(dev);
   const drv = new TestDriver(mem, dev, { size: 16, base: 0x1000 });

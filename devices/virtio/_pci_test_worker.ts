@@ -27,8 +27,10 @@ self.onmessage = (e) => {
   const { spec, state, layout, notifyFds, controlFd } = e.data;
   try {
     const mem = GuestMemory.fromLayout(layout);
-    const dev = new VirtioPciDevice(spec, { state });
-    dev.link = new EventFdLink({ notifyFds, controlFd });
+    const dev = new VirtioPciDevice(spec, {
+      state,
+      link: new EventFdLink({ notifyFds, controlFd }),
+    });
     const drv = new TestDriver(mem, dev, { size: 16 });
     if (!drv.init(0xffff_ffffn | (1n << 32n))) throw new Error("Feature negotiation failed");
     const results: number[] = [];

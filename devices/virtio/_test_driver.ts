@@ -35,7 +35,29 @@ import {
   VIRTIO_PCI_DEVICE_OFFSET,
   VIRTIO_PCI_NOTIFY_OFFSET,
   type VirtioPciDevice,
+  type VirtioTransportLink,
 } from "./pci.ts";
+
+/**
+ * A transport link for a register side and device side in one thread: it
+ * forwards to whatever `target()` returns when an event happens (the
+ * backend built after the transport, or a test's own recorder).
+ *
+ * @param target the current receiver (null drops the event)
+ * @returns the link to build the transport with
+ * @example
+ * ```ts ignore
+ * let backend: VirtioPciBackend | null = null;
+ * const dev = new VirtioPciDevice(spec, { interrupt, link: forwardingLink(() => backend) });
+ * backend = new VirtioPciBackend({ transport: dev, device, mem });
+ * ```
+ */
+export function forwardingLink(target: () => VirtioTransportLink | null): VirtioTransportLink {
+  return {
+    notify: (q) => target()?.notify(q),
+    statusChanged: () => target()?.statusChanged(),
+  };
+}
 
 /** One buffer of a chain the driver offers. */
 export interface Segment {

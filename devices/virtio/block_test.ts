@@ -7,7 +7,7 @@ import {
   PCI_MSIX_FLAGS,
   PCI_MSIX_FLAGS_ENABLE,
 } from "../pci/constants.ts";
-import { blkHeader, CountingSink, TestDriver } from "./_test_driver.ts";
+import { blkHeader, CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { VirtioBlock } from "./block.ts";
 import {
   featureBit,
@@ -32,7 +32,8 @@ import {
   VIRTIO_RING_F_INDIRECT_DESC,
 } from "./constants.ts";
 import { openDisk, parseDiskOption } from "./disk_file.ts";
-import { VirtioPciBackend, VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
 import { type BlockAio, SyncAio } from "./sync_io.ts";
 import type { AioRequest } from "../../aio/types.ts";
 import type { EventLoop } from "../../mainloop/types.ts";
@@ -82,17 +83,14 @@ function setup(
     serial: "denovmm-disk-0001",
     loop: options.loop,
   });
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk));
   const sink = new CountingSink();
   const logs: string[] = [];
-  const backend = new VirtioPciBackend({
-    transport: dev,
-    device: blk,
-    mem,
+  let backend: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
     interrupt: sink,
-    log: (m) => logs.push(m),
+    link: forwardingLink(() => backend),
   });
-  dev.link = backend;
+  backend = new VirtioPciBackend({ transport: dev, device: blk, mem, log: (m) => logs.push(m) });
   const drv = new TestDriver(mem, dev, { size: options.size ?? 64 });
   assert.ok(drv.init(options.accept ?? ALL));
   return {

@@ -7,7 +7,16 @@
  * @module
  */
 import { libc } from "../../sys/libc.ts";
-import { errno, ErrnoError } from "../../sys/errno.ts";
+import {
+  EACCES,
+  EINVAL,
+  ENOENT,
+  EPERM,
+  EROFS,
+  errno,
+  ErrnoError,
+  EWOULDBLOCK,
+} from "../../sys/errno.ts";
 import {
   closeFd,
   cstring,
@@ -43,12 +52,6 @@ export interface DiskOptions {
 const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
-const EWOULDBLOCK = 11;
-const ENOENT = 2;
-const EACCES = 13;
-const EPERM = 1;
-const EROFS = 30;
-const EINVAL = 22;
 
 /**
  * Parses a `--disk` value.

@@ -1,21 +1,12 @@
 /**
- * The virtio 1.x modern PCI transport (virtio spec 4.1), split the way the
- * VMM's threads are:
- *
- * - {@link VirtioPciDevice}: configuration space and BAR registers (common
- *   config, ISR, device config, notify, MSI-X table). It runs in whichever
- *   vCPU Worker took the exit, under the big lock, over state kept in
- *   SharedArrayBuffers; rebuild it in each Worker from {@link VirtioPciDevice.state}.
- * - {@link VirtioPciBackend}: the device side on one loop thread (main loop
- *   or iothread): it owns the queues, runs the device model and injects
- *   interrupts. Kicks reach it as eventfds (KVM ioeventfd) or as plain
- *   {@link VirtioPciBackend.notify} calls.
+ * The virtio 1.x modern PCI transport's register side (virtio spec 4.1):
+ * configuration space and BAR registers (common config, ISR, device config,
+ * notify, MSI-X table). It runs in whichever vCPU Worker took the exit,
+ * under the big lock, over shared {@link VirtioPciState}; each thread builds
+ * its instance wired once at construction. The device side is pci_backend.ts.
  *
  * @module
  */
-import type { GuestMemory } from "../../memory/guest_memory.ts";
-import type { EventLoop } from "../../mainloop/types.ts";
-import { eventFdRead, eventFdWrite } from "../../sys/fd.ts";
 import {
   PCI_CAP_ID_VNDR,
   PCI_COMMAND,
@@ -52,34 +43,28 @@ import {
   VIRTIO_PCI_COMMON_Q_SELECT,
   VIRTIO_PCI_COMMON_Q_SIZE,
   VIRTIO_PCI_COMMON_STATUS,
-  VIRTIO_PCI_ISR_CONFIG,
-  VIRTIO_PCI_ISR_QUEUE,
-  VIRTIO_RING_F_EVENT_IDX,
-  VIRTIO_RING_F_INDIRECT_DESC,
 } from "./constants.ts";
-import type { InterruptSink, VirtioContext, VirtioDevice } from "./device.ts";
-import { SplitQueue, type VirtioViolation, VirtqueueError } from "./queue.ts";
+import type { InterruptSink } from "./device.ts";
+import {
+  getLe,
+  putLe,
+  VIRTIO_PCI_BAR,
+  VIRTIO_PCI_BAR_SIZE,
+  VIRTIO_PCI_COMMON_OFFSET,
+  VIRTIO_PCI_DEVICE_OFFSET,
+  VIRTIO_PCI_ISR_OFFSET,
+  VIRTIO_PCI_MSIX_PBA_OFFSET,
+  VIRTIO_PCI_MSIX_TABLE_OFFSET,
+  VIRTIO_PCI_NOTIFY_MULTIPLIER,
+  VIRTIO_PCI_NOTIFY_OFFSET,
+  VIRTIO_PCI_SUBSYSTEM_ID,
+  type VirtioPciOptions,
+  type VirtioPciSpec,
+  type VirtioPciState,
+  type VirtioTransportLink,
+} from "./pci_layout.ts";
 
-/** The BAR holding every virtio structure (64-bit memory, uses BARs 0-1). */
-export const VIRTIO_PCI_BAR = 0;
-/** Size of that BAR. */
-export const VIRTIO_PCI_BAR_SIZE = 0x8000;
-/** Offset of the common configuration in the BAR. */
-export const VIRTIO_PCI_COMMON_OFFSET = 0x0000;
-/** Offset of the ISR byte. */
-export const VIRTIO_PCI_ISR_OFFSET = 0x1000;
-/** Offset of the device-specific configuration. */
-export const VIRTIO_PCI_DEVICE_OFFSET = 0x2000;
-/** Offset of the notification area (queue q at +4q). */
-export const VIRTIO_PCI_NOTIFY_OFFSET = 0x3000;
-/** notify_off_multiplier: one dword per queue, so each can have an ioeventfd. */
-export const VIRTIO_PCI_NOTIFY_MULTIPLIER = 4;
-/** Offset of the MSI-X table. */
-export const VIRTIO_PCI_MSIX_TABLE_OFFSET = 0x4000;
-/** Offset of the MSI-X PBA. */
-export const VIRTIO_PCI_MSIX_PBA_OFFSET = 0x6000;
-/** PCI subsystem id used for modern virtio devices (QEMU's choice). */
-export const VIRTIO_PCI_SUBSYSTEM_ID = 0x1100;
+export * from "./pci_layout.ts";
 
 // Words of the shared transport state.
 const W_STATUS = 0;
@@ -100,103 +85,6 @@ const Q_ENABLE = 2;
 const Q_DESC = 3;
 const Q_AVAIL = 5;
 const Q_USED = 7;
-
-/**
- * How the register side tells the device side that something happened.
- * In-thread (tests, or a device living on the vCPU's own loop) this is the
- * {@link VirtioPciBackend} itself; across threads the VMM makes it write an
- * eventfd that the backend's loop polls.
- */
-export interface VirtioTransportLink {
-  /** The driver wrote queue `index`'s notify register (no ioeventfd). */
-  notify(index: number): void;
-  /** device_status changed in a way the backend must act on (reset, DRIVER_OK, FAILED). */
-  statusChanged(): void;
-}
-
-/**
- * The cross-thread {@link VirtioTransportLink}: each event becomes an
- * eventfd write that the backend's loop polls (see
- * {@link VirtioPciBackend.attach}). The notify fds are the same eventfds the
- * VMM registers with KVM_IOEVENTFD, so the no-ioeventfd path and the
- * ioeventfd path wake the backend the same way. Plain data: build one in
- * each vCPU Worker from the fd numbers.
- *
- * @example
- * ```ts ignore
- * transport.link = new EventFdLink({ notifyFds: [kickFd], controlFd });
- * ```
- */
-export class EventFdLink implements VirtioTransportLink {
-  readonly #notifyFds: readonly number[];
-  readonly #controlFd: number;
-
-  /** @param fds one kick eventfd per queue, and the status-change eventfd */
-  constructor(fds: { notifyFds: readonly number[]; controlFd: number }) {
-    this.#notifyFds = fds.notifyFds;
-    this.#controlFd = fds.controlFd;
-  }
-
-  /** @param index queue index */
-  notify(index: number): void {
-    const fd = this.#notifyFds[index];
-    if (fd !== undefined) eventFdWrite(fd);
-  }
-
-  /** Wakes the backend to look at device_status. */
-  statusChanged(): void {
-    eventFdWrite(this.#controlFd);
-  }
-}
-
-/** The static shape of a virtio PCI function. */
-export interface VirtioPciSpec {
-  /** Virtio device id. */
-  deviceType: number;
-  /** Number of queues. */
-  numQueues: number;
-  /** Maximum queue size. */
-  queueMaxSize: number;
-  /** Features offered (VIRTIO_F_VERSION_1 is added). */
-  deviceFeatures: bigint;
-  /** Bytes of device configuration. */
-  configSize: number;
-  /** PCI class code. */
-  pciClass: number;
-  /** MSI-X vectors (default: one per queue plus one for config). */
-  msixVectors?: number;
-}
-
-/**
- * The transport shape a device model needs.
- *
- * @param device the device model
- * @returns its {@link VirtioPciSpec}
- * @example
- * ```ts ignore
- * const transport = new VirtioPciDevice(virtioPciSpecOf(blk));
- * ```
- */
-export function virtioPciSpecOf(device: VirtioDevice): VirtioPciSpec {
-  return {
-    deviceType: device.deviceType,
-    numQueues: device.numQueues,
-    queueMaxSize: device.queueMaxSize,
-    deviceFeatures: device.deviceFeatures,
-    configSize: device.configSize,
-    pciClass: device.pciClass,
-  };
-}
-
-/** Shared state of a {@link VirtioPciDevice}, plain data for postMessage. */
-export interface VirtioPciState {
-  /** PCI configuration space. */
-  pci: SharedArrayBuffer;
-  /** Transport registers and device config bytes. */
-  regs: SharedArrayBuffer;
-  /** MSI-X table and PBA. */
-  msix: SharedArrayBuffer;
-}
 
 /**
  * The virtio-pci register side. Its BAR 0 device goes on the MMIO bus at
@@ -223,15 +111,17 @@ export class VirtioPciDevice extends PciDevice {
   readonly #regs: Int32Array;
   readonly #config: Uint8Array;
   /** See {@link VirtioTransportLink}; null completes resets at once. */
-  link: VirtioTransportLink | null = null;
-  /** Where INTx de-assertion goes when the guest reads ISR. */
-  interrupt: InterruptSink | null = null;
+  readonly link: VirtioTransportLink | null;
+  /** Where this function's interrupts go (MSI-X vectors and the INTx line). */
+  readonly interrupt: InterruptSink | null;
 
   /**
+   * Builds this thread's instance of a function.
+   *
    * @param spec device shape
-   * @param options `state` from another Worker's instance
+   * @param options its wiring, given once (see {@link VirtioPciOptions})
    */
-  constructor(spec: VirtioPciSpec, options: { state?: VirtioPciState } = {}) {
+  constructor(spec: VirtioPciSpec, options: VirtioPciOptions = {}) {
     super({
       vendorId: PCI_VENDOR_ID_REDHAT_QUMRANET,
       deviceId: PCI_DEVICE_ID_VIRTIO_MODERN_BASE + spec.deviceType,
@@ -240,7 +130,9 @@ export class VirtioPciDevice extends PciDevice {
       subsystemVendorId: PCI_VENDOR_ID_REDHAT_QUMRANET,
       subsystemId: VIRTIO_PCI_SUBSYSTEM_ID,
       interruptPin: 1,
-    }, { state: options.state?.pci });
+    }, { state: options.state?.pci, onBarRemap: options.onBarRemap });
+    this.link = options.link ?? null;
+    const sink = this.interrupt = options.interrupt ?? null;
     if (spec.numQueues < 1 || spec.numQueues > 1024) {
       throw new RangeError(`Invalid queue count ${spec.numQueues}`);
     }
@@ -276,6 +168,11 @@ export class VirtioPciDevice extends PciDevice {
       tableOffset: VIRTIO_PCI_MSIX_TABLE_OFFSET,
       pbaOffset: VIRTIO_PCI_MSIX_PBA_OFFSET,
       state: options.state?.msix,
+      hooks: {
+        deliver: sink ? (v: number) => sink.msix(v) : () => {},
+        vectorChanged: options.msix?.vectorChanged,
+        routesChanged: options.msix?.routesChanged,
+      },
     });
     if (fresh) this.#resetRegisters();
   }
@@ -598,251 +495,5 @@ export class VirtioPciDevice extends PciDevice {
     Atomics.store(r, W_STATUS, v);
     const changed = v ^ old;
     if (changed & (VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_FAILED)) this.link?.statusChanged();
-  }
-}
-
-function putLe(data: Uint8Array, value: number): void {
-  let v = value;
-  for (let i = 0; i < data.length; i++) {
-    data[i] = v % 256;
-    v = Math.floor(v / 256);
-  }
-}
-
-function getLe(data: Uint8Array): number {
-  let v = 0;
-  for (let i = data.length - 1; i >= 0; i--) v = v * 256 + data[i];
-  return v;
-}
-
-/**
- * The device side of a virtio-pci function, living on one loop thread: it
- * builds the queues at DRIVER_OK, runs the device model on kicks, routes
- * interrupts to MSI-X or INTx, and turns any guest misbehaviour into
- * DEVICE_NEEDS_RESET.
- *
- * @example
- * ```ts ignore
- * const backend = new VirtioPciBackend({ transport, device, mem, interrupt });
- * transport.link = backend; // in-thread: kicks and status changes are direct calls
- * ```
- */
-export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
-  readonly #transport: VirtioPciDevice;
-  readonly #device: VirtioDevice;
-  readonly #interrupt: InterruptSink;
-  readonly #queues: SplitQueue[];
-  readonly #active: (SplitQueue | null)[];
-  #features = 0n;
-  #activated = false;
-  #broken = false;
-  #loggedBroken = false;
-  #resetting = false;
-  readonly #ackReset = () => {
-    this.#resetting = false;
-    this.#transport.ackReset();
-  };
-  readonly #log: (message: string) => void;
-  readonly #onBroken: ((violation: VirtioViolation | null, cause: unknown) => void) | null;
-  /** Guest RAM. */
-  readonly mem: GuestMemory;
-
-  /**
-   * @param options the transport (this thread's instance), the device
-   *   model, guest RAM, the interrupt sink, where the one line about a
-   *   broken device goes (default console.error), and `onBroken`, told of
-   *   every time the device breaks: the guest's named violation, or null
-   *   for anything else (a device bug; tests and fuzzers fail on those)
-   */
-  constructor(
-    options: {
-      transport: VirtioPciDevice;
-      device: VirtioDevice;
-      mem: GuestMemory;
-      interrupt: InterruptSink;
-      log?: (message: string) => void;
-      onBroken?: (violation: VirtioViolation | null, cause: unknown) => void;
-    },
-  ) {
-    const { transport, device, mem, interrupt } = options;
-    this.#log = options.log ?? console.error;
-    this.#onBroken = options.onBroken ?? null;
-    this.#transport = transport;
-    this.#device = device;
-    this.#interrupt = interrupt;
-    this.mem = mem;
-    transport.msix.hooks.deliver = (v: number) => interrupt.msix(v);
-    transport.interrupt ??= interrupt;
-    this.#queues = [];
-    this.#active = [];
-    for (let i = 0; i < device.numQueues; i++) {
-      this.#queues.push(new SplitQueue(mem, device.queueMaxSize));
-      this.#active.push(null);
-    }
-    device.initConfig(transport.deviceConfig);
-  }
-
-  /** Queues by index (null until activated or when disabled). */
-  get queues(): readonly (SplitQueue | null)[] {
-    return this.#active;
-  }
-  /** Negotiated features. */
-  get features(): bigint {
-    return this.#features;
-  }
-  /** Whether the device is marked broken. */
-  get broken(): boolean {
-    return this.#broken;
-  }
-  /** Whether DRIVER_OK was processed and queues are live. */
-  get activated(): boolean {
-    return this.#activated;
-  }
-
-  /**
-   * Registers the queues' kick eventfds (KVM ioeventfds) and, for a
-   * register side in other threads, the status-change eventfd of its
-   * {@link EventFdLink}, on the loop.
-   *
-   * @param loop the loop this backend runs on
-   * @param notifyFds one eventfd per queue
-   * @param controlFd the EventFdLink's status eventfd, if any
-   */
-  attach(loop: EventLoop, notifyFds: readonly number[], controlFd?: number): void {
-    if (controlFd !== undefined) {
-      loop.setFdHandler(controlFd, {
-        read: () => {
-          eventFdRead(controlFd);
-          this.statusChanged();
-        },
-      });
-    }
-    notifyFds.forEach((fd, q) => {
-      loop.setFdHandler(fd, {
-        read: () => {
-          eventFdRead(fd);
-          this.notify(q);
-        },
-      });
-    });
-  }
-
-  /**
-   * A kick on queue `index` (from an eventfd or the notify register).
-   *
-   * @param index queue index
-   */
-  notify(index: number): void {
-    if (!this.#activated || this.#broken || !this.#active[index]) return;
-    try {
-      this.#device.processQueue(index);
-    } catch (e) {
-      this.#fail(e);
-    }
-  }
-
-  /** Acts on device_status: reset, DRIVER_OK, FAILED. */
-  statusChanged(): void {
-    const t = this.#transport;
-    if (t.resetPending) {
-      if (this.#resetting) return;
-      this.#resetting = true;
-      this.#reset();
-      this.#device.reset(this.#ackReset);
-      return;
-    }
-    const status = t.status;
-    if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !this.#activated && !this.#broken) {
-      this.#activate();
-    }
-  }
-
-  #reset(): void {
-    this.#activated = false;
-    this.#broken = false;
-    this.#loggedBroken = false;
-    this.#features = 0n;
-    for (let i = 0; i < this.#queues.length; i++) {
-      this.#queues[i].reset();
-      this.#active[i] = null;
-    }
-  }
-
-  #activate(): void {
-    const t = this.#transport;
-    const features = t.driverFeatures;
-    this.#features = features;
-    try {
-      for (let i = 0; i < this.#queues.length; i++) {
-        const r = t.queueRegs(i);
-        if (!r.enabled) continue;
-        this.#queues[i].configure({
-          size: r.size,
-          desc: r.desc,
-          avail: r.avail,
-          used: r.used,
-          eventIdx: (features & featureBit(VIRTIO_RING_F_EVENT_IDX)) !== 0n,
-          indirect: (features & featureBit(VIRTIO_RING_F_INDIRECT_DESC)) !== 0n,
-        });
-        this.#active[i] = this.#queues[i];
-      }
-      this.#activated = true;
-      this.#device.activate(this);
-    } catch (e) {
-      this.#fail(e);
-      return;
-    }
-    // A kick may have reached this loop before the DRIVER_OK event did.
-    for (let i = 0; i < this.#active.length; i++) this.notify(i);
-  }
-
-  #fail(e: unknown): void {
-    this.markBroken(e instanceof Error ? e.message : String(e), e);
-  }
-
-  /**
-   * Interrupts for queue `index` if the driver wants it.
-   *
-   * @param index queue index
-   */
-  signalUsed(index: number): void {
-    const q = this.#active[index];
-    if (!q || !q.needsInterrupt()) return;
-    const t = this.#transport;
-    if (t.msix.enabled) {
-      const v = t.queueVector(index);
-      if (v !== VIRTIO_MSI_NO_VECTOR) t.msix.signal(v);
-    } else t.raiseIsr(VIRTIO_PCI_ISR_QUEUE, this.#interrupt);
-  }
-
-  /** Sends a configuration-change interrupt. */
-  signalConfig(): void {
-    const t = this.#transport;
-    if (t.msix.enabled) {
-      const v = t.configVector;
-      if (v !== VIRTIO_MSI_NO_VECTOR) t.msix.signal(v);
-    } else t.raiseIsr(VIRTIO_PCI_ISR_CONFIG, this.#interrupt);
-  }
-
-  /**
-   * Marks the device broken: DEVICE_NEEDS_RESET, one log line, no more
-   * queue processing until the driver resets it.
-   *
-   * @param reason what went wrong
-   * @param cause the error caught: a VirtqueueError names the guest's
-   *   violation; any other error is reported as a device error
-   */
-  markBroken(reason: string, cause?: unknown): void {
-    const violation = cause instanceof VirtqueueError ? cause.violation : null;
-    const guest = cause === undefined || violation !== null;
-    this.#broken = true;
-    this.#transport.setNeedsReset();
-    this.#onBroken?.(violation, cause);
-    if (!this.#loggedBroken) {
-      this.#loggedBroken = true;
-      const what = guest ? reason : `Device error: ${reason}`;
-      this.#log(`virtio device ${this.#device.deviceType}: ${what}; needs reset`);
-    }
-    this.signalConfig();
   }
 }

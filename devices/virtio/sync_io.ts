@@ -7,15 +7,13 @@
  * @module
  */
 import { libc } from "../../sys/libc.ts";
-import { errno } from "../../sys/errno.ts";
+import { EINTR, errno } from "../../sys/errno.ts";
 import type { AioBackend, AioCallback, AioRequest } from "../../aio/types.ts";
 import { IOV_MAX } from "../../aio/types.ts";
 import { runFallocate } from "../../aio/_fallocate.ts";
 
 /** The part of {@link AioBackend} a block device needs. */
 export type BlockAio = Pick<AioBackend, "submit">;
-
-const EINTR = 4;
 
 /**
  * Runs each request inline. Segments go straight from guest RAM to the file

@@ -1,5 +1,5 @@
 // A Worker for worker_url_test.ts: imports a sibling module graph (sys/) so
-// loading it exercises the blob-module path.
+// loading it exercises the served-module path.
 import { gettid } from "../thread.ts";
 
 (self as unknown as Worker).postMessage({ tid: gettid() });

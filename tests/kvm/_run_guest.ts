@@ -6,7 +6,7 @@
 import { Machine, setRealModeEntry } from "../../machine/machine.ts";
 import type { Guest } from "../../guests/guest.ts";
 import { closeFd, O_CREAT, O_RDWR, O_TRUNC, openFile } from "../../sys/fd.ts";
-import type { VmState } from "../../vcpu/shared_state.ts";
+import type { VmState } from "../../vcpu/vm_control.ts";
 
 /** What a guest run produced. */
 export interface GuestRun {

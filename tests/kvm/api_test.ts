@@ -95,3 +95,47 @@ start:
   assert.equal(end.exitCode, 4);
   assert.deepEqual(events, ["pause", "resume"]);
 });
+
+Deno.test("reset() takes the machine apart and builds it again; the guest runs anew", async () => {
+  const guest = buildGuest(`
+start:
+    mov dx, 0x${PORT.toString(16)}
+    mov al, 1
+.loop:
+    out dx, al
+    jmp .loop
+`);
+  const args: AccumulatorArgs = { sum: new SharedArrayBuffer(4), port: PORT };
+  const sum = new Int32Array(args.sum);
+  await using vm = await createVm({
+    flat: { code: guest.code, loadAddr: guest.loadAddr, entry: guest.entry },
+    memory: 1 << 20,
+    devices: [{ module: USER_DEVICES, factory: "accumulatorPort", args }],
+  });
+  const resets: string[] = [];
+  vm.on("reset", (t) => resets.push(t));
+  await vm.start();
+  const counting = async () => {
+    const a = Atomics.load(sum, 0);
+    for (let i = 0; i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      if (Atomics.load(sum, 0) !== a) return true;
+    }
+    return false;
+  };
+  assert.ok(await counting());
+  const before = vm.vcpuThreadIds[0];
+  let ended = false;
+  vm.wait().then(() => ended = true);
+  vm.reset();
+  for (let i = 0; i < 200 && resets.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepEqual(resets, ["reset"]);
+  assert.equal(ended, false, "a reset is not an end");
+  assert.equal(vm.status, "running");
+  assert.ok(await counting(), "the rebuilt machine runs the guest again");
+  assert.notEqual(vm.vcpuThreadIds[0], before, "new vCPU threads");
+  vm.stop();
+  assert.equal((await vm.wait()).reason, "stopped");
+});

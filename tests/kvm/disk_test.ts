@@ -1,4 +1,6 @@
-// Debian's stock kernel with a virtio-blk disk under `main.ts --disk`: the
+// Debian's stock kernel with a virtio-blk disk under `main.ts --disk`, run
+// under --allow-ffi alone as users run it (an iothread's aio Workers load as
+// served modules: sys/worker_url.ts): the
 // guest makes an ext4 file system, writes a file and powers off; a second
 // boot (on an iothread, io_uring when the host has it) writes and syncs
 // another file and is killed with SIGKILL; a third boot finds both files
@@ -25,7 +27,7 @@ function md5(text: string): string {
 /** Runs main.ts; with `killAfter`, SIGKILLs it once stdout matches (a whole line). */
 async function boot(
   args: string[],
-  options: { killAfter?: RegExp; allowRead?: boolean } = {},
+  options: { killAfter?: RegExp } = {},
 ): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
@@ -33,7 +35,6 @@ async function boot(
       "run",
       "--no-check",
       "--allow-ffi",
-      ...(options.allowRead ? ["--allow-read"] : []),
       "main.ts",
       ...args,
     ],
@@ -83,10 +84,8 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
       `console=ttyS0 panic=-1 quiet denovmm.disk=${mode}${extra}`,
     ];
 
-    // 1: main loop, thread pool (its Workers need --allow-read), 2 vCPUs.
-    const first = await boot([...common, "--cpus", "2", ...cmdline("mkfs"), "--disk", image], {
-      allowRead: true,
-    });
+    // 1: main loop, thread pool, 2 vCPUs.
+    const first = await boot([...common, "--cpus", "2", ...cmdline("mkfs"), "--disk", image]);
     const log1 = `${first.stdout.slice(-4000)}\n${first.stderr}`;
     assert.match(first.stdout, new RegExp(`${DISK_MARKER} devices=.*vda`), log1);
     assert.equal(report(first.stdout, "written"), md5(seqText(100000)), log1);
@@ -99,14 +98,13 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     const aio = ioUringAvailable() === null ? "io_uring" : "threads";
     const second = await boot(
       [...common, ...cmdline("kill"), "--disk", `${image},iothread=1,aio=${aio}`],
-      { killAfter: new RegExp(`${DISK_MARKER} synced-written=\\S+\\r?\\n`), allowRead: true },
+      { killAfter: new RegExp(`${DISK_MARKER} synced-written=\\S+\\r?\\n`) },
     );
     const log2 = `${second.stdout.slice(-4000)}\n${second.stderr}`;
     assert.equal(second.signal, "SIGKILL", log2);
     assert.equal(report(second.stdout, "synced-written"), md5(seqText(50000)), log2);
 
-    // 3: both files are there (the lock died with the killed VMM), read under
-    // --allow-ffi alone (the pool's Workers load as blob modules).
+    // 3: both files are there (the lock died with the killed VMM).
     // pci=nomsi: completions take the INTx path (_PRT, KVM_IRQ_LINE).
     const third = await boot([...common, ...cmdline("check", " pci=nomsi"), "--disk", image]);
     const log3 = `${third.stdout.slice(-4000)}\n${third.stderr}`;

@@ -153,10 +153,78 @@ export async function smokeInitramfs(): Promise<string> {
   return await buildTestInitramfs({ script: `export PS1='${SMOKE_PROMPT}'\nexec sh -i\n` });
 }
 
+/** Marker of the VNC guest's report lines. */
+export const VNC_MARKER = "DENOVMM-VNC";
+
+/** The guest: report the framebuffer, start a shell on tty1, wait for what it writes. */
+export const VNC_SCRIPT = `
+M=${VNC_MARKER}
+echo "$M fb0=$(cat /sys/class/graphics/fb0/name 2>/dev/null) size=$(cat /sys/class/graphics/fb0/virtual_size 2>/dev/null)"
+echo "denovmm framebuffer console: type here" > /dev/tty1
+( sh < /dev/tty1 > /dev/tty1 2>&1 ) &
+echo "$M shell-ready"
+i=0
+while [ ! -s /tmp/done ] && [ $i -lt 150 ]; do sleep 1; i=$((i+1)); done
+echo "$M got [$(cat /tmp/done 2>/dev/null)]"
+`;
+
+/**
+ * The VNC test's initramfs (tests/kvm/vnc_test.ts).
+ *
+ * @returns path of the cached cpio
+ */
+export async function vncInitramfs(): Promise<string> {
+  return await buildTestInitramfs({ script: VNC_SCRIPT });
+}
+
+/** Host libraries the VMM may dlopen that the nested host lacks (libz for VNC's ZRLE). */
+export const HOST_LIB_DIR: string = new URL("../../.cache/hostlib", import.meta.url).pathname;
+
+async function copyHostLibs(): Promise<void> {
+  await Deno.mkdir(HOST_LIB_DIR, { recursive: true });
+  for (const lib of ["/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/x86_64-linux-gnu/libz.so.1"]) {
+    try {
+      await Deno.copyFile(await Deno.realPath(lib), `${HOST_LIB_DIR}/libz.so.1`);
+      return;
+    } catch { /* try the next place */ }
+  }
+}
+
+/** What the power-button guest prints when acpid runs, and when it got the button. */
+export const ACPID_READY = "DENOVMM-ACPID-READY";
+/** Printed by the guest's power-button action before it powers off. */
+export const POWER_BUTTON_SEEN = "DENOVMM-POWERBUTTON";
+
+/**
+ * The test initramfs with Linux's ACPI button driver and evdev loaded and
+ * busybox `acpid` running, whose power-button action prints
+ * {@link POWER_BUTTON_SEEN} and powers off.
+ *
+ * @returns path of the cached cpio
+ */
+export async function acpidInitramfs(): Promise<string> {
+  return await buildTestInitramfs({
+    modules: ["button", "evdev"],
+    script: [
+      "mkdir -p /etc/acpi/PWRF",
+      // acpid runs as a daemon with its stdio on /dev/null: say it on the console.
+      `printf '#!/bin/sh\\necho ${POWER_BUTTON_SEEN} > /dev/console\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080`,
+      "chmod 755 /etc/acpi/PWRF/00000080",
+      "acpid",
+      `echo ${ACPID_READY}`,
+      "sleep 600",
+      "",
+    ].join("\n"),
+  });
+}
+
 /** Everything the KVM tests need, made ready on this host. */
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
   await echoInitramfs();
   await diskInitramfs();
   await smokeInitramfs();
+  await vncInitramfs();
+  await copyHostLibs();
+  await acpidInitramfs();
 }

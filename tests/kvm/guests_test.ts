@@ -18,7 +18,7 @@ import {
   TWO_VCPUS_OK_EXIT_CODE,
   twoVcpus,
 } from "../../guests/mod.ts";
-import { VmState } from "../../vcpu/shared_state.ts";
+import { VmState } from "../../vcpu/vm_control.ts";
 import { runGuest } from "./_run_guest.ts";
 
 Deno.test("real-mode guest prints over COM1 and leaves through debug-exit", async () => {

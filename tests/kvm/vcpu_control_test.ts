@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { buildGuest } from "../../guests/guest.ts";
 import { Machine, setRealModeEntry } from "../../machine/machine.ts";
-import { VcpuRunState, VmState } from "../../vcpu/shared_state.ts";
+import { VcpuRunState, VmState } from "../../vcpu/vm_control.ts";
 
 /** Increments the dword at 0x500 forever; never exits to the VMM. */
 const SPINNER = buildGuest(`

@@ -66,7 +66,7 @@ export const VCPU_FIRST_RUN_LO = 4;
  *
  * @example
  * ```ts
- * import { VmControl } from "./shared_state.ts";
+ * import { VmControl } from "./vm_control.ts";
  * const ctl = new VmControl(new SharedArrayBuffer(VmControl.bytes(2)));
  * ctl.requestStop(3, 7);
  * ```

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { BigLock, checkRegion, SharedLayout } from "./shared_state.ts";
+import { BigLock } from "./big_lock.ts";
+import { checkRegion, SharedLayout } from "./shared_region.ts";
 
 Deno.test("BigLock is re-entrant for its owner and tracks the owner token", () => {
   const sab = new SharedArrayBuffer(BigLock.BYTES);
@@ -32,7 +33,7 @@ Deno.test("BigLock rejects misplaced words", () => {
 
 Deno.test("BigLock serialises Workers doing read-modify-write on shared memory", async () => {
   const sab = new SharedArrayBuffer(64);
-  const lockUrl = new URL("./shared_state.ts", import.meta.url).href;
+  const lockUrl = new URL("./big_lock.ts", import.meta.url).href;
   const code = `
     import { BigLock } from ${JSON.stringify(lockUrl)};
     self.onmessage = (e) => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { VmControl } from "./shared_state.ts";
+import { VmControl } from "./vm_control.ts";
 
 Deno.test("first KVM_RUN timestamp round-trips per vCPU and keeps the first mark", () => {
   const ctl = new VmControl(new SharedArrayBuffer(VmControl.bytes(2)));

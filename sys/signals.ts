@@ -1,0 +1,201 @@
+/**
+ * What each signal does to the VMM, in one place.
+ *
+ * | signals                                        | the VMM                               |
+ * | ---------------------------------------------- | ------------------------------------- |
+ * | SIGUSR1                                        | ignored, locked (sys/no_inspector.ts) |
+ * | SIGHUP, SIGINT, SIGTERM                        | clean end: the {@link onTerminate}    |
+ * |                                                | handler stops the VM; exit 128+signo  |
+ * | SIGQUIT, SIGTRAP, SIGABRT, SIGALRM, SIGSTKFLT, | restore hooks run (the terminal), then|
+ * | SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO,   | the process dies of the same signal   |
+ * | SIGPWR, SIGSYS                                 | (default action, as the parent expects)|
+ * | SIGUSR2                                        | the vCPU kick: interrupts KVM_RUN only|
+ * | SIGPIPE                                        | ignored (Deno's default): writes fail |
+ * |                                                | with EPIPE instead                    |
+ * | real-time signals 34..64                       | ignored: Deno cannot catch them, and  |
+ * |                                                | dying of one would skip the restore   |
+ *
+ * A second SIGHUP/SIGINT/SIGTERM while the first is being handled ends the
+ * process at once (restore hooks, then exit 128+signo). Signals whose
+ * default action stops the process (SIGTSTP, SIGTTIN, SIGTTOU) and the
+ * synchronous faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, which Deno does not
+ * let JS catch) keep their default actions.
+ *
+ * Handlers run on the main isolate's event loop, which stays responsive
+ * while the main loop waits (it polls on Deno's blocking pool).
+ *
+ * @module
+ */
+import { libc } from "./libc.ts";
+
+/** Signals that end the VMM cleanly, with their numbers. */
+export const GRACEFUL_SIGNALS: Readonly<Record<string, number>> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGTERM: 15,
+};
+
+/** Signals that end the VMM at once (after the restore hooks), with their numbers. */
+export const FATAL_SIGNALS: Readonly<Record<string, number>> = {
+  SIGQUIT: 3,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGALRM: 14,
+  SIGSTKFLT: 16,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGIO: 29,
+  SIGPWR: 30,
+  SIGSYS: 31,
+};
+
+/** The signal that kicks a vCPU thread out of KVM_RUN. */
+export const SIGUSR2 = 12;
+const SIGRTMIN = 34;
+const SIGRTMAX = 64;
+const SYS_rt_sigaction = 13n;
+const SYS_kill = 62n;
+const SIG_DFL = 0n;
+const SIG_IGN = 1n;
+
+/** Receives a graceful-end signal (its number). */
+export type TerminateHandler = (signo: number) => void;
+
+const restoreHooks = new Set<() => void>();
+const terminateHandlers: TerminateHandler[] = [];
+let installed = false;
+let terminating = 0;
+
+function setDisposition(signo: number, handler: bigint): boolean {
+  const act = new Uint8Array(32); // struct kernel_sigaction
+  new DataView(act.buffer).setBigUint64(0, handler, true);
+  const p = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(act)));
+  return libc.syscall(SYS_rt_sigaction, BigInt(signo), p, 0n, 8n, 0n, 0n) === 0n;
+}
+
+/** Runs every restore hook once, each isolated from the others' failures. */
+export function runRestoreHooks(): void {
+  for (const hook of [...restoreHooks]) {
+    restoreHooks.delete(hook);
+    try {
+      hook();
+    } catch {
+      // Keep going: the next hook may be the terminal.
+    }
+  }
+}
+
+/**
+ * Ends the process the way `signo`'s default action does, after the restore
+ * hooks: the parent sees a death by that signal (or, should the signal not
+ * end the process, exit status 128 + signo).
+ *
+ * @param signo the signal number
+ */
+export function dieBySignal(signo: number): never {
+  runRestoreHooks();
+  if (setDisposition(signo, SIG_DFL)) {
+    libc.syscall(SYS_kill, BigInt(libc.getpid()), BigInt(signo), 0n, 0n, 0n, 0n);
+  }
+  Deno.exit(128 + signo);
+}
+
+function onGraceful(signo: number): void {
+  const handler = terminateHandlers.at(-1);
+  if (terminating || !handler) {
+    runRestoreHooks();
+    Deno.exit(128 + signo);
+  }
+  terminating = signo;
+  handler(signo);
+}
+
+function kickNoop(): void {}
+
+/**
+ * Installs the policy in the table above. Idempotent; main.ts calls it at
+ * start-up, before any device or terminal exists.
+ *
+ * @example
+ * ```ts ignore
+ * import { installSignalPolicy } from "./sys/signals.ts";
+ * installSignalPolicy();
+ * ```
+ */
+export function installSignalPolicy(): void {
+  if (installed) return;
+  installed = true;
+  for (const [name, signo] of Object.entries(GRACEFUL_SIGNALS)) {
+    Deno.addSignalListener(name as Deno.Signal, () => onGraceful(signo));
+  }
+  for (const [name, signo] of Object.entries(FATAL_SIGNALS)) {
+    Deno.addSignalListener(name as Deno.Signal, () => dieBySignal(signo));
+  }
+  installKickSignal();
+  for (let s = SIGRTMIN; s <= SIGRTMAX; s++) setDisposition(s, SIG_IGN);
+}
+
+/**
+ * Makes SIGUSR2 (the vCPU kick) interrupt blocking calls instead of ending
+ * the process. Idempotent; part of {@link installSignalPolicy}, and called
+ * by vCPU code for programs that do not install the whole policy.
+ */
+export function installKickSignal(): void {
+  if (kickInstalled) return;
+  kickInstalled = true;
+  Deno.addSignalListener("SIGUSR2", kickNoop);
+}
+let kickInstalled = false;
+
+/**
+ * Registers what a graceful-end signal does while a machine runs (the
+ * latest registration wins); without one, such a signal ends the process
+ * after the restore hooks with exit status 128 + signo.
+ *
+ * @param handler called once, with the signal number; it should stop the VM
+ *   so that the normal end path runs (and exit 128 + signo)
+ * @returns a function that removes the handler
+ * @example
+ * ```ts ignore
+ * import { onTerminate } from "./sys/signals.ts";
+ * const off = onTerminate((signo) => machine.stop(128 + signo));
+ * await machine.run();
+ * off();
+ * ```
+ */
+export function onTerminate(handler: TerminateHandler): () => void {
+  terminateHandlers.push(handler);
+  return () => {
+    const i = terminateHandlers.lastIndexOf(handler);
+    if (i >= 0) terminateHandlers.splice(i, 1);
+  };
+}
+
+/**
+ * The graceful-end signal that arrived, if any (for a runner that would
+ * otherwise start the machine again, as `--reboot` does).
+ *
+ * @returns the signal number once SIGHUP, SIGINT or SIGTERM was handled, else 0
+ */
+export function terminationSignal(): number {
+  return terminating;
+}
+
+/**
+ * Registers something to put back before the process ends by a signal (the
+ * terminal's mode). Hooks run once, in registration order.
+ *
+ * @param hook restores state; must not throw (failures are ignored)
+ * @returns a function that removes the hook
+ * @example
+ * ```ts ignore
+ * import { addRestoreHook } from "./sys/signals.ts";
+ * const remove = addRestoreHook(() => terminal.restore());
+ * ```
+ */
+export function addRestoreHook(hook: () => void): () => void {
+  restoreHooks.add(hook);
+  return () => restoreHooks.delete(hook);
+}

@@ -1,0 +1,65 @@
+// --vnc and --display on the command line: accepted spellings and the one-line refusals.
+import assert from "node:assert/strict";
+import { parseCli, UsageError } from "../../machine/cli.ts";
+
+const repo = new URL("../..", import.meta.url).pathname;
+
+Deno.test("--vnc and --display parse, and their mistakes are UsageErrors", () => {
+  const o = parseCli(["--kernel", "k", "--vnc", ":1,websocket,password-file=/tmp/pw"]);
+  assert.equal(o.vnc, ":1,websocket,password-file=/tmp/pw");
+  assert.equal(parseCli(["--kernel", "k"]).vnc, undefined);
+  assert.equal(parseCli(["--kernel", "k", "--display", "none"]).display, "none");
+  const bad: [string[], RegExp][] = [
+    [["--kernel", "k", "--vnc", "5900"], /Invalid --vnc '5900': expected :N or HOST:N/],
+    [["--kernel", "k", "--vnc", ":0,password=x"], /password-file=PATH/],
+    [["--vnc", ":0"], /--vnc needs --kernel/],
+    [["--kernel", "k", "--vnc", ":0", "--display", "none"], /drop --display none/],
+    [["--kernel", "k", "--display", "sdl"], /Invalid --display 'sdl'/],
+    [["--kernel", "k", "--display", "vnc"], /--display vnc needs --vnc/],
+  ];
+  for (const [args, re] of bad) {
+    assert.throws(
+      () => parseCli(args),
+      (e) => e instanceof UsageError && re.test(e.message),
+      args.join(" "),
+    );
+  }
+});
+
+Deno.test("main.ts: a bad --vnc or an unreadable password file is one line and exit 1, before KVM", async () => {
+  const run = async (args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-check", "--allow-ffi", "main.ts", ...args],
+      cwd: repo,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return { code: out.code, err: new TextDecoder().decode(out.stderr) };
+  };
+  const a = await run(["--kernel", "/nonexistent", "--vnc", "nope"]);
+  assert.equal(a.code, 1);
+  assert.equal(a.err.trim().split("\n").length, 1, a.err);
+  assert.match(a.err, /Invalid --vnc 'nope'/);
+  // A real bzImage header is needed to get past the kernel check: the cached Debian kernel.
+  let kernel: string | undefined;
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = [...Deno.readDirSync(`${repo}/.cache/debian`)].filter((e) => e.isDirectory);
+  } catch { /* no fixtures yet */ }
+  for (const e of entries) {
+    try {
+      const boot = `${repo}/.cache/debian/${e.name}/boot`;
+      for (const f of Deno.readDirSync(boot)) {
+        if (f.name.startsWith("vmlinuz-")) kernel = `${boot}/${f.name}`;
+      }
+    } catch { /* not a kernel package */ }
+  }
+  if (!kernel) {
+    console.log("no cached Debian kernel: password-file check skipped");
+    return;
+  }
+  const b = await run(["--kernel", kernel, "--vnc", ":0,password-file=/nonexistent/pw"]);
+  assert.equal(b.code, 1);
+  assert.equal(b.err.trim().split("\n").length, 1, b.err);
+  assert.match(b.err, /cannot read VNC password file '\/nonexistent\/pw'/);
+});

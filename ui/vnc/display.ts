@@ -1,0 +1,80 @@
+/**
+ * The VNC display of a machine: its framebuffer served over RFB (and
+ * WebSocket), key events into the PS/2 keyboard. What the machine builder
+ * (or machine/run.ts) calls with the --vnc option.
+ *
+ * @module
+ */
+import type { EventLoop } from "../../mainloop/types.ts";
+import { ErrnoError } from "../../sys/errno.ts";
+import type { FramebufferSource } from "./encoder.ts";
+import { type KeyboardPort, Ps2KeyboardInput } from "./keyboard_input.ts";
+import type { VncOption } from "./options.ts";
+import { VncServer } from "./server.ts";
+
+/** A started display. */
+export interface VncDisplay {
+  /** The server. */
+  server: VncServer;
+  /** Stops serving and stops the encoder thread. */
+  close(): Promise<void>;
+}
+
+/** A display that could not start: one line for the user. */
+export class VncStartError extends Error {
+  /** @param message what failed */
+  constructor(message: string) {
+    super(message);
+    this.name = "VncStartError";
+  }
+}
+
+/**
+ * Starts the VNC server for a machine's framebuffer.
+ *
+ * @param loop the main loop
+ * @param options the parsed --vnc option, the password, the framebuffer and the keyboard
+ * @returns the display
+ * @throws VncStartError when an address cannot be bound
+ * @example
+ * ```ts ignore
+ * const display = await startVncDisplay(loop, { vnc: parseVncOption(":0"), framebuffer: fb.source, keyboard });
+ * ```
+ */
+export async function startVncDisplay(
+  loop: EventLoop,
+  options: {
+    vnc: VncOption;
+    password?: Uint8Array;
+    framebuffer: FramebufferSource;
+    keyboard: KeyboardPort;
+    log?: (line: string) => void;
+  },
+): Promise<VncDisplay> {
+  const { vnc } = options;
+  const kbd = new Ps2KeyboardInput(loop, options.keyboard);
+  let server: VncServer;
+  try {
+    server = await VncServer.start(loop, {
+      listen: { host: vnc.host, port: vnc.port },
+      websocket: vnc.websocketPort === undefined
+        ? undefined
+        : { host: vnc.host, port: vnc.websocketPort },
+      password: options.password,
+      framebuffer: options.framebuffer,
+      input: kbd,
+      log: options.log,
+    });
+  } catch (e) {
+    kbd.close();
+    if (e instanceof ErrnoError) throw new VncStartError(`cannot serve VNC: ${e.message}`);
+    throw e;
+  }
+  return {
+    server,
+    async close() {
+      kbd.close();
+      await server.close();
+    },
+  };
+}

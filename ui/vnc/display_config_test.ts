@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { resolveDisplay } from "./display_config.ts";
+import { VmConfigError } from "../../vm/config.ts";
+import { resolveConfig } from "../../vm/resolve.ts";
+
+Deno.test("display resolution: none, a mode, VNC with its password read now", async () => {
+  assert.equal(resolveDisplay(undefined, undefined), undefined);
+  assert.equal(resolveDisplay("none", undefined), undefined);
+  assert.deepEqual(resolveDisplay({ width: 800, height: 600 }, undefined), {
+    width: 800,
+    height: 600,
+  });
+  const d = resolveDisplay(undefined, ":2,websocket");
+  assert.deepEqual([d?.width, d?.height, d?.vnc?.port, d?.vnc?.websocketPort], [
+    1024,
+    768,
+    5902,
+    5702,
+  ]);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/pw`, "sesame\n");
+    assert.deepEqual(
+      resolveDisplay(undefined, `:0,password-file=${dir}/pw`)?.password,
+      new TextEncoder().encode("sesame"),
+    );
+    await Deno.writeTextFile(`${dir}/empty`, "\n");
+    const bad: [Parameters<typeof resolveDisplay>, RegExp][] = [
+      [["none", ":0"], /drop --display none/],
+      [[undefined, "nonsense"], /Invalid --vnc 'nonsense'/],
+      [
+        [undefined, `:0,password-file=${dir}/missing`],
+        /cannot read VNC password file .*No such file/,
+      ],
+      [[undefined, `:0,password-file=${dir}/empty`], /password file is empty/],
+    ];
+    for (const [args, re] of bad) {
+      assert.throws(
+        () => resolveDisplay(...args),
+        (e) => e instanceof VmConfigError && re.test(e.message),
+        String(args),
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a VmConfig with vnc and no kernel is refused", () => {
+  assert.throws(
+    () =>
+      resolveConfig({
+        flat: { code: new Uint8Array([0xf4]), loadAddr: 0x1000, entry: 0x1000 },
+        vnc: ":0",
+      }),
+    /A display needs a bzImage kernel/,
+  );
+});
