@@ -50,6 +50,7 @@ import {
   IOV_MAX,
 } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
+import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
@@ -154,6 +155,8 @@ export class ThreadPool implements AioBackend {
   #closed = false;
   /** Threads started over the pool's life (for tests and statistics). */
   spawned = 0;
+  /** Callbacks run over the pool's life (statistics). */
+  completed = 0;
 
   /**
    * @param loop the loop completions run on (the caller's thread's loop)
@@ -208,6 +211,7 @@ export class ThreadPool implements AioBackend {
     this.#shared.bh = this.#doneBh.handle();
     this.#h[H_THREADS] = min;
     for (let i = 0; i < min; i++) this.#spawn();
+    registerAioPool(this);
   }
 
   /** Live pool threads. */
@@ -308,6 +312,7 @@ export class ThreadPool implements AioBackend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unregisterAioPool(this);
     if (this.#inFlight > 0) {
       await new Promise<void>((r) => (this.#drained = r));
     }
@@ -434,6 +439,7 @@ export class ThreadPool implements AioBackend {
   }
 
   #finish(cb: AioCallback, res: number): void {
+    this.completed++;
     try {
       cb(res);
     } catch (e) {
