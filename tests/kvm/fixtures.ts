@@ -211,6 +211,8 @@ export async function acpidInitramfs(): Promise<string> {
       `printf '#!/bin/sh\\necho ${POWER_BUTTON_SEEN} > /dev/console\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080`,
       "chmod 755 /etc/acpi/PWRF/00000080",
       "acpid",
+      // What acpid listens to, for the log when the test fails.
+      "echo \"DENOVMM-INPUT $(cat /sys/class/input/*/name 2>/dev/null | tr '\\n' ',')\"",
       `echo ${ACPID_READY}`,
       "sleep 600",
       "",
