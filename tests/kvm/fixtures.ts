@@ -213,6 +213,7 @@ export async function acpidInitramfs(): Promise<string> {
       // -d: in the foreground, logging to the console (as a daemon busybox
       // acpid logs to /var/log/acpid.log, which this initramfs lacks: it dies).
       "acpid -d &",
+      "sleep 2", // let it open the input devices before the host presses the button
       // What acpid listens to, for the log when the test fails.
       "echo \"DENOVMM-INPUT $(cat /sys/class/input/*/name 2>/dev/null | tr '\\n' ',')\"",
       `echo ${ACPID_READY}`,
