@@ -43,6 +43,7 @@ import {
 } from "./_layout.ts";
 import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
+import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
@@ -145,6 +146,8 @@ export class ThreadPool implements AioBackend {
   #closed = false;
   /** Threads started over the pool's life (for tests and statistics). */
   spawned = 0;
+  /** Callbacks run over the pool's life (statistics). */
+  completed = 0;
 
   /**
    * @param loop the loop completions run on (the caller's thread's loop)
@@ -199,6 +202,7 @@ export class ThreadPool implements AioBackend {
     this.#shared.bh = this.#doneBh.handle();
     this.#h[H_THREADS] = min;
     for (let i = 0; i < min; i++) this.#spawn();
+    registerAioPool(this);
   }
 
   /** Live pool threads. */
@@ -299,6 +303,7 @@ export class ThreadPool implements AioBackend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unregisterAioPool(this);
     if (this.#inFlight > 0) {
       await new Promise<void>((r) => (this.#drained = r));
     }
@@ -416,6 +421,7 @@ export class ThreadPool implements AioBackend {
   }
 
   #finish(cb: AioCallback, res: number): void {
+    this.completed++;
     try {
       cb(res);
     } catch (e) {

@@ -1,7 +1,7 @@
 /**
  * Disk throughput seen by a Linux guest: `dd` on /dev/vda inside Debian's
- * stock kernel, under denovmm (`--disk`, virtio-blk-pci, aio thread pool)
- * and under QEMU (`-enable-kvm`, `-drive if=virtio`, same image), on the same
+ * stock kernel, under denovmm (`--disk`, virtio-blk-pci, aio thread pool; the
+ * queue on the main loop, the default, and on an iothread) and under QEMU (`-enable-kvm`, `-drive if=virtio`, same image), on the same
  * KVM in the same run, as a ratio of MB/s.
  *
  * Runs on hardware KVM directly, otherwise inside the nested KVM host (whose
@@ -87,12 +87,14 @@ async function run(cmd: string, args: string[]): Promise<DdResult> {
   };
 }
 
+/** QEMU, denovmm with the disk on its main loop (the default), and on an iothread. */
+const VMMS = ["qemu", "denovmm", "denovmm-iothread"];
 const dir = await Deno.makeTempDir({ prefix: "denovmm-dd-", dir: "/tmp" });
 const image = `${dir}/disk.img`;
 const cmdline = "console=ttyS0 quiet panic=-1";
 const results: Record<string, DdResult> = {};
 try {
-  for (const vmm of ["qemu", "denovmm"]) {
+  for (const vmm of VMMS) {
     // A fresh, fully allocated image each time, so both read the same blocks.
     await Deno.writeFile(image, new Uint8Array(MIB << 20));
     const qemu = await Deno.stat(L1_QEMU_BINARY).then(() => L1_QEMU_BINARY).catch(() =>
@@ -108,7 +110,8 @@ try {
       // deno-fmt-ignore
       : await run(Deno.execPath(), [
         "run", "--no-check", "--allow-ffi", "main.ts", "--memory", "256M",
-        "--kernel", kernel, "--initrd", initrd, "--append", cmdline, "--disk", image,
+        "--kernel", kernel, "--initrd", initrd, "--append", cmdline,
+        "--disk", vmm === "denovmm" ? image : `${image},iothread=0`,
       ]);
   }
 } finally {
@@ -121,19 +124,22 @@ console.log(
     NESTED ? "nested (kvm_amd inside QEMU TCG)" : "hardware"
   }; dd of ${MIB} MiB, 1 MiB blocks\n`,
 );
-console.log("| guest dd | QEMU MB/s | denovmm MB/s | ratio (denovmm / QEMU) |");
-console.log("|---|---|---|---|");
+console.log(
+  "| guest dd | QEMU MB/s | denovmm MB/s | ratio | denovmm iothread=0 MB/s | ratio |",
+);
+console.log("|---|---|---|---|---|---|");
 for (const k of ["read", "write"] as const) {
   const q = mbs(results.qemu[k]), d = mbs(results.denovmm[k]);
+  const t = mbs(results["denovmm-iothread"][k]);
   console.log(
     `| ${k} (${k === "write" ? "conv=fsync" : "cold cache"}) | ${q.toFixed(1)} | ${
       d.toFixed(1)
-    } | ${(d / q).toFixed(2)}x |`,
+    } | ${(d / q).toFixed(2)}x | ${t.toFixed(1)} | ${(t / q).toFixed(2)}x |`,
   );
 }
 console.log("\n| VMM | guest queue limits | avg read request KiB | avg write request KiB |");
 console.log("|---|---|---|---|");
-for (const vmm of ["qemu", "denovmm"]) {
+for (const vmm of VMMS) {
   const r = results[vmm];
   console.log(
     `| ${vmm} | ${r.queue} | ${r.readKib.toFixed(0)} | ${r.writeKib.toFixed(0)} |`,
