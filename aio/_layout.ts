@@ -65,6 +65,11 @@ export interface PoolShared {
   sring: SharedArrayBuffer;
   cring: SharedArrayBuffer;
   bh: { state: SharedArrayBuffer; fd: number; index: number };
+  /**
+   * Optional per-slot timestamps for benchmarks (2 f64 per slot: CLOCK_MONOTONIC
+   * ns when a thread started the system call and when it returned).
+   */
+  stamps?: SharedArrayBuffer;
 }
 
 /** Spins for the pool lock (held for a few instructions only). */

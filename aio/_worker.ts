@@ -10,6 +10,7 @@ import { libc } from "../sys/libc.ts";
 import { EINTR, errno } from "../sys/errno.ts";
 import { setThreadName } from "../sys/thread.ts";
 import { SharedBh } from "../mainloop/bh.ts";
+import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import {
   H_AVAIL,
   H_CTAIL,
@@ -92,6 +93,7 @@ function serve(s: PoolShared): void {
   const mask = sring.length - 1;
   const bh = new SharedBh(s.bh);
   const W = SLOT_BYTES / 4, F = SLOT_BYTES / 8;
+  const stamps = s.stamps ? new Float64Array(s.stamps) : null;
 
   for (;;) {
     if (Atomics.load(h, H_STOP)) break;
@@ -106,11 +108,13 @@ function serve(s: PoolShared): void {
       if (Atomics.compareExchange(si, base, S_QUEUED, S_RUNNING) === S_QUEUED) {
         const op = si[base + 1], fd = si[base + 2], cnt = si[base + 3];
         const off = sf[idx * F + 2];
+        if (stamps) stamps[2 * idx] = clockNs(CLOCK_MONOTONIC);
         let res: number;
         if (op === OP_PREAD || op === OP_PWRITE) res = rw(op, fd, addrs[idx], lens[idx], off);
         else if (op === OP_PREADV || op === OP_PWRITEV) res = vec(op, fd, addrs[idx], cnt, off);
         else if (op === OP_FSYNC || op === OP_FDATASYNC) res = sync(op, fd);
         else res = -22; // EINVAL
+        if (stamps) stamps[2 * idx + 1] = clockNs(CLOCK_MONOTONIC);
         sf[idx * F + 3] = res;
         Atomics.store(si, base, S_DONE);
       } else {

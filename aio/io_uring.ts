@@ -5,7 +5,9 @@
  * sys/libc.ts; the SQ/CQ rings and SQE array are mmapped and accessed with
  * Atomics; completions signal an eventfd registered with the ring
  * (IORING_REGISTER_EVENTFD), which the loop polls like any fd, so callbacks
- * run in that fd handler on the loop's thread.
+ * run in that fd handler on the loop's thread. Completions that happen
+ * inside io_uring_enter itself (reads of cached data) do not wait for the
+ * poll: a bottom half on the same thread reaps them in the next iteration.
  *
  * Each submit writes one SQE and calls io_uring_enter at once (no batching
  * BH: lowest latency at depth 1; the kernel may complete cached reads inline).
@@ -24,7 +26,6 @@ import {
   closeFd,
   eventFd,
   eventFdRead,
-  eventFdWrite,
   hostBuffer,
   MAP_POPULATE,
   MAP_SHARED,
@@ -33,7 +34,7 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
-import type { EventLoop } from "../mainloop/types.ts";
+import type { Bh, EventLoop } from "../mainloop/types.ts";
 import { bufferAddress } from "./thread_pool.ts";
 import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
 
@@ -99,6 +100,7 @@ export class IoUring implements AioBackend {
   #loop: EventLoop;
   #fd: number;
   #efd: number;
+  #reapBh: Bh;
   #maps: [bigint, number][] = [];
   #sqHead: Uint32Array;
   #sqTail: Uint32Array;
@@ -175,7 +177,13 @@ export class IoUring implements AioBackend {
       1n,
     );
     if (r < 0) throw new ErrnoError("IORING_REGISTER_EVENTFD", errno());
-    loop.setFdHandler(this.#efd, { read: () => this.#reap() });
+    // Completions that happen inside io_uring_enter (cached reads, errors)
+    // are reaped by a BH on this thread right after it, not after a poll.
+    // (IORING_REGISTER_EVENTFD_ASYNC would also spare their eventfd signal,
+    // but completions posted from task_work in this thread then went
+    // unsignalled and the ring hung.)
+    this.#reapBh = loop.bh(() => this.#reap(false), "io_uring-reap");
+    loop.setFdHandler(this.#efd, { read: () => this.#reap(true) });
   }
 
   /**
@@ -296,6 +304,7 @@ export class IoUring implements AioBackend {
     Atomics.store(this.#sqTail, 0, tail + 1);
     this.#unsubmitted++;
     this.#enter();
+    this.#reapInline();
     return this.#gen[slot] * this.#entries + slot;
   }
 
@@ -319,6 +328,7 @@ export class IoUring implements AioBackend {
     this.#closed = true;
     if (this.#inFlight > 0) await new Promise<void>((r) => (this.#drained = r));
     this.#loop.setFdHandler(this.#efd, null);
+    this.#reapBh.delete();
     sys(SYS_io_uring_register, BigInt(this.#fd), BigInt(IORING_UNREGISTER_EVENTFD), 0n, 0n);
     for (const [addr, len] of this.#maps) munmap(addr, len);
     this.#maps = [];
@@ -352,8 +362,13 @@ export class IoUring implements AioBackend {
     }
   }
 
-  #reap(): void {
-    eventFdRead(this.#efd);
+  /** Completions already in the CQ (from inside io_uring_enter) run from a BH. */
+  #reapInline(): void {
+    if (this.#cqHead[0] !== Atomics.load(this.#cqTail, 0)) this.#reapBh.schedule();
+  }
+
+  #reap(fromEventFd: boolean): void {
+    if (fromEventFd) eventFdRead(this.#efd);
     let head = this.#cqHead[0];
     // Reads of cached data complete inline in io_uring_enter, so callbacks
     // that resubmit keep the CQ non-empty: reap at most REAP_BATCH here and
@@ -385,9 +400,9 @@ export class IoUring implements AioBackend {
         });
       }
     }
-    // Left over CQEs were counted by the eventfd we drained: signal it again.
-    if (head !== Atomics.load(this.#cqTail, 0)) eventFdWrite(this.#efd);
+    // Left over CQEs (the batch ran out): the next iteration reaps them.
     if (this.#unsubmitted > 0) this.#enter();
+    this.#reapInline();
     if (this.#inFlight === 0 && this.#drained) {
       const d = this.#drained;
       this.#drained = null;

@@ -43,6 +43,7 @@ import {
 } from "./_layout.ts";
 import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
+import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
@@ -54,6 +55,11 @@ export interface ThreadPoolOptions {
   idleTimeoutMs?: number;
   /** Requests in flight at once, a power of two (default 4096). */
   queueSize?: number;
+  /**
+   * For benchmarks: 2 f64 per slot (slot = handle % queueSize) that the pool
+   * threads fill with CLOCK_MONOTONIC ns when each system call starts and ends.
+   */
+  stamps?: SharedArrayBuffer;
 }
 
 let nextThread = 0;
@@ -140,6 +146,8 @@ export class ThreadPool implements AioBackend {
   #closed = false;
   /** Threads started over the pool's life (for tests and statistics). */
   spawned = 0;
+  /** Callbacks run over the pool's life (statistics). */
+  completed = 0;
 
   /**
    * @param loop the loop completions run on (the caller's thread's loop)
@@ -170,6 +178,10 @@ export class ThreadPool implements AioBackend {
       cring: sab(size * 4),
       bh: { state: new SharedArrayBuffer(0), fd: -1, index: 0 },
     };
+    if (options.stamps) {
+      if (options.stamps.byteLength < size * 16) throw new RangeError("stamps too small");
+      this.#shared.stamps = options.stamps;
+    }
     this.#h = new Int32Array(this.#shared.header);
     this.#si = new Int32Array(this.#shared.slots);
     this.#sf = new Float64Array(this.#shared.slots);
@@ -190,6 +202,7 @@ export class ThreadPool implements AioBackend {
     this.#shared.bh = this.#doneBh.handle();
     this.#h[H_THREADS] = min;
     for (let i = 0; i < min; i++) this.#spawn();
+    registerAioPool(this);
   }
 
   /** Live pool threads. */
@@ -290,6 +303,7 @@ export class ThreadPool implements AioBackend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unregisterAioPool(this);
     if (this.#inFlight > 0) {
       await new Promise<void>((r) => (this.#drained = r));
     }
@@ -407,6 +421,7 @@ export class ThreadPool implements AioBackend {
   }
 
   #finish(cb: AioCallback, res: number): void {
+    this.completed++;
     try {
       cb(res);
     } catch (e) {

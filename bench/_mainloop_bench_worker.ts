@@ -3,7 +3,7 @@
 import { SharedBh } from "../mainloop/bh.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import { libc } from "../sys/libc.ts";
-import { eventFdRead } from "../sys/fd.ts";
+import { eventFdRead, eventFdWrite } from "../sys/fd.ts";
 
 const self = globalThis as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -11,21 +11,22 @@ const self = globalThis as unknown as {
 };
 
 self.onmessage = (e: MessageEvent) => {
-  const { mode, handle, sync, times, rounds, efd } = e.data;
+  const { mode, handle, sync, times, rounds, efd, gapNs } = e.data;
   const ctl = new Int32Array(sync);
   const t = new Float64Array(times);
-  if (mode === "wake") {
-    // ctl[0]: round the main loop has finished. Sleep a little so the loop is
-    // idle in ppoll, then stamp the time and schedule its BH.
-    const bh = new SharedBh(handle);
+  if (mode === "wake" || mode === "fd") {
+    // ctl[0]: round the main loop has finished. Sleep gapNs so the loop is
+    // asleep, then stamp the time and schedule its BH (or write its eventfd).
+    const bh = mode === "wake" ? new SharedBh(handle) : null;
     for (let r = 0; r < rounds; r++) {
       let v: number;
       while ((v = Atomics.load(ctl, 0)) < r) Atomics.wait(ctl, 0, v);
-      const until = clockNs(CLOCK_MONOTONIC) + 200_000;
-      Atomics.wait(ctl, 1, 0, 0.2);
+      const until = clockNs(CLOCK_MONOTONIC) + gapNs;
+      Atomics.wait(ctl, 1, 0, gapNs / 1e6);
       while (clockNs(CLOCK_MONOTONIC) < until) { /* the loop is asleep by now */ }
       t[r] = clockNs(CLOCK_MONOTONIC);
-      bh.schedule();
+      if (bh) bh.schedule();
+      else eventFdWrite(efd);
     }
   } else {
     // Reference design: this thread blocks in a synchronous poll(2) on an

@@ -30,6 +30,8 @@ import { VirtioPciDevice, virtioPciSpecOf } from "../devices/virtio/pci.ts";
 import { VirtioPciBackend } from "../devices/virtio/pci_backend.ts";
 import { forwardingLink } from "../devices/virtio/_test_driver.ts";
 import { type BlockAio, SyncAio } from "../devices/virtio/sync_io.ts";
+import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
+import type { AioCallback, AioRequest } from "../aio/types.ts";
 
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 3);
 const FILE_MB = Number(Deno.env.get("BENCH_FILE_MB") ?? 256);
@@ -150,6 +152,102 @@ async function virtio(
   return done / secs;
 }
 
+const HOPS = [
+  "driver kick -> device submits to aio",
+  "submit -> pool thread starts preadv (wake-up)",
+  "preadv (O_DIRECT 4 KiB)",
+  "preadv returns -> completion runs on the loop (wake-up)",
+  "completion -> used ring + interrupt",
+  "interrupt -> driver reaps (next loop iteration)",
+];
+
+/**
+ * One 4 KiB read at a time through the whole path, stamped at each hop
+ * (CLOCK_MONOTONIC; the pool threads stamp their system call): medians in µs.
+ */
+async function hopTrace(path: string, rounds: number): Promise<number[][]> {
+  const disk = openDisk(parseDiskOption(`${path},ro,cache=none`));
+  const mem = GuestMemory.allocate(64 << 20);
+  const loop = new MainLoop();
+  const running = loop.run();
+  const stamps = new SharedArrayBuffer(256 * 16);
+  const st = new Float64Array(stamps);
+  const pool = new ThreadPool(loop, { minThreads: 1, maxThreads: 1, queueSize: 256, stamps });
+  const t = new Float64Array(7);
+  let slot = 0;
+  const aio: BlockAio = {
+    submit(req: AioRequest, cb: AioCallback): number {
+      t[1] = clockNs(CLOCK_MONOTONIC);
+      const h = pool.submit(req, (r) => {
+        t[4] = clockNs(CLOCK_MONOTONIC);
+        cb(r);
+      });
+      slot = h % 256;
+      return h;
+    },
+  };
+  const blk = new VirtioBlock({ disk, aio, queueSize: 256 });
+  const blocks = disk.size / BS;
+  const hops: number[][] = HOPS.map(() => []);
+  let next: (() => void) | null = null;
+  let be: VirtioPciBackend | null = null;
+  // deno-lint-ignore prefer-const
+  let drv: TestDriver;
+  const reapBh = loop.bh(() => {
+    t[6] = clockNs(CLOCK_MONOTONIC);
+    drv.read(0x1000, 1);
+    for (const _ of drv.collect()) next?.();
+  });
+  const sink: InterruptSink = {
+    msix() {},
+    intx(level: boolean) {
+      if (!level) return;
+      t[5] = clockNs(CLOCK_MONOTONIC);
+      reapBh.schedule();
+    },
+  };
+  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+    interrupt: sink,
+    link: forwardingLink(() => be),
+  });
+  drv = new TestDriver(mem, dev, { size: 256 });
+  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
+  if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
+    throw new Error("Feature negotiation failed");
+  }
+  // Each read is kicked from a loop timer 100 µs after the previous one
+  // completed, as a guest thinking between reads would.
+  let r = 0;
+  const { promise: finished, resolve: finish } = Promise.withResolvers<void>();
+  const kick = loop.timer("monotonic", () => {
+    blkHeader(mem, HDR, VIRTIO_BLK_T_IN, Math.floor(Math.random() * blocks) * (BS / 512));
+    drv.add([
+      { addr: HDR, len: 16 },
+      { addr: DATA, len: BS, write: true },
+      { addr: STATUS, len: 1, write: true },
+    ]);
+    t[0] = clockNs(CLOCK_MONOTONIC);
+    drv.kick();
+  });
+  next = () => {
+    t[2] = st[2 * slot];
+    t[3] = st[2 * slot + 1];
+    if (r >= 50) { // after a warm-up
+      for (let h = 0; h < HOPS.length; h++) hops[h].push(t[h + 1] - t[h]);
+    }
+    if (++r === rounds) finish();
+    else kick.mod(loop.now("monotonic") + 100_000);
+  };
+  kick.mod(loop.now("monotonic") + 100_000);
+  await finished;
+  await pool.close();
+  loop.stop();
+  await running;
+  loop.close();
+  disk.close();
+  return hops;
+}
+
 /** IOPS fio reaches with the same workload. */
 async function fio(
   path: string,
@@ -231,6 +329,20 @@ try {
   console.log("|---|---:|---|---:|---:|");
   for (const r of rows) console.log(r);
   if (!uring) console.log(`\nio_uring rows: ${ioUringAvailable()}`);
+  const hops = await hopTrace(path, Number(Deno.env.get("BENCH_HOP_ROUNDS") ?? 1000));
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const p99 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)];
+  console.log(`\nOne read at a time, aio=threads, per hop (${hops[0].length} reads, µs)\n`);
+  console.log("| hop | p50 µs | p99 µs |");
+  console.log("|---|---:|---:|");
+  let total = 0;
+  for (let h = 0; h < HOPS.length; h++) {
+    total += med(hops[h]);
+    console.log(
+      `| ${HOPS[h]} | ${(med(hops[h]) / 1e3).toFixed(1)} | ${(p99(hops[h]) / 1e3).toFixed(1)} |`,
+    );
+  }
+  console.log(`| sum of medians | ${(total / 1e3).toFixed(1)} | |`);
 } finally {
   Deno.removeSync(path);
 }

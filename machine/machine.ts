@@ -19,6 +19,7 @@ import { BigLock, type BigLockState } from "../devices/big_lock.ts";
 import { VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { vcpuCpuid } from "./x86_cpu.ts";
+import { traceEnabled, traceMark } from "../sys/start_trace.ts";
 
 /** Per-vCPU initial state, applied before the vCPU thread starts. */
 export type VcpuSetup = (vcpu: KvmVcpu, index: number) => void;
@@ -55,20 +56,6 @@ export interface MachineExit {
   exitCode: number;
   /** vCPU thread failures, if any. */
   errors: string[];
-}
-
-/**
- * Whether DENOVMM_TRACE_START=1 asks for the start-up trace (process start to
- * vCPU 0's first KVM_RUN, printed when the VM stops; bench/boot_bench.ts reads
- * it). Asks the permission state first, so it needs no --allow-env and never
- * prompts.
- */
-function traceStart(): boolean {
-  const name = "DENOVMM_TRACE_START";
-  if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-    return false;
-  }
-  return Deno.env.get(name) === "1";
 }
 
 /** Identity-map and TSS addresses KVM (Intel) needs: just below the BIOS. */
@@ -138,6 +125,11 @@ export class Machine {
     memory.layout.regions.forEach((r, slot) => vm.setUserMemoryRegion(slot, r));
     const m = new Machine(kvm, vm, memory, config);
     m.#createdAt = createdAt;
+    traceMark(
+      "KVM set-up (VM, irqchip, PIT, guest RAM) starts",
+      performance.timeOrigin + createdAt,
+    );
+    traceMark("KVM set-up done");
     return m;
   }
 
@@ -187,6 +179,7 @@ export class Machine {
     }
     await Promise.all(this.vcpus.map((v) => v.ready));
     this.#readyAt = performance.now();
+    traceMark("all vCPU threads ready");
   }
 
   /**
@@ -205,7 +198,12 @@ export class Machine {
       });
     }
     const state = await this.control.waitStopped();
-    if (traceStart()) {
+    traceMark("VM stopped (power-off, reset or stop seen by the main thread)");
+    for (let i = 0; i < this.vcpus.length; i++) {
+      const t = this.control.firstRunEpochMs(i);
+      if (t !== undefined) traceMark(`vcpu-${i} first KVM_RUN`, t);
+    }
+    if (traceEnabled()) {
       const first = this.control.firstRunEpochMs(0);
       if (first !== undefined) {
         const ms = (first - performance.timeOrigin).toFixed(1);
@@ -219,6 +217,7 @@ export class Machine {
       }
     }
     await Promise.all(this.vcpus.map((v) => v.stop()));
+    traceMark("vCPU threads joined");
     const errors = this.vcpus.filter((v) => v.error).map((v) => `vcpu-${v.index}: ${v.error}`);
     return { state, exitCode: this.control.exitCode, errors };
   }

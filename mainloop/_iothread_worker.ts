@@ -18,15 +18,20 @@ const self = globalThis as unknown as {
 
 let loop: MainLoop | null = null;
 let running: Promise<void> | null = null;
+/** Messages on their way to this side (see MainLoopOptions.mailbox). */
+let mailbox: Int32Array<SharedArrayBuffer> | null = null;
 
 self.onmessage = async (e: MessageEvent) => {
   const m = e.data;
   if (m.type === "init") {
     setThreadName(m.name);
-    loop = new MainLoop({ name: m.name });
+    mailbox = new Int32Array(m.mailbox as SharedArrayBuffer);
+    loop = new MainLoop({ name: m.name, mailbox });
+    // The parent schedules this after each message, to wake a sleeping loop.
+    const wake = loop.bh(() => {}, "iothread-mail");
     running = loop.run();
     running.catch((err) => console.error(`${m.name}: loop failed:`, err));
-    self.postMessage({ type: "ready", tid: gettid() });
+    self.postMessage({ type: "ready", tid: gettid(), wake: wake.handle() });
   } else if (m.type === "call") {
     try {
       const mod = await import(m.module);
@@ -36,6 +41,8 @@ self.onmessage = async (e: MessageEvent) => {
       self.postMessage({ type: "result", id: m.id, ok: true, value });
     } catch (err) {
       self.postMessage({ type: "result", id: m.id, ok: false, error: String(err) });
+    } finally {
+      Atomics.sub(mailbox!, 0, 1);
     }
   } else if (m.type === "stop") {
     loop?.stop();

@@ -57,9 +57,7 @@ export class SharedBh {
   /** Schedules the BH on its loop; safe from any thread, idempotent until it runs. */
   schedule(): void {
     if (markPending(this.#words, this.#word, this.#mask, this.#sumMask)) {
-      // Wakes a loop briefly waiting on the summary word (MainLoop pollNs)...
-      Atomics.notify(this.#words, SUMMARY);
-      // ...or sleeping in ppoll.
+      // Wakes the loop from ppoll (on its own thread or on Deno's pool).
       notifyShared(this.#words, this.#fd);
     }
   }
@@ -113,18 +111,6 @@ export class BhTable {
     if (index >= MAX_BHS) throw new RangeError(`Too many bottom halves (max ${MAX_BHS})`);
     this.#cbs[index] = cb;
     return new LoopBh(this, index, name);
-  }
-
-  /**
-   * Sleeps until a BH is scheduled from another thread, up to ms (blocks the
-   * calling thread: see MainLoop's pollNs).
-   *
-   * @param ms longest wait
-   * @returns whether a BH is pending
-   */
-  waitPending(ms: number): boolean {
-    Atomics.wait(this.#words, SUMMARY, 0, ms);
-    return this.pending;
   }
 
   /** Whether any BH is pending. */

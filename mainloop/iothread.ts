@@ -11,6 +11,8 @@
  * @module
  */
 import { workerUrl } from "../sys/worker_url.ts";
+import { SharedBh } from "./bh.ts";
+import type { BhHandle } from "./types.ts";
 
 /** Options for {@link IOThread.start}. */
 export interface IOThreadOptions {
@@ -18,7 +20,7 @@ export interface IOThreadOptions {
   name?: string;
 }
 
-type Reply = { type: "ready"; tid: number } | { type: "stopped" } | {
+type Reply = { type: "ready"; tid: number; wake: BhHandle } | { type: "stopped" } | {
   type: "result";
   id: number;
   ok: boolean;
@@ -35,6 +37,9 @@ export class IOThread {
   /** The Worker's kernel thread id. */
   tid = 0;
   #worker: Worker;
+  /** Messages posted that the iothread has not finished (MainLoopOptions.mailbox). */
+  #mailbox = new Int32Array(new SharedArrayBuffer(4));
+  #wake: SharedBh | null = null;
   #calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #nextCall = 0;
   #ready: PromiseWithResolvers<void> = Promise.withResolvers();
@@ -56,7 +61,7 @@ export class IOThread {
       this.#calls.clear();
       this.#stopped.resolve();
     };
-    this.#worker.postMessage({ type: "init", name });
+    this.#worker.postMessage({ type: "init", name, mailbox: this.#mailbox.buffer });
   }
 
   /**
@@ -95,7 +100,7 @@ export class IOThread {
     const id = this.#nextCall++;
     const { promise, resolve, reject } = Promise.withResolvers<unknown>();
     this.#calls.set(id, { resolve, reject });
-    this.#worker.postMessage({ type: "call", id, module: workerUrl(module), fn, args });
+    this.#post({ type: "call", id, module: workerUrl(module), fn, args });
     return promise as Promise<T>;
   }
 
@@ -107,15 +112,23 @@ export class IOThread {
   async stop(): Promise<void> {
     if (!this.#stopping) {
       this.#stopping = true;
-      this.#worker.postMessage({ type: "stop" });
+      this.#post({ type: "stop" });
     }
     await this.#stopped.promise;
     this.#worker.terminate();
   }
 
+  /** Posts to the iothread and wakes its loop, which sleeps on its own thread. */
+  #post(m: unknown): void {
+    Atomics.add(this.#mailbox, 0, 1);
+    this.#worker.postMessage(m);
+    this.#wake?.schedule();
+  }
+
   #onMessage(m: Reply): void {
     if (m.type === "ready") {
       this.tid = m.tid;
+      this.#wake = new SharedBh(m.wake);
       this.#ready.resolve();
     } else if (m.type === "stopped") {
       for (const c of this.#calls.values()) c.reject(new Error(`${this.name} stopped`));

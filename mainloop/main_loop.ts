@@ -10,20 +10,28 @@
  * callbacks (fd handlers, BHs, timers) run there, never concurrently with
  * each other or with other JS of that isolate.
  *
- * Each iteration first tries a zero-timeout ppoll synchronously: if something
- * is ready (or a BH is pending) it dispatches at once without the thread hop.
- * After {@link SYNC_BUDGET} such iterations in a row it always goes through
- * the thread pool, which yields to Deno's event loop, so a busy loop (a BH
- * that keeps rescheduling itself) cannot starve Deno, and Deno cannot starve
- * the loop (ppoll completion is an ordinary op completion).
+ * Waking the loop from another thread through that pool costs a second
+ * thread hop on every completion (the pool thread returns from ppoll, then
+ * wakes the isolate's thread). So while the loop is busy it sleeps on its own
+ * thread instead: after an iteration that dispatched anything, it waits up to
+ * `pollNs` (default 5 ms) in a synchronous ppoll on its fds and its
+ * notifier, which a cross-thread BH, an ioeventfd or a completion eventfd
+ * ends with one wake-up, as a Worker
+ * blocked in poll(2) would. Only after `pollNs` with nothing to do does it go
+ * back to the thread pool and let Deno's event loop sleep with it. While it
+ * waits synchronously, Deno's event loop (timers, signals, Worker messages)
+ * waits too (promise reactions do not: each iteration that dispatched
+ * something ends with a microtask checkpoint): at least every `yieldNs`
+ * (default 10 ms) the loop yields to it with one ppoll through the pool, so
+ * Deno is never held longer than that, and Deno cannot starve the loop
+ * (ppoll completion is an ordinary op completion).
  *
  * One iteration, in this order (QEMU's aio_dispatch order):
  * 1. timeout = 0 if a BH is pending, else until the nearest timer on any
- *    clock, else infinite; ppoll with it (ns resolution). If the previous
- *    iteration ran BHs, the loop first sleeps up to `pollNs` (50 µs) in
- *    Atomics.wait for the next cross-thread BH (see {@link MainLoopOptions});
- *    before sleeping in ppoll it re-arms the notifier (notifier.ts) and
- *    re-checks for pending BHs, so no wake-up is lost;
+ *    clock, else infinite; poll with it (ns resolution): synchronously within
+ *    `pollNs` of the last dispatch and `yieldNs` of the last yield, otherwise
+ *    on Deno's pool. Before sleeping it re-arms the notifier (notifier.ts)
+ *    and re-checks for pending BHs, so no wake-up is lost;
  * 2. bottom halves, in creation order (each scheduled one runs once);
  * 3. fd handlers, in registration order: `read` on POLLIN/POLLHUP/POLLERR,
  *    then `write` on POLLOUT/POLLERR (level-triggered: called again next
@@ -40,12 +48,19 @@ import { BH_WORDS, BhTable } from "./bh.ts";
 import { clockId, clockNs } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
 import { TimerGroup } from "./timer.ts";
+import { LoopStats } from "./loop_stats.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
 
 export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../sys/poll.ts";
 
-/** Synchronous iterations in a row before the loop yields to Deno's event loop. */
-export const SYNC_BUDGET = 16;
+/** Default {@link MainLoopOptions.pollNs}: 5 ms. */
+export const DEFAULT_POLL_NS = 5_000_000;
+/**
+ * Default {@link MainLoopOptions.yieldNs}: 10 ms. Each turn given to Deno costs the
+ * wake-ups around it (p50 wake-up 7.6 µs with 2 ms, 4.4 µs with 10 ms, against
+ * 4.3 µs for a thread blocked in poll(2): bench/mainloop_bench.ts).
+ */
+export const DEFAULT_YIELD_NS = 10_000_000;
 
 interface FdRecord {
   fd: number;
@@ -59,16 +74,33 @@ export interface MainLoopOptions {
   /** Name for diagnostics (`main`, `iothread-0`). */
   name?: string;
   /**
-   * After an iteration that ran bottom halves, first wait up to this long for
-   * the next one with Atomics.wait on the shared BH word, before sleeping in
-   * ppoll on Deno's thread pool. A BH scheduled from another thread (an aio
-   * completion) then wakes the loop thread directly through a futex instead
-   * of through ppoll, the thread pool and a Promise. Like QEMU's poll-max-ns,
-   * but sleeping rather than spinning (spinning starved the aio threads on a
-   * 2-core host). While it waits, fd events and Deno's own event loop wait
-   * too, at most this long per iteration. Default 50 µs; 0 turns it off.
+   * After an iteration that dispatched anything, keep sleeping on the loop's
+   * own thread (a synchronous ppoll) for up to this long before going back to
+   * ppoll on Deno's thread pool. A wake-up from another thread (an aio
+   * completion BH, an ioeventfd kick) then costs one thread hop instead of
+   * two. Like QEMU's poll-max-ns, but sleeping rather than spinning
+   * (spinning starved the aio threads on a 2-core host), so a longer window
+   * costs no CPU, only a hop through the pool every `yieldNs`. Default
+   * {@link DEFAULT_POLL_NS}; 0 turns it off.
    */
   pollNs?: number;
+  /**
+   * The longest the loop holds its thread away from Deno's event loop
+   * (timers, signals, Worker messages, promises) while busy or sleeping
+   * synchronously. Default {@link DEFAULT_YIELD_NS}.
+   */
+  yieldNs?: number;
+  /**
+   * For a loop that owns its thread (an iothread Worker): word 0 counts the
+   * messages on their way to this thread's Deno side. While it is 0 the loop
+   * counts as always busy (it sleeps in ppoll on its own thread even when
+   * idle, with a zero-timeout hop through Deno's pool every `yieldNs`), so
+   * a wake-up from idle is one hop too; while it is not, the loop waits on
+   * Deno's pool so that Deno can deliver and run them. A sender increments
+   * it, posts, then wakes the loop (a BH); the receiver decrements it when
+   * done.
+   */
+  mailbox?: Int32Array<SharedArrayBuffer>;
 }
 
 /**
@@ -95,9 +127,14 @@ export class MainLoop implements EventLoop {
   #stop = false;
   #closed = false;
   #pollNs: number;
-  #ranBh = false;
+  #yieldMs: number;
+  #mailbox: Int32Array<SharedArrayBuffer> | null;
+  /** performance.now() of the last dispatch that did something, and of the last yield. */
+  #activeAt = -Infinity;
+  #yieldedAt = 0;
   /** Iterations completed (for tests and benchmarks). */
   iterations = 0;
+  #stats: LoopStats | null = null;
 
   /**
    * @param options name
@@ -113,8 +150,12 @@ export class MainLoop implements EventLoop {
    */
   constructor(options: MainLoopOptions = {}) {
     this.name = options.name ?? "main";
-    this.#pollNs = options.pollNs ?? 50_000;
+    this.#pollNs = options.pollNs ?? DEFAULT_POLL_NS;
     if (!(this.#pollNs >= 0)) throw new RangeError(`Invalid pollNs ${options.pollNs}`);
+    const yieldNs = options.yieldNs ?? DEFAULT_YIELD_NS;
+    if (!(yieldNs > 0)) throw new RangeError(`Invalid yieldNs ${options.yieldNs}`);
+    this.#yieldMs = yieldNs / 1e6;
+    this.#mailbox = options.mailbox ?? null;
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
   }
@@ -185,6 +226,16 @@ export class MainLoop implements EventLoop {
     if (this.#bhs.polling) this.#notifier.notify();
   }
 
+  /**
+   * Starts timing each dispatch (two clock reads per iteration from then
+   * on); returns the statistics, which only this loop's thread writes.
+   *
+   * @returns the loop's statistics
+   */
+  enableStats(): LoopStats {
+    return this.#stats ??= new LoopStats();
+  }
+
   /** Whether run() is in progress. */
   get running(): boolean {
     return this.#running !== null;
@@ -221,39 +272,78 @@ export class MainLoop implements EventLoop {
   }
 
   async #loop(): Promise<void> {
-    let budget = SYNC_BUDGET;
+    this.#yieldedAt = performance.now();
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
       const nfds = BigInt(this.#records.length + 1);
-      let timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
-      let n = ppoll(this.#pollPtr, nfds, this.#zeroTs());
-      if (
-        n === 0 && timeout !== 0 && this.#pollNs > 0 && budget > 0 && this.#ranBh &&
-        this.#bhs.waitPending((timeout < 0 ? this.#pollNs : Math.min(this.#pollNs, timeout)) / 1e6)
-      ) {
-        budget--;
-      } else if ((n === 0 && timeout !== 0) || budget === 0) {
-        budget = SYNC_BUDGET;
-        this.#bhs.polling = true;
-        this.#notifier.arm();
-        if (n > 0 || this.#bhs.pending || this.#stop || this.#dirty) timeout = 0;
-        const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
-        // Changes made on this thread while ppoll sleeps (from Deno callbacks)
-        // notify; records replaced meanwhile are marked dead and skipped.
-        n = await ppollAsync(this.#pollPtr, nfds, tsp);
-        this.#bhs.polling = false;
+      const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
+      const now = performance.now();
+      // Nanoseconds this thread may still keep Deno's event loop waiting.
+      const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
+      // A loop that owns its thread, with no message on its way: always busy.
+      const owned = this.#mailbox !== null && Atomics.load(this.#mailbox, 0) === 0;
+      let n = 0;
+      if (this.#mailbox !== null && !owned) {
+        // A message for this thread's Deno side: let Deno run it meanwhile.
+        n = await this.#pollAsync(nfds, timeout);
+      } else if (holdNs <= 0) {
+        // Deno's turn. Still busy: only a hop through the pool (timeout 0),
+        // then back to sleeping here; otherwise sleep there until woken.
+        const busy = owned || (now - this.#activeAt) * 1e6 < this.#pollNs;
+        n = await this.#pollAsync(nfds, busy ? 0 : timeout);
+      } else if (timeout === 0) {
+        // Work is pending: only collect fd events that are ready now.
+        if (this.#records.length > 0) n = this.#pollSync(nfds, 0);
       } else {
-        budget--;
+        const busyNs = owned ? Infinity : (this.#activeAt - now) * 1e6 + this.#pollNs;
+        if (busyNs > 0) {
+          // Something happened lately: sleep right here, not on Deno's pool,
+          // until the window or Deno's hold ends (the next iteration then
+          // yields or goes idle).
+          let wait = Math.min(busyNs, holdNs);
+          if (timeout > 0) wait = Math.min(wait, timeout);
+          n = this.#pollSync(nfds, wait);
+        } else {
+          n = await this.#pollAsync(nfds, timeout);
+        }
       }
       this.iterations++;
-      this.#dispatch(n);
+      const stats = this.#stats;
+      const t0 = stats === null ? 0 : performance.now();
+      const active = this.#dispatch(n);
+      if (stats !== null) stats.record(active, performance.now() - t0);
+      if (active) {
+        this.#activeAt = performance.now();
+        // Let promise reactions the callbacks started run before sleeping
+        // on this thread again (a microtask checkpoint; Deno's macrotasks
+        // still wait for the next yield).
+        await Promise.resolve();
+      }
     }
   }
 
-  #zeroTs(): bigint {
-    this.#ts[0] = 0n;
-    this.#ts[1] = 0n;
-    return this.#tsPtr;
+  /** ppoll on this thread, up to ns (0: only what is ready); returns ready fds. */
+  #pollSync(nfds: bigint, ns: number): number {
+    const sleeps = ns > 0;
+    if (sleeps) {
+      this.#notifier.arm();
+      if (this.#bhs.pending || this.#stop || this.#dirty) ns = 0;
+    }
+    return ppoll(this.#pollPtr, nfds, this.#setTs(ns));
+  }
+
+  /** ppoll on Deno's blocking pool: yields to Deno's event loop meanwhile. */
+  async #pollAsync(nfds: bigint, timeout: number): Promise<number> {
+    this.#bhs.polling = true;
+    this.#notifier.arm();
+    if (this.#bhs.pending || this.#stop || this.#dirty) timeout = 0;
+    const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
+    // Changes made on this thread while ppoll sleeps (from Deno callbacks)
+    // notify; records replaced meanwhile are marked dead and skipped.
+    const n = await ppollAsync(this.#pollPtr, nfds, tsp);
+    this.#bhs.polling = false;
+    this.#yieldedAt = performance.now();
+    return n;
   }
 
   #setTs(ns: number): bigint {
@@ -284,14 +374,15 @@ export class MainLoop implements EventLoop {
     }
   }
 
-  #dispatch(n: number): void {
+  /** Runs what is due; returns whether anything ran. */
+  #dispatch(n: number): boolean {
     const i16 = this.#pollI16;
     if (n > 0 && i16[3] !== 0) {
       i16[3] = 0;
       this.#notifier.drain();
       n--;
     }
-    this.#ranBh = this.#bhs.run() > 0;
+    const ran = this.#bhs.run() > 0 || n > 0;
     if (n > 0) {
       const records = this.#records;
       for (let i = 0; i < records.length; i++) {
@@ -309,7 +400,7 @@ export class MainLoop implements EventLoop {
         if (r.live && r.write && (rev & (POLLOUT | POLLERR))) r.write();
       }
     }
-    this.#timers.run();
+    return this.#timers.run() > 0 || ran;
   }
 }
 

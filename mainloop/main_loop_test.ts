@@ -275,3 +275,57 @@ Deno.test("invalid arguments are rejected", () => {
     loop.close();
   }
 });
+
+Deno.test("promise reactions started by a callback run before the loop sleeps again", async () => {
+  // A long synchronous window: without a microtask checkpoint the reaction
+  // would wait until the loop yields to Deno (yieldNs, 2 s here).
+  const loop = new MainLoop({ pollNs: 5e9, yieldNs: 2e9 });
+  const running = loop.run();
+  try {
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      loop.bh(resolve).schedule();
+      await promise;
+      const dt = performance.now() - t0;
+      assert.ok(dt < 500, `promise reaction waited ${dt.toFixed(0)} ms`);
+    }
+  } finally {
+    loop.stop();
+    await running;
+    loop.close();
+  }
+});
+
+Deno.test("Deno's timers run while the loop sleeps on its own thread", async () => {
+  // The loop stays in its synchronous window (pollNs 10 s) because a
+  // Deno interval keeps waking it; setTimeout must still fire within about
+  // yieldNs.
+  const loop = new MainLoop({ pollNs: 1e10, yieldNs: 5e6 });
+  const running = loop.run();
+  const efd = eventFd();
+  let reads = 0;
+  loop.setFdHandler(efd, {
+    read: () => {
+      eventFdRead(efd);
+      reads++;
+    },
+  });
+  const stop = setInterval(() => eventFdWrite(efd), 1);
+  try {
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, 1));
+      const dt = performance.now() - t0;
+      assert.ok(dt < 200, `setTimeout(1) took ${dt.toFixed(0)} ms`);
+    }
+    assert.ok(reads > 0);
+  } finally {
+    clearInterval(stop);
+    loop.setFdHandler(efd, null);
+    loop.stop();
+    await running;
+    loop.close();
+    closeFd(efd);
+  }
+});

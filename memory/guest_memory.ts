@@ -1,6 +1,14 @@
 /**
- * Guest RAM: memfd-backed shared mappings, reachable only through
- * bounds-checked accessors.
+ * Guest RAM: one anonymous mapping (as QEMU's default RAM backend), reachable
+ * only through bounds-checked accessors.
+ *
+ * It is 2 MiB aligned and advised MADV_HUGEPAGE, so the host backs it with
+ * transparent huge pages and KVM maps the guest with 2 MiB pages: a guest
+ * touching fresh memory (booting, filling its page cache) takes one fault per
+ * 2 MiB instead of one per 4 KiB. (The memfd this used before is shmem, which
+ * hosts rarely back with huge pages: in the nested host every first touch of
+ * a guest page cost a 4 KiB nested-paging fault, ~75-100 µs.) It is also
+ * MADV_DONTFORK, so a child process never makes guest RAM copy-on-write.
  *
  * The mapping lives in the process address space, so every Worker (vCPU, aio,
  * iothread) builds a GuestMemory over the same host address from a
@@ -11,14 +19,19 @@
 import {
   closeFd,
   hostBuffer,
+  MAP_ANONYMOUS,
   MAP_NORESERVE,
-  MAP_SHARED,
-  memfd,
+  MAP_PRIVATE,
   mmap,
   munmap,
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
+import { libc } from "../sys/libc.ts";
+
+const HUGE_PAGE = 2 << 20;
+const MADV_DONTFORK = 10;
+const MADV_HUGEPAGE = 14;
 
 /**
  * One contiguous range of guest RAM.
@@ -37,7 +50,7 @@ export interface MemoryRegion {
   readonly size: number;
   /** Host virtual address of the mapping. */
   readonly hostAddr: bigint;
-  /** Offset of this region in the backing memfd. */
+  /** Offset of this region from the start of guest RAM's mapping. */
   readonly fdOffset: number;
 }
 
@@ -56,7 +69,7 @@ export interface MemoryRegion {
 export interface GuestMemoryLayout {
   /** The regions, sorted by guest address, not overlapping. */
   readonly regions: readonly MemoryRegion[];
-  /** The backing memfd (-1 for test memory). */
+  /** A backing fd to close with the memory (-1: none; guest RAM is anonymous). */
   readonly fd: number;
 }
 
@@ -140,12 +153,8 @@ export class GuestMemory {
     if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
       throw new RangeError(`Invalid guest memory size ${size}`);
     }
-    const fd = memfd("guest-ram", size);
-    const hostAddr = mmap(size, {
-      prot: PROT_READ | PROT_WRITE,
-      flags: MAP_SHARED | MAP_NORESERVE,
-      fd,
-    });
+    const hostAddr = mapHugeAligned(size);
+    const fd = -1;
     const low = Math.min(size, PCI_HOLE_START);
     const regions: MemoryRegion[] = [{ guestAddr: 0, size: low, hostAddr, fdOffset: 0 }];
     if (size > low) {
@@ -340,4 +349,24 @@ export class GuestMemory {
     munmap(mapping.addr, mapping.size);
     if (this.layout.fd >= 0) closeFd(this.layout.fd);
   }
+}
+
+/**
+ * Maps size bytes of anonymous memory at a 2 MiB boundary, advised for huge
+ * pages and excluded from fork. Advice the host refuses is ignored.
+ */
+function mapHugeAligned(size: number): bigint {
+  const raw = mmap(size + HUGE_PAGE, {
+    prot: PROT_READ | PROT_WRITE,
+    flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+  });
+  const mask = BigInt(HUGE_PAGE - 1);
+  const addr = (raw + mask) & ~mask;
+  const head = Number(addr - raw);
+  if (head > 0) munmap(raw, head);
+  if (HUGE_PAGE - head > 0) munmap(addr + BigInt(size), HUGE_PAGE - head);
+  const p = Deno.UnsafePointer.create(addr);
+  libc.madvise(p, BigInt(size), MADV_HUGEPAGE);
+  libc.madvise(p, BigInt(size), MADV_DONTFORK);
+  return addr;
 }

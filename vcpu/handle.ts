@@ -19,6 +19,7 @@ import { type BigLockState } from "../devices/big_lock.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 /** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
 const LAST_WORD_MS = 10_000;
@@ -86,6 +87,7 @@ export class VcpuThread {
     this.index = index;
     this.#ctl = opts.control;
     this.#requestExit = opts.requestExit;
+    traceMark(`vcpu-${index} Worker requested`);
     this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
       type: "module",
       name: `vcpu-${index}`,
@@ -98,8 +100,13 @@ export class VcpuThread {
     this.exited = new Promise((res) => exitedResolve = res);
     this.#worker.onmessage = (e: MessageEvent<VcpuMessage>) => {
       const m = e.data;
-      if (m.type === "ready") readyResolve();
-      else if (m.type === "exited") exitedResolve();
+      if (m.type === "ready") {
+        const name = `vcpu-${index}`;
+        traceMark(`${name} isolate created`, m.times.created);
+        traceMark(`${name} modules loaded`, m.times.loaded);
+        traceMark(`${name} devices built, ready`, m.times.ready);
+        readyResolve();
+      } else if (m.type === "exited") exitedResolve();
       else {
         this.error = m.message;
         readyReject(new Error(`vcpu-${index}: ${m.message}`));

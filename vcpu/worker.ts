@@ -20,15 +20,21 @@ import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { gettid, SCHED_FIFO, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
 import { BigLock, type BigLockState } from "../devices/big_lock.ts";
 import {
+  VCPU_EXIT_KINDS,
   VCPU_EXITS,
   VCPU_STATE,
   VCPU_TID,
   VcpuRunState,
+  VM_STATS_OFF,
   VmControl,
   VmState,
 } from "./vm_control.ts";
 import { dumpVcpu } from "./dump.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
+import { epochMs } from "../sys/start_trace.ts";
+
+/** When this Worker's modules had loaded (start-up trace). */
+const loadedAt = epochMs();
 
 /** The init message from the main thread. */
 export interface VcpuInit {
@@ -56,9 +62,19 @@ export interface VcpuInit {
   readonly onHlt?: "resume" | "stop";
 }
 
+/** Start-up stamps of a vCPU Worker, epoch ms (see sys/start_trace.ts). */
+export interface VcpuStartTimes {
+  /** Its isolate was created (its performance.timeOrigin). */
+  created: number;
+  /** Its modules had loaded and run. */
+  loaded: number;
+  /** Its devices were built and it was about to wait for the go-ahead. */
+  ready: number;
+}
+
 /** Messages back to the main thread. */
 export type VcpuMessage =
-  | { type: "ready"; tid: number }
+  | { type: "ready"; tid: number; times: VcpuStartTimes }
   | { type: "exited" }
   | { type: "error"; message: string };
 
@@ -82,6 +98,9 @@ async function main(init: VcpuInit): Promise<void> {
   const w = ctl.words;
   const stateIdx = ctl.vcpuWord(index, VCPU_STATE);
   const exitsIdx = ctl.vcpuWord(index, VCPU_EXITS);
+  // Exits by kind, for statistics: one more increment per exit (stats/).
+  const kindsIdx = ctl.vcpuWord(index, VCPU_EXIT_KINDS);
+  const countKinds = Atomics.load(w, VM_STATS_OFF) === 0;
   const tid = gettid();
   Atomics.store(w, ctl.vcpuWord(index, VCPU_TID), tid);
 
@@ -114,7 +133,11 @@ async function main(init: VcpuInit): Promise<void> {
     );
   };
 
-  post({ type: "ready", tid });
+  post({
+    type: "ready",
+    tid,
+    times: { created: performance.timeOrigin, loaded: loadedAt, ready: epochMs() },
+  });
   // Wait for the go-ahead (or a stop before we ever ran).
   while (Atomics.load(w, stateIdx) === VcpuRunState.Starting) {
     Atomics.wait(w, stateIdx, VcpuRunState.Starting);
@@ -144,6 +167,7 @@ async function main(init: VcpuInit): Promise<void> {
 
     const kind = vcpu.run();
     w[exitsIdx]++;
+    if (countKinds) w[kindsIdx + kind]++;
     switch (kind) {
       case ExitKind.Io: {
         const port = vcpu.ioPort;

@@ -35,6 +35,7 @@ import type { VirtioFunctionConfig } from "./config.ts";
 import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 const PC_DEVICES = new URL("../machine/pc_devices.ts", import.meta.url).href;
 const PCI_DEVICES = new URL("../machine/pci_devices.ts", import.meta.url).href;
@@ -145,6 +146,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       }
       placed.push({ name: f.name ?? `virtio${i}`, id, io, iothread: f.iothread, spec });
     }
+    traceMark("virtio device models prepared");
     // 2. The layout, whole: slots, INTx and MSI GSIs, the _PRT.
     const plan = planPciFunctions(placed.map((p) => p.spec.msixVectors ?? p.spec.numQueues + 1));
     const prt = pciIrqRoutesFor(plan.map((p) => p.slot));
@@ -172,6 +174,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         pciIrqRoutes: prt,
         framebuffer: env.framebuffer?.info,
       });
+      traceMark("kernel and initrd loaded into guest RAM");
       entry = (v, i) => {
         setBootMsrs(v);
         v.setFpu();
@@ -243,6 +246,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
     }
     for (const d of [...specs, ...rc.devices]) m.addDevice(d);
+    traceMark("platform and PCI devices wired");
 
     // 6. vCPUs: their state, then their threads (which build the devices).
     await m.setup(entry);

@@ -207,7 +207,8 @@ export async function acpidInitramfs(): Promise<string> {
     modules: ["button", "evdev"],
     script: [
       "mkdir -p /etc/acpi/PWRF",
-      `printf '#!/bin/sh\\necho ${POWER_BUTTON_SEEN}\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080`,
+      // acpid runs as a daemon with its stdio on /dev/null: say it on the console.
+      `printf '#!/bin/sh\\necho ${POWER_BUTTON_SEEN} > /dev/console\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080`,
       "chmod 755 /etc/acpi/PWRF/00000080",
       "acpid",
       `echo ${ACPID_READY}`,

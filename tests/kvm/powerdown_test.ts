@@ -18,9 +18,16 @@ Deno.test("powerdown() reaches acpid in the guest, which powers off", async () =
   vm.on("powerdown", (t) => events.push(t));
   vm.on("poweroff", (t) => events.push(t));
   await vm.start();
-  await vm.serial.waitFor(ACPID_READY, { timeoutMs: 180_000 });
+  const seen = async (what: string, timeoutMs: number) => {
+    try {
+      await vm.serial.waitFor(what, { timeoutMs });
+    } catch (e) {
+      throw new Error(`${(e as Error).message}; console:\n${vm.serial.text.slice(-3000)}`);
+    }
+  };
+  await seen(ACPID_READY, 180_000);
   assert.equal(vm.powerdown(), true, "the guest enabled the power button event");
-  await vm.serial.waitFor(POWER_BUTTON_SEEN, { timeoutMs: 60_000 });
+  await seen(POWER_BUTTON_SEEN, 120_000);
   const end = await vm.wait();
   assert.equal(end.reason, "poweroff", vm.serial.text.slice(-2000));
   assert.equal(end.exitCode, 0);
