@@ -1,7 +1,7 @@
 /**
  * QEMU's thread pool (util/thread-pool.c, once posix-aio-compat.c): Workers
  * named `aio-N` take requests from a queue in shared memory and run blocking
- * pread/pwrite/preadv/pwritev/fsync/fdatasync straight into the caller's
+ * pread/pwrite/preadv/pwritev/fsync/fdatasync/fallocate straight into the caller's
  * memory (guest RAM by host address, or a JS buffer), then schedule one
  * completion bottom half on the loop that owns the pool; callbacks run there.
  *
@@ -27,6 +27,7 @@ import {
   H_THREADS,
   HEADER_WORDS,
   lock,
+  OP_FALLOCATE,
   OP_FDATASYNC,
   OP_FSYNC,
   OP_PREAD,
@@ -41,7 +42,13 @@ import {
   SLOT_BYTES,
   unlock,
 } from "./_layout.ts";
-import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
+import {
+  type AioBackend,
+  type AioCallback,
+  AioQueueFullError,
+  type AioRequest,
+  IOV_MAX,
+} from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
 import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 
@@ -78,6 +85,8 @@ function opCode(op: string): number {
       return OP_FSYNC;
     case "fdatasync":
       return OP_FDATASYNC;
+    case "fallocate":
+      return OP_FALLOCATE;
     default:
       throw new RangeError(`Unknown aio operation ${op}`);
   }
@@ -243,7 +252,7 @@ export class ThreadPool implements AioBackend {
       throw new RangeError(`Invalid offset ${offset}`);
     }
     const idx = this.#free.pop();
-    if (idx === undefined) throw new RangeError("Thread pool queue is full (EAGAIN)");
+    if (idx === undefined) throw new AioQueueFullError("Thread pool queue is full (EAGAIN)");
     try {
       this.#fill(idx, op, req);
     } catch (e) {
@@ -320,6 +329,15 @@ export class ThreadPool implements AioBackend {
     this.#keep[idx] = null;
     if (op === OP_FSYNC || op === OP_FDATASYNC) {
       this.#si[idx * W + 3] = 0;
+      return;
+    }
+    if (op === OP_FALLOCATE) {
+      const mode = req.mode ?? 0;
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0x7fff_ffff) {
+        throw new RangeError(`Invalid fallocate mode ${mode}`);
+      }
+      this.#lens[idx] = checkLen(req.len ?? 0);
+      this.#si[idx * W + 3] = mode;
       return;
     }
     if (op === OP_PREAD || op === OP_PWRITE) {

@@ -226,6 +226,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     syncDiskIo: c.syncDiskIo ?? false,
     placement: c.placement ?? {},
     net,
+    display,
   };
 }
 

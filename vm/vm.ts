@@ -205,7 +205,12 @@ export class Vm {
     return this.#built?.machine.vcpus.map((v) => v.tid) ?? [];
   }
 
-  /** The running machine's control block (its vCPU exit counters feed statistics). */
+  /**
+   * The running machine's control block (its vCPU exit counters feed
+   * statistics).
+   *
+   * @internal For the control plane (operate/); not part of the public API.
+   */
   get vcpuControl(): VmControl | undefined {
     return this.#built?.machine.control;
   }

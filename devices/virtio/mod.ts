@@ -10,6 +10,7 @@ export * from "./device.ts";
 export * from "./pci.ts";
 export * from "./block.ts";
 export * from "./disk_file.ts";
+export * from "./image_lock.ts";
 export * from "./sync_io.ts";
 export * from "./pci_backend.ts";
 export * from "./net_constants.ts";
