@@ -103,7 +103,7 @@ if (!unitOnly) {
       try {
         r = await runNested(
           `NO_COLOR=1 deno ${testArgs.map((a) => `'${a}'`).join(" ")}`,
-          { stream: true, timeoutS: 900 },
+          { stream: true, timeoutS: 2700 },
         );
       } catch (e) {
         console.error(`nested KVM host failed: ${e instanceof Error ? e.message : e}`);
