@@ -35,7 +35,7 @@ import {
   PROT_WRITE,
 } from "../sys/fd.ts";
 import type { Bh, EventLoop } from "../mainloop/types.ts";
-import { bufferAddress } from "./thread_pool.ts";
+import { bufferAddress, checkLen, type OneSegment, singleSegment } from "./request.ts";
 import {
   AIO_FALLOC_ZERO_FALLBACK,
   type AioBackend,
@@ -105,6 +105,7 @@ export interface IoUringOptions {
 
 /** An io_uring instance bound to one event loop. */
 export class IoUring implements AioBackend {
+  readonly #one: OneSegment = { addr: 0n, len: 0, keep: null };
   /** Backend name. */
   readonly kind = "io_uring" as const;
   #loop: EventLoop;
@@ -254,16 +255,8 @@ export class IoUring implements AioBackend {
       case "pread":
       case "pwrite":
         opcode = req.op === "pread" ? IORING_OP_READ : IORING_OP_WRITE;
-        if (req.buf) {
-          addr = bufferAddress(req.buf);
-          len = req.buf.byteLength;
-          keep = req.buf;
-        } else if (req.iov && req.iov.length === 1) {
-          addr = req.iov[0].addr;
-          len = checkLen(req.iov[0].len);
-        } else {
-          throw new RangeError(`${req.op} needs buf or exactly one iov segment`);
-        }
+        singleSegment(req, this.#one);
+        ({ addr, len, keep } = this.#one);
         if (len > 0x7fff_f000) throw new RangeError(`Transfer too large: ${len}`);
         break;
       case "preadv":
@@ -455,9 +448,4 @@ export class IoUring implements AioBackend {
       d();
     }
   }
-}
-
-function checkLen(len: number): number {
-  if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`Invalid segment length ${len}`);
-  return len;
 }

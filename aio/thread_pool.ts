@@ -1,17 +1,14 @@
 /**
- * QEMU's thread pool (util/thread-pool.c, once posix-aio-compat.c): Workers
- * named `aio-N` take requests from a queue in shared memory and run blocking
- * pread/pwrite/preadv/pwritev/fsync/fdatasync/fallocate straight into the caller's
- * memory (guest RAM by host address, or a JS buffer), then schedule one
- * completion bottom half on the loop that owns the pool; callbacks run there.
+ * QEMU's thread pool (util/thread-pool.c): Workers named `aio-N` take
+ * requests from a shared-memory queue, run the blocking system call straight
+ * into the caller's memory (guest RAM by host address, or a JS buffer), then
+ * schedule one completion bottom half on the loop that owns the pool.
  *
- * Threads are spawned on demand when more requests wait than threads idle
- * (up to `maxThreads`, 64 by default) and exit after `idleTimeoutMs` (10 s)
- * without work, down to `minThreads` (0). The queue holds `queueSize`
- * requests; submit throws RangeError (EAGAIN) when all slots are busy.
- *
- * Cancel succeeds only while a request is still queued (QEMU's rule): the
- * callback then runs with -ECANCELED on the next loop iteration.
+ * Threads start on demand while more requests wait than threads idle (up to
+ * `maxThreads`, 64) and exit after `idleTimeoutMs` (10 s) idle, down to
+ * `minThreads` (0). A full queue (`queueSize`) is an AioQueueFullError.
+ * Cancel succeeds only while a request is queued (QEMU's rule): its
+ * callback then gets -ECANCELED on the next loop iteration.
  *
  * @module
  */
@@ -31,9 +28,7 @@ import {
   OP_FDATASYNC,
   OP_FSYNC,
   OP_PREAD,
-  OP_PREADV,
   OP_PWRITE,
-  OP_PWRITEV,
   type PoolShared,
   S_CANCELED,
   S_DONE,
@@ -42,14 +37,10 @@ import {
   SLOT_BYTES,
   unlock,
 } from "./_layout.ts";
-import {
-  type AioBackend,
-  type AioCallback,
-  AioQueueFullError,
-  type AioRequest,
-  IOV_MAX,
-} from "./types.ts";
+import type { AioBackend, AioCallback, AioRequest } from "./types.ts";
+import { AioQueueFullError, IOV_MAX } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
+import { bufferAddress, checkLen, type OneSegment, opCode, singleSegment } from "./request.ts";
 import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 
 /** Options for {@link ThreadPool}. */
@@ -70,33 +61,6 @@ export interface ThreadPoolOptions {
 }
 
 let nextThread = 0;
-
-function opCode(op: string): number {
-  switch (op) {
-    case "pread":
-      return OP_PREAD;
-    case "pwrite":
-      return OP_PWRITE;
-    case "preadv":
-      return OP_PREADV;
-    case "pwritev":
-      return OP_PWRITEV;
-    case "fsync":
-      return OP_FSYNC;
-    case "fdatasync":
-      return OP_FDATASYNC;
-    case "fallocate":
-      return OP_FALLOCATE;
-    default:
-      throw new RangeError(`Unknown aio operation ${op}`);
-  }
-}
-
-/** The address of a JS buffer's first byte. */
-export function bufferAddress(buf: Uint8Array): bigint {
-  if (buf.byteLength === 0) return 0n;
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
-}
 
 /**
  * The aio thread pool of one event loop. Use it from the loop's thread.
@@ -122,6 +86,7 @@ export function bufferAddress(buf: Uint8Array): bigint {
  * ```
  */
 export class ThreadPool implements AioBackend {
+  readonly #one: OneSegment = { addr: 0n, len: 0, keep: null };
   /** Backend name. */
   readonly kind = "threads" as const;
   #loop: EventLoop;
@@ -341,16 +306,11 @@ export class ThreadPool implements AioBackend {
       return;
     }
     if (op === OP_PREAD || op === OP_PWRITE) {
-      if (req.buf) {
-        this.#addrs[idx] = bufferAddress(req.buf);
-        this.#lens[idx] = req.buf.byteLength;
-        this.#keep[idx] = req.buf;
-      } else if (req.iov && req.iov.length === 1) {
-        this.#addrs[idx] = req.iov[0].addr;
-        this.#lens[idx] = checkLen(req.iov[0].len);
-      } else {
-        throw new RangeError(`${req.op} needs buf or exactly one iov segment`);
-      }
+      const one = this.#one;
+      singleSegment(req, one);
+      this.#addrs[idx] = one.addr;
+      this.#lens[idx] = one.len;
+      this.#keep[idx] = one.keep;
       this.#si[idx * W + 3] = 1;
       return;
     }
@@ -533,9 +493,4 @@ export class ThreadPool implements AioBackend {
     unlock(h);
     if (grow) this.#spawn();
   }
-}
-
-function checkLen(len: number): number {
-  if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`Invalid segment length ${len}`);
-  return len;
 }
