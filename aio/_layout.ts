@@ -48,6 +48,8 @@ export const OP_PWRITEV = 4;
 export const OP_FSYNC = 5;
 /** fdatasync(2). */
 export const OP_FDATASYNC = 6;
+/** fallocate(2) (mode in the iovcnt word, length in `lens`), with the zero fallback. */
+export const OP_FALLOCATE = 7;
 
 /**
  * Per-slot record, 32 bytes: i32 state, op, fd, iovcnt (bytes 0-15); f64 offset (16); f64

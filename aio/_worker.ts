@@ -1,6 +1,7 @@
 /**
  * An aio pool thread (`aio-N`): takes requests from the shared queue, runs
- * the system call into the caller's memory, posts the result and schedules
+ * the system call into the caller's memory (or fallocate, with the zero
+ * fallback), posts the result and schedules
  * the pool's completion BH. Waits with Atomics.wait, so the pool can always
  * wake it (and it never blocks in FFI while idle).
  *
@@ -21,6 +22,7 @@ import {
   H_STOP,
   H_THREADS,
   lock,
+  OP_FALLOCATE,
   OP_FDATASYNC,
   OP_FSYNC,
   OP_PREAD,
@@ -35,6 +37,7 @@ import {
   SLOT_BYTES,
   unlock,
 } from "./_layout.ts";
+import { runFallocate } from "./_fallocate.ts";
 
 const self = globalThis as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -113,6 +116,7 @@ function serve(s: PoolShared): void {
         if (op === OP_PREAD || op === OP_PWRITE) res = rw(op, fd, addrs[idx], lens[idx], off);
         else if (op === OP_PREADV || op === OP_PWRITEV) res = vec(op, fd, addrs[idx], cnt, off);
         else if (op === OP_FSYNC || op === OP_FDATASYNC) res = sync(op, fd);
+        else if (op === OP_FALLOCATE) res = runFallocate(fd, cnt, off, lens[idx]);
         else res = -22; // EINVAL
         if (stamps) stamps[2 * idx + 1] = clockNs(CLOCK_MONOTONIC);
         sf[idx * F + 3] = res;

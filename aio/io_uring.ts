@@ -36,7 +36,15 @@ import {
 } from "../sys/fd.ts";
 import type { Bh, EventLoop } from "../mainloop/types.ts";
 import { bufferAddress } from "./thread_pool.ts";
-import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
+import {
+  AIO_FALLOC_ZERO_FALLBACK,
+  type AioBackend,
+  type AioCallback,
+  AioQueueFullError,
+  type AioRequest,
+  IOV_MAX,
+} from "./types.ts";
+import { UringFallocate } from "./_uring_fallocate.ts";
 
 const SYS_io_uring_setup = 425n;
 const SYS_io_uring_enter = 426n;
@@ -57,6 +65,8 @@ export const IORING_OP_FSYNC = 3;
 export const IORING_OP_READ = 22;
 /** Write from one buffer. */
 export const IORING_OP_WRITE = 23;
+/** fallocate(2): off = offset, addr = length, len = mode. */
+export const IORING_OP_FALLOCATE = 17;
 const IORING_FSYNC_DATASYNC = 1;
 const REAP_BATCH = 64;
 
@@ -120,6 +130,7 @@ export class IoUring implements AioBackend {
   #iovBufs: (BigUint64Array | null)[];
   #iovAddrs: bigint[];
   #gen: Uint32Array;
+  #falloc: UringFallocate;
   #unsubmitted = 0;
   #inFlight = 0;
   #closed = false;
@@ -166,6 +177,7 @@ export class IoUring implements AioBackend {
     this.#iovBufs = new Array(this.#entries).fill(null);
     this.#iovAddrs = new Array(this.#entries).fill(0n);
     this.#gen = new Uint32Array(this.#entries);
+    this.#falloc = new UringFallocate(this.#entries);
     for (let i = this.#entries - 1; i >= 0; i--) this.#free.push(i);
     this.#efd = eventFd();
     const efdBuf = new Int32Array([this.#efd]);
@@ -280,15 +292,41 @@ export class IoUring implements AioBackend {
         opcode = IORING_OP_FSYNC;
         flags = req.op === "fdatasync" ? IORING_FSYNC_DATASYNC : 0;
         break;
+      case "fallocate": {
+        opcode = IORING_OP_FALLOCATE;
+        const mode = req.mode ?? 0;
+        if (!Number.isInteger(mode) || mode < 0 || mode > 0x7fff_ffff) {
+          throw new RangeError(`Invalid fallocate mode ${mode}`);
+        }
+        const bytes = checkLen(req.len ?? 0);
+        addr = BigInt(bytes);
+        len = mode & ~AIO_FALLOC_ZERO_FALLBACK;
+        if (slot < 0) break;
+        this.#falloc.begin(slot, fd, offset, bytes, (mode & AIO_FALLOC_ZERO_FALLBACK) !== 0);
+        break;
+      }
       default:
         throw new RangeError(`Unknown aio operation ${req.op}`);
     }
-    if (slot < 0) throw new RangeError("io_uring queue is full (EAGAIN)");
+    if (slot < 0) throw new AioQueueFullError("io_uring queue is full (EAGAIN)");
     this.#free.pop();
     this.#cbs[slot] = cb;
     this.#keep[slot] = keep;
     this.#inFlight++;
+    this.#push(opcode, fd, offset, addr, len, flags, slot);
+    return this.#gen[slot] * this.#entries + slot;
+  }
 
+  /** Writes one SQE for `slot` and submits it. */
+  #push(
+    opcode: number,
+    fd: number,
+    offset: number,
+    addr: bigint,
+    len: number,
+    flags: number,
+    slot: number,
+  ): void {
     const tail = this.#sqTail[0];
     const i = tail & this.#sqMask;
     const w = i * 16;
@@ -304,8 +342,8 @@ export class IoUring implements AioBackend {
     Atomics.store(this.#sqTail, 0, tail + 1);
     this.#unsubmitted++;
     this.#enter();
+    // Completions posted inside io_uring_enter are reaped by a BH.
     this.#reapInline();
-    return this.#gen[slot] * this.#entries + slot;
   }
 
   /**
@@ -382,11 +420,19 @@ export class IoUring implements AioBackend {
       }
       const c = (head & this.#cqMask) * 4;
       const slot = this.#cqe32[c];
-      const res = this.#cqe32[c + 2];
+      let res = this.#cqe32[c + 2];
       head = (head + 1) >>> 0;
       Atomics.store(this.#cqHead, 0, head);
       const cb = this.#cbs[slot];
       if (slot < 0 || slot >= this.#entries || !cb) continue;
+      const r = this.#falloc.complete(slot, res);
+      if (r === null) {
+        // The zero fallback's next step, in the same slot.
+        const n = this.#falloc.next;
+        this.#push(n.opcode, n.fd, n.offset, n.addr, n.len, 0, slot);
+        continue;
+      }
+      res = r;
       this.#cbs[slot] = null;
       this.#keep[slot] = null;
       this.#gen[slot] = (this.#gen[slot] + 1) % 0x100000;

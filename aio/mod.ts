@@ -31,4 +31,5 @@ export * from "./types.ts";
 export * from "./thread_pool.ts";
 export * from "./io_uring.ts";
 export * from "./backend.ts";
+export * from "./pool_registry.ts";
 export * from "./posix_aio.ts";

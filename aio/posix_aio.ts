@@ -32,7 +32,7 @@ import { MainLoop } from "../mainloop/main_loop.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import { ThreadPool, type ThreadPoolOptions } from "./thread_pool.ts";
 import { IoUring, ioUringAvailable } from "./io_uring.ts";
-import type { AioBackend, AioOp } from "./types.ts";
+import { type AioBackend, type AioOp, AioQueueFullError } from "./types.ts";
 
 /** aioCancel results (glibc values). */
 export const AIO_CANCELED = 0;
@@ -221,7 +221,8 @@ function submit(call: string, cb: Aiocb, op: AioOp): void {
       (r) => complete(cb, req, r),
     );
   } catch (e) {
-    if (e instanceof RangeError) throw new ErrnoError(call, EAGAIN);
+    if (e instanceof AioQueueFullError) throw new ErrnoError(call, EAGAIN);
+    if (e instanceof RangeError) throw new ErrnoError(call, EINVAL);
     throw e;
   }
   reqs.set(cb, req);

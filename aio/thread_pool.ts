@@ -1,7 +1,7 @@
 /**
  * QEMU's thread pool (util/thread-pool.c, once posix-aio-compat.c): Workers
  * named `aio-N` take requests from a queue in shared memory and run blocking
- * pread/pwrite/preadv/pwritev/fsync/fdatasync straight into the caller's
+ * pread/pwrite/preadv/pwritev/fsync/fdatasync/fallocate straight into the caller's
  * memory (guest RAM by host address, or a JS buffer), then schedule one
  * completion bottom half on the loop that owns the pool; callbacks run there.
  *
@@ -27,6 +27,7 @@ import {
   H_THREADS,
   HEADER_WORDS,
   lock,
+  OP_FALLOCATE,
   OP_FDATASYNC,
   OP_FSYNC,
   OP_PREAD,
@@ -41,8 +42,15 @@ import {
   SLOT_BYTES,
   unlock,
 } from "./_layout.ts";
-import { type AioBackend, type AioCallback, type AioRequest, IOV_MAX } from "./types.ts";
+import {
+  type AioBackend,
+  type AioCallback,
+  AioQueueFullError,
+  type AioRequest,
+  IOV_MAX,
+} from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
+import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
@@ -77,6 +85,8 @@ function opCode(op: string): number {
       return OP_FSYNC;
     case "fdatasync":
       return OP_FDATASYNC;
+    case "fallocate":
+      return OP_FALLOCATE;
     default:
       throw new RangeError(`Unknown aio operation ${op}`);
   }
@@ -145,6 +155,8 @@ export class ThreadPool implements AioBackend {
   #closed = false;
   /** Threads started over the pool's life (for tests and statistics). */
   spawned = 0;
+  /** Callbacks run over the pool's life (statistics). */
+  completed = 0;
 
   /**
    * @param loop the loop completions run on (the caller's thread's loop)
@@ -199,6 +211,7 @@ export class ThreadPool implements AioBackend {
     this.#shared.bh = this.#doneBh.handle();
     this.#h[H_THREADS] = min;
     for (let i = 0; i < min; i++) this.#spawn();
+    registerAioPool(this);
   }
 
   /** Live pool threads. */
@@ -239,7 +252,7 @@ export class ThreadPool implements AioBackend {
       throw new RangeError(`Invalid offset ${offset}`);
     }
     const idx = this.#free.pop();
-    if (idx === undefined) throw new RangeError("Thread pool queue is full (EAGAIN)");
+    if (idx === undefined) throw new AioQueueFullError("Thread pool queue is full (EAGAIN)");
     try {
       this.#fill(idx, op, req);
     } catch (e) {
@@ -299,6 +312,7 @@ export class ThreadPool implements AioBackend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    unregisterAioPool(this);
     if (this.#inFlight > 0) {
       await new Promise<void>((r) => (this.#drained = r));
     }
@@ -315,6 +329,15 @@ export class ThreadPool implements AioBackend {
     this.#keep[idx] = null;
     if (op === OP_FSYNC || op === OP_FDATASYNC) {
       this.#si[idx * W + 3] = 0;
+      return;
+    }
+    if (op === OP_FALLOCATE) {
+      const mode = req.mode ?? 0;
+      if (!Number.isInteger(mode) || mode < 0 || mode > 0x7fff_ffff) {
+        throw new RangeError(`Invalid fallocate mode ${mode}`);
+      }
+      this.#lens[idx] = checkLen(req.len ?? 0);
+      this.#si[idx * W + 3] = mode;
       return;
     }
     if (op === OP_PREAD || op === OP_PWRITE) {
@@ -416,6 +439,7 @@ export class ThreadPool implements AioBackend {
   }
 
   #finish(cb: AioCallback, res: number): void {
+    this.completed++;
     try {
       cb(res);
     } catch (e) {

@@ -6,7 +6,28 @@
  */
 
 /** Operations, as in QEMU's QEMU_AIO_* / POSIX. */
-export type AioOp = "pread" | "pwrite" | "preadv" | "pwritev" | "fsync" | "fdatasync";
+export type AioOp =
+  | "pread"
+  | "pwrite"
+  | "preadv"
+  | "pwritev"
+  | "fsync"
+  | "fdatasync"
+  | "fallocate";
+
+/** fallocate(2) mode bits (linux/falloc.h). */
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+/** Deallocate the range (reads return zeros); needs KEEP_SIZE. */
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+/** Zero the range, keeping or allocating blocks. */
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+/**
+ * Not a kernel bit: the goal of this `fallocate` is zeros in the range. When
+ * the file system refuses the mode (EOPNOTSUPP, EINVAL, ENOSYS) the backend
+ * tries FALLOC_FL_ZERO_RANGE, then writes zeros (page-aligned, so O_DIRECT
+ * files work), as QEMU's handle_aiocb_write_zeroes falls back to writing.
+ */
+export const AIO_FALLOC_ZERO_FALLBACK = 0x4000_0000;
 
 /** One segment of host memory: guest RAM from `GuestMemory.hostAddress`, or any mapping. */
 export interface IoVec {
@@ -22,6 +43,7 @@ export interface IoVec {
  * `pread`/`pwrite` take exactly one segment and transfer all of it unless EOF
  * comes first; `preadv`/`pwritev` take up to 1024 and report what one
  * preadv(2)/pwritev(2) call did. `fsync`/`fdatasync` ignore memory and offset.
+ * `fallocate` takes `mode` and `len` (no memory) and reports `len` on success.
  */
 export interface AioRequest {
   /** What to do. */
@@ -34,6 +56,22 @@ export interface AioRequest {
   buf?: Uint8Array;
   /** Memory as host-address segments. */
   iov?: readonly IoVec[];
+  /** `fallocate` only: FALLOC_FL_* bits, plus {@link AIO_FALLOC_ZERO_FALLBACK}. */
+  mode?: number;
+  /** `fallocate` only: bytes from `offset`. */
+  len?: number;
+}
+
+/**
+ * Thrown by {@link AioBackend.submit} when every request slot is busy (EAGAIN):
+ * the caller retries after a completion. Other RangeErrors mean a malformed request.
+ */
+export class AioQueueFullError extends RangeError {
+  /** @param message which queue is full */
+  constructor(message: string) {
+    super(message);
+    this.name = "AioQueueFullError";
+  }
 }
 
 /**

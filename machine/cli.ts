@@ -1,12 +1,19 @@
 /**
- * The command line, spelled as QEMU users type it (long forms): parsing and
- * validation into a {@link VmOptions}. Nothing here touches KVM or files.
+ * The command line: denovmm's long flags and the QEMU spellings a QEMU user
+ * reaches for (`-m`, `-smp`, `-kernel`, `-drive`, `-qmp`, `-S`, ...), parsed
+ * and validated into a {@link VmOptions}. Nothing here touches KVM or files.
+ *
+ * As in QEMU, an option's value is the next argument even when it starts
+ * with `-` (so `--cpus -1` is a bad vCPU count, not an unknown option), and
+ * QEMU's options also take two dashes. A single-value option given twice
+ * (under either spelling) is an error.
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { parseSize } from "./size.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
+import { buildRoleTable, PlacementError, type PlacementFlags } from "../placement/policy.ts";
+import { driveToDisk, guestName, memorySize, qmpSocketPath, smpCpus } from "./qemu_options.ts";
 import { parseVncOption } from "../ui/vnc/options.ts";
 
 /** A mistake in the command line; main.ts prints the message and exits 1. */
@@ -30,12 +37,26 @@ export interface VmOptions {
   cpus: number;
   /** Guest RAM in bytes. */
   memoryBytes: number;
-  /** `--disk` option strings, in order. */
+  /** Disk specs (`--disk` syntax; `-drive` is translated), in order. */
   disks: string[];
-  /** Restart the guest when it reboots instead of exiting. */
+  /** Restart the guest when it reboots (QEMU's default) instead of exiting. */
   reboot: boolean;
   /** Log unclaimed port and MMIO accesses. */
   logUnclaimed: boolean;
+  /** QMP socket path. */
+  qmp?: string;
+  /** Start with the vCPUs paused (QMP `cont` starts them). */
+  startPaused: boolean;
+  /** Guest name (QMP query-name) and the main thread's name. */
+  name?: { guest: string; process?: string };
+  /** Write the process id here (removed at exit). */
+  pidfile?: string;
+  /** Detach from the terminal once the VM is set up. */
+  daemonize: boolean;
+  /** Thread placement and priority flags (syntax checked). */
+  placement: PlacementFlags;
+  /** Print statistics to stderr every this many seconds. */
+  statsInterval?: number;
   /** `--vnc` (display): the option string, checked. */
   vnc?: string;
   /** `--display none` turns the framebuffer off; `--display vnc` is the default with --vnc. */
@@ -57,24 +78,158 @@ export const USAGE = `Usage: deno run --allow-ffi main.ts [options]
 Boots a Linux kernel (or, with no --kernel, the bundled demo guest) on KVM,
 with the guest's serial console on this terminal. Press Ctrl-A x to quit.
 
-Options:
-  --kernel FILE     bzImage or vmlinux to boot
-  --initrd FILE     initial ramdisk
-  --append TEXT     kernel command line (default: console=ttyS0)
-  --cpus N          number of vCPUs (default 1)
-  --memory SIZE     guest RAM, e.g. 256M or 1G; a bare number is MiB (default ${DEFAULT_MEMORY})
+Options (QEMU's spelling in brackets; both work):
+  --kernel FILE     [-kernel] bzImage or vmlinux to boot
+  --initrd FILE     [-initrd] initial ramdisk
+  --append TEXT     [-append] kernel command line (default: console=ttyS0)
+  --cpus N          [-smp N] number of vCPUs (default 1)
+  --memory SIZE     [-m] guest RAM, e.g. 256M or 1G; a bare number is MiB (default ${DEFAULT_MEMORY})
   --disk SPEC       virtio-blk disk: path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback]
-  --reboot          restart the guest when it reboots (default: exit with code 10)
+  -drive file=PATH,if=virtio[,format=raw][,readonly=on][,cache=none|writeback][,aio=threads|io_uring]
+  --no-reboot       [-no-reboot] exit with code 10 when the guest reboots; by default, as
+                    QEMU does, a guest reboot restarts the machine (--reboot says so explicitly)
+  --qmp unix:PATH,server,wait=off
+                    [-qmp] QMP control socket (mode 0600); a bare PATH works too
+  -S                start with the vCPUs paused; QMP 'cont' starts them (needs --qmp)
+  --name NAME       [-name] guest name (guest=NAME[,process=THREADNAME])
+  --pidfile FILE    [-pidfile] write the process id to FILE (removed at exit)
+  --daemonize       [-daemonize] detach once the VM is set up (console output is discarded)
+  -nographic        accepted for QEMU compatibility (the console is always this terminal)
+  --vcpu-affinity 0=2,1=3
+                    pin vCPU threads to host CPUs (CPU lists like 2-3 allowed)
+  --affinity ROLE=CPUS[,ROLE=CPUS]...
+                    pin threads by role: main, vcpu, vcpu-N, iothread, iothread-N, aio, vnc-worker
+  --sched ROLE=POLICY[,...]
+                    fifo:PRIO, rr:PRIO, other or nice:N per role (as chrt and nice set them)
+  --cgroup PATH     run in this cgroup v2 directory; its threaded sub-cgroups named
+                    after roles (PATH/vcpu, PATH/aio, ...) take those threads
+  --stats-interval SECONDS
+                    print a statistics line to stderr every SECONDS
   --log-unclaimed   log the first access to each port/MMIO address no device claims
   --vnc :N|HOST:N[,password-file=PATH][,websocket[=PORT]]
-                    a framebuffer (console=tty0 shows on it) served over VNC on
+                    [-vnc] a framebuffer (console=tty0 shows on it) served over VNC on
                     127.0.0.1:5900+N unless HOST is named; PS/2 keyboard input
-  --display none|vnc  none: no framebuffer device (the default without --vnc)
+  --display none|vnc  [-display] none: no framebuffer device (the default without --vnc)
   --version         print the version
   --help            print this help
 
-Exit codes: 0 guest powered off, 1 bad input, 2 guest or VMM crashed,
-4 stopped from the terminal, 10 guest rebooted, odd codes from isa-debug-exit.`;
+Exit codes: 0 guest powered off or QMP quit, 1 bad input, 2 guest or VMM crashed,
+4 stopped from the terminal, 10 guest rebooted (with --no-reboot),
+odd codes from isa-debug-exit, 128+N ended by signal N.`;
+
+type Key =
+  | "kernel"
+  | "initrd"
+  | "append"
+  | "cpus"
+  | "memory"
+  | "disk"
+  | "drive"
+  | "reboot"
+  | "noReboot"
+  | "nographic"
+  | "logUnclaimed"
+  | "qmp"
+  | "startPaused"
+  | "name"
+  | "pidfile"
+  | "daemonize"
+  | "vcpuAffinity"
+  | "affinity"
+  | "sched"
+  | "cgroup"
+  | "statsInterval"
+  | "vnc"
+  | "display"
+  | "help"
+  | "version";
+
+interface Spec {
+  key: Key;
+  names: readonly string[];
+  flag?: boolean;
+  multiple?: boolean;
+}
+
+const SPECS: readonly Spec[] = [
+  { key: "kernel", names: ["--kernel", "-kernel"] },
+  { key: "initrd", names: ["--initrd", "-initrd"] },
+  { key: "append", names: ["--append", "-append"] },
+  { key: "cpus", names: ["--cpus", "-smp", "--smp"] },
+  { key: "memory", names: ["--memory", "-m", "--m"] },
+  { key: "disk", names: ["--disk"], multiple: true },
+  { key: "drive", names: ["-drive", "--drive"], multiple: true },
+  { key: "reboot", names: ["--reboot"], flag: true },
+  { key: "noReboot", names: ["--no-reboot", "-no-reboot"], flag: true },
+  { key: "nographic", names: ["-nographic", "--nographic"], flag: true },
+  { key: "logUnclaimed", names: ["--log-unclaimed"], flag: true },
+  { key: "qmp", names: ["--qmp", "-qmp"] },
+  { key: "startPaused", names: ["-S"], flag: true },
+  { key: "name", names: ["--name", "-name"] },
+  { key: "pidfile", names: ["--pidfile", "-pidfile"] },
+  { key: "daemonize", names: ["--daemonize", "-daemonize"], flag: true },
+  { key: "vcpuAffinity", names: ["--vcpu-affinity"] },
+  { key: "affinity", names: ["--affinity"] },
+  { key: "sched", names: ["--sched"] },
+  { key: "cgroup", names: ["--cgroup"] },
+  { key: "statsInterval", names: ["--stats-interval"] },
+  { key: "vnc", names: ["--vnc", "-vnc"] },
+  { key: "display", names: ["--display", "-display"] },
+  { key: "help", names: ["--help", "-h", "-help"], flag: true },
+  { key: "version", names: ["--version", "-version"], flag: true },
+];
+
+const BY_NAME = new Map(SPECS.flatMap((s) => s.names.map((n) => [n, s] as const)));
+
+interface Raw {
+  values: Partial<Record<Key, string>>;
+  lists: Partial<Record<Key, string[]>>;
+  flags: Set<Key>;
+  /** The spelling the user typed, for messages. */
+  typed: Partial<Record<Key, string>>;
+}
+
+function scan(args: readonly string[]): Raw {
+  const raw: Raw = { values: {}, lists: {}, flags: new Set(), typed: {} };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (!arg.startsWith("-") || arg === "-") {
+      throw new UsageError(`Unexpected argument '${arg}' (see --help)`);
+    }
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const name = eq < 0 ? arg : arg.slice(0, eq);
+    const spec = BY_NAME.get(name);
+    if (!spec) throw new UsageError(`Unknown option '${name}' (see --help)`);
+    const seen = raw.typed[spec.key];
+    if (seen !== undefined && !spec.multiple) {
+      throw new UsageError(
+        seen === name ? `${name} given twice` : `${name} given twice (also as ${seen})`,
+      );
+    }
+    raw.typed[spec.key] = name;
+    if (spec.flag) {
+      if (eq >= 0) throw new UsageError(`${name} takes no value`);
+      raw.flags.add(spec.key);
+      continue;
+    }
+    let value: string;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else if (i + 1 < args.length) value = args[++i];
+    else throw new UsageError(`${name} needs a value (see --help)`);
+    if (spec.multiple) (raw.lists[spec.key] ??= []).push(value);
+    else raw.values[spec.key] = value;
+  }
+  return raw;
+}
+
+function sub<T>(flag: string, value: string, fn: (v: string) => T): T {
+  try {
+    return fn(value);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`Invalid ${flag} '${value}': ${(e as Error).message}`);
+  }
+}
 
 /**
  * Parses and validates the command line.
@@ -85,106 +240,125 @@ Exit codes: 0 guest powered off, 1 bad input, 2 guest or VMM crashed,
  * @example
  * ```ts
  * import { parseCli } from "./cli.ts";
- * const o = parseCli(["--kernel", "bzImage", "--memory", "1G", "--cpus", "2"]);
+ * const o = parseCli(["-kernel", "bzImage", "-m", "1G", "-smp", "2"]);
  * console.log(o.memoryBytes, o.cpus);
  * ```
  */
 export function parseCli(args: readonly string[]): VmOptions {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...args],
-      strict: true,
-      allowPositionals: false,
-      options: {
-        kernel: { type: "string" },
-        initrd: { type: "string" },
-        append: { type: "string" },
-        cpus: { type: "string" },
-        memory: { type: "string" },
-        disk: { type: "string", multiple: true },
-        reboot: { type: "boolean" },
-        "log-unclaimed": { type: "boolean" },
-        vnc: { type: "string" },
-        display: { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean" },
-      },
-    });
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    throw new UsageError(`${msg.split(". ")[0].replace(/\.$/, "")} (see --help)`);
-  }
-  const v = parsed.values;
-  const cpusText = v.cpus ?? "1";
+  const raw = scan(args);
+  const v = raw.values;
+  const t = raw.typed;
+  const cpusFlag = t.cpus ?? "--cpus";
+  const cpusText = v.cpus === undefined ? "1" : sub(cpusFlag, v.cpus, smpCpus);
   if (!/^\d+$/.test(cpusText) || Number(cpusText) < 1 || Number(cpusText) > MAX_CPUS) {
-    throw new UsageError(`Invalid --cpus '${cpusText}': use a whole number from 1 to ${MAX_CPUS}`);
+    throw new UsageError(
+      `Invalid ${cpusFlag} '${v.cpus}': use a whole number from 1 to ${MAX_CPUS}`,
+    );
   }
-  const memText = v.memory ?? DEFAULT_MEMORY;
+  const memFlag = t.memory ?? "--memory";
+  const memText = v.memory === undefined ? DEFAULT_MEMORY : sub(memFlag, v.memory, memorySize);
   const memoryBytes = parseSize(memText);
   if (memoryBytes === undefined) {
     throw new UsageError(
-      `Invalid --memory '${memText}': use a size like 256M or 1G (a bare number is MiB)`,
+      `Invalid ${memFlag} '${memText}': use a size like 256M or 1G (a bare number is MiB)`,
     );
   }
   if (memoryBytes < 16 * 1024 * 1024) {
-    throw new UsageError(`Invalid --memory '${memText}': at least 16M is needed`);
+    throw new UsageError(`Invalid ${memFlag} '${memText}': at least 16M is needed`);
   }
   if (memoryBytes > 1024 ** 4) {
-    throw new UsageError(`Invalid --memory '${memText}': at most 1T is supported`);
+    throw new UsageError(`Invalid ${memFlag} '${memText}': at most 1T is supported`);
   }
   if (memoryBytes % 4096 !== 0) {
-    throw new UsageError(`Invalid --memory '${memText}': must be a whole number of 4K pages`);
+    throw new UsageError(`Invalid ${memFlag} '${memText}': must be a whole number of 4K pages`);
   }
-  for (const [name, value] of [["kernel", v.kernel], ["initrd", v.initrd]] as const) {
-    if (value === "") throw new UsageError(`--${name} needs a file name`);
+  for (const key of ["kernel", "initrd", "pidfile", "cgroup"] as const) {
+    if (v[key] === "") throw new UsageError(`${t[key]} needs a file name`);
   }
   if (v.initrd !== undefined && v.kernel === undefined) {
-    throw new UsageError("--initrd needs --kernel");
+    throw new UsageError(`${t.initrd} needs ${t.kernel ?? "--kernel"}`);
   }
   if (v.append !== undefined && v.kernel === undefined) {
-    throw new UsageError("--append needs --kernel");
+    throw new UsageError(`${t.append} needs --kernel`);
   }
-  for (const d of v.disk ?? []) {
+  const disks = [...raw.lists.disk ?? []];
+  for (const d of raw.lists.drive ?? []) disks.push(sub("-drive", d, driveToDisk));
+  for (const d of disks) {
     try {
       parseDiskOption(d);
     } catch (e) {
       throw new UsageError(`Invalid --disk '${d}': ${(e as Error).message}`);
     }
   }
-  if ((v.disk?.length ?? 0) > 0 && v.kernel === undefined) {
-    throw new UsageError("--disk needs --kernel");
+  if (disks.length > 0 && v.kernel === undefined) {
+    throw new UsageError(`${t.disk ?? t.drive} needs --kernel`);
+  }
+  const f = raw.flags;
+  if (f.has("reboot") && f.has("noReboot")) {
+    throw new UsageError(`--reboot and ${t.noReboot} contradict each other`);
+  }
+  const qmp = v.qmp === undefined ? undefined : sub(t.qmp!, v.qmp, qmpSocketPath);
+  if (f.has("startPaused") && qmp === undefined) {
+    throw new UsageError("-S needs --qmp (QMP 'cont' starts the vCPUs)");
+  }
+  let statsInterval: number | undefined;
+  if (v.statsInterval !== undefined) {
+    statsInterval = Number(v.statsInterval);
+    if (!/^\d+(\.\d+)?$/.test(v.statsInterval) || !(statsInterval >= 0.1)) {
+      throw new UsageError(
+        `Invalid --stats-interval '${v.statsInterval}': use a number of seconds, at least 0.1`,
+      );
+    }
   }
   // --vnc / --display (ui/vnc).
   if (v.vnc !== undefined) {
     try {
       parseVncOption(v.vnc);
     } catch (e) {
-      throw new UsageError(`Invalid --vnc '${v.vnc}': ${(e as Error).message}`);
+      throw new UsageError(`Invalid ${t.vnc} '${v.vnc}': ${(e as Error).message}`);
     }
-    if (v.kernel === undefined) throw new UsageError("--vnc needs --kernel");
+    if (v.kernel === undefined) throw new UsageError(`${t.vnc} needs --kernel`);
   }
   if (v.display !== undefined && v.display !== "none" && v.display !== "vnc") {
-    throw new UsageError(`Invalid --display '${v.display}': use none or vnc`);
+    throw new UsageError(`Invalid ${t.display} '${v.display}': use none or vnc`);
   }
   if (v.display === "none" && v.vnc !== undefined) {
-    throw new UsageError("--vnc needs a display: drop --display none");
+    throw new UsageError(`${t.vnc} needs a display: drop ${t.display} none`);
   }
   if (v.display === "vnc" && v.vnc === undefined) {
-    throw new UsageError("--display vnc needs --vnc :N");
+    throw new UsageError(`${t.display} vnc needs --vnc :N`);
+  }
+  const placement: PlacementFlags = {
+    vcpuAffinity: v.vcpuAffinity,
+    affinity: v.affinity,
+    sched: v.sched,
+    cgroup: v.cgroup,
+  };
+  try {
+    buildRoleTable(placement);
+  } catch (e) {
+    if (e instanceof PlacementError) throw new UsageError(e.message);
+    throw e;
   }
   return {
-    vnc: v.vnc,
-    display: v.display as VmOptions["display"],
     kernel: v.kernel,
     initrd: v.initrd,
     append: v.append,
     cpus: Number(cpusText),
     memoryBytes,
-    disks: v.disk ?? [],
-    reboot: v.reboot ?? false,
-    logUnclaimed: v["log-unclaimed"] ?? false,
-    help: v.help ?? false,
-    version: v.version ?? false,
+    disks,
+    reboot: !f.has("noReboot"),
+    logUnclaimed: f.has("logUnclaimed"),
+    qmp,
+    startPaused: f.has("startPaused"),
+    name: v.name === undefined ? undefined : sub(t.name!, v.name, guestName),
+    pidfile: v.pidfile,
+    daemonize: f.has("daemonize"),
+    placement,
+    statsInterval,
+    vnc: v.vnc,
+    display: v.display as VmOptions["display"],
+    help: f.has("help"),
+    version: f.has("version"),
   };
 }

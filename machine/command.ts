@@ -16,6 +16,15 @@ import { Terminal } from "../ui/terminal.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "../vcpu/exit_codes.ts";
 import { installSignalPolicy, onTerminate } from "../sys/signals.ts";
 import type { InspectorDoorState } from "../sys/no_inspector.ts";
+import {
+  type ControlPlane,
+  ControlPlaneError,
+  preflightControlPlane,
+  preparePlacement,
+  startControlPlane,
+} from "../operate/control_plane.ts";
+import { daemonize, daemonReady, daemonReadyFd } from "../operate/daemonize.ts";
+import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 
 /** The version printed by --version. */
 export const VERSION = "0.1.0";
@@ -25,7 +34,7 @@ function fail(message: string, code = EXIT_CODE_USAGE): never {
   Deno.exit(code);
 }
 
-async function run(vm: Vm): Promise<number> {
+async function run(vm: Vm, o: VmOptions): Promise<number> {
   const term = new Terminal({
     loop: vm.loop,
     onInput: (bytes) => vm.serial.offer(bytes),
@@ -40,13 +49,33 @@ async function run(vm: Vm): Promise<number> {
     vm.stop(128 + signo);
     vm.on("reset", () => vm.stop(128 + signo));
   });
+  let control: ControlPlane | undefined;
   try {
+    // QMP, pid file and statistics before the guest runs (-S: QMP cont starts it).
+    control = startControlPlane(vm, {
+      qmp: o.qmp,
+      statsInterval: o.statsInterval,
+      pidfile: o.pidfile,
+      version: { major: 0, minor: 1, micro: 0 },
+      name: o.name?.guest,
+    });
+    const ready = daemonReadyFd();
+    if (ready !== undefined) daemonReady(ready);
     term.start();
-    await vm.start();
+    if (!o.startPaused) await vm.start();
     const end = await vm.wait();
     for (const e of end.errors) console.error(`denovmm: ${e}`);
     return end.exitCode;
+  } catch (e) {
+    if (e instanceof ControlPlaneError) {
+      offTerminate();
+      term.close();
+      await vm.close();
+      fail(e.message);
+    }
+    throw e;
   } finally {
+    control?.close();
     offTerminate();
     term.close();
     await vm.close();
@@ -95,15 +124,24 @@ export async function main(args: string[], context: CommandContext = {}): Promis
     console.log(`denovmm ${VERSION} (deno ${Deno.version.deno})`);
     return 0;
   }
+  // -daemonize: a detached copy of this command does the rest; this one
+  // returns when it is ready (or fails with its error).
+  if (o.daemonize && daemonReadyFd() === undefined) daemonize();
   let vm: Vm;
   try {
+    // Thread placement is checked and installed before any thread exists.
+    preparePlacement(o.placement, {
+      cpus: o.kernel === undefined ? 1 : o.cpus,
+      iothreads: o.disks.flatMap((d) => parseDiskOption(d).iothread ?? []),
+    }, o.name?.process);
+    preflightControlPlane({ qmp: o.qmp });
     vm = await createVm(vmConfigFromCli(o));
   } catch (e) {
-    if (e instanceof VmConfigError) fail(e.message);
+    if (e instanceof VmConfigError || e instanceof ControlPlaneError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);
     if (e instanceof ErrnoError) fail(e.message, EXIT_CODE_CRASH);
     throw e;
   }
-  return await run(vm);
+  return await run(vm, o);
 }

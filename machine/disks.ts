@@ -15,8 +15,8 @@ import {
   parseDiskOption,
 } from "../devices/virtio/disk_file.ts";
 import { SyncAio } from "../devices/virtio/sync_io.ts";
-import { createAioBackend } from "../aio/backend.ts";
 import { ioUringAvailable } from "../aio/io_uring.ts";
+import { acquireAio } from "../aio/pool_registry.ts";
 import type { VirtioBackend, VirtioBackendContext } from "../vm/virtio_backend.ts";
 
 /** A disk the user cannot have (missing, no permission, locked, odd size, bad option). */
@@ -109,13 +109,16 @@ export function virtioBlockBackend(
   args: VirtioBlockBackendArgs,
   ctx: VirtioBackendContext,
 ): VirtioBackend {
-  const aio = args.aio === "sync" ? null : createAioBackend(ctx.loop, args.aio);
+  // One engine per loop and kind, shared by its disks (QEMU: one per AioContext).
+  const aio = args.aio === "sync" ? null : acquireAio(ctx.loop, args.aio);
   const device = new VirtioBlock({
     disk: args.disk,
-    aio: aio ?? new SyncAio(),
+    aio: aio?.backend ?? new SyncAio(),
     serial: args.serial,
+    // A kick handles a bounded batch, then yields to this loop.
+    loop: ctx.loop,
   });
-  return { device, close: () => aio?.close() };
+  return { device, close: () => aio?.release() };
 }
 
 /** This module's URL, for the builder's factory specs. */

@@ -2,7 +2,13 @@
 // window, eventfd kicks, INTx, ioeventfds that follow BAR 0, and exactly one
 // GSI routing update per guest update of the MSI-X table or control bits.
 import assert from "node:assert/strict";
-import { buildPciBus, gsiRoutes, type PciFunctionArgs, type PciVmOps } from "./pci_devices.ts";
+import {
+  buildPciBus,
+  gsiRoutes,
+  newIoeventfdState,
+  type PciFunctionArgs,
+  type PciVmOps,
+} from "./pci_devices.ts";
 import { Bus } from "../devices/bus.ts";
 import type { DeviceContext } from "../devices/device_spec.ts";
 import { FakeIrqLine } from "../devices/irq.ts";
@@ -53,9 +59,8 @@ function rig() {
     intxGsi: 17,
     msiGsiBase: 24,
     msixFds: [fds[3], fds[4], fds[5]],
-    ioeventfdBase: new SharedArrayBuffer(8),
+    ioeventfdBase: newIoeventfdState(),
   };
-  new Float64Array(fn.ioeventfdBase)[0] = -1;
   const lines = new Map<number, FakeIrqLine>();
   const ctx = {
     irq(gsi: number) {

@@ -13,6 +13,15 @@
  *   delivered (so an unmask never fires through a stale route).
  * - BAR 0 moves: the queue-notify ioeventfds follow the BAR.
  *
+ * Both depend on addresses the guest chose, so neither may kill the VM
+ * when KVM refuses it: a BAR moved onto another device's BAR makes
+ * KVM_IOEVENTFD fail with EEXIST; that queue's doorbell then stays a plain
+ * MMIO exit (the transport's notify register rings the same eventfd), the
+ * first registration keeps the address (as the first-found BAR wins in
+ * the MMIO window), registration is retried whenever any BAR moves, and
+ * one line is logged. A routing table KVM refuses leaves the previous one
+ * in place, with one line logged.
+ *
  * The config ports are claimed as 0xCF8 (size 1, dword accesses arrive
  * there) and 0xCFC..0xCFF, leaving 0xCF9 to the reset control register.
  *
@@ -35,6 +44,7 @@ import {
   type VirtioPciState,
 } from "../devices/virtio/pci.ts";
 import { type GsiRoute, type IoEventFd, KvmVm } from "../kvm/vm.ts";
+import { ErrnoError } from "../sys/errno.ts";
 import { IOAPIC_PINS } from "../vm/layout.ts";
 
 /** KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC. */
@@ -65,8 +75,9 @@ export interface PciFunctionArgs {
   /** irqfd per MSI-X vector. */
   msixFds: number[];
   /**
-   * One f64 of shared memory (guarded by the big lock): the BAR 0 address
-   * the notify ioeventfds are registered at, or -1.
+   * Two f64 of shared memory (guarded by the big lock, built by
+   * {@link newIoeventfdState}): the BAR 0 address the notify ioeventfds
+   * belong at (or -1), and the bit mask of queues registered there.
    */
   ioeventfdBase: SharedArrayBuffer;
 }
@@ -132,39 +143,95 @@ export function gsiRoutes(
 }
 
 /**
- * Moves a function's queue-notify ioeventfds to where BAR 0 decodes now
- * (deregistering the old place). Idempotent: the registered base lives in
- * shared memory, so any thread may call it under the big lock.
+ * The shared state {@link syncNotifyIoeventfds} keeps per function.
+ *
+ * @returns a fresh state: nothing registered
+ * @example
+ * ```ts
+ * import { newIoeventfdState } from "./pci_devices.ts";
+ * console.log(new Float64Array(newIoeventfdState())[0]); // -1
+ * ```
+ */
+export function newIoeventfdState(): SharedArrayBuffer {
+  const sab = new SharedArrayBuffer(16);
+  new Float64Array(sab).set([-1, 0]);
+  return sab;
+}
+
+/** What {@link syncNotifyIoeventfds} needs of a VM. */
+export interface IoeventfdVm {
+  /** KVM_IOEVENTFD; throws ErrnoError when KVM refuses. */
+  ioeventfd(e: IoEventFd, deassign?: boolean): void;
+}
+
+/**
+ * Makes a function's queue-notify ioeventfds match where BAR 0 decodes now:
+ * deregisters the old place, registers the new one, and retries queues that
+ * KVM refused before (another device's BAR held the address). Registrations
+ * KVM refuses leave that queue's doorbell to the MMIO exit path. Idempotent:
+ * the state lives in shared memory, so any thread may call it under the big
+ * lock.
  *
  * @param vm the VM
  * @param f the function
  * @param device its transport (this thread's instance)
+ * @param log where the one line about a refused doorbell goes
  * @example
  * ```ts ignore
  * syncNotifyIoeventfds(vm, args, transport);
  * ```
  */
 export function syncNotifyIoeventfds(
-  vm: PciVmOps,
+  vm: IoeventfdVm,
   f: PciFunctionArgs,
   device: VirtioPciDevice,
+  log: (message: string) => void = console.error,
 ): void {
   const cell = new Float64Array(f.ioeventfdBase);
+  if (cell.length < 2) throw new RangeError("ioeventfdBase must come from newIoeventfdState()");
   const old = cell[0];
+  let mask = cell[1];
+  const n = f.notifyFds.length;
+  const full = n >= 31 ? -1 : (1 << n) - 1;
   const now = device.barAddress(VIRTIO_PCI_BAR);
-  if (old === now) return;
+  if (old === now && (now < 0 || (mask | ~full) === -1)) return;
   const at = (base: number, q: number) => ({
     addr: base + VIRTIO_PCI_NOTIFY_OFFSET + VIRTIO_PCI_NOTIFY_MULTIPLIER * q,
     len: NOTIFY_ACCESS_BYTES,
     fd: f.notifyFds[q],
   });
-  if (old >= 0) {
-    for (let q = 0; q < f.notifyFds.length; q++) vm.ioeventfd(at(old, q), true);
-    cell[0] = -1;
-  }
-  if (now >= 0) {
-    for (let q = 0; q < f.notifyFds.length; q++) vm.ioeventfd(at(now, q));
+  const moved = old !== now;
+  if (moved) {
+    for (let q = 0; q < n && old >= 0; q++) {
+      if (!(mask & (1 << q))) continue;
+      try {
+        vm.ioeventfd(at(old, q), true);
+      } catch (e) {
+        if (!(e instanceof ErrnoError)) throw e;
+      }
+    }
+    mask = 0;
     cell[0] = now;
+  }
+  let refused: string | null = null;
+  for (let q = 0; q < n && now >= 0; q++) {
+    if (mask & (1 << q)) continue;
+    try {
+      vm.ioeventfd(at(now, q));
+      mask |= 1 << q;
+    } catch (e) {
+      if (!(e instanceof ErrnoError)) throw e;
+      refused ??= e.code;
+    }
+  }
+  cell[1] = mask;
+  if (refused && moved) {
+    log(
+      `virtio-pci 00:${f.slot.toString(16).padStart(2, "0")}.0: guest put BAR 0 at 0x${
+        now.toString(16)
+      }, where KVM refuses its queue doorbell (${refused}: another device's BAR is there); ` +
+        "kicks take the MMIO exit path",
+    );
   }
 }
 
@@ -216,7 +283,23 @@ export function buildPciBus(
   });
   const devices: VirtioPciDevice[] = [];
   const routed: { device: VirtioPciDevice; msiGsiBase: number }[] = [];
-  const routesChanged = () => vm.setGsiRouting(gsiRoutes(routed));
+  let routeRefused = false;
+  const routesChanged = () => {
+    try {
+      vm.setGsiRouting(gsiRoutes(routed));
+    } catch (e) {
+      // The guest programmed MSI-X messages KVM will not route: keep the old table.
+      if (!(e instanceof ErrnoError)) throw e;
+      if (!routeRefused) {
+        console.error(`MSI-X routing refused by KVM (${e.code}); vectors keep their old routes`);
+      }
+      routeRefused = true;
+    }
+  };
+  // Any BAR move may free an address another function's doorbell wants.
+  const resync = () => {
+    args.functions.forEach((g, i) => devices[i] && syncNotifyIoeventfds(vm, g, devices[i]));
+  };
   for (const f of args.functions) {
     const line = ctx.irq(f.intxGsi);
     const fds = f.msixFds;
@@ -234,7 +317,7 @@ export function buildPciBus(
       },
       msix: { routesChanged },
       onBarRemap(bar: number) {
-        if (bar === VIRTIO_PCI_BAR) syncNotifyIoeventfds(vm, f, dev);
+        if (bar === VIRTIO_PCI_BAR) resync();
       },
     });
     bus.add(dev, f.slot);

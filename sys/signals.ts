@@ -22,7 +22,12 @@
  * let JS catch) keep their default actions.
  *
  * Handlers run on the main isolate's event loop, which stays responsive
- * while the main loop waits (it polls on Deno's blocking pool).
+ * while the main loop waits (it polls on Deno's blocking pool). They are
+ * listening only while there is something to do - a restore hook (the
+ * terminal in raw mode) or a terminate handler (a running VM): a JS listener
+ * replaces the default action, and JS cannot run while the main thread is
+ * blocked in a synchronous call (opening a FIFO, say). Outside those times
+ * the defaults apply, and SIGTERM ends the process whatever it is doing.
  *
  * @module
  */
@@ -67,6 +72,8 @@ const restoreHooks = new Set<() => void>();
 const terminateHandlers: TerminateHandler[] = [];
 let installed = false;
 let terminating = 0;
+let listening = false;
+const listeners: { name: Deno.Signal; fn: () => void }[] = [];
 
 function setDisposition(signo: number, handler: bigint): boolean {
   const act = new Uint8Array(32); // struct kernel_sigaction
@@ -114,9 +121,31 @@ function onGraceful(signo: number): void {
 
 function kickNoop(): void {}
 
+/** Listens to the graceful and fatal signals while a hook or handler exists. */
+function syncListeners(): void {
+  const want = restoreHooks.size > 0 || terminateHandlers.length > 0;
+  if (want === listening) return;
+  listening = want;
+  if (want) {
+    if (listeners.length === 0) {
+      for (const [name, signo] of Object.entries(GRACEFUL_SIGNALS)) {
+        listeners.push({ name: name as Deno.Signal, fn: () => onGraceful(signo) });
+      }
+      for (const [name, signo] of Object.entries(FATAL_SIGNALS)) {
+        listeners.push({ name: name as Deno.Signal, fn: () => dieBySignal(signo) });
+      }
+    }
+    for (const l of listeners) Deno.addSignalListener(l.name, l.fn);
+  } else {
+    for (const l of listeners) Deno.removeSignalListener(l.name, l.fn);
+  }
+}
+
 /**
  * Installs the policy in the table above. Idempotent; main.ts calls it at
- * start-up, before any device or terminal exists.
+ * start-up, before any device or terminal exists. (The graceful and fatal
+ * signals are caught from the first {@link addRestoreHook} or
+ * {@link onTerminate} on, until the last is removed.)
  *
  * @example
  * ```ts ignore
@@ -127,12 +156,6 @@ function kickNoop(): void {}
 export function installSignalPolicy(): void {
   if (installed) return;
   installed = true;
-  for (const [name, signo] of Object.entries(GRACEFUL_SIGNALS)) {
-    Deno.addSignalListener(name as Deno.Signal, () => onGraceful(signo));
-  }
-  for (const [name, signo] of Object.entries(FATAL_SIGNALS)) {
-    Deno.addSignalListener(name as Deno.Signal, () => dieBySignal(signo));
-  }
   installKickSignal();
   for (let s = SIGRTMIN; s <= SIGRTMAX; s++) setDisposition(s, SIG_IGN);
 }
@@ -167,9 +190,11 @@ let kickInstalled = false;
  */
 export function onTerminate(handler: TerminateHandler): () => void {
   terminateHandlers.push(handler);
+  syncListeners();
   return () => {
     const i = terminateHandlers.lastIndexOf(handler);
     if (i >= 0) terminateHandlers.splice(i, 1);
+    syncListeners();
   };
 }
 
@@ -197,5 +222,9 @@ export function terminationSignal(): number {
  */
 export function addRestoreHook(hook: () => void): () => void {
   restoreHooks.add(hook);
-  return () => restoreHooks.delete(hook);
+  syncListeners();
+  return () => {
+    restoreHooks.delete(hook);
+    syncListeners();
+  };
 }

@@ -10,6 +10,7 @@
 import { libc } from "./libc.ts";
 import { check, checkBig, errno, ErrnoError } from "./errno.ts";
 import { cstring } from "./fd.ts";
+import { applyOwnRole } from "./thread_role.ts";
 
 const SYS_gettid = 186n;
 const SYS_tgkill = 234n;
@@ -39,12 +40,14 @@ export function getpid(): number {
 
 /**
  * Names the calling thread (shown by `ps -L`, `top -H`, /proc/PID/task/TID/comm).
- * Linux keeps 15 bytes.
+ * Linux keeps 15 bytes. The thread then takes its role's placement and
+ * priority, if the VMM published a role table (sys/thread_role.ts).
  *
  * @param name e.g. `vcpu-0`
  */
 export function setThreadName(name: string): void {
   check("prctl PR_SET_NAME", libc.prctl_buf(PR_SET_NAME, cstring(name.slice(0, 15)), 0n, 0n, 0n));
+  applyOwnRole(name);
 }
 
 /**

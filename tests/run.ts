@@ -69,9 +69,9 @@ let passed = 0, failed = 0;
 
 if (!kvmOnly) {
   // The peers some unit tests compare against (QEMU running the test guests,
-  // the L1 image with QEMU inside, a real cpio): installed here, so a fresh
-  // machine runs those tests instead of ignoring them.
-  await ensureAptPackages(["qemu-system-x86", "cpio"]);
+  // the L1 image with QEMU inside, a real cpio, qemu-io for the image locks):
+  // installed here, so a fresh machine runs those tests instead of ignoring them.
+  await ensureAptPackages(["qemu-system-x86", "qemu-utils", "cpio"]);
   console.log("== unit tests (no KVM needed)");
   const r = await runLocal([
     "test",
@@ -103,7 +103,7 @@ if (!unitOnly) {
       try {
         r = await runNested(
           `NO_COLOR=1 deno ${testArgs.map((a) => `'${a}'`).join(" ")}`,
-          { stream: true, timeoutS: 900 },
+          { stream: true, timeoutS: 2700 },
         );
       } catch (e) {
         console.error(`nested KVM host failed: ${e instanceof Error ? e.message : e}`);

@@ -130,6 +130,25 @@ Deno.test("SIGPIPE and real-time signals do not end it; the terminal stays its o
   }
 });
 
+Deno.test("with no terminal and no VM, SIGTERM ends even a blocked main thread", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", "--allow-ffi", `${repo}tests/testdata/blocked_main.ts`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.getReader();
+  assert.equal(new TextDecoder().decode((await reader.read()).value).trim(), "blocked");
+  reader.releaseLock();
+  child.kill("SIGTERM");
+  // A JS listener could not run on the blocked thread; the default action must.
+  const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  const st = await child.status;
+  clearTimeout(killer);
+  await child.stdout.cancel();
+  assert.equal(st.signal, "SIGTERM");
+});
+
 function seccompLocked(pid: number): boolean {
   try {
     return /Seccomp:\s+2/.test(Deno.readTextFileSync(`/proc/${pid}/status`));

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { check, EAGAIN, EINTR, ErrnoError } from "../sys/errno.ts";
+import { check, EAGAIN, EINTR } from "../sys/errno.ts";
 import {
   closeFd,
   O_NOCTTY,

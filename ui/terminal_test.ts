@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { closeFd, pipe, readInto, writeAll } from "../sys/fd.ts";
+import { closeFd, pipe, writeAll } from "../sys/fd.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "../mainloop/types.ts";
 import { CTRL_A, makeRaw, Terminal, TERMIOS, TERMIOS_OFFSETS, TERMIOS_SIZE } from "./terminal.ts";
 

@@ -15,7 +15,7 @@ import { installKickSignal } from "../sys/signals.ts";
 import { workerUrl } from "../sys/worker_url.ts";
 import type { VcpuBackendSpec } from "../hypervisor/types.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
-import { type BigLockState } from "../devices/big_lock.ts";
+import type { BigLockState } from "../devices/big_lock.ts";
 import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";

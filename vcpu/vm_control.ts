@@ -46,10 +46,15 @@ export const VM_STATE = 0;
 export const VM_EXIT_CODE = 1;
 /** Number of vCPUs that have left their loop. */
 export const VM_STOPPED_VCPUS = 2;
+/**
+ * Non-zero: vCPU threads do not count exits by kind (read once when a vCPU
+ * thread starts; the PIO exit benchmark compares both).
+ */
+export const VM_STATS_OFF = 3;
 /** First per-vCPU block. */
 const VCPU_BASE = 8;
 /** Words per vCPU. */
-const VCPU_WORDS = 8;
+const VCPU_WORDS = 16;
 /** Per-vCPU: run state. */
 export const VCPU_STATE = 0;
 /** Per-vCPU: kernel thread id (for tgkill). */
@@ -60,6 +65,11 @@ export const VCPU_EXITS = 2;
 export const VCPU_FIRST_RUN_HI = 3;
 /** Per-vCPU: the low 32 bits of the same. */
 export const VCPU_FIRST_RUN_LO = 4;
+/**
+ * Per-vCPU: first of 10 exit counters indexed by `ExitKind` (1 Io .. 9 Other;
+ * word 0 unused), written only by the vCPU's own thread (wrap at 2^32).
+ */
+export const VCPU_EXIT_KINDS = 6;
 
 /**
  * The VM control block.

@@ -20,10 +20,12 @@ import { GuestMemory, type GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { gettid, SCHED_FIFO, setAffinity, setScheduler, setThreadName } from "../sys/thread.ts";
 import { BigLock, type BigLockState } from "../devices/big_lock.ts";
 import {
+  VCPU_EXIT_KINDS,
   VCPU_EXITS,
   VCPU_STATE,
   VCPU_TID,
   VcpuRunState,
+  VM_STATS_OFF,
   VmControl,
   VmState,
 } from "./vm_control.ts";
@@ -96,6 +98,9 @@ async function main(init: VcpuInit): Promise<void> {
   const w = ctl.words;
   const stateIdx = ctl.vcpuWord(index, VCPU_STATE);
   const exitsIdx = ctl.vcpuWord(index, VCPU_EXITS);
+  // Exits by kind, for statistics: one more increment per exit (stats/).
+  const kindsIdx = ctl.vcpuWord(index, VCPU_EXIT_KINDS);
+  const countKinds = Atomics.load(w, VM_STATS_OFF) === 0;
   const tid = gettid();
   Atomics.store(w, ctl.vcpuWord(index, VCPU_TID), tid);
 
@@ -162,6 +167,7 @@ async function main(init: VcpuInit): Promise<void> {
 
     const kind = vcpu.run();
     w[exitsIdx]++;
+    if (countKinds) w[kindsIdx + kind]++;
     switch (kind) {
       case ExitKind.Io: {
         const port = vcpu.ioPort;

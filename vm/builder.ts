@@ -15,6 +15,7 @@ import { applyBootState, setBootMsrs, setupLapicLints } from "../machine/x86_cpu
 import type { PcDeviceArgs } from "../machine/pc_devices.ts";
 import {
   gsiRoutes,
+  newIoeventfdState,
   type PciDevicesArgs,
   type PciFunctionArgs,
   syncNotifyIoeventfds,
@@ -223,9 +224,8 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
           intxGsi: where.intxGsi,
           msiGsiBase: where.msiGsiBase,
           msixFds: Array.from({ length: transport.msix.vectors }, newFd),
-          ioeventfdBase: new SharedArrayBuffer(8),
+          ioeventfdBase: newIoeventfdState(),
         };
-        new Float64Array(fn.ioeventfdBase)[0] = -1;
         functions.push(fn);
         routed.push({ device: transport, msiGsiBase: fn.msiGsiBase });
         syncNotifyIoeventfds(m.vm, fn, transport);

@@ -210,6 +210,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     kvmPath: c.kvmPath,
     syncDiskIo: c.syncDiskIo ?? false,
     placement: c.placement ?? {},
+    display,
   };
 }
 

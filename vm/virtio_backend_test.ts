@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
 import { DISKS_MODULE, openDisks, type VirtioBlockBackendArgs } from "../machine/disks.ts";
-import type { PciFunctionArgs } from "../machine/pci_devices.ts";
+import { newIoeventfdState, type PciFunctionArgs } from "../machine/pci_devices.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import { closeFd, eventFd } from "../sys/fd.ts";
@@ -54,7 +54,7 @@ Deno.test("virtio-blk through prepare/attach: a read request completes from the 
       intxGsi: 17,
       msiGsiBase: 24,
       msixFds: Array.from({ length: main.msix.vectors }, newFd),
-      ioeventfdBase: new SharedArrayBuffer(8),
+      ioeventfdBase: newIoeventfdState(),
     };
     await attachVirtioBackend(loop, { id, memory: mem.layout, vmFd: -1, fn });
     // The device config was written on attach: capacity in sectors.

@@ -15,7 +15,7 @@ import type { EventLoop } from "../mainloop/types.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
-import { VmState } from "../vcpu/vm_control.ts";
+import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
 /**
@@ -204,6 +204,16 @@ export class Vm {
     return this.#built?.machine.vcpus.map((v) => v.tid) ?? [];
   }
 
+  /**
+   * The running machine's control block (its vCPU exit counters feed
+   * statistics).
+   *
+   * @internal For the control plane (operate/); not part of the public API.
+   */
+  get vcpuControl(): VmControl | undefined {
+    return this.#built?.machine.control;
+  }
+
   /** The iothreads: index, thread name and host thread id. */
   get iothreads(): { id: number; name: string; tid: number }[] {
     const out = [];
@@ -334,7 +344,15 @@ export class Vm {
    */
   powerdown(): boolean {
     this.#emit("powerdown");
-    return this.#built?.acpiPm.pressPowerButton() ?? false;
+    const built = this.#built;
+    if (!built) return false;
+    // PM1 status is shared with the vCPU threads, which touch it under the big lock.
+    built.machine.lock.lock();
+    try {
+      return built.acpiPm.pressPowerButton();
+    } finally {
+      built.machine.lock.unlock();
+    }
   }
 
   /**

@@ -14,7 +14,14 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../../sys/fd.ts";
-import type { AioBackend, AioRequest } from "../types.ts";
+import {
+  AIO_FALLOC_ZERO_FALLBACK,
+  type AioBackend,
+  type AioRequest,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+} from "../types.ts";
 
 export type Factory = (loop: MainLoop) => AioBackend;
 
@@ -232,8 +239,65 @@ export function backendSuite(name: string, factory: Factory): void {
       await Deno.remove(path);
     }
   });
+
+  Deno.test(`${name}: fallocate zeroes ranges, falling back to writing zeros`, async () => {
+    // tmpfs punches holes but has no ZERO_RANGE: the fallback must write zeros there.
+    const dirs = [undefined, "/dev/shm"].filter((d) => !d || isDir(d));
+    const EOPNOTSUPP = 95;
+    for (const dir of dirs) {
+      const size = 4 << 20;
+      const path = await Deno.makeTempFile({ dir, prefix: "denovmm-aio-falloc-" });
+      await Deno.writeFile(path, new Uint8Array(size).fill(0xa5));
+      const fd = openFile(path, O_RDWR);
+      const model = new Uint8Array(size).fill(0xa5);
+      try {
+        await withBackend(factory, async (b) => {
+          const cases: [number, number, number][] = [
+            [FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 4096, 8192],
+            [
+              FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE | AIO_FALLOC_ZERO_FALLBACK,
+              512,
+              2560 << 10,
+            ],
+            [FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE | AIO_FALLOC_ZERO_FALLBACK, 3 << 20, 4608],
+          ];
+          for (const [mode, offset, len] of cases) {
+            const r = await run(b, { op: "fallocate", fd, offset, len, mode });
+            assert.equal(r, len, `mode ${mode.toString(16)} in ${dir ?? "tmp"}`);
+            model.fill(0, offset, offset + len);
+          }
+          // Without the fallback a mode the file system lacks fails with its errno.
+          const plain = await run(b, {
+            op: "fallocate",
+            fd,
+            offset: 0,
+            len: 512,
+            mode: FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+          });
+          if (plain < 0) assert.equal(plain, -EOPNOTSUPP);
+          else model.fill(0, 0, 512);
+          assert.throws(
+            () => b.submit({ op: "fallocate", fd, len: 1, mode: -1 }, () => {}),
+            RangeError,
+          );
+        });
+        assert.deepEqual(await Deno.readFile(path), model);
+      } finally {
+        closeFd(fd);
+        await Deno.remove(path);
+      }
+    }
+  });
 }
 
 function addrOf(buf: Uint8Array): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+}
+
+function isDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }

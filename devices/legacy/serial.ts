@@ -20,7 +20,7 @@
  */
 import type { BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
-import { type BigLock } from "../big_lock.ts";
+import type { BigLock } from "../big_lock.ts";
 import { checkRegion, type SharedRegion } from "../shared_region.ts";
 
 // Register offsets (include/uapi/linux/serial_reg.h names).

@@ -7,10 +7,8 @@
  * @module
  */
 import type { GuestMemory } from "../../memory/guest_memory.ts";
-import { libc } from "../../sys/libc.ts";
-import { EOPNOTSUPP, errno } from "../../sys/errno.ts";
-import { MAP_ANONYMOUS, MAP_PRIVATE, mmap, PROT_READ } from "../../sys/fd.ts";
-import type { AioRequest, IoVec } from "../../aio/types.ts";
+import { AioQueueFullError, IOV_MAX } from "../../aio/types.ts";
+import type { Bh } from "../../mainloop/types.ts";
 import {
   featureBit,
   VIRTIO_BLK_CFG_BLK_SIZE,
@@ -40,7 +38,6 @@ import {
   VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT,
   VIRTIO_BLK_T_WRITE_ZEROES,
-  VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
   VIRTIO_ID_BLOCK,
   VIRTIO_RING_F_EVENT_IDX,
   VIRTIO_RING_F_INDIRECT_DESC,
@@ -48,18 +45,22 @@ import {
 import type { VirtioContext, VirtioDevice } from "./device.ts";
 import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
 import type { BlockAio } from "./sync_io.ts";
+import { parseDiscardRanges } from "./block_discard.ts";
+import { BlockRequest, type BlockRequestCounts } from "./block_request.ts";
+export type { BlockRequestCounts } from "./block_request.ts";
 
 /** Sector size of the virtio-blk protocol. */
 export const SECTOR_SIZE = 512;
-/** Most ranges in one discard / write-zeroes request. */
-export const VIRTIO_BLK_MAX_DISCARD_SEG = 32;
-/** Most sectors one discard / write-zeroes range may cover (2 GiB). */
-export const VIRTIO_BLK_MAX_DISCARD_SECTORS = 0x40_0000;
+export {
+  VIRTIO_BLK_DISCARD_PIECE,
+  VIRTIO_BLK_MAX_DISCARD_SECTORS,
+  VIRTIO_BLK_MAX_DISCARD_SEG,
+} from "./block_discard.ts";
+import * as discard from "./block_discard.ts";
 
-const FALLOC_FL_KEEP_SIZE = 1;
-const FALLOC_FL_PUNCH_HOLE = 2;
-const FALLOC_FL_ZERO_RANGE = 0x10;
-const ZERO_CHUNK = 1 << 20;
+/** Chains one kick takes before yielding to the loop (as QEMU and Firecracker bound theirs). */
+export const VIRTIO_BLK_BATCH = 64;
+
 const HEADER_BYTES = 16;
 
 /** The disk a {@link VirtioBlock} serves. */
@@ -84,25 +85,14 @@ export interface VirtioBlockOptions {
   queueSize?: number;
   /** Logical block size reported (default 512). */
   blockSize?: number;
-}
-
-/** One in-flight request, reused per descriptor head. */
-class BlockRequest {
-  head = 0;
-  statusAddr = 0;
-  usedLen = 0;
-  expected = 0;
-  inFlight = false;
-  /** Device generation (bumped at each reset) this request belongs to. */
-  generation = 0;
-  readonly req: AioRequest & { iov: IoVec[]; offset: number };
-  readonly pool: IoVec[] = [];
-  readonly done: (result: number) => void;
-
-  constructor(complete: (r: BlockRequest, result: number) => void) {
-    this.req = { op: "preadv", fd: -1, iov: [], offset: 0 };
-    this.done = (result: number) => complete(this, result);
-  }
+  /**
+   * The loop the queue runs on: a kick handles at most `batch` chains, then
+   * the rest runs from a bottom half of this loop, so other fds, timers and
+   * devices get their turn. Without it (unit tests) a kick drains the queue.
+   */
+  loop?: { bh(cb: () => void, name?: string): Pick<Bh, "schedule"> };
+  /** Chains per turn (default {@link VIRTIO_BLK_BATCH}). */
+  batch?: number;
 }
 
 /**
@@ -127,6 +117,16 @@ export class VirtioBlock implements VirtioDevice {
   readonly configSize = VIRTIO_BLK_CFG_SIZE;
   /** PCI class: mass storage, SCSI (what Linux and QEMU show). */
   readonly pciClass = 0x010000;
+  /** Requests started since creation, by type. */
+  readonly requestCounts: BlockRequestCounts = {
+    in: 0,
+    out: 0,
+    flush: 0,
+    getId: 0,
+    discard: 0,
+    writeZeroes: 0,
+    unsupported: 0,
+  };
   readonly #disk: BlockDisk;
   readonly #aio: BlockAio;
   readonly #serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
@@ -138,7 +138,13 @@ export class VirtioBlock implements VirtioDevice {
   #inProcess = false;
   #signalPending = false;
   #stalled = false;
-  #zeroes: Uint8Array | null = null;
+  /** Pieces of started requests that found the backend full. */
+  #waiting: BlockRequest[] = [];
+  /** Pieces to submit once the current submit returns (their predecessor completed inline). */
+  readonly #inline: BlockRequest[] = [];
+  #depth = 0;
+  readonly #batch: number;
+  readonly #bh: { schedule(): void } | null;
   #generation = 0;
   #stale = 0;
   #drained: (() => void) | null = null;
@@ -152,6 +158,11 @@ export class VirtioBlock implements VirtioDevice {
     this.#aio = options.aio;
     this.queueMaxSize = options.queueSize ?? 256;
     this.#blockSize = options.blockSize ?? SECTOR_SIZE;
+    this.#batch = options.batch ?? VIRTIO_BLK_BATCH;
+    if (!Number.isInteger(this.#batch) || this.#batch < 1) {
+      throw new RangeError(`Invalid batch ${this.#batch}`);
+    }
+    this.#bh = options.loop ? options.loop.bh(() => this.#resume(), "virtio-blk") : null;
     if (this.#disk.size % SECTOR_SIZE !== 0) {
       throw new RangeError(`Disk size ${this.#disk.size} is not a multiple of 512`);
     }
@@ -183,11 +194,11 @@ export class VirtioBlock implements VirtioDevice {
     v.setUint32(VIRTIO_BLK_CFG_SEG_MAX, this.queueMaxSize - 2, true);
     v.setUint32(VIRTIO_BLK_CFG_BLK_SIZE, this.#blockSize, true);
     v.setUint16(VIRTIO_BLK_CFG_NUM_QUEUES, 1, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, discard.VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SEG, discard.VIRTIO_BLK_MAX_DISCARD_SEG, true);
     v.setUint32(VIRTIO_BLK_CFG_DISCARD_ALIGN, this.#blockSize / SECTOR_SIZE, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SECTORS, VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
-    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SEG, VIRTIO_BLK_MAX_DISCARD_SEG, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SECTORS, discard.VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
+    v.setUint32(VIRTIO_BLK_CFG_MAX_WZ_SEG, discard.VIRTIO_BLK_MAX_DISCARD_SEG, true);
     config[VIRTIO_BLK_CFG_WZ_MAY_UNMAP] = 1;
   }
 
@@ -207,6 +218,8 @@ export class VirtioBlock implements VirtioDevice {
     this.#ctx = null;
     this.#queue = null;
     this.#stalled = false;
+    this.#waiting.length = 0;
+    this.#inline.length = 0;
     this.#generation++;
     this.#requests = this.#requests.map((r) => {
       if (!r.inFlight) return r;
@@ -228,11 +241,25 @@ export class VirtioBlock implements VirtioDevice {
     const ctx = this.#ctx;
     if (index !== 0 || !q || !ctx || this.#inProcess) return;
     this.#inProcess = true;
+    let budget = this.#batch;
     try {
       for (;;) {
         q.disableNotification();
-        while (!ctx.broken && !this.#stalled && q.pop(this.#chain)) this.#handle(q, ctx);
-        if (ctx.broken || this.#stalled || !q.enableNotification()) break;
+        while (!ctx.broken && !this.#stalled && budget > 0 && q.pop(this.#chain)) {
+          budget--;
+          this.#handle(q, ctx);
+        }
+        if (ctx.broken || this.#stalled) break;
+        if (budget === 0) {
+          // Yield: notifications stay off, the BH picks up where this left.
+          if (this.#bh) {
+            this.#bh.schedule();
+            break;
+          }
+          budget = this.#batch;
+          continue;
+        }
+        if (!q.enableNotification()) break;
       }
     } finally {
       this.#inProcess = false;
@@ -248,17 +275,21 @@ export class VirtioBlock implements VirtioDevice {
     const chain = this.#chain;
     const mem = ctx.mem;
     if (chain.readableBytes < HEADER_BYTES) {
-      throw new VirtqueueError("Block request header too short");
+      throw new VirtqueueError("Block request header too short", "blk-request-format");
     }
-    if (chain.writableBytes < 1) throw new VirtqueueError("Block request has no status byte");
+    if (chain.writableBytes < 1) {
+      throw new VirtqueueError("Block request has no status byte", "blk-request-format");
+    }
     const r = this.#requests[chain.head];
-    if (r.inFlight) throw new VirtqueueError(`Descriptor head ${chain.head} already in flight`);
+    if (r.inFlight) {
+      throw new VirtqueueError(`Descriptor head ${chain.head} already in flight`, "head-in-flight");
+    }
     // Status: the last byte of the last non-empty writable segment.
     let last = chain.count - 1;
     while (chain.len[last] === 0) last--;
     r.head = chain.head;
     r.statusAddr = chain.addr[last] + chain.len[last] - 1;
-    this.#gather(mem, 0, HEADER_BYTES, this.#scratch);
+    chain.gather(mem, 0, this.#scratch);
     const type = this.#scratchView.getUint32(0, true);
     const sectorHi = this.#scratchView.getUint32(12, true);
     const sector = sectorHi * 0x1_0000_0000 + this.#scratchView.getUint32(8, true);
@@ -267,6 +298,8 @@ export class VirtioBlock implements VirtioDevice {
       case VIRTIO_BLK_T_IN:
       case VIRTIO_BLK_T_OUT: {
         const write = type === VIRTIO_BLK_T_OUT;
+        if (write) this.requestCounts.out++;
+        else this.requestCounts.in++;
         const len = write ? chain.readableBytes - HEADER_BYTES : chain.writableBytes - 1;
         const offset = sector * SECTOR_SIZE;
         if (
@@ -275,15 +308,19 @@ export class VirtioBlock implements VirtioDevice {
         ) {
           return this.#finish(q, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         }
+        // Nothing to move (as QEMU completes an empty request): done.
+        if (len === 0) return this.#finish(q, ctx, r, VIRTIO_BLK_S_OK, 1);
         r.req.op = write ? "pwritev" : "preadv";
         r.req.fd = disk.fd;
         r.req.offset = offset;
         this.#buildIov(mem, r, write ? 0 : chain.readableCount, write ? HEADER_BYTES : 0, len);
+        if (r.req.iov.length > IOV_MAX) return this.#finish(q, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         r.expected = len;
         r.usedLen = write ? 1 : len + 1;
         return this.#submit(q, r);
       }
       case VIRTIO_BLK_T_FLUSH:
+        this.requestCounts.flush++;
         r.req.op = "fdatasync";
         r.req.fd = disk.fd;
         r.req.offset = 0;
@@ -292,29 +329,75 @@ export class VirtioBlock implements VirtioDevice {
         r.usedLen = 1;
         return this.#submit(q, r);
       case VIRTIO_BLK_T_GET_ID: {
+        this.requestCounts.getId++;
         const n = Math.min(VIRTIO_BLK_ID_BYTES, chain.writableBytes - 1);
-        this.#scatter(mem, chain.readableCount, this.#serial.subarray(0, n));
+        chain.scatter(mem, chain.readableCount, this.#serial.subarray(0, n));
         return this.#finish(q, ctx, r, VIRTIO_BLK_S_OK, n + 1);
       }
       case VIRTIO_BLK_T_DISCARD:
-      case VIRTIO_BLK_T_WRITE_ZEROES:
-        return this.#finish(q, ctx, r, this.#discard(mem, type), 1);
+      case VIRTIO_BLK_T_WRITE_ZEROES: {
+        if (type === VIRTIO_BLK_T_DISCARD) this.requestCounts.discard++;
+        else this.requestCounts.writeZeroes++;
+        r.expected = 0;
+        r.usedLen = 1;
+        const status = disk.readOnly
+          ? VIRTIO_BLK_S_IOERR
+          : parseDiscardRanges(chain, mem, type, disk.size, r.ranges);
+        if (status !== VIRTIO_BLK_S_OK || r.ranges.done) return this.#finish(q, ctx, r, status, 1);
+        r.req.fd = disk.fd;
+        this.#nextPiece(r);
+        return this.#submit(q, r);
+      }
       default:
+        this.requestCounts.unsupported++;
         return this.#finish(q, ctx, r, VIRTIO_BLK_S_UNSUPP, 1);
     }
   }
 
-  #submit(q: SplitQueue, r: BlockRequest): void {
+  /** Points r.req at the next piece of its DISCARD / WRITE_ZEROES ranges. */
+  #nextPiece(r: BlockRequest): void {
+    const g = r.ranges;
+    r.req.op = "fallocate";
+    r.req.iov.length = 0;
+    r.req.offset = g.pieceOffset;
+    r.req.len = g.pieceLength(discard.VIRTIO_BLK_DISCARD_PIECE);
+    r.req.mode = g.pieceMode;
+    r.expected = r.req.len;
+  }
+
+  #submit(q: SplitQueue | null, r: BlockRequest): void {
     r.inFlight = true;
     r.generation = this.#generation;
+    this.#depth++;
     try {
       this.#aio.submit(r.req, r.done);
     } catch (e) {
       r.inFlight = false;
-      if (!(e instanceof RangeError)) throw e;
-      // Backend full: retry this chain when a request completes.
-      q.undoPop();
-      this.#stalled = true;
+      if (!(e instanceof AioQueueFullError)) throw e;
+      if (q) {
+        // Backend full: retry this chain when a request completes.
+        q.undoPop();
+        this.#stalled = true;
+      } else {
+        // A later piece of a started request: it goes first when a slot frees.
+        this.#waiting.push(r);
+      }
+    } finally {
+      this.#depth--;
+    }
+    // Next pieces of requests that completed inline (SyncAio): a loop, not a
+    // recursion as deep as the request has pieces.
+    while (this.#depth === 0 && this.#inline.length > 0) this.#submit(null, this.#inline.shift()!);
+  }
+
+  /** The yield BH: continues the queue (not under the transport's guard). */
+  #resume(): void {
+    const ctx = this.#ctx;
+    if (!ctx || ctx.broken) return;
+    try {
+      this.processQueue(0);
+    } catch (e) {
+      ctx.markBroken(e instanceof Error ? e.message : String(e), e);
     }
   }
 
@@ -334,16 +417,47 @@ export class VirtioBlock implements VirtioDevice {
     const ctx = this.#ctx;
     const q = this.#queue;
     if (!ctx || !q || ctx.broken) return;
-    const ok = result >= 0 && result === r.expected;
     try {
-      this.#finish(q, ctx, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, ok ? r.usedLen : 1);
-      if (this.#stalled && !this.#inProcess) {
-        this.#stalled = false;
-        this.processQueue(0);
+      if (r.req.op === "fallocate" && this.#pieceDone(r, result)) {
+        // More pieces: the next one goes out now, behind nothing else.
+        this.#nextPiece(r);
+        if (this.#depth > 0) this.#inline.push(r);
+        else this.#submit(null, r);
+      } else {
+        const ok = result >= 0 && result === r.expected ||
+          r.req.op === "fallocate" && r.ranges.done;
+        this.#finish(q, ctx, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, ok ? r.usedLen : 1);
       }
+      this.#retry();
     } catch (e) {
       // This entry point is not under the transport's guard: contain it here.
-      ctx.markBroken(e instanceof Error ? e.message : String(e));
+      ctx.markBroken(e instanceof Error ? e.message : String(e), e);
+    }
+  }
+
+  /**
+   * Accounts one finished piece; true when the request has more to do. A
+   * failed piece ends the request (ranges.done stays false: IOERR).
+   */
+  #pieceDone(r: BlockRequest, result: number): boolean {
+    const g = r.ranges;
+    // A file system without hole punching keeps the data: DISCARD is only a hint.
+    const ok = result === r.expected ||
+      (g.isDiscard && result < 0 && g.discardUnsupported(-result));
+    return ok && g.advance(r.expected);
+  }
+
+  /** After a completion freed a backend slot: waiting pieces first, then the queue. */
+  #retry(): void {
+    if (this.#inProcess) return;
+    while (this.#waiting.length > 0) {
+      const w = this.#waiting.shift()!;
+      this.#submit(null, w);
+      if (!w.inFlight) return;
+    }
+    if (this.#stalled) {
+      this.#stalled = false;
+      this.processQueue(0);
     }
   }
 
@@ -353,34 +467,6 @@ export class VirtioBlock implements VirtioDevice {
     q.pushUsed(r.head, len);
     if (this.#inProcess) this.#signalPending = true;
     else ctx.signalUsed(0);
-  }
-
-  /** Copies `dst.length` readable bytes starting at byte `skip` of the chain. */
-  #gather(mem: GuestMemory, skip: number, len: number, dst: Uint8Array): void {
-    const c = this.#chain;
-    let pos = 0, off = skip;
-    for (let i = 0; i < c.readableCount && pos < len; i++) {
-      const l = c.len[i];
-      if (off >= l) {
-        off -= l;
-        continue;
-      }
-      const n = Math.min(l - off, len - pos);
-      dst.set(mem.slice(c.addr[i] + off, n), pos);
-      pos += n;
-      off = 0;
-    }
-  }
-
-  /** Copies src into the writable segments starting at segment `first`. */
-  #scatter(mem: GuestMemory, first: number, src: Uint8Array): void {
-    const c = this.#chain;
-    let pos = 0;
-    for (let i = first; i < c.count && pos < src.length; i++) {
-      const n = Math.min(c.len[i], src.length - pos);
-      mem.write(c.addr[i], src.subarray(pos, pos + n));
-      pos += n;
-    }
   }
 
   /** Fills r.req.iov with `len` bytes of segments from `first`, skipping `skip` bytes. */
@@ -407,69 +493,5 @@ export class VirtioBlock implements VirtioDevice {
       left -= n;
       off = 0;
     }
-  }
-
-  /** DISCARD / WRITE_ZEROES: validated ranges, each a fallocate. */
-  #discard(mem: GuestMemory, type: number): number {
-    const disk = this.#disk;
-    if (disk.readOnly) return VIRTIO_BLK_S_IOERR;
-    const c = this.#chain;
-    const bytes = c.readableBytes - HEADER_BYTES;
-    const n = bytes / 16;
-    if (bytes === 0 || bytes % 16 !== 0 || n > VIRTIO_BLK_MAX_DISCARD_SEG) {
-      return VIRTIO_BLK_S_IOERR;
-    }
-    const seg = this.#scratch;
-    const view = this.#scratchView;
-    for (let i = 0; i < n; i++) {
-      this.#gather(mem, HEADER_BYTES + 16 * i, 16, seg);
-      const sectorHi = view.getUint32(4, true);
-      const sector = sectorHi * 0x1_0000_0000 + view.getUint32(0, true);
-      const count = view.getUint32(8, true);
-      const flags = view.getUint32(12, true);
-      const unmap = (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) !== 0;
-      if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) return VIRTIO_BLK_S_UNSUPP;
-      if (type === VIRTIO_BLK_T_DISCARD && unmap) return VIRTIO_BLK_S_UNSUPP;
-      if (count > VIRTIO_BLK_MAX_DISCARD_SECTORS || sectorHi >= 0x20_0000) {
-        return VIRTIO_BLK_S_IOERR;
-      }
-      const offset = sector * SECTOR_SIZE;
-      const len = count * SECTOR_SIZE;
-      if (offset + len > disk.size) return VIRTIO_BLK_S_IOERR;
-      if (len === 0) continue;
-      const ok = type === VIRTIO_BLK_T_DISCARD
-        ? this.#fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len) >= 0 ||
-          errno() === EOPNOTSUPP
-        : this.#writeZeroes(offset, len, unmap);
-      if (!ok) return VIRTIO_BLK_S_IOERR;
-    }
-    return VIRTIO_BLK_S_OK;
-  }
-
-  #fallocate(mode: number, offset: number, len: number): number {
-    return libc.fallocate(this.#disk.fd, mode, BigInt(offset), BigInt(len));
-  }
-
-  #writeZeroes(offset: number, len: number, unmap: boolean): boolean {
-    if (unmap && this.#fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len) >= 0) {
-      return true;
-    }
-    if (this.#fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, len) >= 0) return true;
-    // No fallocate support: write zeros from a page-aligned buffer (O_DIRECT safe).
-    if (!this.#zeroes) {
-      const addr = mmap(ZERO_CHUNK, { prot: PROT_READ, flags: MAP_PRIVATE | MAP_ANONYMOUS });
-      this.#zeroes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(
-        Deno.UnsafePointer.create(addr)!,
-        ZERO_CHUNK,
-      ));
-    }
-    const zeroPtr = Deno.UnsafePointer.of(this.#zeroes);
-    for (let done = 0; done < len;) {
-      const n = Math.min(ZERO_CHUNK, len - done);
-      const w = Number(libc.pwrite_ptr(this.#disk.fd, zeroPtr, BigInt(n), BigInt(offset + done)));
-      if (w <= 0) return false;
-      done += w;
-    }
-    return true;
   }
 }

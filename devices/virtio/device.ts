@@ -36,9 +36,11 @@ export interface VirtioContext {
   signalUsed(index: number): void;
   /**
    * The driver broke the rules (or the host failed): set
-   * DEVICE_NEEDS_RESET, log once, stop processing until reset.
+   * DEVICE_NEEDS_RESET, log once, stop processing until reset. `cause` is
+   * the error caught, if any: a VirtqueueError names the guest's violation;
+   * anything else is a device bug the transport reports as such.
    */
-  markBroken(reason: string): void;
+  markBroken(reason: string, cause?: unknown): void;
   /** Whether the device was marked broken since activation. */
   readonly broken: boolean;
 }

@@ -1,6 +1,7 @@
 /**
- * Opening a disk image for virtio-blk from a `--disk` option: flags, an
- * advisory lock so two VMMs never write one image, a size check, and
+ * Opening a disk image for virtio-blk from a `--disk` option: flags, the
+ * locks QEMU uses (so neither QEMU nor another denovmm writes an image we
+ * use, and we never write one they use), a size check, and
  * one-line errors a user can act on.
  *
  * @module
@@ -30,6 +31,7 @@ import {
   S_IFREG,
 } from "../../sys/fd.ts";
 import type { BlockDisk } from "./block.ts";
+import { ImageLockError, lockImage } from "./image_lock.ts";
 
 /** Parsed `--disk path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback][,serial=S]`. */
 export interface DiskOptions {
@@ -156,14 +158,22 @@ export function openDisk(options: DiskOptions): DiskFile {
     if (type !== S_IFREG && type !== S_IFBLK) {
       throw new Error(`Disk image ${path} is not a regular file or block device`);
     }
+    const inUse = (why: string) =>
+      new Error(
+        `Disk image ${path} is in use by another process` +
+          (readOnly ? " that opened it read-write" : "") + ` (${why})`,
+      );
+    // QEMU's byte-range locks, so QEMU and denovmm refuse each other (image_lock.ts),
+    // and a whole-file flock for tools that use flock(1).
+    try {
+      lockImage(fd, readOnly);
+    } catch (e) {
+      if (e instanceof ImageLockError) throw inUse(e.message);
+      throw e;
+    }
     if (libc.flock(fd, (readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
       const e = errno();
-      if (e === EWOULDBLOCK) {
-        throw new Error(
-          `Disk image ${path} is in use by another process` +
-            (readOnly ? " that opened it read-write" : ""),
-        );
-      }
+      if (e === EWOULDBLOCK) throw inUse("flock");
       throw new ErrnoError(`flock ${path}`, e);
     }
     const size = type === S_IFBLK ? fileSize(fd) : st.size;

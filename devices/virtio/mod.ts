@@ -9,5 +9,6 @@ export * from "./device.ts";
 export * from "./pci.ts";
 export * from "./block.ts";
 export * from "./disk_file.ts";
+export * from "./image_lock.ts";
 export * from "./sync_io.ts";
 export * from "./pci_backend.ts";

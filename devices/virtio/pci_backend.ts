@@ -20,7 +20,7 @@ import {
   VIRTIO_RING_F_INDIRECT_DESC,
 } from "./constants.ts";
 import type { InterruptSink, VirtioContext, VirtioDevice } from "./device.ts";
-import { SplitQueue, VirtqueueError } from "./queue.ts";
+import { SplitQueue, type VirtioViolation, VirtqueueError } from "./queue.ts";
 import type { VirtioPciDevice } from "./pci.ts";
 import type { VirtioTransportLink } from "./pci_layout.ts";
 
@@ -58,13 +58,16 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     this.#transport.ackReset();
   };
   readonly #log: (message: string) => void;
+  readonly #onBroken: ((violation: VirtioViolation | null, cause: unknown) => void) | null;
   /** Guest RAM. */
   readonly mem: GuestMemory;
 
   /**
    * @param options the transport (this thread's instance, built with its
-   *   interrupt sink), the device model, guest RAM, and where the one line
-   *   about a broken device goes (default console.error)
+   *   interrupt sink), the device model, guest RAM, where the one line
+   *   about a broken device goes (default console.error), and `onBroken`,
+   *   told of every time the device breaks: the guest's named violation, or
+   *   null for anything else (a device bug; tests and fuzzers fail on those)
    */
   constructor(
     options: {
@@ -72,11 +75,13 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
       device: VirtioDevice;
       mem: GuestMemory;
       log?: (message: string) => void;
+      onBroken?: (violation: VirtioViolation | null, cause: unknown) => void;
     },
   ) {
     const { transport, device, mem } = options;
     if (!transport.interrupt) throw new TypeError("The transport has no interrupt sink");
     this.#log = options.log ?? console.error;
+    this.#onBroken = options.onBroken ?? null;
     this.#transport = transport;
     this.#device = device;
     this.#interrupt = transport.interrupt;
@@ -205,11 +210,7 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
   }
 
   #fail(e: unknown): void {
-    if (e instanceof VirtqueueError || e instanceof RangeError) {
-      this.markBroken(e.message);
-    } else {
-      this.markBroken(`Device error: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    this.markBroken(e instanceof Error ? e.message : String(e), e);
   }
 
   /**
@@ -241,13 +242,19 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
    * queue processing until the driver resets it.
    *
    * @param reason what went wrong
+   * @param cause the error caught: a VirtqueueError names the guest's
+   *   violation; any other error is reported as a device error
    */
-  markBroken(reason: string): void {
+  markBroken(reason: string, cause?: unknown): void {
+    const violation = cause instanceof VirtqueueError ? cause.violation : null;
+    const guest = cause === undefined || violation !== null;
     this.#broken = true;
     this.#transport.setNeedsReset();
+    this.#onBroken?.(violation, cause);
     if (!this.#loggedBroken) {
       this.#loggedBroken = true;
-      this.#log(`virtio device ${this.#device.deviceType}: ${reason}; needs reset`);
+      const what = guest ? reason : `Device error: ${reason}`;
+      this.#log(`virtio device ${this.#device.deviceType}: ${what}; needs reset`);
     }
     this.signalConfig();
   }

@@ -23,14 +23,63 @@ export const VIRTQUEUE_MAX_SIZE = 32768;
 export const VIRTQUEUE_MAX_CHAIN_BYTES = 0xffff_ffff;
 
 /**
+ * The closed set of rules a guest driver can break that make a device stop
+ * (DEVICE_NEEDS_RESET), each named after the virtio 1.x requirement.
+ * Anything else that goes wrong in device code is a VMM bug, not a guest one.
+ */
+export const VIRTIO_VIOLATIONS = [
+  /** 2.7: Queue Size is a power of two no larger than the device's maximum. */
+  "queue-size",
+  /** 2.7: descriptor table 16-, driver ring 2-, device ring 4-byte aligned. */
+  "ring-alignment",
+  /** 2.7: the rings lie in guest RAM. */
+  "ring-outside-ram",
+  /** 2.7.6: the driver makes at most Queue Size buffers available ahead of the device. */
+  "avail-index",
+  /** 2.7.6: a ring entry names a descriptor in the table. */
+  "descriptor-head",
+  /** 2.7.5: a chain's `next` stays in the table. */
+  "descriptor-next",
+  /** 2.7.5: a chain ends (no loops). */
+  "descriptor-loop",
+  /** 2.7.5: a buffer lies in guest RAM. */
+  "buffer-outside-ram",
+  /** 2.7.5.3: INDIRECT only when negotiated, never inside an indirect table. */
+  "unexpected-indirect",
+  /** 2.7.5.3.1: an indirect descriptor does not set NEXT. */
+  "indirect-next",
+  /** 2.7.5.3.1: an indirect table is a non-empty multiple of 16 bytes in RAM. */
+  "indirect-table",
+  /** 2.7.4.2: device-readable buffers come before device-writable ones. */
+  "readable-after-writable",
+  /** 2.7.5: a chain has at most Queue Size descriptors and fits used.len. */
+  "chain-too-long",
+  /** 2.7.13.2: a buffer is made available again only after the device used it. */
+  "head-in-flight",
+  /** 5.2.6: a block request carries a 16-byte header and a status byte. */
+  "blk-request-format",
+] as const;
+
+/** One of {@link VIRTIO_VIOLATIONS}. */
+export type VirtioViolation = typeof VIRTIO_VIOLATIONS[number];
+
+/**
  * A guest driver broke the virtqueue rules. Catchable domain condition: the
  * device marks itself DEVICE_NEEDS_RESET and stops using the queue.
+ * `violation` names the rule; null where a caller gave none (a device that
+ * should name it).
  */
 export class VirtqueueError extends Error {
-  /** @param message what the guest got wrong */
-  constructor(message: string) {
-    super(message);
+  /** Which rule, from {@link VIRTIO_VIOLATIONS}. */
+  readonly violation: VirtioViolation | null;
+  /**
+   * @param message what the guest got wrong
+   * @param violation which rule that breaks
+   */
+  constructor(message: string, violation: VirtioViolation | null = null) {
+    super(violation ? `${violation}: ${message}` : message);
     this.name = "VirtqueueError";
+    this.violation = violation;
   }
 }
 
@@ -68,6 +117,48 @@ export class DescriptorChain {
     this.capacity = capacity;
     this.addr = new Float64Array(capacity);
     this.len = new Uint32Array(capacity);
+  }
+
+  /**
+   * Copies `dst.length` device-readable bytes, starting `skip` bytes into
+   * the chain, to `dst` (fewer if the readable part is shorter).
+   *
+   * @param mem guest RAM
+   * @param skip bytes of the readable part to skip
+   * @param dst where the bytes go
+   */
+  gather(mem: GuestMemory, skip: number, dst: Uint8Array): void {
+    const len = dst.length;
+    let pos = 0, off = skip;
+    for (let i = 0; i < this.readableCount && pos < len; i++) {
+      const l = this.len[i];
+      if (off >= l) {
+        off -= l;
+        continue;
+      }
+      const n = Math.min(l - off, len - pos);
+      // The usual case (all of dst from one segment) allocates no view.
+      mem.read(this.addr[i] + off, n === len ? dst : dst.subarray(pos, pos + n));
+      pos += n;
+      off = 0;
+    }
+  }
+
+  /**
+   * Copies `src` into the chain's segments from segment `first` on (the
+   * device-writable ones when `first` is readableCount).
+   *
+   * @param mem guest RAM
+   * @param first the first segment to fill
+   * @param src the bytes
+   */
+  scatter(mem: GuestMemory, first: number, src: Uint8Array): void {
+    let pos = 0;
+    for (let i = first; i < this.count && pos < src.length; i++) {
+      const n = Math.min(this.len[i], src.length - pos);
+      mem.write(this.addr[i], src.subarray(pos, pos + n));
+      pos += n;
+    }
   }
 
   /** Empties the chain for reuse. */
@@ -164,17 +255,20 @@ export class SplitQueue {
     this.#ready = false;
     const { size, desc, avail, used } = config;
     if (!isPowerOfTwo(size) || size > this.#maxSize) {
-      throw new VirtqueueError(`Queue size ${size} is not a power of two up to ${this.#maxSize}`);
+      throw new VirtqueueError(
+        `Queue size ${size} is not a power of two up to ${this.#maxSize}`,
+        "queue-size",
+      );
     }
     if (desc % 16 !== 0 || avail % 2 !== 0 || used % 4 !== 0) {
-      throw new VirtqueueError("Virtqueue ring address is misaligned");
+      throw new VirtqueueError("Virtqueue ring address is misaligned", "ring-alignment");
     }
     const mem = this.#mem;
     if (
       !mem.contains(desc, 16 * size) || !mem.contains(avail, 6 + 2 * size) ||
       !mem.contains(used, 6 + 8 * size)
     ) {
-      throw new VirtqueueError("Virtqueue ring lies outside guest RAM");
+      throw new VirtqueueError("Virtqueue ring lies outside guest RAM", "ring-outside-ram");
     }
     this.#size = size;
     this.#desc = desc;
@@ -209,7 +303,10 @@ export class SplitQueue {
     const availIdx = this.#mem.readU16(this.#avail + 2);
     const n = (availIdx - this.#lastAvail) & 0xffff;
     if (n > this.#size) {
-      throw new VirtqueueError(`Avail index moved ${n} entries ahead of a ${this.#size} queue`);
+      throw new VirtqueueError(
+        `Avail index moved ${n} entries ahead of a ${this.#size} queue`,
+        "avail-index",
+      );
     }
     return n;
   }
@@ -227,7 +324,9 @@ export class SplitQueue {
     const size = this.#size;
     const slot = this.#lastAvail & (size - 1);
     const head = mem.readU16(this.#avail + 4 + 2 * slot);
-    if (head >= size) throw new VirtqueueError(`Descriptor head ${head} out of range`);
+    if (head >= size) {
+      throw new VirtqueueError(`Descriptor head ${head} out of range`, "descriptor-head");
+    }
     chain.clear();
     chain.head = head;
     this.#walk(chain, this.#desc, size, head, false);
@@ -254,55 +353,66 @@ export class SplitQueue {
     let index = first;
     // A chain longer than its table must revisit a descriptor: a loop.
     for (let visited = 0;; visited++) {
-      if (visited >= tableSize) throw new VirtqueueError("Descriptor chain loops");
+      if (visited >= tableSize) {
+        throw new VirtqueueError("Descriptor chain loops", "descriptor-loop");
+      }
       const d = table + 16 * index;
       const lo = mem.readU32(d);
       const hi = mem.readU32(d + 4);
       const len = mem.readU32(d + 8);
       const flags = mem.readU16(d + 12);
       const next = mem.readU16(d + 14);
-      if (hi >= 0x20_0000) throw new VirtqueueError("Descriptor address outside guest RAM");
+      if (hi >= 0x20_0000) {
+        throw new VirtqueueError("Descriptor address outside guest RAM", "buffer-outside-ram");
+      }
       const addr = hi * 0x1_0000_0000 + lo;
       if (flags & VRING_DESC_F_INDIRECT) {
         if (inIndirect || !this.#indirect) {
-          throw new VirtqueueError("Unexpected indirect descriptor");
+          throw new VirtqueueError("Unexpected indirect descriptor", "unexpected-indirect");
         }
         if (flags & VRING_DESC_F_NEXT) {
-          throw new VirtqueueError("Indirect descriptor with NEXT set");
+          throw new VirtqueueError("Indirect descriptor with NEXT set", "indirect-next");
         }
         if (len === 0 || len % 16 !== 0 || len / 16 > VIRTQUEUE_MAX_SIZE) {
-          throw new VirtqueueError(`Invalid indirect table length ${len}`);
+          throw new VirtqueueError(`Invalid indirect table length ${len}`, "indirect-table");
         }
         if (!mem.contains(addr, len)) {
-          throw new VirtqueueError("Indirect table outside guest RAM");
+          throw new VirtqueueError("Indirect table outside guest RAM", "indirect-table");
         }
         this.#walk(chain, addr, len / 16, 0, true);
       } else {
         this.#addSegment(chain, addr, len, (flags & VRING_DESC_F_WRITE) !== 0);
       }
       if (!(flags & VRING_DESC_F_NEXT)) return;
-      if (next >= tableSize) throw new VirtqueueError(`Descriptor next ${next} out of range`);
+      if (next >= tableSize) {
+        throw new VirtqueueError(`Descriptor next ${next} out of range`, "descriptor-next");
+      }
       index = next;
     }
   }
 
   #addSegment(chain: DescriptorChain, addr: number, len: number, writable: boolean): void {
     if (!this.#mem.contains(addr, len)) {
-      throw new VirtqueueError("Descriptor buffer outside guest RAM");
+      throw new VirtqueueError("Descriptor buffer outside guest RAM", "buffer-outside-ram");
     }
     const n = chain.count;
-    if (n >= chain.capacity) throw new VirtqueueError("Descriptor chain too long");
+    if (n >= chain.capacity) {
+      throw new VirtqueueError("Descriptor chain too long", "chain-too-long");
+    }
     if (writable) {
       chain.writableBytes += len;
     } else {
       if (chain.writableBytes > 0 || chain.count > chain.readableCount) {
-        throw new VirtqueueError("Device-readable descriptor after a writable one");
+        throw new VirtqueueError(
+          "Device-readable descriptor after a writable one",
+          "readable-after-writable",
+        );
       }
       chain.readableBytes += len;
       chain.readableCount++;
     }
     if (chain.readableBytes + chain.writableBytes > VIRTQUEUE_MAX_CHAIN_BYTES) {
-      throw new VirtqueueError("Descriptor chain too large");
+      throw new VirtqueueError("Descriptor chain too large", "chain-too-long");
     }
     chain.addr[n] = addr;
     chain.len[n] = len;

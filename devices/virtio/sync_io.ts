@@ -1,5 +1,5 @@
 /**
- * A synchronous stand-in for an aio backend: runs preadv/pwritev/fdatasync
+ * A synchronous stand-in for an aio backend: runs preadv/pwritev/fdatasync/fallocate
  * on the calling thread and calls back before `submit` returns. Used by
  * tests and as the baseline in the benchmark; the VMM uses aio/ (thread pool
  * or io_uring) so that a slow disk never stalls the loop.
@@ -10,6 +10,7 @@ import { libc } from "../../sys/libc.ts";
 import { EINTR, errno } from "../../sys/errno.ts";
 import type { AioBackend, AioCallback, AioRequest } from "../../aio/types.ts";
 import { IOV_MAX } from "../../aio/types.ts";
+import { runFallocate } from "../../aio/_fallocate.ts";
 
 /** The part of {@link AioBackend} a block device needs. */
 export type BlockAio = Pick<AioBackend, "submit">;
@@ -70,6 +71,8 @@ export class SyncAio implements BlockAio {
           );
           break;
         }
+        case "fallocate":
+          return runFallocate(req.fd, req.mode ?? 0, req.offset ?? 0, req.len ?? 0);
         default:
           throw new RangeError(`Unsupported operation ${req.op}`);
       }

@@ -210,7 +210,12 @@ export async function acpidInitramfs(): Promise<string> {
       // acpid runs as a daemon with its stdio on /dev/null: say it on the console.
       `printf '#!/bin/sh\\necho ${POWER_BUTTON_SEEN} > /dev/console\\npoweroff -f\\n' > /etc/acpi/PWRF/00000080`,
       "chmod 755 /etc/acpi/PWRF/00000080",
-      "acpid",
+      // -d: in the foreground, logging to the console (as a daemon busybox
+      // acpid logs to /var/log/acpid.log, which this initramfs lacks: it dies).
+      "acpid -d &",
+      "sleep 2", // let it open the input devices before the host presses the button
+      // What acpid listens to, for the log when the test fails.
+      "echo \"DENOVMM-INPUT $(cat /sys/class/input/*/name 2>/dev/null | tr '\\n' ',')\"",
       `echo ${ACPID_READY}`,
       "sleep 600",
       "",

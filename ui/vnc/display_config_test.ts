@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { resolveDisplay } from "./display_config.ts";
 import { VmConfigError } from "../../vm/config.ts";
-import { resolveConfig } from "../../vm/resolve.ts";
+import { closeResolved, resolveConfig } from "../../vm/resolve.ts";
+import { fakeBzImage } from "../../boot/_test_images.ts";
 
 Deno.test("display resolution: none, a mode, VNC with its password read now", async () => {
   assert.equal(resolveDisplay(undefined, undefined), undefined);
@@ -55,4 +56,25 @@ Deno.test("a VmConfig with vnc and no kernel is refused", () => {
       }),
     /A display needs a bzImage kernel/,
   );
+});
+
+Deno.test("resolveConfig carries the display to the builder", () => {
+  const rc = resolveConfig({ kernel: fakeBzImage(), vnc: ":3" });
+  try {
+    assert.deepEqual([rc.display?.width, rc.display?.height, rc.display?.vnc?.port], [
+      1024,
+      768,
+      5903,
+    ]);
+    assert.equal(resolveConfig({ kernel: fakeBzImage() }).display, undefined);
+    assert.deepEqual(
+      resolveConfig({ kernel: fakeBzImage(), display: { width: 640, height: 480 } }).display,
+      {
+        width: 640,
+        height: 480,
+      },
+    );
+  } finally {
+    closeResolved(rc);
+  }
 });

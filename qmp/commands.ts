@@ -1,0 +1,227 @@
+/**
+ * The QMP commands denovmm answers, with QEMU's argument checking and reply
+ * shapes (qapi/*.json of QEMU 7.2, checked against the real QEMU in
+ * qmp/qemu_compare_test.ts).
+ *
+ * @module
+ */
+import type { QmpTarget } from "./target.ts";
+
+/** A QMP error: QEMU's error class and a one-line description. */
+export class QmpError extends Error {
+  /** QEMU's ErrorClass (`GenericError`, `CommandNotFound`, ...). */
+  readonly errorClass: string;
+  /**
+   * @param errorClass the class
+   * @param desc the description
+   */
+  constructor(errorClass: string, desc: string) {
+    super(desc);
+    this.name = "QmpError";
+    this.errorClass = errorClass;
+  }
+}
+
+/** Argument types the commands use. */
+type ArgType = "str" | "bool" | "int" | "any" | readonly string[];
+
+interface CommandSpec {
+  /** Arguments: name -> [type, required]. */
+  args: Record<string, readonly [ArgType, boolean]>;
+  run(target: QmpTarget, args: Record<string, unknown>): unknown;
+  /** Which event (with data) the server sends before the reply. */
+  event?: readonly [string, Record<string, unknown>?];
+}
+
+function generic(desc: string): QmpError {
+  return new QmpError("GenericError", desc);
+}
+
+const STATS_TARGETS = ["vm", "vcpu", "cryptodev"] as const;
+
+const COMMANDS: Record<string, CommandSpec> = {
+  "query-status": {
+    args: {},
+    run(t) {
+      const status = t.status();
+      return { status, singlestep: false, running: status === "running" };
+    },
+  },
+  stop: {
+    args: {},
+    run: (t) => t.stop(),
+  },
+  cont: {
+    args: {},
+    run: (t) => t.cont(),
+  },
+  system_powerdown: {
+    args: {},
+    run: (t) => t.powerdown(),
+    event: ["POWERDOWN"],
+  },
+  system_reset: {
+    args: {},
+    run: (t) => t.reset(),
+    event: ["RESET", { guest: false, reason: "host-qmp-system-reset" }],
+  },
+  quit: {
+    args: {},
+    run: () => {},
+    event: ["SHUTDOWN", { guest: false, reason: "host-qmp-quit" }],
+  },
+  "query-name": {
+    args: {},
+    run(t) {
+      const name = t.name?.();
+      return name === undefined ? {} : { name };
+    },
+  },
+  "query-cpus-fast": {
+    args: {},
+    run: (t) =>
+      t.cpus().map((c) => ({
+        "thread-id": c.threadId,
+        props: { "core-id": c.index, "thread-id": 0, "socket-id": 0 },
+        "qom-path": `/machine/unattached/device[${c.index}]`,
+        "cpu-index": c.index,
+        target: "x86_64",
+      })),
+  },
+  "query-iothreads": {
+    args: {},
+    run: (t) =>
+      t.iothreads().map((io) => ({
+        id: io.id,
+        "thread-id": io.threadId,
+        "poll-max-ns": 0,
+        "poll-grow": 0,
+        "poll-shrink": 0,
+        "aio-max-batch": 0,
+      })),
+  },
+  "query-block": {
+    args: {},
+    run: (t) =>
+      t.blocks().map((b, i) => ({
+        device: b.device,
+        qdev: `/machine/peripheral-anon/device[${i}]/virtio-backend`,
+        locked: false,
+        removable: false,
+        inserted: {
+          file: b.file,
+          ro: b.readOnly,
+          drv: "raw",
+          "backing_file_depth": 0,
+          encrypted: false,
+          "detect_zeroes": "off",
+          bps: 0,
+          "bps_rd": 0,
+          "bps_wr": 0,
+          iops: 0,
+          "iops_rd": 0,
+          "iops_wr": 0,
+          "node-name": `#block${100 + i}`,
+          image: {
+            filename: b.file,
+            format: "raw",
+            "virtual-size": b.size,
+            "actual-size": b.actualSize,
+            "dirty-flag": false,
+          },
+          cache: { writeback: !b.direct, direct: b.direct, "no-flush": false },
+          "write_threshold": 0,
+        },
+        "io-status": "ok",
+        type: "unknown",
+      })),
+  },
+  "query-stats": {
+    args: {
+      target: [STATS_TARGETS, true],
+      providers: ["any", false],
+      vcpus: ["any", false],
+    },
+    run(t, a) {
+      const target = a.target as string;
+      if (!t.queryStats || target === "cryptodev") return [];
+      return t.queryStats(target as "vm" | "vcpu");
+    },
+  },
+  "x-query-denovmm-stats": {
+    args: {},
+    run(t) {
+      if (!t.stats) throw generic("Statistics are not kept by this machine");
+      return t.stats();
+    },
+  },
+};
+
+/** Names of every command (query-commands). */
+export function commandNames(): string[] {
+  return ["qmp_capabilities", "query-commands", ...Object.keys(COMMANDS)];
+}
+
+function checkArgs(spec: CommandSpec, args: Record<string, unknown>): void {
+  for (const key of Object.keys(args)) {
+    if (!(key in spec.args)) throw generic(`Parameter '${key}' is unexpected`);
+  }
+  for (const [name, [type, required]] of Object.entries(spec.args)) {
+    const v = args[name];
+    if (v === undefined) {
+      if (required) throw generic(`Parameter '${name}' is missing`);
+      continue;
+    }
+    if (type === "any") continue;
+    const expected = Array.isArray(type) || type === "str"
+      ? "string"
+      : type === "bool"
+      ? "boolean"
+      : "integer";
+    const ok = expected === "string"
+      ? typeof v === "string"
+      : expected === "boolean"
+      ? typeof v === "boolean"
+      : Number.isInteger(v);
+    if (!ok) throw generic(`Invalid parameter type for '${name}', expected: ${expected}`);
+    if (Array.isArray(type) && !type.includes(v as string)) {
+      throw generic(`Parameter '${name}' does not accept value '${v}'`);
+    }
+  }
+}
+
+/** A command ready to run: the event to send first (if any) and the work. */
+export interface PreparedCommand {
+  /** Event name and data the server emits before the reply. */
+  event?: readonly [string, Record<string, unknown>?];
+  /** Runs it; the result (or a Promise of it) is the `return` value. */
+  run(): unknown;
+}
+
+/**
+ * Looks a command up and checks its arguments.
+ *
+ * @param target the machine
+ * @param name the `execute` member
+ * @param args the `arguments` member (already known to be an object)
+ * @returns the command, ready to run
+ * @throws QmpError for an unknown command or bad arguments
+ * @example
+ * ```ts ignore
+ * const cmd = prepareCommand(target, "query-status", {});
+ * console.log(await cmd.run());
+ * ```
+ */
+export function prepareCommand(
+  target: QmpTarget,
+  name: string,
+  args: Record<string, unknown>,
+): PreparedCommand {
+  if (name === "query-commands") {
+    return { run: () => commandNames().map((n) => ({ name: n })) };
+  }
+  const spec = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!spec) throw new QmpError("CommandNotFound", `The command ${name} has not been found`);
+  checkArgs(spec, args);
+  return { event: spec.event, run: () => spec.run(target, args) };
+}
