@@ -2,13 +2,17 @@
  * Guest RAM: one anonymous mapping (as QEMU's default RAM backend), reachable
  * only through bounds-checked accessors.
  *
- * It is 2 MiB aligned and advised MADV_HUGEPAGE, so the host backs it with
- * transparent huge pages and KVM maps the guest with 2 MiB pages: a guest
- * touching fresh memory (booting, filling its page cache) takes one fault per
- * 2 MiB instead of one per 4 KiB. (The memfd this used before is shmem, which
- * hosts rarely back with huge pages: in the nested host every first touch of
- * a guest page cost a 4 KiB nested-paging fault, ~75-100 µs.) It is also
- * MADV_DONTFORK, so a child process never makes guest RAM copy-on-write.
+ * It is 2 MiB aligned, so where the host's transparent huge pages are on for
+ * anonymous memory (`enabled=always`, Debian's default) it is backed by huge
+ * pages and KVM maps the guest with 2 MiB pages: a guest touching fresh
+ * memory (booting, filling its page cache) takes one fault per 2 MiB instead
+ * of one per 4 KiB. (The memfd this used before is shmem, which hosts rarely
+ * back with huge pages: in the nested host every first touch of a guest page
+ * cost a 4 KiB nested-paging fault, ~75-100 µs.) It is deliberately not
+ * MADV_HUGEPAGE: with the kernel's default `defrag=madvise`, that makes every
+ * fault compact memory synchronously, and in the nested host a vCPU thread
+ * sat in the kernel for minutes (soft lockup) once memory was fragmented. It
+ * is MADV_DONTFORK, so a child process never makes guest RAM copy-on-write.
  *
  * The mapping lives in the process address space, so every Worker (vCPU, aio,
  * iothread) builds a GuestMemory over the same host address from a
@@ -31,7 +35,6 @@ import { libc } from "../sys/libc.ts";
 
 const HUGE_PAGE = 2 << 20;
 const MADV_DONTFORK = 10;
-const MADV_HUGEPAGE = 14;
 
 /**
  * One contiguous range of guest RAM.
@@ -352,8 +355,8 @@ export class GuestMemory {
 }
 
 /**
- * Maps size bytes of anonymous memory at a 2 MiB boundary, advised for huge
- * pages and excluded from fork. Advice the host refuses is ignored.
+ * Maps size bytes of anonymous memory at a 2 MiB boundary, excluded from
+ * fork (advice the host refuses is ignored).
  */
 function mapHugeAligned(size: number): bigint {
   const raw = mmap(size + HUGE_PAGE, {
@@ -365,8 +368,6 @@ function mapHugeAligned(size: number): bigint {
   const head = Number(addr - raw);
   if (head > 0) munmap(raw, head);
   if (HUGE_PAGE - head > 0) munmap(addr + BigInt(size), HUGE_PAGE - head);
-  const p = Deno.UnsafePointer.create(addr);
-  libc.madvise(p, BigInt(size), MADV_HUGEPAGE);
-  libc.madvise(p, BigInt(size), MADV_DONTFORK);
+  libc.madvise(Deno.UnsafePointer.create(addr), BigInt(size), MADV_DONTFORK);
   return addr;
 }

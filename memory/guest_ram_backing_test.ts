@@ -9,7 +9,7 @@ function smapsOf(addr: bigint): string {
   return b;
 }
 
-Deno.test("guest RAM is one 2 MiB-aligned anonymous mapping advised for huge pages", () => {
+Deno.test("guest RAM is one 2 MiB-aligned anonymous mapping, huge pages where THP is always on", () => {
   const size = 8 << 20;
   const m = GuestMemory.allocate(size);
   try {
@@ -20,7 +20,9 @@ Deno.test("guest RAM is one 2 MiB-aligned anonymous mapping advised for huge pag
     // Anonymous, not shmem: no backing file on the mapping line.
     assert.match(smaps.split("\n")[0], /^[0-9a-f]+-[0-9a-f]+ rw-p 00000000 00:00 0\s*$/);
     const thp = Deno.readTextFileSync("/sys/kernel/mm/transparent_hugepage/enabled");
-    if (!thp.includes("[never]")) assert.match(smaps, /^THPeligible:\s+1/m);
+    if (thp.includes("[always]")) assert.match(smaps, /^THPeligible:\s+1/m);
+    // Not MADV_HUGEPAGE (synchronous compaction on fault): no "hg" flag.
+    assert.doesNotMatch(smaps, /^VmFlags:.*\bhg\b/m);
     assert.match(smaps, /^VmFlags:.*\bdc\b/m); // MADV_DONTFORK
   } finally {
     m.close();
