@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { HOST_LIB_DIR, linuxFixture, VNC_MARKER as M, vncInitramfs } from "./fixtures.ts";
 import { RfbTestClient } from "../../ui/vnc/_test_client.ts";
+import { zlibAvailable } from "../../sys/zlib.ts";
 import { encodePng } from "../../ui/vnc/testdata/png.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -84,7 +85,8 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
     c = await RfbTestClient.connect(5900 + display);
     assert.equal(await c.handshake(), 0);
     assert.deepEqual([c.width, c.height], [1024, 768]);
-    await c.setEncodings([16, 1, 0]);
+    // ZRLE when this test process can inflate it (the nested host's Deno has no libz).
+    await c.setEncodings(zlibAvailable() ? [16, 1, 0] : [1, 0]);
     await c.requestUpdate(false);
     await c.message(90_000);
     const lit = litPixels(c);
