@@ -64,27 +64,9 @@ import {
   type VirtioTransportLink,
 } from "./pci_layout.ts";
 
-export * from "./pci_layout.ts";
+import * as S from "./_pci_state_words.ts";
 
-// Words of the shared transport state.
-const W_STATUS = 0;
-const W_DFSELECT = 1;
-const W_GFSELECT = 2;
-const W_GF_LO = 3;
-const W_GF_HI = 4;
-const W_MSIX_CONFIG = 5;
-const W_CONFIG_GEN = 6;
-const W_QSELECT = 7;
-const W_ISR = 8;
-const W_RESET_PENDING = 9;
-const W_QUEUES = 16;
-const Q_STRIDE = 9;
-const Q_SIZE = 0;
-const Q_MSIX = 1;
-const Q_ENABLE = 2;
-const Q_DESC = 3;
-const Q_AVAIL = 5;
-const Q_USED = 7;
+export * from "./pci_layout.ts";
 
 /**
  * The virtio-pci register side. Its BAR 0 device goes on the MMIO bus at
@@ -139,7 +121,7 @@ export class VirtioPciDevice extends PciDevice {
     if (spec.configSize > 0x1000) throw new RangeError("Device configuration too large");
     this.spec = { ...spec };
     this.offeredFeatures = spec.deviceFeatures | featureBit(VIRTIO_F_VERSION_1);
-    const regBytes = 4 * (W_QUEUES + Q_STRIDE * spec.numQueues);
+    const regBytes = 4 * (S.W_QUEUES + S.Q_STRIDE * spec.numQueues);
     const fresh = options.state === undefined;
     const regs = options.state?.regs ?? new SharedArrayBuffer(regBytes + spec.configSize);
     this.#regs = new Int32Array(regs, 0, regBytes / 4);
@@ -210,30 +192,32 @@ export class VirtioPciDevice extends PciDevice {
   #resetRegisters(): void {
     const r = this.#regs;
     for (let i = 0; i < r.length; i++) {
-      if (i !== W_STATUS && i !== W_RESET_PENDING && i !== W_CONFIG_GEN) Atomics.store(r, i, 0);
+      if (i !== S.W_STATUS && i !== S.W_RESET_PENDING && i !== S.W_CONFIG_GEN) {
+        Atomics.store(r, i, 0);
+      }
     }
-    Atomics.store(r, W_MSIX_CONFIG, VIRTIO_MSI_NO_VECTOR);
+    Atomics.store(r, S.W_MSIX_CONFIG, VIRTIO_MSI_NO_VECTOR);
     for (let q = 0; q < this.spec.numQueues; q++) {
-      const b = W_QUEUES + Q_STRIDE * q;
-      r[b + Q_SIZE] = this.spec.queueMaxSize;
-      r[b + Q_MSIX] = VIRTIO_MSI_NO_VECTOR;
+      const b = S.W_QUEUES + S.Q_STRIDE * q;
+      r[b + S.Q_SIZE] = this.spec.queueMaxSize;
+      r[b + S.Q_MSIX] = VIRTIO_MSI_NO_VECTOR;
     }
   }
 
   /** Current device_status. */
   get status(): number {
-    return Atomics.load(this.#regs, W_STATUS);
+    return Atomics.load(this.#regs, S.W_STATUS);
   }
 
   /** The features the driver wrote. */
   get driverFeatures(): bigint {
     const r = this.#regs;
-    return (BigInt(r[W_GF_HI] >>> 0) << 32n) | BigInt(r[W_GF_LO] >>> 0);
+    return (BigInt(r[S.W_GF_HI] >>> 0) << 32n) | BigInt(r[S.W_GF_LO] >>> 0);
   }
 
   /** Whether a reset is waiting for the backend to acknowledge it. */
   get resetPending(): boolean {
-    return Atomics.load(this.#regs, W_RESET_PENDING) !== 0;
+    return Atomics.load(this.#regs, S.W_RESET_PENDING) !== 0;
   }
 
   /**
@@ -251,15 +235,15 @@ export class VirtioPciDevice extends PciDevice {
     used: number;
   } {
     const r = this.#regs;
-    const b = W_QUEUES + Q_STRIDE * q;
+    const b = S.W_QUEUES + S.Q_STRIDE * q;
     const addr = (o: number) => (r[b + o + 1] >>> 0) * 0x1_0000_0000 + (r[b + o] >>> 0);
     return {
-      size: r[b + Q_SIZE],
-      enabled: Atomics.load(r, b + Q_ENABLE) === 1,
-      vector: r[b + Q_MSIX],
-      desc: addr(Q_DESC),
-      avail: addr(Q_AVAIL),
-      used: addr(Q_USED),
+      size: r[b + S.Q_SIZE],
+      enabled: Atomics.load(r, b + S.Q_ENABLE) === 1,
+      vector: r[b + S.Q_MSIX],
+      desc: addr(S.Q_DESC),
+      avail: addr(S.Q_AVAIL),
+      used: addr(S.Q_USED),
     };
   }
 
@@ -270,12 +254,12 @@ export class VirtioPciDevice extends PciDevice {
    * @returns the vector
    */
   queueVector(q: number): number {
-    return this.#regs[W_QUEUES + Q_STRIDE * q + Q_MSIX];
+    return this.#regs[S.W_QUEUES + S.Q_STRIDE * q + S.Q_MSIX];
   }
 
   /** The MSI-X vector for configuration changes. */
   get configVector(): number {
-    return this.#regs[W_MSIX_CONFIG];
+    return this.#regs[S.W_MSIX_CONFIG];
   }
 
   /**
@@ -286,7 +270,7 @@ export class VirtioPciDevice extends PciDevice {
    * @param sink where the line goes
    */
   raiseIsr(bits: number, sink: InterruptSink): void {
-    Atomics.or(this.#regs, W_ISR, bits);
+    Atomics.or(this.#regs, S.W_ISR, bits);
     if (!(this.configU16(PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE)) sink.intx(true);
   }
 
@@ -294,20 +278,20 @@ export class VirtioPciDevice extends PciDevice {
    * Sets DEVICE_NEEDS_RESET (device side, any thread).
    */
   setNeedsReset(): void {
-    Atomics.or(this.#regs, W_STATUS, VIRTIO_CONFIG_S_NEEDS_RESET);
+    Atomics.or(this.#regs, S.W_STATUS, VIRTIO_CONFIG_S_NEEDS_RESET);
   }
 
   /**
    * Completes a pending reset (device side): status reads 0 from now on.
    */
   ackReset(): void {
-    Atomics.store(this.#regs, W_STATUS, 0);
-    Atomics.store(this.#regs, W_RESET_PENDING, 0);
+    Atomics.store(this.#regs, S.W_STATUS, 0);
+    Atomics.store(this.#regs, S.W_RESET_PENDING, 0);
   }
 
   /** Bumps config_generation (device config changed). */
   bumpConfigGeneration(): void {
-    Atomics.add(this.#regs, W_CONFIG_GEN, 1);
+    Atomics.add(this.#regs, S.W_CONFIG_GEN, 1);
   }
 
   protected override configWritten(offset: number, len: number): void {
@@ -323,7 +307,7 @@ export class VirtioPciDevice extends PciDevice {
     } else if (offset >= VIRTIO_PCI_ISR_OFFSET && offset < VIRTIO_PCI_ISR_OFFSET + 4) {
       data.fill(0);
       if (offset === VIRTIO_PCI_ISR_OFFSET) {
-        const isr = Atomics.exchange(this.#regs, W_ISR, 0);
+        const isr = Atomics.exchange(this.#regs, S.W_ISR, 0);
         data[0] = isr;
         if (isr !== 0 && this.interrupt) this.interrupt.intx(false);
       }
@@ -359,8 +343,8 @@ export class VirtioPciDevice extends PciDevice {
   }
 
   #selectedQueue(): number {
-    const q = this.#regs[W_QSELECT];
-    return q < this.spec.numQueues ? W_QUEUES + Q_STRIDE * q : -1;
+    const q = this.#regs[S.W_QSELECT];
+    return q < this.spec.numQueues ? S.W_QUEUES + S.Q_STRIDE * q : -1;
   }
 
   #commonRead(offset: number, len: number): number {
@@ -368,41 +352,41 @@ export class VirtioPciDevice extends PciDevice {
     const qb = this.#selectedQueue();
     switch (offset) {
       case VIRTIO_PCI_COMMON_DFSELECT:
-        return r[W_DFSELECT] >>> 0;
+        return r[S.W_DFSELECT] >>> 0;
       case VIRTIO_PCI_COMMON_DF: {
-        const sel = r[W_DFSELECT] >>> 0;
+        const sel = r[S.W_DFSELECT] >>> 0;
         if (sel > 1) return 0;
         return Number((this.offeredFeatures >> BigInt(32 * sel)) & 0xffff_ffffn);
       }
       case VIRTIO_PCI_COMMON_GFSELECT:
-        return r[W_GFSELECT] >>> 0;
+        return r[S.W_GFSELECT] >>> 0;
       case VIRTIO_PCI_COMMON_GF: {
-        const sel = r[W_GFSELECT];
-        return sel === 0 ? r[W_GF_LO] >>> 0 : sel === 1 ? r[W_GF_HI] >>> 0 : 0;
+        const sel = r[S.W_GFSELECT];
+        return sel === 0 ? r[S.W_GF_LO] >>> 0 : sel === 1 ? r[S.W_GF_HI] >>> 0 : 0;
       }
       case VIRTIO_PCI_COMMON_MSIX:
-        return r[W_MSIX_CONFIG];
+        return r[S.W_MSIX_CONFIG];
       case VIRTIO_PCI_COMMON_NUMQ:
         return this.spec.numQueues;
       case VIRTIO_PCI_COMMON_STATUS:
-        return len === 1 ? Atomics.load(r, W_STATUS) & 0xff : 0;
+        return len === 1 ? Atomics.load(r, S.W_STATUS) & 0xff : 0;
       case VIRTIO_PCI_COMMON_CFGGENERATION:
-        return Atomics.load(r, W_CONFIG_GEN) & 0xff;
+        return Atomics.load(r, S.W_CONFIG_GEN) & 0xff;
       case VIRTIO_PCI_COMMON_Q_SELECT:
-        return r[W_QSELECT];
+        return r[S.W_QSELECT];
       case VIRTIO_PCI_COMMON_Q_SIZE:
-        return qb < 0 ? 0 : r[qb + Q_SIZE];
+        return qb < 0 ? 0 : r[qb + S.Q_SIZE];
       case VIRTIO_PCI_COMMON_Q_MSIX:
-        return qb < 0 ? VIRTIO_MSI_NO_VECTOR : r[qb + Q_MSIX];
+        return qb < 0 ? VIRTIO_MSI_NO_VECTOR : r[qb + S.Q_MSIX];
       case VIRTIO_PCI_COMMON_Q_ENABLE:
-        return qb < 0 ? 0 : Atomics.load(r, qb + Q_ENABLE);
+        return qb < 0 ? 0 : Atomics.load(r, qb + S.Q_ENABLE);
       case VIRTIO_PCI_COMMON_Q_NOFF:
-        return qb < 0 ? 0 : r[W_QSELECT];
+        return qb < 0 ? 0 : r[S.W_QSELECT];
     }
     if (qb >= 0 && offset >= VIRTIO_PCI_COMMON_Q_DESCLO && offset < VIRTIO_PCI_COMMON_CFG_SIZE) {
       const rel = offset - VIRTIO_PCI_COMMON_Q_DESCLO;
       if (rel % 4 !== 0) return 0;
-      const w = qb + Q_DESC + rel / 4;
+      const w = qb + S.Q_DESC + rel / 4;
       if (len === 8) return (r[w + 1] >>> 0) * 0x1_0000_0000 + (r[w] >>> 0);
       return r[w] >>> 0;
     }
@@ -412,51 +396,53 @@ export class VirtioPciDevice extends PciDevice {
   #commonWrite(offset: number, len: number, value: number): void {
     const r = this.#regs;
     const qb = this.#selectedQueue();
-    const status = Atomics.load(r, W_STATUS);
+    const status = Atomics.load(r, S.W_STATUS);
     switch (offset) {
       case VIRTIO_PCI_COMMON_DFSELECT:
-        r[W_DFSELECT] = value | 0;
+        r[S.W_DFSELECT] = value | 0;
         return;
       case VIRTIO_PCI_COMMON_GFSELECT:
-        r[W_GFSELECT] = value | 0;
+        r[S.W_GFSELECT] = value | 0;
         return;
       case VIRTIO_PCI_COMMON_GF: {
         if (status & VIRTIO_CONFIG_S_FEATURES_OK) return;
-        const sel = r[W_GFSELECT];
-        if (sel === 0) r[W_GF_LO] = value | 0;
-        else if (sel === 1) r[W_GF_HI] = value | 0;
+        const sel = r[S.W_GFSELECT];
+        if (sel === 0) r[S.W_GF_LO] = value | 0;
+        else if (sel === 1) r[S.W_GF_HI] = value | 0;
         return;
       }
       case VIRTIO_PCI_COMMON_MSIX:
-        r[W_MSIX_CONFIG] = this.#checkVector(value);
+        r[S.W_MSIX_CONFIG] = this.#checkVector(value);
         return;
       case VIRTIO_PCI_COMMON_STATUS:
         if (len === 1) this.#writeStatus(value & 0xff);
         return;
       case VIRTIO_PCI_COMMON_Q_SELECT:
-        r[W_QSELECT] = value & 0xffff;
+        r[S.W_QSELECT] = value & 0xffff;
         return;
     }
-    if (qb < 0 || Atomics.load(r, qb + Q_ENABLE) === 1) {
+    if (qb < 0 || Atomics.load(r, qb + S.Q_ENABLE) === 1) {
       // Queue registers are frozen once enabled (spec 4.1.4.3.2), except the vector.
-      if (qb >= 0 && offset === VIRTIO_PCI_COMMON_Q_MSIX) r[qb + Q_MSIX] = this.#checkVector(value);
+      if (qb >= 0 && offset === VIRTIO_PCI_COMMON_Q_MSIX) {
+        r[qb + S.Q_MSIX] = this.#checkVector(value);
+      }
       return;
     }
     switch (offset) {
       case VIRTIO_PCI_COMMON_Q_SIZE:
-        r[qb + Q_SIZE] = value & 0xffff;
+        r[qb + S.Q_SIZE] = value & 0xffff;
         return;
       case VIRTIO_PCI_COMMON_Q_MSIX:
-        r[qb + Q_MSIX] = this.#checkVector(value);
+        r[qb + S.Q_MSIX] = this.#checkVector(value);
         return;
       case VIRTIO_PCI_COMMON_Q_ENABLE:
-        if (value === 1) Atomics.store(r, qb + Q_ENABLE, 1);
+        if (value === 1) Atomics.store(r, qb + S.Q_ENABLE, 1);
         return;
     }
     if (offset >= VIRTIO_PCI_COMMON_Q_DESCLO && offset < VIRTIO_PCI_COMMON_CFG_SIZE) {
       const rel = offset - VIRTIO_PCI_COMMON_Q_DESCLO;
       if (rel % 4 !== 0) return;
-      const w = qb + Q_DESC + rel / 4;
+      const w = qb + S.Q_DESC + rel / 4;
       if (len === 8) {
         r[w] = value % 0x1_0000_0000;
         r[w + 1] = Math.floor(value / 0x1_0000_0000);
@@ -471,21 +457,21 @@ export class VirtioPciDevice extends PciDevice {
   #writeStatus(value: number): void {
     const r = this.#regs;
     if (value === 0) {
-      if (Atomics.load(r, W_STATUS) === 0 && !this.resetPending) {
+      if (Atomics.load(r, S.W_STATUS) === 0 && !this.resetPending) {
         // Already in reset: nothing for the device side to do, and nothing to wait for.
         this.#resetRegisters();
         return;
       }
       this.#resetRegisters();
       if (this.link) {
-        Atomics.store(r, W_RESET_PENDING, 1);
+        Atomics.store(r, S.W_RESET_PENDING, 1);
         this.link.statusChanged();
       } else this.ackReset();
       return;
     }
     // The driver must wait for a reset to complete (status reads 0) first.
     if (this.resetPending) return;
-    const old = Atomics.load(r, W_STATUS);
+    const old = Atomics.load(r, S.W_STATUS);
     let v = value | (old & VIRTIO_CONFIG_S_NEEDS_RESET);
     if ((v & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
       const drv = this.driverFeatures;
@@ -496,7 +482,7 @@ export class VirtioPciDevice extends PciDevice {
     if ((v & VIRTIO_CONFIG_S_DRIVER_OK) && !(v & VIRTIO_CONFIG_S_FEATURES_OK)) {
       v &= ~VIRTIO_CONFIG_S_DRIVER_OK;
     }
-    Atomics.store(r, W_STATUS, v);
+    Atomics.store(r, S.W_STATUS, v);
     const changed = v ^ old;
     if (changed & (VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_FAILED)) this.link?.statusChanged();
   }
