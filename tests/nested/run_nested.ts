@@ -116,6 +116,9 @@ function runScript(
   for (const [k, v] of Object.entries(env)) lines.push(`export ${k}=${q(v)}`);
   lines.push(
     'mkdir -p "$DENO_DIR" "$HOME"',
+    // A test machine has loopback up; busybox's /init leaves it down, and
+    // servers the tests start (VNC, QMP peers) bind 127.0.0.1.
+    "ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up",
     `cd ${q(REPO_ROOT)} || { echo "cannot cd to repository" > $R/error; exit 1; }`,
     "cut -d' ' -f1 /proc/uptime > $R/started",
     `/bin/sh -c ${q(command)} < /dev/null > "$OUT" 2> "$ERR"`,
