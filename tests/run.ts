@@ -12,7 +12,7 @@
  * @module
  */
 import { kvmRoute } from "./nested/route.ts";
-import { runNested } from "./nested/run_nested.ts";
+import { NestedHostError, runNested } from "./nested/run_nested.ts";
 import { prepareKvmFixtures } from "./kvm/fixtures.ts";
 import { ensureAptPackages } from "./fixtures/debian.ts";
 
@@ -100,14 +100,23 @@ if (!unitOnly) {
       r = await runLocal(testArgs);
     } else {
       console.log("== KVM tests, inside the nested KVM host (no hardware KVM here)");
-      try {
-        r = await runNested(
-          `NO_COLOR=1 deno ${testArgs.map((a) => `'${a}'`).join(" ")}`,
-          { stream: true, timeoutS: 2700 },
-        );
-      } catch (e) {
-        console.error(`nested KVM host failed: ${e instanceof Error ? e.message : e}`);
-        r = { code: 1, output: "" };
+      r = { code: 1, output: "" };
+      // Once, where the nested host's own kernel died (a panic of the emulated
+      // L1 was seen in about one run in five): the whole KVM suite runs again in
+      // a fresh host, and says so. Any test failure is final.
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        try {
+          r = await runNested(
+            `NO_COLOR=1 deno ${testArgs.map((a) => `'${a}'`).join(" ")}`,
+            { stream: true, timeoutS: 2700 },
+          );
+          break;
+        } catch (e) {
+          console.error(`nested KVM host failed: ${e instanceof Error ? e.message : e}`);
+          const hostDied = e instanceof NestedHostError && e.message.includes("stopped before");
+          if (!hostDied || attempt === 2) break;
+          console.log("== the nested host's kernel died: KVM tests again, in a fresh nested host");
+        }
       }
     }
     const t = tally(r.output);
