@@ -95,13 +95,19 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
     );
     await typeLine(c, "echo vnc-ok-$((6*7)) > /tmp/done");
     await waitFor(new RegExp(`${M} got \\[vnc-ok-42\\]`));
-    // The typed line echoed on the framebuffer console too.
-    await c.requestUpdate(false);
-    await c.message(90_000);
-    await Deno.writeFile(
-      `${repo}/.cache/vnc-console-typed.png`,
-      encodePng(c.screen, c.width, c.height),
-    );
+    // A picture of the typed line on the framebuffer console, for a person to
+    // look at (nothing is asserted on it): the guest powers off right after the
+    // line, so the VMM may close the connection first.
+    try {
+      await c.requestUpdate(false);
+      await c.message(90_000);
+      await Deno.writeFile(
+        `${repo}/.cache/vnc-console-typed.png`,
+        encodePng(c.screen, c.width, c.height),
+      );
+    } catch (e) {
+      console.log(`no picture after typing: ${(e as Error).message}`);
+    }
     await waitFor(/DENOVMM-INIT action=poweroff/);
   } catch (e) {
     child.kill();
