@@ -51,6 +51,7 @@ export function vmConfigFromCli(o: VmOptions): VmConfig {
     // --vnc / --display (ui/vnc): the default mode, served over VNC.
     vnc: o.vnc,
     display: o.display === "none" ? "none" : undefined,
+    tablet: o.tablet || undefined,
     disks: o.disks.map((text) => {
       const d = parseDiskOption(text);
       return {

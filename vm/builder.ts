@@ -38,6 +38,7 @@ import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
 import { consoleInput, netFunctionsOf } from "./net_devices.ts";
 import { traceMark } from "../sys/start_trace.ts";
+import { INPUT_MODULE, type VirtioInput, virtioInputById } from "../devices/virtio/input.ts";
 
 const PC_DEVICES = new URL("../machine/pc_devices.ts", import.meta.url).href;
 const PCI_DEVICES = new URL("../machine/pci_devices.ts", import.meta.url).href;
@@ -57,6 +58,8 @@ export interface BuiltMachine {
   readonly iothreads: ReadonlyMap<number, IOThread>;
   /** Input to the virtio console (hvc0) when there is one: it replaces COM1's. */
   readonly consoleInput?: (bytes: Uint8Array) => number;
+  /** The virtio tablet, when there is one (main loop: VNC pointer events feed it). */
+  readonly tablet?: () => VirtioInput | undefined;
   /** Each PCI function: its name, slot and owning thread. */
   readonly pciFunctions: readonly { name: string; slot: number; iothread?: number }[];
   /** Stops backends and iothreads, closes fds, KVM and RAM (after the vCPUs stopped). */
@@ -83,7 +86,13 @@ interface Placed {
   spec: VirtioPciSpec;
 }
 
-function functionsOf(rc: ResolvedConfig, net: VirtioFunctionConfig[]): VirtioFunctionConfig[] {
+let nextTabletId = 0;
+
+function functionsOf(
+  rc: ResolvedConfig,
+  net: VirtioFunctionConfig[],
+  tabletId: number | undefined,
+): VirtioFunctionConfig[] {
   const disks = rc.disks.map((d, i): VirtioFunctionConfig => {
     const args: VirtioBlockBackendArgs = {
       disk: { fd: d.file.fd, size: d.file.size, readOnly: d.file.readOnly },
@@ -98,7 +107,14 @@ function functionsOf(rc: ResolvedConfig, net: VirtioFunctionConfig[]): VirtioFun
       name: `virtio-blk${i}`,
     };
   });
-  return [...disks, ...net, ...rc.virtio];
+  // The tablet on the main loop, where the VNC server feeds it in-thread.
+  const tablet: VirtioFunctionConfig[] = tabletId === undefined ? [] : [{
+    module: INPUT_MODULE,
+    factory: "virtioTabletBackend",
+    args: { id: tabletId },
+    name: "virtio-tablet0",
+  }];
+  return [...disks, ...net, ...tablet, ...rc.virtio];
 }
 
 /**
@@ -135,7 +151,8 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   try {
     // 1. Each device model, once, on its loop: its shape decides the layout.
     const net = netFunctionsOf(rc.net, env.consoleFd);
-    for (const [i, f] of functionsOf(rc, net.functions).entries()) {
+    const tabletId = rc.tablet ? nextTabletId++ : undefined;
+    for (const [i, f] of functionsOf(rc, net.functions, tabletId).entries()) {
       const id = nextBackendId++;
       const a = { id, module: f.module, factory: f.factory, args: f.args };
       let io: IOThread | undefined;
@@ -283,6 +300,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         iothread: p.iothread,
       })),
       consoleInput: net.consoleId === undefined ? undefined : consoleInput(net.consoleId),
+      tablet: tabletId === undefined ? undefined : () => virtioInputById(tabletId),
       close,
     };
   } catch (e) {

@@ -48,7 +48,12 @@ async function withInput(body: (r: Rig) => Promise<void> | void): Promise<void> 
       interrupt: new CountingSink(),
       link: forwardingLink(() => backend),
     });
-    backend = new VirtioPciBackend({ transport: dev, device: input, mem, log: (m) => logs.push(m) });
+    backend = new VirtioPciBackend({
+      transport: dev,
+      device: input,
+      mem,
+      log: (m) => logs.push(m),
+    });
     input.initConfig(dev.deviceConfig);
     const drv = new TestDriver(mem, dev, { size: 16 });
     await body({ drv, mem, input, dev, logs });

@@ -1,7 +1,9 @@
 // The stock Debian kernel draws its console on denovmm's framebuffer (efifb
 // + fbcon, no modules), a VNC client sees it, and a line typed through VNC
 // (RFB key events -> PS/2 scancodes -> i8042 -> atkbd) reaches a shell on
-// tty1 whose command writes back over the serial console.
+// tty1 whose command writes back over the serial console. A VNC pointer
+// event reaches the guest through the virtio tablet (virtio_input + evdev
+// modules): the guest reads it from /dev/input/eventN.
 import assert from "node:assert/strict";
 import { HOST_LIB_DIR, linuxFixture, VNC_MARKER as M, vncInitramfs } from "./fixtures.ts";
 import { RfbTestClient } from "../../ui/vnc/_test_client.ts";
@@ -24,13 +26,24 @@ async function typeLine(c: RfbTestClient, text: string): Promise<void> {
   await c.key(false, 0xff0d);
 }
 
+/** (type, code, value) of each `struct input_event` (24 bytes on x86-64) in hex. */
+function inputEvents(hex: string): number[][] {
+  const b = new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+  const v = new DataView(b.buffer);
+  const out = [];
+  for (let o = 0; o + 24 <= b.length; o += 24) {
+    out.push([v.getUint16(o + 16, true), v.getUint16(o + 18, true), v.getInt32(o + 20, true)]);
+  }
+  return out;
+}
+
 function litPixels(c: RfbTestClient): number {
   let n = 0;
   for (const p of c.screen) if ((p & 0xffffff) !== 0) n++;
   return n;
 }
 
-Deno.test("the stock kernel's console shows over VNC and a line typed there reaches a shell", async () => {
+Deno.test("the stock kernel's console shows over VNC, a pointer event reaches the virtio tablet, a typed line a shell", async () => {
   const f = await linuxFixture();
   const initrd = await vncInitramfs();
   const display = 40 + Math.floor(Math.random() * 40);
@@ -93,6 +106,23 @@ Deno.test("the stock kernel's console shows over VNC and a line typed there reac
       `${repo}/.cache/vnc-console-boot.png`,
       encodePng(c.screen, c.width, c.height),
     );
+    // The tablet: found by its QEMU name, and a click at the screen's middle
+    // arrives as ABS_X, ABS_Y, BTN_LEFT and SYN_REPORT (0..32767 axes).
+    assert.match(
+      stdout,
+      new RegExp(`${M} tablet=\\[/dev/input/event\\d+\\] 1`),
+      stdout.slice(-3000),
+    );
+    await c.pointer(1, 512, 384);
+    await c.pointer(0, 512, 384);
+    await waitFor(new RegExp(`${M} tablet-events \\[[0-9a-f]+\\]`));
+    const hex = stdout.match(new RegExp(`${M} tablet-events \\[([0-9a-f]+)\\]`))![1];
+    assert.deepEqual(inputEvents(hex), [
+      [3, 0, Math.floor(512 * 32767 / 1023)],
+      [3, 1, Math.floor(384 * 32767 / 767)],
+      [1, 0x110, 1],
+      [0, 0, 0],
+    ]);
     await typeLine(c, "echo vnc-ok-$((6*7)) > /tmp/done");
     await waitFor(new RegExp(`${M} got \\[vnc-ok-42\\]`));
     // A picture of the typed line on the framebuffer console, for a person to

@@ -18,7 +18,7 @@ import {
 import { VirtioPciDevice, virtioPciSpecOf } from "../../devices/virtio/pci.ts";
 import { VirtioPciBackend } from "../../devices/virtio/pci_backend.ts";
 import { startVncDisplay } from "./display.ts";
-import { scaleAxis, type TabletPort, TabletPointerInput } from "./pointer_input.ts";
+import { scaleAxis, TabletPointerInput, type TabletPort } from "./pointer_input.ts";
 import { RfbTestClient } from "./_test_client.ts";
 import { makeFb } from "./testdata/fb.ts";
 
