@@ -23,6 +23,7 @@ import {
 import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
 import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
 import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { BOCHS_MMIO_BAR, BOCHS_MMIO_SIZE, BochsDisplay } from "../devices/display/bochs_display.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
@@ -33,7 +34,7 @@ import type { MainLoop } from "../mainloop/main_loop.ts";
 import { IOThread } from "../mainloop/iothread.ts";
 import { closeFd, eventFd } from "../sys/fd.ts";
 import type { VirtioFunctionConfig } from "./config.ts";
-import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
+import { FIRST_PCI_SLOT, pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
 import { consoleInput, netFunctionsOf } from "./net_devices.ts";
@@ -184,7 +185,12 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
-    if (env.framebuffer) m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, env.framebuffer.region);
+    const fb = env.framebuffer;
+    if (fb) {
+      m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, fb.region);
+      // A reset boots in the configured mode, whatever the guest's display driver set.
+      if (rc.display) fb.setMode(rc.display.width, rc.display.height);
+    }
     let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
@@ -192,7 +198,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         initrd: rc.initrd,
         cmdline: rc.cmdline,
         cpus: rc.cpus,
-        pci: placed.length > 0,
+        pci: placed.length > 0 || fb !== undefined,
         pciIrqRoutes: prt,
         framebuffer: env.framebuffer?.info,
       });
@@ -221,7 +227,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     const specs: DeviceSpec[] = [{ module: PC_DEVICES, factory: "pcDevices", args: pcArgs }];
 
     // 5. PCI functions: registers, BARs, eventfds, one GSI routing table, irqfds.
-    if (placed.length > 0) {
+    if (placed.length > 0 || fb) {
       const newFd = () => {
         const fd = eventFd();
         fds.push(fd);
@@ -258,11 +264,23 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
         else await attachVirtioBackend(env.loop, a);
       }
+      // The Bochs display after the virtio functions: BAR 0 is the video
+      // memory's slot (where screen_info's efifb is too), BAR 2 its registers.
+      let display: PciDevicesArgs["display"];
+      if (fb) {
+        const vga = new BochsDisplay({ geometry: fb.geometry, vramSize: fb.size });
+        vga.setBarAddress(0, fb.gpa);
+        vga.setBarAddress(BOCHS_MMIO_BAR, allocator.allocateMmio(BOCHS_MMIO_SIZE));
+        const slot = FIRST_PCI_SLOT + placed.length;
+        bus.add(vga, slot);
+        display = { state: vga.sharedState, geometry: fb.geometry, vramSize: fb.size, slot };
+      }
       const args: PciDevicesArgs = {
         vmFd: m.vm.fd,
         addressState: bus.addressState,
         hostBridge: bus.hostBridge.state(),
         functions,
+        display,
       };
       specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
     }

@@ -166,7 +166,11 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   }
   const tablet = c.tablet ?? (c.vnc !== undefined && c.display !== "none");
   if (tablet && c.kernel === undefined) throw new VmConfigError("A tablet needs --kernel");
-  checkPciFunctionCount(disks.length + virtio.length + netFunctionCount(c) + (tablet ? 1 : 0));
+  // A display is a PCI function too (the Bochs display, devices/display).
+  const displayFn = c.display !== "none" && (c.display !== undefined || c.vnc !== undefined);
+  checkPciFunctionCount(
+    disks.length + virtio.length + netFunctionCount(c) + (tablet ? 1 : 0) + (displayFn ? 1 : 0),
+  );
   let kernel: Uint8Array | undefined;
   let initrd: Uint8Array | undefined;
   if (c.kernel !== undefined) {

@@ -197,6 +197,35 @@ export async function vncInitramfs(): Promise<string> {
   return await buildTestInitramfs({ modules: VNC_MODULES, script: VNC_SCRIPT });
 }
 
+/** Marker of the Bochs display guest's report lines. */
+export const BOCHS_MARKER = "DENOVMM-BOCHS";
+
+/**
+ * The Bochs display guest: the stock `bochs` DRM driver (and what it needs)
+ * loads at boot and takes the display over from efifb in the mode that
+ * `video=` on the command line asks for; the guest reports fb0 and writes
+ * on the console, then waits a little for the host to look.
+ */
+export const BOCHS_SCRIPT = `
+M=${BOCHS_MARKER}
+i=0
+while [ "$(cat /sys/class/graphics/fb0/name 2>/dev/null)" != "bochs-drmdrmfb" ] && [ $i -lt 40 ]; do sleep 0.5; i=$((i+1)); done
+echo "$M fb0=$(cat /sys/class/graphics/fb0/name 2>/dev/null) size=$(cat /sys/class/graphics/fb0/virtual_size 2>/dev/null)"
+i=0
+while [ $i -lt 20 ]; do echo "denovmm on the bochs display, line $i" > /dev/tty1; i=$((i+1)); done
+echo "$M drawn"
+sleep 15
+`;
+
+/**
+ * The Bochs display test's initramfs (tests/kvm/vnc_test.ts).
+ *
+ * @returns path of the cached cpio
+ */
+export async function bochsInitramfs(): Promise<string> {
+  return await buildTestInitramfs({ modules: ["bochs"], script: BOCHS_SCRIPT });
+}
+
 /** Host libraries the VMM may dlopen that the nested host lacks (libz for VNC's ZRLE). */
 export const HOST_LIB_DIR: string = new URL("../../.cache/hostlib", import.meta.url).pathname;
 
@@ -250,6 +279,7 @@ export async function prepareKvmFixtures(): Promise<void> {
   await diskInitramfs();
   await smokeInitramfs();
   await vncInitramfs();
+  await bochsInitramfs();
   await copyHostLibs();
   await acpidInitramfs();
 }
