@@ -165,7 +165,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     throw new VmConfigError("--disk needs --kernel");
   }
   const tablet = c.tablet ?? (c.vnc !== undefined && c.display !== "none");
-  if (tablet && c.kernel === undefined) throw new VmConfigError("A tablet needs --kernel");
+  if (c.tablet && c.kernel === undefined) throw new VmConfigError("A tablet needs --kernel");
   // A display is a PCI function too (the Bochs display, devices/display).
   const displayFn = c.display !== "none" && (c.display !== undefined || c.vnc !== undefined);
   checkPciFunctionCount(
