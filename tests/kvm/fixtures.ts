@@ -179,6 +179,7 @@ done
 echo "$M tablet=[$ev] $(grep -c 'QEMU Virtio Tablet' /proc/bus/input/devices)"
 if [ -n "$ev" ]; then
   ( dd if=$ev of=/tmp/ev bs=24 count=4 2>/dev/null; echo "$M tablet-events [$(od -An -v -tx1 /tmp/ev | tr -d ' \\n')]" ) &
+  sleep 1 # dd has the device open before the host is told to point
 fi
 echo "denovmm framebuffer console: type here" > /dev/tty1
 ( sh < /dev/tty1 > /dev/tty1 2>&1 ) &
