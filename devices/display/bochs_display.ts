@@ -108,7 +108,11 @@ export class BochsDisplay extends PciDevice {
   readonly #vramSize: number;
   readonly #log: (line: string) => void;
 
-  /** @param options geometry, video memory size, shared state */
+  /**
+   * Builds this thread's instance.
+   *
+   * @param options geometry, video memory size, shared state
+   */
   constructor(options: BochsDisplayOptions) {
     super({
       vendorId: BOCHS_VENDOR_ID,
@@ -158,6 +162,13 @@ export class BochsDisplay extends PciDevice {
     return r[index];
   }
 
+  /**
+   * A guest read of BAR 2: dispi registers at 0x500 (any width), zeros elsewhere.
+   *
+   * @param bar the BAR
+   * @param offset offset in it
+   * @param data where the bytes go
+   */
   override barRead(bar: number, offset: number, data: Uint8Array): void {
     data.fill(0);
     if (bar !== BOCHS_MMIO_BAR || offset < BOCHS_DISPI_OFFSET) return;
@@ -167,6 +178,13 @@ export class BochsDisplay extends PciDevice {
     }
   }
 
+  /**
+   * A guest write of BAR 2: 16-bit dispi register writes at 0x500.
+   *
+   * @param bar the BAR
+   * @param offset offset in it
+   * @param data the bytes
+   */
   override barWrite(bar: number, offset: number, data: Uint8Array): void {
     // The VGA ports at 0x400 (Linux unblanks through 0x3c0) have nothing to do here.
     if (bar !== BOCHS_MMIO_BAR || offset < BOCHS_DISPI_OFFSET || offset % 2 !== 0) return;

@@ -48,21 +48,26 @@ export const INPUT_MAX_REPORT = 32;
  */
 export class VirtioInput implements VirtioDevice {
   /** VIRTIO_ID_INPUT. */
-  readonly deviceType = VIRTIO_ID_INPUT;
+  readonly deviceType: number = VIRTIO_ID_INPUT;
   /** Event queue and status queue. */
-  readonly numQueues = 2;
+  readonly numQueues: number = 2;
   /** Maximum queue size. */
   readonly queueMaxSize: number;
   /** Ring features only. */
-  readonly deviceFeatures = featureBit(VIRTIO_RING_F_EVENT_IDX);
+  readonly deviceFeatures: bigint = featureBit(VIRTIO_RING_F_EVENT_IDX);
   /** `struct virtio_input_config`. */
-  readonly configSize = VIRTIO_INPUT_CONFIG_SIZE;
+  readonly configSize: number = VIRTIO_INPUT_CONFIG_SIZE;
   /** PCI class: input device, other (as QEMU shows virtio-input). */
-  readonly pciClass = 0x098000;
+  readonly pciClass: number = 0x098000;
   /** select/subsel choose what the config shows. */
   readonly configSelect: VirtioConfigSelect;
   /** Reports and events delivered, and those dropped for want of buffers. */
-  readonly stats = { reports: 0, events: 0, droppedReports: 0, droppedEvents: 0 };
+  readonly stats: {
+    reports: number;
+    events: number;
+    droppedReports: number;
+    droppedEvents: number;
+  } = { reports: 0, events: 0, droppedReports: 0, droppedEvents: 0 };
   readonly #report = new Uint8Array(INPUT_MAX_REPORT * INPUT_EVENT_SIZE);
   readonly #view = new DataView(this.#report.buffer);
   readonly #chain: DescriptorChain;
@@ -70,24 +75,40 @@ export class VirtioInput implements VirtioDevice {
   #overflow = false;
   #ctx: VirtioContext | null = null;
 
-  /** @param options queue size and the config pages (default: a tablet) */
+  /**
+   * Builds the model.
+   *
+   * @param options queue size and the config pages (default: a tablet)
+   */
   constructor(options: { queueSize?: number; configSelect?: VirtioConfigSelect } = {}) {
     this.queueMaxSize = options.queueSize ?? 64;
     this.configSelect = options.configSelect ?? tabletConfigSelect();
     this.#chain = new DescriptorChain(this.queueMaxSize);
   }
 
-  /** @param config select 0 shows nothing: all zeros */
+  /**
+   * Fills the initial config: select 0 shows nothing, all zeros.
+   *
+   * @param config the device config bytes
+   */
   initConfig(config: Uint8Array): void {
     config.fill(0);
   }
 
-  /** @param ctx queues and signalling */
+  /**
+   * DRIVER_OK: reports may go to the event queue from now on.
+   *
+   * @param ctx queues and signalling
+   */
   activate(ctx: VirtioContext): void {
     this.#ctx = ctx;
   }
 
-  /** @param drained called at once: nothing outlives a call */
+  /**
+   * Device reset: forgets the report being staged.
+   *
+   * @param drained called at once: nothing outlives a call
+   */
   reset(drained: () => void): void {
     this.#ctx = null;
     this.#count = 0;
@@ -95,7 +116,12 @@ export class VirtioInput implements VirtioDevice {
     drained();
   }
 
-  /** @param index the status queue is drained; new event buffers wait for events */
+  /**
+   * A kick: the status queue is drained (a tablet has no LEDs); new event
+   * buffers just wait for events.
+   *
+   * @param index the queue kicked
+   */
   processQueue(index: number): void {
     const ctx = this.#ctx;
     const q = ctx?.queues[index];

@@ -74,6 +74,8 @@ export class TabletPointerInput {
   dropped = 0;
 
   /**
+   * Builds the adapter.
+   *
    * @param target the current tablet, if any
    * @param geometry the framebuffer's shared words [generation, width, height, stride]
    */
