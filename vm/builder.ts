@@ -28,6 +28,7 @@ import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
 import { PciBus } from "../devices/pci/pci_bus.ts";
+import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../devices/pci/constants.ts";
 import { VirtioPciDevice, type VirtioPciSpec } from "../devices/virtio/pci.ts";
 import { KvmIrqLine } from "../kvm/vm.ts";
 import type { MainLoop } from "../mainloop/main_loop.ts";
@@ -271,6 +272,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         const vga = new BochsDisplay({ geometry: fb.geometry, vramSize: fb.size });
         vga.setBarAddress(0, fb.gpa);
         vga.setBarAddress(BOCHS_MMIO_BAR, allocator.allocateMmio(BOCHS_MMIO_SIZE));
+        // Decoding, as firmware leaves the boot display: Linux's efifb refuses a
+        // framebuffer inside a disabled device's BAR ("device is disabled").
+        vga.configWrite(PCI_COMMAND, new Uint8Array([PCI_COMMAND_MEMORY, 0]));
         const slot = FIRST_PCI_SLOT + placed.length;
         bus.add(vga, slot);
         display = { state: vga.sharedState, geometry: fb.geometry, vramSize: fb.size, slot };
