@@ -70,6 +70,11 @@ export class VirtioInput implements VirtioDevice {
   } = { reports: 0, events: 0, droppedReports: 0, droppedEvents: 0 };
   readonly #report = new Uint8Array(INPUT_MAX_REPORT * INPUT_EVENT_SIZE);
   readonly #view = new DataView(this.#report.buffer);
+  /** One view per event slot, made once: delivering allocates nothing. */
+  readonly #slots: Uint8Array[] = Array.from(
+    { length: INPUT_MAX_REPORT },
+    (_, i) => this.#report.subarray(i * INPUT_EVENT_SIZE, (i + 1) * INPUT_EVENT_SIZE),
+  );
   readonly #chain: DescriptorChain;
   #count = 0;
   #overflow = false;
@@ -209,8 +214,9 @@ export class VirtioInput implements VirtioDevice {
           "input-event-buffer",
         );
       }
-      const off = i * INPUT_EVENT_SIZE;
-      c.scatter(ctx.mem, 0, this.#report.subarray(off, off + INPUT_EVENT_SIZE));
+      // Linux posts one 8-byte buffer per event: one write, no view made.
+      if (c.len[0] >= INPUT_EVENT_SIZE) ctx.mem.write(c.addr[0], this.#slots[i]);
+      else c.scatter(ctx.mem, 0, this.#slots[i]);
       q.pushUsed(c.head, INPUT_EVENT_SIZE);
     }
     ctx.signalUsed(INPUT_EVENT_QUEUE);

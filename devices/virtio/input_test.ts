@@ -200,3 +200,22 @@ Deno.test("virtio-input: a device-readable or short event buffer is a named viol
     });
   }
 });
+
+Deno.test("virtio-input: an event buffer split over two descriptors gets the event across both", async () => {
+  await withInput(async ({ drv, mem, input }) => {
+    assert.ok(drv.init(0xffff_ffffn));
+    await until(() => (drv.status() & VIRTIO_CONFIG_S_DRIVER_OK) !== 0);
+    drv.add([{ addr: BUF, len: 4, write: true }, { addr: BUF + 0x100, len: 4, write: true }]);
+    drv.add([{ addr: BUF + 0x200, len: 8, write: true }]);
+    input.event(EV_ABS, ABS_Y, -5);
+    assert.equal(input.sync(), true);
+    assert.equal(drv.collect().length, 2);
+    const joined = new Uint8Array([...mem.slice(BUF, 4), ...mem.slice(BUF + 0x100, 4)]);
+    const v = new DataView(joined.buffer);
+    assert.deepEqual([v.getUint16(0, true), v.getUint16(2, true), v.getInt32(4, true)], [
+      EV_ABS,
+      ABS_Y,
+      -5,
+    ]);
+  });
+});
