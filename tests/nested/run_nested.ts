@@ -36,6 +36,12 @@ export interface NestedOptions {
   memoryMiB?: number;
   /** Extra environment for the command. */
   env?: Record<string, string>;
+  /**
+   * QEMU's TCG threading: "multi" (a host thread per L1 CPU, the default) or
+   * "single" (all L1 CPUs on one host thread, in turn). The environment
+   * variable DENOVMM_NESTED_TCG sets the default.
+   */
+  tcgThreads?: "multi" | "single";
   /** QEMU `-cpu` model (default "max", which offers SVM); for tests of the failure path. */
   cpu?: string;
   /** Aborting it kills QEMU and makes runNested throw (e.g. on SIGINT/SIGTERM). */
@@ -186,57 +192,47 @@ async function pump(listener: Deno.Listener, sink: (chunk: Uint8Array) => void):
   }
 }
 
-/**
- * Where the hung L1's CPUs are: QEMU's monitor prints each CPU's registers;
- * RIPs are named from the kernel's System.map (the L1 boots with nokaslr).
- */
-async function hangReport(monitorPath: string, vmlinuz: string): Promise<string> {
+/** One `info registers -a` from QEMU's monitor: each L1 CPU's RIP and CPL. */
+async function cpuSnapshot(monitorPath: string): Promise<string[]> {
+  const conn = await Deno.connect({ transport: "unix", path: monitorPath });
   let text = "";
   try {
-    const conn = await Deno.connect({ transport: "unix", path: monitorPath });
-    try {
-      await conn.write(new TextEncoder().encode("info registers -a\n"));
-      const buf = new Uint8Array(64 * 1024);
-      const dec = new TextDecoder();
-      const end = performance.now() + 3000;
-      while (performance.now() < end) {
-        const n = await Promise.race([
-          conn.read(buf),
-          new Promise<null>((r) => setTimeout(() => r(null), 500)),
-        ]);
-        if (n === null) {
-          if (/CPU#1[\s\S]*RIP=/.test(text)) break;
-          continue;
-        }
-        text += dec.decode(buf.subarray(0, n), { stream: true });
+    await conn.write(new TextEncoder().encode("info registers -a\n"));
+    const buf = new Uint8Array(64 * 1024);
+    const dec = new TextDecoder();
+    const end = performance.now() + 3000;
+    while (performance.now() < end) {
+      const n = await Promise.race([
+        conn.read(buf),
+        new Promise<null>((r) => setTimeout(() => r(null), 500)),
+      ]);
+      if (n === null) {
+        if (/CPU#\d[\s\S]*RIP=/.test(text)) break;
+        continue;
       }
-    } finally {
-      conn.close();
+      text += dec.decode(buf.subarray(0, n), { stream: true });
     }
+  } finally {
+    conn.close();
+  }
+  const cpl = [...text.matchAll(/CPL=(\d)/g)].map((m) => m[1]);
+  return [...text.matchAll(/RIP=([0-9a-f]{16})/g)].map((m, i) => `${m[1]}/CPL${cpl[i] ?? "?"}`);
+}
+
+/**
+ * Where the hung L1's CPUs are, twice a second apart (the L1 boots with
+ * nokaslr, so the addresses name the same code each run: look them up in the
+ * L1's /proc/kallsyms).
+ */
+async function hangReport(monitorPath: string): Promise<string> {
+  try {
+    const first = await cpuSnapshot(monitorPath);
+    await new Promise((r) => setTimeout(r, 1000));
+    const second = await cpuSnapshot(monitorPath);
+    return first.map((rip, i) => `L1 CPU ${i}: RIP ${rip} then ${second[i] ?? "?"}`).join("\n");
   } catch (e) {
     return `(no monitor: ${e instanceof Error ? e.message : e})`;
   }
-  const rips = [...text.matchAll(/RIP=([0-9a-f]{16})/g)].map((m) => BigInt(`0x${m[1]}`));
-  const cpl = [...text.matchAll(/CPL=(\d)/g)].map((m) => m[1]);
-  const map = vmlinuz.replace(/\/vmlinuz-([^/]+)$/, "/System.map-$1");
-  const symbols: { addr: bigint; name: string }[] = [];
-  try {
-    for (const line of (await Deno.readTextFile(map)).split("\n")) {
-      const [addr, type, name] = line.split(" ");
-      if (name && /^[tTwW]$/.test(type)) symbols.push({ addr: BigInt(`0x${addr}`), name });
-    }
-  } catch { /* no map: addresses only */ }
-  const name = (rip: bigint) => {
-    let best: { addr: bigint; name: string } | undefined;
-    for (const s of symbols) if (s.addr <= rip && (!best || s.addr > best.addr)) best = s;
-    return best && rip - best.addr < 0x10000n
-      ? `${best.name}+0x${(rip - best.addr).toString(16)}`
-      : "?";
-  };
-  return rips.map((rip, i) =>
-    `L1 CPU ${i}: RIP=${rip.toString(16)} CPL=${cpl[i] ?? "?"} ${name(rip)}`
-  )
-    .join("\n");
 }
 
 function checkRange(name: string, value: number, min: number, max: number): number {
@@ -269,6 +265,10 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
   const bootTimeoutS = Math.min(opts.bootTimeoutS ?? 120, timeoutS);
   if (!(timeoutS > 0)) throw new RangeError(`Invalid timeoutS: ${timeoutS}`);
   const idleTimeoutS = opts.idleTimeoutS ?? Infinity;
+  const tcgThreads = opts.tcgThreads ?? Deno.env.get("DENOVMM_NESTED_TCG") ?? "multi";
+  if (tcgThreads !== "multi" && tcgThreads !== "single") {
+    throw new RangeError(`Invalid tcgThreads: ${tcgThreads}`);
+  }
   if (!(idleTimeoutS > 0)) throw new RangeError(`Invalid idleTimeoutS: ${idleTimeoutS}`);
   for (const k of Object.keys(opts.env ?? {})) {
     if (!ENV_NAME.test(k)) throw new TypeError(`Invalid environment variable name: ${k}`);
@@ -318,7 +318,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
 
     // deno-fmt-ignore
     const args = [
-      "-accel", "tcg,thread=multi",
+      "-accel", `tcg,thread=${tcgThreads}`,
       "-cpu", opts.cpu ?? "max",
       "-smp", String(cpus),
       "-m", `${memoryMiB}M`,
@@ -378,7 +378,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
       if (started) {
         if ((performance.now() - lastOutput) / 1000 < idleTimeoutS) return;
         failure = `Nested command printed nothing for ${idleTimeoutS} s (the nested host hung)`;
-        failure += `\n${await hangReport(`${run}/monitor.sock`, kernel.vmlinuz)}`;
+        failure += `\n${await hangReport(`${run}/monitor.sock`)}`;
         return proc.kill("SIGKILL");
       }
       if ((performance.now() - t0) / 1000 < bootTimeoutS) return;
