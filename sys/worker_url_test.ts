@@ -82,3 +82,48 @@ Deno.test("served modules write nothing new under DENO_DIR after the first run",
     await Deno.remove(denoDir, { recursive: true });
   }
 });
+
+/** A script that serves echo_worker.ts's graph, prefetched or not, and prints how and what. */
+function prefetchScript(prefetch: boolean): string {
+  const workerUrl = new URL("./worker_url.ts", import.meta.url).href;
+  const url = new URL("./testdata/nested_worker.ts", import.meta.url).href;
+  return `import { prefetchWorkerModules, servedModuleCounts, workerUrl } from ${
+    JSON.stringify(workerUrl)
+  };
+const url = ${JSON.stringify(url)};
+${prefetch ? "await prefetchWorkerModules([url]);" : ""}
+const served = workerUrl(url);
+// The served graph's text, blob URLs replaced by their order of appearance.
+const seen = new Map();
+async function text(u) {
+  let t = await (await fetch(u)).text();
+  for (const b of t.match(/(?<=["'])blob:[^"']+/g) ?? []) {
+    if (!seen.has(b)) seen.set(b, "M" + seen.size + ":" + (await text(b)));
+  }
+  return t.replace(/(?<=["'])blob:[^"']+/g, (b) => seen.get(b));
+}
+const all = await text(served);
+const w = new Worker(served, { type: "module" });
+w.onmessage = (e) => {
+  console.log(JSON.stringify({ counts: servedModuleCounts(), ok: e.data.tid > 0, all }));
+  w.terminate();
+};`;
+}
+
+Deno.test("prefetched Worker modules are served as transpiled in place, off this thread", async () => {
+  const withPrefetch = JSON.parse(await runScript(prefetchScript(true), ["--allow-ffi"]));
+  const inPlace = JSON.parse(await runScript(prefetchScript(false), ["--allow-ffi"]));
+  // nested_worker.ts, worker_url.ts, fd.ts, libc.ts, errno.ts: all from the prefetch.
+  assert.equal(withPrefetch.counts.inPlace, 0);
+  assert.ok(withPrefetch.counts.prefetched >= 4, JSON.stringify(withPrefetch.counts));
+  assert.equal(inPlace.counts.prefetched, 0);
+  assert.equal(inPlace.counts.inPlace, withPrefetch.counts.prefetched);
+  assert.ok(withPrefetch.ok && inPlace.ok, "the served Worker starts either way");
+  assert.equal(withPrefetch.all, inPlace.all);
+  assert.match(withPrefetch.all, /postMessage/);
+});
+
+Deno.test("a prefetch is a no-op where Workers may read their files", async () => {
+  const out = JSON.parse(await runScript(prefetchScript(true), ["--allow-ffi", "--allow-read"]));
+  assert.deepEqual(out.counts, { prefetched: 0, inPlace: 0 });
+});
