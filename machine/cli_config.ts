@@ -63,6 +63,7 @@ export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
         iothread: d.iothread,
         cache: d.cache,
         serial: d.serial,
+        numQueues: d.numQueues,
       };
     }),
     nics: o.nics.map((text) => {
