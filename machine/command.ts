@@ -86,11 +86,6 @@ async function run(vm: Vm, o: VmOptions): Promise<number> {
 export interface CommandContext {
   /** Whether SIGUSR1 could be locked out (sys/no_inspector.ts). */
   door?: InspectorDoorState;
-  /**
-   * Settles when the vCPU threads' modules are prepared (main.ts starts
-   * that first, sys/worker_url.ts); awaited before the VM is built.
-   */
-  workerModules?: Promise<unknown>;
 }
 
 /**
@@ -140,9 +135,7 @@ export async function main(args: string[], context: CommandContext = {}): Promis
       iothreads: o.disks.flatMap((d) => parseDiskOption(d).iothread ?? []),
     }, o.name?.process);
     preflightControlPlane({ qmp: o.qmp });
-    const config = await vmConfigFromCli(o);
-    await context.workerModules;
-    vm = await createVm(config);
+    vm = await createVm(await vmConfigFromCli(o));
   } catch (e) {
     if (e instanceof VmConfigError || e instanceof ControlPlaneError) fail(e.message);
     const kvm = describeKvmOpenError(e);

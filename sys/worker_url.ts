@@ -34,29 +34,27 @@
  * refused (the project has none).
  *
  * **Start-up cost.** The transpiler lives in Deno's Node compatibility layer,
- * whose first use costs ~35-40 ms of the caller's thread (then ~1 ms per
- * module). So this module does not import it: the command calls
- * {@link prefetchWorkerModules} first thing, which reads and transpiles the
- * Workers' module graphs in a short-lived Worker of its own, in parallel
- * with the main thread loading the command's graph; {@link workerUrl} then
- * only rewrites imports and makes blobs. A module the prefetch did not
- * cover (or every module, without a prefetch) is transpiled on the calling
- * thread, the Node layer loaded on first need: the same text either way.
+ * whose first use costs ~35-40 ms (then ~1 ms per module). So this module
+ * does not import it: prepared modules are kept on disk by
+ * sys/module_cache.ts, and the Node layer is loaded (synchronously, through
+ * `process.getBuiltinModule`) only on a cache miss: the first start after a
+ * module changed.
  *
  * @module
  */
 import { readFileFfi } from "./fd.ts";
+import { cachedModule, storeModule } from "./module_cache.ts";
 
 /** `stripTypeScriptTypes` of `node:module`. */
 type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string }) => string;
 
-const IMPORT_RE = importPattern();
+/** Static imports, re-exports and literal `import()`: group 3 is the specifier. */
+const IMPORT_RE =
+  /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
 const cache = new Map<string, string>();
-/** Module file URL -> prepared JavaScript, from the prefetch Worker. */
-const prepared = new Map<string, string>();
 const decoder = new TextDecoder();
 let stripTypes: StripTypes | undefined;
-const counts = { prefetched: 0, inPlace: 0 };
+const counts = { cached: 0, transpiled: 0 };
 
 function readGranted(url: URL): boolean {
   try {
@@ -68,14 +66,6 @@ function readGranted(url: URL): boolean {
 
 function isLocal(spec: string): boolean {
   return spec.startsWith("./") || spec.startsWith("../") || spec.startsWith("file:");
-}
-
-// The next two functions also run in the prefetch Worker, as their source
-// text (Function.prototype.toString): they use nothing from outside.
-
-/** Static imports, re-exports and literal `import()`: group 3 is the specifier. */
-function importPattern(): RegExp {
-  return /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
 }
 
 /** Comments dropped, `import.meta.url` pinned to `key`, types stripped. */
@@ -109,12 +99,13 @@ function serve(url: URL, stack: string[]): string {
     throw new Error(`Import cycle through ${key}: cannot serve it as blob modules`);
   }
   stack.push(key);
-  let source = prepared.get(key);
-  if (source !== undefined) counts.prefetched++;
+  const text = decoder.decode(readFileFfi(decodeURIComponent(url.pathname)));
+  let source = cachedModule(key, text);
+  if (source !== undefined) counts.cached++;
   else {
-    counts.inPlace++;
-    const text = decoder.decode(readFileFfi(decodeURIComponent(url.pathname)));
+    counts.transpiled++;
     source = prepareSource(text, key, stripTypes ??= loadStripTypes());
+    storeModule(key, text, source);
   }
   const rewritten = source.replace(IMPORT_RE, (all, head: string, q: string, spec: string) => {
     if (!isLocal(spec)) return all;
@@ -124,111 +115,6 @@ function serve(url: URL, stack: string[]): string {
   const served = URL.createObjectURL(new Blob([rewritten], { type: "text/javascript" }));
   cache.set(key, served);
   return served;
-}
-
-/** The prefetch Worker's whole program (JavaScript: it loads with no permission). */
-function prefetchProgram(): string {
-  return `const importPattern = ${importPattern};
-const prepareSource = ${prepareSource};
-const { stripTypeScriptTypes } = await import("node:module");
-const lib = Deno.dlopen("libc.so.6", {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-});
-const decoder = new TextDecoder();
-function readText(path) {
-  const fd = lib.symbols.open(new TextEncoder().encode(path + "\\0"), 0x80000);
-  if (fd < 0) return undefined;
-  const parts = [];
-  try {
-    for (;;) {
-      const b = new Uint8Array(65536);
-      const n = Number(lib.symbols.read(fd, b, 65536n));
-      if (n < 0) return undefined;
-      if (n === 0) break;
-      parts.push(b.subarray(0, n));
-    }
-  } finally {
-    lib.symbols.close(fd);
-  }
-  const all = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let off = 0;
-  for (const p of parts) { all.set(p, off); off += p.length; }
-  return decoder.decode(all);
-}
-self.onmessage = (e) => {
-  const out = [];
-  const seen = new Set();
-  const walk = (href) => {
-    if (seen.has(href)) return;
-    seen.add(href);
-    const url = new URL(href);
-    const text = readText(decodeURIComponent(url.pathname));
-    if (text === undefined) return;
-    const source = prepareSource(text, href, stripTypeScriptTypes);
-    out.push([href, source]);
-    for (const m of source.matchAll(importPattern())) {
-      const spec = m[3];
-      if (spec.startsWith("./") || spec.startsWith("../") || spec.startsWith("file:")) {
-        walk(new URL(spec, url).href);
-      }
-    }
-  };
-  try {
-    for (const href of e.data) walk(href);
-  } finally {
-    lib.close();
-    self.postMessage(out);
-  }
-};
-`;
-}
-
-/**
- * Starts reading and transpiling the module graphs of the Workers the
- * process will start, in a Worker of its own (~35-40 ms of the Node layer's
- * start plus ~1 ms per module, off the calling thread). Call it as early as
- * possible and await it before the first {@link workerUrl}; without it, or
- * for modules it did not reach, {@link workerUrl} transpiles in place.
- * Does nothing where Workers load their files directly (read permission).
- *
- * @param entries the Worker entry modules (and modules Workers import by URL)
- * @returns resolves once the prepared modules are in place (never rejects:
- *   where the prefetch fails, {@link workerUrl} does the work itself)
- * @example
- * ```ts ignore
- * import { prefetchWorkerModules, workerUrl } from "./worker_url.ts";
- * const ready = prefetchWorkerModules([new URL("./my_worker.ts", import.meta.url)]);
- * // ... load the rest of the program ...
- * await ready;
- * new Worker(workerUrl(new URL("./my_worker.ts", import.meta.url)), { type: "module" });
- * ```
- */
-export function prefetchWorkerModules(entries: (URL | string)[]): Promise<void> {
-  const hrefs = entries.map((e) => new URL(e).href).filter((h) => {
-    const u = new URL(h);
-    return u.protocol === "file:" && !readGranted(u) && !cache.has(h);
-  });
-  if (hrefs.length === 0) return Promise.resolve();
-  const program = URL.createObjectURL(new Blob([prefetchProgram()], { type: "text/javascript" }));
-  const w = new Worker(program, { type: "module", name: "module-prefetch" });
-  URL.revokeObjectURL(program);
-  return new Promise((resolve) => {
-    const done = () => {
-      w.terminate();
-      resolve();
-    };
-    w.onmessage = (e: MessageEvent<[string, string][]>) => {
-      for (const [href, source] of e.data) if (!cache.has(href)) prepared.set(href, source);
-      done();
-    };
-    w.onerror = (e) => {
-      e.preventDefault();
-      done();
-    };
-    w.postMessage(hrefs);
-  });
 }
 
 /**
@@ -256,16 +142,16 @@ export function workerUrl(url: URL | string): string {
 }
 
 /**
- * How the modules served so far were transpiled: by the prefetch Worker, or
- * in place on the calling thread (which loads the Node layer there).
+ * Where the modules served so far came from: the on-disk cache, or the
+ * transpiler (which loads the Node layer on this thread).
  *
  * @returns counts of served modules by origin
  * @example
  * ```ts
  * import { servedModuleCounts } from "./worker_url.ts";
- * console.log(servedModuleCounts().inPlace); // 0 before anything is served
+ * console.log(servedModuleCounts().transpiled); // 0 before anything is served
  * ```
  */
-export function servedModuleCounts(): { prefetched: number; inPlace: number } {
+export function servedModuleCounts(): { cached: number; transpiled: number } {
   return { ...counts };
 }
