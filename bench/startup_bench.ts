@@ -6,7 +6,9 @@
  * Rows, each a median of several spawns, wall time by this process's clock:
  * - `--version`: spawn -> exit of `deno run --allow-ffi main.ts --version`:
  *   the command's module graph alone (no KVM needed, measured on this host);
- * - demo guest: spawn -> its first byte on stdout, and spawn -> exit (0);
+ * - demo guest: spawn -> first KVM_RUN, its first byte on stdout, exit (0);
+ *   for this tree also with an empty module cache (sys/module_cache.ts: the
+ *   first start after a change);
  * - Linux bzImage: spawn -> first KVM_RUN (from the start-up trace), and
  *   spawn -> its first byte on the serial console (then SIGTERM).
  *
@@ -175,6 +177,17 @@ for (const t of trees) {
   row(`${t.label}: demo guest, spawn -> first KVM_RUN`, demo.firstRun, empty);
   row(`${t.label}: demo guest, spawn -> first output`, demo.firstOut, empty);
   row(`${t.label}: demo guest, spawn -> exit`, demo.exit, empty);
+  if (t.dir === REPO) {
+    // The first start after a change transpiles the Workers' modules (sys/module_cache.ts).
+    const cold = await measure(async () =>
+      spawn(deno, ["run", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts"], {
+        cwd: t.dir,
+        env: { ...traceEnv, XDG_CACHE_HOME: await Deno.makeTempDir() },
+      })
+    );
+    row(`${t.label}: demo guest, empty module cache, spawn -> first KVM_RUN`, cold.firstRun, empty);
+    row(`${t.label}: demo guest, empty module cache, spawn -> exit`, cold.exit, empty);
+  }
   // deno-fmt-ignore
   const linux = await measure(() =>
     spawn(deno, [
