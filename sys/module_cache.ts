@@ -12,7 +12,8 @@
  * version, preparation version and hash and length of the module's source;
  * otherwise the caller transpiles and replaces it. Entries are written to a
  * temporary name and renamed, so concurrent VMM starts never read a partial
- * entry. All through libc (the VMM has no read/write/env permission); any
+ * entry. Entries are code the VMM runs: a cache directory that a group or
+ * other users may write is not used. All through libc (the VMM has no read/write/env permission); any
  * failure (no HOME, a read-only home) only means no cache.
  *
  * @module
@@ -21,6 +22,7 @@ import { libc } from "./libc.ts";
 import {
   closeFd,
   cstring,
+  fstat,
   O_CLOEXEC,
   O_CREAT,
   O_EXCL,
@@ -28,6 +30,8 @@ import {
   O_WRONLY,
   openFile,
   readFileFfi,
+  S_IFDIR,
+  S_IFMT,
   writeAll,
 } from "./fd.ts";
 
@@ -71,6 +75,24 @@ function fileExists(path: string): boolean {
   }
 }
 
+/**
+ * Whether `path` is a directory no group or other user may write (entries
+ * are code the VMM runs): created 0700 here; one made otherwise is not used.
+ */
+function private_(path: string): boolean {
+  try {
+    const fd = openFile(path, O_RDONLY | O_CLOEXEC);
+    try {
+      const { mode } = fstat(fd);
+      return (mode & S_IFMT) === S_IFDIR && (mode & 0o022) === 0;
+    } finally {
+      closeFd(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
 /** The cache directory, created on first use; null where there is none. */
 function cacheDir(): string | null {
   if (dir !== undefined) return dir;
@@ -79,9 +101,8 @@ function cacheDir(): string | null {
   const home = env("HOME");
   const base = xdg ?? (home ? `${home}/.cache` : undefined);
   if (!base?.startsWith("/")) return null;
-  if (mkdirOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(`${base}/denovmm/js`)) {
-    dir = `${base}/denovmm/js`;
-  }
+  const js = `${base}/denovmm/js`;
+  if (mkdirOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(js) && private_(js)) dir = js;
   return dir;
 }
 

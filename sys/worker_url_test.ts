@@ -163,12 +163,21 @@ Deno.test("a changed module is transpiled again; the others come from the cache"
 
 Deno.test("without a usable cache directory modules are transpiled each time, and still load", async () => {
   const code = serveScript(new URL("./testdata/echo_worker.ts", import.meta.url).href);
-  const env = { XDG_CACHE_HOME: "/proc/denovmm-no-such-dir" };
-  for (let i = 0; i < 2; i++) {
-    const out = JSON.parse(await runScript(code, ["--allow-ffi"], { env }));
-    assert.ok(out.counts.transpiled > 0 && out.counts.cached === 0, JSON.stringify(out.counts));
-    assert.ok(out.data.tid > 0);
-  }
+  await withTempDir(async (open) => {
+    // A cache directory others may write is not used (entries are code the VMM runs).
+    await Deno.mkdir(`${open}/denovmm/js`, { recursive: true });
+    await Deno.chmod(`${open}/denovmm/js`, 0o777);
+    for (const dir of ["/proc/denovmm-no-such-dir", open]) {
+      for (let i = 0; i < 2; i++) {
+        const out = JSON.parse(
+          await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: dir } }),
+        );
+        assert.ok(out.counts.transpiled > 0 && out.counts.cached === 0, JSON.stringify(out.counts));
+        assert.ok(out.data.tid > 0);
+      }
+    }
+    assert.equal([...Deno.readDirSync(`${open}/denovmm/js`)].length, 0);
+  });
 });
 
 Deno.test("with read permission Workers load their files: nothing served or cached", async () => {
