@@ -166,6 +166,11 @@ if (!NESTED && kvmRoute() === "nested") {
 }
 
 const empty = await baselines();
+const denoDir = JSON.parse(
+  new TextDecoder().decode(
+    (await new Deno.Command(deno, { args: ["info", "--json"] }).output()).stdout,
+  ),
+).denoDir as string;
 const traceEnv = { DENOVMM_TRACE_START: "1" };
 for (const t of trees) {
   const demo = await measure(() =>
@@ -182,7 +187,8 @@ for (const t of trees) {
     const cold = await measure(async () =>
       spawn(deno, ["run", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts"], {
         cwd: t.dir,
-        env: { ...traceEnv, XDG_CACHE_HOME: await Deno.makeTempDir() },
+        // DENO_DIR kept: an empty XDG_CACHE_HOME would move Deno's own cache too.
+        env: { ...traceEnv, DENO_DIR: denoDir, XDG_CACHE_HOME: await Deno.makeTempDir() },
       })
     );
     row(`${t.label}: demo guest, empty module cache, spawn -> first KVM_RUN`, cold.firstRun, empty);
