@@ -27,7 +27,7 @@ import { debianKernel } from "../tests/fixtures/debian.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
-const ROUNDS = Number(Deno.env.get("DENOVMM_STARTUP_ROUNDS") ?? (NESTED ? 3 : 7));
+const ROUNDS = Number(Deno.env.get("DENOVMM_STARTUP_ROUNDS") ?? (NESTED ? 5 : 7));
 const BASE = Deno.env.get("DENOVMM_STARTUP_BASE");
 const TIMEOUT_MS = 120_000;
 const FIRST_RUN = /first KVM_RUN after [\d.]+ ms \(epoch ([\d.]+);/;
@@ -97,17 +97,31 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Runs `fn` once to warm caches, then ROUNDS times; medians per field. */
-async function measure(fn: () => Promise<Spawned>): Promise<Record<string, number>> {
-  await fn();
-  const runs: Spawned[] = [];
-  for (let i = 0; i < ROUNDS; i++) runs.push(await fn());
-  const out: Record<string, number> = {};
-  for (const k of ["firstOut", "firstRun", "exit"] as const) {
-    const xs = runs.map((r) => r[k]).filter((x): x is number => x !== undefined);
-    if (xs.length === runs.length) out[k] = median(xs);
+/**
+ * Runs every subject once to warm caches, then ROUNDS rounds of each in
+ * turn (interleaved, so a drift in the host's load hits all alike);
+ * medians per field, in the subjects' order.
+ */
+async function measureAll(
+  subjects: (() => Promise<Spawned>)[],
+): Promise<Record<string, number>[]> {
+  for (const fn of subjects) await fn();
+  const runs: Spawned[][] = subjects.map(() => []);
+  for (let i = 0; i < ROUNDS; i++) {
+    for (let j = 0; j < subjects.length; j++) runs[j].push(await subjects[j]());
   }
-  return out;
+  return runs.map((rs) => {
+    const out: Record<string, number> = {};
+    for (const k of ["firstOut", "firstRun", "exit"] as const) {
+      const xs = rs.map((r) => r[k]).filter((x): x is number => x !== undefined);
+      if (xs.length === rs.length) out[k] = median(xs);
+    }
+    return out;
+  });
+}
+
+function measure(fn: () => Promise<Spawned>): Promise<Record<string, number>> {
+  return measureAll([fn]).then((r) => r[0]);
 }
 
 const deno = Deno.execPath();
@@ -145,12 +159,14 @@ async function baselines(): Promise<number> {
 if (!NESTED) {
   // Module loading alone needs no KVM: measured here, on this host.
   const empty = await baselines();
-  for (const t of trees) {
-    const v = await measure(() =>
+  const versions = await measureAll(
+    trees.map((t) => () =>
       spawn(deno, ["run", "--allow-ffi", "main.ts", "--version"], { cwd: t.dir })
-    );
-    row(`${t.label}: \`main.ts --version\`, spawn -> exit`, v.exit, empty);
-  }
+    ),
+  );
+  trees.forEach((t, i) =>
+    row(`${t.label}: \`main.ts --version\`, spawn -> exit`, versions[i].exit, empty)
+  );
   printRows(`Start-up without a guest, on this host (${Deno.build.target})`);
 }
 
@@ -172,37 +188,55 @@ const denoDir = JSON.parse(
   ),
 ).denoDir as string;
 const traceEnv = { DENOVMM_TRACE_START: "1" };
+const demoArgs = ["run", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts"];
+// deno-fmt-ignore
+const linuxArgs = [
+  ...demoArgs, "--kernel", kernel, "--append", "console=ttyS0 earlyprintk=ttyS0", "--memory", "256M",
+];
+const subjects: { label: string; kind: "demo" | "cold" | "linux"; fn: () => Promise<Spawned> }[] =
+  [];
 for (const t of trees) {
-  const demo = await measure(() =>
-    spawn(deno, ["run", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts"], {
-      cwd: t.dir,
-      env: traceEnv,
-    })
-  );
-  row(`${t.label}: demo guest, spawn -> first KVM_RUN`, demo.firstRun, empty);
-  row(`${t.label}: demo guest, spawn -> first output`, demo.firstOut, empty);
-  row(`${t.label}: demo guest, spawn -> exit`, demo.exit, empty);
+  subjects.push({
+    label: t.label,
+    kind: "demo",
+    fn: () => spawn(deno, demoArgs, { cwd: t.dir, env: traceEnv }),
+  });
   if (t.dir === REPO) {
     // The first start after a change transpiles the Workers' modules (sys/module_cache.ts).
-    const cold = await measure(async () =>
-      spawn(deno, ["run", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts"], {
-        cwd: t.dir,
-        // DENO_DIR kept: an empty XDG_CACHE_HOME would move Deno's own cache too.
-        env: { ...traceEnv, DENO_DIR: denoDir, XDG_CACHE_HOME: await Deno.makeTempDir() },
-      })
-    );
-    row(`${t.label}: demo guest, empty module cache, spawn -> first KVM_RUN`, cold.firstRun, empty);
-    row(`${t.label}: demo guest, empty module cache, spawn -> exit`, cold.exit, empty);
+    subjects.push({
+      label: t.label,
+      kind: "cold",
+      fn: async () =>
+        spawn(deno, demoArgs, {
+          cwd: t.dir,
+          // DENO_DIR kept: an empty XDG_CACHE_HOME would move Deno's own cache too.
+          env: { ...traceEnv, DENO_DIR: denoDir, XDG_CACHE_HOME: await Deno.makeTempDir() },
+        }),
+    });
   }
-  // deno-fmt-ignore
-  const linux = await measure(() =>
-    spawn(deno, [
-      "run", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts",
-      "--kernel", kernel, "--append", "console=ttyS0 earlyprintk=ttyS0", "--memory", "256M",
-    ], { cwd: t.dir, env: traceEnv, killOnOutput: true })
-  );
-  row(`${t.label}: Linux bzImage, spawn -> first KVM_RUN`, linux.firstRun, empty);
-  row(`${t.label}: Linux bzImage, spawn -> first console byte`, linux.firstOut, empty);
+  subjects.push({
+    label: t.label,
+    kind: "linux",
+    fn: () => spawn(deno, linuxArgs, { cwd: t.dir, env: traceEnv, killOnOutput: true }),
+  });
+}
+const results = await measureAll(subjects.map((x) => x.fn));
+for (const kind of ["demo", "cold", "linux"] as const) {
+  subjects.forEach((x, i) => {
+    if (x.kind !== kind) return;
+    const r = results[i];
+    if (kind === "demo") {
+      row(`${x.label}: demo guest, spawn -> first KVM_RUN`, r.firstRun, empty);
+      row(`${x.label}: demo guest, spawn -> first output`, r.firstOut, empty);
+      row(`${x.label}: demo guest, spawn -> exit`, r.exit, empty);
+    } else if (kind === "cold") {
+      row(`${x.label}: demo guest, empty module cache, spawn -> first KVM_RUN`, r.firstRun, empty);
+      row(`${x.label}: demo guest, empty module cache, spawn -> exit`, r.exit, empty);
+    } else {
+      row(`${x.label}: Linux bzImage, spawn -> first KVM_RUN`, r.firstRun, empty);
+      row(`${x.label}: Linux bzImage, spawn -> first console byte`, r.firstOut, empty);
+    }
+  });
 }
 printRows(
   NESTED ? "Start-up with a guest, nested KVM host" : "Start-up with a guest, hardware KVM",
