@@ -11,8 +11,8 @@ import { createHash } from "node:crypto";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
 import { DISK_MARKER, diskInitramfs, linuxFixture } from "./fixtures.ts";
 import { ioUringAvailable } from "../../aio/io_uring.ts";
+import { runVmm } from "./_vmm_process.ts";
 
-const repo = new URL("../..", import.meta.url).pathname;
 const DISK_BYTES = 64 << 20;
 
 function seqText(n: number): string {
@@ -26,45 +26,18 @@ function md5(text: string): string {
 }
 
 /** Runs main.ts; with `killAfter`, SIGKILLs it once stdout matches (a whole line). */
-async function boot(
-  args: string[],
-  options: { killAfter?: RegExp } = {},
-): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "main.ts",
-      ...args,
-    ],
-    cwd: repo,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
-  const dec = new TextDecoder();
-  let stdout = "";
-  let stderr = "";
-  const readErr = (async () => {
-    for await (const c of child.stderr) stderr += dec.decode(c, { stream: true });
-  })();
+async function boot(args: string[], options: { killAfter?: RegExp } = {}) {
   const killAfter = options.killAfter;
   let killed = false;
-  for await (const c of child.stdout) {
-    stdout += dec.decode(c, { stream: true });
-    if (killAfter && !killed && killAfter.test(stdout)) {
+  const r = await runVmm(args, {
+    onStdout: (stdout, vmm) => {
+      if (!killAfter || killed || !killAfter.test(stdout)) return;
       killed = true;
-      child.kill("SIGKILL");
-    }
-  }
-  await readErr;
-  const st = await child.status;
-  clearTimeout(timer);
-  console.log(`boot ${args.at(-1)}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return { code: st.signal ? null : st.code, signal: st.signal, stdout, stderr };
+      vmm.kill("SIGKILL");
+    },
+  });
+  console.log(`boot ${args.at(-1)}: ${r.seconds.toFixed(1)} s`);
+  return { ...r, code: r.signal ? null : r.code };
 }
 
 function report(stdout: string, key: string): string | undefined {

@@ -94,7 +94,8 @@ export function shellQuote(s: string): string {
 }
 
 /** The L1 kernel command line (quiet: the console is only read on failure). */
-export const L1_CMDLINE = "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=1 tsc=reliable";
+export const L1_CMDLINE =
+  "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=1 tsc=reliable nokaslr";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -151,7 +152,7 @@ async function readOptional(path: string): Promise<string | undefined> {
   }
 }
 
-async function consoleTail(path: string, lines = 40): Promise<string> {
+async function consoleTail(path: string, lines = 100): Promise<string> {
   const text = (await readOptional(path)) ?? "";
   // Drop terminal escape sequences the firmware prints.
   // deno-lint-ignore no-control-regex
@@ -183,6 +184,59 @@ async function pump(listener: Deno.Listener, sink: (chunk: Uint8Array) => void):
       // already closed
     }
   }
+}
+
+/**
+ * Where the hung L1's CPUs are: QEMU's monitor prints each CPU's registers;
+ * RIPs are named from the kernel's System.map (the L1 boots with nokaslr).
+ */
+async function hangReport(monitorPath: string, vmlinuz: string): Promise<string> {
+  let text = "";
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: monitorPath });
+    try {
+      await conn.write(new TextEncoder().encode("info registers -a\n"));
+      const buf = new Uint8Array(64 * 1024);
+      const dec = new TextDecoder();
+      const end = performance.now() + 3000;
+      while (performance.now() < end) {
+        const n = await Promise.race([
+          conn.read(buf),
+          new Promise<null>((r) => setTimeout(() => r(null), 500)),
+        ]);
+        if (n === null) {
+          if (/CPU#1[\s\S]*RIP=/.test(text)) break;
+          continue;
+        }
+        text += dec.decode(buf.subarray(0, n), { stream: true });
+      }
+    } finally {
+      conn.close();
+    }
+  } catch (e) {
+    return `(no monitor: ${e instanceof Error ? e.message : e})`;
+  }
+  const rips = [...text.matchAll(/RIP=([0-9a-f]{16})/g)].map((m) => BigInt(`0x${m[1]}`));
+  const cpl = [...text.matchAll(/CPL=(\d)/g)].map((m) => m[1]);
+  const map = vmlinuz.replace(/\/vmlinuz-([^/]+)$/, "/System.map-$1");
+  const symbols: { addr: bigint; name: string }[] = [];
+  try {
+    for (const line of (await Deno.readTextFile(map)).split("\n")) {
+      const [addr, type, name] = line.split(" ");
+      if (name && /^[tTwW]$/.test(type)) symbols.push({ addr: BigInt(`0x${addr}`), name });
+    }
+  } catch { /* no map: addresses only */ }
+  const name = (rip: bigint) => {
+    let best: { addr: bigint; name: string } | undefined;
+    for (const s of symbols) if (s.addr <= rip && (!best || s.addr > best.addr)) best = s;
+    return best && rip - best.addr < 0x10000n
+      ? `${best.name}+0x${(rip - best.addr).toString(16)}`
+      : "?";
+  };
+  return rips.map((rip, i) =>
+    `L1 CPU ${i}: RIP=${rip.toString(16)} CPL=${cpl[i] ?? "?"} ${name(rip)}`
+  )
+    .join("\n");
 }
 
 function checkRange(name: string, value: number, min: number, max: number): number {
@@ -275,6 +329,8 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
       "-append", L1_CMDLINE,
       "-virtfs", `local,path=${run},mount_tag=${L1_RUN_TAG},security_model=none,id=${L1_RUN_TAG}`,
       "-device", "virtio-serial-pci,id=vser0",
+      // For a look at the L1's CPUs when it hangs (see hangReport).
+      "-monitor", `unix:${run}/monitor.sock,server=on,wait=off`,
     ];
     for (const s of shares) {
       args.push(
@@ -322,6 +378,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
       if (started) {
         if ((performance.now() - lastOutput) / 1000 < idleTimeoutS) return;
         failure = `Nested command printed nothing for ${idleTimeoutS} s (the nested host hung)`;
+        failure += `\n${await hangReport(`${run}/monitor.sock`, kernel.vmlinuz)}`;
         return proc.kill("SIGKILL");
       }
       if ((performance.now() - t0) / 1000 < bootTimeoutS) return;

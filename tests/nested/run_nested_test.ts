@@ -74,5 +74,7 @@ Deno.test({
     assert.match(err.message, /printed nothing for 20 s/);
     assert.equal(err.started, true);
     assert.match(err.output, /^before$/m);
+    // Where the L1's CPUs were, named from System.map (an idle L1 sits in its idle loop).
+    assert.match(err.message, /L1 CPU 0: RIP=[0-9a-f]+ CPL=0 \S+\+0x/);
   },
 });
