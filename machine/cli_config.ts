@@ -54,6 +54,7 @@ export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
     // --vnc / --display (ui/vnc): the default mode, served over VNC.
     vnc: o.vnc,
     display: o.display === "none" ? "none" : undefined,
+    tablet: o.tablet || undefined,
     disks: o.disks.map((text) => {
       const d = parseDiskOption(text);
       return {

@@ -206,6 +206,11 @@ export interface VmConfig {
    * file's first line) and `,websocket[=PORT]` (for noVNC; 5700+N by default).
    */
   vnc?: string;
+  /**
+   * A virtio tablet (QEMU's `virtio-tablet-pci`) that VNC pointer events
+   * drive; default: one when `vnc` is given.
+   */
+  tablet?: boolean;
 }
 
 /**

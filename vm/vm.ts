@@ -191,6 +191,7 @@ export class Vm {
           },
           translating: () => this.#built?.i8042.translating ?? true,
         },
+        tablet: () => this.#built?.tablet?.(),
       });
     } catch (e) {
       if (e instanceof VncStartError) throw new VmConfigError(e.message);
