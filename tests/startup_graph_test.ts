@@ -1,9 +1,9 @@
 // What `deno run --allow-ffi main.ts --kernel ...` loads before it can
 // start a VM: its static module graph, as Deno resolves it (`deno info`).
 // Start-up cost grows with it, so what only some runs need is loaded on
-// demand: the Node layer (node:module's transpiler runs in the prefetch
-// Worker, node:crypto only with a WebSocket VNC listener), the built-in
-// guests' assembler (only for the demo guest) and the VNC server.
+// demand: the Node layer (node:module's transpiler only on a module cache
+// miss, sys/module_cache.ts; node:crypto only with the VNC server), the
+// built-in guests' assembler (only for the demo guest) and the VNC server.
 import assert from "node:assert/strict";
 
 const repo = new URL("..", import.meta.url);
