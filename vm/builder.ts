@@ -21,6 +21,7 @@ import {
   syncNotifyIoeventfds,
 } from "../machine/pci_devices.ts";
 import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
+import { VIRTIO_BLK_MAX_QUEUES } from "../devices/virtio/block.ts";
 import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
 import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import { BOCHS_MMIO_BAR, BOCHS_MMIO_SIZE, BochsDisplay } from "../devices/display/bochs_display.ts";
@@ -100,6 +101,8 @@ function functionsOf(
       disk: { fd: d.file.fd, size: d.file.size, readOnly: d.file.readOnly },
       serial: d.options.serial,
       aio: rc.syncDiskIo ? "sync" : d.options.aio,
+      // One queue per vCPU by default, as QEMU's virtio-blk-pci (num-queues=auto).
+      numQueues: d.options.numQueues ?? Math.min(rc.cpus, VIRTIO_BLK_MAX_QUEUES),
     };
     return {
       module: DISKS_MODULE,

@@ -30,6 +30,8 @@ export interface DiskConfig {
   cache?: "none" | "writeback";
   /** Serial number the guest reads with GET_ID. */
   serial?: string;
+  /** Request queues (default: one per vCPU, as QEMU's virtio-blk-pci). */
+  numQueues?: number;
 }
 
 /**

@@ -204,6 +204,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
       iothread: d.iothread,
       cache: d.cache ?? "writeback",
       serial: d.serial,
+      numQueues: d.numQueues,
     })));
   } catch (e) {
     if (e instanceof DiskError) throw new VmConfigError(e.message);

@@ -1,10 +1,11 @@
 // Debian's stock kernel with a virtio-blk disk under `main.ts --disk`, run
 // under --allow-ffi alone as users run it (an iothread's aio Workers load as
 // served modules: sys/worker_url.ts): the
-// guest makes an ext4 file system, writes a file and powers off; a second
-// boot (on an iothread, io_uring when the host has it) writes and syncs
-// another file and is killed with SIGKILL; a third boot finds both files
-// with the checksums the host expects.
+// guest (2 vCPUs: two request queues by default) makes an ext4 file system,
+// writes a file and powers off; a second boot (on an iothread, io_uring when
+// the host has it, num-queues=1 given) writes and syncs another file and is
+// killed with SIGKILL; a third boot (1 vCPU, INTx) finds both files with the
+// checksums the host expects.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
@@ -66,16 +67,27 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     assert.equal(first.code, 0, log1);
     // MSI-X vectors, not INTx, carried the completions.
     assert.ok(Number(report(first.stdout, "irqs")) >= 1, log1);
+    // One request queue per vCPU by default (VIRTIO_BLK_F_MQ, as QEMU): blk-mq made two.
+    assert.equal(report(first.stdout, "queues"), "2", log1);
 
     // 2: an iothread and io_uring where available; killed after its sync.
     const aio = ioUringAvailable() === null ? "io_uring" : "threads";
     const second = await boot(
-      [...common, ...cmdline("kill"), "--disk", `${image},iothread=1,aio=${aio}`],
+      // 2 vCPUs but num-queues=1 given: one queue.
+      [
+        ...common,
+        "--cpus",
+        "2",
+        ...cmdline("kill"),
+        "--disk",
+        `${image},iothread=1,aio=${aio},num-queues=1`,
+      ],
       { killAfter: new RegExp(`${DISK_MARKER} synced-written=\\S+\\r?\\n`) },
     );
     const log2 = `${second.stdout.slice(-4000)}\n${second.stderr}`;
     assert.equal(second.signal, "SIGKILL", log2);
     assert.equal(report(second.stdout, "synced-written"), md5(seqText(50000)), log2);
+    assert.equal(report(second.stdout, "queues"), "1", log2);
 
     // 3: both files are there (the lock died with the killed VMM).
     // pci=nomsi: completions take the INTx path (_PRT, KVM_IRQ_LINE).
@@ -84,6 +96,7 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     assert.equal(report(third.stdout, "data"), md5(seqText(100000)), log3);
     assert.equal(report(third.stdout, "synced"), md5(seqText(50000)), log3);
     assert.equal(third.code, 0, log3);
+    assert.equal(report(third.stdout, "queues"), "1", log3);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

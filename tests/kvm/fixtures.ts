@@ -62,6 +62,7 @@ for w in $(cat /proc/cmdline); do
 done
 echo "$M devices=$(ls /sys/block | tr '\n' ' ')"
 echo "$M irqs=$(grep -c virtio /proc/interrupts)"
+echo "$M queues=$(ls /sys/block/vda/mq 2>/dev/null | wc -l)"
 case "$mode" in
 mkfs)
   /usr/sbin/mke2fs -q -t ext4 -F /dev/vda || exit 1

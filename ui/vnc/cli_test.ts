@@ -27,13 +27,13 @@ Deno.test("--vnc and --display parse, and their mistakes are UsageErrors", () =>
   }
 });
 
-Deno.test("-device virtio-tablet-pci asks for the tablet beside -netdev/-device NIC pairs", () => {
+Deno.test("-device virtio-tablet-pci asks for the tablet beside -netdev/-device NIC pairs", async () => {
   const k = ["--kernel", "k"];
   assert.equal(parseCli(k).tablet, false);
-  assert.equal(vmConfigFromCli(parseCli(k)).tablet, undefined, "default: with --vnc");
+  assert.equal((await vmConfigFromCli(parseCli(k))).tablet, undefined, "default: with --vnc");
   const o = parseCli([...k, "-device", "virtio-tablet-pci,id=tab0"]);
   assert.equal(o.tablet, true);
-  assert.equal(vmConfigFromCli(o).tablet, true);
+  assert.equal((await vmConfigFromCli(o)).tablet, true);
   const mixed = parseCli([
     ...k,
     "-netdev",
