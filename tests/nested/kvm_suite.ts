@@ -45,6 +45,14 @@ export interface KvmSuiteOptions {
   budgetS?: number;
   /** Seconds without output after which a host counts as hung (default 300; deno test prints a line a minute for a slow test). */
   idleTimeoutS?: number;
+  /**
+   * QEMU's TCG threading for the hosts (default "single"). With a host thread
+   * per L1 CPU ("multi", QEMU 7.2), the reset-loop test hung the L1 in five
+   * of six runs (its CPUs spinning in the scheduler and in a queued spinlock);
+   * with the L1's CPUs taking turns on one thread, or with one L1 CPU, it
+   * passed every time (eight runs): an emulator race, not a KVM one.
+   */
+  tcgThreads?: "multi" | "single";
   /** Copy output to this process's stdout/stderr as it arrives (default true). */
   stream?: boolean;
   /** Runs the command in a nested host; tests replace it. */
@@ -117,6 +125,7 @@ export async function runKvmSuite(
         stream: opts.stream ?? true,
         timeoutS: leftS,
         idleTimeoutS: opts.idleTimeoutS ?? 300,
+        tcgThreads: opts.tcgThreads ?? "single",
       });
       output = r.output;
     } catch (e) {
