@@ -31,6 +31,8 @@ export interface RunningVmm {
   readonly stderr: string;
   /** Writes `text` to its stdin (only when started with `stdin: true`). */
   type(text: string): Promise<void>;
+  /** Resolves once stdout matches `re`; rejects if the process ends first. */
+  waitFor(re: RegExp): Promise<void>;
   /** Sends a signal; a process already gone is not an error. */
   kill(signal?: Deno.Signal): void;
   /** Resolves when it has exited and both streams are read. */
@@ -73,6 +75,8 @@ export function startVmm(args: string[], opts: VmmOptions = {}): RunningVmm {
   let stdout = "";
   let stderr = "";
   const writer = opts.stdin ? child.stdin.getWriter() : undefined;
+  const waiters = new Set<{ re: RegExp; resolve: () => void; reject: (e: Error) => void }>();
+  let ended = false;
   const vmm: RunningVmm = {
     child,
     get stdout() {
@@ -84,6 +88,11 @@ export function startVmm(args: string[], opts: VmmOptions = {}): RunningVmm {
     async type(text: string) {
       if (!writer) throw new Error("the VMM was started without a stdin pipe");
       await writer.write(new TextEncoder().encode(text));
+    },
+    waitFor(re: RegExp) {
+      if (re.test(stdout)) return Promise.resolve();
+      if (ended) return Promise.reject(new Error(`The VMM ended before ${re}`));
+      return new Promise((resolve, reject) => waiters.add({ re, resolve, reject }));
     },
     kill(signal: Deno.Signal = "SIGKILL") {
       try {
@@ -101,8 +110,17 @@ export function startVmm(args: string[], opts: VmmOptions = {}): RunningVmm {
     const dec = new TextDecoder();
     for await (const c of child.stdout) {
       stdout += dec.decode(c, { stream: true });
+      for (const w of waiters) {
+        if (w.re.test(stdout)) {
+          waiters.delete(w);
+          w.resolve();
+        }
+      }
       await opts.onStdout?.(stdout, vmm);
     }
+    ended = true;
+    for (const w of waiters) w.reject(new Error(`The VMM ended before ${w.re}`));
+    waiters.clear();
     await readErr;
     await writer?.close().catch(() => {});
     const st = await child.status;

@@ -16,8 +16,7 @@ import {
 import { RfbTestClient } from "../../ui/vnc/_test_client.ts";
 import { zlibAvailable } from "../../sys/zlib.ts";
 import { encodePng } from "../../ui/vnc/testdata/png.ts";
-
-const repo = new URL("../..", import.meta.url).pathname;
+import { REPO, runLog, startVmm } from "./_vmm_process.ts";
 
 const SHIFTED = '~!@#$%^&*()_+{}|:"<>?';
 
@@ -58,47 +57,28 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     () => HOST_LIB_DIR,
     () => undefined,
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "main.ts",
-      "--kernel",
-      f.kernel,
-      "--initrd",
-      initrd,
-      "--append",
-      "console=tty0 console=ttyS0 panic=-1",
-      "--memory",
-      "512M",
-      "--vnc",
-      `:${display}`,
-    ],
-    cwd: repo,
+  const vmm = startVmm([
+    "--kernel",
+    f.kernel,
+    "--initrd",
+    initrd,
+    "--append",
+    "console=tty0 console=ttyS0 panic=-1",
+    "--memory",
+    "512M",
+    "--vnc",
+    `:${display}`,
+  ], {
     // The nested host carries only Deno's own libraries; a libz copied next
     // to the checkout lets the VMM serve ZRLE there too (else it serves Raw).
-    env: hostLibs ? { LD_LIBRARY_PATH: hostLibs } : {},
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(600_000),
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  let stdout = "";
-  const dec = new TextDecoder();
-  const reader = child.stdout.getReader();
-  const waitFor = async (re: RegExp) => {
-    while (!re.test(stdout)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`VMM ended before ${re}:\n${stdout.slice(-3000)}\n${await stderr}`);
-      stdout += dec.decode(value, { stream: true });
-    }
-  };
+    env: hostLibs ? { LD_LIBRARY_PATH: hostLibs } : undefined,
+    timeoutMs: 600_000,
+  });
+  const waitFor = (re: RegExp) => vmm.waitFor(re);
   let c: RfbTestClient | undefined;
   try {
     await waitFor(new RegExp(`${M} shell-ready`));
-    assert.match(stdout, new RegExp(`${M} fb0=EFI VGA size=1024,768`), stdout.slice(-3000));
+    assert.match(vmm.stdout, new RegExp(`${M} fb0=EFI VGA size=1024,768`), runLog(vmm));
     c = await RfbTestClient.connect(5900 + display);
     assert.equal(await c.handshake(), 0);
     assert.deepEqual([c.width, c.height], [1024, 768]);
@@ -110,20 +90,16 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     // Boot messages in the console font: thousands of lit pixels, far from a blank screen.
     assert.ok(lit > 2000, `only ${lit} lit pixels on the console`);
     await Deno.writeFile(
-      `${repo}/.cache/vnc-console-boot.png`,
+      `${REPO}.cache/vnc-console-boot.png`,
       encodePng(c.screen, c.width, c.height),
     );
     // The tablet: found by its QEMU name, and a click at the screen's middle
     // arrives as ABS_X, ABS_Y, BTN_LEFT and SYN_REPORT (0..32767 axes).
-    assert.match(
-      stdout,
-      new RegExp(`${M} tablet=\\[/dev/input/event\\d+\\] 1`),
-      stdout.slice(-3000),
-    );
+    assert.match(vmm.stdout, new RegExp(`${M} tablet=\\[/dev/input/event\\d+\\] 1`), runLog(vmm));
     await c.pointer(1, 512, 384);
     await c.pointer(0, 512, 384);
     await waitFor(new RegExp(`${M} tablet-events \\[[0-9a-f]+\\]`));
-    const hex = stdout.match(new RegExp(`${M} tablet-events \\[([0-9a-f]+)\\]`))![1];
+    const hex = vmm.stdout.match(new RegExp(`${M} tablet-events \\[([0-9a-f]+)\\]`))![1];
     assert.deepEqual(inputEvents(hex), [
       [3, 0, Math.floor(512 * 32767 / 1023)],
       [3, 1, Math.floor(384 * 32767 / 767)],
@@ -139,7 +115,7 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
       await c.requestUpdate(false);
       await c.message(90_000);
       await Deno.writeFile(
-        `${repo}/.cache/vnc-console-typed.png`,
+        `${REPO}.cache/vnc-console-typed.png`,
         encodePng(c.screen, c.width, c.height),
       );
     } catch (e) {
@@ -147,59 +123,31 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     }
     await waitFor(/DENOVMM-INIT action=poweroff/);
   } catch (e) {
-    child.kill();
-    await child.status;
-    throw new Error(
-      `${(e as Error).message}\n--- VMM stdout ---\n${
-        stdout.slice(-3000)
-      }\n--- stderr ---\n${await stderr}`,
-    );
+    vmm.kill();
+    throw new Error(`${(e as Error).message}${runLog(await vmm.done)}`);
   } finally {
     c?.close();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      stdout += dec.decode(value, { stream: true });
-    }
   }
-  const { code } = await child.status;
-  assert.equal(code, 0, `${stdout.slice(-2000)}\n${await stderr}`);
+  const r = await vmm.done;
+  assert.equal(r.code, 0, runLog(r));
 });
 
 Deno.test("the guest's bochs driver switches the display mode and a VNC client gets DesktopSize", async () => {
   const f = await linuxFixture();
   const initrd = await bochsInitramfs();
   const display = 40 + Math.floor(Math.random() * 40);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "main.ts",
-      "--kernel",
-      f.kernel,
-      "--initrd",
-      initrd,
-      "--append",
-      "console=tty0 console=ttyS0 panic=-1 video=800x600",
-      "--memory",
-      "512M",
-      "--vnc",
-      `:${display}`,
-    ],
-    cwd: repo,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(600_000),
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  // Drained all along: the boot log must never fill the pipe while the client waits.
-  let stdout = "";
-  const drained = (async () => {
-    const dec = new TextDecoder();
-    for await (const chunk of child.stdout) stdout += dec.decode(chunk, { stream: true });
-  })();
+  const vmm = startVmm([
+    "--kernel",
+    f.kernel,
+    "--initrd",
+    initrd,
+    "--append",
+    "console=tty0 console=ttyS0 panic=-1 video=800x600",
+    "--memory",
+    "512M",
+    "--vnc",
+    `:${display}`,
+  ], { timeoutMs: 600_000 });
   let c: RfbTestClient | undefined;
   try {
     // Connect while the guest still boots on efifb, so the switch happens under the client.
@@ -226,32 +174,22 @@ Deno.test("the guest's bochs driver switches the display mode and a VNC client g
     }
     assert.ok(desktopSize, `no DesktopSize; client at ${c.width}x${c.height}`);
     assert.deepEqual([c.width, c.height], [800, 600]);
-    while (!stdout.includes(`${BOCHS_MARKER} drawn`)) {
-      if (Date.now() > until) throw new Error("the guest never drew on the bochs console");
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    assert.match(stdout, new RegExp(`${BOCHS_MARKER} fb0=bochs-drmdrmfb size=800,`));
+    await vmm.waitFor(new RegExp(`${BOCHS_MARKER} drawn`));
+    assert.match(vmm.stdout, new RegExp(`${BOCHS_MARKER} fb0=bochs-drmdrmfb size=800,`));
     await c.requestUpdate(false);
     await c.message(90_000);
     const lit = litPixels(c);
     assert.ok(lit > 2000, `only ${lit} lit pixels on the bochs console`);
     await Deno.writeFile(
-      `${repo}/.cache/vnc-bochs-800x600.png`,
+      `${REPO}.cache/vnc-bochs-800x600.png`,
       encodePng(c.screen, c.width, c.height),
     );
   } catch (e) {
-    child.kill();
-    await child.status;
-    await drained;
-    throw new Error(
-      `${(e as Error).message}\n--- VMM stdout ---\n${
-        stdout.slice(-3000)
-      }\n--- stderr ---\n${await stderr}`,
-    );
+    vmm.kill();
+    throw new Error(`${(e as Error).message}${runLog(await vmm.done)}`);
   } finally {
     c?.close();
   }
-  await drained;
-  const { code } = await child.status;
-  assert.equal(code, 0, `${stdout.slice(-2000)}\n${await stderr}`);
+  const r = await vmm.done;
+  assert.equal(r.code, 0, runLog(r));
 });
