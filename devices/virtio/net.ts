@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { libc } from "../../sys/libc.ts";
+import { libc, memcpyHost } from "../../sys/libc.ts";
 import { EAGAIN, EINTR, errno } from "../../sys/errno.ts";
 import type { Tap } from "../../sys/tun.ts";
 import { TUN_F_CSUM, TUN_F_UFO } from "../../sys/tun.ts";
@@ -29,6 +29,7 @@ import type { VirtioContext, VirtioDevice } from "./device.ts";
 import { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
 export { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
 import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
+import { GuestRamMap } from "./net_ram_map.ts";
 import {
   VIRTIO_ID_NET,
   VIRTIO_NET_CFG_SIZE,
@@ -94,6 +95,7 @@ export interface VirtioNetOptions {
 const IOV_BYTES = 16;
 const RX_BUF_BYTES = VIRTIO_NET_HDR_SIZE + VIRTIO_NET_MAX_FRAME;
 const RX_BUF_BIG = BigInt(RX_BUF_BYTES);
+const TWO_32 = 0x1_0000_0000;
 
 /**
  * The virtio-net device model.
@@ -132,9 +134,12 @@ export class VirtioNet implements VirtioDevice {
   readonly #mac: Uint8Array;
   readonly #chain: DescriptorChain;
   readonly #rxBuf = new Uint8Array(RX_BUF_BYTES);
+  /** Host address of #rxBuf (its backing store lives outside the JS heap and never moves). */
+  readonly #rxBase = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#rxBuf)));
+  /** Guest RAM regions as plain numbers, for host addresses without BigInt per packet. */
+  readonly #ram = new GuestRamMap();
   readonly #iov: Uint8Array;
   readonly #iovView: DataView;
-  readonly #txHdr = new Uint8Array(VIRTIO_NET_HDR_SIZE);
   readonly #heads: Uint32Array;
   readonly #lens: Uint32Array;
   readonly #txBh: Bh;
@@ -208,6 +213,7 @@ export class VirtioNet implements VirtioDevice {
       (has(VIRTIO_NET_F_HOST_UFO) ? 1 << VIRTIO_NET_HDR_GSO_UDP : 0) |
       (has(VIRTIO_NET_F_HOST_ECN) ? 1 << 7 : 0) | (has(VIRTIO_NET_F_CSUM) ? 1 << 8 : 0);
     this.#tap.setOffload(offloadsFor(f));
+    this.#ram.load(ctx.mem);
     this.#ctx = ctx;
     this.#rxq = ctx.queues[NET_RX_QUEUE] ?? null;
     this.#txq = ctx.queues[NET_TX_QUEUE] ?? null;
@@ -335,8 +341,9 @@ export class VirtioNet implements VirtioDevice {
   #deliver(q: SplitQueue, ctx: VirtioContext): boolean {
     const total = this.#rxPending;
     const buf = this.#rxBuf;
-    const mem = ctx.mem;
     const chain = this.#chain;
+    const ram = this.#ram;
+    const base = this.#rxBase;
     if (!this.#guestCsum) buf[0] = 0;
     let off = 0, used = 0, nbAddr0 = -1, nbAddr1 = -1;
     while (off < total) {
@@ -360,7 +367,7 @@ export class VirtioNet implements VirtioDevice {
         if (off <= VIRTIO_NET_HDR_NUM_BUFFERS + 1 && VIRTIO_NET_HDR_NUM_BUFFERS + 1 < off + len) {
           nbAddr1 = addr + VIRTIO_NET_HDR_NUM_BUFFERS + 1 - off;
         }
-        mem.slice(addr, len).set(buf.subarray(off, off + len));
+        if (len > 0) memcpyHost(ram.host(addr, len), base + off, len);
         off += len;
       }
       this.#heads[used] = chain.head;
@@ -374,8 +381,8 @@ export class VirtioNet implements VirtioDevice {
         return true;
       }
     }
-    mem.writeU8(nbAddr0, used & 0xff);
-    mem.writeU8(nbAddr1, used >> 8);
+    ctx.mem.writeU8(nbAddr0, used & 0xff);
+    ctx.mem.writeU8(nbAddr1, used >> 8);
     for (let i = 0; i < used; i++) q.fillUsed(i, this.#heads[i], this.#lens[i]);
     q.flushUsed(used);
     this.#rxPending = 0;
@@ -417,6 +424,15 @@ export class VirtioNet implements VirtioDevice {
     }
   }
 
+  /** Guest address of byte `at` of the popped TX chain's readable part. */
+  #txByte(at: number): number {
+    const c = this.#chain;
+    for (let i = 0, pos = 0; i < c.readableCount; pos += c.len[i], i++) {
+      if (at < pos + c.len[i]) return c.addr[i] + at - pos;
+    }
+    return -1; // never: the chain holds at least a header
+  }
+
   /** Sends the popped chain; false when the tap is full (EAGAIN). */
   #sendChain(q: SplitQueue, ctx: VirtioContext): boolean {
     const c = this.#chain;
@@ -427,22 +443,20 @@ export class VirtioNet implements VirtioDevice {
     if (c.readableBytes < VIRTIO_NET_HDR_SIZE) {
       throw new VirtqueueError("virtio-net: TX chain shorter than the virtio-net header");
     }
-    const hdr = this.#txHdr;
-    for (let i = 0, pos = 0; pos < VIRTIO_NET_HDR_SIZE; i++) {
-      const n = Math.min(c.len[i], VIRTIO_NET_HDR_SIZE - pos);
-      mem.read(c.addr[i], hdr.subarray(pos, pos + n));
-      pos += n;
-    }
-    const gso = hdr[1] & ~VIRTIO_NET_HDR_GSO_ECN;
+    // flags and gso_type: the header's first two bytes (possibly split).
+    const whole = c.len[0] >= 2;
+    const flags = mem.readU8(whole ? c.addr[0] : this.#txByte(0));
+    const gsoType = mem.readU8(whole ? c.addr[0] + 1 : this.#txByte(1));
+    const gso = gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
     const allowed = this.#txAllowed;
     if (
       (gso !== VIRTIO_NET_HDR_GSO_NONE && (gso > 8 || !(allowed & (1 << gso)))) ||
-      ((hdr[1] & VIRTIO_NET_HDR_GSO_ECN) && !(allowed & (1 << 7))) ||
-      ((hdr[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !(allowed & (1 << 8)))
+      ((gsoType & VIRTIO_NET_HDR_GSO_ECN) && !(allowed & (1 << 7))) ||
+      ((flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !(allowed & (1 << 8)))
     ) {
       throw new VirtqueueError(
         `virtio-net: TX header asks for an offload the driver did not negotiate ` +
-          `(flags ${hdr[0]}, gso_type ${hdr[1]})`,
+          `(flags ${flags}, gso_type ${gsoType})`,
       );
     }
     const frame = c.readableBytes - VIRTIO_NET_HDR_SIZE;
@@ -452,8 +466,11 @@ export class VirtioNet implements VirtioDevice {
       return true;
     }
     const v = this.#iovView;
+    const ram = this.#ram;
     for (let i = 0; i < c.count; i++) {
-      v.setBigUint64(i * IOV_BYTES, mem.hostAddress(c.addr[i], c.len[i]), true);
+      const h = ram.host(c.addr[i], c.len[i]);
+      v.setUint32(i * IOV_BYTES, h >>> 0, true);
+      v.setUint32(i * IOV_BYTES + 4, Math.floor(h / TWO_32), true);
       v.setUint32(i * IOV_BYTES + 8, c.len[i], true);
       v.setUint32(i * IOV_BYTES + 12, 0, true);
     }
