@@ -50,6 +50,12 @@ const symbols = {
    * a hot path copies without allocating); the caller checks both ranges.
    */
   memcpy: { parameters: ["usize", "usize", "usize"], result: "void" },
+  /**
+   * readv/writev with the result as i32: an isize result is a BigInt (an
+   * allocation per call), and the frame sizes of a hot path fit 31 bits.
+   */
+  readv_i32: { name: "readv", parameters: ["i32", "buffer", "i32"], result: "i32" },
+  writev_i32: { name: "writev", parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** getrandom(2): virtio-rng's entropy source. */
   getrandom: { parameters: ["buffer", "usize", "u32"], result: "isize" },
   pwritev: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
@@ -170,3 +176,23 @@ export const libc: Deno.DynamicLibrary<typeof symbols>["symbols"] = Deno.dlopen(
  * ```
  */
 export const memcpyHost = libc.memcpy as unknown as (dst: number, src: number, n: number) => void;
+
+/**
+ * readv(2) returning a number (-1 on error, errno set): for hot paths that
+ * move less than 2 GiB per call.
+ *
+ * @example
+ * ```ts ignore
+ * const n = readvI32(fd, iovecs, count);
+ * ```
+ */
+export const readvI32: (fd: number, iov: Uint8Array, count: number) => number = libc.readv_i32;
+/**
+ * writev(2) returning a number (-1 on error, errno set).
+ *
+ * @example
+ * ```ts ignore
+ * const n = writevI32(fd, iovecs, count);
+ * ```
+ */
+export const writevI32: (fd: number, iov: Uint8Array, count: number) => number = libc.writev_i32;

@@ -63,3 +63,29 @@ export class GuestRamMap {
     throw new GuestMemoryError(addr, len);
   }
 }
+
+/** Bytes of one struct iovec. */
+export const IOV_BYTES = 16;
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * Fills iovec `i` of an iovec array, the base as two 32-bit halves (no BigInt).
+ *
+ * @param v view over the iovec array
+ * @param i entry index
+ * @param host host address
+ * @param len bytes
+ * @example
+ * ```ts
+ * import { IOV_BYTES, setIovec } from "./net_ram_map.ts";
+ * const v = new DataView(new ArrayBuffer(IOV_BYTES));
+ * setIovec(v, 0, 0x7f00_0000_1000, 1514);
+ * console.log(v.getBigUint64(0, true).toString(16)); // 7f0000001000
+ * ```
+ */
+export function setIovec(v: DataView, i: number, host: number, len: number): void {
+  v.setUint32(i * IOV_BYTES, host >>> 0, true);
+  v.setUint32(i * IOV_BYTES + 4, Math.floor(host / TWO_32), true);
+  v.setUint32(i * IOV_BYTES + 8, len, true);
+  v.setUint32(i * IOV_BYTES + 12, 0, true);
+}
