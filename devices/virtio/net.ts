@@ -298,9 +298,8 @@ export class VirtioNet implements VirtioDevice {
   }
 
   /**
-   * Pops the first RX chain and reads the next frame straight into it
-   * (readv; no copy), with whatever does not fit landing in the host
-   * buffer. Returns the frame's bytes (the frame is then pending), 0 when
+   * Pops the first RX chain and reads the next frame straight into it (readv), the
+   * rest into the host buffer. Returns the frame's bytes (then pending), 0 when
    * nothing usable was read (try again), or -1 when the tap is empty.
    */
   #readFrame(q: SplitQueue, ctx: VirtioContext): number {
