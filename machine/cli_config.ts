@@ -9,6 +9,7 @@ import type { VmOptions } from "./cli.ts";
 import type { VmConfig } from "../vm/config.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 import { parseNicOption } from "../devices/virtio/net_backend.ts";
+import { consoleCmdline } from "../vm/net_devices.ts";
 import { demoGuest } from "../guests/demo.ts";
 import { GUEST_MIN_RAM } from "../guests/guest.ts";
 
@@ -45,7 +46,8 @@ export function vmConfigFromCli(o: VmOptions): VmConfig {
     ...common,
     kernel: o.kernel,
     initrd: o.initrd,
-    append: o.append,
+    // --console virtio: console=hvc0 unless --append names a console.
+    append: consoleCmdline(o.append, o.console),
     cpus: o.cpus,
     memory: o.memoryBytes,
     // --vnc / --display (ui/vnc): the default mode, served over VNC.

@@ -3,6 +3,7 @@
 // KVM needed: every case fails before a VM exists).
 import assert from "node:assert/strict";
 import { parseCli, UsageError } from "../../machine/cli.ts";
+import { vmConfigFromCli } from "../../machine/cli_config.ts";
 import { defaultMac, nicsFromNetdevs, parseMac, parseNicOption } from "./net_backend.ts";
 import { openTap } from "../../sys/tun.ts";
 import { vhostNetAvailable } from "./vhost_net.ts";
@@ -67,6 +68,27 @@ Deno.test("parseCli: --nic, --rng and --console", () => {
   assert.throws(() => parseCli(["--kernel", "k", "--console", "tty"]), /Invalid --console 'tty'/);
   assert.throws(() => parseCli(["--nic", "tap,ifname=t0"]), /need --kernel/);
   assert.throws(() => parseCli(["--kernel", "k", "--nic", "tap"]), /Invalid --nic 'tap'/);
+});
+
+Deno.test("--console virtio puts console=hvc0 on the command line unless --append names one", () => {
+  const append = (...args: string[]) =>
+    vmConfigFromCli(parseCli(["--kernel", "k", ...args])).append;
+  assert.equal(append("--console", "virtio"), "console=hvc0");
+  assert.equal(append("--console", "virtio", "--append", "quiet"), "quiet console=hvc0");
+  assert.equal(append("--console", "virtio", "--append", ""), "console=hvc0");
+  assert.equal(
+    append("--console", "virtio", "--append", "console=ttyS0,115200"),
+    "console=ttyS0,115200",
+  );
+  assert.equal(
+    append("--console", "virtio", "--append", "quiet console=tty0"),
+    "quiet console=tty0",
+  );
+  // "xconsole=" is not a console= parameter.
+  assert.equal(append("--console", "virtio", "--append", "xconsole=1"), "xconsole=1 console=hvc0");
+  // The serial console keeps the line as given (and the default when none).
+  assert.equal(append("--append", "quiet"), "quiet");
+  assert.equal(append(), undefined);
 });
 
 async function vmm(args: string[], wrap: string[] = []) {
