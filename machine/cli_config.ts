@@ -66,7 +66,7 @@ export function vmConfigFromCli(o: VmOptions): VmConfig {
     }),
     nics: o.nics.map((text) => {
       const n = parseNicOption(text);
-      return { ifname: n.ifname, mac: n.mac, iothread: n.iothread, vhost: n.vhost };
+      return { ifname: n.ifname, mac: n.mac, iothread: n.iothread, vhost: n.vhost, id: n.id };
     }),
     rng: o.rng === false ? false : { bytesPerSecond: o.rng.rateBytesPerSec },
     console: o.console === "virtio" ? "virtio" : undefined,

@@ -6,6 +6,8 @@
  *
  * @module
  */
+import type { ResolvedNetDevices } from "../vm/net_devices.ts";
+import { nicInfo, setNicLink, withNicQueryStats, withNicStats } from "../vm/nic_control.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import type { LoopStats } from "../mainloop/loop_stats.ts";
 import type { VmControl } from "../vcpu/vm_control.ts";
@@ -94,6 +96,8 @@ export interface OperatedVm extends ControllableVm {
   readonly loop: EventLoop;
   /** The running machine's control block (exit counters), if exposed. */
   readonly vcpuControl?: VmControl;
+  /** Its NICs (set_link, x-query-net and their counters in the statistics). */
+  readonly net?: ResolvedNetDevices;
 }
 
 /** What to set up. */
@@ -152,8 +156,10 @@ export function startControlPlane(vm: OperatedVm, o: ControlPlaneOptions): Contr
     if (o.qmp !== undefined) {
       const reporter = new StatsReporter(sources);
       const target = new VmQmpTarget(vm, {
-        stats: () => reporter.next() as unknown as Record<string, unknown>,
-        queryStats: (t) => queryStatsEntries(reporter.next(), t),
+        stats: () => withNicStats(reporter.next() as unknown as Record<string, unknown>, vm.net),
+        queryStats: (t) => withNicQueryStats(queryStatsEntries(reporter.next(), t), t, vm.net),
+        nets: vm.net ? () => nicInfo(vm.net!) : undefined,
+        setLink: vm.net ? (name, up) => setNicLink(vm.net!, name, up) : undefined,
         name: o.name,
       });
       let server: QmpServer;

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { ResolvedNetDevices } from "./net_devices.ts";
 import { type VmConfig, VmConfigError } from "./config.ts";
 import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
@@ -222,6 +223,11 @@ export class Vm {
       out.push({ id, name: io.name, tid: io.tid });
     }
     return out;
+  }
+
+  /** The NICs, their counters and link control (vm/nic_control.ts reads them). */
+  get net(): ResolvedNetDevices {
+    return this.#rc.net;
   }
 
   /** The disks: path, read-only flag and PCI slot. */

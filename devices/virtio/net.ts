@@ -25,7 +25,7 @@
 import { memcpyHost, readvI32, writevI32 } from "../../sys/libc.ts";
 import { EAGAIN, EINTR, errno } from "../../sys/errno.ts";
 import type { Tap } from "../../sys/tun.ts";
-import type { NetStats, VirtioNetOptions } from "./net_types.ts";
+import { linkWord, type NetStats, SharedNetStats, type VirtioNetOptions } from "./net_types.ts";
 export type { NetStats, VirtioNetOptions } from "./net_types.ts";
 import { TUN_F_CSUM, TUN_F_UFO } from "../../sys/tun.ts";
 import type { Bh, EventLoop } from "../../mainloop/types.ts";
@@ -85,15 +85,7 @@ export class VirtioNet implements VirtioDevice {
   /** PCI class: network, Ethernet. */
   readonly pciClass = 0x020000;
   /** Frame counters (read them any time on the loop thread). */
-  readonly stats: NetStats = {
-    rxPackets: 0,
-    rxBytes: 0,
-    rxDropped: 0,
-    rxStalls: 0,
-    txPackets: 0,
-    txBytes: 0,
-    txDropped: 0,
-  };
+  readonly stats: NetStats;
   readonly #tap: Tap;
   readonly #loop: EventLoop;
   readonly #mac: Uint8Array;
@@ -140,6 +132,8 @@ export class VirtioNet implements VirtioDevice {
   /** @param options tap, loop, MAC, queue size */
   constructor(options: VirtioNetOptions) {
     if (options.mac.length !== 6) throw new RangeError("A MAC address has 6 bytes");
+    this.stats = new SharedNetStats(options.control);
+    if (options.control) this.#linkUp = linkWord(options.control) !== 0;
     this.#tap = options.tap;
     this.#loop = options.loop;
     this.#mac = options.mac.slice();

@@ -24,6 +24,8 @@ Deno.test("--nic parsing: ifname, mac, iothread, vhost; errors name the part", (
   assert.throws(() => parseNicOption("tap,ifname=t,vhost=yes"), /vhost must be on or off/);
   assert.throws(() => parseNicOption("tap,ifname=t,mac=01:00:00:00:00:01"), /multicast/);
   assert.throws(() => parseNicOption("tap,ifname=t,speed=10"), /unknown option 'speed'/);
+  assert.equal(parseNicOption("tap,ifname=t,id=lan0").id, "lan0");
+  assert.throws(() => parseNicOption("tap,ifname=t,id=0x"), /invalid id '0x'/);
   assert.deepEqual([...parseMac("02:00:00:00:00:ff")], [2, 0, 0, 0, 0, 255]);
   assert.equal(defaultMac(0), "52:54:00:12:34:56");
   assert.equal(defaultMac(0xaa), "52:54:00:12:35:00");
@@ -35,7 +37,7 @@ Deno.test("--netdev/--device pairs fold into --nic values", () => {
       ["tap,id=a,ifname=t0,vhost=on", "tap,id=b,ifname=t1"],
       ["virtio-net-pci,netdev=b,mac=52:54:00:00:00:02", "virtio-net-pci,netdev=a"],
     ),
-    ["tap,ifname=t1,mac=52:54:00:00:00:02", "tap,ifname=t0,vhost=on"],
+    ["tap,ifname=t1,id=b,mac=52:54:00:00:00:02", "tap,ifname=t0,vhost=on,id=a"],
   );
   assert.throws(() => nicsFromNetdevs(["tap,id=a,ifname=t0"], []), /no --device/);
   assert.throws(() => nicsFromNetdevs([], ["virtio-net-pci,netdev=x"]), /must name a --netdev/);
@@ -57,7 +59,7 @@ Deno.test("parseCli: --nic, --rng and --console", () => {
     "--console",
     "virtio",
   ]);
-  assert.deepEqual(o.nics, ["tap,ifname=t0", "tap,ifname=t1"]);
+  assert.deepEqual(o.nics, ["tap,ifname=t0", "tap,ifname=t1,id=n"]);
   assert.deepEqual(o.rng, { rateBytesPerSec: 4096 });
   assert.equal(o.console, "virtio");
   const d = parseCli(["--kernel", "k"]);
