@@ -24,6 +24,12 @@ export interface NestedOptions {
   timeoutS?: number;
   /** Fail when the command has not started this many seconds after QEMU did (default 120). */
   bootTimeoutS?: number;
+  /**
+   * Kill QEMU and fail when the started command has printed nothing for this
+   * many seconds (default: no limit). A hung nested host (its kernel stuck)
+   * is told apart from a slow one this way, long before `timeoutS`.
+   */
+  idleTimeoutS?: number;
   /** L1 vCPUs (default 2). */
   cpus?: number;
   /** L1 memory (default 4096). */
@@ -61,10 +67,16 @@ export interface NestedResult {
 export class NestedHostError extends Error {
   /** Last lines of the L1 console, for diagnosis. */
   consoleTail: string;
-  constructor(message: string, consoleTail: string) {
+  /** What the command printed before the host failed (stdout and stderr interleaved). */
+  output: string;
+  /** Whether the command had started inside the host (so `output` is its partial output). */
+  started: boolean;
+  constructor(message: string, consoleTail: string, output = "", started = false) {
     super(consoleTail ? `${message}\n--- L1 console (tail) ---\n${consoleTail}` : message);
     this.name = "NestedHostError";
     this.consoleTail = consoleTail;
+    this.output = output;
+    this.started = started;
   }
 }
 
@@ -202,6 +214,8 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
   const timeoutS = opts.timeoutS ?? 600;
   const bootTimeoutS = Math.min(opts.bootTimeoutS ?? 120, timeoutS);
   if (!(timeoutS > 0)) throw new RangeError(`Invalid timeoutS: ${timeoutS}`);
+  const idleTimeoutS = opts.idleTimeoutS ?? Infinity;
+  if (!(idleTimeoutS > 0)) throw new RangeError(`Invalid idleTimeoutS: ${idleTimeoutS}`);
   for (const k of Object.keys(opts.env ?? {})) {
     if (!ENV_NAME.test(k)) throw new TypeError(`Invalid environment variable name: ${k}`);
   }
@@ -235,7 +249,9 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
     // One decoder per stream: a UTF-8 sequence may be split across chunks.
     const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
     let output = "";
+    let lastOutput = performance.now();
     const sink = (stream: "stdout" | "stderr") => (chunk: Uint8Array) => {
+      lastOutput = performance.now();
       output += decoders[stream].decode(chunk, { stream: true });
       if (opts.stream) (stream === "stdout" ? Deno.stdout : Deno.stderr).writeSync(chunk);
     };
@@ -296,9 +312,19 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (opts.signal?.aborted) onAbort();
+    let started = false;
     const bootWatch = setInterval(async () => {
-      if ((performance.now() - t0) / 1000 < bootTimeoutS || failure) return;
-      if ((await readOptional(`${run}/started`)) !== undefined) return clearInterval(bootWatch);
+      if (failure) return;
+      if (!started && (await readOptional(`${run}/started`)) !== undefined) {
+        started = true;
+        lastOutput = Math.max(lastOutput, performance.now());
+      }
+      if (started) {
+        if ((performance.now() - lastOutput) / 1000 < idleTimeoutS) return;
+        failure = `Nested command printed nothing for ${idleTimeoutS} s (the nested host hung)`;
+        return proc.kill("SIGKILL");
+      }
+      if ((performance.now() - t0) / 1000 < bootTimeoutS) return;
       const kvm = await readOptional(`${run}/kvm`);
       failure = kvm === "ok"
         ? `Nested command did not start within ${bootTimeoutS} s`
@@ -324,7 +350,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
       return (await consoleTail(`${run}/console.log`)) +
         (qemuErr ? `\n--- QEMU stderr ---\n${qemuErr}` : "");
     };
-    if (failure) throw new NestedHostError(failure, await tail());
+    if (failure) throw new NestedHostError(failure, await tail(), output, started);
     const exit = await readOptional(`${run}/exit`);
     if (exit === undefined || !/^\d+$/.test(exit)) {
       const kvm = await readOptional(`${run}/kvm`);
@@ -342,11 +368,11 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
         : kvm === undefined
         ? `The nested host's kernel did not reach /init (QEMU exit status ${qemu.code})`
         : "The nested host stopped before the command finished";
-      throw new NestedHostError(why, await tail());
+      throw new NestedHostError(why, await tail(), output, started);
     }
-    const started = Number(await readOptional(`${run}/started`));
+    const startedAt = Number(await readOptional(`${run}/started`));
     const finished = Number(await readOptional(`${run}/finished`));
-    return { code: Number(exit), output, bootS: started, commandS: finished - started, totalS };
+    return { code: Number(exit), output, bootS: startedAt, commandS: finished - startedAt, totalS };
   } finally {
     for (const l of listeners) l.close();
     if (child) {

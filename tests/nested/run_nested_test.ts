@@ -63,3 +63,16 @@ Deno.test({
     assert.ok(performance.now() - t0 < 120_000);
   },
 });
+
+Deno.test({
+  name: "nested: a command silent for idleTimeoutS is taken for a hung host, its output kept",
+  ignore: !e2e,
+  async fn() {
+    const err = await runNested("echo before; sleep 600", { timeoutS: 300, idleTimeoutS: 20 })
+      .then(() => undefined, (e) => e);
+    assert.ok(err instanceof NestedHostError, String(err));
+    assert.match(err.message, /printed nothing for 20 s/);
+    assert.equal(err.started, true);
+    assert.match(err.output, /^before$/m);
+  },
+});
