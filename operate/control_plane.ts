@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { ResolvedNetDevices } from "../vm/net_devices.ts";
-import { nicInfo, setNicLink, withNicQueryStats, withNicStats } from "../vm/nic_control.ts";
+import { type NicInfo, withNicQueryStats, withNicStats } from "../vm/nic_control.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import type { LoopStats } from "../mainloop/loop_stats.ts";
 import type { VmControl } from "../vcpu/vm_control.ts";
@@ -96,8 +95,10 @@ export interface OperatedVm extends ControllableVm {
   readonly loop: EventLoop;
   /** The running machine's control block (exit counters), if exposed. */
   readonly vcpuControl?: VmControl;
-  /** Its NICs (set_link, x-query-net and their counters in the statistics). */
-  readonly net?: ResolvedNetDevices;
+  /** Its NICs with link and counters (x-query-net, statistics). */
+  nics?(): NicInfo[];
+  /** QMP set_link. */
+  setLink?(name: string, up: boolean): void;
 }
 
 /** What to set up. */
@@ -156,10 +157,12 @@ export function startControlPlane(vm: OperatedVm, o: ControlPlaneOptions): Contr
     if (o.qmp !== undefined) {
       const reporter = new StatsReporter(sources);
       const target = new VmQmpTarget(vm, {
-        stats: () => withNicStats(reporter.next() as unknown as Record<string, unknown>, vm.net),
-        queryStats: (t) => withNicQueryStats(queryStatsEntries(reporter.next(), t), t, vm.net),
-        nets: vm.net ? () => nicInfo(vm.net!) : undefined,
-        setLink: vm.net ? (name, up) => setNicLink(vm.net!, name, up) : undefined,
+        stats: () =>
+          withNicStats(reporter.next() as unknown as Record<string, unknown>, vm.nics?.() ?? []),
+        queryStats: (t) =>
+          withNicQueryStats(queryStatsEntries(reporter.next(), t), t, vm.nics?.() ?? []),
+        nets: vm.nics ? () => vm.nics!() : undefined,
+        setLink: vm.setLink ? (name, up) => vm.setLink!(name, up) : undefined,
         name: o.name,
       });
       let server: QmpServer;

@@ -22,15 +22,25 @@ export interface NicInfo {
   vhost: boolean;
   /** Link as last set (up unless `set_link` took it down). */
   up: boolean;
-  /** Counters under their QMP names. */
-  stats: Record<(typeof NET_STAT_NAMES)[number], number>;
+  /** Counters under their QMP names: rx-packets, rx-bytes, rx-dropped, rx-stalls, tx-packets, tx-bytes, tx-dropped. */
+  stats: Record<string, number>;
 }
 
-/** The reason `set_link` failed. */
+/**
+ * The reason `set_link` failed, with QEMU's error class.
+ *
+ * @example
+ * ```ts
+ * import { NicControlError } from "./nic_control.ts";
+ * console.log(new NicControlError("DeviceNotFound", "Device 'x' not found").errorClass);
+ * ```
+ */
 export class NicControlError extends Error {
   /** QEMU's error class. */
   readonly errorClass: string;
   /**
+   * Names why a link change was refused.
+   *
    * @param errorClass QEMU's error class
    * @param message one line
    */
@@ -100,18 +110,18 @@ export function setNicLink(r: ResolvedNetDevices, name: string, up: boolean): vo
  * x-query-denovmm-stats with a `nics` member (name, tap, link, counters).
  *
  * @param stats the report without NICs
- * @param r the VM's network devices, if any
+ * @param nics the VM's NICs ({@link nicInfo})
  * @returns the report
  * @example
  * ```ts ignore
- * const s = withNicStats(reporter.next(), vm.net);
+ * const s = withNicStats(reporter.next(), vm.nics());
  * ```
  */
 export function withNicStats(
   stats: Record<string, unknown>,
-  r: ResolvedNetDevices | undefined,
+  nics: readonly NicInfo[],
 ): Record<string, unknown> {
-  return r && r.nics.length > 0 ? { ...stats, nics: nicInfo(r) } : stats;
+  return nics.length > 0 ? { ...stats, nics } : stats;
 }
 
 /**
@@ -120,20 +130,20 @@ export function withNicStats(
  *
  * @param entries the entries without NICs
  * @param target the query's target
- * @param r the VM's network devices, if any
+ * @param nics the VM's NICs ({@link nicInfo})
  * @returns the entries
  * @example
  * ```ts ignore
- * const e = withNicQueryStats(queryStatsEntries(s, "vm"), "vm", vm.net);
+ * const e = withNicQueryStats(queryStatsEntries(s, "vm"), "vm", vm.nics());
  * ```
  */
 export function withNicQueryStats(
   entries: unknown[],
   target: string,
-  r: ResolvedNetDevices | undefined,
+  nics: readonly NicInfo[],
 ): unknown[] {
-  if (target !== "vm" || !r || r.nics.length === 0) return entries;
-  const extra = nicQueryStats(r);
+  if (target !== "vm" || nics.length === 0) return entries;
+  const extra = nicQueryStats(nics);
   const own = entries.find((e) => (e as { provider?: string }).provider === "denovmm") as
     | { stats: unknown[] }
     | undefined;
@@ -145,15 +155,15 @@ export function withNicQueryStats(
 /**
  * NIC counters as `query-stats` entries (`net0-rx-packets`, ...).
  *
- * @param r the resolved network devices
+ * @param nics the VM's NICs ({@link nicInfo})
  * @returns name/value pairs
  * @example
  * ```ts ignore
- * stats.push(...nicQueryStats(vm.net));
+ * stats.push(...nicQueryStats(vm.nics()));
  * ```
  */
-export function nicQueryStats(r: ResolvedNetDevices): { name: string; value: number }[] {
-  return nicInfo(r).flatMap((n) =>
+export function nicQueryStats(nics: readonly NicInfo[]): { name: string; value: number }[] {
+  return nics.flatMap((n) =>
     NET_STAT_NAMES.map((k) => ({ name: `${n.name}-${k}`, value: n.stats[k] }))
   );
 }

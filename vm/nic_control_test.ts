@@ -41,8 +41,8 @@ Deno.test("QMP set_link toggles the guest-visible link; NIC counters reach the s
   const target = Object.assign(new FakeTarget(), {
     nets: () => nicInfo(net),
     setLink: (name: string, up: boolean) => setNicLink(net, name, up),
-    stats: () => withNicStats({ vcpus: [] }, net),
-    queryStats: (t: "vm" | "vcpu") => withNicQueryStats([], t, net),
+    stats: () => withNicStats({ vcpus: [] }, nicInfo(net)),
+    queryStats: (t: "vm" | "vcpu") => withNicQueryStats([], t, nicInfo(net)),
   });
   const server = QmpServer.listen(loop, `${dir}/qmp.sock`, target);
   const c = new TestClient(`${dir}/qmp.sock`);
