@@ -13,7 +13,7 @@
  * restarts itself with those V8 flags when run without them.
  *
  * ```sh
- * deno run -A bench/net_path_bench.ts [--packets=20000] [--baseline=REV] [--json]
+ * deno run -A bench/net_path_bench.ts [--packets=20000] [--batch=32] [--baseline=REV] [--json]
  * ```
  *
  * @module
@@ -57,7 +57,7 @@ type NetClass = new (o: { tap: Tap; loop: EventLoop; mac: Uint8Array }) =>
 
 const PACKETS = Number(arg("packets", "20000"));
 const FRAME = 1514;
-const BATCH = 32;
+const BATCH = Number(arg("batch", "32"));
 const SLOT = 2048;
 const RX_AREA = 0x40_0000;
 const TX_AREA = 0x100_0000;
@@ -215,7 +215,8 @@ if (Deno.args.includes("--json")) {
 } else {
   console.log(`${PACKETS} frames of ${FRAME} bytes each way, ${BATCH} per batch\n`);
   console.log(
-    `| code | RX frames/s | TX frames/s | RX heap B/frame | TX heap B/frame |\n|---|---|---|---|---|`,
+    "| code | RX frames/s | TX frames/s | RX heap B/frame | TX heap B/frame |\n" +
+      "|---|---|---|---|---|",
   );
   const line = (name: string, x: Row) =>
     console.log(

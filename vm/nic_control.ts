@@ -22,7 +22,10 @@ export interface NicInfo {
   vhost: boolean;
   /** Link as last set (up unless `set_link` took it down). */
   up: boolean;
-  /** Counters under their QMP names: rx-packets, rx-bytes, rx-dropped, rx-stalls, tx-packets, tx-bytes, tx-dropped. */
+  /**
+   * Counters under their QMP names: rx-packets, rx-bytes, rx-dropped,
+   * rx-stalls, tx-packets, tx-bytes, tx-dropped.
+   */
   stats: Record<string, number>;
 }
 
