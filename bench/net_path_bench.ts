@@ -8,12 +8,13 @@
  * (`--baseline=REV`, default: the data path before it stopped allocating
  * per packet; `--baseline=none` skips it).
  *
- * Heap growth is measured between two forced GCs with a 64 MiB young
- * generation, so no scavenge hides allocations during a round; the bench
- * restarts itself with those V8 flags when run without them.
+ * Heap growth is measured after a forced GC with a 64 MiB young
+ * generation, so no scavenge hides allocations during a round. Each
+ * variant runs in a fresh process with those V8 flags (so neither shares
+ * the other's JIT state), alternating, and the table shows medians.
  *
  * ```sh
- * deno run -A bench/net_path_bench.ts [--packets=20000] [--batch=32] [--baseline=REV] [--json]
+ * deno run -A bench/net_path_bench.ts [--packets=20000] [--batch=32] [--rounds=3] [--baseline=REV] [--json]
  * ```
  *
  * @module
@@ -42,13 +43,26 @@ function arg(name: string, fallback: string): string {
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
-if (!gc) {
-  const { code } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `--v8-flags=${V8_FLAGS}`, new URL(import.meta.url).pathname, ...Deno.args],
-    stdout: "inherit",
+const ONLY = arg("only", "");
+
+/** One variant measured in a fresh process (its own JIT state), with the V8 flags. */
+async function child(only: string, rev: string): Promise<Row | null> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--v8-flags=${V8_FLAGS}`,
+      new URL(import.meta.url).pathname,
+      `--only=${only}`,
+      `--baseline=${rev}`,
+      `--packets=${PACKETS}`,
+      `--batch=${BATCH}`,
+    ],
     stderr: "inherit",
-  }).spawn().status;
-  Deno.exit(code);
+  }).output();
+  if (!out.success) throw new Error(`net_path_bench --only=${only} failed`);
+  const text = new TextDecoder().decode(out.stdout).trim();
+  return text === "null" ? null : JSON.parse(text) as Row;
 }
 
 type NetClass = new (o: { tap: Tap; loop: EventLoop; mac: Uint8Array }) =>
@@ -186,6 +200,19 @@ function measure(cls: NetClass): Row {
   }
 }
 
+function medianRow(rows: Row[]): Row {
+  const med = (k: keyof Row) => {
+    const v = rows.map((r) => r[k]).sort((a, b) => a - b);
+    return v[Math.floor(v.length / 2)];
+  };
+  return {
+    rxPps: med("rxPps"),
+    txPps: med("txPps"),
+    rxHeapPerPacket: med("rxHeapPerPacket"),
+    txHeapPerPacket: med("txHeapPerPacket"),
+  };
+}
+
 async function baselineClass(rev: string): Promise<NetClass | null> {
   if (rev === "none") return null;
   const out = await new Deno.Command("git", {
@@ -193,10 +220,10 @@ async function baselineClass(rev: string): Promise<NetClass | null> {
     stderr: "piped",
   }).output().catch(() => null);
   if (!out?.success) {
-    console.log(`(no baseline: git show ${rev}:devices/virtio/net.ts failed)`);
+    console.error(`(no baseline: git show ${rev}:devices/virtio/net.ts failed)`);
     return null;
   }
-  const path = `${REPO}devices/virtio/_net_baseline_tmp.ts`;
+  const path = `${REPO}devices/virtio/_net_baseline_${Deno.pid}.ts`;
   await Deno.writeFile(path, out.stdout);
   try {
     return (await import(path)).VirtioNet as NetClass;
@@ -205,15 +232,31 @@ async function baselineClass(rev: string): Promise<NetClass | null> {
   }
 }
 
-const { VirtioNet } = await import("../devices/virtio/net.ts");
 const rev = arg("baseline", DEFAULT_BASELINE);
-const base = await baselineClass(rev);
-const now = measure(VirtioNet);
-const old = base ? measure(base) : null;
+if (ONLY !== "") {
+  if (!gc) throw new Error(`run with --v8-flags=${V8_FLAGS}`);
+  const cls = ONLY === "current"
+    ? (await import("../devices/virtio/net.ts")).VirtioNet as unknown as NetClass
+    : await baselineClass(rev);
+  console.log(JSON.stringify(cls ? measure(cls) : null));
+  Deno.exit(0);
+}
+// Alternating fresh processes, median of each column: the host is shared and noisy.
+const ROUNDS = Number(arg("rounds", "3"));
+const nowRuns: Row[] = [], oldRuns: Row[] = [];
+for (let i = 0; i < ROUNDS; i++) {
+  nowRuns.push((await child("current", rev))!);
+  const o = rev === "none" ? null : await child("baseline", rev);
+  if (o) oldRuns.push(o);
+}
+const now = medianRow(nowRuns);
+const old = oldRuns.length > 0 ? medianRow(oldRuns) : null;
 if (Deno.args.includes("--json")) {
   console.log(JSON.stringify({ current: now, baseline: old, packets: PACKETS, frame: FRAME }));
 } else {
-  console.log(`${PACKETS} frames of ${FRAME} bytes each way, ${BATCH} per batch\n`);
+  console.log(
+    `${PACKETS} frames of ${FRAME} bytes each way, ${BATCH} per batch, median of ${ROUNDS}\n`,
+  );
   console.log(
     "| code | RX frames/s | TX frames/s | RX heap B/frame | TX heap B/frame |\n" +
       "|---|---|---|---|---|",
