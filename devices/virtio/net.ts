@@ -122,6 +122,7 @@ export class VirtioNet implements VirtioDevice {
   #reading = false;
   #txWaitWritable = false;
   #inTx = false;
+  #txSent = 0;
   readonly #onReadable = () => this.#receive();
   readonly #onWritable = () => {
     this.#txWaitWritable = false;
@@ -238,7 +239,11 @@ export class VirtioNet implements VirtioDevice {
       }
       return;
     }
-    if (index === NET_TX_QUEUE) this.#transmit();
+    if (index !== NET_TX_QUEUE) return;
+    this.#transmit();
+    // A reply the host made while the frames were written (an echo, an ACK) is
+    // usually on the tap already: take it now rather than a loop turn later.
+    if (this.#txSent > 0 && this.#reading) this.#receive();
   }
 
   /** Registers the tap handlers the current state needs. */
@@ -441,6 +446,7 @@ export class VirtioNet implements VirtioDevice {
       }
     } finally {
       this.#inTx = false;
+      this.#txSent = sent;
       if (sent > 0 && !ctx.broken) ctx.signalUsed(NET_TX_QUEUE);
     }
   }
