@@ -189,3 +189,12 @@ export function socketNetRig<D extends VirtioDevice>(
 
 /** The MAC of the socket rig's device. */
 export const FAKE_MAC = Uint8Array.from([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]);
+
+/**
+ * V8 flags for measuring JS heap growth per frame: gc() exposed, a young
+ * generation large enough that no scavenge runs during a round, and
+ * optimisation on the main thread (so the measured round runs optimised
+ * code, not whatever was ready in time).
+ */
+export const HEAP_MEASURE_V8_FLAGS =
+  "--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64,--no-concurrent-recompilation";

@@ -91,8 +91,9 @@ export class VirtioNet implements VirtioDevice {
   readonly #mac: Uint8Array;
   readonly #chain: DescriptorChain;
   readonly #rxBuf = new Uint8Array(RX_BUF_BYTES);
-  /** Host address of #rxBuf (its backing store lives outside the JS heap and never moves). */
+  /** Host address of #rxBuf (stored outside the JS heap, it never moves), and its iovec. */
   readonly #rxBase = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#rxBuf)));
+  readonly #rxIov = new Uint8Array(IOV_BYTES);
   /** Guest RAM regions as plain numbers, for host addresses without BigInt per packet. */
   readonly #ram = new GuestRamMap();
   readonly #iov: Uint8Array;
@@ -142,6 +143,7 @@ export class VirtioNet implements VirtioDevice {
     this.#chain = new DescriptorChain(this.queueMaxSize);
     this.#iov = new Uint8Array(IOV_BYTES * (this.queueMaxSize + 1));
     this.#iovView = new DataView(this.#iov.buffer);
+    setIovec(new DataView(this.#rxIov.buffer), 0, this.#rxBase, RX_BUF_BYTES);
     this.#heads = new Uint32Array(this.queueMaxSize);
     this.#lens = new Uint32Array(this.queueMaxSize);
     this.#txBh = options.loop.bh(() => this.processQueue(NET_TX_QUEUE), "virtio-net-tx");
@@ -313,10 +315,8 @@ export class VirtioNet implements VirtioDevice {
     const v = this.#iovView;
     const ram = this.#ram;
     const count = chain.count;
-    for (let i = 0; i < count; i++) {
-      setIovec(v, i, ram.host(chain.addr[i], chain.len[i]), chain.len[i]);
-    }
-    setIovec(v, count, this.#rxBase, RX_BUF_BYTES);
+    for (let i = 0; i < count; i++) ram.setIovec(v, i, chain.addr[i], chain.len[i]);
+    this.#iov.set(this.#rxIov, count * IOV_BYTES);
     const n = readvI32(this.#tap.fd, this.#iov, count + 1);
     if (n < 0) {
       q.undoPop();
@@ -479,7 +479,7 @@ export class VirtioNet implements VirtioDevice {
     }
     const v = this.#iovView;
     const ram = this.#ram;
-    for (let i = 0; i < c.count; i++) setIovec(v, i, ram.host(c.addr[i], c.len[i]), c.len[i]);
+    for (let i = 0; i < c.count; i++) ram.setIovec(v, i, c.addr[i], c.len[i]);
     for (;;) {
       const n = writevI32(this.#tap.fd, this.#iov, c.count);
       if (n >= 0) {

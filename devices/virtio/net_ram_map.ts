@@ -47,6 +47,32 @@ export class GuestRamMap {
   }
 
   /**
+   * Writes iovec `i` of `v` for guest range [addr, addr+len) (one region):
+   * the host address goes straight into the two 32-bit halves, so no
+   * double is returned and boxed on the way.
+   *
+   * @param v view over an iovec array
+   * @param i entry index
+   * @param addr guest address
+   * @param len bytes
+   * @throws GuestMemoryError when the range is not mapped RAM
+   */
+  setIovec(v: DataView, i: number, addr: number, len: number): void {
+    for (let r = 0; r < this.#count; r++) {
+      const s = this.#start[r];
+      if (addr >= s && addr + len <= this.#end[r] && len >= 0) {
+        const h = this.#host[r] + (addr - s);
+        v.setUint32(i * IOV_BYTES, h >>> 0, true);
+        v.setUint32(i * IOV_BYTES + 4, Math.floor(h / TWO_32), true);
+        v.setUint32(i * IOV_BYTES + 8, len, true);
+        v.setUint32(i * IOV_BYTES + 12, 0, true);
+        return;
+      }
+    }
+    throw new GuestMemoryError(addr, len);
+  }
+
+  /**
    * The host address of guest range [addr, addr+len), which must lie in
    * one region.
    *
