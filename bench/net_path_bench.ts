@@ -40,8 +40,7 @@ import {
 
 /** The data path before the no-allocation change (the commit it was made on). */
 const DEFAULT_BASELINE = "0609ab6";
-const V8_FLAGS =
-  "--expose-gc,--min-semi-space-size=64,--max-semi-space-size=64,--no-concurrent-recompilation";
+const V8_FLAGS = HEAP_MEASURE_V8_FLAGS;
 const REPO = new URL("..", import.meta.url).pathname;
 
 function arg(name: string, fallback: string): string {

@@ -2,7 +2,9 @@
  * virtio-blk throughput: 4 KiB random reads (O_DIRECT) through the whole
  * device path (a TypeScript guest driver on the split ring, the virtio-pci
  * transport, VirtioBlock, an aio backend) against fio on the same file.
- * Prints a markdown table with ratios from one run.
+ * Prints a markdown table with ratios from one run, and multiqueue
+ * (VIRTIO_BLK_F_MQ, requests spread round-robin over 4 queues, each kicked
+ * on its own) against one queue at the same depth.
  *
  * Run: `deno run -A bench/virtio_blk_bench.ts` (BENCH_SECONDS=3 per row,
  * BENCH_FILE_MB=256, BENCH_DIR=/tmp; needs fio on PATH for the fio columns).
@@ -54,11 +56,12 @@ function makeFile(): string {
   return path;
 }
 
-/** IOPS of 4 KiB random reads at queue depth `qd` through virtio-blk. */
+/** IOPS of 4 KiB random reads at queue depth `qd` through virtio-blk, over `queues` queues. */
 async function virtio(
   path: string,
   backend: "sync" | "threads" | "io_uring",
   qd: number,
+  queues = 1,
 ): Promise<number> {
   const disk = openDisk(parseDiskOption(`${path},ro,cache=none`));
   const mem = GuestMemory.allocate(64 << 20);
@@ -70,7 +73,7 @@ async function virtio(
     ? IoUring.create(loop, { entries: 256 })
     : null;
   const aio: BlockAio = pool ?? new SyncAio();
-  const blk = new VirtioBlock({ disk, aio, queueSize: 256 });
+  const blk = new VirtioBlock({ disk, aio, queueSize: 256, numQueues: queues });
   const sink: InterruptSink = {
     msix() {},
     intx(level: boolean) {
@@ -89,36 +92,48 @@ async function virtio(
   const slotOf = new Map<number, number>();
   let done = 0, errors = 0, stopAt = 0, inFlight = 0;
   let finish: (() => void) | null = null;
-  const drv = new TestDriver(mem, dev, { size: 256 });
+  const drv = new TestDriver(
+    mem,
+    dev,
+    queues === 1 ? { size: 256 } : { sizes: Array(queues).fill(256) },
+  );
+  // Which queues got new chains since their last kick.
+  const toKick = new Uint8Array(queues);
   const submit = (slot: number) => {
+    const q = slot % queues;
     blkHeader(
       mem,
       HDR + 16 * slot,
       VIRTIO_BLK_T_IN,
       Math.floor(Math.random() * blocks) * (BS / 512),
     );
-    const head = drv.add([
+    const head = drv.queues[q].add([
       { addr: HDR + 16 * slot, len: 16 },
       { addr: DATA + BS * slot, len: BS, write: true },
       { addr: STATUS + slot, len: 1, write: true },
     ]);
-    slotOf.set(head, slot);
+    slotOf.set(q * 65536 + head, slot);
+    toKick[q] = 1;
     inFlight++;
+  };
+  const kickAll = () => {
+    for (let q = 0; q < queues; q++) {
+      if (toKick[q]) drv.kick(q);
+      toKick[q] = 0;
+    }
   };
   const reap = () => {
     drv.read(0x1000, 1); // ISR: lowers INTx
-    let refill = 0;
-    for (const u of drv.collect()) {
-      const slot = slotOf.get(u.id)!;
-      if (mem.readU8(STATUS + slot) !== VIRTIO_BLK_S_OK) errors++;
-      done++;
-      inFlight--;
-      if (performance.now() < stopAt) {
-        submit(slot);
-        refill++;
+    for (let q = 0; q < queues; q++) {
+      for (const u of drv.queues[q].collect()) {
+        const slot = slotOf.get(q * 65536 + u.id)!;
+        if (mem.readU8(STATUS + slot) !== VIRTIO_BLK_S_OK) errors++;
+        done++;
+        inFlight--;
+        if (performance.now() < stopAt) submit(slot);
       }
     }
-    if (refill) drv.kick();
+    kickAll();
     if (inFlight === 0 && finish) finish();
   };
   const reapBh = loop.bh(reap, "bench-reap");
@@ -132,14 +147,14 @@ async function virtio(
     // Each kick completes inline: the guest refills and kicks again.
     for (let s = 0; s < qd; s++) submit(s);
     while (inFlight > 0) {
-      drv.kick();
+      kickAll();
       reap();
       if (done % 4096 === 0) await Promise.resolve();
     }
   } else {
     const finished = new Promise<void>((r) => (finish = r));
     for (let s = 0; s < qd; s++) submit(s);
-    drv.kick();
+    kickAll();
     await finished;
   }
   const secs = (performance.now() - start) / 1000;
@@ -329,6 +344,25 @@ try {
   console.log("|---|---:|---|---:|---:|");
   for (const r of rows) console.log(r);
   if (!uring) console.log(`\nio_uring rows: ${ioUringAvailable()}`);
+  // Multiqueue against one queue, same depth, same engine, interleaved.
+  const mq: string[] = [];
+  for (const backend of uring ? ["threads", "io_uring"] as const : ["threads"] as const) {
+    // Alternating runs, median of each: the host's load drifts between rows.
+    const ones: number[] = [], fours: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      ones.push(await virtio(path, backend, 32, 1));
+      fours.push(await virtio(path, backend, 32, 4));
+    }
+    const one = ones.sort((x, y) => x - y)[1];
+    const four = fours.sort((x, y) => x - y)[1];
+    mq.push(`| QD32, aio=${backend} | ${fmt(one)} | ${fmt(four)} | ${ratio(four, one)} |`);
+  }
+  console.log(
+    "\nMultiqueue (num-queues=4, chains round-robin) vs one queue, IOPS (median of 3 alternating runs)\n",
+  );
+  console.log("| path | 1 queue | 4 queues | 4 vs 1 |");
+  console.log("|---|---:|---:|---:|");
+  for (const r of mq) console.log(r);
   const hops = await hopTrace(path, Number(Deno.env.get("BENCH_HOP_ROUNDS") ?? 1000));
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
   const p99 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)];

@@ -62,6 +62,8 @@ export interface VmOptions {
   vnc?: string;
   /** `--display none` turns the framebuffer off; `--display vnc` is the default with --vnc. */
   display?: "none" | "vnc";
+  /** `-device virtio-tablet-pci` (ui/vnc): a tablet even without --vnc (with it, one always is). */
+  tablet: boolean;
   /** `--nic` values (with `--netdev`/`--device` pairs folded in), in order. */
   nics: string[];
   /** virtio-rng: off, or on with an optional byte rate limit. */
@@ -115,7 +117,8 @@ Options (QEMU's spelling in brackets; both work):
   --log-unclaimed   log the first access to each port/MMIO address no device claims
   --vnc :N|HOST:N[,password-file=PATH][,websocket[=PORT]]
                     [-vnc] a framebuffer (console=tty0 shows on it) served over VNC on
-                    127.0.0.1:5900+N unless HOST is named; PS/2 keyboard input
+                    127.0.0.1:5900+N unless HOST is named; PS/2 keyboard input,
+                    pointer through a virtio tablet (-device virtio-tablet-pci)
   --display none|vnc  [-display] none: no framebuffer device (the default without --vnc)
   --nic tap,ifname=NAME[,mac=M][,iothread=N][,vhost=on|off]
                     [-nic] virtio-net on a tap (several allowed); also
@@ -350,11 +353,20 @@ export function parseCli(args: readonly string[]): VmOptions {
   if (v.display === "vnc" && v.vnc === undefined) {
     throw new UsageError(`${t.display} vnc needs --vnc :N`);
   }
+  // -device virtio-tablet-pci[,id=ID] (ui/vnc); every other -device is a NIC's.
+  const isTablet = (d: string) => d.split(",")[0] === "virtio-tablet-pci";
+  const tabletDevices = (raw.lists.device ?? []).filter(isTablet);
+  for (const d of tabletDevices) {
+    if (!d.split(",").slice(1).every((p) => p.startsWith("id="))) {
+      throw new UsageError(`Invalid -device '${d}': virtio-tablet-pci takes only id=`);
+    }
+  }
   // --- network, entropy and console (H6) ---
   let nics = [...(raw.lists.nic ?? [])];
   for (const n of nics) sub(t.nic ?? "--nic", n, parseNicOption);
+  const nicDevices = (raw.lists.device ?? []).filter((d) => !isTablet(d));
   try {
-    nics = [...nics, ...nicsFromNetdevs(raw.lists.netdev ?? [], raw.lists.device ?? [])];
+    nics = [...nics, ...nicsFromNetdevs(raw.lists.netdev ?? [], nicDevices)];
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -403,6 +415,7 @@ export function parseCli(args: readonly string[]): VmOptions {
     statsInterval,
     vnc: v.vnc,
     display: v.display as VmOptions["display"],
+    tablet: tabletDevices.length > 0,
     nics,
     rng,
     console: consoleText,

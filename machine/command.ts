@@ -135,7 +135,7 @@ export async function main(args: string[], context: CommandContext = {}): Promis
       iothreads: o.disks.flatMap((d) => parseDiskOption(d).iothread ?? []),
     }, o.name?.process);
     preflightControlPlane({ qmp: o.qmp });
-    vm = await createVm(vmConfigFromCli(o));
+    vm = await createVm(await vmConfigFromCli(o));
   } catch (e) {
     if (e instanceof VmConfigError || e instanceof ControlPlaneError) fail(e.message);
     const kvm = describeKvmOpenError(e);

@@ -91,6 +91,8 @@ export interface VirtioBlockBackendArgs {
   serial?: string;
   /** Which aio engine (`sync`: inline on the loop, for tests and benchmarks). */
   aio: "threads" | "io_uring" | "sync";
+  /** Request queues (default 1). */
+  numQueues?: number;
 }
 
 /**
@@ -115,6 +117,7 @@ export function virtioBlockBackend(
     disk: args.disk,
     aio: aio?.backend ?? new SyncAio(),
     serial: args.serial,
+    numQueues: args.numQueues,
     // A kick handles a bounded batch, then yields to this loop.
     loop: ctx.loop,
   });

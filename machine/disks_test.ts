@@ -128,6 +128,9 @@ Deno.test("parseCli: --disk syntax is checked up front and needs --kernel", () =
       [["--kernel", "k", "--disk", "a.img,cache=maybe"], /Invalid --disk 'a\.img,cache=maybe'/],
       [["--kernel", "k", "--disk", ",ro"], /needs a path/],
       [["--kernel", "k", "--disk", "a.img,iothread=-1"], /Invalid iothread/],
+      [["--kernel", "k", "--disk", "a.img,num-queues=0"], /Invalid num-queues 0: use 1 to 64/],
+      [["--kernel", "k", "--disk", "a.img,num-queues=65"], /Invalid num-queues 65/],
+      [["--kernel", "k", "--disk", "a.img,num-queues="], /Invalid num-queues/],
       [["--disk", "a.img"], /--disk needs --kernel/],
     ] as [string[], RegExp][]
   ) {

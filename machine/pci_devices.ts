@@ -34,6 +34,8 @@ import { PCI_MMIO32_END, PCI_MMIO32_START } from "../devices/pci/bar_allocator.t
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
 import { PciMmioWindow } from "../devices/pci/mmio_window.ts";
 import { PciBus } from "../devices/pci/pci_bus.ts";
+import type { PciDevice } from "../devices/pci/pci_device.ts";
+import { BochsDisplay, type BochsDisplayState } from "../devices/display/bochs_display.ts";
 import {
   EventFdLink,
   VIRTIO_PCI_BAR,
@@ -92,6 +94,20 @@ export interface PciDevicesArgs {
   hostBridge: SharedArrayBuffer;
   /** The functions. */
   functions: PciFunctionArgs[];
+  /** The Bochs display (devices/display), when the machine has a display. */
+  display?: PciDisplayArgs;
+}
+
+/** The Bochs display's part of {@link PciDevicesArgs}. */
+export interface PciDisplayArgs {
+  /** Its registers ({@link BochsDisplay.sharedState} of the builder's instance). */
+  state: BochsDisplayState;
+  /** The framebuffer's geometry words. */
+  geometry: SharedArrayBuffer;
+  /** Bytes of video memory (BAR 0). */
+  vramSize: number;
+  /** Slot on bus 0. */
+  slot: number;
 }
 
 /**
@@ -324,6 +340,13 @@ export function buildPciBus(
     devices.push(dev);
     routed.push({ device: dev, msiGsiBase: f.msiGsiBase });
   }
+  const windowDevices: PciDevice[] = [...devices];
+  const d = args.display;
+  if (d) {
+    const vga = new BochsDisplay({ state: d.state, geometry: d.geometry, vramSize: d.vramSize });
+    bus.add(vga, d.slot);
+    windowDevices.push(vga);
+  }
   return [
     { space: "pio", base: 0xcf8, size: 1, device: bus.configIo },
     { space: "pio", base: 0xcfc, size: 4, device: new ConfigDataPort(bus.configIo) },
@@ -331,7 +354,7 @@ export function buildPciBus(
       space: "mmio",
       base: PCI_MMIO32_START,
       size: PCI_MMIO32_END - PCI_MMIO32_START,
-      device: new PciMmioWindow(PCI_MMIO32_START, devices),
+      device: new PciMmioWindow(PCI_MMIO32_START, windowDevices),
     },
   ];
 }

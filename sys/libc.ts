@@ -121,6 +121,8 @@ const symbols = {
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   unlink: { parameters: ["buffer"], result: "i32" },
+  mkdir: { parameters: ["buffer", "u32"], result: "i32" },
+  rename: { parameters: ["buffer", "buffer"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   chmod: { parameters: ["buffer", "u32"], result: "i32" },
   umask: { parameters: ["u32"], result: "u32" },

@@ -33,16 +33,28 @@
  * are dropped first (doc examples contain imports). Import cycles are
  * refused (the project has none).
  *
+ * **Start-up cost.** The transpiler lives in Deno's Node compatibility layer,
+ * whose first use costs ~35-40 ms (then ~1 ms per module). So this module
+ * does not import it: prepared modules are kept on disk by
+ * sys/module_cache.ts, and the Node layer is loaded (synchronously, through
+ * `process.getBuiltinModule`) only on a cache miss: the first start after a
+ * module changed.
+ *
  * @module
  */
-import { stripTypeScriptTypes } from "node:module";
 import { readFileFfi } from "./fd.ts";
+import { cachedModule, storeModule } from "./module_cache.ts";
 
+/** `stripTypeScriptTypes` of `node:module`. */
+type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string }) => string;
+
+/** Static imports, re-exports and literal `import()`: group 3 is the specifier. */
 const IMPORT_RE =
   /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
-const IMPORT_META_URL_RE = /\bimport\.meta\.url\b/g;
 const cache = new Map<string, string>();
 const decoder = new TextDecoder();
+let stripTypes: StripTypes | undefined;
+const counts = { cached: 0, transpiled: 0 };
 
 function readGranted(url: URL): boolean {
   try {
@@ -54,6 +66,25 @@ function readGranted(url: URL): boolean {
 
 function isLocal(spec: string): boolean {
   return spec.startsWith("./") || spec.startsWith("../") || spec.startsWith("file:");
+}
+
+/** Comments dropped, `import.meta.url` pinned to `key`, types stripped. */
+function prepareSource(text: string, key: string, strip: StripTypes): string {
+  // Block comments and whole-line comments go (doc examples import too).
+  const source = text
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/^\s*\/\/.*$/gm, "")
+    .replace(/\bimport\.meta\.url\b/g, JSON.stringify(key));
+  if (!/\.[cm]?tsx?$/.test(new URL(key).pathname)) return source;
+  return strip(source, { mode: "transform", sourceUrl: key });
+}
+
+/** The Node layer's transpiler, loaded on first need (~35-40 ms the first time). */
+function loadStripTypes(): StripTypes {
+  const process = (globalThis as unknown as {
+    process: { getBuiltinModule(id: string): { stripTypeScriptTypes: StripTypes } };
+  }).process;
+  return process.getBuiltinModule("node:module").stripTypeScriptTypes;
 }
 
 /**
@@ -68,13 +99,13 @@ function serve(url: URL, stack: string[]): string {
     throw new Error(`Import cycle through ${key}: cannot serve it as blob modules`);
   }
   stack.push(key);
-  // Block comments and whole-line comments go (doc examples import too).
-  let source = decoder.decode(readFileFfi(decodeURIComponent(url.pathname)))
-    .replace(/\/\*[\s\S]*?\*\//g, "")
-    .replace(/^\s*\/\/.*$/gm, "")
-    .replace(IMPORT_META_URL_RE, JSON.stringify(key));
-  if (/\.[cm]?tsx?$/.test(url.pathname)) {
-    source = stripTypeScriptTypes(source, { mode: "transform", sourceUrl: key });
+  const text = decoder.decode(readFileFfi(decodeURIComponent(url.pathname)));
+  let source = cachedModule(key, text);
+  if (source !== undefined) counts.cached++;
+  else {
+    counts.transpiled++;
+    source = prepareSource(text, key, stripTypes ??= loadStripTypes());
+    storeModule(key, text, source);
   }
   const rewritten = source.replace(IMPORT_RE, (all, head: string, q: string, spec: string) => {
     if (!isLocal(spec)) return all;
@@ -108,4 +139,19 @@ export function workerUrl(url: URL | string): string {
     if (e instanceof Error && /ENOENT/.test(e.message)) return u.href;
     throw e;
   }
+}
+
+/**
+ * Where the modules served so far came from: the on-disk cache, or the
+ * transpiler (which loads the Node layer on this thread).
+ *
+ * @returns counts of served modules by origin
+ * @example
+ * ```ts
+ * import { servedModuleCounts } from "./worker_url.ts";
+ * console.log(servedModuleCounts().transpiled); // 0 before anything is served
+ * ```
+ */
+export function servedModuleCounts(): { cached: number; transpiled: number } {
+  return { ...counts };
 }

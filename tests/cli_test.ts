@@ -2,59 +2,38 @@
 // each bad input ends with one line naming the problem and exit code 1.
 // No KVM is needed: every case fails before a guest would run.
 import assert from "node:assert/strict";
+import { assertOneLine, runCli } from "./_cli_process.ts";
 import { resetLoopGuest } from "../guests/reset_loop.ts";
 
-const repo = new URL("..", import.meta.url).pathname;
-const deno = Deno.execPath();
 const isRoot = Deno.uid() === 0;
 
-async function vmm(
-  args: string[],
-  wrap: string[] = [],
-): Promise<{ code: number; stderr: string; stdout: string }> {
-  const argv = [...wrap, deno, "run", "--allow-ffi", `${repo}main.ts`, ...args];
-  const out = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    cwd: repo,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function oneLine(r: { code: number; stderr: string }, re: RegExp): void {
-  assert.equal(r.code, 1, r.stderr);
-  const lines = r.stderr.trim().split("\n");
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /^denovmm: /);
-  assert.match(lines[0], re);
-}
-
 Deno.test("bad --memory and --cpus", async () => {
-  oneLine(await vmm(["--memory", "12Q"]), /Invalid --memory '12Q'/);
-  oneLine(await vmm(["--memory", "8M"]), /at least 16M/);
-  oneLine(await vmm(["--cpus", "0"]), /Invalid --cpus '0'/);
-  oneLine(await vmm(["--cpus", "lots"]), /Invalid --cpus 'lots'/);
-  oneLine(await vmm(["--bogus"]), /Unknown option '--bogus'/);
+  assertOneLine(await runCli(["--memory", "12Q"]), /Invalid --memory '12Q'/);
+  assertOneLine(await runCli(["--memory", "8M"]), /at least 16M/);
+  assertOneLine(await runCli(["--cpus", "0"]), /Invalid --cpus '0'/);
+  assertOneLine(await runCli(["--cpus", "lots"]), /Invalid --cpus 'lots'/);
+  assertOneLine(await runCli(["--bogus"]), /Unknown option '--bogus'/);
 });
 
 Deno.test("missing, unreadable and non-kernel files", async () => {
   const dir = await Deno.makeTempDir({ prefix: "denovmm-cli-" });
   try {
-    oneLine(await vmm(["--kernel", `${dir}/nope`]), /cannot read kernel '.*nope': No such file/);
-    oneLine(await vmm(["--kernel", dir]), /it is a directory/);
+    assertOneLine(
+      await runCli(["--kernel", `${dir}/nope`]),
+      /cannot read kernel '.*nope': No such file/,
+    );
+    assertOneLine(await runCli(["--kernel", dir]), /it is a directory/);
     await Deno.writeTextFile(`${dir}/text`, "this is not a kernel\n".repeat(100));
-    oneLine(await vmm(["--kernel", `${dir}/text`]), /Not a Linux bzImage/);
+    assertOneLine(await runCli(["--kernel", `${dir}/text`]), /Not a Linux bzImage/);
     await Deno.writeFile(`${dir}/short`, new Uint8Array(100));
-    oneLine(await vmm(["--kernel", `${dir}/short`]), /text|truncated|short|small/i);
+    assertOneLine(await runCli(["--kernel", `${dir}/short`]), /text|truncated|short|small/i);
     if (isRoot) {
       // Root reads anything; drop to nobody for the permission case.
       await Deno.writeFile(`${dir}/secret`, new Uint8Array(4096));
       await Deno.chmod(`${dir}/secret`, 0o600);
       await Deno.chmod(dir, 0o755);
-      oneLine(
-        await vmm(["--kernel", `${dir}/secret`], ["runuser", "-u", "nobody", "--"]),
+      assertOneLine(
+        await runCli(["--kernel", `${dir}/secret`], ["runuser", "-u", "nobody", "--"]),
         /cannot read kernel '.*secret': Permission denied/,
       );
     }
@@ -68,14 +47,14 @@ Deno.test({
   ignore: !isRoot,
   fn: async () => {
     // A private mount namespace whose /dev has no kvm node.
-    const r = await vmm([], [
+    const r = await runCli([], [
       "unshare",
       "-m",
       "sh",
       "-c",
       'mount -t tmpfs none /dev && touch /dev/null && exec "$0" "$@"',
     ]);
-    oneLine(r, /\/dev\/kvm does not exist: KVM is not available here \(enable VT-x\/AMD-V/);
+    assertOneLine(r, /\/dev\/kvm does not exist: KVM is not available here \(enable VT-x\/AMD-V/);
   },
 });
 
@@ -90,8 +69,8 @@ Deno.test({
       return; // Covered by the test above on hosts without KVM.
     }
     if ((st.mode! & 0o006) !== 0) return; // world-accessible: nothing to deny
-    oneLine(
-      await vmm([], ["runuser", "-u", "nobody", "--"]),
+    assertOneLine(
+      await runCli([], ["runuser", "-u", "nobody", "--"]),
       /no permission to open \/dev\/kvm: add your user to the kvm group/,
     );
   },
@@ -104,15 +83,18 @@ Deno.test("a FIFO or device as --kernel/--initrd is refused before it can block"
     const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
     assert.equal(mk.code, 0);
     // open(2) of a FIFO with no writer blocks; a time limit turns that into a failure.
-    oneLine(await vmm(["--kernel", fifo], ["timeout", "20"]), /kernel '.*fifo': it is a FIFO/);
-    oneLine(
-      await vmm(["--kernel", "/dev/zero"], ["timeout", "20"]),
+    assertOneLine(
+      await runCli(["--kernel", fifo], ["timeout", "20"]),
+      /kernel '.*fifo': it is a FIFO/,
+    );
+    assertOneLine(
+      await runCli(["--kernel", "/dev/zero"], ["timeout", "20"]),
       /kernel '\/dev\/zero': it is a character device/,
     );
     // A valid kernel (a PVH ELF), so the initrd is looked at too.
     await Deno.writeFile(`${dir}/k`, resetLoopGuest(32 << 20));
-    oneLine(
-      await vmm(["--kernel", `${dir}/k`, "--initrd", fifo], ["timeout", "20"]),
+    assertOneLine(
+      await runCli(["--kernel", `${dir}/k`, "--initrd", fifo], ["timeout", "20"]),
       /initrd '.*fifo': it is a FIFO/,
     );
   } finally {
@@ -122,19 +104,19 @@ Deno.test("a FIFO or device as --kernel/--initrd is refused before it can block"
 
 Deno.test("more --disk than PCI bus 0 has slots is one line, not a RangeError", async () => {
   const disks = Array.from({ length: 33 }, (_, i) => ["--disk", `/nonexistent/${i}.img`]).flat();
-  oneLine(
+  assertOneLine(
     // virtio-rng (on by default) would be the 34th function.
-    await vmm(["--kernel", "/nonexistent/bzImage", "--rng", "off", ...disks]),
+    await runCli(["--kernel", "/nonexistent/bzImage", "--rng", "off", ...disks]),
     /Too many PCI devices: 33 asked for, bus 0 has room for 31/,
   );
 });
 
 Deno.test("--help and --version", async () => {
-  const h = await vmm(["--help"]);
+  const h = await runCli(["--help"]);
   assert.equal(h.code, 0);
   assert.match(h.stdout, /--kernel FILE/);
   assert.match(h.stdout, /--memory SIZE/);
-  const v = await vmm(["--version"]);
+  const v = await runCli(["--version"]);
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^denovmm \d+\.\d+\.\d+/);
 });

@@ -21,23 +21,27 @@ import {
   syncNotifyIoeventfds,
 } from "../machine/pci_devices.ts";
 import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
+import { VIRTIO_BLK_MAX_QUEUES } from "../devices/virtio/block.ts";
 import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
 import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
+import { BOCHS_MMIO_BAR, BOCHS_MMIO_SIZE, BochsDisplay } from "../devices/display/bochs_display.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
 import { PciBus } from "../devices/pci/pci_bus.ts";
+import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../devices/pci/constants.ts";
 import { VirtioPciDevice, type VirtioPciSpec } from "../devices/virtio/pci.ts";
 import { KvmIrqLine } from "../kvm/vm.ts";
 import type { MainLoop } from "../mainloop/main_loop.ts";
 import { IOThread } from "../mainloop/iothread.ts";
 import { closeFd, eventFd } from "../sys/fd.ts";
 import type { VirtioFunctionConfig } from "./config.ts";
-import { pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
+import { FIRST_PCI_SLOT, pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
 import { consoleInput, netFunctionsOf } from "./net_devices.ts";
 import { traceMark } from "../sys/start_trace.ts";
+import { INPUT_MODULE, type VirtioInput, virtioInputById } from "../devices/virtio/input.ts";
 
 const PC_DEVICES = new URL("../machine/pc_devices.ts", import.meta.url).href;
 const PCI_DEVICES = new URL("../machine/pci_devices.ts", import.meta.url).href;
@@ -57,6 +61,8 @@ export interface BuiltMachine {
   readonly iothreads: ReadonlyMap<number, IOThread>;
   /** Input to the virtio console (hvc0) when there is one: it replaces COM1's. */
   readonly consoleInput?: (bytes: Uint8Array) => number;
+  /** The virtio tablet, when there is one (main loop: VNC pointer events feed it). */
+  readonly tablet?: () => VirtioInput | undefined;
   /** Each PCI function: its name, slot and owning thread. */
   readonly pciFunctions: readonly { name: string; slot: number; iothread?: number }[];
   /** Stops backends and iothreads, closes fds, KVM and RAM (after the vCPUs stopped). */
@@ -83,12 +89,20 @@ interface Placed {
   spec: VirtioPciSpec;
 }
 
-function functionsOf(rc: ResolvedConfig, net: VirtioFunctionConfig[]): VirtioFunctionConfig[] {
+let nextTabletId = 0;
+
+function functionsOf(
+  rc: ResolvedConfig,
+  net: VirtioFunctionConfig[],
+  tabletId: number | undefined,
+): VirtioFunctionConfig[] {
   const disks = rc.disks.map((d, i): VirtioFunctionConfig => {
     const args: VirtioBlockBackendArgs = {
       disk: { fd: d.file.fd, size: d.file.size, readOnly: d.file.readOnly },
       serial: d.options.serial,
       aio: rc.syncDiskIo ? "sync" : d.options.aio,
+      // One queue per vCPU by default, as QEMU's virtio-blk-pci (num-queues=auto).
+      numQueues: d.options.numQueues ?? Math.min(rc.cpus, VIRTIO_BLK_MAX_QUEUES),
     };
     return {
       module: DISKS_MODULE,
@@ -98,7 +112,14 @@ function functionsOf(rc: ResolvedConfig, net: VirtioFunctionConfig[]): VirtioFun
       name: `virtio-blk${i}`,
     };
   });
-  return [...disks, ...net, ...rc.virtio];
+  // The tablet on the main loop, where the VNC server feeds it in-thread.
+  const tablet: VirtioFunctionConfig[] = tabletId === undefined ? [] : [{
+    module: INPUT_MODULE,
+    factory: "virtioTabletBackend",
+    args: { id: tabletId },
+    name: "virtio-tablet0",
+  }];
+  return [...disks, ...net, ...tablet, ...rc.virtio];
 }
 
 /**
@@ -135,7 +156,8 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   try {
     // 1. Each device model, once, on its loop: its shape decides the layout.
     const net = netFunctionsOf(rc.net, env.consoleFd);
-    for (const [i, f] of functionsOf(rc, net.functions).entries()) {
+    const tabletId = rc.tablet ? nextTabletId++ : undefined;
+    for (const [i, f] of functionsOf(rc, net.functions, tabletId).entries()) {
       const id = nextBackendId++;
       const a = { id, module: f.module, factory: f.factory, args: f.args };
       let io: IOThread | undefined;
@@ -167,7 +189,12 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
     });
-    if (env.framebuffer) m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, env.framebuffer.region);
+    const fb = env.framebuffer;
+    if (fb) {
+      m.vm.setUserMemoryRegion(FRAMEBUFFER_SLOT, fb.region);
+      // A reset boots in the configured mode, whatever the guest's display driver set.
+      if (rc.display) fb.setMode(rc.display.width, rc.display.height);
+    }
     let entry: VcpuSetup;
     if (rc.kernel) {
       const boot = loadLinux(m.memory, {
@@ -175,7 +202,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         initrd: rc.initrd,
         cmdline: rc.cmdline,
         cpus: rc.cpus,
-        pci: placed.length > 0,
+        pci: placed.length > 0 || fb !== undefined,
         pciIrqRoutes: prt,
         framebuffer: env.framebuffer?.info,
       });
@@ -204,7 +231,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     const specs: DeviceSpec[] = [{ module: PC_DEVICES, factory: "pcDevices", args: pcArgs }];
 
     // 5. PCI functions: registers, BARs, eventfds, one GSI routing table, irqfds.
-    if (placed.length > 0) {
+    if (placed.length > 0 || fb) {
       const newFd = () => {
         const fd = eventFd();
         fds.push(fd);
@@ -241,11 +268,26 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         if (p.io) await p.io.call(VIRTIO_BACKEND, "attachVirtioBackend", a);
         else await attachVirtioBackend(env.loop, a);
       }
+      // The Bochs display after the virtio functions: BAR 0 is the video
+      // memory's slot (where screen_info's efifb is too), BAR 2 its registers.
+      let display: PciDevicesArgs["display"];
+      if (fb) {
+        const vga = new BochsDisplay({ geometry: fb.geometry, vramSize: fb.size });
+        vga.setBarAddress(0, fb.gpa);
+        vga.setBarAddress(BOCHS_MMIO_BAR, allocator.allocateMmio(BOCHS_MMIO_SIZE));
+        // Decoding, as firmware leaves the boot display: Linux's efifb refuses a
+        // framebuffer inside a disabled device's BAR ("device is disabled").
+        vga.configWrite(PCI_COMMAND, new Uint8Array([PCI_COMMAND_MEMORY, 0]));
+        const slot = FIRST_PCI_SLOT + placed.length;
+        bus.add(vga, slot);
+        display = { state: vga.sharedState, geometry: fb.geometry, vramSize: fb.size, slot };
+      }
       const args: PciDevicesArgs = {
         vmFd: m.vm.fd,
         addressState: bus.addressState,
         hostBridge: bus.hostBridge.state(),
         functions,
+        display,
       };
       specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
     }
@@ -283,6 +325,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         iothread: p.iothread,
       })),
       consoleInput: net.consoleId === undefined ? undefined : consoleInput(net.consoleId),
+      tablet: tabletId === undefined ? undefined : () => virtioInputById(tabletId),
       close,
     };
   } catch (e) {

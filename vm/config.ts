@@ -30,6 +30,8 @@ export interface DiskConfig {
   cache?: "none" | "writeback";
   /** Serial number the guest reads with GET_ID. */
   serial?: string;
+  /** Request queues (default: one per vCPU, as QEMU's virtio-blk-pci). */
+  numQueues?: number;
 }
 
 /**
@@ -206,6 +208,11 @@ export interface VmConfig {
    * file's first line) and `,websocket[=PORT]` (for noVNC; 5700+N by default).
    */
   vnc?: string;
+  /**
+   * A virtio tablet (QEMU's `virtio-tablet-pci`) that VNC pointer events
+   * drive; default: one when `vnc` is given.
+   */
+  tablet?: boolean;
 }
 
 /**

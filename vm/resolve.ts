@@ -75,6 +75,8 @@ export interface ResolvedConfig {
   readonly net: ResolvedNetDevices;
   /** A linear framebuffer of this size, announced to the kernel; served over VNC if asked (ui/vnc). */
   readonly display?: ResolvedDisplay;
+  /** A virtio tablet for VNC pointer events (ui/vnc). */
+  readonly tablet: boolean;
 }
 
 function readInput(what: string, source: string | Uint8Array): Uint8Array {
@@ -162,7 +164,13 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   if (disks.length > 0 && c.kernel === undefined) {
     throw new VmConfigError("--disk needs --kernel");
   }
-  checkPciFunctionCount(disks.length + virtio.length + netFunctionCount(c));
+  const tablet = c.tablet ?? (c.vnc !== undefined && c.display !== "none");
+  if (c.tablet && c.kernel === undefined) throw new VmConfigError("A tablet needs --kernel");
+  // A display is a PCI function too (the Bochs display, devices/display).
+  const displayFn = c.display !== "none" && (c.display !== undefined || c.vnc !== undefined);
+  checkPciFunctionCount(
+    disks.length + virtio.length + netFunctionCount(c) + (tablet ? 1 : 0) + (displayFn ? 1 : 0),
+  );
   let kernel: Uint8Array | undefined;
   let initrd: Uint8Array | undefined;
   if (c.kernel !== undefined) {
@@ -196,6 +204,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
       iothread: d.iothread,
       cache: d.cache ?? "writeback",
       serial: d.serial,
+      numQueues: d.numQueues,
     })));
   } catch (e) {
     if (e instanceof DiskError) throw new VmConfigError(e.message);
@@ -227,6 +236,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     placement: c.placement ?? {},
     net,
     display,
+    tablet,
   };
 }
 

@@ -15,7 +15,7 @@ import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
-import { startVncDisplay, type VncDisplay, VncStartError } from "../ui/vnc/display.ts";
+import type { VncDisplay } from "../ui/vnc/display.ts";
 import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 
@@ -170,6 +170,9 @@ export class Vm {
     // With a virtio console, hvc0 is the console: input goes there.
     this.#serial.input = built.consoleInput ?? ((bytes) => built.serial.enqueueInput(bytes));
     if (!d?.vnc || !this.#framebuffer || this.#display) return;
+    // The VNC server's module graph (and the Node layer's crypto, for
+    // WebSocket) loads only when a display is served: start-up otherwise.
+    const { startVncDisplay, VncStartError } = await import("../ui/vnc/display.ts");
     try {
       this.#display = await startVncDisplay(this.#loop, {
         vnc: d.vnc,
@@ -189,6 +192,7 @@ export class Vm {
           },
           translating: () => this.#built?.i8042.translating ?? true,
         },
+        tablet: () => this.#built?.tablet?.(),
       });
     } catch (e) {
       if (e instanceof VncStartError) throw new VmConfigError(e.message);

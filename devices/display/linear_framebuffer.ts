@@ -6,7 +6,8 @@
  *
  * The mapping is a memfd with MAP_SHARED, like guest RAM, so any Worker of
  * the process can view it by host address. Geometry lives in shared words
- * (generation, width, height, stride) so a mode change reaches the encoder.
+ * (generation, width, height, stride, offset) so a mode change (the host's,
+ * or the guest's through the Bochs display) reaches the encoder.
  *
  * @module
  */
@@ -23,8 +24,60 @@ export const FRAMEBUFFER_SLOT = 8;
 export const DEFAULT_WIDTH = 1024;
 /** Default mode. */
 export const DEFAULT_HEIGHT = 768;
-/** Shared geometry words. */
-const GEOMETRY_WORDS = 4;
+/** Shared geometry words: [generation, width, height, stride bytes, first pixel's byte offset]. */
+const GEOMETRY_WORDS = 5;
+
+/** A scan-out mode over video memory: 32 bits per pixel. */
+export interface FramebufferMode {
+  /** Pixels per row. */
+  width: number;
+  /** Rows. */
+  height: number;
+  /** Bytes from one row to the next (at least width * 4, a multiple of 4). */
+  stride: number;
+  /** Byte offset of the first pixel (a multiple of 4). */
+  offset: number;
+}
+
+/**
+ * Whether a mode lies inside `size` bytes of video memory and within the
+ * sizes the display serves (16 to 4096 pixels each way).
+ *
+ * @param m the mode (guest-controlled where a display device sets it)
+ * @param size bytes of video memory
+ * @returns whether it can be published
+ * @example
+ * ```ts
+ * import { modeFits } from "./linear_framebuffer.ts";
+ * console.log(modeFits({ width: 800, height: 600, stride: 3200, offset: 0 }, 16 << 20)); // true
+ * ```
+ */
+export function modeFits(m: FramebufferMode, size: number): boolean {
+  const { width, height, stride, offset } = m;
+  const ok = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  return ok(width, 16, 4096) && ok(height, 16, 4096) && ok(stride, width * 4, 0x4000_0000) &&
+    stride % 4 === 0 && ok(offset, 0, size) && offset % 4 === 0 &&
+    offset + stride * (height - 1) + width * 4 <= size;
+}
+
+/**
+ * Publishes a mode to the shared geometry words (the encoder picks it up by
+ * the bumped generation). Any thread; check {@link modeFits} first.
+ *
+ * @param geometry the framebuffer's geometry words
+ * @param m the mode
+ * @example
+ * ```ts ignore
+ * publishMode(new Int32Array(fb.geometry), { width: 800, height: 600, stride: 3200, offset: 0 });
+ * ```
+ */
+export function publishMode(geometry: Int32Array, m: FramebufferMode): void {
+  Atomics.store(geometry, 1, m.width);
+  Atomics.store(geometry, 2, m.height);
+  Atomics.store(geometry, 3, m.stride);
+  Atomics.store(geometry, 4, m.offset);
+  Atomics.add(geometry, 0, 1);
+}
 
 /**
  * Video memory plus its geometry.
@@ -44,7 +97,7 @@ export class LinearFramebuffer {
   readonly size: number;
   /** Host address of the mapping. */
   readonly hostAddr: bigint;
-  /** Shared geometry: [generation, width, height, stride bytes]. */
+  /** Shared geometry: [generation, width, height, stride bytes, first pixel's byte offset]. */
   readonly geometry: SharedArrayBuffer;
   #fd: number;
   #closed = false;
@@ -88,20 +141,13 @@ export class LinearFramebuffer {
    * @param height pixels
    */
   setMode(width: number, height: number): void {
-    const stride = width * 4;
-    if (
-      !Number.isInteger(width) || !Number.isInteger(height) || width < 16 || height < 16 ||
-      width > 4096 || height > 4096 || stride * height > this.size
-    ) {
+    const mode = { width, height, stride: width * 4, offset: 0 };
+    if (!modeFits(mode, this.size)) {
       throw new RangeError(
         `Display mode ${width}x${height} does not fit ${this.size >> 20} MiB of video memory`,
       );
     }
-    const g = new Int32Array(this.geometry);
-    Atomics.store(g, 1, width);
-    Atomics.store(g, 2, height);
-    Atomics.store(g, 3, stride);
-    Atomics.add(g, 0, 1);
+    publishMode(new Int32Array(this.geometry), mode);
   }
 
   /** The mode as the guest is told (screen_info). */

@@ -19,8 +19,7 @@ import type {
   Timer,
 } from "../../mainloop/types.ts";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink, forwardingLink } from "./_test_driver.ts";
-import { MqTestDriver } from "./_mq_test_driver.ts";
+import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import type { VirtioDevice } from "./device.ts";
 import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
 import { VirtioPciBackend } from "./pci_backend.ts";
@@ -137,7 +136,7 @@ export interface SocketNetRig<D extends VirtioDevice> {
   device: D;
   dev: VirtioPciDevice;
   backend: VirtioPciBackend;
-  drv: MqTestDriver;
+  drv: TestDriver;
   sink: CountingSink;
   logs: string[];
   /** Releases the memory and the sockets. */
@@ -168,7 +167,7 @@ export function socketNetRig<D extends VirtioDevice>(
     link: forwardingLink(() => backend),
   });
   backend = new VirtioPciBackend({ transport: dev, device, mem, log: (m) => logs.push(m) });
-  const drv = new MqTestDriver(mem, dev, { sizes });
+  const drv = new TestDriver(mem, dev, { sizes });
   return {
     mem,
     tap,

@@ -1,6 +1,6 @@
 /**
  * A virtio-net device on a real tap inside a network namespace the test
- * creates, driven by {@link MqTestDriver}: the host side of the tap is
+ * creates, driven by {@link TestDriver}: the host side of the tap is
  * 10.77.0.1 in the namespace, the "guest" is 10.77.0.2 with the device's
  * MAC (a static neighbour entry, so no ARP is needed).
  *
@@ -10,8 +10,7 @@ import { GuestMemory } from "../../memory/guest_memory.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
 import { openTap, type Tap } from "../../sys/tun.ts";
 import { ensureAptPackages } from "../../tests/fixtures/debian.ts";
-import { CountingSink, forwardingLink } from "./_test_driver.ts";
-import { MqTestDriver } from "./_mq_test_driver.ts";
+import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { VirtioNet } from "./net.ts";
 import { VhostNet } from "./vhost_net.ts";
 import type { VirtioDevice } from "./device.ts";
@@ -38,7 +37,7 @@ export interface NetRig {
   device: VirtioDevice;
   dev: VirtioPciDevice;
   backend: VirtioPciBackend;
-  drv: MqTestDriver;
+  drv: TestDriver;
   sink: CountingSink;
   logs: string[];
   /** Runs a command inside the namespace; throws on failure. */
@@ -123,7 +122,7 @@ export async function withNetRig(
       link: forwardingLink(() => backend),
     });
     backend = new VirtioPciBackend({ transport: dev, device, mem, log: (m) => logs.push(m) });
-    const drv = new MqTestDriver(mem, dev, {
+    const drv = new TestDriver(mem, dev, {
       sizes: [options.rxSize ?? 64, options.txSize ?? 64],
     });
     await body({ ns, tap, hostMac, mem, loop, net, device, dev, backend, drv, sink, logs, nsRun });

@@ -1,12 +1,16 @@
 /**
- * virtio-blk (virtio spec 5.2): a disk image served through one virtqueue.
+ * virtio-blk (virtio spec 5.2): a disk image served through one request
+ * queue, or several with VIRTIO_BLK_F_MQ (QEMU's `num-queues`): Linux's
+ * blk-mq then gives each vCPU (or group of vCPUs) its own queue, with its
+ * own doorbell (ioeventfd) and MSI-X vector, so vCPUs never contend for one
+ * ring and completions interrupt the vCPU that submitted. All queues run
+ * on the loop that owns the device and share its aio engine.
  * Data moves between the file and guest RAM by preadv/pwritev on host
  * addresses of guest buffers, through an aio backend (thread pool,
  * io_uring, or {@link SyncAio} in tests); JavaScript never copies it.
  *
  * @module
  */
-import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { AioQueueFullError, IOV_MAX } from "../../aio/types.ts";
 import type { Bh } from "../../mainloop/types.ts";
 import {
@@ -25,6 +29,7 @@ import {
   VIRTIO_BLK_F_BLK_SIZE,
   VIRTIO_BLK_F_DISCARD,
   VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_MQ,
   VIRTIO_BLK_F_RO,
   VIRTIO_BLK_F_SEG_MAX,
   VIRTIO_BLK_F_WRITE_ZEROES,
@@ -43,10 +48,11 @@ import {
   VIRTIO_RING_F_INDIRECT_DESC,
 } from "./constants.ts";
 import type { VirtioContext, VirtioDevice } from "./device.ts";
-import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
+import { VirtqueueError } from "./queue.ts";
 import type { BlockAio } from "./sync_io.ts";
 import { parseDiscardRanges } from "./block_discard.ts";
-import { BlockRequest, type BlockRequestCounts } from "./block_request.ts";
+import type { BlockRequest, BlockRequestCounts } from "./block_request.ts";
+import { BlockVq } from "./block_vq.ts";
 export type { BlockRequestCounts } from "./block_request.ts";
 
 /** Sector size of the virtio-blk protocol. */
@@ -60,6 +66,9 @@ import * as discard from "./block_discard.ts";
 
 /** Chains one kick takes before yielding to the loop (as QEMU and Firecracker bound theirs). */
 export const VIRTIO_BLK_BATCH = 64;
+
+/** Most request queues a device may have (QEMU allows 1024; MSI-X vectors and memory say less). */
+export const VIRTIO_BLK_MAX_QUEUES = 64;
 
 const HEADER_BYTES = 16;
 
@@ -81,6 +90,8 @@ export interface VirtioBlockOptions {
   aio: BlockAio;
   /** Serial for GET_ID (up to 20 bytes). */
   serial?: string;
+  /** Request queues (default 1; more offers VIRTIO_BLK_F_MQ). */
+  numQueues?: number;
   /** Queue size (power of two, default 256). */
   queueSize?: number;
   /** Logical block size reported (default 512). */
@@ -107,8 +118,8 @@ export interface VirtioBlockOptions {
 export class VirtioBlock implements VirtioDevice {
   /** VIRTIO_ID_BLOCK. */
   readonly deviceType = VIRTIO_ID_BLOCK;
-  /** One request queue. */
-  readonly numQueues = 1;
+  /** Request queues. */
+  readonly numQueues: number;
   /** Maximum queue size. */
   readonly queueMaxSize: number;
   /** Offered features. */
@@ -131,20 +142,16 @@ export class VirtioBlock implements VirtioDevice {
   readonly #aio: BlockAio;
   readonly #serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
   readonly #blockSize: number;
-  readonly #chain: DescriptorChain;
-  #requests: BlockRequest[] = [];
+  readonly #vqs: BlockVq[] = [];
   #ctx: VirtioContext | null = null;
-  #queue: SplitQueue | null = null;
-  #inProcess = false;
-  #signalPending = false;
-  #stalled = false;
+  /** Queues inside their processing loop (a completion then waits its turn). */
+  #processing = 0;
   /** Pieces of started requests that found the backend full. */
   #waiting: BlockRequest[] = [];
   /** Pieces to submit once the current submit returns (their predecessor completed inline). */
   readonly #inline: BlockRequest[] = [];
   #depth = 0;
   readonly #batch: number;
-  readonly #bh: { schedule(): void } | null;
   #generation = 0;
   #stale = 0;
   #drained: (() => void) | null = null;
@@ -162,7 +169,15 @@ export class VirtioBlock implements VirtioDevice {
     if (!Number.isInteger(this.#batch) || this.#batch < 1) {
       throw new RangeError(`Invalid batch ${this.#batch}`);
     }
-    this.#bh = options.loop ? options.loop.bh(() => this.#resume(), "virtio-blk") : null;
+    this.numQueues = options.numQueues ?? 1;
+    if (
+      !Number.isInteger(this.numQueues) || this.numQueues < 1 ||
+      this.numQueues > VIRTIO_BLK_MAX_QUEUES
+    ) {
+      throw new RangeError(
+        `Invalid virtio-blk queue count ${this.numQueues}: 1..${VIRTIO_BLK_MAX_QUEUES}`,
+      );
+    }
     if (this.#disk.size % SECTOR_SIZE !== 0) {
       throw new RangeError(`Disk size ${this.#disk.size} is not a multiple of 512`);
     }
@@ -173,12 +188,14 @@ export class VirtioBlock implements VirtioDevice {
     let f = featureBit(VIRTIO_BLK_F_FLUSH) | featureBit(VIRTIO_BLK_F_BLK_SIZE) |
       featureBit(VIRTIO_BLK_F_SEG_MAX) | featureBit(VIRTIO_RING_F_EVENT_IDX) |
       featureBit(VIRTIO_RING_F_INDIRECT_DESC);
+    if (this.numQueues > 1) f |= featureBit(VIRTIO_BLK_F_MQ);
     if (this.#disk.readOnly) f |= featureBit(VIRTIO_BLK_F_RO);
     else f |= featureBit(VIRTIO_BLK_F_DISCARD) | featureBit(VIRTIO_BLK_F_WRITE_ZEROES);
     this.deviceFeatures = f;
-    this.#chain = new DescriptorChain(this.queueMaxSize);
-    for (let i = 0; i < this.queueMaxSize; i++) {
-      this.#requests.push(new BlockRequest(this.#complete));
+    for (let i = 0; i < this.numQueues; i++) {
+      const vq = new BlockVq(i, { size: this.queueMaxSize, complete: this.#complete });
+      vq.bh = options.loop?.bh(() => this.#resume(vq), `virtio-blk-q${i}`) ?? null;
+      this.#vqs.push(vq);
     }
   }
 
@@ -193,7 +210,7 @@ export class VirtioBlock implements VirtioDevice {
     v.setBigUint64(VIRTIO_BLK_CFG_CAPACITY, BigInt(this.capacity), true);
     v.setUint32(VIRTIO_BLK_CFG_SEG_MAX, this.queueMaxSize - 2, true);
     v.setUint32(VIRTIO_BLK_CFG_BLK_SIZE, this.#blockSize, true);
-    v.setUint16(VIRTIO_BLK_CFG_NUM_QUEUES, 1, true);
+    v.setUint16(VIRTIO_BLK_CFG_NUM_QUEUES, this.numQueues, true);
     v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, discard.VIRTIO_BLK_MAX_DISCARD_SECTORS, true);
     v.setUint32(VIRTIO_BLK_CFG_MAX_DISCARD_SEG, discard.VIRTIO_BLK_MAX_DISCARD_SEG, true);
     v.setUint32(VIRTIO_BLK_CFG_DISCARD_ALIGN, this.#blockSize / SECTOR_SIZE, true);
@@ -205,7 +222,11 @@ export class VirtioBlock implements VirtioDevice {
   /** @param ctx queues and signalling from the transport */
   activate(ctx: VirtioContext): void {
     this.#ctx = ctx;
-    this.#queue = ctx.queues[0] ?? null;
+    // Without VIRTIO_BLK_F_MQ accepted the driver uses queue 0 alone.
+    const mq = (ctx.features & featureBit(VIRTIO_BLK_F_MQ)) !== 0n;
+    for (const vq of this.#vqs) {
+      vq.queue = vq.index === 0 || mq ? ctx.queues[vq.index] ?? null : null;
+    }
   }
 
   /**
@@ -216,16 +237,10 @@ export class VirtioBlock implements VirtioDevice {
    */
   reset(drained: () => void): void {
     this.#ctx = null;
-    this.#queue = null;
-    this.#stalled = false;
     this.#waiting.length = 0;
     this.#inline.length = 0;
     this.#generation++;
-    this.#requests = this.#requests.map((r) => {
-      if (!r.inFlight) return r;
-      this.#stale++;
-      return new BlockRequest(this.#complete);
-    });
+    for (const vq of this.#vqs) this.#stale += vq.reset();
     if (this.#stale === 0) drained();
     else this.#drained = drained;
   }
@@ -235,25 +250,27 @@ export class VirtioBlock implements VirtioDevice {
     return this.#stale;
   }
 
-  /** @param index queue index (only 0 exists) */
+  /** @param index request queue index */
   processQueue(index: number): void {
-    const q = this.#queue;
+    const vq = this.#vqs[index];
+    const q = vq?.queue;
     const ctx = this.#ctx;
-    if (index !== 0 || !q || !ctx || this.#inProcess) return;
-    this.#inProcess = true;
+    if (!q || !ctx || vq.inProcess) return;
+    vq.inProcess = true;
+    this.#processing++;
     let budget = this.#batch;
     try {
       for (;;) {
         q.disableNotification();
-        while (!ctx.broken && !this.#stalled && budget > 0 && q.pop(this.#chain)) {
+        while (!ctx.broken && !vq.stalled && budget > 0 && q.pop(vq.chain)) {
           budget--;
-          this.#handle(q, ctx);
+          this.#handle(vq, ctx);
         }
-        if (ctx.broken || this.#stalled) break;
+        if (ctx.broken || vq.stalled) break;
         if (budget === 0) {
           // Yield: notifications stay off, the BH picks up where this left.
-          if (this.#bh) {
-            this.#bh.schedule();
+          if (vq.bh) {
+            vq.bh.schedule();
             break;
           }
           budget = this.#batch;
@@ -262,17 +279,18 @@ export class VirtioBlock implements VirtioDevice {
         if (!q.enableNotification()) break;
       }
     } finally {
-      this.#inProcess = false;
-      if (this.#signalPending && this.#ctx === ctx && !ctx.broken) {
-        this.#signalPending = false;
-        ctx.signalUsed(0);
+      vq.inProcess = false;
+      this.#processing--;
+      if (vq.signalPending && this.#ctx === ctx && !ctx.broken) {
+        vq.signalPending = false;
+        ctx.signalUsed(index);
       }
     }
   }
 
   /** Starts one request from the chain just popped. */
-  #handle(q: SplitQueue, ctx: VirtioContext): void {
-    const chain = this.#chain;
+  #handle(vq: BlockVq, ctx: VirtioContext): void {
+    const chain = vq.chain;
     const mem = ctx.mem;
     if (chain.readableBytes < HEADER_BYTES) {
       throw new VirtqueueError("Block request header too short", "blk-request-format");
@@ -280,7 +298,7 @@ export class VirtioBlock implements VirtioDevice {
     if (chain.writableBytes < 1) {
       throw new VirtqueueError("Block request has no status byte", "blk-request-format");
     }
-    const r = this.#requests[chain.head];
+    const r = vq.requests[chain.head];
     if (r.inFlight) {
       throw new VirtqueueError(`Descriptor head ${chain.head} already in flight`, "head-in-flight");
     }
@@ -306,18 +324,18 @@ export class VirtioBlock implements VirtioDevice {
           (write && disk.readOnly) || len % SECTOR_SIZE !== 0 || sectorHi >= 0x20_0000 ||
           offset + len > disk.size
         ) {
-          return this.#finish(q, ctx, r, VIRTIO_BLK_S_IOERR, 1);
+          return this.#finish(vq, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         }
         // Nothing to move (as QEMU completes an empty request): done.
-        if (len === 0) return this.#finish(q, ctx, r, VIRTIO_BLK_S_OK, 1);
+        if (len === 0) return this.#finish(vq, ctx, r, VIRTIO_BLK_S_OK, 1);
         r.req.op = write ? "pwritev" : "preadv";
         r.req.fd = disk.fd;
         r.req.offset = offset;
-        this.#buildIov(mem, r, write ? 0 : chain.readableCount, write ? HEADER_BYTES : 0, len);
-        if (r.req.iov.length > IOV_MAX) return this.#finish(q, ctx, r, VIRTIO_BLK_S_IOERR, 1);
+        vq.buildIov(mem, r, write ? 0 : chain.readableCount, write ? HEADER_BYTES : 0, len);
+        if (r.req.iov.length > IOV_MAX) return this.#finish(vq, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         r.expected = len;
         r.usedLen = write ? 1 : len + 1;
-        return this.#submit(q, r);
+        return this.#submit(vq, r);
       }
       case VIRTIO_BLK_T_FLUSH:
         this.requestCounts.flush++;
@@ -327,12 +345,12 @@ export class VirtioBlock implements VirtioDevice {
         r.req.iov.length = 0;
         r.expected = 0;
         r.usedLen = 1;
-        return this.#submit(q, r);
+        return this.#submit(vq, r);
       case VIRTIO_BLK_T_GET_ID: {
         this.requestCounts.getId++;
         const n = Math.min(VIRTIO_BLK_ID_BYTES, chain.writableBytes - 1);
         chain.scatter(mem, chain.readableCount, this.#serial.subarray(0, n));
-        return this.#finish(q, ctx, r, VIRTIO_BLK_S_OK, n + 1);
+        return this.#finish(vq, ctx, r, VIRTIO_BLK_S_OK, n + 1);
       }
       case VIRTIO_BLK_T_DISCARD:
       case VIRTIO_BLK_T_WRITE_ZEROES: {
@@ -343,14 +361,14 @@ export class VirtioBlock implements VirtioDevice {
         const status = disk.readOnly
           ? VIRTIO_BLK_S_IOERR
           : parseDiscardRanges(chain, mem, type, disk.size, r.ranges);
-        if (status !== VIRTIO_BLK_S_OK || r.ranges.done) return this.#finish(q, ctx, r, status, 1);
+        if (status !== VIRTIO_BLK_S_OK || r.ranges.done) return this.#finish(vq, ctx, r, status, 1);
         r.req.fd = disk.fd;
         this.#nextPiece(r);
-        return this.#submit(q, r);
+        return this.#submit(vq, r);
       }
       default:
         this.requestCounts.unsupported++;
-        return this.#finish(q, ctx, r, VIRTIO_BLK_S_UNSUPP, 1);
+        return this.#finish(vq, ctx, r, VIRTIO_BLK_S_UNSUPP, 1);
     }
   }
 
@@ -365,7 +383,7 @@ export class VirtioBlock implements VirtioDevice {
     r.expected = r.req.len;
   }
 
-  #submit(q: SplitQueue | null, r: BlockRequest): void {
+  #submit(vq: BlockVq | null, r: BlockRequest): void {
     r.inFlight = true;
     r.generation = this.#generation;
     this.#depth++;
@@ -374,10 +392,10 @@ export class VirtioBlock implements VirtioDevice {
     } catch (e) {
       r.inFlight = false;
       if (!(e instanceof AioQueueFullError)) throw e;
-      if (q) {
+      if (vq) {
         // Backend full: retry this chain when a request completes.
-        q.undoPop();
-        this.#stalled = true;
+        vq.queue!.undoPop();
+        vq.stalled = true;
       } else {
         // A later piece of a started request: it goes first when a slot frees.
         this.#waiting.push(r);
@@ -391,11 +409,11 @@ export class VirtioBlock implements VirtioDevice {
   }
 
   /** The yield BH: continues the queue (not under the transport's guard). */
-  #resume(): void {
+  #resume(vq: BlockVq): void {
     const ctx = this.#ctx;
     if (!ctx || ctx.broken) return;
     try {
-      this.processQueue(0);
+      this.processQueue(vq.index);
     } catch (e) {
       ctx.markBroken(e instanceof Error ? e.message : String(e), e);
     }
@@ -415,8 +433,8 @@ export class VirtioBlock implements VirtioDevice {
       return;
     }
     const ctx = this.#ctx;
-    const q = this.#queue;
-    if (!ctx || !q || ctx.broken) return;
+    const vq = this.#vqs[r.vq];
+    if (!ctx || !vq.queue || ctx.broken) return;
     try {
       if (r.req.op === "fallocate" && this.#pieceDone(r, result)) {
         // More pieces: the next one goes out now, behind nothing else.
@@ -426,7 +444,7 @@ export class VirtioBlock implements VirtioDevice {
       } else {
         const ok = result >= 0 && result === r.expected ||
           r.req.op === "fallocate" && r.ranges.done;
-        this.#finish(q, ctx, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, ok ? r.usedLen : 1);
+        this.#finish(vq, ctx, r, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, ok ? r.usedLen : 1);
       }
       this.#retry();
     } catch (e) {
@@ -449,49 +467,25 @@ export class VirtioBlock implements VirtioDevice {
 
   /** After a completion freed a backend slot: waiting pieces first, then the queue. */
   #retry(): void {
-    if (this.#inProcess) return;
+    if (this.#processing > 0) return;
     while (this.#waiting.length > 0) {
       const w = this.#waiting.shift()!;
       this.#submit(null, w);
       if (!w.inFlight) return;
     }
-    if (this.#stalled) {
-      this.#stalled = false;
-      this.processQueue(0);
+    for (const vq of this.#vqs) {
+      if (!vq.stalled) continue;
+      vq.stalled = false;
+      this.processQueue(vq.index);
+      if (vq.stalled) return; // full again: the next completion goes on
     }
   }
 
   /** Writes the status byte, then publishes the used entry. */
-  #finish(q: SplitQueue, ctx: VirtioContext, r: BlockRequest, status: number, len: number): void {
+  #finish(vq: BlockVq, ctx: VirtioContext, r: BlockRequest, status: number, len: number): void {
     ctx.mem.writeU8(r.statusAddr, status);
-    q.pushUsed(r.head, len);
-    if (this.#inProcess) this.#signalPending = true;
-    else ctx.signalUsed(0);
-  }
-
-  /** Fills r.req.iov with `len` bytes of segments from `first`, skipping `skip` bytes. */
-  #buildIov(mem: GuestMemory, r: BlockRequest, first: number, skip: number, len: number): void {
-    const c = this.#chain;
-    const iov = r.req.iov;
-    iov.length = 0;
-    let left = len, off = skip;
-    for (let i = first; i < c.count && left > 0; i++) {
-      const l = c.len[i];
-      if (off >= l) {
-        off -= l;
-        continue;
-      }
-      const n = Math.min(l - off, left);
-      let v = r.pool[iov.length];
-      if (!v) {
-        v = { addr: 0n, len: 0 };
-        r.pool.push(v);
-      }
-      v.addr = mem.hostAddress(c.addr[i] + off, n);
-      v.len = n;
-      iov.push(v);
-      left -= n;
-      off = 0;
-    }
+    vq.queue!.pushUsed(r.head, len);
+    if (vq.inProcess) vq.signalPending = true;
+    else ctx.signalUsed(vq.index);
   }
 }

@@ -37,6 +37,8 @@ export interface BlockRequestCounts {
  * ```
  */
 export class BlockRequest {
+  /** The request queue it came from (its heads are that queue's). */
+  vq = 0;
   /** Head descriptor index (the used-ring id). */
   head = 0;
   /** Guest address of the status byte. */

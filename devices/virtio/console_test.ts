@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink, forwardingLink } from "./_test_driver.ts";
-import { MqTestDriver } from "./_mq_test_driver.ts";
+import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
 import { CONSOLE_RX_QUEUE, CONSOLE_TX_QUEUE, VIRTIO_ID_CONSOLE, VirtioConsole } from "./console.ts";
 import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
@@ -22,7 +21,7 @@ function setup() {
     link: forwardingLink(() => backend),
   });
   backend = new VirtioPciBackend({ transport: dev, device: con, mem, log: (m) => logs.push(m) });
-  const drv = new MqTestDriver(mem, dev, { sizes: [16, 16] });
+  const drv = new TestDriver(mem, dev, { sizes: [16, 16] });
   assert.ok(drv.init(0xffff_ffffn));
   return { mem, out, con, drv, logs, sink, rxSpace: () => rxSpace };
 }

@@ -100,6 +100,8 @@ export const VIRTIO_BLK_F_RO = 5;
 export const VIRTIO_BLK_F_BLK_SIZE = 6;
 /** Cache flush command. */
 export const VIRTIO_BLK_F_FLUSH = 9;
+/** num_queues is valid: the device has that many request queues. */
+export const VIRTIO_BLK_F_MQ = 12;
 /** Discard command. */
 export const VIRTIO_BLK_F_DISCARD = 13;
 /** Write-zeroes command. */

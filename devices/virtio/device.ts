@@ -8,6 +8,7 @@
  */
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import type { SplitQueue } from "./queue.ts";
+import type { VirtioConfigSelect } from "./config_select.ts";
 
 /**
  * Where a device's interrupts go. `msix` is an irqfd write in the VMM (GSI
@@ -90,6 +91,8 @@ export interface VirtioDevice {
   readonly configSize: number;
   /** PCI class code to show (e.g. 0x010000 for storage). */
   readonly pciClass: number;
+  /** Selector bytes of a config the driver writes to (virtio-input); none: read-only. */
+  readonly configSelect?: VirtioConfigSelect;
   /** Writes the device-specific configuration into `config`. */
   initConfig(config: Uint8Array): void;
   /** DRIVER_OK: the queues are set up; runs on the device's loop thread. */

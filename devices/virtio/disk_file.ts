@@ -30,10 +30,13 @@ import {
   S_IFMT,
   S_IFREG,
 } from "../../sys/fd.ts";
-import type { BlockDisk } from "./block.ts";
+import { type BlockDisk, VIRTIO_BLK_MAX_QUEUES } from "./block.ts";
 import { ImageLockError, lockImage } from "./image_lock.ts";
 
-/** Parsed `--disk path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback][,serial=S]`. */
+/**
+ * Parsed `--disk path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback][,serial=S]
+ * [,num-queues=N]`.
+ */
 export interface DiskOptions {
   /** Image path. */
   path: string;
@@ -47,6 +50,8 @@ export interface DiskOptions {
   cache: "none" | "writeback";
   /** Serial number for GET_ID. */
   serial?: string;
+  /** Request queues (QEMU's virtio-blk-pci `num-queues`; undefined: one per vCPU). */
+  numQueues?: number;
 }
 
 const LOCK_SH = 1;
@@ -101,6 +106,15 @@ export function parseDiskOption(value: string): DiskOptions {
         }
         out.cache = val;
         break;
+      case "num-queues":
+      case "num_queues": {
+        const n = Number(val);
+        if (val === "" || !Number.isInteger(n) || n < 1 || n > VIRTIO_BLK_MAX_QUEUES) {
+          throw new TypeError(`Invalid num-queues ${val}: use 1 to ${VIRTIO_BLK_MAX_QUEUES}`);
+        }
+        out.numQueues = n;
+        break;
+      }
       case "serial":
         if (new TextEncoder().encode(val).length > 20) {
           throw new TypeError("Disk serial is longer than 20 bytes");

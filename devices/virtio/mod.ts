@@ -19,3 +19,5 @@ export * from "./net_backend.ts";
 export * from "./vhost_net.ts";
 export * from "./rng.ts";
 export * from "./console.ts";
+export * from "./config_select.ts";
+export * from "./input.ts";

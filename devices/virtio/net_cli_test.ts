@@ -72,25 +72,28 @@ Deno.test("parseCli: --nic, --rng and --console", () => {
   assert.throws(() => parseCli(["--kernel", "k", "--nic", "tap"]), /Invalid --nic 'tap'/);
 });
 
-Deno.test("--console virtio puts console=hvc0 on the command line unless --append names one", () => {
-  const append = (...args: string[]) =>
-    vmConfigFromCli(parseCli(["--kernel", "k", ...args])).append;
-  assert.equal(append("--console", "virtio"), "console=hvc0");
-  assert.equal(append("--console", "virtio", "--append", "quiet"), "quiet console=hvc0");
-  assert.equal(append("--console", "virtio", "--append", ""), "console=hvc0");
+Deno.test("--console virtio adds console=hvc0 unless --append names a console", async () => {
+  const append = async (...args: string[]) =>
+    (await vmConfigFromCli(parseCli(["--kernel", "k", ...args]))).append;
+  assert.equal(await append("--console", "virtio"), "console=hvc0");
+  assert.equal(await append("--console", "virtio", "--append", "quiet"), "quiet console=hvc0");
+  assert.equal(await append("--console", "virtio", "--append", ""), "console=hvc0");
   assert.equal(
-    append("--console", "virtio", "--append", "console=ttyS0,115200"),
+    await append("--console", "virtio", "--append", "console=ttyS0,115200"),
     "console=ttyS0,115200",
   );
   assert.equal(
-    append("--console", "virtio", "--append", "quiet console=tty0"),
+    await append("--console", "virtio", "--append", "quiet console=tty0"),
     "quiet console=tty0",
   );
   // "xconsole=" is not a console= parameter.
-  assert.equal(append("--console", "virtio", "--append", "xconsole=1"), "xconsole=1 console=hvc0");
+  assert.equal(
+    await append("--console", "virtio", "--append", "xconsole=1"),
+    "xconsole=1 console=hvc0",
+  );
   // The serial console keeps the line as given (and the default when none).
-  assert.equal(append("--append", "quiet"), "quiet");
-  assert.equal(append(), undefined);
+  assert.equal(await append("--append", "quiet"), "quiet");
+  assert.equal(await append(), undefined);
 });
 
 async function vmm(args: string[], wrap: string[] = []) {

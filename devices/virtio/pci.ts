@@ -45,6 +45,7 @@ import {
   VIRTIO_PCI_COMMON_STATUS,
 } from "./constants.ts";
 import type { InterruptSink } from "./device.ts";
+import { applyConfigSelect } from "./config_select.ts";
 import {
   getLe,
   putLe,
@@ -336,10 +337,16 @@ export class VirtioPciDevice extends PciDevice {
     ) {
       const q = (offset - VIRTIO_PCI_NOTIFY_OFFSET) / VIRTIO_PCI_NOTIFY_MULTIPLIER;
       if (Number.isInteger(q) && this.link) this.link.notify(q);
+    } else if (
+      offset >= VIRTIO_PCI_DEVICE_OFFSET &&
+      offset < VIRTIO_PCI_DEVICE_OFFSET + this.spec.configSize
+    ) {
+      // Read-only, but for a selector that picks what the rest shows (virtio-input).
+      const sel = this.spec.configSelect;
+      if (sel) applyConfigSelect(sel, this.#config, offset - VIRTIO_PCI_DEVICE_OFFSET, data);
     } else {
       this.msix.write(offset, data);
     }
-    // Device config is read-only for the devices here; ISR is read-only.
   }
 
   #selectedQueue(): number {

@@ -9,6 +9,7 @@ import { eventFdWrite } from "../../sys/fd.ts";
 import type { MsixHooks } from "../pci/msix.ts";
 import type { PciBarRemapHook } from "../pci/pci_device.ts";
 import type { InterruptSink, VirtioDevice } from "./device.ts";
+import type { VirtioConfigSelect } from "./config_select.ts";
 
 /** The BAR holding every virtio structure (64-bit memory, uses BARs 0-1). */
 export const VIRTIO_PCI_BAR = 0;
@@ -95,6 +96,11 @@ export interface VirtioPciSpec {
   pciClass: number;
   /** MSI-X vectors (default: one per queue plus one for config). */
   msixVectors?: number;
+  /**
+   * Config bytes the driver writes to choose what the rest shows
+   * (virtio-input); without it the device config is read-only.
+   */
+  configSelect?: VirtioConfigSelect;
 }
 
 /**
@@ -115,6 +121,7 @@ export function virtioPciSpecOf(device: VirtioDevice): VirtioPciSpec {
     deviceFeatures: device.deviceFeatures,
     configSize: device.configSize,
     pciClass: device.pciClass,
+    ...(device.configSelect ? { configSelect: device.configSelect } : {}),
   };
 }
 

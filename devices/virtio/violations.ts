@@ -41,6 +41,8 @@ export const VIRTIO_VIOLATIONS = [
   "head-in-flight",
   /** 5.2.6: a block request carries a 16-byte header and a status byte. */
   "blk-request-format",
+  /** 5.8.6.2: an eventq buffer is device-writable and holds a virtio_input_event (8 bytes). */
+  "input-event-buffer",
 ] as const;
 
 /** One of {@link VIRTIO_VIOLATIONS}. */

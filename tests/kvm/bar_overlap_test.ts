@@ -3,11 +3,10 @@
 // escaped the vCPU thread and the VM died with exit 2; now the doorbell stays
 // on the MMIO exit path, one line is logged, and the guest powers off (exit 0).
 import assert from "node:assert/strict";
-import { INIT_MARKER } from "../fixtures/initramfs.ts";
-import { buildTestInitramfs } from "../fixtures/initramfs.ts";
+import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
+import { runVmm } from "./_vmm_process.ts";
 
-const repo = new URL("../..", import.meta.url).pathname;
 const M = "DENOVMM-BAR";
 
 // Memory decode on for both functions (COMMAND = MEMORY | MASTER), then
@@ -38,29 +37,18 @@ Deno.test("a guest that overlaps two BARs keeps running (ioeventfd EEXIST is sur
       await Deno.writeFile(img, new Uint8Array(1 << 20));
       disks.push("--disk", img);
     }
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-check",
-        "--allow-ffi",
-        "main.ts",
-        "--kernel",
-        f.kernel,
-        "--initrd",
-        initrd,
-        "--memory",
-        "256M",
-        "--append",
-        "console=ttyS0 panic=-1 quiet",
-        ...disks,
-      ],
-      cwd: repo,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    const stderr = new TextDecoder().decode(out.stderr);
+    const out = await runVmm([
+      "--kernel",
+      f.kernel,
+      "--initrd",
+      initrd,
+      "--memory",
+      "256M",
+      "--append",
+      "console=ttyS0 panic=-1 quiet",
+      ...disks,
+    ]);
+    const { stdout, stderr } = out;
     const log = `${stdout.slice(-3000)}\n${stderr}`;
     const moved = stdout.match(new RegExp(`${M} moved a=(\\w+) b=(\\w+)`));
     assert.ok(moved, log);

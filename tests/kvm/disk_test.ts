@@ -1,17 +1,18 @@
 // Debian's stock kernel with a virtio-blk disk under `main.ts --disk`, run
 // under --allow-ffi alone as users run it (an iothread's aio Workers load as
 // served modules: sys/worker_url.ts): the
-// guest makes an ext4 file system, writes a file and powers off; a second
-// boot (on an iothread, io_uring when the host has it) writes and syncs
-// another file and is killed with SIGKILL; a third boot finds both files
-// with the checksums the host expects.
+// guest (2 vCPUs: two request queues by default) makes an ext4 file system,
+// writes a file and powers off; a second boot (on an iothread, io_uring when
+// the host has it, num-queues=1 given) writes and syncs another file and is
+// killed with SIGKILL; a third boot (1 vCPU, INTx) finds both files with the
+// checksums the host expects.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
 import { DISK_MARKER, diskInitramfs, linuxFixture } from "./fixtures.ts";
 import { ioUringAvailable } from "../../aio/io_uring.ts";
+import { runVmm } from "./_vmm_process.ts";
 
-const repo = new URL("../..", import.meta.url).pathname;
 const DISK_BYTES = 64 << 20;
 
 function seqText(n: number): string {
@@ -25,45 +26,18 @@ function md5(text: string): string {
 }
 
 /** Runs main.ts; with `killAfter`, SIGKILLs it once stdout matches (a whole line). */
-async function boot(
-  args: string[],
-  options: { killAfter?: RegExp } = {},
-): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "main.ts",
-      ...args,
-    ],
-    cwd: repo,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
-  const dec = new TextDecoder();
-  let stdout = "";
-  let stderr = "";
-  const readErr = (async () => {
-    for await (const c of child.stderr) stderr += dec.decode(c, { stream: true });
-  })();
+async function boot(args: string[], options: { killAfter?: RegExp } = {}) {
   const killAfter = options.killAfter;
   let killed = false;
-  for await (const c of child.stdout) {
-    stdout += dec.decode(c, { stream: true });
-    if (killAfter && !killed && killAfter.test(stdout)) {
+  const r = await runVmm(args, {
+    onStdout: (stdout, vmm) => {
+      if (!killAfter || killed || !killAfter.test(stdout)) return;
       killed = true;
-      child.kill("SIGKILL");
-    }
-  }
-  await readErr;
-  const st = await child.status;
-  clearTimeout(timer);
-  console.log(`boot ${args.at(-1)}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return { code: st.signal ? null : st.code, signal: st.signal, stdout, stderr };
+      vmm.kill("SIGKILL");
+    },
+  });
+  console.log(`boot ${args.at(-1)}: ${r.seconds.toFixed(1)} s`);
+  return { ...r, code: r.signal ? null : r.code };
 }
 
 function report(stdout: string, key: string): string | undefined {
@@ -93,16 +67,27 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     assert.equal(first.code, 0, log1);
     // MSI-X vectors, not INTx, carried the completions.
     assert.ok(Number(report(first.stdout, "irqs")) >= 1, log1);
+    // One request queue per vCPU by default (VIRTIO_BLK_F_MQ, as QEMU): blk-mq made two.
+    assert.equal(report(first.stdout, "queues"), "2", log1);
 
     // 2: an iothread and io_uring where available; killed after its sync.
     const aio = ioUringAvailable() === null ? "io_uring" : "threads";
     const second = await boot(
-      [...common, ...cmdline("kill"), "--disk", `${image},iothread=1,aio=${aio}`],
+      // 2 vCPUs but num-queues=1 given: one queue.
+      [
+        ...common,
+        "--cpus",
+        "2",
+        ...cmdline("kill"),
+        "--disk",
+        `${image},iothread=1,aio=${aio},num-queues=1`,
+      ],
       { killAfter: new RegExp(`${DISK_MARKER} synced-written=\\S+\\r?\\n`) },
     );
     const log2 = `${second.stdout.slice(-4000)}\n${second.stderr}`;
     assert.equal(second.signal, "SIGKILL", log2);
     assert.equal(report(second.stdout, "synced-written"), md5(seqText(50000)), log2);
+    assert.equal(report(second.stdout, "queues"), "1", log2);
 
     // 3: both files are there (the lock died with the killed VMM).
     // pci=nomsi: completions take the INTx path (_PRT, KVM_IRQ_LINE).
@@ -111,6 +96,7 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     assert.equal(report(third.stdout, "data"), md5(seqText(100000)), log3);
     assert.equal(report(third.stdout, "synced"), md5(seqText(50000)), log3);
     assert.equal(third.code, 0, log3);
+    assert.equal(report(third.stdout, "queues"), "1", log3);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

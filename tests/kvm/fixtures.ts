@@ -62,6 +62,7 @@ for w in $(cat /proc/cmdline); do
 done
 echo "$M devices=$(ls /sys/block | tr '\n' ' ')"
 echo "$M irqs=$(grep -c virtio /proc/interrupts)"
+echo "$M queues=$(ls /sys/block/vda/mq 2>/dev/null | wc -l)"
 case "$mode" in
 mkfs)
   /usr/sbin/mke2fs -q -t ext4 -F /dev/vda || exit 1
@@ -156,10 +157,31 @@ export async function smokeInitramfs(): Promise<string> {
 /** Marker of the VNC guest's report lines. */
 export const VNC_MARKER = "DENOVMM-VNC";
 
-/** The guest: report the framebuffer, start a shell on tty1, wait for what it writes. */
+/** Modules the VNC guest loads: the virtio tablet's driver and the evdev interface. */
+export const VNC_MODULES = ["virtio_pci", "virtio_input", "evdev"];
+
+/**
+ * The guest: report the framebuffer, find the virtio tablet and read its
+ * first four events (hex, as `struct input_event`s), start a shell on
+ * tty1, wait for what it writes.
+ */
 export const VNC_SCRIPT = `
 M=${VNC_MARKER}
 echo "$M fb0=$(cat /sys/class/graphics/fb0/name 2>/dev/null) size=$(cat /sys/class/graphics/fb0/virtual_size 2>/dev/null)"
+ev=
+i=0
+while [ -z "$ev" ] && [ $i -lt 20 ]; do
+  for d in /sys/class/input/event*; do
+    [ "$(cat $d/device/name 2>/dev/null)" = "QEMU Virtio Tablet" ] && [ -e /dev/input/\${d##*/} ] && ev=/dev/input/\${d##*/}
+  done
+  [ -z "$ev" ] && sleep 0.5
+  i=$((i+1))
+done
+echo "$M tablet=[$ev] $(grep -c 'QEMU Virtio Tablet' /proc/bus/input/devices)"
+if [ -n "$ev" ]; then
+  ( dd if=$ev of=/tmp/ev bs=24 count=4 2>/dev/null; echo "$M tablet-events [$(od -An -v -tx1 /tmp/ev | tr -d ' \\n')]" ) &
+  sleep 1 # dd has the device open before the host is told to point
+fi
 echo "denovmm framebuffer console: type here" > /dev/tty1
 ( sh < /dev/tty1 > /dev/tty1 2>&1 ) &
 echo "$M shell-ready"
@@ -174,7 +196,36 @@ echo "$M got [$(cat /tmp/done 2>/dev/null)]"
  * @returns path of the cached cpio
  */
 export async function vncInitramfs(): Promise<string> {
-  return await buildTestInitramfs({ script: VNC_SCRIPT });
+  return await buildTestInitramfs({ modules: VNC_MODULES, script: VNC_SCRIPT });
+}
+
+/** Marker of the Bochs display guest's report lines. */
+export const BOCHS_MARKER = "DENOVMM-BOCHS";
+
+/**
+ * The Bochs display guest: the stock `bochs` DRM driver (and what it needs)
+ * loads at boot and takes the display over from efifb in the mode that
+ * `video=` on the command line asks for; the guest reports fb0 and writes
+ * on the console, then waits a little for the host to look.
+ */
+export const BOCHS_SCRIPT = `
+M=${BOCHS_MARKER}
+i=0
+while [ "$(cat /sys/class/graphics/fb0/name 2>/dev/null)" != "bochs-drmdrmfb" ] && [ $i -lt 40 ]; do sleep 0.5; i=$((i+1)); done
+echo "$M fb0=$(cat /sys/class/graphics/fb0/name 2>/dev/null) size=$(cat /sys/class/graphics/fb0/virtual_size 2>/dev/null)"
+i=0
+while [ $i -lt 20 ]; do echo "denovmm on the bochs display, line $i" > /dev/tty1; i=$((i+1)); done
+echo "$M drawn"
+sleep 15
+`;
+
+/**
+ * The Bochs display test's initramfs (tests/kvm/vnc_test.ts).
+ *
+ * @returns path of the cached cpio
+ */
+export async function bochsInitramfs(): Promise<string> {
+  return await buildTestInitramfs({ modules: ["bochs"], script: BOCHS_SCRIPT });
 }
 
 /** Host libraries the VMM may dlopen that the nested host lacks (libz for VNC's ZRLE). */
@@ -230,6 +281,7 @@ export async function prepareKvmFixtures(): Promise<void> {
   await diskInitramfs();
   await smokeInitramfs();
   await vncInitramfs();
+  await bochsInitramfs();
   await copyHostLibs();
   await acpidInitramfs();
 }

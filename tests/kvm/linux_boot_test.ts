@@ -5,15 +5,12 @@
 import assert from "node:assert/strict";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
 import { echoInitramfs, linuxFixture } from "./fixtures.ts";
-
-const repo = new URL("../..", import.meta.url).pathname;
+import { runVmm, typeOnce } from "./_vmm_process.ts";
 
 /** Boots the fixture kernel (bzImage, or vmlinux with `elf`) with the test initramfs. */
-async function bootFixture(
-  opts: { elf?: boolean; append?: string; extra?: string[] } = {},
-): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+async function bootFixture(opts: { elf?: boolean; append?: string; extra?: string[] } = {}) {
   const f = await linuxFixture();
-  return await boot([
+  return await runVmm([
     "--kernel",
     opts.elf ? f.vmlinux : f.kernel,
     "--initrd",
@@ -24,63 +21,10 @@ async function bootFixture(
   ]);
 }
 
-async function boot(
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
-  const t0 = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-ffi", "main.ts", ...args],
-    cwd: repo,
-    stdin: "null",
-    signal: AbortSignal.timeout(240_000),
-  }).output();
-  const dec = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: dec.decode(out.stdout),
-    stderr: dec.decode(out.stderr),
-    seconds: (performance.now() - t0) / 1000,
-  };
-}
-
-/**
- * Boots with stdin piped; once `marker` shows on the console, types `input`.
- */
-async function bootTyping(
-  args: string[],
-  marker: string,
-  input: string,
-): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
-  const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-ffi", "main.ts", ...args],
-    cwd: repo,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(240_000),
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const writer = child.stdin.getWriter();
-  let stdout = "";
-  let typed = false;
-  const dec = new TextDecoder();
-  for await (const chunk of child.stdout) {
-    stdout += dec.decode(chunk, { stream: true });
-    if (!typed && stdout.includes(marker)) {
-      typed = true;
-      await writer.write(new TextEncoder().encode(input));
-    }
-  }
-  await writer.close().catch(() => {});
-  const { code } = await child.status;
-  return { code, stdout, stderr: await stderr, seconds: (performance.now() - t0) / 1000 };
-}
-
 Deno.test("stock Debian bzImage boots to /init with 2 vCPUs, reads the console, powers off", async () => {
   const f = await linuxFixture();
   const initrd = await echoInitramfs();
-  const r = await bootTyping(
+  const r = await runVmm(
     [
       "--kernel",
       f.kernel,
@@ -93,8 +37,7 @@ Deno.test("stock Debian bzImage boots to /init with 2 vCPUs, reads the console, 
       "--memory",
       "512M",
     ],
-    `${INIT_MARKER} uname=`,
-    "ping from the host\n",
+    { stdin: true, onStdout: typeOnce(`${INIT_MARKER} uname=`, "ping from the host\n") },
   );
   const facts = r.stdout.match(new RegExp(`${INIT_MARKER} uname=(\\S+) nproc=(\\d+)`));
   assert.ok(facts, `no /init report in:\n${r.stdout.slice(-3000)}\n${r.stderr}`);

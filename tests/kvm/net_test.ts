@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
+import { runVmm, typeOnce } from "./_vmm_process.ts";
 import { ensureHostModules, HOST_IP, hostTap, peers, removeTap, TAP } from "./_net_host.ts";
 import { vhostNetAvailable } from "../../devices/virtio/vhost_net.ts";
 
-const repo = new URL("../..", import.meta.url).pathname;
 /** Marker of the guest's report lines. */
 export const NET_MARKER = "DENOVMM-NET";
 /** Guest modules: virtio-pci transport, net, rng, console (dependencies follow). */
@@ -58,13 +58,8 @@ async function bootNet(vhost: boolean) {
   const initrd = await buildTestInitramfs({ modules: NET_MODULES, script: NET_SCRIPT });
   const toGuest = new TextEncoder().encode(seqText(SEQ_N / 2).split("").reverse().join(""));
   const p = peers(toGuest);
-  const t0 = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "main.ts",
+  const r = await runVmm(
+    [
       "--kernel",
       f.kernel,
       "--initrd",
@@ -78,32 +73,18 @@ async function bootNet(vhost: boolean) {
       "--console",
       "virtio",
     ],
-    cwd: repo,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(400_000),
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const writer = child.stdin.getWriter();
-  let stdout = "";
-  let typed = false;
-  const dec = new TextDecoder();
-  for await (const chunk of child.stdout) {
-    stdout += dec.decode(chunk, { stream: true });
-    if (!typed && stdout.includes(`${NET_MARKER} hvc=ready`)) {
-      typed = true;
-      await writer.write(new TextEncoder().encode("echo hvc-answer-$((6*7))\nexit\n"));
-    }
-  }
-  await writer.close().catch(() => {});
-  const { code } = await child.status;
-  const seconds = (performance.now() - t0) / 1000;
+    {
+      stdin: true,
+      timeoutMs: 400_000,
+      onStdout: typeOnce(`${NET_MARKER} hvc=ready`, "echo hvc-answer-$((6*7))\nexit\n"),
+    },
+  );
   const got = await Promise.race([
     p.received,
     new Promise<Uint8Array>((r) => setTimeout(() => r(new Uint8Array(0)), 1000)),
   ]);
   p.close();
+  const stdout = r.stdout;
   // key=value pairs on the marker's lines ("hwrng=64 rng=virtio_rng.0": rng is its own key).
   const report = (key: string) => {
     for (const line of stdout.split("\n")) {
@@ -113,7 +94,7 @@ async function bootNet(vhost: boolean) {
     }
     return undefined;
   };
-  return { code, stdout, stderr: await stderr, seconds, got, toGuest, report };
+  return { ...r, got, toGuest, report };
 }
 
 function check(r: Awaited<ReturnType<typeof bootNet>>, label: string): void {

@@ -16,8 +16,8 @@ import { buildGuest } from "../../guests/guest.ts";
 import { Machine, setRealModeEntry } from "../../machine/machine.ts";
 import { EXIT_CODE_CRASH } from "../../vcpu/exit_codes.ts";
 import { THROWING_MESSAGE, THROWING_PORT } from "./testdata/throwing_device.ts";
+import { runVmm, startVmm } from "./_vmm_process.ts";
 
-const repo = new URL("../..", import.meta.url).pathname;
 const MEMORY = 32 << 20;
 
 interface Sample {
@@ -89,25 +89,30 @@ Deno.test("--reboot x50 keeps RSS, fds and maps flat; SIGUSR1 opens nothing; SIG
     const kernel = `${dir}/reset_loop.elf`;
     await Deno.writeFile(kernel, resetLoopGuest(MEMORY));
     const t0 = performance.now();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-check",
-        "--allow-ffi",
-        "main.ts",
-        "--kernel",
-        kernel,
-        "--memory",
-        "32M",
-        "--reboot",
-      ],
-      cwd: repo,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const pid = child.pid;
-    const killer = setTimeout(() => child.kill("SIGKILL"), 600_000);
+    let boots = 0;
+    const samples: Sample[] = [];
+    const vmm = startVmm(["--kernel", kernel, "--memory", "32M", "--reboot"], {
+      timeoutMs: 600_000,
+      onStdout: async (stdout) => {
+        const n = stdout.split("R\n").length - 1;
+        if (n <= boots) return;
+        boots = n;
+        if (boots % 10 === 0) {
+          console.log(`boot ${boots} at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        }
+        // "R" comes just before the reset: the machine is being rebuilt, so a
+        // single look may see two machines' fds or none. The median of several
+        // looks across the next boot is the steady state.
+        // (While sampling, boots go on: the count may jump past 10 or 50.)
+        const due = samples.length === 0 ? 10 : 50;
+        if (boots >= due && samples.length < 2) {
+          samples.push(await steadySample(pid));
+          // SIGUSR1 keeps coming during shutdown.
+          if (samples.length === 2) Deno.kill(pid, "SIGTERM");
+        }
+      },
+    });
+    const pid = vmm.child.pid;
     // The lock goes in before the rest of the program loads.
     while (!seccompLocked(pid) && performance.now() - t0 < 30_000) {
       await new Promise((r) => setTimeout(r, 1));
@@ -125,37 +130,8 @@ Deno.test("--reboot x50 keeps RSS, fds and maps flat; SIGUSR1 opens nothing; SIG
       } catch { /* exited */ }
       if (usr1 % 5 === 0) { for (const s of listeningSockets(pid)) listening.add(s); }
     }, 10);
-    const dec = new TextDecoder();
-    let stderr = "";
-    const readErr = (async () => {
-      for await (const c of child.stderr) stderr += dec.decode(c, { stream: true });
-    })();
-    let boots = 0;
-    const samples: Sample[] = [];
-    let stdout = "";
-    for await (const c of child.stdout) {
-      stdout += dec.decode(c, { stream: true });
-      const n = stdout.split("R\n").length - 1;
-      if (n > boots) {
-        boots = n;
-        if (boots % 10 === 0) {
-          console.log(`boot ${boots} at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-        }
-        // "R" comes just before the reset: the machine is being rebuilt, so a
-        // single look may see two machines' fds or none. The median of several
-        // looks across the next boot is the steady state.
-        // (While sampling, boots go on: the count may jump past 10 or 50.)
-        const due = samples.length === 0 ? 10 : 50;
-        if (boots >= due && samples.length < 2) {
-          samples.push(await steadySample(pid));
-          // SIGUSR1 keeps coming during shutdown.
-          if (samples.length === 2) Deno.kill(pid, "SIGTERM");
-        }
-      }
-    }
-    await readErr;
-    const st = await child.status;
-    clearTimeout(killer);
+    const st = await vmm.done;
+    const stderr = st.stderr;
     clearInterval(spam);
     const [at10, at50] = samples;
     console.log(
@@ -230,28 +206,13 @@ Deno.test("five runs with --disk x,iothread=0 under --allow-ffi add no files to 
     };
     const counts: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--no-check",
-          "--allow-ffi",
-          "main.ts",
-          "--kernel",
-          kernel,
-          "--memory",
-          "32M",
-          "--disk",
-          `${image},iothread=0`,
-          "--no-reboot",
-        ],
-        cwd: repo,
-        env: { DENO_DIR: denoDir },
-        stdin: "null",
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
+      const out = await runVmm(
+        ["--kernel", kernel, "--memory", "32M", "--disk", `${image},iothread=0`, "--no-reboot"],
+        { env: { DENO_DIR: denoDir } },
+      );
       // The guest resets once; with --no-reboot that ends the run with 10.
-      assert.equal(out.code, 10, stderr);
-      assert.equal(new TextDecoder().decode(out.stdout), "R\n");
+      assert.equal(out.code, 10, out.stderr);
+      assert.equal(out.stdout, "R\n");
       counts.push(count());
     }
     console.log(`files under DENO_DIR after each run: ${counts}`);

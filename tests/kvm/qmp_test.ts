@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { buildTestInitramfs } from "../fixtures/initramfs.ts";
 import { DISK_MARKER, diskInitramfs, linuxFixture } from "./fixtures.ts";
 import { TestClient } from "../../qmp/_test_client.ts";
+import { type RunningVmm, startVmm } from "./_vmm_process.ts";
 
-const repo = new URL("../..", import.meta.url).pathname;
 const M = "DENOVMM-QMP";
 
 /**
@@ -27,43 +27,18 @@ i=0
 while :; do i=$((i+1)); echo "${M} tick=$i"; sleep 1; done
 `;
 
-interface Vmm {
-  child: Deno.ChildProcess;
-  out: { text: string };
-  err: { text: string };
+interface QmpVmm {
+  vmm: RunningVmm;
   sock: string;
   dir: string;
 }
 
-function spawnVmm(args: string[]): Vmm {
+/** Starts the VMM with a QMP socket in a fresh directory. */
+function spawnVmm(args: string[]): QmpVmm {
   const dir = Deno.makeTempDirSync({ prefix: "denovmm-qmp-" });
   const sock = `${dir}/qmp.sock`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "main.ts",
-      ...args,
-      "-qmp",
-      `unix:${sock},server,wait=off`,
-    ],
-    cwd: repo,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const out = { text: "" };
-  const err = { text: "" };
-  (async () => {
-    const dec = new TextDecoder();
-    for await (const chunk of child.stdout) out.text += dec.decode(chunk, { stream: true });
-  })();
-  (async () => {
-    const dec = new TextDecoder();
-    for await (const chunk of child.stderr) err.text += dec.decode(chunk, { stream: true });
-  })();
-  return { child, out, err, sock, dir };
+  const vmm = startVmm([...args, "-qmp", `unix:${sock},server,wait=off`], { timeoutMs: 600_000 });
+  return { vmm, sock, dir };
 }
 
 async function until<T>(what: string, fn: () => T | undefined, ms = 180_000): Promise<T> {
@@ -135,7 +110,7 @@ Deno.test("QMP drives a 2-vCPU Linux guest: placement, -S/cont, stop/cont, power
   try {
     assert.equal((await c.call("query-status")).return!.constructor, Object);
     assert.equal(((await c.call("query-status")).return as { status: string }).status, "prelaunch");
-    assert.equal(lastTick(vmm.out.text), 0, "-S: the guest has not run");
+    assert.equal(lastTick(vmm.vmm.stdout), 0, "-S: the guest has not run");
     // cont from prelaunch starts the vCPUs.
     assert.equal((await c.call("cont")).event, "RESUME");
     assert.deepEqual(await c.next(), { return: {} });
@@ -147,35 +122,35 @@ Deno.test("QMP drives a 2-vCPU Linux guest: placement, -S/cont, stop/cont, power
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(list.length, 2);
-    const pid = vmm.child.pid;
+    const pid = vmm.vmm.child.pid;
     const v0 = threadFacts(pid, list[0]["thread-id"]);
     const v1 = threadFacts(pid, list[1]["thread-id"]);
     assert.deepEqual([v0.name, v0.cpus, v0.policy, v0.rtprio], ["vcpu-0", "0", 1, 5]);
     assert.deepEqual([v1.name, v1.cpus, v1.policy, v1.nice], ["vcpu-1", `${last}`, 0, 3]);
-    await until("the guest's counter", () => lastTick(vmm.out.text) >= 3);
-    assert.match(vmm.out.text, new RegExp(`${M} inputs=.*event`), "evdev + the power button");
+    await until("the guest's counter", () => lastTick(vmm.vmm.stdout) >= 3);
+    assert.match(vmm.vmm.stdout, new RegExp(`${M} inputs=.*event`), "evdev + the power button");
     // stop: the counter stops moving.
     await c.send("stop");
     assert.equal((await c.next()).event, "STOP");
     assert.deepEqual(await c.next(), { return: {} });
-    const frozen = lastTick(vmm.out.text);
+    const frozen = lastTick(vmm.vmm.stdout);
     await new Promise((r) => setTimeout(r, 4000));
     assert.ok(
-      lastTick(vmm.out.text) <= frozen + 1,
-      `ticks while stopped: ${frozen} -> ${lastTick(vmm.out.text)}`,
+      lastTick(vmm.vmm.stdout) <= frozen + 1,
+      `ticks while stopped: ${frozen} -> ${lastTick(vmm.vmm.stdout)}`,
     );
     assert.equal(((await c.call("query-status")).return as { status: string }).status, "paused");
     await c.send("cont");
     assert.equal((await c.next()).event, "RESUME");
     assert.deepEqual(await c.next(), { return: {} });
-    await until("the counter to move again", () => lastTick(vmm.out.text) >= frozen + 3, 60_000);
+    await until("the counter to move again", () => lastTick(vmm.vmm.stdout) >= frozen + 3, 60_000);
     const stats = (await c.call("x-query-denovmm-stats")).return as {
       vcpus: { exits: number }[];
       threads: { name: string }[];
     };
     assert.ok(stats.vcpus.every((v) => v.exits > 0), JSON.stringify(stats.vcpus));
     assert.ok(stats.threads.some((t) => t.name === "vcpu-1"));
-    assert.match(vmm.err.text, /denovmm: stats: vcpu0 \S+ exits\/s.* guest \d+% vmm \d+%/);
+    assert.match(vmm.vmm.stderr, /denovmm: stats: vcpu0 \S+ exits\/s.* guest \d+% vmm \d+%/);
     // The power button: acpid runs the script, the guest powers off.
     await c.send("system_powerdown");
     assert.equal((await c.next()).event, "POWERDOWN");
@@ -185,15 +160,15 @@ Deno.test("QMP drives a 2-vCPU Linux guest: placement, -S/cont, stop/cont, power
       guest: true,
       reason: "guest-shutdown",
     }]);
-    const { code } = await vmm.child.status;
+    const { code } = await vmm.vmm.done;
     assert.equal(code, 0);
-    assert.ok(vmm.out.text.includes(`${M} power-button`), vmm.out.text.slice(-2000));
+    assert.ok(vmm.vmm.stdout.includes(`${M} power-button`), vmm.vmm.stdout.slice(-2000));
   } finally {
     c.close();
     try {
-      vmm.child.kill("SIGKILL");
+      vmm.vmm.child.kill("SIGKILL");
     } catch { /* exited */ }
-    await vmm.child.status;
+    await vmm.vmm.done;
     Deno.removeSync(vmm.dir, { recursive: true });
   }
 });
@@ -221,12 +196,12 @@ Deno.test("QMP quit right after the guest synced a file loses nothing", async ()
     const c = await connect(vmm.sock);
     try {
       if (quitOn) {
-        await until("the synced marker", () => quitOn.test(vmm.out.text));
+        await until("the synced marker", () => quitOn.test(vmm.vmm.stdout));
         assert.equal((await c.call("quit")).event, "SHUTDOWN");
         assert.deepEqual(await c.next(), { return: {} });
       }
-      const { code } = await vmm.child.status;
-      return { code, out: vmm.out.text };
+      const { code } = await vmm.vmm.done;
+      return { code, out: vmm.vmm.stdout };
     } finally {
       c.close();
       Deno.removeSync(vmm.dir, { recursive: true });

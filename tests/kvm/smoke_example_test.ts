@@ -4,29 +4,14 @@
 // checks the answers, and the guest powers off when the shell exits.
 import assert from "node:assert/strict";
 import { linuxFixture, SMOKE_PROMPT, smokeInitramfs } from "./fixtures.ts";
-
-const repo = new URL("../..", import.meta.url).pathname;
+import { runVmm } from "./_vmm_process.ts";
 
 Deno.test("the smoke example boots, types commands, checks output, powers off", async () => {
   const f = await linuxFixture();
   const initrd = await smokeInitramfs();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-check",
-      "--allow-ffi",
-      "examples/linux_smoke.ts",
-      f.kernel,
-      initrd,
-      SMOKE_PROMPT,
-    ],
-    cwd: repo,
-    stdin: "null",
-    signal: AbortSignal.timeout(240_000),
-  }).output();
-  const dec = new TextDecoder();
-  const stdout = dec.decode(out.stdout);
-  const log = `${stdout}\n${dec.decode(out.stderr)}`;
+  const out = await runVmm([f.kernel, initrd, SMOKE_PROMPT], { script: "examples/linux_smoke.ts" });
+  const stdout = out.stdout;
+  const log = `${stdout}\n${out.stderr}`;
   const m = stdout.match(/smoke: release=(\S+) answer=(\S+) end=(\S+) exit=(\d+)/);
   assert.ok(m, log);
   assert.equal(m[1], f.release, log);

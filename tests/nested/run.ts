@@ -2,7 +2,7 @@
  * CLI: run a command inside the nested KVM host, streaming its output and
  * exiting with its exit status.
  *
- *     deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--verbose] [--qemu] -- <command...>
+ *     deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--idle-timeout S] [--verbose] [--qemu] -- <command...>
  *
  * One word after `--` is used as a shell command line as-is; several words are
  * quoted one by one. Exit status 124: time limit hit; 125: the nested host
@@ -15,7 +15,7 @@ import { NestedHostError, runNested, shellQuote } from "./run_nested.ts";
 
 function usage(message: string): never {
   console.error(`${message}
-usage: deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--verbose] [--qemu] -- <command...>`);
+usage: deno run -A tests/nested/run.ts [--cpus N] [--memory MiB] [--timeout S] [--idle-timeout S] [--verbose] [--qemu] -- <command...>`);
   Deno.exit(2);
 }
 
@@ -25,6 +25,7 @@ export function parseArgs(args: string[]): {
   cpus?: number;
   memoryMiB?: number;
   timeoutS?: number;
+  idleTimeoutS?: number;
   verbose: boolean;
   qemu?: boolean;
 } {
@@ -53,6 +54,7 @@ export function parseArgs(args: string[]): {
     if (f === "--cpus") out.cpus = value;
     else if (f === "--memory") out.memoryMiB = value;
     else if (f === "--timeout") out.timeoutS = value;
+    else if (f === "--idle-timeout") out.idleTimeoutS = value;
     else throw new TypeError(`Unknown flag: ${f}`);
   }
   return out;

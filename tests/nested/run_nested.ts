@@ -36,6 +36,12 @@ export interface NestedOptions {
   memoryMiB?: number;
   /** Extra environment for the command. */
   env?: Record<string, string>;
+  /**
+   * QEMU's TCG threading: "multi" (a host thread per L1 CPU, the default) or
+   * "single" (all L1 CPUs on one host thread, in turn). The environment
+   * variable DENOVMM_NESTED_TCG sets the default.
+   */
+  tcgThreads?: "multi" | "single";
   /** QEMU `-cpu` model (default "max", which offers SVM); for tests of the failure path. */
   cpu?: string;
   /** Aborting it kills QEMU and makes runNested throw (e.g. on SIGINT/SIGTERM). */
@@ -94,7 +100,8 @@ export function shellQuote(s: string): string {
 }
 
 /** The L1 kernel command line (quiet: the console is only read on failure). */
-export const L1_CMDLINE = "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=1 tsc=reliable";
+export const L1_CMDLINE =
+  "console=ttyS0 panic=-1 rdinit=/init quiet loglevel=1 tsc=reliable nokaslr";
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -151,7 +158,7 @@ async function readOptional(path: string): Promise<string | undefined> {
   }
 }
 
-async function consoleTail(path: string, lines = 40): Promise<string> {
+async function consoleTail(path: string, lines = 100): Promise<string> {
   const text = (await readOptional(path)) ?? "";
   // Drop terminal escape sequences the firmware prints.
   // deno-lint-ignore no-control-regex
@@ -185,6 +192,49 @@ async function pump(listener: Deno.Listener, sink: (chunk: Uint8Array) => void):
   }
 }
 
+/** One `info registers -a` from QEMU's monitor: each L1 CPU's RIP and CPL. */
+async function cpuSnapshot(monitorPath: string): Promise<string[]> {
+  const conn = await Deno.connect({ transport: "unix", path: monitorPath });
+  let text = "";
+  try {
+    await conn.write(new TextEncoder().encode("info registers -a\n"));
+    const buf = new Uint8Array(64 * 1024);
+    const dec = new TextDecoder();
+    const end = performance.now() + 3000;
+    while (performance.now() < end) {
+      const n = await Promise.race([
+        conn.read(buf),
+        new Promise<null>((r) => setTimeout(() => r(null), 500)),
+      ]);
+      if (n === null) {
+        if (/CPU#\d[\s\S]*RIP=/.test(text)) break;
+        continue;
+      }
+      text += dec.decode(buf.subarray(0, n), { stream: true });
+    }
+  } finally {
+    conn.close();
+  }
+  const cpl = [...text.matchAll(/CPL=(\d)/g)].map((m) => m[1]);
+  return [...text.matchAll(/RIP=([0-9a-f]{16})/g)].map((m, i) => `${m[1]}/CPL${cpl[i] ?? "?"}`);
+}
+
+/**
+ * Where the hung L1's CPUs are, twice a second apart (the L1 boots with
+ * nokaslr, so the addresses name the same code each run: look them up in the
+ * L1's /proc/kallsyms).
+ */
+async function hangReport(monitorPath: string): Promise<string> {
+  try {
+    const first = await cpuSnapshot(monitorPath);
+    await new Promise((r) => setTimeout(r, 1000));
+    const second = await cpuSnapshot(monitorPath);
+    return first.map((rip, i) => `L1 CPU ${i}: RIP ${rip} then ${second[i] ?? "?"}`).join("\n");
+  } catch (e) {
+    return `(no monitor: ${e instanceof Error ? e.message : e})`;
+  }
+}
+
 function checkRange(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(`Invalid ${name}: ${value} (expected ${min}..${max})`);
@@ -215,6 +265,10 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
   const bootTimeoutS = Math.min(opts.bootTimeoutS ?? 120, timeoutS);
   if (!(timeoutS > 0)) throw new RangeError(`Invalid timeoutS: ${timeoutS}`);
   const idleTimeoutS = opts.idleTimeoutS ?? Infinity;
+  const tcgThreads = opts.tcgThreads ?? Deno.env.get("DENOVMM_NESTED_TCG") ?? "multi";
+  if (tcgThreads !== "multi" && tcgThreads !== "single") {
+    throw new RangeError(`Invalid tcgThreads: ${tcgThreads}`);
+  }
   if (!(idleTimeoutS > 0)) throw new RangeError(`Invalid idleTimeoutS: ${idleTimeoutS}`);
   for (const k of Object.keys(opts.env ?? {})) {
     if (!ENV_NAME.test(k)) throw new TypeError(`Invalid environment variable name: ${k}`);
@@ -264,7 +318,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
 
     // deno-fmt-ignore
     const args = [
-      "-accel", "tcg,thread=multi",
+      "-accel", `tcg,thread=${tcgThreads}`,
       "-cpu", opts.cpu ?? "max",
       "-smp", String(cpus),
       "-m", `${memoryMiB}M`,
@@ -275,6 +329,8 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
       "-append", L1_CMDLINE,
       "-virtfs", `local,path=${run},mount_tag=${L1_RUN_TAG},security_model=none,id=${L1_RUN_TAG}`,
       "-device", "virtio-serial-pci,id=vser0",
+      // For a look at the L1's CPUs when it hangs (see hangReport).
+      "-monitor", `unix:${run}/monitor.sock,server=on,wait=off`,
     ];
     for (const s of shares) {
       args.push(
@@ -322,6 +378,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
       if (started) {
         if ((performance.now() - lastOutput) / 1000 < idleTimeoutS) return;
         failure = `Nested command printed nothing for ${idleTimeoutS} s (the nested host hung)`;
+        failure += `\n${await hangReport(`${run}/monitor.sock`)}`;
         return proc.kill("SIGKILL");
       }
       if ((performance.now() - t0) / 1000 < bootTimeoutS) return;

@@ -74,5 +74,7 @@ Deno.test({
     assert.match(err.message, /printed nothing for 20 s/);
     assert.equal(err.started, true);
     assert.match(err.output, /^before$/m);
+    // Where the L1's CPUs were (an idle L1 sits in its kernel's idle loop).
+    assert.match(err.message, /L1 CPU 0: RIP ffffffff[0-9a-f]{8}\/CPL0 then [0-9a-f]{16}\/CPL0/);
   },
 });

@@ -210,6 +210,16 @@ export class RfbTestClient {
     await this.write(b);
   }
 
+  async pointer(buttons: number, x: number, y: number): Promise<void> {
+    const b = new Uint8Array(6);
+    const v = new DataView(b.buffer);
+    v.setUint8(0, 5);
+    v.setUint8(1, buttons);
+    v.setUint16(2, x);
+    v.setUint16(4, y);
+    await this.write(b);
+  }
+
   #pixel(b: Uint8Array, at: number, n: number): number {
     let v = 0;
     if (this.format.bigEndian) { for (let i = 0; i < n; i++) v = (v * 256) + b[at + i]; }

@@ -1,6 +1,7 @@
 // --vnc and --display on the command line: accepted spellings and the one-line refusals.
 import assert from "node:assert/strict";
 import { parseCli, UsageError } from "../../machine/cli.ts";
+import { vmConfigFromCli } from "../../machine/cli_config.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -24,6 +25,30 @@ Deno.test("--vnc and --display parse, and their mistakes are UsageErrors", () =>
       args.join(" "),
     );
   }
+});
+
+Deno.test("-device virtio-tablet-pci asks for the tablet beside -netdev/-device NIC pairs", async () => {
+  const k = ["--kernel", "k"];
+  assert.equal(parseCli(k).tablet, false);
+  assert.equal((await vmConfigFromCli(parseCli(k))).tablet, undefined, "default: with --vnc");
+  const o = parseCli([...k, "-device", "virtio-tablet-pci,id=tab0"]);
+  assert.equal(o.tablet, true);
+  assert.equal((await vmConfigFromCli(o)).tablet, true);
+  const mixed = parseCli([
+    ...k,
+    "-netdev",
+    "tap,id=n0,ifname=tap0",
+    "-device",
+    "virtio-tablet-pci",
+    "-device",
+    "virtio-net-pci,netdev=n0",
+  ]);
+  assert.equal(mixed.tablet, true);
+  assert.deepEqual(mixed.nics, ["tap,ifname=tap0"]);
+  assert.throws(
+    () => parseCli([...k, "-device", "virtio-tablet-pci,bus=pci.0"]),
+    (e) => e instanceof UsageError && /virtio-tablet-pci takes only id=/.test(e.message),
+  );
 });
 
 Deno.test("main.ts: a bad --vnc or an unreadable password file is one line and exit 1, before KVM", async () => {

@@ -1,6 +1,7 @@
 /**
  * The VNC display of a machine: its framebuffer served over RFB (and
- * WebSocket), key events into the PS/2 keyboard. What the machine builder
+ * WebSocket), key events into the PS/2 keyboard, pointer events into the
+ * virtio tablet. What the machine builder
  * (or machine/run.ts) calls with the --vnc option.
  *
  * @module
@@ -10,6 +11,7 @@ import { ErrnoError } from "../../sys/errno.ts";
 import type { FramebufferSource } from "./encoder.ts";
 import { type KeyboardPort, Ps2KeyboardInput } from "./keyboard_input.ts";
 import type { VncOption } from "./options.ts";
+import { TabletPointerInput, type TabletPort } from "./pointer_input.ts";
 import { VncServer } from "./server.ts";
 
 /** A started display. */
@@ -33,7 +35,8 @@ export class VncStartError extends Error {
  * Starts the VNC server for a machine's framebuffer.
  *
  * @param loop the main loop
- * @param options the parsed --vnc option, the password, the framebuffer and the keyboard
+ * @param options the parsed --vnc option, the password, the framebuffer, the keyboard
+ *   and the tablet (pointer events are dropped without one)
  * @returns the display
  * @throws VncStartError when an address cannot be bound
  * @example
@@ -48,11 +51,14 @@ export async function startVncDisplay(
     password?: Uint8Array;
     framebuffer: FramebufferSource;
     keyboard: KeyboardPort;
+    tablet?: () => TabletPort | undefined;
     log?: (line: string) => void;
   },
 ): Promise<VncDisplay> {
   const { vnc } = options;
   const kbd = new Ps2KeyboardInput(loop, options.keyboard);
+  const tablet = options.tablet ?? (() => undefined);
+  const ptr = new TabletPointerInput(tablet, new Int32Array(options.framebuffer.geometry));
   let server: VncServer;
   try {
     server = await VncServer.start(loop, {
@@ -62,7 +68,10 @@ export async function startVncDisplay(
         : { host: vnc.host, port: vnc.websocketPort },
       password: options.password,
       framebuffer: options.framebuffer,
-      input: kbd,
+      input: {
+        key: (down, keysym) => kbd.key(down, keysym),
+        pointer: (buttons, x, y) => ptr.pointer(buttons, x, y),
+      },
       log: options.log,
     });
   } catch (e) {

@@ -78,3 +78,18 @@ Deno.test("resolveConfig carries the display to the builder", () => {
     closeResolved(rc);
   }
 });
+
+Deno.test("a display brings the virtio tablet unless told otherwise", () => {
+  assert.equal(resolveConfig({ kernel: fakeBzImage(), vnc: ":3" }).tablet, true);
+  assert.equal(resolveConfig({ kernel: fakeBzImage(), vnc: ":3", tablet: false }).tablet, false);
+  assert.equal(resolveConfig({ kernel: fakeBzImage() }).tablet, false);
+  assert.equal(resolveConfig({ kernel: fakeBzImage(), tablet: true }).tablet, true);
+  assert.throws(
+    () =>
+      resolveConfig({
+        flat: { code: new Uint8Array([0xf4]), loadAddr: 0, entry: 0 },
+        tablet: true,
+      }),
+    /A tablet needs --kernel/,
+  );
+});

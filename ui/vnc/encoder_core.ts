@@ -37,8 +37,12 @@ import { Deflater, zlibAvailable } from "../../sys/zlib.ts";
 /** Tile edge for change detection. */
 export const TILE = 64;
 
-/** Shared geometry words: [generation, width, height, stride in bytes]. */
-export const GEOMETRY_WORDS = 4;
+/**
+ * Shared geometry words: [generation, width, height, stride in bytes, byte
+ * offset of the first pixel] (a mode-setting display scans out from
+ * anywhere in its memory; a 4-word geometry means offset 0).
+ */
+export const GEOMETRY_WORDS = 5;
 
 /** The framebuffer as the encoder sees it: memory plus shared geometry. */
 export interface FramebufferView {
@@ -136,17 +140,22 @@ export class EncoderCore {
     if (gen === this.#gen) return false;
     this.#gen = gen;
     const w = Atomics.load(g, 1), h = Atomics.load(g, 2), strideBytes = Atomics.load(g, 3);
+    const offset = g.length > 4 ? Atomics.load(g, 4) : 0;
     const mem = this.#view!.memory;
+    // The last row needs only its pixels, not a whole stride.
+    const words = (strideBytes / 4) * (h - 1) + w;
     if (
       w <= 0 || h <= 0 || w > 8192 || h > 8192 || strideBytes < w * 4 || strideBytes % 4 !== 0 ||
-      strideBytes * h > mem.byteLength
+      offset < 0 || offset % 4 !== 0 || offset + words * 4 > mem.byteLength
     ) {
-      throw new RangeError(`Invalid framebuffer geometry ${w}x${h} stride ${strideBytes}`);
+      throw new RangeError(
+        `Invalid framebuffer geometry ${w}x${h} stride ${strideBytes} offset ${offset}`,
+      );
     }
     this.#w = w;
     this.#h = h;
     this.#stride = strideBytes / 4;
-    this.#live = new Uint32Array(mem, 0, (strideBytes / 4) * h);
+    this.#live = new Uint32Array(mem, offset, words);
     this.#shadow = new Uint32Array(w * h);
     this.#shadow.fill(0xffffffff); // never equal to a pixel with X=0: first look marks all
     this.#tilesX = Math.ceil(w / TILE);

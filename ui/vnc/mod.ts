@@ -1,5 +1,6 @@
 /**
- * The VNC display: RFB server, encoder worker, WebSocket transport, PS/2 keyboard input.
+ * The VNC display: RFB server, encoder worker, WebSocket transport, PS/2 keyboard input,
+ * pointer input through the virtio tablet.
  *
  * @module
  */

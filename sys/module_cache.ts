@@ -1,0 +1,169 @@
+/**
+ * A cache of transpiled modules on disk, for sys/worker_url.ts: what the
+ * Workers load under `--allow-ffi` alone is TypeScript stripped to
+ * JavaScript, and the transpiler (in Deno's Node layer) costs ~35-40 ms to
+ * load plus ~1 ms per module, on every start. With this cache only the first
+ * start after a change pays; the next ones read the JavaScript back.
+ *
+ * One file per module, `$XDG_CACHE_HOME/denovmm/js/` (else
+ * `$HOME/.cache/denovmm/js/`), named after a hash of the module's URL and
+ * overwritten when it changes, so the cache holds at most one entry per
+ * module. An entry is used only when its first line names the same Deno
+ * version, preparation version and hash and length of the module's source;
+ * otherwise the caller transpiles and replaces it. Entries are written to a
+ * temporary name and renamed, so concurrent VMM starts never read a partial
+ * entry. Entries are code the VMM runs: a cache directory that a group or
+ * other users may write is not used. All through libc (the VMM has no read/write/env permission); any
+ * failure (no HOME, a read-only home) only means no cache.
+ *
+ * @module
+ */
+import { libc } from "./libc.ts";
+import {
+  closeFd,
+  cstring,
+  fstat,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_WRONLY,
+  openFile,
+  readFileFfi,
+  S_IFDIR,
+  S_IFMT,
+  writeAll,
+} from "./fd.ts";
+
+/** Bump when the preparation of served modules changes (sys/worker_url.ts). */
+const FORMAT = "denovmm-js 1";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+let dir: string | null | undefined;
+
+/** A 53-bit string hash (cyrb53): not cryptographic, only to notice a changed source. */
+function hash53(text: string): string {
+  let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
+function env(name: string): string | undefined {
+  const p = libc.getenv(cstring(name));
+  if (p === null) return undefined;
+  const v = new Deno.UnsafePointerView(p).getCString();
+  return v === "" ? undefined : v;
+}
+
+/** mkdir that accepts an existing directory; false on any other failure. */
+function mkdirOk(path: string): boolean {
+  return libc.mkdir(cstring(path), 0o700) === 0 || fileExists(path);
+}
+
+function fileExists(path: string): boolean {
+  try {
+    closeFd(openFile(path, O_RDONLY | O_CLOEXEC));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether `path` is a directory no group or other user may write (entries
+ * are code the VMM runs): created 0700 here; one made otherwise is not used.
+ */
+function private_(path: string): boolean {
+  try {
+    const fd = openFile(path, O_RDONLY | O_CLOEXEC);
+    try {
+      const { mode } = fstat(fd);
+      return (mode & S_IFMT) === S_IFDIR && (mode & 0o022) === 0;
+    } finally {
+      closeFd(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** The cache directory, created on first use; null where there is none. */
+function cacheDir(): string | null {
+  if (dir !== undefined) return dir;
+  dir = null;
+  const xdg = env("XDG_CACHE_HOME");
+  const home = env("HOME");
+  const base = xdg ?? (home ? `${home}/.cache` : undefined);
+  if (!base?.startsWith("/")) return null;
+  const js = `${base}/denovmm/js`;
+  if (mkdirOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(js) && private_(js)) dir = js;
+  return dir;
+}
+
+function entryPath(key: string): string | null {
+  const d = cacheDir();
+  return d === null ? null : `${d}/${hash53(key)}.js`;
+}
+
+function header(key: string, source: string): string {
+  return `// ${FORMAT} deno ${Deno.version.deno} ${hash53(source)} ${source.length} ${key}\n`;
+}
+
+/**
+ * The cached JavaScript for a module, if its entry matches `source`.
+ *
+ * @param key the module's file URL
+ * @param source the module's source text as read now
+ * @returns the prepared JavaScript, or undefined on a miss
+ * @example
+ * ```ts ignore
+ * const js = cachedModule(url.href, text) ?? transpile(text);
+ * ```
+ */
+export function cachedModule(key: string, source: string): string | undefined {
+  const path = entryPath(key);
+  if (path === null) return undefined;
+  let text: string;
+  try {
+    text = decoder.decode(readFileFfi(path));
+  } catch {
+    return undefined;
+  }
+  const h = header(key, source);
+  return text.startsWith(h) ? text.slice(h.length) : undefined;
+}
+
+/**
+ * Stores a module's prepared JavaScript (replacing its old entry). Failures
+ * are ignored: the next start transpiles again.
+ *
+ * @param key the module's file URL
+ * @param source the source text it was prepared from
+ * @param prepared the JavaScript to serve
+ * @example
+ * ```ts ignore
+ * storeModule(url.href, text, js);
+ * ```
+ */
+export function storeModule(key: string, source: string, prepared: string): void {
+  const path = entryPath(key);
+  if (path === null) return;
+  const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+    try {
+      writeAll(fd, encoder.encode(header(key, source) + prepared));
+    } finally {
+      closeFd(fd);
+    }
+    if (libc.rename(cstring(tmp), cstring(path)) !== 0) libc.unlink(cstring(tmp));
+  } catch {
+    libc.unlink(cstring(tmp));
+  }
+}

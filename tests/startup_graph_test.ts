@@ -1,0 +1,60 @@
+// What `deno run --allow-ffi main.ts --kernel ...` loads before it can
+// start a VM: its static module graph, as Deno resolves it (`deno info`).
+// Start-up cost grows with it, so what only some runs need is loaded on
+// demand: the Node layer (node:module's transpiler only on a module cache
+// miss, sys/module_cache.ts; node:crypto only with the VNC server), the
+// built-in guests' assembler (only for the demo guest) and the VNC server.
+import assert from "node:assert/strict";
+
+const repo = new URL("..", import.meta.url);
+
+interface InfoModule {
+  specifier: string;
+  dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+}
+
+/** Modules reachable from `root` through static imports only, repo-relative. */
+async function staticGraph(root: string): Promise<Set<string>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL(root, repo).pathname],
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: InfoModule[] };
+  const edges = new Map<string, string[]>();
+  for (const m of info.modules) {
+    edges.set(
+      m.specifier,
+      (m.dependencies ?? []).filter((d) => d.code && !d.isDynamic).map((d) => d.code!.specifier),
+    );
+  }
+  const seen = new Set<string>();
+  const stack = [new URL(root, repo).href];
+  while (stack.length > 0) {
+    const s = stack.pop()!;
+    if (seen.has(s)) continue;
+    seen.add(s);
+    stack.push(...(edges.get(s) ?? []));
+  }
+  return new Set([...seen].map((s) => s.replace(repo.href, "")));
+}
+
+Deno.test("main.ts loads only no_inspector and start_trace before SIGUSR1 is locked out", async () => {
+  const g = await staticGraph("main.ts");
+  assert.deepEqual([...g].sort(), [
+    "main.ts",
+    "sys/libc.ts",
+    "sys/no_inspector.ts",
+    "sys/start_trace.ts",
+  ]);
+});
+
+Deno.test("the command's static graph has no Node layer, guest assembler or VNC server", async () => {
+  const g = await staticGraph("machine/command.ts");
+  assert.ok(g.has("vm/vm.ts") && g.has("vm/builder.ts"), "the graph was read");
+  const eager = [...g].filter((s) =>
+    s.startsWith("node:") || s.startsWith("guests/") || s === "ui/vnc/display.ts" ||
+    s === "ui/vnc/server.ts"
+  );
+  assert.deepEqual(eager, []);
+});
