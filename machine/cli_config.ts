@@ -9,6 +9,7 @@ import type { VmOptions } from "./cli.ts";
 import type { VmConfig } from "../vm/config.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 import { parseNicOption } from "../devices/virtio/net_backend.ts";
+import { consoleCmdline } from "../vm/console_cmdline.ts";
 
 /**
  * Turns parsed flags into a configuration: the guest console on stdout,
@@ -48,7 +49,8 @@ export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
     ...common,
     kernel: o.kernel,
     initrd: o.initrd,
-    append: o.append,
+    // --console virtio: console=hvc0 unless --append names a console.
+    append: consoleCmdline(o.append, o.console),
     cpus: o.cpus,
     memory: o.memoryBytes,
     // --vnc / --display (ui/vnc): the default mode, served over VNC.
@@ -69,7 +71,7 @@ export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
     }),
     nics: o.nics.map((text) => {
       const n = parseNicOption(text);
-      return { ifname: n.ifname, mac: n.mac, iothread: n.iothread, vhost: n.vhost };
+      return { ifname: n.ifname, mac: n.mac, iothread: n.iothread, vhost: n.vhost, id: n.id };
     }),
     rng: o.rng === false ? false : { bytesPerSecond: o.rng.rateBytesPerSec },
     console: o.console === "virtio" ? "virtio" : undefined,

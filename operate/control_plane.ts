@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { type NicInfo, withNicQueryStats, withNicStats } from "../vm/nic_control.ts";
 import type { EventLoop } from "../mainloop/types.ts";
 import type { LoopStats } from "../mainloop/loop_stats.ts";
 import type { VmControl } from "../vcpu/vm_control.ts";
@@ -94,6 +95,10 @@ export interface OperatedVm extends ControllableVm {
   readonly loop: EventLoop;
   /** The running machine's control block (exit counters), if exposed. */
   readonly vcpuControl?: VmControl;
+  /** Its NICs with link and counters (x-query-net, statistics). */
+  nics?(): NicInfo[];
+  /** QMP set_link. */
+  setLink?(name: string, up: boolean): void;
 }
 
 /** What to set up. */
@@ -152,8 +157,12 @@ export function startControlPlane(vm: OperatedVm, o: ControlPlaneOptions): Contr
     if (o.qmp !== undefined) {
       const reporter = new StatsReporter(sources);
       const target = new VmQmpTarget(vm, {
-        stats: () => reporter.next() as unknown as Record<string, unknown>,
-        queryStats: (t) => queryStatsEntries(reporter.next(), t),
+        stats: () =>
+          withNicStats(reporter.next() as unknown as Record<string, unknown>, vm.nics?.() ?? []),
+        queryStats: (t) =>
+          withNicQueryStats(queryStatsEntries(reporter.next(), t), t, vm.nics?.() ?? []),
+        nets: vm.nics ? () => vm.nics!() : undefined,
+        setLink: vm.setLink ? (name, up) => vm.setLink!(name, up) : undefined,
         name: o.name,
       });
       let server: QmpServer;

@@ -148,6 +148,25 @@ const COMMANDS: Record<string, CommandSpec> = {
       return t.queryStats(target as "vm" | "vcpu");
     },
   },
+  "set_link": {
+    args: { name: ["str", true], up: ["bool", true] },
+    run(t, a) {
+      const name = a.name as string;
+      if (!t.setLink) throw new QmpError("DeviceNotFound", `Device '${name}' not found`);
+      try {
+        t.setLink(name, a.up as boolean);
+      } catch (e) {
+        const cls = (e as { errorClass?: string }).errorClass;
+        if (cls) throw new QmpError(cls, (e as Error).message);
+        throw e;
+      }
+      return {};
+    },
+  },
+  "x-query-net": {
+    args: {},
+    run: (t) => t.nets?.() ?? [],
+  },
   "x-query-denovmm-stats": {
     args: {},
     run(t) {

@@ -45,6 +45,22 @@ export interface QmpBlock {
   actualSize?: number;
 }
 
+/** A NIC as `x-query-net` reports it. */
+export interface QmpNic {
+  /** QMP name (`id=`, or `netN`). */
+  name: string;
+  /** Tap interface. */
+  ifname: string;
+  /** MAC address. */
+  mac: string;
+  /** Kernel data path. */
+  vhost: boolean;
+  /** Link state. */
+  up: boolean;
+  /** Counters by name (rx-packets, ...). */
+  stats: Record<string, number>;
+}
+
 /**
  * The machine behind a QMP socket. Methods may return a Promise; the server
  * answers when it settles. Events (STOP, RESUME, ...) are not the target's
@@ -75,4 +91,8 @@ export interface QmpTarget {
   name?(): string | undefined;
   /** query-stats entries for target "vm" or "vcpu", QEMU's shape. */
   queryStats?(target: "vm" | "vcpu"): unknown[];
+  /** x-query-net: the NICs, their link state and counters. */
+  nets?(): QmpNic[];
+  /** set_link: throws an Error with an `errorClass` (QEMU's) when it cannot. */
+  setLink?(name: string, up: boolean): void;
 }

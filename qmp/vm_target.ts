@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { QmpBlock, QmpCpu, QmpIothread, QmpRunState, QmpTarget } from "./target.ts";
+import type { QmpBlock, QmpCpu, QmpIothread, QmpNic, QmpRunState, QmpTarget } from "./target.ts";
 import type { QmpServer } from "./server.ts";
 import { libc } from "../sys/libc.ts";
 import { closeFd, O_RDONLY, openFile } from "../sys/fd.ts";
@@ -60,6 +60,10 @@ export interface VmQmpTargetOptions {
   queryStats?: (target: "vm" | "vcpu") => unknown[];
   /** The guest name (`-name`). */
   name?: string;
+  /** x-query-net. */
+  nets?: () => QmpNic[];
+  /** set_link. */
+  setLink?: (name: string, up: boolean) => void;
 }
 
 /**
@@ -80,6 +84,8 @@ export class VmQmpTarget implements QmpTarget {
   #quitting = false;
   stats?: () => Record<string, unknown>;
   queryStats?: (target: "vm" | "vcpu") => unknown[];
+  nets?: () => QmpNic[];
+  setLink?: (name: string, up: boolean) => void;
 
   /**
    * @param vm the VM
@@ -90,6 +96,8 @@ export class VmQmpTarget implements QmpTarget {
     this.#o = options;
     this.stats = options.stats;
     this.queryStats = options.queryStats;
+    this.nets = options.nets;
+    this.setLink = options.setLink;
   }
 
   /** @returns QEMU's run state */

@@ -45,6 +45,17 @@ const symbols = {
   /** readv/writev over an iovec array in a JS buffer (tap frames to and from guest RAM). */
   readv: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  /**
+   * memcpy between host addresses given as numbers (no pointer objects, so
+   * a hot path copies without allocating); the caller checks both ranges.
+   */
+  memcpy: { parameters: ["usize", "usize", "usize"], result: "void" },
+  /**
+   * readv/writev with the result as i32: an isize result is a BigInt (an
+   * allocation per call), and the frame sizes of a hot path fit 31 bits.
+   */
+  readv_i32: { name: "readv", parameters: ["i32", "buffer", "i32"], result: "i32" },
+  writev_i32: { name: "writev", parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** getrandom(2): virtio-rng's entropy source. */
   getrandom: { parameters: ["buffer", "usize", "u32"], result: "isize" },
   pwritev: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
@@ -99,6 +110,7 @@ const symbols = {
     nonblocking: true,
   },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   listen: { parameters: ["i32", "i32"], result: "i32" },
   accept4: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
@@ -149,3 +161,40 @@ export const libc: Deno.DynamicLibrary<typeof symbols>["symbols"] = Deno.dlopen(
   LIBC,
   symbols,
 ).symbols;
+
+/**
+ * memcpy between host addresses held as numbers: Deno passes a number to a
+ * `usize` parameter as is (its types only say bigint), so a hot path copies
+ * with no BigInt or pointer object. x86-64 user addresses fit in 47 bits.
+ * The caller checks both ranges.
+ *
+ * @example
+ * ```ts
+ * import { memcpyHost } from "./libc.ts";
+ * const a = new Uint8Array([1, 2, 3]), b = new Uint8Array(3);
+ * const addr = (x: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(x)));
+ * memcpyHost(addr(b), addr(a), 3);
+ * console.log(b); // Uint8Array(3) [ 1, 2, 3 ]
+ * ```
+ */
+export const memcpyHost = libc.memcpy as unknown as (dst: number, src: number, n: number) => void;
+
+/**
+ * readv(2) returning a number (-1 on error, errno set): for hot paths that
+ * move less than 2 GiB per call.
+ *
+ * @example
+ * ```ts ignore
+ * const n = readvI32(fd, iovecs, count);
+ * ```
+ */
+export const readvI32: (fd: number, iov: Uint8Array, count: number) => number = libc.readv_i32;
+/**
+ * writev(2) returning a number (-1 on error, errno set).
+ *
+ * @example
+ * ```ts ignore
+ * const n = writevI32(fd, iovecs, count);
+ * ```
+ */
+export const writevI32: (fd: number, iov: Uint8Array, count: number) => number = libc.writev_i32;

@@ -85,6 +85,8 @@ export interface NicConfig {
   iothread?: number;
   /** Use the kernel's vhost-net where available. */
   vhost?: boolean;
+  /** Name for QMP (`set_link`, `x-query-net`); default `netN`. */
+  id?: string;
 }
 
 /**

@@ -18,11 +18,23 @@ import {
 import { RNG_MODULE } from "../devices/virtio/rng.ts";
 import { CONSOLE_MODULE, virtioConsoleById } from "../devices/virtio/console.ts";
 import { TapError } from "../sys/tun.ts";
+import { closeFd, eventFd } from "../sys/fd.ts";
+import { netControlBuffer } from "../devices/virtio/net_types.ts";
+
+/** A NIC's shared counters and link word, and the eventfd that tells its loop the word changed. */
+export interface NicControl {
+  /** net_types.ts control buffer. */
+  readonly buffer: SharedArrayBuffer;
+  /** Written after the link word changes. */
+  readonly linkFd: number;
+}
 
 /** What {@link resolveNetDevices} opened and decided. */
 export interface ResolvedNetDevices {
   /** Open taps, one virtio-net each (closed by {@link closeNetDevices}). */
   readonly nics: readonly OpenedNic[];
+  /** Each NIC's counters and link control, in the same order. */
+  readonly controls: readonly NicControl[];
   /** virtio-rng, with its rate limit, or none. */
   readonly rng: false | { readonly bytesPerSecond?: number };
   /** virtio-console (hvc0) in place of the serial port's input and output. */
@@ -73,8 +85,10 @@ export function resolveNetDevices(c: VmConfig): ResolvedNetDevices {
     if (e instanceof TapError) throw new VmConfigError(e.message);
     throw e;
   }
+  const controls = nics.map(() => ({ buffer: netControlBuffer(), linkFd: eventFd() }));
   return {
     nics,
+    controls,
     rng: c.rng ? { bytesPerSecond: rate } : false,
     console: c.console ?? "none",
   };
@@ -91,6 +105,7 @@ export function resolveNetDevices(c: VmConfig): ResolvedNetDevices {
  */
 export function closeNetDevices(r: ResolvedNetDevices): void {
   for (const n of r.nics) n.tap.close();
+  for (const c of r.controls) closeFd(c.linkFd);
 }
 
 let nextConsoleId = 0;
@@ -118,6 +133,8 @@ export function netFunctionsOf(
       ifname: n.tap.name,
       mac: n.options.mac,
       vhost: n.options.vhost,
+      control: r.controls[i].buffer,
+      linkFd: r.controls[i].linkFd,
     };
     return {
       module: NET_BACKEND_MODULE,

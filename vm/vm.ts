@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { type NicInfo, nicInfo, setNicLink } from "./nic_control.ts";
 import { type VmConfig, VmConfigError } from "./config.ts";
 import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
@@ -226,6 +227,27 @@ export class Vm {
       out.push({ id, name: io.name, tid: io.tid });
     }
     return out;
+  }
+
+  /**
+   * The NICs with their link state and counters (QMP `x-query-net`).
+   *
+   * @returns one entry per NIC
+   */
+  nics(): NicInfo[] {
+    return nicInfo(this.#rc.net);
+  }
+
+  /**
+   * Sets a NIC's link as the guest sees it (QMP `set_link`): the device
+   * updates its config status and raises a config interrupt.
+   *
+   * @param name the NIC's `id=`, `netN` or tap name
+   * @param up the link state
+   * @throws NicControlError when no NIC has that name, or it uses vhost
+   */
+  setLink(name: string, up: boolean): void {
+    setNicLink(this.#rc.net, name, up);
   }
 
   /** The disks: path, read-only flag and PCI slot. */

@@ -5,47 +5,48 @@
  * host kernel untouched (TUNSETOFFLOAD mirrors the GUEST_* features the
  * driver accepted).
  *
- * - RX: the tap fd's read handler on the owning loop reads a frame into a
- *   host buffer and copies it into one chain, or with MRG_RXBUF into as
- *   many chains as it needs, published together. With no buffer to take
- *   the next frame the handler is dropped (the tap queues, then the host
- *   kernel drops and counts) until the driver kicks the RX queue.
+ * - RX: the tap fd's read handler on the owning loop pops a chain and
+ *   reads the next frame straight into it (readv, no copy); with MRG_RXBUF
+ *   what does not fit lands in a host buffer and is copied into as many
+ *   further chains as it needs, published together. With no buffer to
+ *   take the next frame the handler is dropped (the tap queues, then the
+ *   host kernel drops and counts) until the driver kicks the RX queue.
  * - TX: the queue's ioeventfd kick writes each chain with writev straight
  *   from guest RAM, a bounded batch per turn; EAGAIN waits for the tap to
  *   become writable.
  *
  * Frames the device cannot pass on are counted in {@link NetStats}; guest
- * chains that break the spec mark the device broken.
+ * chains that break the spec mark the device broken. Nothing is allocated
+ * per frame (host addresses are plain numbers, iovecs are reused, the
+ * syscalls return i32): bench/net_path_bench.ts measures it.
  *
  * @module
  */
-import { libc } from "../../sys/libc.ts";
+import { memcpyHost, readvI32, writevI32 } from "../../sys/libc.ts";
 import { EAGAIN, EINTR, errno } from "../../sys/errno.ts";
 import type { Tap } from "../../sys/tun.ts";
+import { linkWord, type NetStats, SharedNetStats, type VirtioNetOptions } from "./net_types.ts";
+export type { NetStats, VirtioNetOptions } from "./net_types.ts";
 import { TUN_F_CSUM, TUN_F_UFO } from "../../sys/tun.ts";
 import type { Bh, EventLoop } from "../../mainloop/types.ts";
 import { featureBit } from "./constants.ts";
 import type { VirtioContext, VirtioDevice } from "./device.ts";
-import { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
+import {
+  initNetConfig,
+  netDeviceFeatures,
+  offloadsFor,
+  txHeaderAllowed,
+  txOffloadMask,
+} from "./net_features.ts";
 export { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
 import { DescriptorChain, type SplitQueue, VirtqueueError } from "./queue.ts";
+import { GuestRamMap, IOV_BYTES, setIovec } from "./net_ram_map.ts";
 import {
   VIRTIO_ID_NET,
   VIRTIO_NET_CFG_SIZE,
   VIRTIO_NET_CFG_STATUS,
-  VIRTIO_NET_F_CSUM,
   VIRTIO_NET_F_GUEST_CSUM,
-  VIRTIO_NET_F_HOST_ECN,
-  VIRTIO_NET_F_HOST_TSO4,
-  VIRTIO_NET_F_HOST_TSO6,
-  VIRTIO_NET_F_HOST_UFO,
   VIRTIO_NET_F_MRG_RXBUF,
-  VIRTIO_NET_HDR_F_NEEDS_CSUM,
-  VIRTIO_NET_HDR_GSO_ECN,
-  VIRTIO_NET_HDR_GSO_NONE,
-  VIRTIO_NET_HDR_GSO_TCPV4,
-  VIRTIO_NET_HDR_GSO_TCPV6,
-  VIRTIO_NET_HDR_GSO_UDP,
   VIRTIO_NET_HDR_NUM_BUFFERS,
   VIRTIO_NET_HDR_SIZE,
   VIRTIO_NET_MAX_FRAME,
@@ -59,41 +60,7 @@ export const NET_TX_QUEUE = 1;
 /** Most frames moved per loop turn and direction before yielding. */
 export const NET_BATCH = 64;
 
-/** Counters of one virtio-net device; every frame not delivered lands in one. */
-export interface NetStats {
-  /** Frames delivered to the guest. */
-  rxPackets: number;
-  /** Their bytes (without the virtio header). */
-  rxBytes: number;
-  /** Frames read from the tap and dropped (too large for the buffers, link down). */
-  rxDropped: number;
-  /** Times RX stopped reading the tap for lack of guest buffers. */
-  rxStalls: number;
-  /** Frames the guest sent that reached the tap. */
-  txPackets: number;
-  /** Their bytes (without the virtio header). */
-  txBytes: number;
-  /** Guest frames dropped (oversized, link down, or refused by the tap). */
-  txDropped: number;
-}
-
-/** Options for {@link VirtioNet}. */
-export interface VirtioNetOptions {
-  /** The open tap (12-byte vnet header). */
-  tap: Tap;
-  /** The loop that owns the queues; the tap fd is served there. */
-  loop: EventLoop;
-  /** MAC address (6 bytes). */
-  mac: Uint8Array;
-  /** Queue size (power of two, default 256). */
-  queueSize?: number;
-  /** Offer UFO (default: whether the tap accepts TUN_F_UFO). */
-  ufo?: boolean;
-}
-
-const IOV_BYTES = 16;
 const RX_BUF_BYTES = VIRTIO_NET_HDR_SIZE + VIRTIO_NET_MAX_FRAME;
-const RX_BUF_BIG = BigInt(RX_BUF_BYTES);
 
 /**
  * The virtio-net device model.
@@ -118,23 +85,19 @@ export class VirtioNet implements VirtioDevice {
   /** PCI class: network, Ethernet. */
   readonly pciClass = 0x020000;
   /** Frame counters (read them any time on the loop thread). */
-  readonly stats: NetStats = {
-    rxPackets: 0,
-    rxBytes: 0,
-    rxDropped: 0,
-    rxStalls: 0,
-    txPackets: 0,
-    txBytes: 0,
-    txDropped: 0,
-  };
+  readonly stats: NetStats;
   readonly #tap: Tap;
   readonly #loop: EventLoop;
   readonly #mac: Uint8Array;
   readonly #chain: DescriptorChain;
   readonly #rxBuf = new Uint8Array(RX_BUF_BYTES);
+  /** Host address of #rxBuf (stored outside the JS heap, it never moves), and its iovec. */
+  readonly #rxBase = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#rxBuf)));
+  readonly #rxIov = new Uint8Array(IOV_BYTES);
+  /** Guest RAM regions as plain numbers, for host addresses without BigInt per packet. */
+  readonly #ram = new GuestRamMap();
   readonly #iov: Uint8Array;
   readonly #iovView: DataView;
-  readonly #txHdr = new Uint8Array(VIRTIO_NET_HDR_SIZE);
   readonly #heads: Uint32Array;
   readonly #lens: Uint32Array;
   readonly #txBh: Bh;
@@ -148,9 +111,19 @@ export class VirtioNet implements VirtioDevice {
   #txAllowed = 0;
   /** Bytes of a frame read from the tap and not yet delivered (0: none). */
   #rxPending = 0;
+  /** Chains the pending frame holds (popped, not yet published). */
+  #rxUsed = 0;
+  /** Bytes of the pending frame placed in those chains. */
+  #rxDone = 0;
+  /** Bytes of the pending frame read straight into its first chain. */
+  #rxInGuest = 0;
+  /** Guest addresses of num_buffers' two bytes in the pending frame. */
+  #nbAddr0 = -1;
+  #nbAddr1 = -1;
   #reading = false;
   #txWaitWritable = false;
   #inTx = false;
+  #txSent = 0;
   readonly #onReadable = () => this.#receive();
   readonly #onWritable = () => {
     this.#txWaitWritable = false;
@@ -161,13 +134,16 @@ export class VirtioNet implements VirtioDevice {
   /** @param options tap, loop, MAC, queue size */
   constructor(options: VirtioNetOptions) {
     if (options.mac.length !== 6) throw new RangeError("A MAC address has 6 bytes");
+    this.stats = new SharedNetStats(options.control);
+    if (options.control) this.#linkUp = linkWord(options.control) !== 0;
     this.#tap = options.tap;
     this.#loop = options.loop;
     this.#mac = options.mac.slice();
     this.queueMaxSize = options.queueSize ?? 256;
     this.#chain = new DescriptorChain(this.queueMaxSize);
-    this.#iov = new Uint8Array(IOV_BYTES * this.queueMaxSize);
+    this.#iov = new Uint8Array(IOV_BYTES * (this.queueMaxSize + 1));
     this.#iovView = new DataView(this.#iov.buffer);
+    setIovec(new DataView(this.#rxIov.buffer), 0, this.#rxBase, RX_BUF_BYTES);
     this.#heads = new Uint32Array(this.queueMaxSize);
     this.#lens = new Uint32Array(this.queueMaxSize);
     this.#txBh = options.loop.bh(() => this.processQueue(NET_TX_QUEUE), "virtio-net-tx");
@@ -203,11 +179,9 @@ export class VirtioNet implements VirtioDevice {
     const has = (bit: number) => (f & featureBit(bit)) !== 0n;
     this.#mergeable = has(VIRTIO_NET_F_MRG_RXBUF);
     this.#guestCsum = has(VIRTIO_NET_F_GUEST_CSUM);
-    this.#txAllowed = (has(VIRTIO_NET_F_HOST_TSO4) ? 1 << VIRTIO_NET_HDR_GSO_TCPV4 : 0) |
-      (has(VIRTIO_NET_F_HOST_TSO6) ? 1 << VIRTIO_NET_HDR_GSO_TCPV6 : 0) |
-      (has(VIRTIO_NET_F_HOST_UFO) ? 1 << VIRTIO_NET_HDR_GSO_UDP : 0) |
-      (has(VIRTIO_NET_F_HOST_ECN) ? 1 << 7 : 0) | (has(VIRTIO_NET_F_CSUM) ? 1 << 8 : 0);
+    this.#txAllowed = txOffloadMask(f);
     this.#tap.setOffload(offloadsFor(f));
+    this.#ram.load(ctx.mem);
     this.#ctx = ctx;
     this.#rxq = ctx.queues[NET_RX_QUEUE] ?? null;
     this.#txq = ctx.queues[NET_TX_QUEUE] ?? null;
@@ -267,7 +241,11 @@ export class VirtioNet implements VirtioDevice {
       }
       return;
     }
-    if (index === NET_TX_QUEUE) this.#transmit();
+    if (index !== NET_TX_QUEUE) return;
+    this.#transmit();
+    // A reply the host made while the frames were written (an echo, an ACK) is
+    // usually on the tap already: take it now rather than a loop turn later.
+    if (this.#txSent > 0 && this.#reading) this.#receive();
   }
 
   /** Registers the tap handlers the current state needs. */
@@ -287,19 +265,12 @@ export class VirtioNet implements VirtioDevice {
       while (delivered < NET_BATCH && this.#reading) {
         if (this.#rxPending === 0) {
           if (!this.#waitRx(q, 0)) break;
-          const n = Number(libc.read(this.#tap.fd, this.#rxBuf, RX_BUF_BIG));
-          if (n < 0) {
-            const e = errno();
-            if (e === EINTR) continue;
-            if (e !== EAGAIN) this.stats.rxDropped++;
-            break;
-          }
-          if (n <= VIRTIO_NET_HDR_SIZE) continue;
-          this.#rxPending = n;
+          const n = this.#readFrame(q, ctx);
+          if (n < 0) break;
+          if (n === 0) continue;
         }
-        const have = q.pending();
         if (!this.#deliver(q, ctx)) {
-          if (!this.#waitRx(q, have)) break;
+          if (!this.#waitRx(q, 0)) break;
           continue;
         }
         delivered++;
@@ -328,54 +299,116 @@ export class VirtioNet implements VirtioDevice {
   }
 
   /**
-   * Copies the pending frame into RX chains and publishes them. Returns
-   * false (popping nothing) when the queue lacks the buffers; drops frames
-   * that can never fit.
+   * Pops the first RX chain and reads the next frame straight into it (readv), the
+   * rest into the host buffer. Returns the frame's bytes (then pending), 0 when
+   * nothing usable was read (try again), or -1 when the tap is empty.
+   */
+  #readFrame(q: SplitQueue, ctx: VirtioContext): number {
+    const chain = this.#chain;
+    if (!q.pop(chain)) return -1;
+    if (chain.readableCount !== 0) {
+      throw new VirtqueueError("virtio-net: RX chain has device-readable descriptors");
+    }
+    if (chain.writableBytes < VIRTIO_NET_HDR_SIZE) {
+      throw new VirtqueueError("virtio-net: RX buffer smaller than the virtio-net header");
+    }
+    const v = this.#iovView;
+    const ram = this.#ram;
+    const count = chain.count;
+    for (let i = 0; i < count; i++) ram.setIovec(v, i, chain.addr[i], chain.len[i]);
+    this.#iov.set(this.#rxIov, count * IOV_BYTES);
+    const n = readvI32(this.#tap.fd, this.#iov, count + 1);
+    if (n < 0) {
+      q.undoPop();
+      const e = errno();
+      if (e === EINTR) return 0;
+      if (e !== EAGAIN) this.stats.rxDropped++;
+      return -1;
+    }
+    if (n <= VIRTIO_NET_HDR_SIZE) {
+      q.undoPop();
+      return 0;
+    }
+    const first = Math.min(n, chain.writableBytes);
+    this.#nbAddr0 = -1;
+    this.#nbAddr1 = -1;
+    this.#notePosition(0, first);
+    if (!this.#guestCsum) ctx.mem.writeU8(this.#byteAddr(0), 0);
+    this.#heads[0] = chain.head;
+    this.#lens[0] = first;
+    this.#rxUsed = 1;
+    this.#rxDone = first;
+    this.#rxInGuest = first;
+    this.#rxPending = n;
+    return n;
+  }
+
+  /** Records where num_buffers lies among the popped chain's bytes [off, off+len). */
+  #notePosition(off: number, len: number): void {
+    const c = this.#chain;
+    for (let i = 0, pos = off; i < c.count && pos < off + len; pos += c.len[i], i++) {
+      const seg = Math.min(c.len[i], off + len - pos);
+      for (let b = 0; b < 2; b++) {
+        const at = VIRTIO_NET_HDR_NUM_BUFFERS + b;
+        if (pos <= at && at < pos + seg) {
+          if (b === 0) this.#nbAddr0 = c.addr[i] + at - pos;
+          else this.#nbAddr1 = c.addr[i] + at - pos;
+        }
+      }
+    }
+  }
+
+  /** Guest address of byte `at` of the popped chain (device-readable part first). */
+  #byteAddr(at: number): number {
+    const c = this.#chain;
+    for (let i = 0, pos = 0; i < c.count; pos += c.len[i], i++) {
+      if (at < pos + c.len[i]) return c.addr[i] + at - pos;
+    }
+    return -1; // never: callers checked the chain holds a header
+  }
+
+  /**
+   * Places the rest of the pending frame (beyond its first chain) into
+   * more chains and publishes them all. Returns false, holding the chains
+   * popped so far, when the queue lacks buffers; drops frames that can
+   * never fit.
    */
   #deliver(q: SplitQueue, ctx: VirtioContext): boolean {
     const total = this.#rxPending;
-    const buf = this.#rxBuf;
-    const mem = ctx.mem;
     const chain = this.#chain;
-    if (!this.#guestCsum) buf[0] = 0;
-    let off = 0, used = 0, nbAddr0 = -1, nbAddr1 = -1;
+    const ram = this.#ram;
+    const base = this.#rxBase - this.#rxInGuest;
+    let off = this.#rxDone, used = this.#rxUsed;
     while (off < total) {
-      if (!q.pop(chain)) {
-        for (let i = 0; i < used; i++) q.undoPop();
-        return false;
-      }
-      if (chain.readableCount !== 0) {
-        throw new VirtqueueError("virtio-net: RX chain has device-readable descriptors");
-      }
-      if (used === 0 && chain.writableBytes < VIRTIO_NET_HDR_SIZE) {
-        throw new VirtqueueError("virtio-net: RX buffer smaller than the virtio-net header");
-      }
-      const start = off;
-      for (let i = 0; i < chain.count && off < total; i++) {
-        const len = Math.min(chain.len[i], total - off);
-        const addr = chain.addr[i];
-        if (off <= VIRTIO_NET_HDR_NUM_BUFFERS && VIRTIO_NET_HDR_NUM_BUFFERS < off + len) {
-          nbAddr0 = addr + VIRTIO_NET_HDR_NUM_BUFFERS - off;
-        }
-        if (off <= VIRTIO_NET_HDR_NUM_BUFFERS + 1 && VIRTIO_NET_HDR_NUM_BUFFERS + 1 < off + len) {
-          nbAddr1 = addr + VIRTIO_NET_HDR_NUM_BUFFERS + 1 - off;
-        }
-        mem.slice(addr, len).set(buf.subarray(off, off + len));
-        off += len;
-      }
-      this.#heads[used] = chain.head;
-      this.#lens[used] = off - start;
-      used++;
-      if (off < total && (!this.#mergeable || used >= q.size)) {
-        // It can never fit: give the buffers back untouched and count the drop.
+      if (!this.#mergeable || used >= q.size) {
+        // It can never fit: give the buffers back and count the drop.
         for (let i = 0; i < used; i++) q.undoPop();
         this.#rxPending = 0;
         this.stats.rxDropped++;
         return true;
       }
+      if (!q.pop(chain)) {
+        this.#rxDone = off;
+        this.#rxUsed = used;
+        return false;
+      }
+      if (chain.readableCount !== 0) {
+        throw new VirtqueueError("virtio-net: RX chain has device-readable descriptors");
+      }
+      const start = off;
+      // The overflow sits in the host buffer: copy it (rare with MTU-sized frames).
+      for (let i = 0; i < chain.count && off < total; i++) {
+        const len = Math.min(chain.len[i], total - off);
+        if (len > 0) memcpyHost(ram.host(chain.addr[i], len), base + off, len);
+        off += len;
+      }
+      this.#heads[used] = chain.head;
+      this.#lens[used] = off - start;
+      used++;
     }
-    mem.writeU8(nbAddr0, used & 0xff);
-    mem.writeU8(nbAddr1, used >> 8);
+    const mem = ctx.mem;
+    mem.writeU8(this.#nbAddr0, used & 0xff);
+    mem.writeU8(this.#nbAddr1, used >> 8);
     for (let i = 0; i < used; i++) q.fillUsed(i, this.#heads[i], this.#lens[i]);
     q.flushUsed(used);
     this.#rxPending = 0;
@@ -413,6 +446,7 @@ export class VirtioNet implements VirtioDevice {
       }
     } finally {
       this.#inTx = false;
+      this.#txSent = sent;
       if (sent > 0 && !ctx.broken) ctx.signalUsed(NET_TX_QUEUE);
     }
   }
@@ -427,22 +461,14 @@ export class VirtioNet implements VirtioDevice {
     if (c.readableBytes < VIRTIO_NET_HDR_SIZE) {
       throw new VirtqueueError("virtio-net: TX chain shorter than the virtio-net header");
     }
-    const hdr = this.#txHdr;
-    for (let i = 0, pos = 0; pos < VIRTIO_NET_HDR_SIZE; i++) {
-      const n = Math.min(c.len[i], VIRTIO_NET_HDR_SIZE - pos);
-      mem.read(c.addr[i], hdr.subarray(pos, pos + n));
-      pos += n;
-    }
-    const gso = hdr[1] & ~VIRTIO_NET_HDR_GSO_ECN;
-    const allowed = this.#txAllowed;
-    if (
-      (gso !== VIRTIO_NET_HDR_GSO_NONE && (gso > 8 || !(allowed & (1 << gso)))) ||
-      ((hdr[1] & VIRTIO_NET_HDR_GSO_ECN) && !(allowed & (1 << 7))) ||
-      ((hdr[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !(allowed & (1 << 8)))
-    ) {
+    // flags and gso_type: the header's first two bytes (possibly split).
+    const whole = c.len[0] >= 2;
+    const flags = mem.readU8(whole ? c.addr[0] : this.#byteAddr(0));
+    const gsoType = mem.readU8(whole ? c.addr[0] + 1 : this.#byteAddr(1));
+    if (!txHeaderAllowed(flags, gsoType, this.#txAllowed)) {
       throw new VirtqueueError(
         `virtio-net: TX header asks for an offload the driver did not negotiate ` +
-          `(flags ${hdr[0]}, gso_type ${hdr[1]})`,
+          `(flags ${flags}, gso_type ${gsoType})`,
       );
     }
     const frame = c.readableBytes - VIRTIO_NET_HDR_SIZE;
@@ -452,13 +478,10 @@ export class VirtioNet implements VirtioDevice {
       return true;
     }
     const v = this.#iovView;
-    for (let i = 0; i < c.count; i++) {
-      v.setBigUint64(i * IOV_BYTES, mem.hostAddress(c.addr[i], c.len[i]), true);
-      v.setUint32(i * IOV_BYTES + 8, c.len[i], true);
-      v.setUint32(i * IOV_BYTES + 12, 0, true);
-    }
+    const ram = this.#ram;
+    for (let i = 0; i < c.count; i++) ram.setIovec(v, i, c.addr[i], c.len[i]);
     for (;;) {
-      const n = Number(libc.writev(this.#tap.fd, this.#iov, c.count));
+      const n = writevI32(this.#tap.fd, this.#iov, c.count);
       if (n >= 0) {
         this.stats.txPackets++;
         this.stats.txBytes += frame;

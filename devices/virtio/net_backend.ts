@@ -13,6 +13,8 @@ import type { EventLoop } from "../../mainloop/types.ts";
 import { VirtioNet } from "./net.ts";
 import { VhostNet, vhostNetAvailable } from "./vhost_net.ts";
 import type { VirtioDevice } from "./device.ts";
+import { linkWord } from "./net_types.ts";
+import { eventFdRead } from "../../sys/fd.ts";
 
 /** What `--nic` asked for. */
 export interface NicOptions {
@@ -24,6 +26,8 @@ export interface NicOptions {
   iothread?: number;
   /** Kernel data path (vhost-net). */
   vhost: boolean;
+  /** Name for QMP (QEMU's `id=`/netdev id). */
+  id?: string;
 }
 
 /**
@@ -65,6 +69,12 @@ export function parseNicOption(value: string): NicOptions {
       case "vhost":
         if (val !== "on" && val !== "off") throw new TypeError(`vhost must be on or off`);
         out.vhost = val === "on";
+        break;
+      case "id":
+        if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(val)) {
+          throw new TypeError(`invalid id '${val}' (a letter, then letters, digits or _.-)`);
+        }
+        out.id = val;
         break;
       case "model":
         if (val !== "virtio-net-pci" && val !== "virtio") {
@@ -141,7 +151,7 @@ export function nicsFromNetdevs(netdevs: readonly string[], devices: readonly st
     const id = parts.find((p) => p.startsWith("id="))?.slice(3);
     if (!id) throw new TypeError(`--netdev '${n}': id=ID is required`);
     if (byId.has(id)) throw new TypeError(`--netdev '${n}': id ${id} is used twice`);
-    byId.set(id, ["tap", ...parts.slice(1).filter((p) => !p.startsWith("id="))]);
+    byId.set(id, ["tap", ...parts.slice(1).filter((p) => !p.startsWith("id=")), `id=${id}`]);
   }
   const used = new Set<string>();
   const out = devices.map((d) => {
@@ -185,8 +195,13 @@ export interface OpenedNic {
  * ```
  */
 export function openNics(
-  values:
-    readonly (string | { ifname: string; mac?: string; iothread?: number; vhost?: boolean })[],
+  values: readonly (string | {
+    ifname: string;
+    mac?: string;
+    iothread?: number;
+    vhost?: boolean;
+    id?: string;
+  })[],
 ): OpenedNic[] {
   const out: OpenedNic[] = [];
   try {
@@ -196,13 +211,16 @@ export function openNics(
       try {
         if (typeof value === "string") o = parseNicOption(value);
         else {
-          o = parseNicOption(`tap,ifname=${value.ifname}`);
+          o = parseNicOption(`tap,ifname=${value.ifname}${value.id ? `,id=${value.id}` : ""}`);
           if (value.mac !== undefined) o.mac = (parseMac(value.mac), value.mac.toLowerCase());
           o.iothread = value.iothread;
           o.vhost = value.vhost ?? false;
         }
       } catch (e) {
         throw new TapError(`Invalid --nic '${text}': ${(e as Error).message}`);
+      }
+      if (o.id !== undefined && out.some((n) => n.options.id === o.id)) {
+        throw new TapError(`Invalid --nic '${text}': id ${o.id} is used twice`);
       }
       if (out.some((n) => n.options.ifname === o.ifname)) {
         throw new TapError(`Invalid --nic '${text}': tap ${o.ifname} is used twice`);
@@ -233,6 +251,40 @@ export interface NetBackendArgs {
   vhost?: boolean;
   /** Queue size (default 256). */
   queueSize?: number;
+  /** Shared counters and link word (net_types.ts {@link netControlBuffer}). */
+  control?: SharedArrayBuffer;
+  /** An eventfd the control side writes after changing the link word. */
+  linkFd?: number;
+}
+
+/**
+ * Applies the control buffer's link word to `net` whenever `linkFd` is
+ * written (QMP `set_link` from the main thread; the device lives on its
+ * own loop's thread).
+ *
+ * @param loop the loop that owns the device
+ * @param net the device
+ * @param control its control buffer
+ * @param linkFd the eventfd the control side writes
+ * @returns a function that stops watching
+ * @example
+ * ```ts ignore
+ * const stop = watchLinkControl(loop, net, control, linkFd);
+ * ```
+ */
+export function watchLinkControl(
+  loop: EventLoop,
+  net: VirtioNet,
+  control: SharedArrayBuffer,
+  linkFd: number,
+): () => void {
+  loop.setFdHandler(linkFd, {
+    read() {
+      eventFdRead(linkFd);
+      net.setLink(linkWord(control) !== 0);
+    },
+  });
+  return () => loop.setFdHandler(linkFd, null);
 }
 
 /**
@@ -252,11 +304,21 @@ export function virtioNetBackend(
   ctx: { loop: EventLoop },
 ): { device: VirtioDevice; close(): void } {
   const tap = adoptTap(args.tapFd, args.ifname);
-  const options = { tap, loop: ctx.loop, mac: parseMac(args.mac), queueSize: args.queueSize };
+  const options = {
+    tap,
+    loop: ctx.loop,
+    mac: parseMac(args.mac),
+    queueSize: args.queueSize,
+    control: args.control,
+  };
   const device = args.vhost ? new VhostNet(options) : new VirtioNet(options);
+  const unwatch = device instanceof VirtioNet && args.control && args.linkFd !== undefined
+    ? watchLinkControl(ctx.loop, device, args.control, args.linkFd)
+    : null;
   return {
     device,
     close() {
+      unwatch?.();
       device.reset(() => {});
       if (device instanceof VhostNet) device.close();
     },

@@ -3,6 +3,7 @@
 // KVM needed: every case fails before a VM exists).
 import assert from "node:assert/strict";
 import { parseCli, UsageError } from "../../machine/cli.ts";
+import { vmConfigFromCli } from "../../machine/cli_config.ts";
 import { defaultMac, nicsFromNetdevs, parseMac, parseNicOption } from "./net_backend.ts";
 import { openTap } from "../../sys/tun.ts";
 import { vhostNetAvailable } from "./vhost_net.ts";
@@ -23,6 +24,8 @@ Deno.test("--nic parsing: ifname, mac, iothread, vhost; errors name the part", (
   assert.throws(() => parseNicOption("tap,ifname=t,vhost=yes"), /vhost must be on or off/);
   assert.throws(() => parseNicOption("tap,ifname=t,mac=01:00:00:00:00:01"), /multicast/);
   assert.throws(() => parseNicOption("tap,ifname=t,speed=10"), /unknown option 'speed'/);
+  assert.equal(parseNicOption("tap,ifname=t,id=lan0").id, "lan0");
+  assert.throws(() => parseNicOption("tap,ifname=t,id=0x"), /invalid id '0x'/);
   assert.deepEqual([...parseMac("02:00:00:00:00:ff")], [2, 0, 0, 0, 0, 255]);
   assert.equal(defaultMac(0), "52:54:00:12:34:56");
   assert.equal(defaultMac(0xaa), "52:54:00:12:35:00");
@@ -34,7 +37,7 @@ Deno.test("--netdev/--device pairs fold into --nic values", () => {
       ["tap,id=a,ifname=t0,vhost=on", "tap,id=b,ifname=t1"],
       ["virtio-net-pci,netdev=b,mac=52:54:00:00:00:02", "virtio-net-pci,netdev=a"],
     ),
-    ["tap,ifname=t1,mac=52:54:00:00:00:02", "tap,ifname=t0,vhost=on"],
+    ["tap,ifname=t1,id=b,mac=52:54:00:00:00:02", "tap,ifname=t0,vhost=on,id=a"],
   );
   assert.throws(() => nicsFromNetdevs(["tap,id=a,ifname=t0"], []), /no --device/);
   assert.throws(() => nicsFromNetdevs([], ["virtio-net-pci,netdev=x"]), /must name a --netdev/);
@@ -56,7 +59,7 @@ Deno.test("parseCli: --nic, --rng and --console", () => {
     "--console",
     "virtio",
   ]);
-  assert.deepEqual(o.nics, ["tap,ifname=t0", "tap,ifname=t1"]);
+  assert.deepEqual(o.nics, ["tap,ifname=t0", "tap,ifname=t1,id=n"]);
   assert.deepEqual(o.rng, { rateBytesPerSec: 4096 });
   assert.equal(o.console, "virtio");
   const d = parseCli(["--kernel", "k"]);
@@ -67,6 +70,30 @@ Deno.test("parseCli: --nic, --rng and --console", () => {
   assert.throws(() => parseCli(["--kernel", "k", "--console", "tty"]), /Invalid --console 'tty'/);
   assert.throws(() => parseCli(["--nic", "tap,ifname=t0"]), /need --kernel/);
   assert.throws(() => parseCli(["--kernel", "k", "--nic", "tap"]), /Invalid --nic 'tap'/);
+});
+
+Deno.test("--console virtio adds console=hvc0 unless --append names a console", async () => {
+  const append = async (...args: string[]) =>
+    (await vmConfigFromCli(parseCli(["--kernel", "k", ...args]))).append;
+  assert.equal(await append("--console", "virtio"), "console=hvc0");
+  assert.equal(await append("--console", "virtio", "--append", "quiet"), "quiet console=hvc0");
+  assert.equal(await append("--console", "virtio", "--append", ""), "console=hvc0");
+  assert.equal(
+    await append("--console", "virtio", "--append", "console=ttyS0,115200"),
+    "console=ttyS0,115200",
+  );
+  assert.equal(
+    await append("--console", "virtio", "--append", "quiet console=tty0"),
+    "quiet console=tty0",
+  );
+  // "xconsole=" is not a console= parameter.
+  assert.equal(
+    await append("--console", "virtio", "--append", "xconsole=1"),
+    "xconsole=1 console=hvc0",
+  );
+  // The serial console keeps the line as given (and the default when none).
+  assert.equal(await append("--append", "quiet"), "quiet");
+  assert.equal(await append(), undefined);
 });
 
 async function vmm(args: string[], wrap: string[] = []) {

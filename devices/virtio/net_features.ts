@@ -23,6 +23,12 @@ import {
   VIRTIO_NET_F_MAC,
   VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_NET_F_STATUS,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_ECN,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
+  VIRTIO_NET_HDR_GSO_UDP,
   VIRTIO_NET_S_LINK_UP,
 } from "./net_constants.ts";
 
@@ -103,4 +109,48 @@ export function offloadsFor(features: bigint): number {
   if (has(VIRTIO_NET_F_GUEST_ECN)) f |= TUN_F_TSO_ECN;
   if (has(VIRTIO_NET_F_GUEST_UFO)) f |= TUN_F_UFO;
   return f;
+}
+
+/**
+ * The TX header offloads the accepted features allow, as a mask for
+ * {@link txHeaderAllowed}: bit n for gso_type n, bit 7 for ECN, bit 8 for
+ * NEEDS_CSUM.
+ *
+ * @param features the accepted features
+ * @returns the mask
+ * @example
+ * ```ts
+ * import { txOffloadMask } from "./net_features.ts";
+ * console.log(txOffloadMask(1n)); // 256 (CSUM only)
+ * ```
+ */
+export function txOffloadMask(features: bigint): number {
+  const has = (bit: number) => (features & featureBit(bit)) !== 0n;
+  return (has(VIRTIO_NET_F_HOST_TSO4) ? 1 << VIRTIO_NET_HDR_GSO_TCPV4 : 0) |
+    (has(VIRTIO_NET_F_HOST_TSO6) ? 1 << VIRTIO_NET_HDR_GSO_TCPV6 : 0) |
+    (has(VIRTIO_NET_F_HOST_UFO) ? 1 << VIRTIO_NET_HDR_GSO_UDP : 0) |
+    (has(VIRTIO_NET_F_HOST_ECN) ? 1 << 7 : 0) | (has(VIRTIO_NET_F_CSUM) ? 1 << 8 : 0);
+}
+
+/**
+ * Whether a TX header's flags and gso_type stay within what the driver
+ * negotiated.
+ *
+ * @param flags the header's flags byte
+ * @param gsoType its gso_type byte
+ * @param mask from {@link txOffloadMask}
+ * @returns true when allowed
+ * @example
+ * ```ts
+ * import { txHeaderAllowed } from "./net_features.ts";
+ * console.log(txHeaderAllowed(1, 0, 0)); // false: NEEDS_CSUM without CSUM
+ * ```
+ */
+export function txHeaderAllowed(flags: number, gsoType: number, mask: number): boolean {
+  const gso = gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
+  return !(
+    (gso !== VIRTIO_NET_HDR_GSO_NONE && (gso > 8 || !(mask & (1 << gso)))) ||
+    ((gsoType & VIRTIO_NET_HDR_GSO_ECN) && !(mask & (1 << 7))) ||
+    ((flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !(mask & (1 << 8)))
+  );
 }

@@ -346,3 +346,19 @@ netTest("VERSION_1 is required and offered with the net features", async () => {
     }
   });
 });
+
+netTest(
+  "an echo reply the host queued during the TX kick is delivered in the same turn",
+  async () => {
+    await withNetRig((r) => {
+      assert.ok(r.drv.init(ALL));
+      postRx(r, 16, 4096);
+      const payload = new TextEncoder().encode("same-turn");
+      // No await between the kick and the check: the loop gets no turn.
+      sendTx(r, new Uint8Array(12), icmpEchoFrame(r.hostMac, 9, payload));
+      const reply = collectRx(r, []).find((f) => f.frame[23] === 1 && f.frame[34] === 0);
+      assert.ok(reply, "the reply was read right after the frame was written");
+      assert.deepEqual(reply.frame.subarray(42), payload);
+    });
+  },
+);
