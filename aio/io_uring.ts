@@ -25,7 +25,7 @@ import { EAGAIN, EBUSY, EINTR, errno, ErrnoError } from "../sys/errno.ts";
 import {
   closeFd,
   eventFd,
-  eventFdRead,
+  eventFdDrain,
   hostBuffer,
   MAP_POPULATE,
   MAP_SHARED,
@@ -399,7 +399,7 @@ export class IoUring implements AioBackend {
   }
 
   #reap(fromEventFd: boolean): void {
-    if (fromEventFd) eventFdRead(this.#efd);
+    if (fromEventFd) eventFdDrain(this.#efd);
     let head = this.#cqHead[0];
     // Reads of cached data complete inline in io_uring_enter, so callbacks
     // that resubmit keep the CQ non-empty: reap at most REAP_BATCH here and

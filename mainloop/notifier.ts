@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { eventFd, eventFdRead, eventFdWrite } from "../sys/fd.ts";
+import { eventFd, eventFdDrain, eventFdWrite } from "../sys/fd.ts";
 import { closeFd } from "../sys/fd.ts";
 
 /** Index of the notified flag in a loop's shared Int32Array. */
@@ -71,7 +71,7 @@ export class EventNotifier {
 
   /** Drains the eventfd after it polled readable. */
   drain(): void {
-    eventFdRead(this.fd);
+    eventFdDrain(this.fd);
   }
 
   /** Closes the eventfd. */

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { libc } from "./libc.ts";
+import { libc, readI32, writeI32 } from "./libc.ts";
 import { check, checkBig, errno, ErrnoError } from "./errno.ts";
 
 /** open(2) flags (x86-64 values). */
@@ -98,7 +98,7 @@ const eventBytes = new Uint8Array(eventBuf.buffer);
  */
 export function eventFdWrite(fd: number, n = 1n): void {
   eventBuf[0] = n;
-  libc.write(fd, eventBytes, 8n);
+  writeI32(fd, eventBytes, 8); // i32 result: no BigInt per wake-up
 }
 
 /**
@@ -109,8 +109,24 @@ export function eventFdWrite(fd: number, n = 1n): void {
  */
 export function eventFdRead(fd: number): bigint {
   eventBuf[0] = 0n;
-  const r = Number(libc.read(fd, eventBytes, 8n));
-  return r === 8 ? eventBuf[0] : 0n;
+  return readI32(fd, eventBytes, 8) === 8 ? eventBuf[0] : 0n;
+}
+
+// The counter as two 32-bit words: no BigInt on the hot paths below.
+const drainBytes = new Uint8Array(8);
+const drainWords = new Uint32Array(drainBytes.buffer);
+
+/**
+ * Clears an eventfd's counter, allocating nothing (a queue kick, a
+ * completion, a loop wake-up: once per event on hot paths).
+ *
+ * @param fd a non-blocking eventfd
+ * @returns whether the counter was set
+ */
+export function eventFdDrain(fd: number): boolean {
+  drainWords[0] = 0;
+  drainWords[1] = 0;
+  return readI32(fd, drainBytes, 8) === 8;
 }
 
 /**

@@ -55,6 +55,9 @@ const symbols = {
    * allocation per call), and the frame sizes of a hot path fit 31 bits.
    */
   readv_i32: { name: "readv", parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** read/write with an i32 result, for eventfds (8 bytes) on hot paths. */
+  read_i32: { name: "read", parameters: ["i32", "buffer", "u32"], result: "i32" },
+  write_i32: { name: "write", parameters: ["i32", "buffer", "u32"], result: "i32" },
   writev_i32: { name: "writev", parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** getrandom(2): virtio-rng's entropy source. */
   getrandom: { parameters: ["buffer", "usize", "u32"], result: "isize" },
@@ -189,6 +192,26 @@ export const memcpyHost = libc.memcpy as unknown as (dst: number, src: number, n
  * ```
  */
 export const readvI32: (fd: number, iov: Uint8Array, count: number) => number = libc.readv_i32;
+/**
+ * read(2) returning a number (-1 on error, errno set), for small reads on
+ * hot paths (an eventfd's counter).
+ *
+ * @example
+ * ```ts ignore
+ * const n = readI32(fd, buf, 8);
+ * ```
+ */
+export const readI32: (fd: number, buf: Uint8Array, count: number) => number = libc.read_i32;
+/**
+ * write(2) returning a number (-1 on error, errno set), for small writes on
+ * hot paths (an eventfd's counter).
+ *
+ * @example
+ * ```ts ignore
+ * const n = writeI32(fd, buf, 8);
+ * ```
+ */
+export const writeI32: (fd: number, buf: Uint8Array, count: number) => number = libc.write_i32;
 /**
  * writev(2) returning a number (-1 on error, errno set).
  *

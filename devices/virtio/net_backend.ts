@@ -14,7 +14,7 @@ import { VirtioNet } from "./net.ts";
 import { VhostNet, vhostNetAvailable } from "./vhost_net.ts";
 import type { VirtioDevice } from "./device.ts";
 import { linkWord } from "./net_types.ts";
-import { eventFdRead } from "../../sys/fd.ts";
+import { eventFdDrain } from "../../sys/fd.ts";
 
 /** What `--nic` asked for. */
 export interface NicOptions {
@@ -280,7 +280,7 @@ export function watchLinkControl(
 ): () => void {
   loop.setFdHandler(linkFd, {
     read() {
-      eventFdRead(linkFd);
+      eventFdDrain(linkFd);
       net.setLink(linkWord(control) !== 0);
     },
   });

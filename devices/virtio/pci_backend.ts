@@ -9,7 +9,7 @@
  */
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import type { EventLoop } from "../../mainloop/types.ts";
-import { eventFdRead } from "../../sys/fd.ts";
+import { eventFdDrain } from "../../sys/fd.ts";
 import {
   featureBit,
   VIRTIO_CONFIG_S_DRIVER_OK,
@@ -129,7 +129,7 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     if (controlFd !== undefined) {
       loop.setFdHandler(controlFd, {
         read: () => {
-          eventFdRead(controlFd);
+          eventFdDrain(controlFd);
           this.statusChanged();
         },
       });
@@ -137,7 +137,7 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     notifyFds.forEach((fd, q) => {
       loop.setFdHandler(fd, {
         read: () => {
-          eventFdRead(fd);
+          eventFdDrain(fd);
           this.notify(q);
         },
       });

@@ -17,7 +17,7 @@
  */
 import { libc } from "../../sys/libc.ts";
 import { errno, ErrnoError } from "../../sys/errno.ts";
-import { closeFd, cstring, eventFd, eventFdRead, eventFdWrite, O_RDWR } from "../../sys/fd.ts";
+import { closeFd, cstring, eventFd, eventFdDrain, eventFdWrite, O_RDWR } from "../../sys/fd.ts";
 import { type Tap, TUN_F_CSUM, TUN_F_UFO } from "../../sys/tun.ts";
 import type { EventLoop } from "../../mainloop/types.ts";
 import {
@@ -222,7 +222,7 @@ export class VhostNet implements VirtioDevice {
       if (irqfd === null) {
         this.#loop.setFdHandler(call, {
           read: () => {
-            eventFdRead(call);
+            eventFdDrain(call);
             this.#ctx?.interruptQueue?.(q);
           },
         });
