@@ -48,7 +48,7 @@ Deno.test("a host that dies mid-suite costs only the unfinished files", async ()
     commands.push(command);
     timeouts.push(opts.timeoutS ?? 0);
     assert.equal(opts.idleTimeoutS, 300);
-    assert.equal(opts.tcgThreads, "single");
+    assert.equal(opts.cpus, 1);
     if (commands.length === 1) {
       const partial = "ok | 2 passed | 0 failed\n#denovmm-kvm-file-done tests/kvm/a_test.ts 0\n" +
         "running 3 tests from ./tests/kvm/b_test.ts\nb1 ... ok\n";
