@@ -44,7 +44,7 @@ Deno.test("-device virtio-tablet-pci asks for the tablet beside -netdev/-device 
     "virtio-net-pci,netdev=n0",
   ]);
   assert.equal(mixed.tablet, true);
-  assert.deepEqual(mixed.nics, ["tap,ifname=tap0"]);
+  assert.deepEqual(mixed.nics, ["tap,ifname=tap0,id=n0"]); // the netdev id stays the NIC id
   assert.throws(
     () => parseCli([...k, "-device", "virtio-tablet-pci,bus=pci.0"]),
     (e) => e instanceof UsageError && /virtio-tablet-pci takes only id=/.test(e.message),
