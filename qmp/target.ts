@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { NicInfo } from "../vm/nic_control.ts";
 
 /** QEMU's RunState names that apply here. */
 export type QmpRunState =
@@ -45,21 +46,8 @@ export interface QmpBlock {
   actualSize?: number;
 }
 
-/** A NIC as `x-query-net` reports it. */
-export interface QmpNic {
-  /** QMP name (`id=`, or `netN`). */
-  name: string;
-  /** Tap interface. */
-  ifname: string;
-  /** MAC address. */
-  mac: string;
-  /** Kernel data path. */
-  vhost: boolean;
-  /** Link state. */
-  up: boolean;
-  /** Counters by name (rx-packets, ...). */
-  stats: Record<string, number>;
-}
+/** A NIC as `x-query-net` reports it: the machine's own view of it. */
+export type QmpNic = NicInfo;
 
 /**
  * The machine behind a QMP socket. Methods may return a Promise; the server
