@@ -19,10 +19,10 @@ import type {
   Timer,
 } from "../../mainloop/types.ts";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
 import type { VirtioDevice } from "./device.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
+import type { VirtioPciDevice } from "./pci.ts";
+import type { VirtioPciBackend } from "./pci_backend.ts";
 
 const AF_UNIX = 1;
 const SOCK_SEQPACKET = 5;
@@ -161,12 +161,7 @@ export function socketNetRig<D extends VirtioDevice>(
   const device = make({ tap, loop, mac: FAKE_MAC });
   const sink = new CountingSink();
   const logs: string[] = [];
-  let backend: VirtioPciBackend | null = null;
-  const dev = new VirtioPciDevice(virtioPciSpecOf(device), {
-    interrupt: sink,
-    link: forwardingLink(() => backend),
-  });
-  backend = new VirtioPciBackend({ transport: dev, device, mem, log: (m) => logs.push(m) });
+  const { dev, backend } = wireDevice(device, mem, { interrupt: sink, log: (m) => logs.push(m) });
   const drv = new TestDriver(mem, dev, { sizes });
   return {
     mem,

@@ -10,12 +10,12 @@ import { GuestMemory } from "../../memory/guest_memory.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
 import { openTap, type Tap } from "../../sys/tun.ts";
 import { ensureAptPackages } from "../../tests/fixtures/debian.ts";
-import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
 import { VirtioNet } from "./net.ts";
 import { VhostNet } from "./vhost_net.ts";
 import type { VirtioDevice } from "./device.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
+import type { VirtioPciDevice } from "./pci.ts";
+import type { VirtioPciBackend } from "./pci_backend.ts";
 
 /** The guest's MAC in these tests. */
 export const GUEST_MAC = Uint8Array.from([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -116,12 +116,7 @@ export async function withNetRig(
     const device: VirtioDevice = options.vhost ? new VhostNet({ tap, loop, mac: GUEST_MAC }) : net;
     const sink = new CountingSink();
     const logs: string[] = [];
-    let backend: VirtioPciBackend | null = null;
-    const dev = new VirtioPciDevice(virtioPciSpecOf(device), {
-      interrupt: sink,
-      link: forwardingLink(() => backend),
-    });
-    backend = new VirtioPciBackend({ transport: dev, device, mem, log: (m) => logs.push(m) });
+    const { dev, backend } = wireDevice(device, mem, { interrupt: sink, log: (m) => logs.push(m) });
     const drv = new TestDriver(mem, dev, {
       sizes: [options.rxSize ?? 64, options.txSize ?? 64],
     });

@@ -37,9 +37,13 @@ import {
   VIRTIO_PCI_DEVICE_OFFSET,
   VIRTIO_PCI_NOTIFY_MULTIPLIER,
   VIRTIO_PCI_NOTIFY_OFFSET,
-  type VirtioPciDevice,
+  VirtioPciDevice,
+  type VirtioPciSpec,
+  virtioPciSpecOf,
   type VirtioTransportLink,
 } from "./pci.ts";
+import { VirtioPciBackend } from "./pci_backend.ts";
+import type { InterruptSink, VirtioDevice } from "./device.ts";
 
 /**
  * A transport link for a register side and device side in one thread: it
@@ -60,6 +64,38 @@ export function forwardingLink(target: () => VirtioTransportLink | null): Virtio
     notify: (q) => target()?.notify(q),
     statusChanged: () => target()?.statusChanged(),
   };
+}
+
+/**
+ * A device model behind its virtio-pci transport and backend, in one thread,
+ * wired as a loop thread wires them: the transport's kicks and status
+ * changes reach the backend through a {@link forwardingLink}.
+ *
+ * @param device the device model
+ * @param mem guest RAM
+ * @param options `interrupt` (default a fresh {@link CountingSink}), `log`
+ *   for broken-device messages (default console.error), `spec` in place of
+ *   the device's own (one that went through postMessage, say)
+ * @returns the transport and the backend
+ * @example
+ * ```ts ignore
+ * const { dev } = wireDevice(new VirtioRng({ loop }), mem, { log: (m) => logs.push(m) });
+ * const drv = new TestDriver(mem, dev, { size: 16 });
+ * ```
+ */
+export function wireDevice(
+  device: VirtioDevice,
+  mem: GuestMemory,
+  options: { interrupt?: InterruptSink; log?: (message: string) => void; spec?: VirtioPciSpec } =
+    {},
+): { dev: VirtioPciDevice; backend: VirtioPciBackend } {
+  let backend: VirtioPciBackend | null = null;
+  const dev = new VirtioPciDevice(options.spec ?? virtioPciSpecOf(device), {
+    interrupt: options.interrupt ?? new CountingSink(),
+    link: forwardingLink(() => backend),
+  });
+  backend = new VirtioPciBackend({ transport: dev, device, mem, log: options.log });
+  return { dev, backend };
 }
 
 /** One buffer of a chain the driver offers. */

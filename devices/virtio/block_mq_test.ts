@@ -11,7 +11,7 @@ import {
   PCI_MSIX_FLAGS,
   PCI_MSIX_FLAGS_ENABLE,
 } from "../pci/constants.ts";
-import { blkHeader, CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { blkHeader, CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
 import { VIRTIO_BLK_MAX_QUEUES, VirtioBlock } from "./block.ts";
 import {
   featureBit,
@@ -22,8 +22,7 @@ import {
   VIRTIO_RING_F_EVENT_IDX,
 } from "./constants.ts";
 import { openDisk, parseDiskOption } from "./disk_file.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
+import type { VirtioPciDevice } from "./pci.ts";
 import { type BlockAio, SyncAio } from "./sync_io.ts";
 import { VIRTIO_PCI_MSIX_TABLE_OFFSET } from "./pci_layout.ts";
 
@@ -56,12 +55,7 @@ function setup(numQueues: number, options: { aio?: BlockAio; accept?: bigint } =
   const mem = GuestMemory.allocate(8 << 20);
   const blk = new VirtioBlock({ disk, aio: options.aio ?? new SyncAio(), numQueues });
   const sink = new CountingSink();
-  let backend: VirtioPciBackend | null = null;
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
-    interrupt: sink,
-    link: forwardingLink(() => backend),
-  });
-  backend = new VirtioPciBackend({ transport: dev, device: blk, mem, log: () => {} });
+  const { dev } = wireDevice(blk, mem, { interrupt: sink, log: () => {} });
   // MSI-X on, vectors 1..numQueues programmed and unmasked (0 is config).
   dev.configWrite(PCI_COMMAND, new Uint8Array([PCI_COMMAND_MEMORY, 0]));
   const cap = dev.msix.capOffset;

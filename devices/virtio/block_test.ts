@@ -7,7 +7,7 @@ import {
   PCI_MSIX_FLAGS,
   PCI_MSIX_FLAGS_ENABLE,
 } from "../pci/constants.ts";
-import { blkHeader, CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { blkHeader, CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
 import { VirtioBlock } from "./block.ts";
 import {
   featureBit,
@@ -32,8 +32,8 @@ import {
   VIRTIO_RING_F_INDIRECT_DESC,
 } from "./constants.ts";
 import { openDisk, parseDiskOption } from "./disk_file.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
+import type { VirtioPciDevice } from "./pci.ts";
+import type { VirtioPciBackend } from "./pci_backend.ts";
 import { type BlockAio, SyncAio } from "./sync_io.ts";
 import type { AioRequest } from "../../aio/types.ts";
 import type { EventLoop } from "../../mainloop/types.ts";
@@ -85,12 +85,7 @@ function setup(
   });
   const sink = new CountingSink();
   const logs: string[] = [];
-  let backend: VirtioPciBackend | null = null;
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
-    interrupt: sink,
-    link: forwardingLink(() => backend),
-  });
-  backend = new VirtioPciBackend({ transport: dev, device: blk, mem, log: (m) => logs.push(m) });
+  const { dev, backend } = wireDevice(blk, mem, { interrupt: sink, log: (m) => logs.push(m) });
   const drv = new TestDriver(mem, dev, { size: options.size ?? 64 });
   assert.ok(drv.init(options.accept ?? ALL));
   return {

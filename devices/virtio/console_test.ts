@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
 import { CONSOLE_RX_QUEUE, CONSOLE_TX_QUEUE, VIRTIO_ID_CONSOLE, VirtioConsole } from "./console.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
 
 const BUF = 0x100000;
 
@@ -15,12 +13,7 @@ function setup() {
   const con = new VirtioConsole({ output: (b) => out.push(...b), onRxSpace: () => rxSpace++ });
   const logs: string[] = [];
   const sink = new CountingSink();
-  let backend: VirtioPciBackend | null = null;
-  const dev = new VirtioPciDevice(virtioPciSpecOf(con), {
-    interrupt: sink,
-    link: forwardingLink(() => backend),
-  });
-  backend = new VirtioPciBackend({ transport: dev, device: con, mem, log: (m) => logs.push(m) });
+  const { dev } = wireDevice(con, mem, { interrupt: sink, log: (m) => logs.push(m) });
   const drv = new TestDriver(mem, dev, { sizes: [16, 16] });
   assert.ok(drv.init(0xffff_ffffn));
   return { mem, out, con, drv, logs, sink, rxSpace: () => rxSpace };

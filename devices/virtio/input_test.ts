@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { TestDriver, wireDevice } from "./_test_driver.ts";
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
+import { type VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
 import {
   ABS_X,
   ABS_Y,
@@ -41,19 +40,9 @@ async function withInput(body: (r: Rig) => Promise<void> | void): Promise<void> 
   try {
     const input = new VirtioInput();
     const logs: string[] = [];
-    let backend: VirtioPciBackend | null = null;
     // A spec that went through postMessage, as the vCPU threads get it.
     const spec = structuredClone(virtioPciSpecOf(input));
-    const dev = new VirtioPciDevice(spec, {
-      interrupt: new CountingSink(),
-      link: forwardingLink(() => backend),
-    });
-    backend = new VirtioPciBackend({
-      transport: dev,
-      device: input,
-      mem,
-      log: (m) => logs.push(m),
-    });
+    const { dev } = wireDevice(input, mem, { log: (m) => logs.push(m), spec });
     input.initConfig(dev.deviceConfig);
     const drv = new TestDriver(mem, dev, { size: 16 });
     await body({ drv, mem, input, dev, logs });

@@ -7,10 +7,9 @@ import {
   PCI_MSIX_FLAGS_ENABLE,
 } from "../pci/constants.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
-import { CountingSink, forwardingLink, TestDriver } from "./_test_driver.ts";
+import { CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
 import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "./pci.ts";
-import { VirtioPciBackend } from "./pci_backend.ts";
+import { VirtioPciDevice } from "./pci.ts";
 import { fillRandom, VIRTIO_ID_RNG, VirtioRng } from "./rng.ts";
 import { until } from "./_net_test_rig.ts";
 
@@ -26,12 +25,7 @@ async function withRng(
   try {
     const rng = new VirtioRng({ loop, rateBytesPerSec: rate });
     const logs: string[] = [];
-    let backend: VirtioPciBackend | null = null;
-    const dev = new VirtioPciDevice(virtioPciSpecOf(rng), {
-      interrupt: new CountingSink(),
-      link: forwardingLink(() => backend),
-    });
-    backend = new VirtioPciBackend({ transport: dev, device: rng, mem, log: (m) => logs.push(m) });
+    const { dev } = wireDevice(rng, mem, { log: (m) => logs.push(m) });
     const drv = new TestDriver(mem, dev, { size: 16 });
     assert.ok(drv.init(0xffff_ffffn));
     await body({ drv, mem, rng, logs });
@@ -129,12 +123,7 @@ Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-
   try {
     const rng = new VirtioRng({ loop });
     const sink = Object.assign(new CountingSink(), { msixFd: (v: number) => 100 + v });
-    let backend: VirtioPciBackend | null = null;
-    const dev = new VirtioPciDevice(virtioPciSpecOf(rng), {
-      interrupt: sink,
-      link: forwardingLink(() => backend),
-    });
-    backend = new VirtioPciBackend({ transport: dev, device: rng, mem });
+    const { dev, backend } = wireDevice(rng, mem, { interrupt: sink });
     const drv = new TestDriver(mem, dev, { size: 16 });
     assert.ok(drv.init(0xffff_ffffn, { vector: 1 }));
     assert.equal(backend.queueIrqFd(0), null, "INTx: no irqfd");

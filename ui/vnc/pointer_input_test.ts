@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MainLoop } from "../../mainloop/main_loop.ts";
 import { GuestMemory } from "../../memory/guest_memory.ts";
-import { CountingSink, forwardingLink, TestDriver } from "../../devices/virtio/_test_driver.ts";
+import { TestDriver, wireDevice } from "../../devices/virtio/_test_driver.ts";
 import { until } from "../../devices/virtio/_net_test_rig.ts";
 import { VIRTIO_CONFIG_S_DRIVER_OK } from "../../devices/virtio/constants.ts";
 import {
@@ -15,8 +15,6 @@ import {
   REL_WHEEL,
   VirtioInput,
 } from "../../devices/virtio/input.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "../../devices/virtio/pci.ts";
-import { VirtioPciBackend } from "../../devices/virtio/pci_backend.ts";
 import { startVncDisplay } from "./display.ts";
 import { scaleAxis, TabletPointerInput, type TabletPort } from "./pointer_input.ts";
 import { RfbTestClient } from "./_test_client.ts";
@@ -75,12 +73,7 @@ Deno.test("a VNC PointerEvent reaches the virtio tablet's event queue in guest m
   const mem = GuestMemory.allocate(4 << 20);
   const fb = makeFb(800, 600);
   const tablet = new VirtioInput();
-  let backend: VirtioPciBackend | null = null;
-  const dev = new VirtioPciDevice(virtioPciSpecOf(tablet), {
-    interrupt: new CountingSink(),
-    link: forwardingLink(() => backend),
-  });
-  backend = new VirtioPciBackend({ transport: dev, device: tablet, mem });
+  const { dev } = wireDevice(tablet, mem);
   const drv = new TestDriver(mem, dev, { size: 16 });
   assert.ok(drv.init(0xffff_ffffn));
   await until(() => (drv.status() & VIRTIO_CONFIG_S_DRIVER_OK) !== 0);
