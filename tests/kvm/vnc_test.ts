@@ -43,6 +43,11 @@ function inputEvents(hex: string): number[][] {
   return out;
 }
 
+/** Writes the client's picture to .cache/NAME, for a person to look at. */
+async function savePicture(c: RfbTestClient, name: string): Promise<void> {
+  await Deno.writeFile(`${REPO}.cache/${name}`, encodePng(c.screen, c.width, c.height));
+}
+
 function litPixels(c: RfbTestClient): number {
   let n = 0;
   for (const p of c.screen) if ((p & 0xffffff) !== 0) n++;
@@ -89,10 +94,7 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     const lit = litPixels(c);
     // Boot messages in the console font: thousands of lit pixels, far from a blank screen.
     assert.ok(lit > 2000, `only ${lit} lit pixels on the console`);
-    await Deno.writeFile(
-      `${REPO}.cache/vnc-console-boot.png`,
-      encodePng(c.screen, c.width, c.height),
-    );
+    await savePicture(c, "vnc-console-boot.png");
     // The tablet: found by its QEMU name, and a click at the screen's middle
     // arrives as ABS_X, ABS_Y, BTN_LEFT and SYN_REPORT (0..32767 axes).
     assert.match(vmm.stdout, new RegExp(`${M} tablet=\\[/dev/input/event\\d+\\] 1`), runLog(vmm));
@@ -114,10 +116,7 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     try {
       await c.requestUpdate(false);
       await c.message(90_000);
-      await Deno.writeFile(
-        `${REPO}.cache/vnc-console-typed.png`,
-        encodePng(c.screen, c.width, c.height),
-      );
+      await savePicture(c, "vnc-console-typed.png");
     } catch (e) {
       console.log(`no picture after typing: ${(e as Error).message}`);
     }
@@ -180,10 +179,7 @@ Deno.test("the guest's bochs driver switches the display mode and a VNC client g
     await c.message(90_000);
     const lit = litPixels(c);
     assert.ok(lit > 2000, `only ${lit} lit pixels on the bochs console`);
-    await Deno.writeFile(
-      `${REPO}.cache/vnc-bochs-800x600.png`,
-      encodePng(c.screen, c.width, c.height),
-    );
+    await savePicture(c, "vnc-bochs-800x600.png");
   } catch (e) {
     vmm.kill();
     throw new Error(`${(e as Error).message}${runLog(await vmm.done)}`);
