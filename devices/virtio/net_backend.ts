@@ -140,7 +140,7 @@ export function defaultMac(index: number): string {
  * ```ts
  * import { nicsFromNetdevs } from "./net_backend.ts";
  * console.log(nicsFromNetdevs(["tap,id=n0,ifname=tap0"], ["virtio-net-pci,netdev=n0"]));
- * // ["tap,ifname=tap0"]
+ * // ["tap,ifname=tap0,id=n0"]
  * ```
  */
 export function nicsFromNetdevs(netdevs: readonly string[], devices: readonly string[]): string[] {
@@ -207,11 +207,13 @@ export function openNics(
   try {
     values.forEach((value, i) => {
       let o: NicOptions;
-      const text = typeof value === "string" ? value : `tap,ifname=${value.ifname}`;
+      // A config is checked as the --nic it stands for (and named so in errors).
+      const text = typeof value === "string"
+        ? value
+        : `tap,ifname=${value.ifname}${value.id ? `,id=${value.id}` : ""}`;
       try {
-        if (typeof value === "string") o = parseNicOption(value);
-        else {
-          o = parseNicOption(`tap,ifname=${value.ifname}${value.id ? `,id=${value.id}` : ""}`);
+        o = parseNicOption(text);
+        if (typeof value !== "string") {
           if (value.mac !== undefined) o.mac = (parseMac(value.mac), value.mac.toLowerCase());
           o.iothread = value.iothread;
           o.vhost = value.vhost ?? false;
