@@ -44,6 +44,7 @@ import {
   type AioRequest,
   IOV_MAX,
 } from "./types.ts";
+import type { HostIovec } from "./iovec.ts";
 import { UringFallocate } from "./_uring_fallocate.ts";
 
 const SYS_io_uring_setup = 425n;
@@ -127,7 +128,7 @@ export class IoUring implements AioBackend {
   #entries: number;
   #free: number[] = [];
   #cbs: (AioCallback | null)[];
-  #keep: (Uint8Array | null)[];
+  #keep: (Uint8Array | HostIovec | null)[];
   #iovBufs: (BigUint64Array | null)[];
   #iovAddrs: bigint[];
   #gen: Uint32Array;
@@ -249,7 +250,8 @@ export class IoUring implements AioBackend {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new RangeError(`Invalid offset ${offset}`);
     }
-    let opcode: number, addr = 0n, len = 0, flags = 0, keep: Uint8Array | null = null;
+    let opcode: number, addr = 0n, len = 0, flags = 0;
+    let keep: Uint8Array | HostIovec | null = null;
     const slot = this.#free.length > 0 ? this.#free[this.#free.length - 1] : -1;
     switch (req.op) {
       case "pread":
@@ -262,6 +264,14 @@ export class IoUring implements AioBackend {
       case "preadv":
       case "pwritev": {
         opcode = req.op === "preadv" ? IORING_OP_READV : IORING_OP_WRITEV;
+        if (req.iovec) {
+          // The caller's own iovec array: no copy, nothing per segment.
+          len = req.iovec.count;
+          if (len < 1 || len > IOV_MAX) throw new RangeError(`Invalid iov count ${len}`);
+          addr = req.iovec.address;
+          keep = req.iovec;
+          break;
+        }
         const n = req.iov ? req.iov.length : req.buf ? 1 : 0;
         if (n < 1 || n > IOV_MAX) throw new RangeError(`Invalid iov count ${n}`);
         if (slot < 0) break;

@@ -28,6 +28,7 @@
  * @module
  */
 export * from "./types.ts";
+export * from "./iovec.ts";
 export * from "./thread_pool.ts";
 export * from "./io_uring.ts";
 export * from "./backend.ts";

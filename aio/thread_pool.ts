@@ -38,6 +38,7 @@ import {
   unlock,
 } from "./_layout.ts";
 import type { AioBackend, AioCallback, AioRequest } from "./types.ts";
+import type { HostIovec } from "./iovec.ts";
 import { AioQueueFullError, IOV_MAX } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
 import { bufferAddress, checkLen, type OneSegment, opCode, singleSegment } from "./request.ts";
@@ -105,7 +106,8 @@ export class ThreadPool implements AioBackend {
   #free: number[] = [];
   #gen: Uint32Array;
   #cbs: (AioCallback | null)[];
-  #keep: (Uint8Array | null)[];
+  /** Memory each in-flight request uses, kept alive until its completion. */
+  #keep: (Uint8Array | HostIovec | null)[];
   #iovBufs: (BigUint64Array | null)[];
   #iovAddrs: bigint[];
   #canceled: number[] = [];
@@ -314,6 +316,15 @@ export class ThreadPool implements AioBackend {
       this.#si[idx * W + 3] = 1;
       return;
     }
+    if (req.iovec) {
+      // The caller's own iovec array: no copy, nothing per segment.
+      const v = req.iovec;
+      if (v.count < 1 || v.count > IOV_MAX) throw new RangeError(`Invalid iov count ${v.count}`);
+      this.#addrs[idx] = v.address;
+      this.#keep[idx] = v;
+      this.#si[idx * W + 3] = v.count;
+      return;
+    }
     let cnt: number;
     let iovs = this.#iovBufs[idx];
     if (req.iov) {
@@ -432,7 +443,9 @@ export class ThreadPool implements AioBackend {
       if (e.data === "ready") {
         ready = true;
         this.#starting = false;
-        if (!this.#closed) this.#maybeGrow();
+        // This thread is about to take a queued request itself: another
+        // starts only for a backlog beyond it (a Worker costs tens of ms).
+        if (!this.#closed) this.#maybeGrow(1);
       } else {
         this.#onExit(w);
       }
@@ -483,12 +496,13 @@ export class ThreadPool implements AioBackend {
     this.#checkDrained();
   }
 
-  #maybeGrow(): void {
+  /** Starts a thread if more requests wait than idle threads (plus `arriving`) can take. */
+  #maybeGrow(arriving = 0): void {
     const h = this.#h;
     lock(h);
     const threads = Atomics.load(h, H_THREADS);
-    const grow = !this.#starting && Atomics.load(h, H_AVAIL) > Atomics.load(h, H_IDLE) &&
-      threads < this.#max;
+    const grow = !this.#starting &&
+      Atomics.load(h, H_AVAIL) > Atomics.load(h, H_IDLE) + arriving && threads < this.#max;
     if (grow) Atomics.store(h, H_THREADS, threads + 1);
     unlock(h);
     if (grow) this.#spawn();

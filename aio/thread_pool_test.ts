@@ -143,3 +143,25 @@ Deno.test("threads: options are validated and a full queue says so", async () =>
     }
   });
 });
+
+Deno.test("threads: one request starts one thread, not a second when the first is ready", async () => {
+  let pool: ThreadPool | null = null;
+  const zero = openFile("/dev/zero", O_RDONLY);
+  try {
+    await withBackend((loop) => (pool = new ThreadPool(loop, { maxThreads: 8 })), async (b) => {
+      const p = pool!;
+      // The request waits in the queue while its thread starts (tens of ms):
+      // that thread takes it; nothing else needs a thread.
+      assert.equal(await run(b, { op: "pread", fd: zero, buf: new Uint8Array(64) }), 64);
+      await sleep(300); // a second Worker would have announced itself by now
+      assert.equal(p.spawned, 1);
+      assert.equal(p.threads, 1);
+      // A backlog deeper than one thread still grows the pool.
+      const big = Array.from({ length: 8 }, () => new Uint8Array(64 << 20));
+      await Promise.all(big.map((buf) => run(b, { op: "pread", fd: zero, buf })));
+      assert.ok(p.spawned >= 2, `spawned ${p.spawned}`);
+    });
+  } finally {
+    closeFd(zero);
+  }
+});

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { HostIovec } from "./iovec.ts";
 
 /** Operations, as in QEMU's QEMU_AIO_* / POSIX. */
 export type AioOp =
@@ -38,8 +39,11 @@ export interface IoVec {
 }
 
 /**
- * A request. Give the memory either as `buf` (a JS buffer; kept alive until
- * completion) or as `iov` (host addresses; the caller keeps them mapped).
+ * A request. Give the memory as `buf` (a JS buffer; kept alive until
+ * completion), as `iov` (host addresses; the caller keeps them mapped), or,
+ * for `preadv`/`pwritev`, as `iovec` (an iovec array in host memory the
+ * caller reuses: no per-segment work in the backend; the caller must not
+ * change it until the callback runs).
  * `pread`/`pwrite` take exactly one segment and transfer all of it unless EOF
  * comes first; `preadv`/`pwritev` take up to 1024 and report what one
  * preadv(2)/pwritev(2) call did. `fsync`/`fdatasync` ignore memory and offset.
@@ -56,6 +60,8 @@ export interface AioRequest {
   buf?: Uint8Array;
   /** Memory as host-address segments. */
   iov?: readonly IoVec[];
+  /** Memory as a ready iovec array (`preadv`/`pwritev`; takes precedence over `iov`). */
+  iovec?: HostIovec;
   /** `fallocate` only: FALLOC_FL_* bits, plus {@link AIO_FALLOC_ZERO_FALLBACK}. */
   mode?: number;
   /** `fallocate` only: bytes from `offset`. */

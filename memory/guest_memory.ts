@@ -264,6 +264,22 @@ export class GuestMemory {
   }
 
   /**
+   * {@link GuestMemory.hostAddress} as a number, for hot paths that build
+   * iovec arrays without allocating a BigInt per segment (host user
+   * addresses lie below 2^47, exact in a double).
+   *
+   * @param addr guest address
+   * @param len bytes
+   * @returns host virtual address
+   */
+  hostAddressNumber(addr: number, len: number): number {
+    const i = this.#region(addr, len);
+    const r = this.layout.regions[i];
+    if (r.hostAddr === 0n) throw new GuestMemoryError(addr, len);
+    return Number(r.hostAddr) + (addr - r.guestAddr);
+  }
+
+  /**
    * Copies guest bytes into dst.
    *
    * @param addr guest address

@@ -22,6 +22,7 @@ import {
   FALLOC_FL_PUNCH_HOLE,
   FALLOC_FL_ZERO_RANGE,
 } from "../types.ts";
+import { HostIovec } from "../iovec.ts";
 
 export type Factory = (loop: MainLoop) => AioBackend;
 
@@ -160,6 +161,47 @@ export function backendSuite(name: string, factory: Factory): void {
       assert.ok(file.subarray(8000, 8100).every((x) => x === 0xab));
     } finally {
       munmap(addr, 16384);
+      closeFd(fd);
+      await Deno.remove(path);
+    }
+  });
+
+  Deno.test(`${name}: preadv/pwritev from a reused HostIovec of many segments`, async () => {
+    const { path, data } = await tempFile(1 << 20, 11);
+    const fd = openFile(path, O_RDWR);
+    const size = 2 << 20;
+    const addr = mmap(size, { prot: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS });
+    try {
+      const ram = new Uint8Array(hostBuffer(addr, size));
+      const base = Number(addr);
+      // 254 scattered 4 KiB pages, in reverse order: one preadv fills them all.
+      const pages = 254;
+      const v = new HostIovec(4); // grows while filled
+      await withBackend(factory, async (b) => {
+        v.reset();
+        for (let i = 0; i < pages; i++) v.push(base + (pages - 1 - i) * 2 * 4096, 4096);
+        assert.equal(v.count, pages);
+        assert.equal(await run(b, { op: "preadv", fd, offset: 4096, iovec: v }), pages * 4096);
+        for (const i of [0, 1, 100, pages - 1]) {
+          const page = ram.subarray((pages - 1 - i) * 8192, (pages - 1 - i) * 8192 + 4096);
+          assert.deepEqual(page, data.subarray(4096 + i * 4096, 8192 + i * 4096), `page ${i}`);
+        }
+        // Reused for a write of two segments: the file gets them back to back.
+        ram.fill(0x5a, 0, 512);
+        ram.fill(0xa5, 8192, 8192 + 512);
+        v.reset();
+        v.push(base, 512);
+        v.push(base + 8192, 512);
+        assert.equal(await run(b, { op: "pwritev", fd, offset: 0, iovec: v }), 1024);
+        v.reset();
+        assert.throws(() => b.submit({ op: "preadv", fd, iovec: v }, () => {}), RangeError);
+      });
+      const file = await Deno.readFile(path);
+      assert.ok(file.subarray(0, 512).every((x) => x === 0x5a));
+      assert.ok(file.subarray(512, 1024).every((x) => x === 0xa5));
+      assert.deepEqual(file.subarray(1024, 4096), data.subarray(1024, 4096));
+    } finally {
+      munmap(addr, size);
       closeFd(fd);
       await Deno.remove(path);
     }

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { AioQueueFullError, IOV_MAX } from "../../aio/types.ts";
+import { AioQueueFullError } from "../../aio/types.ts";
 import type { Bh } from "../../mainloop/types.ts";
 import {
   featureBit,
@@ -332,7 +332,6 @@ export class VirtioBlock implements VirtioDevice {
         r.req.fd = disk.fd;
         r.req.offset = offset;
         vq.buildIov(mem, r, write ? 0 : chain.readableCount, write ? HEADER_BYTES : 0, len);
-        if (r.req.iov.length > IOV_MAX) return this.#finish(vq, ctx, r, VIRTIO_BLK_S_IOERR, 1);
         r.expected = len;
         r.usedLen = write ? 1 : len + 1;
         return this.#submit(vq, r);
@@ -342,7 +341,6 @@ export class VirtioBlock implements VirtioDevice {
         r.req.op = "fdatasync";
         r.req.fd = disk.fd;
         r.req.offset = 0;
-        r.req.iov.length = 0;
         r.expected = 0;
         r.usedLen = 1;
         return this.#submit(vq, r);
@@ -376,7 +374,6 @@ export class VirtioBlock implements VirtioDevice {
   #nextPiece(r: BlockRequest): void {
     const g = r.ranges;
     r.req.op = "fallocate";
-    r.req.iov.length = 0;
     r.req.offset = g.pieceOffset;
     r.req.len = g.pieceLength(discard.VIRTIO_BLK_DISCARD_PIECE);
     r.req.mode = g.pieceMode;

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { AioRequest, IoVec } from "../../aio/types.ts";
+import type { AioRequest } from "../../aio/types.ts";
+import { HostIovec } from "../../aio/iovec.ts";
 import { DiscardRanges } from "./block_discard.ts";
 
 /** Requests a {@link VirtioBlock} has started, by type (well-formed chains only). */
@@ -53,16 +54,17 @@ export class BlockRequest {
   generation = 0;
   /** DISCARD / WRITE_ZEROES: the ranges, worked through one piece at a time. */
   readonly ranges = new DiscardRanges();
-  /** The aio request, rewritten for each submission. */
-  readonly req: AioRequest & { iov: IoVec[]; offset: number; len: number; mode: number };
-  /** IoVec objects reused by req.iov. */
-  readonly pool: IoVec[] = [];
+  /**
+   * The aio request, rewritten for each submission; reads and writes carry
+   * the guest buffers as a reused iovec array (host addresses of guest RAM).
+   */
+  readonly req: AioRequest & { iovec: HostIovec; offset: number; len: number; mode: number };
   /** The aio callback (bound once). */
   readonly done: (result: number) => void;
 
   /** @param complete runs with this request and the aio result */
   constructor(complete: (r: BlockRequest, result: number) => void) {
-    this.req = { op: "preadv", fd: -1, iov: [], offset: 0, len: 0, mode: 0 };
+    this.req = { op: "preadv", fd: -1, iovec: new HostIovec(), offset: 0, len: 0, mode: 0 };
     this.done = (result: number) => complete(this, result);
   }
 }

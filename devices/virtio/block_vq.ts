@@ -79,8 +79,10 @@ export class BlockVq {
   }
 
   /**
-   * Fills r.req.iov with `len` bytes of the current chain's segments from
-   * `first`, skipping `skip` bytes (host addresses of guest RAM, checked).
+   * Fills r.req.iovec with `len` bytes of the current chain's segments from
+   * `first`, skipping `skip` bytes (host addresses of guest RAM, each range
+   * checked by GuestMemory). Writes numbers into the request's own iovec
+   * array: nothing is allocated per segment.
    *
    * Positional arguments on purpose: this runs per request, and an options
    * object would be an allocation each time.
@@ -93,8 +95,8 @@ export class BlockVq {
    */
   buildIov(mem: GuestMemory, r: BlockRequest, first: number, skip: number, len: number): void {
     const c = this.chain;
-    const iov = r.req.iov;
-    iov.length = 0;
+    const iov = r.req.iovec;
+    iov.reset();
     let left = len, off = skip;
     for (let i = first; i < c.count && left > 0; i++) {
       const l = c.len[i];
@@ -103,14 +105,7 @@ export class BlockVq {
         continue;
       }
       const n = Math.min(l - off, left);
-      let v = r.pool[iov.length];
-      if (!v) {
-        v = { addr: 0n, len: 0 };
-        r.pool.push(v);
-      }
-      v.addr = mem.hostAddress(c.addr[i] + off, n);
-      v.len = n;
-      iov.push(v);
+      iov.push(mem.hostAddressNumber(c.addr[i] + off, n), n);
       left -= n;
       off = 0;
     }

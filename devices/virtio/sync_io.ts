@@ -57,6 +57,18 @@ export class SyncAio implements BlockAio {
           break;
         case "preadv":
         case "pwritev": {
+          if (req.iovec) {
+            const v = req.iovec;
+            if (v.count < 1 || v.count > IOV_MAX) throw new RangeError("Invalid segment count");
+            const p = Deno.UnsafePointer.create(v.address);
+            const off = BigInt(req.offset ?? 0);
+            r = Number(
+              req.op === "preadv"
+                ? libc.preadv(req.fd, p, v.count, off)
+                : libc.pwritev(req.fd, p, v.count, off),
+            );
+            break;
+          }
           const iov = req.iov ?? [];
           if (iov.length > IOV_MAX) throw new RangeError("Too many segments");
           for (let i = 0; i < iov.length; i++) {
