@@ -15,6 +15,9 @@ interface Entry {
   users: number;
 }
 
+/** Pool threads a loop's shared engine starts at its first request and keeps. */
+export const DISK_WARM_THREADS = 2;
+
 const shared = new WeakMap<EventLoop, Map<AioKind, Entry>>();
 
 /** A reference to a loop's shared engine. */
@@ -64,7 +67,10 @@ export function acquireAio(
   }
   let entry = byKind.get(kind);
   if (!entry) {
-    entry = { backend: createAioBackend(loop, kind, options), users: 0 };
+    // Disks keep two pool threads once they have worked (a guest's readahead
+    // keeps one or two requests in flight; see _pool_growth.ts).
+    const pool = { warmThreads: DISK_WARM_THREADS, ...options.pool };
+    entry = { backend: createAioBackend(loop, kind, { ...options, pool }), users: 0 };
     byKind.set(kind, entry);
   }
   entry.users++;

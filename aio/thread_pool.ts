@@ -4,9 +4,11 @@
  * into the caller's memory (guest RAM by host address, or a JS buffer), then
  * schedule one completion bottom half on the loop that owns the pool.
  *
- * Threads start on demand while more requests wait than threads idle (up to
- * `maxThreads`, 64) and exit after `idleTimeoutMs` (10 s) idle, down to
- * `minThreads` (0). A full queue (`queueSize`) is an AioQueueFullError.
+ * Threads start on demand (up to `maxThreads`, 64): the first at the first
+ * request, then `warmThreads` in all at once, then one more whenever
+ * requests have waited with no idle thread for as long as a thread takes to
+ * start (a Worker is an isolate: _pool_growth.ts says why); they exit after
+ * `idleTimeoutMs` (10 s) idle, down to `minThreads` (0) or `warmThreads`. A full queue (`queueSize`) is an AioQueueFullError.
  * Cancel succeeds only while a request is queued (QEMU's rule): its
  * callback then gets -ECANCELED on the next loop iteration.
  *
@@ -24,11 +26,6 @@ import {
   H_THREADS,
   HEADER_WORDS,
   lock,
-  OP_FALLOCATE,
-  OP_FDATASYNC,
-  OP_FSYNC,
-  OP_PREAD,
-  OP_PWRITE,
   type PoolShared,
   S_CANCELED,
   S_DONE,
@@ -38,11 +35,12 @@ import {
   unlock,
 } from "./_layout.ts";
 import type { AioBackend, AioCallback, AioRequest } from "./types.ts";
-import type { HostIovec } from "./iovec.ts";
-import { AioQueueFullError, IOV_MAX } from "./types.ts";
+import { AioQueueFullError } from "./types.ts";
 import { workerUrl } from "../sys/worker_url.ts";
-import { bufferAddress, checkLen, type OneSegment, opCode, singleSegment } from "./request.ts";
+import { opCode } from "./request.ts";
 import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
+import { PoolGrowth } from "./_pool_growth.ts";
+import { SlotFiller } from "./_slot_fill.ts";
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
@@ -52,6 +50,12 @@ export interface ThreadPoolOptions {
   maxThreads?: number;
   /** Idle time after which a thread above the minimum exits (default 10000 ms). */
   idleTimeoutMs?: number;
+  /**
+   * Threads started at the first request and kept however idle (default 0;
+   * a disk's pool keeps 2). Beyond them a thread starts only for a backlog
+   * that lasts as long as starting one takes (_pool_growth.ts).
+   */
+  warmThreads?: number;
   /** Requests in flight at once, a power of two (default 4096). */
   queueSize?: number;
   /**
@@ -87,7 +91,6 @@ let nextThread = 0;
  * ```
  */
 export class ThreadPool implements AioBackend {
-  readonly #one: OneSegment = { addr: 0n, len: 0, keep: null };
   /** Backend name. */
   readonly kind = "threads" as const;
   #loop: EventLoop;
@@ -96,8 +99,6 @@ export class ThreadPool implements AioBackend {
   #h: Int32Array<SharedArrayBuffer>;
   #si: Int32Array<SharedArrayBuffer>;
   #sf: Float64Array<SharedArrayBuffer>;
-  #addrs: BigUint64Array<SharedArrayBuffer>;
-  #lens: Float64Array<SharedArrayBuffer>;
   #sring: Int32Array<SharedArrayBuffer>;
   #cring: Int32Array<SharedArrayBuffer>;
   #shared: PoolShared;
@@ -106,14 +107,13 @@ export class ThreadPool implements AioBackend {
   #free: number[] = [];
   #gen: Uint32Array;
   #cbs: (AioCallback | null)[];
-  /** Memory each in-flight request uses, kept alive until its completion. */
-  #keep: (Uint8Array | HostIovec | null)[];
-  #iovBufs: (BigUint64Array | null)[];
-  #iovAddrs: bigint[];
   #canceled: number[] = [];
   #cancelBh;
   #doneBh;
+  /** Encodes requests into slots and keeps their memory alive. */
+  #slots: SlotFiller;
   #workers = new Set<Worker>();
+  #growth: PoolGrowth;
   #starting = false;
   #broken: string | null = null;
   #exited: (() => void) | null = null;
@@ -161,17 +161,17 @@ export class ThreadPool implements AioBackend {
     this.#h = new Int32Array(this.#shared.header);
     this.#si = new Int32Array(this.#shared.slots);
     this.#sf = new Float64Array(this.#shared.slots);
-    this.#addrs = new BigUint64Array(this.#shared.addrs);
-    this.#lens = new Float64Array(this.#shared.lens);
     this.#sring = new Int32Array(this.#shared.sring).fill(-1);
     this.#cring = new Int32Array(this.#shared.cring);
-    this.#h[H_MIN] = min;
+    this.#slots = new SlotFiller(this.#shared, size);
+    this.#growth = new PoolGrowth(loop, {
+      warm: options.warmThreads ?? 0,
+      grow: () => this.#closed || this.#maybeGrow(),
+    });
+    this.#h[H_MIN] = Math.max(min, this.#growth.warm);
     this.#h[H_IDLE_MS] = idle;
     this.#gen = new Uint32Array(size);
     this.#cbs = new Array(size).fill(null);
-    this.#keep = new Array(size).fill(null);
-    this.#iovBufs = new Array(size).fill(null);
-    this.#iovAddrs = new Array(size).fill(0n);
     for (let i = size - 1; i >= 0; i--) this.#free.push(i);
     this.#doneBh = loop.bh(() => this.#complete(), "aio-complete");
     this.#cancelBh = loop.bh(() => this.#completeCanceled(), "aio-cancel");
@@ -221,7 +221,7 @@ export class ThreadPool implements AioBackend {
     const idx = this.#free.pop();
     if (idx === undefined) throw new AioQueueFullError("Thread pool queue is full (EAGAIN)");
     try {
-      this.#fill(idx, op, req);
+      this.#slots.fill(idx, op, req);
     } catch (e) {
       this.#free.push(idx);
       throw e;
@@ -241,9 +241,10 @@ export class ThreadPool implements AioBackend {
     lock(h);
     const avail = Atomics.add(h, H_AVAIL, 1) + 1;
     const threads = Atomics.load(h, H_THREADS);
-    // Starting a Worker costs tens of ms, so one starts at a time (like QEMU's
-    // pending_threads); when it is ready, the need is checked again.
-    const grow = !this.#starting && avail > Atomics.load(h, H_IDLE) && threads < this.#max;
+    // One thread starts at a time (like QEMU's pending_threads); when it is
+    // ready, the need is checked again.
+    const grow = !this.#starting && threads < this.#max &&
+      this.#growth.wants(threads, avail > Atomics.load(h, H_IDLE));
     if (grow) Atomics.store(h, H_THREADS, threads + 1);
     unlock(h);
     Atomics.notify(h, H_AVAIL, 1);
@@ -283,6 +284,7 @@ export class ThreadPool implements AioBackend {
     if (this.#inFlight > 0) {
       await new Promise<void>((r) => (this.#drained = r));
     }
+    this.#growth.close();
     Atomics.store(this.#h, H_STOP, 1);
     Atomics.notify(this.#h, H_AVAIL);
     if (this.#workers.size > 0) await new Promise<void>((r) => (this.#exited = r));
@@ -291,74 +293,10 @@ export class ThreadPool implements AioBackend {
     this.#cancelBh.delete();
   }
 
-  #fill(idx: number, op: number, req: AioRequest): void {
-    const W = SLOT_BYTES / 4;
-    this.#keep[idx] = null;
-    if (op === OP_FSYNC || op === OP_FDATASYNC) {
-      this.#si[idx * W + 3] = 0;
-      return;
-    }
-    if (op === OP_FALLOCATE) {
-      const mode = req.mode ?? 0;
-      if (!Number.isInteger(mode) || mode < 0 || mode > 0x7fff_ffff) {
-        throw new RangeError(`Invalid fallocate mode ${mode}`);
-      }
-      this.#lens[idx] = checkLen(req.len ?? 0);
-      this.#si[idx * W + 3] = mode;
-      return;
-    }
-    if (op === OP_PREAD || op === OP_PWRITE) {
-      const one = this.#one;
-      singleSegment(req, one);
-      this.#addrs[idx] = one.addr;
-      this.#lens[idx] = one.len;
-      this.#keep[idx] = one.keep;
-      this.#si[idx * W + 3] = 1;
-      return;
-    }
-    if (req.iovec) {
-      // The caller's own iovec array: no copy, nothing per segment.
-      const v = req.iovec;
-      if (v.count < 1 || v.count > IOV_MAX) throw new RangeError(`Invalid iov count ${v.count}`);
-      this.#addrs[idx] = v.address;
-      this.#keep[idx] = v;
-      this.#si[idx * W + 3] = v.count;
-      return;
-    }
-    let cnt: number;
-    let iovs = this.#iovBufs[idx];
-    if (req.iov) {
-      cnt = req.iov.length;
-      if (cnt < 1 || cnt > IOV_MAX) throw new RangeError(`Invalid iov count ${cnt}`);
-      if (!iovs || iovs.length < cnt * 2) iovs = this.#newIovs(idx, cnt);
-      for (let i = 0; i < cnt; i++) {
-        iovs[2 * i] = req.iov[i].addr;
-        iovs[2 * i + 1] = BigInt(checkLen(req.iov[i].len));
-      }
-    } else if (req.buf) {
-      cnt = 1;
-      if (!iovs) iovs = this.#newIovs(idx, 1);
-      iovs[0] = bufferAddress(req.buf);
-      iovs[1] = BigInt(req.buf.byteLength);
-      this.#keep[idx] = req.buf;
-    } else {
-      throw new RangeError(`${req.op} needs iov or buf`);
-    }
-    this.#addrs[idx] = this.#iovAddrs[idx];
-    this.#si[idx * W + 3] = cnt;
-  }
-
-  #newIovs(idx: number, cnt: number): BigUint64Array {
-    const iovs = new BigUint64Array(Math.max(16, cnt * 2));
-    this.#iovBufs[idx] = iovs;
-    this.#iovAddrs[idx] = bufferAddress(new Uint8Array(iovs.buffer));
-    return iovs;
-  }
-
   #release(idx: number): void {
     Atomics.store(this.#si, idx * (SLOT_BYTES / 4), S_FREE);
     this.#cbs[idx] = null;
-    this.#keep[idx] = null;
+    this.#slots.release(idx);
     this.#gen[idx] = (this.#gen[idx] + 1) % 0x100000;
     this.#free.push(idx);
   }
@@ -391,6 +329,7 @@ export class ThreadPool implements AioBackend {
         this.#orphans.add(idx);
       }
     }
+    if (Atomics.load(this.#h, H_AVAIL) === 0) this.#growth.drained();
     this.#checkDrained();
   }
 
@@ -439,10 +378,12 @@ export class ThreadPool implements AioBackend {
     this.#workers.add(w);
     this.#starting = true;
     let ready = false;
+    const t0 = this.#loop.now("monotonic");
     w.onmessage = (e: MessageEvent<string>) => {
       if (e.data === "ready") {
         ready = true;
         this.#starting = false;
+        this.#growth.started(this.#loop.now("monotonic") - t0);
         // This thread is about to take a queued request itself: another
         // starts only for a backlog beyond it (a Worker costs tens of ms).
         if (!this.#closed) this.#maybeGrow(1);
@@ -496,13 +437,13 @@ export class ThreadPool implements AioBackend {
     this.#checkDrained();
   }
 
-  /** Starts a thread if more requests wait than idle threads (plus `arriving`) can take. */
+  /** Starts a thread if the growth rule wants one (`arriving`: threads about to take work). */
   #maybeGrow(arriving = 0): void {
     const h = this.#h;
     lock(h);
     const threads = Atomics.load(h, H_THREADS);
-    const grow = !this.#starting &&
-      Atomics.load(h, H_AVAIL) > Atomics.load(h, H_IDLE) + arriving && threads < this.#max;
+    const grow = !this.#starting && threads < this.#max &&
+      this.#growth.wants(threads, Atomics.load(h, H_AVAIL) > Atomics.load(h, H_IDLE) + arriving);
     if (grow) Atomics.store(h, H_THREADS, threads + 1);
     unlock(h);
     if (grow) this.#spawn();

@@ -156,10 +156,33 @@ Deno.test("threads: one request starts one thread, not a second when the first i
       await sleep(300); // a second Worker would have announced itself by now
       assert.equal(p.spawned, 1);
       assert.equal(p.threads, 1);
-      // A backlog deeper than one thread still grows the pool.
-      const big = Array.from({ length: 8 }, () => new Uint8Array(64 << 20));
-      await Promise.all(big.map((buf) => run(b, { op: "pread", fd: zero, buf })));
+      // A backlog that lasts longer than a thread start grows the pool.
+      const big = new Uint8Array(64 << 20);
+      await Promise.all(
+        Array.from({ length: 48 }, () => run(b, { op: "pread", fd: zero, buf: big })),
+      );
       assert.ok(p.spawned >= 2, `spawned ${p.spawned}`);
+    });
+  } finally {
+    closeFd(zero);
+  }
+});
+
+Deno.test("threads: warm threads start at the first request and outlive the idle timeout", async () => {
+  let pool: ThreadPool | null = null;
+  const zero = openFile("/dev/zero", O_RDONLY);
+  try {
+    const factory = (
+      loop: MainLoop,
+    ) => (pool = new ThreadPool(loop, { warmThreads: 2, idleTimeoutMs: 20 }));
+    await withBackend(factory, async (b) => {
+      const p = pool!;
+      assert.equal(p.threads, 0); // nothing before the first request
+      assert.equal(await run(b, { op: "pread", fd: zero, buf: new Uint8Array(64) }), 64);
+      await until(() => p.spawned === 2 && p.idleThreads === 2);
+      await sleep(200); // ten idle timeouts
+      assert.equal(p.threads, 2);
+      assert.equal(p.spawned, 2);
     });
   } finally {
     closeFd(zero);
