@@ -213,6 +213,8 @@ const cases: [string, WakeCase][] = [
     rounds: ROUNDS,
   }],
 ];
+// Warm-up (JIT, the probe of Deno's fd, Worker start-up paths), not reported.
+await wakeLatency({ mode: "wake", gapNs: 200_000, rounds: Math.min(ROUNDS, 300) });
 const wakes: [string, number[]][] = [];
 for (const [name, c] of cases) wakes.push([name, await wakeLatency(c)]);
 wakes.push([

@@ -188,7 +188,7 @@ export class MainLoop implements EventLoop {
     if (!(idleYieldNs > 0)) throw new RangeError(`Invalid idleYieldNs ${options.idleYieldNs}`);
     this.#idleYieldMs = idleYieldNs / 1e6;
     this.#mailbox = options.mailbox ?? null;
-    this.#watchDeno = this.#mailbox === null && (options.watchDeno ?? true);
+    this.#watchDeno = options.watchDeno ?? true;
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
   }
@@ -319,8 +319,13 @@ export class MainLoop implements EventLoop {
       const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
       const now = performance.now();
       if (this.#denoFd >= 0) {
-        const n = await this.#waitBesideDeno(nfds, timeout, now);
-        if (n >= 0 && this.#afterPoll(n)) await Promise.resolve();
+        // Synchronous unless Deno's turn is due: no promise per iteration.
+        const n = this.#waitBesideDeno(nfds, timeout, now);
+        if (n < 0) {
+          this.denoTurns++;
+          await denoTurn();
+          this.#yieldedAt = performance.now();
+        } else if (this.#afterPoll(n)) await Promise.resolve();
         continue;
       }
       // Nanoseconds this thread may still keep Deno's event loop waiting.
@@ -375,18 +380,15 @@ export class MainLoop implements EventLoop {
   }
 
   /**
-   * One wait of the main thread's loop with Deno's fd in the set: a turn for
-   * Deno when it asked or its hold is over (returns -1: nothing polled), else
-   * ppoll here until our fds, Deno's fd, the timeout or the hold end.
+   * One wait of the loop with Deno's fd in the set: -1 when Deno's turn is
+   * due (it asked, or its hold is over), else ppoll here until our fds,
+   * Deno's fd, the timeout or the hold end; returns ready fds.
    */
-  async #waitBesideDeno(nfds: bigint, timeout: number, now: number): Promise<number> {
+  #waitBesideDeno(nfds: bigint, timeout: number, now: number): number {
     const busy = (now - this.#activeAt) * 1e6 < this.#pollNs;
     const holdNs = (this.#yieldedAt + (busy ? this.#yieldMs : this.#idleYieldMs) - now) * 1e6;
     if (this.#denoWants || holdNs <= 0) {
       this.#denoWants = false;
-      this.denoTurns++;
-      await denoTurn();
-      this.#yieldedAt = performance.now();
       return -1;
     }
     if (timeout === 0) return this.#pollSync(nfds, 0);

@@ -11,15 +11,16 @@
  * Every Deno runtime (the main one, each Worker's, `deno test`'s) has its
  * own, so it is found by experiment, once per thread: list the distinct
  * `anon_inode:[eventpoll]` fds (readlink(2) on /proc/self/fd/N and kcmp(2)
- * through libc, so no --allow-read), start a 5 ms call on Deno's blocking
- * pool, block, and see which fd is readable when this thread's event loop
- * has been woken - in three rounds, one fd alone. Where that is not clear
+ * through libc, so no --allow-read), end a call on Deno's blocking pool
+ * while this thread is blocked, and see which fd is readable when its event
+ * loop has been woken - in up to three rounds, one fd alone. Where that is not clear
  * the answer is -1 and the loop keeps its older way.
  *
  * @module
  */
 import { libc } from "./libc.ts";
 import { POLLIN, ppoll, ppollAsync } from "./poll.ts";
+import { closeFd, eventFd, eventFdDrain, eventFdWrite } from "./fd.ts";
 
 const SYS_readlink = 89n;
 const SYS_kcmp = 312n;
@@ -27,9 +28,8 @@ const KCMP_FILE = 0n;
 const EVENTPOLL = "anon_inode:[eventpoll]";
 /** Stop scanning after this many fds in a row that are not open. */
 const GAP = 64;
-/** How long the probe's pool call sleeps, and the longest wait for it. */
-const PROBE_NS = 5_000_000n;
-const PROBE_WAIT_NS = 200_000_000n;
+/** The longest wait for a round's call to end and wake this thread. */
+const PROBE_WAIT_NS = 500_000_000n;
 /** Rounds that must agree. */
 const ROUNDS = 3;
 
@@ -82,18 +82,23 @@ function readable(fds: number[], ns: bigint): number[] {
 }
 
 /**
- * One round: start a call on Deno's pool, then block this thread until some
- * candidate is readable. This thread's fd is readable by then, either from
- * the call's end waking its event loop or from a wake-up Deno posted to
- * itself in its last turn and has not consumed (common: the JavaScript
- * that runs after a turn runs before Deno's next epoll_wait).
+ * One round: a call on Deno's pool waits for an eventfd; once Deno has
+ * started it (a turn), this thread writes the eventfd and blocks until some
+ * candidate is readable. The call's end wakes this thread's event loop, so
+ * its fd is readable by then (or already was, from a wake-up Deno posted to
+ * itself in its last turn and has not consumed yet: the JavaScript after a
+ * turn runs before Deno's next epoll_wait). The call cannot end early, as a
+ * timed one could on a loaded host.
  */
-async function probeOnce(candidates: number[]): Promise<number[]> {
-  const ts = new BigInt64Array([0n, PROBE_NS]);
-  const call = ppollAsync(0n, 0n, address(ts));
+async function probeOnce(candidates: number[], efd: number): Promise<number[]> {
+  const set = new Int32Array([efd, POLLIN]);
+  const ts = new BigInt64Array([1n, 0n]);
+  const call = ppollAsync(address(set), 1n, address(ts));
   await denoTurn(); // Deno starts the call only when it polls the op
+  eventFdWrite(efd);
   const woken = readable(candidates, PROBE_WAIT_NS);
   await call;
+  eventFdDrain(efd);
   return woken;
 }
 
@@ -103,12 +108,17 @@ async function probe(): Promise<number> {
   // Other runtimes' fds are readable only when they happen to have work
   // (or are blocked with work pending): this thread's is readable in every
   // round, and it must be the only one.
-  let left = candidates;
-  for (let round = 0; round < ROUNDS && left.length > 0; round++) {
-    const woken = await probeOnce(candidates);
-    left = left.filter((fd) => woken.includes(fd));
+  const efd = eventFd();
+  try {
+    let left = candidates;
+    for (let round = 0; round < ROUNDS && (round === 0 || left.length > 1); round++) {
+      const woken = await probeOnce(candidates, efd);
+      left = left.filter((fd) => woken.includes(fd));
+    }
+    return left.length === 1 ? left[0] : -1;
+  } finally {
+    closeFd(efd);
   }
-  return left.length === 1 ? left[0] : -1;
 }
 
 /**
