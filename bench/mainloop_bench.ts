@@ -50,11 +50,13 @@ interface WakeCase {
   gapNs: number;
   /** MainLoop pollNs (undefined: the default). */
   pollNs?: number;
+  /** MainLoop watchDeno (undefined: the default, on). */
+  watchDeno?: boolean;
   rounds: number;
 }
 
 async function wakeLatency(c: WakeCase): Promise<number[]> {
-  const loop = new MainLoop({ name: "bench", pollNs: c.pollNs });
+  const loop = new MainLoop({ name: "bench", pollNs: c.pollNs, watchDeno: c.watchDeno });
   const running = loop.run();
   const sync = new SharedArrayBuffer(8);
   const ctl = new Int32Array(sync);
@@ -176,7 +178,7 @@ async function setTimeoutLateness(): Promise<number[]> {
 
 const IDLE_ROUNDS = Math.min(ROUNDS, 150);
 const cases: [string, WakeCase][] = [
-  ["wake-up: BH from a Worker, loop busy (gap 200 µs < pollNs)", {
+  ["wake-up: BH from a Worker, loop busy (gap 200 µs)", {
     mode: "wake",
     gapNs: 200_000,
     rounds: ROUNDS,
@@ -186,18 +188,33 @@ const cases: [string, WakeCase][] = [
     gapNs: 200_000,
     rounds: ROUNDS,
   }],
-  ["wake-up: BH from a Worker, loop idle (gap 20 ms > pollNs)", {
+  ["wake-up: BH from a Worker, loop idle (gap 20 ms)", {
     mode: "wake",
     gapNs: 20_000_000,
     rounds: IDLE_ROUNDS,
   }],
-  ["wake-up: BH, pollNs=0 (ppoll on Deno's pool only; before)", {
+  ["wake-up: BH, loop busy, watchDeno=false (5 ms pollNs window; before)", {
+    mode: "wake",
+    gapNs: 200_000,
+    watchDeno: false,
+    rounds: ROUNDS,
+  }],
+  ["wake-up: BH, loop idle, watchDeno=false (Deno's pool past the window; before)", {
+    mode: "wake",
+    gapNs: 20_000_000,
+    watchDeno: false,
+    rounds: IDLE_ROUNDS,
+  }],
+  ["wake-up: BH, watchDeno=false pollNs=0 (Deno's pool only; first design)", {
     mode: "wake",
     gapNs: 200_000,
     pollNs: 0,
+    watchDeno: false,
     rounds: ROUNDS,
   }],
 ];
+// Warm-up (JIT, the probe of Deno's fd, Worker start-up paths), not reported.
+await wakeLatency({ mode: "wake", gapNs: 200_000, rounds: Math.min(ROUNDS, 300) });
 const wakes: [string, number[]][] = [];
 for (const [name, c] of cases) wakes.push([name, await wakeLatency(c)]);
 wakes.push([

@@ -115,10 +115,11 @@ Options (QEMU's spelling in brackets; both work):
   --stats-interval SECONDS
                     print a statistics line to stderr every SECONDS
   --log-unclaimed   log the first access to each port/MMIO address no device claims
-  --vnc :N|HOST:N[,password-file=PATH][,websocket[=PORT]]
+  --vnc :N|HOST:N[,password-file=PATH][,websocket[=PORT]][,tablet=off]
                     [-vnc] a framebuffer (console=tty0 shows on it) served over VNC on
                     127.0.0.1:5900+N unless HOST is named; PS/2 keyboard input,
-                    pointer through a virtio tablet (-device virtio-tablet-pci)
+                    pointer through a virtio tablet (-device virtio-tablet-pci),
+                    or with tablet=off through the PS/2 mouse (relative)
   --display none|vnc  [-display] none: no framebuffer device (the default without --vnc)
   --nic tap,ifname=NAME[,mac=M][,iothread=N][,vhost=on|off]
                     [-nic] virtio-net on a tap (several allowed); also

@@ -41,6 +41,7 @@ class RecordingVm implements PciVmOps {
   ioeventfd(e: IoEventFd, deassign = false): void {
     this.ioeventfds.push({ addr: e.addr, fd: e.fd, deassign });
   }
+  irqfd(): void {}
 }
 
 function rig() {

@@ -10,7 +10,12 @@
  * - MSI-X: every vector has its own GSI and irqfd; after each guest update
  *   of a table entry or of the enable/mask bits, the whole routing table is
  *   set with one KVM_SET_GSI_ROUTING, before any vector it unmasked can be
- *   delivered (so an unmask never fires through a stale route).
+ *   delivered (so an unmask never fires through a stale route). A vector's
+ *   irqfd is armed (KVM_IRQFD) only while MSI-X is on and the vector
+ *   unmasked (`MsixHooks.vectorGate`): vhost signals the irqfd itself,
+ *   and while it is disarmed those signals wait in the eventfd, show in the
+ *   PBA, and are delivered once on unmask (Cloud Hypervisor disarms the
+ *   irqfd of a masked vector the same way).
  * - BAR 0 moves: the queue-notify ioeventfds follow the BAR.
  *
  * Both depend on addresses the guest chose, so neither may kill the VM
@@ -29,7 +34,7 @@
  */
 import type { BusMapping, DeviceContext } from "../devices/device_spec.ts";
 import type { BusDevice } from "../devices/bus.ts";
-import { eventFdWrite } from "../sys/fd.ts";
+import { eventFdDrain, eventFdWrite } from "../sys/fd.ts";
 import { PCI_MMIO32_END, PCI_MMIO32_START } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
 import { PciMmioWindow } from "../devices/pci/mmio_window.ts";
@@ -274,6 +279,8 @@ export interface PciVmOps {
   setGsiRouting(routes: readonly GsiRoute[]): void;
   /** Registers (or with deassign, removes) an ioeventfd. */
   ioeventfd(e: IoEventFd, deassign?: boolean): void;
+  /** KVM_IRQFD: arms (or with deassign, disarms) an irqfd on a GSI. */
+  irqfd(fd: number, gsi: number, deassign?: boolean): void;
 }
 
 /**
@@ -312,6 +319,19 @@ export function buildPciBus(
       routeRefused = true;
     }
   };
+  let irqfdRefused = false;
+  const gate = (fd: number | undefined, gsi: number, open: boolean) => {
+    if (fd === undefined) return;
+    try {
+      vm.irqfd(fd, gsi, !open);
+    } catch (e) {
+      if (!(e instanceof ErrnoError)) throw e;
+      if (!irqfdRefused) {
+        console.error(`MSI-X: KVM_IRQFD ${open ? "assign" : "deassign"} failed (${e.code})`);
+      }
+      irqfdRefused = true;
+    }
+  };
   // Any BAR move may free an address another function's doorbell wants.
   const resync = () => {
     args.functions.forEach((g, i) => devices[i] && syncNotifyIoeventfds(vm, g, devices[i]));
@@ -331,7 +351,17 @@ export function buildPciBus(
           line.set(level);
         },
       },
-      msix: { routesChanged },
+      msix: {
+        routesChanged,
+        vectorGate(vector: number, open: boolean) {
+          gate(fds[vector], f.msiGsiBase + vector, open);
+        },
+        // Disarmed, the irqfd is only an eventfd: what vhost wrote is still there.
+        collectMasked(vector: number) {
+          const fd = fds[vector];
+          return fd !== undefined && eventFdDrain(fd);
+        },
+      },
       onBarRemap(bar: number) {
         if (bar === VIRTIO_PCI_BAR) resync();
       },

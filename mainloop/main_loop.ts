@@ -1,37 +1,34 @@
 /**
  * QEMU's main loop on Deno: one thread runs ppoll(2) over the registered fds,
- * then dispatches.
+ * then dispatches. All callbacks (fd handlers, BHs, timers) run on the thread
+ * that called {@link MainLoop.run}, never concurrently with each other or
+ * with other JS of that isolate.
  *
- * How it lives beside Deno's own event loop: the blocking ppoll runs on
- * Deno's blocking thread pool (a `nonblocking: true` FFI call that returns a
- * Promise), so while the loop waits, the isolate keeps serving Deno's timers,
- * signals, sockets and Worker messages; when ppoll returns, the dispatch runs
- * on the isolate's thread - the thread that called {@link MainLoop.run}. All
- * callbacks (fd handlers, BHs, timers) run there, never concurrently with
- * each other or with other JS of that isolate.
- *
- * Waking the loop from another thread through that pool costs a second
- * thread hop on every completion (the pool thread returns from ppoll, then
- * wakes the isolate's thread). So while the loop is busy it sleeps on its own
- * thread instead: after an iteration that dispatched anything, it waits up to
- * `pollNs` (default 5 ms) in a synchronous ppoll on its fds and its
- * notifier, which a cross-thread BH, an ioeventfd or a completion eventfd
- * ends with one wake-up, as a Worker
- * blocked in poll(2) would. Only after `pollNs` with nothing to do does it go
- * back to the thread pool and let Deno's event loop sleep with it. While it
- * waits synchronously, Deno's event loop (timers, signals, Worker messages)
- * waits too (promise reactions do not: each iteration that dispatched
- * something ends with a microtask checkpoint): at least every `yieldNs`
- * (default 10 ms) the loop yields to it with one ppoll through the pool, so
- * Deno is never held longer than that, and Deno cannot starve the loop
- * (ppoll completion is an ordinary op completion).
+ * How it lives beside Deno's own event loop (timers, signals, Worker
+ * messages, promises), which needs the same thread:
+ * - **On the main thread (`watchDeno`, the default):** the loop sleeps in a
+ *   synchronous ppoll on its own thread, with the epoll fd of Deno's event
+ *   loop in the set (sys/deno_reactor.ts). A cross-thread BH, an ioeventfd,
+ *   a completion eventfd or a tap wakes it in one thread hop, busy or idle,
+ *   as a thread blocked in poll(2) would. When Deno's fd turns readable (a
+ *   Worker's message, a finished pool call, a signal) the loop gives Deno a
+ *   turn; for Deno's timers, which have no fd, it also does so at least every
+ *   `yieldNs` (10 ms) while busy and `idleYieldNs` (50 ms) once idle.
+ * - **Elsewhere (`watchDeno: false`, or a Worker):** after an iteration that
+ *   dispatched anything it sleeps synchronously for up to `pollNs` (5 ms),
+ *   yielding to Deno every `yieldNs` with a zero-timeout ppoll on Deno's
+ *   blocking pool; idle longer, it waits on that pool, where a wake-up costs
+ *   two hops (the pool thread, then this one). An iothread (`mailbox`) counts
+ *   as always busy while no message is on its way to it.
+ * Promise reactions do not wait for a turn: each iteration that dispatched
+ * something ends with a microtask checkpoint.
  *
  * One iteration, in this order (QEMU's aio_dispatch order):
  * 1. timeout = 0 if a BH is pending, else until the nearest timer on any
- *    clock, else infinite; poll with it (ns resolution): synchronously within
- *    `pollNs` of the last dispatch and `yieldNs` of the last yield, otherwise
- *    on Deno's pool. Before sleeping it re-arms the notifier (notifier.ts)
- *    and re-checks for pending BHs, so no wake-up is lost;
+ *    clock, else infinite; poll with it (ns resolution), here or on Deno's
+ *    pool as above, capped by Deno's hold. Before sleeping it re-arms the
+ *    notifier (notifier.ts) and re-checks for pending BHs, so no wake-up is
+ *    lost;
  * 2. bottom halves, in creation order (each scheduled one runs once);
  * 3. fd handlers, in registration order: `read` on POLLIN/POLLHUP/POLLERR,
  *    then `write` on POLLOUT/POLLERR (level-triggered: called again next
@@ -47,6 +44,7 @@ import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, ppoll, ppollAsync } from "
 import { BH_WORDS, BhTable } from "./bh.ts";
 import { clockId, clockNs } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
+import { denoReactorFd, denoTurn } from "../sys/deno_reactor.ts";
 import { TimerGroup } from "./timer.ts";
 import { LoopStats } from "./loop_stats.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
@@ -61,6 +59,12 @@ export const DEFAULT_POLL_NS = 5_000_000;
  * 4.3 µs for a thread blocked in poll(2): bench/mainloop_bench.ts).
  */
 export const DEFAULT_YIELD_NS = 10_000_000;
+
+/**
+ * Default {@link MainLoopOptions.idleYieldNs}: 50 ms. An idle main loop gives
+ * Deno 20 turns a second (about 0.3% of a core here, against 1.5% at 10 ms).
+ */
+export const DEFAULT_IDLE_YIELD_NS = 50_000_000;
 
 interface FdRecord {
   fd: number;
@@ -101,6 +105,21 @@ export interface MainLoopOptions {
    * done.
    */
   mailbox?: Int32Array<SharedArrayBuffer>;
+  /**
+   * On the main thread: sleep in the loop's own ppoll with Deno's event-loop
+   * fd in the set (sys/deno_reactor.ts), giving Deno a turn when it has work
+   * and at least every `yieldNs` for its timers, so a wake-up from another
+   * thread is one hop even when idle. Default true where that fd is found;
+   * false keeps the `pollNs` window and Deno's pool.
+   */
+  watchDeno?: boolean;
+  /**
+   * With `watchDeno`, the hold once the loop has been idle for `pollNs`:
+   * Deno's event loop then only waits for its timers (everything else wakes
+   * it through its fd), so a longer hold costs timer lateness, not latency,
+   * and saves the idle turns. Default {@link DEFAULT_IDLE_YIELD_NS}.
+   */
+  idleYieldNs?: number;
 }
 
 /**
@@ -128,7 +147,17 @@ export class MainLoop implements EventLoop {
   #closed = false;
   #pollNs: number;
   #yieldMs: number;
+  #idleYieldMs: number;
   #mailbox: Int32Array<SharedArrayBuffer> | null;
+  #watchDeno: boolean;
+  /** Deno's event-loop fd, polled beside ours (-1: not watched). */
+  #denoFd = -1;
+  /** First pollfd entry of the handlers (after the notifier and Deno's fd). */
+  #base = 1;
+  /** Deno's fd was readable: give Deno a turn before sleeping again. */
+  #denoWants = false;
+  /** Turns given to Deno (for tests and benchmarks). */
+  denoTurns = 0;
   /** performance.now() of the last dispatch that did something, and of the last yield. */
   #activeAt = -Infinity;
   #yieldedAt = 0;
@@ -155,7 +184,11 @@ export class MainLoop implements EventLoop {
     const yieldNs = options.yieldNs ?? DEFAULT_YIELD_NS;
     if (!(yieldNs > 0)) throw new RangeError(`Invalid yieldNs ${options.yieldNs}`);
     this.#yieldMs = yieldNs / 1e6;
+    const idleYieldNs = options.idleYieldNs ?? Math.max(DEFAULT_IDLE_YIELD_NS, yieldNs);
+    if (!(idleYieldNs > 0)) throw new RangeError(`Invalid idleYieldNs ${options.idleYieldNs}`);
+    this.#idleYieldMs = idleYieldNs / 1e6;
     this.#mailbox = options.mailbox ?? null;
+    this.#watchDeno = options.watchDeno ?? true;
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
   }
@@ -272,16 +305,35 @@ export class MainLoop implements EventLoop {
   }
 
   async #loop(): Promise<void> {
+    if (this.#watchDeno && this.#denoFd < 0) {
+      this.#denoFd = await denoReactorFd();
+      this.#base = this.#denoFd >= 0 ? 2 : 1;
+      this.#dirty = true;
+    }
     this.#yieldedAt = performance.now();
+    // run() returns before the first wait: the caller's code runs first.
+    this.#denoWants = true;
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
-      const nfds = BigInt(this.#records.length + 1);
+      const nfds = BigInt(this.#records.length + this.#base);
       const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
       const now = performance.now();
+      if (this.#denoFd >= 0) {
+        // Synchronous unless Deno's turn is due: no promise per iteration.
+        const n = this.#waitBesideDeno(nfds, timeout, now);
+        if (n < 0) {
+          this.denoTurns++;
+          await denoTurn();
+          this.#yieldedAt = performance.now();
+        } else if (this.#afterPoll(n)) await Promise.resolve();
+        continue;
+      }
       // Nanoseconds this thread may still keep Deno's event loop waiting.
       const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
       // A loop that owns its thread, with no message on its way: always busy.
-      const owned = this.#mailbox !== null && Atomics.load(this.#mailbox, 0) === 0;
+      const owned = this.#mailbox === null
+        ? this.#pollNs === Infinity
+        : Atomics.load(this.#mailbox, 0) === 0;
       let n = 0;
       if (this.#mailbox !== null && !owned) {
         // A message for this thread's Deno side: let Deno run it meanwhile.
@@ -307,19 +359,40 @@ export class MainLoop implements EventLoop {
           n = await this.#pollAsync(nfds, timeout);
         }
       }
-      this.iterations++;
-      const stats = this.#stats;
-      const t0 = stats === null ? 0 : performance.now();
-      const active = this.#dispatch(n);
-      if (stats !== null) stats.record(active, performance.now() - t0);
-      if (active) {
-        this.#activeAt = performance.now();
+      if (this.#afterPoll(n)) {
         // Let promise reactions the callbacks started run before sleeping
         // on this thread again (a microtask checkpoint; Deno's macrotasks
         // still wait for the next yield).
         await Promise.resolve();
       }
     }
+  }
+
+  /** Dispatches after a poll that found n fds ready; returns whether anything ran. */
+  #afterPoll(n: number): boolean {
+    this.iterations++;
+    const stats = this.#stats;
+    const t0 = stats === null ? 0 : performance.now();
+    const active = this.#dispatch(n);
+    if (stats !== null) stats.record(active, performance.now() - t0);
+    if (active) this.#activeAt = performance.now();
+    return active;
+  }
+
+  /**
+   * One wait of the loop with Deno's fd in the set: -1 when Deno's turn is
+   * due (it asked, or its hold is over), else ppoll here until our fds,
+   * Deno's fd, the timeout or the hold end; returns ready fds.
+   */
+  #waitBesideDeno(nfds: bigint, timeout: number, now: number): number {
+    const busy = (now - this.#activeAt) * 1e6 < this.#pollNs;
+    const holdNs = (this.#yieldedAt + (busy ? this.#yieldMs : this.#idleYieldMs) - now) * 1e6;
+    if (this.#denoWants || holdNs <= 0) {
+      this.#denoWants = false;
+      return -1;
+    }
+    if (timeout === 0) return this.#pollSync(nfds, 0);
+    return this.#pollSync(nfds, timeout < 0 ? holdNs : Math.min(timeout, holdNs));
   }
 
   /** ppoll on this thread, up to ns (0: only what is ready); returns ready fds. */
@@ -356,7 +429,8 @@ export class MainLoop implements EventLoop {
   #rebuild(): void {
     this.#dirty = false;
     this.#records = [...this.#fds.values()];
-    const need = (this.#records.length + 1) * 8;
+    const base = this.#base;
+    const need = (this.#records.length + base) * 8;
     if (this.#pollBuf.byteLength < need) {
       this.#pollBuf = new ArrayBuffer(Math.max(need, this.#pollBuf.byteLength * 2));
       this.#pollI32 = new Int32Array(this.#pollBuf);
@@ -366,11 +440,16 @@ export class MainLoop implements EventLoop {
     this.#pollI32[0] = this.#notifier.fd;
     this.#pollI16[2] = POLLIN;
     this.#pollI16[3] = 0;
+    if (base === 2) {
+      this.#pollI32[2] = this.#denoFd;
+      this.#pollI16[6] = POLLIN;
+      this.#pollI16[7] = 0;
+    }
     for (let i = 0; i < this.#records.length; i++) {
       const r = this.#records[i];
-      this.#pollI32[2 * (i + 1)] = r.fd;
-      this.#pollI16[4 * (i + 1) + 2] = (r.read ? POLLIN : 0) | (r.write ? POLLOUT : 0);
-      this.#pollI16[4 * (i + 1) + 3] = 0;
+      this.#pollI32[2 * (i + base)] = r.fd;
+      this.#pollI16[4 * (i + base) + 2] = (r.read ? POLLIN : 0) | (r.write ? POLLOUT : 0);
+      this.#pollI16[4 * (i + base) + 3] = 0;
     }
   }
 
@@ -382,13 +461,20 @@ export class MainLoop implements EventLoop {
       this.#notifier.drain();
       n--;
     }
+    if (n > 0 && this.#base === 2 && i16[7] !== 0) {
+      // Deno's own events: not ours to read; Deno consumes them in its turn.
+      i16[7] = 0;
+      this.#denoWants = true;
+      n--;
+    }
+    const base = this.#base;
     const ran = this.#bhs.run() > 0 || n > 0;
     if (n > 0) {
       const records = this.#records;
       for (let i = 0; i < records.length; i++) {
-        const rev = i16[4 * (i + 1) + 3];
+        const rev = i16[4 * (i + base) + 3];
         if (rev === 0) continue;
-        i16[4 * (i + 1) + 3] = 0;
+        i16[4 * (i + base) + 3] = 0;
         const r = records[i];
         if (!r.live) continue;
         if (rev & POLLNVAL) {

@@ -205,12 +205,14 @@ export interface VmConfig {
   /**
    * Serve the display over VNC, as QEMU spells it: `:N` (127.0.0.1:5900+N)
    * or `HOST:N`, then `,password-file=PATH` (VNC authentication with the
-   * file's first line) and `,websocket[=PORT]` (for noVNC; 5700+N by default).
+   * file's first line), `,websocket[=PORT]` (for noVNC; 5700+N by default)
+   * and `,tablet=off` (no virtio tablet: pointer events drive the PS/2 mouse).
    */
   vnc?: string;
   /**
    * A virtio tablet (QEMU's `virtio-tablet-pci`) that VNC pointer events
-   * drive; default: one when `vnc` is given.
+   * drive; default: one when `vnc` is given without `tablet=off`. Without a
+   * tablet they drive the PS/2 mouse on the i8042.
    */
   tablet?: boolean;
 }

@@ -164,7 +164,14 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   if (disks.length > 0 && c.kernel === undefined) {
     throw new VmConfigError("--disk needs --kernel");
   }
-  const tablet = c.tablet ?? (c.vnc !== undefined && c.display !== "none");
+  // A mode given, or --vnc (default mode); the VNC password file is read here.
+  const display = resolveDisplay(c.display, c.vnc);
+  // A tablet when asked for, or with --vnc unless its tablet=off leaves
+  // pointer events to the PS/2 mouse.
+  if (c.tablet && display?.vnc?.tablet === false) {
+    throw new VmConfigError("--vnc tablet=off conflicts with a virtio-tablet-pci device");
+  }
+  const tablet = c.tablet ?? (display?.vnc !== undefined && display.vnc.tablet !== false);
   if (c.tablet && c.kernel === undefined) throw new VmConfigError("A tablet needs --kernel");
   // A display is a PCI function too (the Bochs display, devices/display).
   const displayFn = c.display !== "none" && (c.display !== undefined || c.vnc !== undefined);
@@ -178,8 +185,6 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
     if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
   }
-  // A mode given, or --vnc (default mode); the VNC password file is read here.
-  const display = resolveDisplay(c.display, c.vnc);
   if (display) {
     const { width, height } = display;
     const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096;

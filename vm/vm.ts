@@ -193,6 +193,19 @@ export class Vm {
           translating: () => this.#built?.i8042.translating ?? true,
         },
         tablet: () => this.#built?.tablet?.(),
+        // Without a tablet, the PS/2 mouse on the current machine's i8042.
+        mouse: {
+          move: (dx, dy, dz, buttons) => {
+            const b = this.#built;
+            if (!b) return;
+            b.machine.lock.lock();
+            try {
+              b.i8042.pushMouse(dx, dy, dz, buttons);
+            } finally {
+              b.machine.lock.unlock();
+            }
+          },
+        },
       });
     } catch (e) {
       if (e instanceof VncStartError) throw new VmConfigError(e.message);

@@ -1,7 +1,8 @@
 /**
  * The PS/2 controller (i8042) at ports 0x60 (data) and 0x64 (status and
- * command), with a keyboard that answers commands and types what the host sends, and an
- * empty mouse port.
+ * command), with a keyboard that answers commands and types what the host
+ * sends, and a PS/2 mouse on the AUX port (ps2_mouse.ts) that moves as the
+ * host says.
  *
  * What Linux does with it (drivers/input/serio/i8042.c, atkbd.c, and
  * arch/x86/kernel/reboot.c):
@@ -13,8 +14,13 @@
  * - keys from the host (VNC) go in with {@link I8042.pushKeyboard}.
  * - atkbd: reset 0xff -> fa aa, identify 0xf2 -> fa ab 83 (41 when
  *   translating), LEDs/rate/set with parameters -> fa.
- * - psmouse: bytes for the mouse (0xd4) come back as 0xfe with the TIMEOUT
- *   bit, as from an empty port, so probing fails at once instead of waiting.
+ * - psmouse: bytes for the mouse (0xd4, which also re-enables the AUX port,
+ *   as QEMU's pckbd does) go to the {@link Ps2Mouse}; its replies and
+ *   movement packets come out of port 0x60 with the AUXDATA status bit and
+ *   IRQ 12, one byte at a time: a mouse byte enters the output buffer only
+ *   when the buffer is empty and the AUX port is enabled (CTR bit 5 clear),
+ *   so keyboard and mouse bytes interleave byte by byte, each with its own
+ *   status bit and interrupt. Host motion: {@link I8042.pushMouse}.
  * - reboot (BOOT_KBD, the fallback when ACPI reset is absent): 0xfe to port
  *   0x64 pulses the CPU reset line -> SystemEvents.reset().
  *
@@ -27,6 +33,7 @@
 import type { BusDevice } from "../bus.ts";
 import type { IrqLine } from "../irq.ts";
 import { checkRegion, type SharedRegion } from "../shared_region.ts";
+import { PS2_MOUSE_STATE_BYTES, Ps2Mouse } from "./ps2_mouse.ts";
 import type { SystemEvents } from "./system_events.ts";
 
 // Status register bits (I8042_STR_*).
@@ -35,7 +42,6 @@ const I8042_STR_SYSFLAG = 0x04;
 const I8042_STR_CMDDAT = 0x08;
 const I8042_STR_KEYLOCK = 0x10; // set: keyboard not inhibited
 const I8042_STR_AUXDATA = 0x20;
-const I8042_STR_TIMEOUT = 0x40;
 
 // Control register bits (I8042_CTR_*).
 const I8042_CTR_KBDINT = 0x01;
@@ -84,7 +90,6 @@ const QUEUE_SIZE = 16;
 
 // Queue entry flags.
 const Q_AUX = 1;
-const Q_TIMEOUT = 2;
 
 // Shared state layout (bytes).
 const S_CTR = 0;
@@ -100,9 +105,10 @@ const S_LAST_DATA = 9;
 const S_SCANCODE_SET = 10;
 const S_QUEUE = 16;
 const S_QUEUE_FLAGS = S_QUEUE + QUEUE_SIZE;
+const S_MOUSE = 64; // the mouse's own state (8-byte aligned)
 
-/** Bytes of shared state the controller needs. */
-export const I8042_STATE_BYTES: number = S_QUEUE_FLAGS + QUEUE_SIZE;
+/** Bytes of shared state the controller and its mouse need. */
+export const I8042_STATE_BYTES: number = S_MOUSE + PS2_MOUSE_STATE_BYTES;
 
 /** Data port. */
 export const I8042_DATA_PORT = 0x60;
@@ -128,7 +134,7 @@ export interface I8042Options {
  * import { I8042, I8042_STATE_BYTES } from "./i8042.ts";
  * import { FakeIrqLine } from "../irq.ts";
  * import { RecordingSystemEvents } from "./system_events.ts";
- * const region = { sab: new SharedArrayBuffer(64), offset: 0, length: I8042_STATE_BYTES };
+ * const region = { sab: new SharedArrayBuffer(I8042_STATE_BYTES), offset: 0, length: I8042_STATE_BYTES };
  * I8042.initState(region);
  * const events = new RecordingSystemEvents();
  * const kbc = new I8042(region, { kbdIrq: new FakeIrqLine(), auxIrq: new FakeIrqLine(), events });
@@ -143,6 +149,8 @@ export class I8042 {
   #auxIrq: IrqLine;
   #events: SystemEvents;
 
+  /** The mouse on the AUX port. */
+  readonly mouse: Ps2Mouse;
   /** The data port (0x60) as a bus device. */
   readonly dataPort: BusDevice;
   /** The status/command port (0x64) as a bus device. */
@@ -161,6 +169,7 @@ export class I8042 {
     s[S_STATUS] = I8042_STR_SYSFLAG;
     s[S_OUTPORT] = OUTPORT_RESET | OUTPORT_A20;
     s[S_SCANCODE_SET] = 2;
+    Ps2Mouse.initState(mouseRegion(region));
   }
 
   /**
@@ -176,6 +185,7 @@ export class I8042 {
     this.#kbdIrq = options.kbdIrq;
     this.#auxIrq = options.auxIrq;
     this.#events = options.events;
+    this.mouse = new Ps2Mouse(mouseRegion(region));
     this.dataPort = new I8042Port(this, false);
     this.commandPort = new I8042Port(this, true);
   }
@@ -188,16 +198,14 @@ export class I8042 {
   /**
    * The status register.
    *
-   * @returns OBF, AUXDATA and TIMEOUT for the byte at the head of the queue
+   * @returns OBF and AUXDATA for the byte at the head of the queue
    */
   readStatus(): number {
     const s = this.#s;
     let status = (s[S_STATUS] & (I8042_STR_SYSFLAG | I8042_STR_CMDDAT)) | I8042_STR_KEYLOCK;
     if (s[S_Q_COUNT] > 0) {
-      const flags = s[S_QUEUE_FLAGS + s[S_Q_HEAD]];
       status |= I8042_STR_OBF;
-      if (flags & Q_AUX) status |= I8042_STR_AUXDATA;
-      if (flags & Q_TIMEOUT) status |= I8042_STR_TIMEOUT;
+      if (s[S_QUEUE_FLAGS + s[S_Q_HEAD]] & Q_AUX) status |= I8042_STR_AUXDATA;
     }
     return status;
   }
@@ -219,8 +227,23 @@ export class I8042 {
     // Emptying the buffer drops the line; the next byte raises it again, so
     // an edge-triggered IOAPIC pin sees one edge per byte.
     this.#setLevels(0, 0);
+    this.#pullMouse();
     this.#updateIrq();
     return value;
+  }
+
+  /**
+   * Host pointer motion for the PS/2 mouse (see {@link Ps2Mouse.input});
+   * its packets follow into the output buffer. Caller holds the big lock.
+   *
+   * @param dx pixels right
+   * @param dy pixels down
+   * @param dz wheel notches towards the user
+   * @param buttons bit 0 left, 1 right, 2 middle
+   */
+  pushMouse(dx: number, dy: number, dz: number, buttons: number): void {
+    this.mouse.input(dx, dy, dz, buttons);
+    this.#pullMouse();
   }
 
   /**
@@ -269,6 +292,7 @@ export class I8042 {
         return;
       case CMD_AUX_ENABLE:
         s[S_CTR] &= ~I8042_CTR_AUXDIS;
+        this.#pullMouse();
         return;
       case CMD_AUX_TEST:
       case CMD_KBD_TEST:
@@ -321,6 +345,7 @@ export class I8042 {
         return;
       case CMD_CTL_WCTR:
         s[S_CTR] = value;
+        this.#pullMouse();
         this.#updateIrq();
         return;
       case CMD_WRITE_OUTPUT:
@@ -334,8 +359,10 @@ export class I8042 {
         this.#push(value, Q_AUX);
         return;
       case CMD_AUX_SEND:
-        // Nothing is plugged into the mouse port: the transfer times out.
-        this.#push(KBD_REPLY_RESEND, Q_AUX | Q_TIMEOUT);
+        // Writing to the mouse re-enables its clock line (AUXDIS off).
+        s[S_CTR] &= ~I8042_CTR_AUXDIS;
+        this.mouse.write(value);
+        this.#pullMouse();
         return;
       default: // other internal RAM bytes
         return;
@@ -380,6 +407,17 @@ export class I8042 {
     }
   }
 
+  /**
+   * Moves one mouse byte into the output buffer when the buffer is empty
+   * and the AUX port is enabled (a real controller takes the next device
+   * byte only then; a disabled port holds the mouse's clock line).
+   */
+  #pullMouse(): void {
+    const s = this.#s;
+    if (s[S_Q_COUNT] !== 0 || s[S_CTR] & I8042_CTR_AUXDIS || this.mouse.pending === 0) return;
+    this.#push(this.mouse.shift(), Q_AUX);
+  }
+
   #push(value: number, flags: number): void {
     const s = this.#s;
     if (s[S_Q_COUNT] >= QUEUE_SIZE) return; // overflow: drop, as a full buffer does
@@ -411,6 +449,11 @@ export class I8042 {
       this.#auxIrq.set(aux === 1);
     }
   }
+}
+
+/** The mouse's part of the controller's shared state. */
+function mouseRegion(region: SharedRegion): SharedRegion {
+  return { sab: region.sab, offset: region.offset + S_MOUSE, length: PS2_MOUSE_STATE_BYTES };
 }
 
 /** One of the controller's two ports, as a bus device. */

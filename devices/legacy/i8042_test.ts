@@ -4,7 +4,11 @@ import { I8042, I8042_STATE_BYTES } from "./i8042.ts";
 import { RecordingSystemEvents } from "./system_events.ts";
 
 function setup() {
-  const region = { sab: new SharedArrayBuffer(64), offset: 0, length: I8042_STATE_BYTES };
+  const region = {
+    sab: new SharedArrayBuffer(I8042_STATE_BYTES),
+    offset: 0,
+    length: I8042_STATE_BYTES,
+  };
   I8042.initState(region);
   const kbdIrq = new FakeIrqLine();
   const auxIrq = new FakeIrqLine();
@@ -58,13 +62,97 @@ Deno.test("i8042 AUX loop answers on the AUX side and the MUX probe fails", () =
   assert.deepEqual(command(kbc, 0xd3, [0xa4], 1), [0xa4], "same byte: no MUX");
 });
 
-Deno.test("i8042 mouse port is empty: bytes for it time out at once", () => {
-  const { kbc, auxIrq } = setup();
+/** Reads the output buffer dry: [byte, AUXDATA?] pairs. */
+function readAll(kbc: I8042): [number, boolean][] {
+  const out: [number, boolean][] = [];
+  for (let st = kbc.readStatus(); st & 0x01; st = kbc.readStatus()) {
+    out.push([kbc.readData(), (st & 0x20) !== 0]);
+  }
+  return out;
+}
+
+Deno.test("i8042 AUX port: 0xd4 bytes reach the mouse, replies come back as AUX data on IRQ 12", () => {
+  const { kbc, kbdIrq, auxIrq } = setup();
   command(kbc, 0xd4, [0xf2]);
-  assert.equal(kbc.readStatus() & 0x61, 0x61, "OBF, AUXDATA, TIMEOUT");
+  assert.equal(kbc.readStatus() & 0x61, 0x21, "OBF and AUXDATA, no TIMEOUT");
   assert.equal(auxIrq.level, true);
-  assert.equal(kbc.readData(), 0xfe);
-  assert.equal(kbc.readStatus() & 0x61, 0);
+  assert.equal(kbc.readData(), 0xfa);
+  assert.equal(auxIrq.level, true, "the ID follows the ACK");
+  assert.equal(kbc.readData(), 0x00);
+  assert.equal(auxIrq.level, false);
+  assert.equal(auxIrq.raised, 2, "one edge per byte");
+  assert.equal(kbdIrq.raised, 0);
+  // psmouse: reset (ACK, BAT, ID), the IntelliMouse knock, enable.
+  command(kbc, 0xd4, [0xff]);
+  assert.deepEqual(readAll(kbc), [[0xfa, true], [0xaa, true], [0x00, true]]);
+  for (const rate of [200, 100, 80]) command(kbc, 0xd4, [0xf3]), command(kbc, 0xd4, [rate]);
+  command(kbc, 0xd4, [0xf2]);
+  assert.deepEqual(readAll(kbc).map(([b]) => b), [0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x03]);
+  command(kbc, 0xd4, [0xf4]);
+  assert.deepEqual(readAll(kbc), [[0xfa, true]]);
+  kbc.pushMouse(3, -2, 1, 0b001);
+  assert.equal(auxIrq.level, true);
+  assert.deepEqual(readAll(kbc).map(([b]) => b), [0x09, 3, 2, 1]);
+  assert.equal(kbdIrq.raised, 0, "mouse bytes never raise IRQ 1");
+  assert.equal(auxIrq.level, false);
+});
+
+Deno.test("i8042 holds mouse bytes while the AUX port is disabled; 0xa8 and 0xd4 enable it", () => {
+  const { kbc, auxIrq } = setup();
+  command(kbc, 0xd4, [0xf4]);
+  assert.deepEqual(readAll(kbc), [[0xfa, true]]);
+  command(kbc, 0xa7);
+  kbc.pushMouse(1, 0, 0, 0);
+  assert.equal(kbc.readStatus() & 0x01, 0, "nothing while the clock line is held");
+  assert.equal(auxIrq.level, false);
+  command(kbc, 0xa8);
+  assert.equal(auxIrq.level, true);
+  assert.deepEqual(readAll(kbc).map(([b]) => b), [0x08, 1, 0]);
+  // The control register's AUXDIS bit does the same; a write to the mouse clears it.
+  command(kbc, 0x60, [0x47 | 0x20]);
+  kbc.pushMouse(2, 0, 0, 0);
+  assert.equal(kbc.readStatus() & 0x01, 0);
+  command(kbc, 0xd4, [0xe9]);
+  assert.deepEqual(readAll(kbc).map(([b]) => b), [0x08, 2, 0, 0xfa, 0x20, 2, 100]);
+  assert.equal(command(kbc, 0x20, [], 1)[0] & 0x20, 0, "0xd4 re-enabled the port");
+  // AUXINT off: data still shows in the status register, IRQ 12 stays low.
+  command(kbc, 0x60, [0x45]);
+  kbc.pushMouse(1, 0, 0, 0);
+  assert.equal(kbc.readStatus() & 0x21, 0x21);
+  assert.equal(auxIrq.level, false);
+  command(kbc, 0x60, [0x47]);
+  assert.equal(auxIrq.level, true, "turning AUXINT on raises the line for the waiting byte");
+});
+
+Deno.test("i8042 interleaves keyboard and mouse bytes, each with its status bit and IRQ", () => {
+  const { kbc, kbdIrq, auxIrq } = setup();
+  command(kbc, 0xd4, [0xf4]);
+  readAll(kbc);
+  assert.equal(kbc.pushKeyboard(new Uint8Array([0x1e, 0x9e])), 2);
+  kbc.pushMouse(-1, 0, 0, 0b010);
+  assert.equal(kbdIrq.level, true);
+  assert.equal(auxIrq.level, false);
+  assert.equal(kbc.readData(), 0x1e);
+  assert.equal(kbc.readData(), 0x9e);
+  // Keys pressed while a mouse packet is going out queue behind its byte.
+  assert.equal(auxIrq.level, true);
+  assert.equal(kbdIrq.level, false);
+  assert.equal(kbc.pushKeyboard(new Uint8Array([0x30])), 1);
+  assert.deepEqual(readAll(kbc), [[0x18 | 0x02, true], [0x30, false], [0xff, true], [0x00, true]]);
+  assert.deepEqual([kbdIrq.raised, auxIrq.raised], [3, 1 + 3], "the enable's ACK, then the packet");
+  assert.equal(kbdIrq.level || auxIrq.level, false);
+});
+
+Deno.test("i8042 keeps a mouse flood bounded and answers commands through it", () => {
+  const { kbc } = setup();
+  command(kbc, 0xd4, [0xf4]);
+  readAll(kbc);
+  for (let i = 0; i < 10_000; i++) kbc.pushMouse(1, 1, 0, i & 1);
+  assert.ok(kbc.mouse.pending <= 256);
+  const stats = kbc.mouse.stats();
+  assert.ok(stats.coalesced > 9000, `coalesced ${stats.coalesced}`);
+  // The controller's own replies go out between mouse bytes.
+  assert.deepEqual(command(kbc, 0xaa, [], 2).map((b) => b === 0x55), [false, true]);
 });
 
 Deno.test("i8042 keyboard answers atkbd's probe and raises IRQ 1 per byte", () => {

@@ -4,7 +4,7 @@
  * vCPU Worker and the main loop build the same set over the same state).
  *
  * Ports claimed (PIO): COM1 0x3f8+8 (GSI 4), i8042 0x60+1 and 0x64+1
- * (GSI 1, 12), CMOS RTC 0x70+2, POST 0x80+1, port A 0x92+1, debug-exit
+ * (keyboard GSI 1, PS/2 mouse GSI 12), CMOS RTC 0x70+2, POST 0x80+1, port A 0x92+1, debug-exit
  * 0xf4+1, ACPI PM 0x600+12 (SCI GSI 9), reset control 0xcf9+1 (optional).
  * Not claimed: 0x40-0x43 and 0x61, which KVM's in-kernel PIT serves
  * (KVM_CREATE_PIT2; 0x61 only with the KVM_PIT_SPEAKER_DUMMY flag, else it
@@ -40,6 +40,7 @@ import type { SystemEvents } from "./system_events.ts";
 
 export * from "./i8042.ts";
 export * from "./pc_ports.ts";
+export * from "./ps2_mouse.ts";
 export * from "./rtc.ts";
 export * from "./serial.ts";
 export * from "./system_events.ts";

@@ -3,6 +3,17 @@
  * bit array in a BAR, all in shared memory so that the device's loop thread
  * can signal a vector while vCPU threads program the table.
  *
+ * Masking is kept in two places. Interrupts raised through
+ * {@link MsixState.signal} check the mask bits and park in the PBA. Those a
+ * kernel data path (vhost) sends straight to a vector's irqfd cannot be
+ * checked here, so the hooks also see each vector's *gate*: open while MSI-X
+ * is enabled and the vector unmasked, closed otherwise. The VMM disarms the
+ * irqfd when the gate closes, so what is signalled there waits in the
+ * eventfd; the guest sees it as a pending bit when it reads the PBA, and it
+ * is delivered once when the gate opens (QEMU's vector mask/unmask/poll
+ * notifiers, virtio_pci_vq_vector_mask, with the irqfd as the masked
+ * notifier).
+ *
  * @module
  */
 import {
@@ -46,6 +57,23 @@ export interface MsixHooks {
   routesChanged?(): void;
   /** Delivers an unmasked vector (irqfd write); callable from any thread. */
   deliver(vector: number): void;
+  /**
+   * A vector's gate opened (MSI-X enabled and the vector unmasked) or
+   * closed. Called once per transition, on the vCPU thread that made it:
+   * a close before {@link MsixHooks.routesChanged}, an open after it and
+   * before a pending vector is delivered. Every gate starts open (the VMM
+   * arms each vector's irqfd when it builds the machine), so the guest's
+   * first update closes those it has not unmasked.
+   */
+  vectorGate?(vector: number, open: boolean): void;
+  /**
+   * Takes what was signalled on a closed vector outside
+   * {@link MsixState.signal} (a kernel data path writing its irqfd); true
+   * when anything was, and the vector is then pending. Called when the
+   * gate opens (before {@link MsixHooks.vectorGate}) and when the guest
+   * reads the PBA.
+   */
+  collectMasked?(vector: number): boolean;
 }
 
 /**
@@ -66,6 +94,7 @@ export class MsixState {
   readonly #cap: number;
   readonly #table: Uint32Array;
   readonly #pba: Int32Array;
+  readonly #closed: Int32Array;
   readonly #sab: SharedArrayBuffer;
   /** Number of vectors. */
   readonly vectors: number;
@@ -110,7 +139,8 @@ export class MsixState {
     this.tableOffset = tableOffset;
     this.pbaOffset = pbaOffset;
     const pbaWords = Math.ceil(vectors / 32) + (Math.ceil(vectors / 32) & 1);
-    const bytes = vectors * PCI_MSIX_ENTRY_SIZE + pbaWords * 4;
+    const gateWords = Math.ceil(vectors / 32);
+    const bytes = vectors * PCI_MSIX_ENTRY_SIZE + (pbaWords + gateWords) * 4;
     const fresh = options.state === undefined;
     this.#sab = options.state ?? new SharedArrayBuffer(bytes);
     if (this.#sab.byteLength !== bytes) {
@@ -118,6 +148,12 @@ export class MsixState {
     }
     this.#table = new Uint32Array(this.#sab, 0, vectors * 4);
     this.#pba = new Int32Array(this.#sab, vectors * PCI_MSIX_ENTRY_SIZE, pbaWords);
+    // One bit per vector, set while its gate is closed (zero: all open).
+    this.#closed = new Int32Array(
+      this.#sab,
+      vectors * PCI_MSIX_ENTRY_SIZE + pbaWords * 4,
+      gateWords,
+    );
     if (fresh) {
       for (let v = 0; v < vectors; v++) this.#table[4 * v + 3] = PCI_MSIX_ENTRY_CTRL_MASKBIT;
     }
@@ -183,6 +219,16 @@ export class MsixState {
   }
 
   /**
+   * Whether a vector's gate is open, as the hooks were last told.
+   *
+   * @param vector vector number
+   * @returns true while the hooks treat it as enabled and unmasked
+   */
+  gateOpen(vector: number): boolean {
+    return (Atomics.load(this.#closed, vector >> 5) & (1 << (vector & 31))) === 0;
+  }
+
+  /**
    * Raises a vector: delivered now if unmasked, else recorded in the PBA
    * and delivered when unmasked. Callable from any thread.
    *
@@ -218,10 +264,42 @@ export class MsixState {
     const ctl = this.#cap + PCI_MSIX_FLAGS;
     if (offset + len <= ctl || offset >= ctl + 2) return;
     const enabled = this.enabled;
+    this.#closeGates(0, this.vectors);
     for (let v = 0; v < this.vectors; v++) this.hooks.vectorChanged?.(v, this.message(v), enabled);
     this.hooks.routesChanged?.();
+    this.#openGates(0, this.vectors);
     if (!enabled) return;
     for (let v = 0; v < this.vectors; v++) if (!this.#masked(v)) this.#flush(v);
+  }
+
+  #closeGates(first: number, end: number): void {
+    const enabled = this.enabled;
+    for (let v = first; v < end; v++) {
+      if (!this.gateOpen(v) || (enabled && !this.#masked(v))) continue;
+      Atomics.or(this.#closed, v >> 5, 1 << (v & 31));
+      this.hooks.vectorGate?.(v, false);
+    }
+  }
+
+  #openGates(first: number, end: number): void {
+    if (!this.enabled) return;
+    for (let v = first; v < end; v++) {
+      if (this.gateOpen(v) || this.#masked(v)) continue;
+      // Collected before the gate opens: after, the irqfd would deliver it too.
+      if (this.hooks.collectMasked?.(v)) Atomics.or(this.#pba, v >> 5, 1 << (v & 31));
+      Atomics.and(this.#closed, v >> 5, ~(1 << (v & 31)));
+      this.hooks.vectorGate?.(v, true);
+    }
+  }
+
+  /** Turns what closed vectors collected outside signal() into PBA bits. */
+  #collectClosed(firstWord: number, endWord: number): void {
+    const collect = this.hooks.collectMasked;
+    if (!collect) return;
+    const end = Math.min(this.vectors, endWord * 32);
+    for (let v = firstWord * 32; v < end; v++) {
+      if (!this.gateOpen(v) && collect(v)) Atomics.or(this.#pba, v >> 5, 1 << (v & 31));
+    }
   }
 
   /**
@@ -240,6 +318,7 @@ export class MsixState {
     } else if (offset >= this.pbaOffset && offset + len <= this.pbaOffset + this.#pba.length * 4) {
       words = this.#pba;
       rel = offset - this.pbaOffset;
+      this.#collectClosed(rel >> 2, (rel + len + 3) >> 2);
     } else return false;
     if ((len !== 4 && len !== 8) || rel % len !== 0) {
       data.fill(0);
@@ -282,8 +361,10 @@ export class MsixState {
       else this.#table[idx] = w;
     }
     const enabled = this.enabled;
+    this.#closeGates(vector, vector + 1);
     this.hooks.vectorChanged?.(vector, this.message(vector), enabled);
     this.hooks.routesChanged?.();
+    this.#openGates(vector, vector + 1);
     if (wasMasked && !this.#masked(vector) && enabled) this.#flush(vector);
     return true;
   }

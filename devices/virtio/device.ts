@@ -59,8 +59,9 @@ export interface VirtioContext {
   detachNotify?(index: number): number | null;
   /**
    * The irqfd a kernel data path may signal directly for queue `index`
-   * (MSI-X on, the queue's vector valid and unmasked now), or null: then
-   * interrupts must go through {@link VirtioContext.interruptQueue}.
+   * (MSI-X on and the queue's vector valid; the VMM disarms it while the
+   * guest masks the vector), or null: then interrupts must go through
+   * {@link VirtioContext.interruptQueue}.
    */
   queueIrqFd?(index: number): number | null;
   /**

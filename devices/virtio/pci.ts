@@ -159,6 +159,8 @@ export class VirtioPciDevice extends PciDevice {
         deliver: sink ? (v: number) => sink.msix(v) : () => {},
         vectorChanged: options.msix?.vectorChanged,
         routesChanged: options.msix?.routesChanged,
+        vectorGate: options.msix?.vectorGate,
+        collectMasked: options.msix?.collectMasked,
       },
     });
     if (fresh) this.#resetRegisters();

@@ -263,9 +263,10 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
 
   /**
    * The irqfd of queue `index`'s MSI-X vector when a kernel data path may
-   * signal it directly: MSI-X enabled, a vector assigned, not masked now.
-   * A vector the guest masks later is not tracked (Linux's virtio drivers
-   * keep their vectors unmasked while the device runs).
+   * signal it directly: MSI-X enabled and a vector assigned. Masked or not:
+   * the VMM disarms a vector's irqfd while the guest masks it (the MSI-X
+   * gate hooks), so what the data path signals then waits, shows in the
+   * PBA, and is delivered on unmask.
    *
    * @param index queue index
    * @returns the irqfd, or null
@@ -274,7 +275,7 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
     const t = this.#transport;
     if (!this.#active[index] || !t.msix.enabled) return null;
     const v = t.queueVector(index);
-    if (v === VIRTIO_MSI_NO_VECTOR || t.msix.message(v).masked) return null;
+    if (v === VIRTIO_MSI_NO_VECTOR) return null;
     return this.#interrupt.msixFd?.(v) ?? null;
   }
 

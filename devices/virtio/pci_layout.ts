@@ -146,8 +146,8 @@ export interface VirtioPciOptions {
   link?: VirtioTransportLink;
   /** Where MSI-X vectors and the INTx line go. */
   interrupt?: InterruptSink;
-  /** MSI-X routing hooks (delivery is through `interrupt`). */
-  msix?: Pick<MsixHooks, "vectorChanged" | "routesChanged">;
+  /** MSI-X routing and gate hooks (delivery is through `interrupt`). */
+  msix?: Omit<MsixHooks, "deliver">;
   /** Told when the guest moves a BAR. */
   onBarRemap?: PciBarRemapHook;
 }

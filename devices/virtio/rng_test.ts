@@ -8,7 +8,11 @@ import {
 } from "../pci/constants.ts";
 import { MainLoop } from "../../mainloop/main_loop.ts";
 import { CountingSink, TestDriver, wireDevice } from "./_test_driver.ts";
-import { VIRTIO_CONFIG_S_NEEDS_RESET } from "./constants.ts";
+import {
+  VIRTIO_CONFIG_S_NEEDS_RESET,
+  VIRTIO_MSI_NO_VECTOR,
+  VIRTIO_PCI_COMMON_Q_MSIX,
+} from "./constants.ts";
 import { VirtioPciDevice } from "./pci.ts";
 import { fillRandom, VIRTIO_ID_RNG, VirtioRng } from "./rng.ts";
 import { until } from "./_net_test_rig.ts";
@@ -117,7 +121,7 @@ Deno.test("a device without config has no DEVICE_CFG capability (Linux rejects a
   assert.deepEqual(capTypes(8), [1, 2, 3, 4]);
 });
 
-Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-X on and unmasked", () => {
+Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-X on", () => {
   const loop = new MainLoop();
   const mem = GuestMemory.allocate(4 << 20);
   try {
@@ -131,9 +135,12 @@ Deno.test("queueIrqFd: a kernel data path gets the vector's irqfd only with MSI-
     dev.configWrite(PCI_COMMAND, new Uint8Array([PCI_COMMAND_MEMORY, 0]));
     dev.configWrite(cap + PCI_MSIX_FLAGS, new Uint8Array([0, PCI_MSIX_FLAGS_ENABLE >> 8]));
     assert.ok(drv.init(0xffff_ffffn, { vector: 1 }));
-    assert.equal(backend.queueIrqFd(0), null, "vector 1 still masked");
+    // Masked or not: the VMM disarms a masked vector's irqfd (vhost_net_mask_test.ts).
+    assert.equal(backend.queueIrqFd(0), 101);
     drv.write(0x4000 + 16 + 12, 4, 0); // unmask vector 1
     assert.equal(backend.queueIrqFd(0), 101);
+    drv.write(VIRTIO_PCI_COMMON_Q_MSIX, 2, VIRTIO_MSI_NO_VECTOR); // queue 0 is selected
+    assert.equal(backend.queueIrqFd(0), null, "no vector: no irqfd");
   } finally {
     loop.close();
     mem.close();

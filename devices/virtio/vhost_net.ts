@@ -6,12 +6,17 @@
  * ioeventfd as its kick (taken from the loop through
  * `VirtioContext.detachNotify`), a call eventfd, and the tap as backend.
  *
- * Interrupts: with MSI-X on and the queue's vector unmasked at DRIVER_OK,
- * vhost signals that vector's irqfd itself (KVM injects, no thread of
- * ours wakes); otherwise it signals a call eventfd the owning loop reads,
- * and the loop raises MSI-X or INTx through the transport. Offloads are the tap's (TUNSETOFFLOAD, as on the TypeScript
- * path). Every ioctl number and struct is checked against the headers by
- * `vhost_net_test.ts`.
+ * Interrupts: with MSI-X on and a vector assigned to the queue at
+ * DRIVER_OK, vhost signals that vector's irqfd itself (KVM injects, no
+ * thread of ours wakes). It follows the guest's masking without help from
+ * here: while the vector (or the whole function) is masked, the VMM keeps
+ * the irqfd disarmed in KVM, so vhost's signals wait in the eventfd, set
+ * the pending bit the guest reads in the PBA, and arrive once on unmask
+ * (`MsixHooks.vectorGate` in devices/pci/msix.ts; `vhost_net_mask_test.ts`).
+ * Otherwise (INTx) vhost signals a call eventfd the owning loop reads, and
+ * the loop raises the interrupt through the transport. Offloads are the
+ * tap's (TUNSETOFFLOAD, as on the TypeScript path). Every ioctl number and
+ * struct is checked against the headers by `vhost_net_test.ts`.
  *
  * @module
  */
@@ -106,6 +111,50 @@ export function vhostNetAvailable(): string | null {
   return null;
 }
 
+/**
+ * The vhost-net character device as {@link VhostNet} drives it: one open
+ * fd, owned by this process (VHOST_SET_OWNER). Tests pass a recorder.
+ */
+export interface VhostNetDev {
+  /**
+   * ioctl(2) with a struct argument, or none.
+   *
+   * @param name the ioctl's name, for the error
+   * @param request its number
+   * @param arg the struct (read back where the kernel fills it), or null
+   * @throws ErrnoError named after `name`
+   */
+  ioctl(name: string, request: number, arg: Uint8Array | null): void;
+  /** Closes the fd. */
+  close(): void;
+}
+
+/**
+ * Opens /dev/vhost-net.
+ *
+ * @returns the device
+ * @throws ErrnoError when it does not open
+ * @example
+ * ```ts ignore
+ * const net = new VhostNet({ tap, loop, mac, dev: openVhostNetDev() });
+ * ```
+ */
+export function openVhostNetDev(): VhostNetDev {
+  const fd = libc.open(cstring(VHOST_NET_PATH), O_RDWR | 0o2000000, 0);
+  if (fd < 0) throw new ErrnoError(`open ${VHOST_NET_PATH}`, errno());
+  return {
+    ioctl(name: string, request: number, arg: Uint8Array | null): void {
+      const r = arg
+        ? libc.ioctl_buf(fd, BigInt(request), arg)
+        : libc.ioctl_u64(fd, BigInt(request), 0n);
+      if (r < 0) throw new ErrnoError(name, errno());
+    },
+    close(): void {
+      closeFd(fd);
+    },
+  };
+}
+
 /** Options for {@link VhostNet}. */
 export interface VhostNetOptions {
   /** The open tap (12-byte vnet header). */
@@ -116,6 +165,8 @@ export interface VhostNetOptions {
   mac: Uint8Array;
   /** Queue size (default 256). */
   queueSize?: number;
+  /** The vhost device (default: {@link openVhostNetDev}); closed by {@link VhostNet.close}. */
+  dev?: VhostNetDev;
 }
 
 /**
@@ -142,7 +193,7 @@ export class VhostNet implements VirtioDevice {
   readonly #tap: Tap;
   readonly #loop: EventLoop;
   readonly #mac: Uint8Array;
-  readonly #fd: number;
+  readonly #dev: VhostNetDev;
   readonly #vhostFeatures: bigint;
   readonly #callFds: number[];
   readonly #ownKicks: number[];
@@ -157,16 +208,14 @@ export class VhostNet implements VirtioDevice {
     this.#loop = options.loop;
     this.#mac = options.mac.slice();
     this.queueMaxSize = options.queueSize ?? 256;
-    const fd = libc.open(cstring(VHOST_NET_PATH), O_RDWR | 0o2000000, 0);
-    if (fd < 0) throw new ErrnoError(`open ${VHOST_NET_PATH}`, errno());
-    this.#fd = fd;
+    const dev = this.#dev = options.dev ?? openVhostNetDev();
     try {
-      this.#ioctl("VHOST_SET_OWNER", VHOST_SET_OWNER, null);
+      dev.ioctl("VHOST_SET_OWNER", VHOST_SET_OWNER, null);
       const f = new BigUint64Array(1);
-      this.#ioctl("VHOST_GET_FEATURES", VHOST_GET_FEATURES, new Uint8Array(f.buffer));
+      dev.ioctl("VHOST_GET_FEATURES", VHOST_GET_FEATURES, new Uint8Array(f.buffer));
       this.#vhostFeatures = f[0];
     } catch (e) {
-      closeFd(fd);
+      dev.close();
       throw e;
     }
     // Ring features vhost lacks are not offered; the net offloads are the tap's.
@@ -214,8 +263,8 @@ export class VhostNet implements VirtioDevice {
         : (ctx.detachNotify?.(q) ?? this.#ownKicks[q]);
       this.#kickFds[q] = kick;
       this.#vringFile(VHOST_SET_VRING_KICK, q, kick);
-      // Straight to KVM (the vector's irqfd) when MSI-X allows it, else
-      // through the loop, which raises MSI-X or INTx like any device.
+      // Straight to KVM (the vector's irqfd, disarmed while masked) under
+      // MSI-X, else through the loop, which raises INTx like any device.
       const irqfd = ctx.queueIrqFd?.(q) ?? null;
       const call = irqfd ?? this.#callFds[q];
       this.#vringFile(VHOST_SET_VRING_CALL, q, call);
@@ -264,7 +313,7 @@ export class VhostNet implements VirtioDevice {
 
   /** Closes the vhost fd and eventfds (after the last reset). */
   close(): void {
-    closeFd(this.#fd);
+    this.#dev.close();
     for (const fd of [...this.#callFds, ...this.#ownKicks]) closeFd(fd);
   }
 
@@ -293,9 +342,6 @@ export class VhostNet implements VirtioDevice {
   }
 
   #ioctl(name: string, request: number, arg: Uint8Array | null): void {
-    const r = arg
-      ? libc.ioctl_buf(this.#fd, BigInt(request), arg)
-      : libc.ioctl_u64(this.#fd, BigInt(request), 0n);
-    if (r < 0) throw new ErrnoError(name, errno());
+    this.#dev.ioctl(name, request, arg);
   }
 }

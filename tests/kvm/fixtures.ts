@@ -199,6 +199,45 @@ export async function vncInitramfs(): Promise<string> {
   return await buildTestInitramfs({ modules: VNC_MODULES, script: VNC_SCRIPT });
 }
 
+/** Marker of the PS/2 mouse guest's report lines. */
+export const PS2_MARKER = "DENOVMM-PS2";
+
+/**
+ * The PS/2 mouse guest: psmouse (a module in the stock kernel) probes the
+ * i8042's AUX port at load; the script finds the mouse's event device by its
+ * name, reads its first seven events (hex) and reports them.
+ */
+export const PS2_SCRIPT = `
+M=${PS2_MARKER}
+ev=
+i=0
+while [ -z "$ev" ] && [ $i -lt 40 ]; do
+  for d in /sys/class/input/event*; do
+    case "$(cat $d/device/name 2>/dev/null)" in
+      *PS/2*) [ -e /dev/input/\${d##*/} ] && ev=/dev/input/\${d##*/} ;;
+    esac
+  done
+  [ -z "$ev" ] && sleep 0.5
+  i=$((i+1))
+done
+echo "$M mouse=[$(grep -o 'Name="[^"]*PS/2[^"]*"' /proc/bus/input/devices)] ev=[$ev] tablets=$(grep -c 'Virtio Tablet' /proc/bus/input/devices)"
+[ -n "$ev" ] || exit 0
+( dd if=$ev of=/tmp/ev bs=24 count=7 2>/dev/null; echo "$M events [$(od -An -v -tx1 /tmp/ev | tr -d ' \\n')]"; touch /tmp/evdone ) &
+sleep 1 # dd has the device open before the host is told to point
+echo "$M ready"
+i=0
+while [ ! -f /tmp/evdone ] && [ $i -lt 120 ]; do sleep 0.5; i=$((i+1)); done
+`;
+
+/**
+ * The PS/2 mouse test's initramfs (tests/kvm/vnc_test.ts): psmouse and evdev.
+ *
+ * @returns path of the cached cpio
+ */
+export async function ps2MouseInitramfs(): Promise<string> {
+  return await buildTestInitramfs({ modules: ["psmouse", "evdev"], script: PS2_SCRIPT });
+}
+
 /** Marker of the Bochs display guest's report lines. */
 export const BOCHS_MARKER = "DENOVMM-BOCHS";
 
@@ -281,6 +320,7 @@ export async function prepareKvmFixtures(): Promise<void> {
   await diskInitramfs();
   await smokeInitramfs();
   await vncInitramfs();
+  await ps2MouseInitramfs();
   await bochsInitramfs();
   await copyHostLibs();
   await acpidInitramfs();

@@ -4,7 +4,12 @@
 // peer, reads 64 bytes from /dev/hwrng, and runs a shell on hvc0 that
 // answers a command typed on the VMM's stdin. With vhost=off, and again
 // with vhost=on where the host has vhost-net (modules loaded from the
-// kernel's tree, as in the nested host).
+// kernel's tree, as in the nested host). The vhost=on guest has two vCPUs
+// and moves the virtio-net interrupts between them all through the TCP
+// streams: each move rewrites the vector's MSI-X message, which Linux does
+// with the vector masked, while vhost keeps signalling its irqfd. Then it
+// unbinds and rebinds virtio_net (MSI-X off and on again, vhost reset and
+// restarted) and pings once more.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
@@ -19,8 +24,51 @@ export const NET_MARKER = "DENOVMM-NET";
 export const NET_MODULES = ["virtio_pci", "virtio_net", "virtio_rng", "virtio_console"];
 const SEQ_N = 200000;
 
-/** The guest's script (the test /init runs it after loading the modules). */
-export const NET_SCRIPT = `
+/**
+ * Sends the virtio-net vectors back and forth between CPU 0 and CPU 1
+ * (smp_affinity) until /tmp/stop exists, 20 rounds at least; the number of
+ * rounds goes to /tmp/moves.
+ */
+const MOVE_IRQS = `
+NETIRQS=$(grep -E 'virtio[0-9]+-(input|output)[.]0' /proc/interrupts | cut -d: -f1 | tr -d ' ')
+echo "$M netirqs=$(echo $NETIRQS | tr ' ' ,)"
+( i=0
+  while [ ! -e /tmp/stop ] || [ $i -lt 20 ]; do
+    for n in $NETIRQS; do echo $((1 + i % 2)) > /proc/irq/$n/smp_affinity; done
+    i=$((i + 1))
+    sleep 0.05
+  done
+  echo $i > /tmp/moves ) &
+`;
+
+/** 20 pings while the vectors still move; stops the mover, reports per-CPU counts, rebinds virtio_net and pings. */
+const MOVED_AND_REBIND = `
+ping -c 20 -i 0.05 -W 5 ${HOST_IP} > /tmp/ping3 2>&1
+echo "$M moving-ping=$(grep -o '[0-9]* packets received' /tmp/ping3 | cut -d' ' -f1)"
+touch /tmp/stop
+wait
+echo "$M moves=$(cat /tmp/moves)"
+for n in $NETIRQS; do
+  L=$(grep "^ *$n:" /proc/interrupts)
+  set -- $L
+  echo "$M irq-$n=$2/$3 name-$n=$(echo "$L" | grep -o 'virtio[0-9]*-[a-z]*')"
+done
+D=$(basename $(readlink -f /sys/class/net/eth0/device))
+echo $D > /sys/bus/virtio/drivers/virtio_net/unbind
+echo $D > /sys/bus/virtio/drivers/virtio_net/bind
+ip addr add 10.0.2.15/24 dev eth0
+ip link set eth0 up
+if ping -c 3 -W 5 ${HOST_IP} > /tmp/ping2 2>&1; then echo "$M rebind-ping=ok"; else echo "$M rebind-ping=fail"; cat /tmp/ping2; fi
+`;
+
+/**
+ * The guest's script (the test /init runs it after loading the modules).
+ *
+ * @param move add the vector moves and the driver rebind (the vhost=on run)
+ * @returns the script
+ */
+export function netScript(move: boolean): string {
+  return `
 M=${NET_MARKER}
 echo "$M ifaces=$(ls /sys/class/net | tr '\\n' ' ')"
 ip link set lo up
@@ -29,9 +77,11 @@ ip link set eth0 up
 if ping -c 3 -W 5 ${HOST_IP} > /tmp/ping 2>&1; then echo "$M ping=ok"; else echo "$M ping=fail"; cat /tmp/ping; fi
 echo "$M rtt=$(grep -o 'min/avg/max = [0-9./]*' /tmp/ping | cut -d' ' -f3)"
 seq 1 ${SEQ_N} > /tmp/out
+${move ? MOVE_IRQS : ""}
 nc ${HOST_IP} 5555 < /tmp/out && echo "$M sent=ok"
 nc ${HOST_IP} 5556 > /tmp/in
 echo "$M in-md5=$(md5sum < /tmp/in | cut -d' ' -f1) in-bytes=$(wc -c < /tmp/in)"
+${move ? MOVED_AND_REBIND : ""}
 echo "$M hwrng=$(head -c 64 /dev/hwrng | wc -c) rng=$(cat /sys/class/misc/hw_random/rng_current)"
 if [ -c /dev/hvc0 ]; then
   echo "$M hvc=ready"
@@ -42,6 +92,7 @@ else
 fi
 echo "$M stats=$(cat /sys/class/net/eth0/statistics/rx_packets)/$(cat /sys/class/net/eth0/statistics/tx_packets)"
 `;
+}
 
 function md5(data: Uint8Array | string): string {
   return createHash("md5").update(data).digest("hex");
@@ -55,7 +106,7 @@ function seqText(n: number): string {
 
 async function bootNet(vhost: boolean) {
   const f = await linuxFixture();
-  const initrd = await buildTestInitramfs({ modules: NET_MODULES, script: NET_SCRIPT });
+  const initrd = await buildTestInitramfs({ modules: NET_MODULES, script: netScript(vhost) });
   const toGuest = new TextEncoder().encode(seqText(SEQ_N / 2).split("").reverse().join(""));
   const p = peers(toGuest);
   const r = await runVmm(
@@ -68,6 +119,8 @@ async function bootNet(vhost: boolean) {
       "console=ttyS0 panic=-1 quiet",
       "--memory",
       "256M",
+      "--cpus",
+      vhost ? "2" : "1",
       "--nic",
       `tap,ifname=${TAP},vhost=${vhost ? "on" : "off"}`,
       "--console",
@@ -112,6 +165,24 @@ function check(r: Awaited<ReturnType<typeof bootNet>>, label: string): void {
   console.log(`${label}: ${r.seconds.toFixed(1)} s, ping rtt ${r.report("rtt")} ms`);
 }
 
+/** The vhost=on extras: the vectors moved (and fired on both CPUs), and a rebound driver works. */
+function checkMoves(r: Awaited<ReturnType<typeof bootNet>>): void {
+  const tail = `\n--- stdout ---\n${r.stdout.slice(-4000)}\n--- stderr ---\n${r.stderr}`;
+  const moves = Number(r.report("moves"));
+  assert.ok(moves >= 20, `vhost=on: only ${moves} affinity rounds${tail}`);
+  assert.equal(r.report("moving-ping"), "20", `vhost=on: pings while the vectors move${tail}`);
+  const irqs = (r.report("netirqs") ?? "").split(",").filter((x) => x);
+  assert.equal(irqs.length, 2, `vhost=on: virtio-net input/output vectors${tail}`);
+  const rx = irqs.find((n) => /input/.test(r.report(`name-${n}`) ?? ""));
+  assert.ok(rx, `vhost=on: no input vector${tail}`);
+  const [cpu0, cpu1] = (r.report(`irq-${rx}`) ?? "").split("/").map(Number);
+  assert.ok(cpu0 > 0 && cpu1 > 0, `vhost=on: RX interrupts on both CPUs (${cpu0}/${cpu1})${tail}`);
+  assert.equal(r.report("rebind-ping"), "ok", `vhost=on: ping after rebinding virtio_net${tail}`);
+  console.log(
+    `vhost=on: ${moves} affinity rounds, RX interrupts ${cpu0}/${cpu1} on CPU 0/1, rebind ok`,
+  );
+}
+
 Deno.test("virtio-net (vhost=off), virtio-rng and virtio-console in a stock Linux guest", async () => {
   await ensureHostModules();
   await hostTap();
@@ -134,7 +205,9 @@ Deno.test({
   fn: async () => {
     await hostTap();
     try {
-      check(await bootNet(true), "vhost=on");
+      const r = await bootNet(true);
+      check(r, "vhost=on");
+      checkMoves(r);
     } finally {
       removeTap();
     }

@@ -3,13 +3,17 @@
 // (RFB key events -> PS/2 scancodes -> i8042 -> atkbd) reaches a shell on
 // tty1 whose command writes back over the serial console. A VNC pointer
 // event reaches the guest through the virtio tablet (virtio_input + evdev
-// modules): the guest reads it from /dev/input/eventN.
+// modules): the guest reads it from /dev/input/eventN. With the tablet off,
+// pointer events drive the PS/2 mouse on the i8042's AUX port instead, which
+// the stock psmouse module probes as an IntelliMouse.
 import assert from "node:assert/strict";
 import {
   BOCHS_MARKER,
   bochsInitramfs,
   HOST_LIB_DIR,
   linuxFixture,
+  PS2_MARKER,
+  ps2MouseInitramfs,
   VNC_MARKER as M,
   vncInitramfs,
 } from "./fixtures.ts";
@@ -180,6 +184,61 @@ Deno.test("the guest's bochs driver switches the display mode and a VNC client g
     const lit = litPixels(c);
     assert.ok(lit > 2000, `only ${lit} lit pixels on the bochs console`);
     await savePicture(c, "vnc-bochs-800x600.png");
+  } catch (e) {
+    vmm.kill();
+    throw new Error(`${(e as Error).message}${runLog(await vmm.done)}`);
+  } finally {
+    c?.close();
+  }
+  const r = await vmm.done;
+  assert.equal(r.code, 0, runLog(r));
+});
+
+Deno.test("with --vnc ...,tablet=off a VNC pointer event reaches the stock kernel's psmouse over the i8042 AUX port", async () => {
+  const f = await linuxFixture();
+  const initrd = await ps2MouseInitramfs();
+  const display = 40 + Math.floor(Math.random() * 40);
+  const vmm = startVmm([
+    "--kernel",
+    f.kernel,
+    "--initrd",
+    initrd,
+    "--append",
+    "console=ttyS0 panic=-1",
+    "--memory",
+    "512M",
+    "--vnc",
+    `:${display},tablet=off`,
+  ], { timeoutMs: 600_000 });
+  let c: RfbTestClient | undefined;
+  try {
+    await vmm.waitFor(new RegExp(`${PS2_MARKER} (ready|mouse=\\[\\])`));
+    // psmouse found an IntelliMouse (ID 3 after the 200/100/80 knock), and no tablet exists.
+    assert.match(
+      vmm.stdout,
+      new RegExp(
+        `${PS2_MARKER} mouse=\\[Name="ImPS/2 Generic Wheel Mouse"\\] ev=\\[/dev/input/event\\d+\\] tablets=0`,
+      ),
+      runLog(vmm),
+    );
+    c = await RfbTestClient.connect(5900 + display);
+    assert.equal(await c.handshake(), 0);
+    await c.pointer(0, 500, 400); // sets the position
+    await c.pointer(1, 507, 405); // 7 right, 5 down, left pressed
+    await c.pointer(1 << 3, 507, 405); // left released, one wheel notch up
+    await vmm.waitFor(new RegExp(`${PS2_MARKER} events \\[[0-9a-f]+\\]`));
+    const hex = vmm.stdout.match(new RegExp(`${PS2_MARKER} events \\[([0-9a-f]+)\\]`))![1];
+    // psmouse reports the wheel, then the buttons, then X and Y; zero moves are not events.
+    assert.deepEqual(inputEvents(hex), [
+      [1, 0x110, 1],
+      [2, 0, 7],
+      [2, 1, 5],
+      [0, 0, 0],
+      [2, 8, 1],
+      [1, 0x110, 0],
+      [0, 0, 0],
+    ]);
+    await vmm.waitFor(/DENOVMM-INIT action=poweroff/);
   } catch (e) {
     vmm.kill();
     throw new Error(`${(e as Error).message}${runLog(await vmm.done)}`);

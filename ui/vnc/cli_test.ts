@@ -13,6 +13,7 @@ Deno.test("--vnc and --display parse, and their mistakes are UsageErrors", () =>
   const bad: [string[], RegExp][] = [
     [["--kernel", "k", "--vnc", "5900"], /Invalid --vnc '5900': expected :N or HOST:N/],
     [["--kernel", "k", "--vnc", ":0,password=x"], /password-file=PATH/],
+    [["--kernel", "k", "--vnc", ":0,tablet=maybe"], /tablet wants on or off, got 'maybe'/],
     [["--vnc", ":0"], /--vnc needs --kernel/],
     [["--kernel", "k", "--vnc", ":0", "--display", "none"], /drop --display none/],
     [["--kernel", "k", "--display", "sdl"], /Invalid --display 'sdl'/],
@@ -87,4 +88,15 @@ Deno.test("main.ts: a bad --vnc or an unreadable password file is one line and e
   assert.equal(b.code, 1);
   assert.equal(b.err.trim().split("\n").length, 1, b.err);
   assert.match(b.err, /cannot read VNC password file '\/nonexistent\/pw'/);
+  const c = await run([
+    "--kernel",
+    kernel,
+    "-device",
+    "virtio-tablet-pci",
+    "--vnc",
+    ":0,tablet=off",
+  ]);
+  assert.equal(c.code, 1);
+  assert.equal(c.err.trim().split("\n").length, 1, c.err);
+  assert.match(c.err, /--vnc tablet=off conflicts with a virtio-tablet-pci device/);
 });

@@ -1,7 +1,7 @@
 /**
  * The VNC display of a machine: its framebuffer served over RFB (and
  * WebSocket), key events into the PS/2 keyboard, pointer events into the
- * virtio tablet. What the machine builder
+ * virtio tablet, or the PS/2 mouse when there is none. What the machine builder
  * (or machine/run.ts) calls with the --vnc option.
  *
  * @module
@@ -11,7 +11,7 @@ import { ErrnoError } from "../../sys/errno.ts";
 import type { FramebufferSource } from "./encoder.ts";
 import { type KeyboardPort, Ps2KeyboardInput } from "./keyboard_input.ts";
 import type { VncOption } from "./options.ts";
-import { TabletPointerInput, type TabletPort } from "./pointer_input.ts";
+import { type MousePort, PointerInput, type TabletPort } from "./pointer_input.ts";
 import { VncServer } from "./server.ts";
 
 /** A started display. */
@@ -36,7 +36,7 @@ export class VncStartError extends Error {
  *
  * @param loop the main loop
  * @param options the parsed --vnc option, the password, the framebuffer, the keyboard
- *   and the tablet (pointer events are dropped without one)
+ *   and the tablet, else the PS/2 mouse (pointer events are dropped with neither)
  * @returns the display
  * @throws VncStartError when an address cannot be bound
  * @example
@@ -52,13 +52,16 @@ export async function startVncDisplay(
     framebuffer: FramebufferSource;
     keyboard: KeyboardPort;
     tablet?: () => TabletPort | undefined;
+    mouse?: MousePort;
     log?: (line: string) => void;
   },
 ): Promise<VncDisplay> {
   const { vnc } = options;
   const kbd = new Ps2KeyboardInput(loop, options.keyboard);
   const tablet = options.tablet ?? (() => undefined);
-  const ptr = new TabletPointerInput(tablet, new Int32Array(options.framebuffer.geometry));
+  const ptr = new PointerInput(tablet, new Int32Array(options.framebuffer.geometry), {
+    mouse: options.mouse,
+  });
   let server: VncServer;
   try {
     server = await VncServer.start(loop, {

@@ -84,6 +84,14 @@ Deno.test("a display brings the virtio tablet unless told otherwise", () => {
   assert.equal(resolveConfig({ kernel: fakeBzImage(), vnc: ":3", tablet: false }).tablet, false);
   assert.equal(resolveConfig({ kernel: fakeBzImage() }).tablet, false);
   assert.equal(resolveConfig({ kernel: fakeBzImage(), tablet: true }).tablet, true);
+  // --vnc ...,tablet=off: pointer events go to the PS/2 mouse instead.
+  const off = resolveConfig({ kernel: fakeBzImage(), vnc: ":3,tablet=off" });
+  assert.deepEqual([off.tablet, off.display?.vnc?.port], [false, 5903]);
+  assert.equal(resolveConfig({ kernel: fakeBzImage(), vnc: ":3,tablet=on" }).tablet, true);
+  assert.throws(
+    () => resolveConfig({ kernel: fakeBzImage(), vnc: ":3,tablet=off", tablet: true }),
+    /tablet=off conflicts with a virtio-tablet-pci device/,
+  );
   assert.throws(
     () =>
       resolveConfig({

@@ -2,8 +2,10 @@
  * The `--vnc` option, spelled as QEMU's: `:N` (display N, TCP port
  * 5900+N on 127.0.0.1), `HOST:N` (an IPv4 or bracketed IPv6 literal), then
  * comma-separated `password-file=PATH` (the password's first line; never on
- * the command line) and `websocket[=PORT|on]` (WebSocket for noVNC, port
- * 5700+N unless given).
+ * the command line), `websocket[=PORT|on]` (WebSocket for noVNC, port
+ * 5700+N unless given) and `tablet=on|off` (whether --vnc brings a virtio
+ * tablet; off leaves pointer events to the PS/2 mouse, as QEMU without a
+ * tablet device).
  *
  * @module
  */
@@ -20,6 +22,8 @@ export interface VncOption {
   passwordFile?: string;
   /** WebSocket listen port. */
   websocketPort?: number;
+  /** `tablet=off`: no virtio tablet; pointer events go to the PS/2 mouse. */
+  tablet?: boolean;
 }
 
 /** VNC's base TCP port. */
@@ -65,6 +69,11 @@ export function parseVncOption(spec: string): VncOption {
       if (value === undefined || value === "on") out.websocketPort = WEBSOCKET_BASE_PORT + display;
       else if (/^\d{1,5}$/.test(value) && Number(value) <= 65535) out.websocketPort = Number(value);
       else throw new TypeError(`websocket wants on or a port, got '${value}'`);
+    } else if (key === "tablet") {
+      if (value !== "on" && value !== "off") {
+        throw new TypeError(`tablet wants on or off, got '${value ?? ""}'`);
+      }
+      out.tablet = value === "on";
     } else if (key === "password") {
       throw new TypeError("put the password in a file and use password-file=PATH");
     } else {

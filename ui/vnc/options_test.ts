@@ -14,6 +14,9 @@ Deno.test("--vnc spelled as QEMU: loopback unless a host is named", () => {
     websocketPort: 6080,
     passwordFile: "/tmp/pw",
   });
+  assert.equal(parseVncOption(":1,tablet=off").tablet, false);
+  assert.equal(parseVncOption(":1,tablet=on").tablet, true);
+  assert.equal(parseVncOption(":1").tablet, undefined);
   for (
     const bad of [
       "",
@@ -26,6 +29,8 @@ Deno.test("--vnc spelled as QEMU: loopback unless a host is named", () => {
       ":0,foo",
       ":0,websocket=abc",
       ":0,password-file=",
+      ":0,tablet",
+      ":0,tablet=no",
     ]
   ) {
     assert.throws(() => parseVncOption(bad), TypeError, bad);

@@ -1,10 +1,20 @@
 /**
- * RFB pointer events into an absolute tablet (virtio-input): the position
- * in framebuffer pixels becomes ABS_X/ABS_Y over 0..32767, so the guest's
- * pointer sits where the viewer's is whatever the mode; button mask bits
- * become BTN_LEFT/MIDDLE/RIGHT presses and releases, and the wheel bits
- * (RFB buttons 4-7, pressed and released per notch) become REL_WHEEL and
- * REL_HWHEEL steps. Each PointerEvent is one report ending in SYN_REPORT.
+ * RFB pointer events into the guest: an absolute tablet (virtio-input) when
+ * the machine has one, else the PS/2 mouse on the i8042's AUX port.
+ *
+ * Tablet: the position in framebuffer pixels becomes ABS_X/ABS_Y over
+ * 0..32767, so the guest's pointer sits where the viewer's is whatever the
+ * mode; button mask bits become BTN_LEFT/MIDDLE/RIGHT presses and releases,
+ * and the wheel bits (RFB buttons 4-7, pressed and released per notch)
+ * become REL_WHEEL and REL_HWHEEL steps. Each PointerEvent is one report
+ * ending in SYN_REPORT.
+ *
+ * PS/2 mouse (QEMU's default without a tablet, ui/vnc.c): relative motion,
+ * the difference from the previous event's position (the first event only
+ * sets it), buttons, and vertical wheel notches (the fourth byte once the
+ * guest has made it an IntelliMouse). The guest's own pointer acceleration
+ * applies, so its pointer need not sit under the viewer's.
+ *
  * Runs on the main loop; allocates nothing per event.
  *
  * @module
@@ -22,6 +32,19 @@ import {
   REL_WHEEL,
   TABLET_ABS_MAX,
 } from "../../devices/virtio/input_config.ts";
+
+/** The PS/2 mouse as this adapter needs it (I8042.pushMouse under the big lock). */
+export interface MousePort {
+  /**
+   * Relative motion and the buttons now held.
+   *
+   * @param dx pixels right
+   * @param dy pixels down
+   * @param dz wheel notches towards the user
+   * @param buttons bit 0 left, 1 right, 2 middle (the PS/2 packet's order)
+   */
+  move(dx: number, dy: number, dz: number, buttons: number): void;
+}
 
 /** The tablet as this adapter needs it (VirtioInput). */
 export interface TabletPort {
@@ -58,19 +81,23 @@ export function scaleAxis(pos: number, size: number): number {
 
 /**
  * Feeds RFB PointerEvents to whichever tablet the machine has now (a reset
- * builds a new one).
+ * builds a new one), or to the PS/2 mouse when it has none.
  *
  * @example
  * ```ts ignore
- * const ptr = new TabletPointerInput(() => virtioInputById(id), geometry);
+ * const ptr = new PointerInput(() => virtioInputById(id), geometry, { mouse });
  * ptr.pointer(1, 512, 384); // left button down at the middle of 1024x768
  * ```
  */
-export class TabletPointerInput {
+export class PointerInput {
   readonly #target: () => TabletPort | undefined;
   readonly #geometry: Int32Array;
+  readonly #mouse: MousePort | undefined;
   #buttons = 0;
-  /** Reports the tablet dropped (no buffers, or no tablet). */
+  /** The previous position for relative motion; -1: none yet. */
+  #lastX = -1;
+  #lastY = 0;
+  /** Reports the tablet dropped (no buffers, or no tablet and no mouse). */
   dropped = 0;
 
   /**
@@ -78,10 +105,16 @@ export class TabletPointerInput {
    *
    * @param target the current tablet, if any
    * @param geometry the framebuffer's shared words [generation, width, height, stride]
+   * @param options the PS/2 mouse, for when there is no tablet
    */
-  constructor(target: () => TabletPort | undefined, geometry: Int32Array) {
+  constructor(
+    target: () => TabletPort | undefined,
+    geometry: Int32Array,
+    options: { mouse?: MousePort } = {},
+  ) {
     this.#target = target;
     this.#geometry = geometry;
+    this.#mouse = options.mouse;
   }
 
   /**
@@ -96,9 +129,11 @@ export class TabletPointerInput {
     const old = this.#buttons;
     this.#buttons = buttons;
     if (!t) {
-      this.dropped++;
+      if (this.#mouse) this.#relative(old, buttons, x, y, this.#mouse);
+      else this.dropped++;
       return;
     }
+    this.#lastX = -1;
     t.event(EV_ABS, ABS_X, scaleAxis(x, Atomics.load(this.#geometry, 1)));
     t.event(EV_ABS, ABS_Y, scaleAxis(y, Atomics.load(this.#geometry, 2)));
     for (let i = 0; i < BUTTONS.length; i++) {
@@ -112,5 +147,21 @@ export class TabletPointerInput {
     if (pressed & WHEEL_LEFT) t.event(EV_REL, REL_HWHEEL, -1);
     if (pressed & WHEEL_RIGHT) t.event(EV_REL, REL_HWHEEL, 1);
     if (!t.sync()) this.dropped++;
+  }
+
+  #relative(old: number, buttons: number, x: number, y: number, mouse: MousePort): void {
+    let dx = 0, dy = 0;
+    if (this.#lastX >= 0) {
+      dx = x - this.#lastX;
+      dy = y - this.#lastY;
+    }
+    this.#lastX = x;
+    this.#lastY = y;
+    const pressed = buttons & ~old;
+    const dz = (pressed & WHEEL_DOWN ? 1 : 0) - (pressed & WHEEL_UP ? 1 : 0);
+    if (dx === 0 && dy === 0 && dz === 0 && ((old ^ buttons) & 7) === 0) return;
+    // RFB: 1 left, 2 middle, 4 right; PS/2: 1 left, 2 right, 4 middle.
+    const ps2 = (buttons & 1) | ((buttons & 4) >> 1) | ((buttons & 2) << 1);
+    mouse.move(dx, dy, dz, ps2);
   }
 }
