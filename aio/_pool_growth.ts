@@ -39,7 +39,6 @@ export class PoolGrowth {
   readonly #warm: number;
   readonly #grow: () => void;
   #timer: Timer | null = null;
-  #armed = false;
   /** When the current backlog was first seen (ns, monotonic), or -1. */
   #since = -1;
   #startNs = DEFAULT_START_NS;
@@ -108,16 +107,10 @@ export class PoolGrowth {
   /** Drops the timer (the pool is closing). */
   close(): void {
     this.#timer?.del();
-    this.#armed = false;
   }
 
   #arm(at: number): void {
-    if (this.#armed) return;
-    this.#timer ??= this.#loop.timer("monotonic", () => {
-      this.#armed = false;
-      this.#grow();
-    });
-    this.#armed = true;
-    this.#timer.mod(at);
+    this.#timer ??= this.#loop.timer("monotonic", this.#grow);
+    if (!this.#timer.pending) this.#timer.mod(at);
   }
 }

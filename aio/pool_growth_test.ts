@@ -8,8 +8,17 @@ function fakeLoop() {
   const loop = {
     now: () => state.now,
     timer(_clock: string, cb: () => void): Timer {
-      state.cb = cb;
-      return { mod: (at: number) => (state.armedAt = at), del: () => (state.armedAt = -1) };
+      state.cb = () => {
+        state.armedAt = -1;
+        cb();
+      };
+      return {
+        mod: (at: number) => (state.armedAt = at),
+        del: () => (state.armedAt = -1),
+        get pending() {
+          return state.armedAt >= 0;
+        },
+      };
     },
   } as unknown as EventLoop;
   return { loop, state };
