@@ -33,7 +33,11 @@ export class HostIovec {
   /** Their total length. */
   bytes = 0;
 
-  /** @param capacity segments to allocate room for at first (grows up to IOV_MAX) */
+  /**
+   * An empty array with room for `capacity` segments.
+   *
+   * @param capacity segments to allocate room for at first (grows up to IOV_MAX)
+   */
   constructor(capacity = 16) {
     this.#words = new Uint32Array(4 * Math.max(1, Math.min(capacity, IOV_MAX)));
     this.#address = addressOf(this.#words);

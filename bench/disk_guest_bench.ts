@@ -28,6 +28,8 @@
  * in one run: `DENOVMM_DD_BASE=.cache/dd_base` holding `git archive` of the
  * old commit (inside the repository, so the nested host sees it).
  * `DENOVMM_DD_STATS=1` adds denovmm's `--stats-interval 1` lines per phase.
+ * A VMM run still going after `DENOVMM_DD_LIMIT_S` (240 s) is killed with
+ * SIGKILL and its round reported as hung, with the guest's last lines.
  *
  * @module
  */
@@ -77,6 +79,7 @@ if (kvmRoute() === "nested") {
       "DENOVMM_DD_ROUNDS",
       "DENOVMM_DD_BASE",
       "DENOVMM_DD_STATS",
+      "DENOVMM_DD_LIMIT_S",
     ]
   ) {
     const v = Deno.env.get(k);
@@ -90,6 +93,12 @@ if (kvmRoute() === "nested") {
   });
   Deno.exit(r.code);
 }
+
+/** Seconds one VMM run may take before it is killed (DENOVMM_DD_LIMIT_S). */
+const LIMIT_S = Number(Deno.env.get("DENOVMM_DD_LIMIT_S") ?? 240);
+
+/** A VMM run that gave no report (hung and killed, or failed). */
+class HungError extends Error {}
 
 /** CPU seconds by thread group, and process facts, at one moment. */
 interface Sample {
@@ -179,12 +188,18 @@ async function run(cmd: string, args: string[], cwd = REPO): Promise<DdResult> {
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(600_000),
   }).spawn();
   const begins = new Map<string, Sample | null>();
   const phases: Partial<Record<Phase, PhaseResult>> = {};
   let text = "", queue = "?", features = "?";
   const tail: string[] = [];
+  // A VMM that hangs (a guest stuck on a request, a shutdown waiting for one)
+  // may ignore SIGTERM: it is killed, and the round reported as hung.
+  let hung = false;
+  const killer = setTimeout(() => {
+    hung = true;
+    child.kill("SIGKILL");
+  }, LIMIT_S * 1000);
   const statLines: string[] = [];
   let err = "";
   const stderr = (async () => {
@@ -210,6 +225,7 @@ async function run(cmd: string, args: string[], cwd = REPO): Promise<DdResult> {
     }
   }
   const status = await child.status;
+  clearTimeout(killer);
   await stderr;
   function onLine(line: string): void {
     const b = new RegExp(`${MARK} begin (\\w+)`).exec(line);
@@ -242,7 +258,8 @@ async function run(cmd: string, args: string[], cwd = REPO): Promise<DdResult> {
     if (tail.length > 40) tail.shift();
   }
   if (PHASES.some((p) => !phases[p])) {
-    throw new Error(`${cmd}: no dd report (exit ${status.code})\n${tail.join("\n")}\n${err}`);
+    const why = hung ? `hung: killed after ${LIMIT_S} s` : `exit ${status.code}`;
+    throw new HungError(`${cmd}: no dd report (${why})\n${tail.join("\n")}\n${err}`);
   }
   return { phases: phases as Record<Phase, PhaseResult>, queue, features };
 }
@@ -258,7 +275,7 @@ if (VMMS.includes("base") && !BASE) throw new Error("base needs DENOVMM_DD_BASE"
 const dir = await Deno.makeTempDir({ prefix: "denovmm-dd-", dir: "/tmp" });
 const image = `${dir}/disk.img`;
 const cmdline = "console=ttyS0 quiet panic=-1";
-const results: Record<string, DdResult[]> = {};
+const results: Record<string, (DdResult | null)[]> = {};
 try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const vmm of VMMS) {
@@ -272,21 +289,28 @@ try {
         : vmm === "denovmm-uring"
         ? `${image},aio=io_uring`
         : `${image},iothread=0`;
-      const r = vmm === "qemu"
+      const started = vmm === "qemu"
         // deno-fmt-ignore
-        ? await run(qemu, [
+        ? run(qemu, [
           "-enable-kvm", "-cpu", "host", "-nographic", "-no-reboot", "-m", "256",
           "-name", "dd,debug-threads=on",
           "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
           "-drive", `file=${image},if=virtio,format=raw`,
         ])
         // deno-fmt-ignore
-        : await run(Deno.execPath(), [
+        : run(Deno.execPath(), [
           "run", "--no-check", "--allow-ffi", "main.ts", "--memory", "256M",
           "--kernel", kernel, "--initrd", initrd, "--append", cmdline, "--disk", disk,
           ...(STATS ? ["--stats-interval", "1"] : []),
         ], vmm === "base" ? new URL(BASE!, `file://${REPO}`).pathname : REPO);
+      const r = await started.catch((e) => {
+        if (!(e instanceof HungError)) throw e;
+        console.log(`round ${round + 1} ${vmm}: no report: ${e.message.split("\n")[0]}`);
+        console.log(e.message.split("\n").slice(1, 25).join("\n"));
+        return null;
+      });
       (results[vmm] ??= []).push(r);
+      if (r === null) continue;
       console.log(
         `round ${round + 1} ${vmm}: ${
           PHASES.map((p) => `${p} ${r.phases[p].secs.toFixed(2)} s`).join(", ")
@@ -299,15 +323,21 @@ try {
 }
 
 function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 const mbs = (s: number) => s > 0 ? MIB / s : Infinity;
+/** A VMM's rounds that reported. */
+const done = (v: string) => results[v].filter((r): r is DdResult => r !== null);
 /** Median MB/s of a VMM's phase over the rounds. */
-const rate = (v: string, p: Phase) => median(results[v].map((r) => mbs(r.phases[p].secs)));
-/** Per-round ratios against QEMU of the same round. */
+const rate = (v: string, p: Phase) => median(done(v).map((r) => mbs(r.phases[p].secs)));
+/** Per-round ratios against QEMU of the same round (rounds where both reported). */
 const ratios = (v: string, p: Phase) =>
-  results[v].map((r, i) => mbs(r.phases[p].secs) / mbs(results.qemu[i].phases[p].secs));
+  results[v].flatMap((r, i) => {
+    const q = results.qemu[i];
+    return r && q ? [mbs(r.phases[p].secs) / mbs(q.phases[p].secs)] : [];
+  });
 console.log(
   `\nKVM: ${
     NESTED ? "nested (kvm_amd inside QEMU TCG)" : "hardware"
@@ -334,6 +364,10 @@ console.log(
 console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const v of VMMS) {
   results[v].forEach((res, i) => {
+    if (res === null) {
+      console.log(`| ${v} | ${i + 1} | hung or failed | | | | | | | |`);
+      return;
+    }
     for (const p of PHASES) {
       const r = res.phases[p];
       const cpu = [...r.cpu].filter(([, s]) => s >= 0.005).sort((a, b) => b[1] - a[1])
@@ -349,12 +383,17 @@ for (const v of VMMS) {
   });
 }
 console.log("\n| VMM | guest queue limits | virtio features |\n|---|---|---|");
-for (const v of VMMS) console.log(`| ${v} | ${results[v][0].queue} | ${results[v][0].features} |`);
+for (const v of VMMS) {
+  const r = done(v)[0];
+  if (r) console.log(`| ${v} | ${r.queue} | ${r.features} |`);
+}
 if (STATS) {
   for (const v of others) {
     for (const p of PHASES) {
-      console.log(`\n${v} ${p} (round 1):`);
-      for (const l of results[v][0].phases[p].stats) console.log(`  ${l}`);
+      const r = done(v)[0];
+      if (!r) continue;
+      console.log(`\n${v} ${p} (first round that reported):`);
+      for (const l of r.phases[p].stats) console.log(`  ${l}`);
     }
   }
 }
