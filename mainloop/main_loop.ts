@@ -13,7 +13,7 @@
  *   as a thread blocked in poll(2) would. When Deno's fd turns readable (a
  *   Worker's message, a finished pool call, a signal) the loop gives Deno a
  *   turn; for Deno's timers, which have no fd, it also does so at least every
- *   `yieldNs` (10 ms) while busy and `idleYieldNs` (50 ms) once idle. After
+ *   `yieldNs` (10 ms) while busy and `idleYieldNs` (100 ms) once idle. After
  *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
  *   as below, so an idle VMM pays no turns.
  * - **Elsewhere (`watchDeno: false`, or a Worker):** after an iteration that
@@ -63,10 +63,12 @@ export const DEFAULT_POLL_NS = 5_000_000;
 export const DEFAULT_YIELD_NS = 10_000_000;
 
 /**
- * Default {@link MainLoopOptions.idleYieldNs}: 50 ms. An idle main loop gives
- * Deno 20 turns a second (about 0.3% of a core here, against 1.5% at 10 ms).
+ * Default {@link MainLoopOptions.idleYieldNs}: 100 ms. Each turn costs a
+ * wake-up of the sleeping thread and Deno's tick, 300-400 µs of CPU on the
+ * 2-core cloud VM measured (20 turns a second were 1% of a core), far more
+ * under an emulator; Deno's timers may be this late while the loop is idle.
  */
-export const DEFAULT_IDLE_YIELD_NS = 50_000_000;
+export const DEFAULT_IDLE_YIELD_NS = 100_000_000;
 
 /**
  * Default {@link MainLoopOptions.ownThreadNs}: 1 s, so that traffic at a
