@@ -89,3 +89,27 @@ Deno.test("Deno's timers fire within the idle hold while the main loop sleeps th
     loop.close();
   }
 });
+
+Deno.test("after ownThreadNs with nothing to do the loop stops giving Deno turns", async () => {
+  assert.ok((await denoReactorFd()) >= 0);
+  const loop = new MainLoop({ idleYieldNs: 10e6, ownThreadNs: 150e6 });
+  const running = loop.run();
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  try {
+    await sleep(400);
+    const settled = loop.denoTurns;
+    assert.ok(settled >= 3, `only ${settled} turns in the window`);
+    await sleep(400);
+    assert.equal(loop.denoTurns, settled, "turns while idle past the window");
+    // Activity brings it back to its own thread.
+    const ran = Promise.withResolvers<void>();
+    loop.bh(() => ran.resolve()).schedule();
+    await ran.promise;
+    await sleep(100);
+    assert.ok(loop.denoTurns > settled, "no turns after new activity");
+  } finally {
+    loop.stop();
+    await running;
+    loop.close();
+  }
+});

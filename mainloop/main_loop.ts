@@ -13,7 +13,9 @@
  *   as a thread blocked in poll(2) would. When Deno's fd turns readable (a
  *   Worker's message, a finished pool call, a signal) the loop gives Deno a
  *   turn; for Deno's timers, which have no fd, it also does so at least every
- *   `yieldNs` (10 ms) while busy and `idleYieldNs` (50 ms) once idle.
+ *   `yieldNs` (10 ms) while busy and `idleYieldNs` (100 ms) once idle. After
+ *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
+ *   as below, so an idle VMM pays no turns.
  * - **Elsewhere (`watchDeno: false`, or a Worker):** after an iteration that
  *   dispatched anything it sleeps synchronously for up to `pollNs` (5 ms),
  *   yielding to Deno every `yieldNs` with a zero-timeout ppoll on Deno's
@@ -61,10 +63,19 @@ export const DEFAULT_POLL_NS = 5_000_000;
 export const DEFAULT_YIELD_NS = 10_000_000;
 
 /**
- * Default {@link MainLoopOptions.idleYieldNs}: 50 ms. An idle main loop gives
- * Deno 20 turns a second (about 0.3% of a core here, against 1.5% at 10 ms).
+ * Default {@link MainLoopOptions.idleYieldNs}: 100 ms. Each turn costs a
+ * wake-up of the sleeping thread and Deno's tick, 300-400 µs of CPU on the
+ * 2-core cloud VM measured (20 turns a second were 1% of a core), far more
+ * under an emulator; Deno's timers may be this late while the loop is idle.
  */
-export const DEFAULT_IDLE_YIELD_NS = 50_000_000;
+export const DEFAULT_IDLE_YIELD_NS = 100_000_000;
+
+/**
+ * Default {@link MainLoopOptions.ownThreadNs}: 1 s, so that traffic at a
+ * second's pace or faster (a ping a second, a console) wakes the loop in one
+ * hop each time.
+ */
+export const DEFAULT_OWN_THREAD_NS = 1_000_000_000;
 
 interface FdRecord {
   fd: number;
@@ -120,6 +131,13 @@ export interface MainLoopOptions {
    * and saves the idle turns. Default {@link DEFAULT_IDLE_YIELD_NS}.
    */
   idleYieldNs?: number;
+  /**
+   * With `watchDeno`, how long after the last dispatch the loop keeps
+   * sleeping on its own thread; past it the wait goes to Deno's pool, so an
+   * idle VMM pays no turns, and the first wake-up after the pause costs two
+   * hops. Default {@link DEFAULT_OWN_THREAD_NS}.
+   */
+  ownThreadNs?: number;
 }
 
 /**
@@ -148,6 +166,7 @@ export class MainLoop implements EventLoop {
   #pollNs: number;
   #yieldMs: number;
   #idleYieldMs: number;
+  #ownThreadNs: number;
   #mailbox: Int32Array<SharedArrayBuffer> | null;
   #watchDeno: boolean;
   /** Deno's event-loop fd, polled beside ours (-1: not watched). */
@@ -187,6 +206,10 @@ export class MainLoop implements EventLoop {
     const idleYieldNs = options.idleYieldNs ?? Math.max(DEFAULT_IDLE_YIELD_NS, yieldNs);
     if (!(idleYieldNs > 0)) throw new RangeError(`Invalid idleYieldNs ${options.idleYieldNs}`);
     this.#idleYieldMs = idleYieldNs / 1e6;
+    this.#ownThreadNs = options.ownThreadNs ?? DEFAULT_OWN_THREAD_NS;
+    if (!(this.#ownThreadNs >= 0)) {
+      throw new RangeError(`Invalid ownThreadNs ${options.ownThreadNs}`);
+    }
     this.#mailbox = options.mailbox ?? null;
     this.#watchDeno = options.watchDeno ?? true;
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
@@ -313,19 +336,30 @@ export class MainLoop implements EventLoop {
     this.#yieldedAt = performance.now();
     // run() returns before the first wait: the caller's code runs first.
     this.#denoWants = true;
+    if (this.#denoFd >= 0) this.#activeAt = performance.now();
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
       const nfds = BigInt(this.#records.length + this.#base);
       const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
       const now = performance.now();
       if (this.#denoFd >= 0) {
-        // Synchronous unless Deno's turn is due: no promise per iteration.
-        const n = this.#waitBesideDeno(nfds, timeout, now);
-        if (n < 0) {
-          this.denoTurns++;
-          await denoTurn();
-          this.#yieldedAt = performance.now();
-        } else if (this.#afterPoll(n)) await Promise.resolve();
+        if ((now - this.#activeAt) * 1e6 < this.#ownThreadNs) {
+          // Synchronous unless Deno's turn is due: no promise per iteration.
+          const n = this.#waitBesideDeno(nfds, timeout, now);
+          if (n < 0) {
+            this.denoTurns++;
+            await denoTurn();
+            this.#yieldedAt = performance.now();
+          } else if (this.#afterPoll(n)) await Promise.resolve();
+        } else {
+          // Idle for long: the whole wait goes to Deno's pool (no turns to
+          // pay while nothing happens; the first wake-up costs two hops).
+          this.#denoWants = false;
+          this.#pollI16[6] = 0; // Deno watches its own fd meanwhile
+          const n = await this.#pollAsync(nfds, timeout);
+          this.#pollI16[6] = POLLIN;
+          this.#afterPoll(n);
+        }
         continue;
       }
       // Nanoseconds this thread may still keep Deno's event loop waiting.
