@@ -6,7 +6,7 @@
  *
  * How it lives beside Deno's own event loop (timers, signals, Worker
  * messages, promises), which needs the same thread:
- * - **On the main thread (`watchDeno`, the default):** the loop sleeps in a
+ * - **By default (`watchDeno`; any thread but an iothread):** the loop sleeps in a
  *   synchronous ppoll on its own thread, with the epoll fd of Deno's event
  *   loop in the set (sys/deno_reactor.ts). A cross-thread BH, an ioeventfd,
  *   a completion eventfd or a tap wakes it in one thread hop, busy or idle,
@@ -16,7 +16,7 @@
  *   `yieldNs` (10 ms) while busy and `idleYieldNs` (100 ms) once idle. After
  *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
  *   as below, so an idle VMM pays no turns.
- * - **Elsewhere (`watchDeno: false`, or a Worker):** after an iteration that
+ * - **Otherwise (`watchDeno: false`, or the fd was not found):** after an iteration that
  *   dispatched anything it sleeps synchronously for up to `pollNs` (5 ms),
  *   yielding to Deno every `yieldNs` with a zero-timeout ppoll on Deno's
  *   blocking pool; idle longer, it waits on that pool, where a wake-up costs
@@ -117,11 +117,12 @@ export interface MainLoopOptions {
    */
   mailbox?: Int32Array<SharedArrayBuffer>;
   /**
-   * On the main thread: sleep in the loop's own ppoll with Deno's event-loop
-   * fd in the set (sys/deno_reactor.ts), giving Deno a turn when it has work
-   * and at least every `yieldNs` for its timers, so a wake-up from another
-   * thread is one hop even when idle. Default true where that fd is found;
-   * false keeps the `pollNs` window and Deno's pool.
+   * Sleep in the loop's own ppoll with Deno's event-loop fd in the set
+   * (sys/deno_reactor.ts), giving Deno a turn when it has work and at least
+   * every `yieldNs` for its timers, so a wake-up from another thread is one
+   * hop even when idle. Default true where that fd is found, except with a
+   * `mailbox` (an iothread keeps its own scheme); false keeps the `pollNs`
+   * window and Deno's pool.
    */
   watchDeno?: boolean;
   /**
@@ -211,7 +212,8 @@ export class MainLoop implements EventLoop {
       throw new RangeError(`Invalid ownThreadNs ${options.ownThreadNs}`);
     }
     this.#mailbox = options.mailbox ?? null;
-    this.#watchDeno = options.watchDeno ?? true;
+    // An iothread (mailbox) keeps its own way: always on its own thread.
+    this.#watchDeno = this.#mailbox === null && (options.watchDeno ?? true);
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
   }
