@@ -17,6 +17,11 @@ function send(m: Ps2Mouse, ...bytes: number[]): number[] {
   return drain(m);
 }
 
+/** n ACK bytes, one per command or argument byte. */
+function acks(n: number): number[] {
+  return new Array(n).fill(0xfa);
+}
+
 function drain(m: Ps2Mouse): number[] {
   const out: number[] = [];
   while (m.pending > 0) out.push(m.shift());
@@ -29,15 +34,7 @@ Deno.test("reset, ID and defaults answer byte for byte", () => {
   assert.deepEqual(send(m, 0xff), [0xfa, 0xaa, 0x00]);
   assert.deepEqual(send(m, 0xf2), [0xfa, 0x00]);
   assert.deepEqual(send(m, 0xe9), [0xfa, 0x00, 2, 100], "stream, disabled, 1:1, 4 c/mm, 100/s");
-  assert.deepEqual(send(m, 0xf0, 0xe7, 0xe8, 0x03, 0xf3, 40, 0xf4), [
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-  ]);
+  assert.deepEqual(send(m, 0xf0, 0xe7, 0xe8, 0x03, 0xf3, 40, 0xf4), [...acks(7)]);
   assert.deepEqual(send(m, 0xe9), [0xfa, 0x40 | 0x20 | 0x10, 3, 40]);
   assert.deepEqual(send(m, 0xf6), [0xfa]);
   assert.deepEqual(send(m, 0xe9), [0xfa, 0x00, 2, 100], "0xf6 restores the defaults");
@@ -47,40 +44,17 @@ Deno.test("reset, ID and defaults answer byte for byte", () => {
 
 Deno.test("the IntelliMouse knock (rates 200, 100, 80) makes ID 3; other sequences do not", () => {
   const m = setup();
-  assert.deepEqual(send(m, 0xf3, 200, 0xf3, 100, 0xf3, 60, 0xf2), [
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0,
-  ]);
-  assert.deepEqual(send(m, 0xf3, 200, 0xf3, 200, 0xf3, 80, 0xf2), [
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0,
-  ], "Explorer knock: not an Explorer");
+  assert.deepEqual(send(m, 0xf3, 200, 0xf3, 100, 0xf3, 60, 0xf2), [...acks(7), 0]);
+  assert.deepEqual(
+    send(m, 0xf3, 200, 0xf3, 200, 0xf3, 80, 0xf2),
+    [...acks(7), 0],
+    "Explorer knock: not an Explorer",
+  );
   // psmouse's intellimouse_detect, with an interrupted attempt first.
   send(m, 0xf3, 200, 0xf3, 200);
   assert.deepEqual(send(m, 0xf3, 100, 0xf3, 80, 0xf2), [0xfa, 0xfa, 0xfa, 0xfa, 0xfa, 0x03]);
   assert.equal(m.id, 3);
-  assert.deepEqual(send(m, 0xf3, 200, 0xf3, 200, 0xf3, 80, 0xf2), [
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0xfa,
-    0x03,
-  ]);
+  assert.deepEqual(send(m, 0xf3, 200, 0xf3, 200, 0xf3, 80, 0xf2), [...acks(7), 0x03]);
   assert.deepEqual(send(m, 0xff), [0xfa, 0xaa, 0x00], "reset forgets the wheel");
   assert.deepEqual(send(m, 0xf2), [0xfa, 0x00]);
 });
