@@ -22,6 +22,8 @@ export class TestClient {
   #closed = false;
   /** Whether the server closed the connection. */
   eof = false;
+  /** How long {@link TestClient.next} waits by default. */
+  timeoutMs = 5000;
 
   /** @param path socket path */
   constructor(path: string) {
@@ -47,7 +49,7 @@ export class TestClient {
   }
 
   /** The next message, parsed (throws after timeoutMs or at EOF). */
-  async next(timeoutMs = 5000): Promise<Record<string, unknown>> {
+  async next(timeoutMs = this.timeoutMs): Promise<Record<string, unknown>> {
     const buf = new Uint8Array(65536);
     const until = Date.now() + timeoutMs;
     for (;;) {
