@@ -336,9 +336,12 @@ export class MainLoop implements EventLoop {
       this.#dirty = true;
     }
     this.#yieldedAt = performance.now();
-    // run() returns before the first wait: the caller's code runs first.
-    this.#denoWants = true;
-    if (this.#denoFd >= 0) this.#activeAt = performance.now();
+    if (this.#denoFd >= 0) {
+      // run() returns before the first wait (a turn): the caller's code runs
+      // first; and the loop starts on its own thread, as if just active.
+      this.#denoWants = true;
+      this.#activeAt = this.#yieldedAt;
+    }
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
       const nfds = BigInt(this.#records.length + this.#base);
@@ -367,9 +370,7 @@ export class MainLoop implements EventLoop {
       // Nanoseconds this thread may still keep Deno's event loop waiting.
       const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
       // A loop that owns its thread, with no message on its way: always busy.
-      const owned = this.#mailbox === null
-        ? this.#pollNs === Infinity
-        : Atomics.load(this.#mailbox, 0) === 0;
+      const owned = this.#mailbox !== null && Atomics.load(this.#mailbox, 0) === 0;
       let n = 0;
       if (this.#mailbox !== null && !owned) {
         // A message for this thread's Deno side: let Deno run it meanwhile.
