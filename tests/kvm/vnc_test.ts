@@ -20,7 +20,7 @@ import {
 import { RfbTestClient } from "../../ui/vnc/_test_client.ts";
 import { zlibAvailable } from "../../sys/zlib.ts";
 import { encodePng } from "../../ui/vnc/testdata/png.ts";
-import { REPO, runLog, startVmm } from "./_vmm_process.ts";
+import { REPO, runLog, startVmm, type VmmOptions } from "./_vmm_process.ts";
 
 const SHIFTED = '~!@#$%^&*()_+{}|:"<>?';
 
@@ -58,31 +58,46 @@ function litPixels(c: RfbTestClient): number {
   return n;
 }
 
-Deno.test("the stock kernel's console shows over VNC, a pointer event reaches the virtio tablet, a typed line a shell", async () => {
+/**
+ * Boots the stock kernel with `initrd` and a VNC display on a random
+ * display number, as a user would (`--allow-ffi` only).
+ */
+async function startVncGuest(
+  initrd: string,
+  append: string,
+  vncOptions = "",
+  options: VmmOptions = {},
+) {
   const f = await linuxFixture();
-  const initrd = await vncInitramfs();
   const display = 40 + Math.floor(Math.random() * 40);
-  const hostLibs = await Deno.stat(`${HOST_LIB_DIR}/libz.so.1`).then(
-    () => HOST_LIB_DIR,
-    () => undefined,
-  );
   const vmm = startVmm([
     "--kernel",
     f.kernel,
     "--initrd",
     initrd,
     "--append",
-    "console=tty0 console=ttyS0 panic=-1",
+    append,
     "--memory",
     "512M",
     "--vnc",
-    `:${display}`,
-  ], {
+    `:${display}${vncOptions}`,
+  ], { timeoutMs: 600_000, ...options });
+  return { vmm, display };
+}
+
+Deno.test("the stock kernel's console shows over VNC, a pointer event reaches the virtio tablet, a typed line a shell", async () => {
+  const hostLibs = await Deno.stat(`${HOST_LIB_DIR}/libz.so.1`).then(
+    () => HOST_LIB_DIR,
+    () => undefined,
+  );
+  const { vmm, display } = await startVncGuest(
+    await vncInitramfs(),
+    "console=tty0 console=ttyS0 panic=-1",
+    "",
     // The nested host carries only Deno's own libraries; a libz copied next
     // to the checkout lets the VMM serve ZRLE there too (else it serves Raw).
-    env: hostLibs ? { LD_LIBRARY_PATH: hostLibs } : undefined,
-    timeoutMs: 600_000,
-  });
+    { env: hostLibs ? { LD_LIBRARY_PATH: hostLibs } : undefined },
+  );
   const waitFor = (re: RegExp) => vmm.waitFor(re);
   let c: RfbTestClient | undefined;
   try {
@@ -136,21 +151,10 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
 });
 
 Deno.test("the guest's bochs driver switches the display mode and a VNC client gets DesktopSize", async () => {
-  const f = await linuxFixture();
-  const initrd = await bochsInitramfs();
-  const display = 40 + Math.floor(Math.random() * 40);
-  const vmm = startVmm([
-    "--kernel",
-    f.kernel,
-    "--initrd",
-    initrd,
-    "--append",
+  const { vmm, display } = await startVncGuest(
+    await bochsInitramfs(),
     "console=tty0 console=ttyS0 panic=-1 video=800x600",
-    "--memory",
-    "512M",
-    "--vnc",
-    `:${display}`,
-  ], { timeoutMs: 600_000 });
+  );
   let c: RfbTestClient | undefined;
   try {
     // Connect while the guest still boots on efifb, so the switch happens under the client.
@@ -195,21 +199,11 @@ Deno.test("the guest's bochs driver switches the display mode and a VNC client g
 });
 
 Deno.test("with --vnc ...,tablet=off a VNC pointer event reaches the stock kernel's psmouse over the i8042 AUX port", async () => {
-  const f = await linuxFixture();
-  const initrd = await ps2MouseInitramfs();
-  const display = 40 + Math.floor(Math.random() * 40);
-  const vmm = startVmm([
-    "--kernel",
-    f.kernel,
-    "--initrd",
-    initrd,
-    "--append",
+  const { vmm, display } = await startVncGuest(
+    await ps2MouseInitramfs(),
     "console=ttyS0 panic=-1",
-    "--memory",
-    "512M",
-    "--vnc",
-    `:${display},tablet=off`,
-  ], { timeoutMs: 600_000 });
+    ",tablet=off",
+  );
   let c: RfbTestClient | undefined;
   try {
     await vmm.waitFor(new RegExp(`${PS2_MARKER} (ready|mouse=\\[\\])`));
