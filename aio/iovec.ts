@@ -9,6 +9,7 @@
  * @module
  */
 import { IOV_MAX } from "./types.ts";
+import { viewAddress } from "../sys/address.ts";
 
 const TWO32 = 0x1_0000_0000;
 
@@ -40,7 +41,7 @@ export class HostIovec {
    */
   constructor(capacity = 16) {
     this.#words = new Uint32Array(4 * Math.max(1, Math.min(capacity, IOV_MAX)));
-    this.#address = addressOf(this.#words);
+    this.#address = viewAddress(this.#words);
   }
 
   /** Host address of the first `struct iovec` (stable until the array grows). */
@@ -100,10 +101,6 @@ export class HostIovec {
     const words = new Uint32Array(4 * Math.min(IOV_MAX, n * 2));
     words.set(this.#words);
     this.#words = words;
-    this.#address = addressOf(words);
+    this.#address = viewAddress(words);
   }
-}
-
-function addressOf(words: Uint32Array<ArrayBuffer>): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(words)));
 }

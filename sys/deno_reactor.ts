@@ -21,6 +21,7 @@
 import { libc } from "./libc.ts";
 import { POLLIN, ppoll, ppollAsync } from "./poll.ts";
 import { closeFd, eventFd, eventFdDrain, eventFdWrite } from "./fd.ts";
+import { viewAddress } from "./address.ts";
 
 const SYS_readlink = 89n;
 const SYS_kcmp = 312n;
@@ -35,17 +36,21 @@ const ROUNDS = 3;
 
 let found: Promise<number> | undefined;
 
-function address(buf: ArrayBufferView): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
-}
-
 function eventPollFds(): number[] {
   const out = new Uint8Array(64);
   const fds: number[] = [];
   for (let fd = 0, misses = 0; misses < GAP; fd++) {
     const path = new TextEncoder().encode(`/proc/self/fd/${fd}\0`);
     const n = Number(
-      libc.syscall(SYS_readlink, address(path), address(out), BigInt(out.length), 0n, 0n, 0n),
+      libc.syscall(
+        SYS_readlink,
+        viewAddress(path),
+        viewAddress(out),
+        BigInt(out.length),
+        0n,
+        0n,
+        0n,
+      ),
     );
     if (n < 0) {
       misses++;
@@ -77,7 +82,7 @@ function readable(fds: number[], ns: bigint): number[] {
     set[2 * i + 1] = POLLIN;
   });
   const ts = new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
-  if (ppoll(address(set), BigInt(fds.length), address(ts)) <= 0) return [];
+  if (ppoll(viewAddress(set), BigInt(fds.length), viewAddress(ts)) <= 0) return [];
   return fds.filter((_, i) => (set[2 * i + 1] >>> 16) !== 0);
 }
 
@@ -93,7 +98,7 @@ function readable(fds: number[], ns: bigint): number[] {
 async function probeOnce(candidates: number[], efd: number): Promise<number[]> {
   const set = new Int32Array([efd, POLLIN]);
   const ts = new BigInt64Array([1n, 0n]);
-  const call = ppollAsync(address(set), 1n, address(ts));
+  const call = ppollAsync(viewAddress(set), 1n, viewAddress(ts));
   await denoTurn(); // Deno starts the call only when it polls the op
   eventFdWrite(efd);
   const woken = readable(candidates, PROBE_WAIT_NS);

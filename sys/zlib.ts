@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { viewAddress } from "./address.ts";
 
 const symbols = {
   deflateInit_: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
@@ -75,22 +76,18 @@ const Z_OK = 0;
 const Z_STREAM_END = 1;
 const Z_BUF_ERROR = -5;
 
-function addr(buf: Uint8Array): bigint {
-  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
-}
-
 class ZStream {
   protected strm = new Uint8Array(new ArrayBuffer(Z_STREAM_SIZE));
   protected view = new DataView(this.strm.buffer);
   protected closed = false;
 
   protected setIn(buf: Uint8Array, len: number): void {
-    this.view.setBigUint64(NEXT_IN, len > 0 ? addr(buf) : 0n, true);
+    this.view.setBigUint64(NEXT_IN, len > 0 ? viewAddress(buf) : 0n, true);
     this.view.setUint32(AVAIL_IN, len, true);
   }
 
   protected setOut(buf: Uint8Array, off: number, len: number): void {
-    this.view.setBigUint64(NEXT_OUT, addr(buf) + BigInt(off), true);
+    this.view.setBigUint64(NEXT_OUT, viewAddress(buf) + BigInt(off), true);
     this.view.setUint32(AVAIL_OUT, len, true);
   }
 
