@@ -8,7 +8,7 @@ import { denoReactorFd } from "../sys/deno_reactor.ts";
 /** A loop that, idle, would hold Deno for `holdS` seconds if nothing woke it. */
 async function withHoldingLoop(holdS: number, body: (loop: MainLoop) => Promise<void>) {
   assert.ok((await denoReactorFd()) >= 0, "Deno's event-loop fd was not found");
-  const loop = new MainLoop({ yieldNs: holdS * 1e9, idleYieldNs: holdS * 1e9 });
+  const loop = new MainLoop({ yieldNs: holdS * 1e9 });
   const running = loop.run();
   try {
     // (No setTimeout in here: Deno's timers wait for the hold.)
@@ -72,9 +72,9 @@ Deno.test("an idle main loop is woken from another thread without a turn through
   });
 });
 
-Deno.test("Deno's timers fire within the idle hold while the main loop sleeps there", async () => {
+Deno.test("Deno's timers fire within the hold while the main loop sleeps there", async () => {
   assert.ok((await denoReactorFd()) >= 0);
-  const loop = new MainLoop({ idleYieldNs: 20e6 });
+  const loop = new MainLoop({ yieldNs: 20e6 });
   const running = loop.run();
   try {
     for (let i = 0; i < 5; i++) {
@@ -92,7 +92,7 @@ Deno.test("Deno's timers fire within the idle hold while the main loop sleeps th
 
 Deno.test("after ownThreadNs with nothing to do the loop stops giving Deno turns", async () => {
   assert.ok((await denoReactorFd()) >= 0);
-  const loop = new MainLoop({ idleYieldNs: 10e6, ownThreadNs: 150e6 });
+  const loop = new MainLoop({ ownThreadNs: 150e6 });
   const running = loop.run();
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   try {

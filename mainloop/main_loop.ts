@@ -13,7 +13,7 @@
  *   as a thread blocked in poll(2) would. When Deno's fd turns readable (a
  *   Worker's message, a finished pool call, a signal) the loop gives Deno a
  *   turn; for Deno's timers, which have no fd, it also does so at least every
- *   `yieldNs` (10 ms) while busy and `idleYieldNs` (100 ms) once idle. After
+ *   `yieldNs` (10 ms), so they are never later than that. After
  *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
  *   as below, so an idle VMM pays no turns.
  * - **Otherwise (`watchDeno: false`, or the fd was not found):** after an iteration that
@@ -61,14 +61,6 @@ export const DEFAULT_POLL_NS = 5_000_000;
  * 4.3 µs for a thread blocked in poll(2): bench/mainloop_bench.ts).
  */
 export const DEFAULT_YIELD_NS = 10_000_000;
-
-/**
- * Default {@link MainLoopOptions.idleYieldNs}: 100 ms. Each turn costs a
- * wake-up of the sleeping thread and Deno's tick, 300-400 µs of CPU on the
- * 2-core cloud VM measured (20 turns a second were 1% of a core), far more
- * under an emulator; Deno's timers may be this late while the loop is idle.
- */
-export const DEFAULT_IDLE_YIELD_NS = 100_000_000;
 
 /**
  * Default {@link MainLoopOptions.ownThreadNs}: 1 s, so that traffic at a
@@ -126,13 +118,6 @@ export interface MainLoopOptions {
    */
   watchDeno?: boolean;
   /**
-   * With `watchDeno`, the hold once the loop has been idle for `pollNs`:
-   * Deno's event loop then only waits for its timers (everything else wakes
-   * it through its fd), so a longer hold costs timer lateness, not latency,
-   * and saves the idle turns. Default {@link DEFAULT_IDLE_YIELD_NS}.
-   */
-  idleYieldNs?: number;
-  /**
    * With `watchDeno`, how long after the last dispatch the loop keeps
    * sleeping on its own thread; past it the wait goes to Deno's pool, so an
    * idle VMM pays no turns, and the first wake-up after the pause costs two
@@ -166,7 +151,6 @@ export class MainLoop implements EventLoop {
   #closed = false;
   #pollNs: number;
   #yieldMs: number;
-  #idleYieldMs: number;
   #ownThreadNs: number;
   #mailbox: Int32Array<SharedArrayBuffer> | null;
   #watchDeno: boolean;
@@ -204,9 +188,6 @@ export class MainLoop implements EventLoop {
     const yieldNs = options.yieldNs ?? DEFAULT_YIELD_NS;
     if (!(yieldNs > 0)) throw new RangeError(`Invalid yieldNs ${options.yieldNs}`);
     this.#yieldMs = yieldNs / 1e6;
-    const idleYieldNs = options.idleYieldNs ?? Math.max(DEFAULT_IDLE_YIELD_NS, yieldNs);
-    if (!(idleYieldNs > 0)) throw new RangeError(`Invalid idleYieldNs ${options.idleYieldNs}`);
-    this.#idleYieldMs = idleYieldNs / 1e6;
     this.#ownThreadNs = options.ownThreadNs ?? DEFAULT_OWN_THREAD_NS;
     if (!(this.#ownThreadNs >= 0)) {
       throw new RangeError(`Invalid ownThreadNs ${options.ownThreadNs}`);
@@ -422,8 +403,7 @@ export class MainLoop implements EventLoop {
    * Deno's fd, the timeout or the hold end; returns ready fds.
    */
   #waitBesideDeno(nfds: bigint, timeout: number, now: number): number {
-    const busy = (now - this.#activeAt) * 1e6 < this.#pollNs;
-    const holdNs = (this.#yieldedAt + (busy ? this.#yieldMs : this.#idleYieldMs) - now) * 1e6;
+    const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
     if (this.#denoWants || holdNs <= 0) {
       this.#denoWants = false;
       return -1;
