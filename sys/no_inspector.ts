@@ -44,7 +44,6 @@
  * @module
  */
 import { libc } from "./libc.ts";
-import { viewAddress } from "./address.ts";
 
 const SYS_rt_sigaction = 13;
 const SYS_seccomp = 317n;
@@ -79,6 +78,10 @@ export interface InspectorDoorState {
   locked: boolean;
   /** Why the filter could not be installed (errno name), if it could not. */
   error?: string;
+}
+
+function pointer(buf: Uint8Array<ArrayBuffer>): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
 }
 
 /**
@@ -144,15 +147,7 @@ export function closeInspectorDoor(): InspectorDoorState {
   const old = new Uint8Array(32);
   new DataView(act.buffer).setBigUint64(0, SIG_IGN, true);
   const sig = BigInt(SIGUSR1);
-  const r0 = libc.syscall(
-    BigInt(SYS_rt_sigaction),
-    sig,
-    viewAddress(act),
-    viewAddress(old),
-    8n,
-    0n,
-    0n,
-  );
+  const r0 = libc.syscall(BigInt(SYS_rt_sigaction), sig, pointer(act), pointer(old), 8n, 0n, 0n);
   if (r0 !== 0n && inheritedLock()) return state = { ignored: true, raced: false, locked: true };
   const ignored = r0 === 0n;
   // Anything but SIG_DFL (0) or SIG_IGN (1) is a handler: Deno's.
@@ -169,12 +164,12 @@ export function closeInspectorDoor(): InspectorDoorState {
   const prog = new Uint8Array(16);
   const pv = new DataView(prog.buffer);
   pv.setUint16(0, filter.length / 8, true);
-  pv.setBigUint64(8, viewAddress(filter), true);
+  pv.setBigUint64(8, pointer(filter), true);
   const r = libc.syscall(
     SYS_seccomp,
     SECCOMP_SET_MODE_FILTER,
     SECCOMP_FILTER_FLAG_TSYNC,
-    viewAddress(prog),
+    pointer(prog),
     0n,
     0n,
     0n,
@@ -199,15 +194,7 @@ export function closeInspectorDoor(): InspectorDoorState {
  */
 function inheritedLock(): boolean {
   const old = new Uint8Array(32);
-  const r = libc.syscall(
-    BigInt(SYS_rt_sigaction),
-    BigInt(SIGUSR1),
-    0n,
-    viewAddress(old),
-    8n,
-    0n,
-    0n,
-  );
+  const r = libc.syscall(BigInt(SYS_rt_sigaction), BigInt(SIGUSR1), 0n, pointer(old), 8n, 0n, 0n);
   return r === 0n && new DataView(old.buffer).getBigUint64(0, true) === SIG_IGN &&
     libc.prctl(PR_GET_SECCOMP, 0n, 0n, 0n, 0n) === 2;
 }
@@ -243,7 +230,7 @@ function pointerArray(list: Uint8Array<ArrayBuffer>, keep: unknown[]): Uint8Arra
     if (list[i] !== 0) continue;
     const s = list.slice(start, i + 1);
     keep.push(s);
-    ptrs.push(viewAddress(s));
+    ptrs.push(pointer(s));
     start = i + 1;
   }
   const arr = new BigUint64Array(ptrs.length + 1);
