@@ -1,86 +1,70 @@
 /**
- * Memory by thread role, without KVM: the process's RSS (VmRSS) after each
- * kind of thread the VMM starts, as a delta over the step before. Threads
- * share one address space, so a thread's own RSS is not a thing; what each
- * role adds is (mostly its V8 isolate and the modules it loads).
+ * Memory: what the VMM holds beyond guest RAM when a Linux guest reaches
+ * /init (target <= 45 MiB), broken down by class next to the floor (an empty
+ * `deno run --allow-ffi` with as many empty Workers as the VMM has isolates),
+ * and, without KVM, what each thread role adds.
  *
- * `deno run -A bench/memory_bench.ts`
+ *     deno run -A bench/memory_bench.ts
  *
- * Reference: an empty Deno Worker (an isolate and nothing else), measured in
- * the same run.
+ * The /init part needs KVM: it runs directly on hardware KVM, otherwise inside
+ * the nested KVM host. `DENOVMM_MEMORY_BASE=<dir>` (a `git archive` copy of
+ * another tree) adds that tree's VMM to the same run, interleaved.
+ * `DENOVMM_MEMORY_ROUNDS=N` rounds (default 1 nested, 3 on hardware).
+ * `DENOVMM_MEMORY_PART=roles|init` runs one part.
  *
  * @module
  */
-import { MainLoop } from "../mainloop/main_loop.ts";
-import { IOThread } from "../mainloop/iothread.ts";
-import { ThreadPool } from "../aio/thread_pool.ts";
-import { closeFd, O_RDONLY, openFile } from "../sys/fd.ts";
+import { kvmRoute } from "../tests/nested/route.ts";
+import { runNested } from "../tests/nested/run_nested.ts";
 
-function rssKib(): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(Deno.readTextFileSync("/proc/self/status"));
-  return m ? Number(m[1]) : NaN;
+const PART = Deno.env.get("DENOVMM_MEMORY_PART");
+const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
+const BASE = Deno.env.get("DENOVMM_MEMORY_BASE");
+const ROUNDS = Number(Deno.env.get("DENOVMM_MEMORY_ROUNDS") ?? (NESTED ? 1 : 3));
+
+if (PART !== "init" && !NESTED) {
+  const { rolesTable } = await import("./_rss_roles.ts");
+  await rolesTable();
 }
 
-const settle = (ms = 300) => new Promise((r) => setTimeout(r, ms));
-const rows: [string, number][] = [];
-let last = rssKib();
-function step(name: string): void {
-  const now = rssKib();
-  rows.push([name, now - last]);
-  last = now;
+if (PART !== "roles") {
+  if (kvmRoute() === "nested") {
+    console.log("\nNo hardware /dev/kvm here: the /init part runs inside the nested KVM host.");
+    const abort = new AbortController();
+    for (const sig of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(sig, () => abort.abort());
+    }
+    const env = [`DENOVMM_MEMORY_PART=init`, `DENOVMM_MEMORY_ROUNDS=${ROUNDS}`];
+    if (BASE) env.push(`DENOVMM_MEMORY_BASE=${BASE}`);
+    const r = await runNested(`${env.join(" ")} deno run --no-check -A bench/memory_bench.ts`, {
+      stream: true,
+      timeoutS: 300 + ROUNDS * 400,
+      signal: abort.signal,
+    });
+    Deno.exit(r.code);
+  }
+  const { floor, printInitTable, vmmAtInit } = await import("./_rss_at_init.ts");
+  type S = Awaited<ReturnType<typeof floor>>;
+  // Warm-up, discarded: the module cache (a cold start also loads Deno's Node
+  // layer to transpile), the page cache.
+  await vmmAtInit(1);
+  if (BASE) await vmmAtInit(1, { main: `${BASE}/main.ts` });
+  for (const cpus of [1, 2]) {
+    const rows: [string, S[]][] = [
+      [`empty deno run + ${cpus} empty Worker${cpus > 1 ? "s" : ""} (floor)`, []],
+      ["denovmm", []],
+    ];
+    if (BASE) rows.push([`base (${BASE})`, []]);
+    for (let r = 0; r < ROUNDS; r++) {
+      rows[0][1].push(await floor(cpus));
+      rows[1][1].push(await vmmAtInit(cpus));
+      if (BASE) rows[2][1].push(await vmmAtInit(cpus, { main: `${BASE}/main.ts` }));
+      console.error(`memory bench: ${cpus} vCPU round ${r + 1} done`);
+    }
+    console.log(
+      `\n### At /init, ${cpus} vCPU${cpus > 1 ? "s" : ""} (Debian bzImage, busybox initramfs, ` +
+        `256 MiB; median of ${ROUNDS}; target <= 45 MiB beyond guest RAM)\n`,
+    );
+    printInitTable(rows);
+  }
 }
-
-rows.push(["process after loading the bench's modules (VmRSS)", last]);
-const loop = new MainLoop({ name: "bench" });
-const running = loop.run();
-await settle();
-step("main loop running");
-
-const empty: Worker[] = [];
-for (let i = 0; i < 2; i++) {
-  const w = new Worker(new URL("./_empty_worker.ts", import.meta.url).href, { type: "module" });
-  await new Promise((r) => (w.onmessage = r));
-  empty.push(w);
-}
-await settle();
-step("2 empty Workers (reference: an isolate alone), together");
-
-const pool = new ThreadPool(loop, { minThreads: 4, maxThreads: 4 });
-const fd = openFile("/dev/zero", O_RDONLY);
-const buf = new Uint8Array(4096);
-await Promise.all(
-  Array.from({ length: 8 }, () => new Promise((r) => pool.submit({ op: "pread", fd, buf }, r))),
-);
-await settle();
-step(`aio pool, ${pool.threads} threads (aio-N), together`);
-
-const io = await IOThread.start({ name: "iothread-bench" });
-await settle();
-step("1 iothread (its own MainLoop)");
-
-const vcpu = new Worker(new URL("../vcpu/worker.ts", import.meta.url).href, {
-  type: "module",
-  name: "vcpu-bench",
-});
-vcpu.onmessage = () => {};
-await settle(1500);
-step("1 vCPU Worker with its modules loaded (no KVM: not started)");
-
-console.log("\nRSS by thread role (KiB; each row is the increase over the row before)\n");
-console.log("| step | RSS KiB | per thread KiB |");
-console.log("|---|---:|---:|");
-for (const [name, kib] of rows) {
-  const n = name.startsWith("2 ") ? 2 : name.startsWith("aio") ? pool.threads : 1;
-  console.log(
-    `| ${name} | ${kib.toLocaleString("en-US")} | ${Math.round(kib / n).toLocaleString("en-US")} |`,
-  );
-}
-
-vcpu.terminate();
-await io.stop();
-await pool.close();
-closeFd(fd);
-for (const w of empty) w.terminate();
-loop.stop();
-await running;
-loop.close();

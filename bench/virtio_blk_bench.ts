@@ -41,6 +41,9 @@ const DIR = Deno.env.get("BENCH_DIR") ?? "/tmp";
 /** Reap in the interrupt callback itself rather than in a later loop iteration. */
 const REAP_INLINE = Deno.env.get("BENCH_REAP") === "inline";
 const BS = 4096;
+/** BENCH_HOPS_ONLY=1: only the per-hop traces. */
+const HOPS_ONLY = Deno.env.get("BENCH_HOPS_ONLY") === "1";
+const QD1_ROUNDS = Number(Deno.env.get("BENCH_QD1_ROUNDS") ?? 3);
 const HDR = 0x10_0000;
 const STATUS = 0x20_0000;
 const DATA = 0x40_0000;
@@ -62,13 +65,14 @@ async function virtio(
   backend: "sync" | "threads" | "io_uring",
   qd: number,
   queues = 1,
+  spinNs?: number,
 ): Promise<number> {
   const disk = openDisk(parseDiskOption(`${path},ro,cache=none`));
   const mem = GuestMemory.allocate(64 << 20);
   const loop = new MainLoop();
   const running = loop.run();
   const pool = backend === "threads"
-    ? new ThreadPool(loop, { minThreads: qd, maxThreads: qd })
+    ? new ThreadPool(loop, { minThreads: qd, maxThreads: qd, spinNs })
     : backend === "io_uring"
     ? IoUring.create(loop, { entries: 256 })
     : null;
@@ -180,14 +184,25 @@ const HOPS = [
  * One 4 KiB read at a time through the whole path, stamped at each hop
  * (CLOCK_MONOTONIC; the pool threads stamp their system call): medians in µs.
  */
-async function hopTrace(path: string, rounds: number): Promise<number[][]> {
+async function hopTrace(
+  path: string,
+  rounds: number,
+  options: { spinNs?: number; thinkNs?: number } = {},
+): Promise<number[][]> {
+  const think = options.thinkNs ?? 100_000;
   const disk = openDisk(parseDiskOption(`${path},ro,cache=none`));
   const mem = GuestMemory.allocate(64 << 20);
   const loop = new MainLoop();
   const running = loop.run();
   const stamps = new SharedArrayBuffer(256 * 16);
   const st = new Float64Array(stamps);
-  const pool = new ThreadPool(loop, { minThreads: 1, maxThreads: 1, queueSize: 256, stamps });
+  const pool = new ThreadPool(loop, {
+    minThreads: 1,
+    maxThreads: 1,
+    queueSize: 256,
+    stamps,
+    spinNs: options.spinNs,
+  });
   const t = new Float64Array(7);
   let slot = 0;
   const aio: BlockAio = {
@@ -230,8 +245,9 @@ async function hopTrace(path: string, rounds: number): Promise<number[][]> {
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }
-  // Each read is kicked from a loop timer 100 µs after the previous one
-  // completed, as a guest thinking between reads would.
+  // Each read is kicked from a loop timer `thinkNs` (100 µs) after the
+  // previous one completed, as a guest thinking between reads would; with 0,
+  // on the next loop iteration, as the IOPS rows do.
   let r = 0;
   const { promise: finished, resolve: finish } = Promise.withResolvers<void>();
   const kick = loop.timer("monotonic", () => {
@@ -251,10 +267,11 @@ async function hopTrace(path: string, rounds: number): Promise<number[][]> {
       for (let h = 0; h < HOPS.length; h++) hops[h].push(t[h + 1] - t[h]);
     }
     if (++r === rounds) finish();
-    else kick.mod(loop.now("monotonic") + 100_000);
+    else kick.mod(loop.now("monotonic") + think);
   };
-  kick.mod(loop.now("monotonic") + 100_000);
+  kick.mod(loop.now("monotonic") + think);
   await finished;
+  spinHits = pool.spinHits;
   await pool.close();
   loop.stop();
   await running;
@@ -299,27 +316,70 @@ async function fio(
   }
 }
 
+/** Requests the last hop trace's pool thread took while spinning. */
+let spinHits = 0;
+
+function printHops(what: string, hops: number[][]): void {
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const p99 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)];
+  console.log(
+    `\nOne read at a time, aio=threads, ${what}: per hop (${hops[0].length} reads, µs)\n`,
+  );
+  console.log("| hop | p50 µs | p99 µs |");
+  console.log("|---|---:|---:|");
+  let total = 0;
+  for (let h = 0; h < HOPS.length; h++) {
+    total += med(hops[h]);
+    console.log(
+      `| ${HOPS[h]} | ${(med(hops[h]) / 1e3).toFixed(1)} | ${(p99(hops[h]) / 1e3).toFixed(1)} |`,
+    );
+  }
+  console.log(`| sum of medians | ${(total / 1e3).toFixed(1)} | |`);
+  console.log(`\nRequests the pool thread took while spinning (no futex wake-up): ${spinHits}`);
+}
+
 const fmt = (n: number | null) => (n === null ? "n/a" : Math.round(n).toLocaleString("en-US"));
 const ratio = (
   a: number | null,
   b: number | null,
 ) => (a === null || b === null ? "n/a" : `${(a / b).toFixed(2)}x`);
 
-const path = makeFile();
-try {
+/** The IOPS tables: QD1 and QD32 against fio, multiqueue against one queue. */
+async function tables(): Promise<void> {
   // Warm the host's caches so that the first row is not penalised.
   await fio(path, "psync", 1, 1);
   const rows: string[] = [];
   const row = (name: string, ours: number | null, ref: string, theirs: number | null) =>
     rows.push(`| ${name} | ${fmt(ours)} | ${ref} | ${fmt(theirs)} | ${ratio(ours, theirs)} |`);
-  for (const qd of [1, 32]) {
-    row(
-      `QD${qd}, aio=threads (${qd} thread${qd > 1 ? "s" : ""})`,
-      await virtio(path, "threads", qd),
-      `fio psync, numjobs=${qd}`,
-      await fio(path, "psync", 1, qd),
-    );
+  // QD1, aio=threads: the pool as it is (its thread spins briefly for the
+  // next request) and with spinning off (the pool before), alternating with
+  // fio psync, medians: the host's load drifts between rows.
+  const q1: Record<"spin" | "off" | "fio", number[]> = { spin: [], off: [], fio: [] };
+  for (let i = 0; i < QD1_ROUNDS; i++) {
+    q1.spin.push(await virtio(path, "threads", 1));
+    q1.off.push(await virtio(path, "threads", 1, 1, 0));
+    q1.fio.push((await fio(path, "psync", 1, 1)) ?? NaN);
   }
+  const mid = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  const fioQ1 = q1.fio.some(isNaN) ? null : mid(q1.fio);
+  row(
+    `QD1, aio=threads (1 thread; median of ${QD1_ROUNDS})`,
+    mid(q1.spin),
+    "fio psync, numjobs=1",
+    fioQ1,
+  );
+  row(
+    `QD1, aio=threads, spinNs=0 (the pool before; median of ${QD1_ROUNDS})`,
+    mid(q1.off),
+    "fio psync, numjobs=1",
+    fioQ1,
+  );
+  row(
+    `QD32, aio=threads (32 threads)`,
+    await virtio(path, "threads", 32),
+    `fio psync, numjobs=32`,
+    await fio(path, "psync", 1, 32),
+  );
   const uring = ioUringAvailable() === null;
   for (const qd of [1, 32]) {
     row(
@@ -363,20 +423,21 @@ try {
   console.log("| path | 1 queue | 4 queues | 4 vs 1 |");
   console.log("|---|---:|---:|---:|");
   for (const r of mq) console.log(r);
-  const hops = await hopTrace(path, Number(Deno.env.get("BENCH_HOP_ROUNDS") ?? 1000));
-  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
-  const p99 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)];
-  console.log(`\nOne read at a time, aio=threads, per hop (${hops[0].length} reads, µs)\n`);
-  console.log("| hop | p50 µs | p99 µs |");
-  console.log("|---|---:|---:|");
-  let total = 0;
-  for (let h = 0; h < HOPS.length; h++) {
-    total += med(hops[h]);
-    console.log(
-      `| ${HOPS[h]} | ${(med(hops[h]) / 1e3).toFixed(1)} | ${(p99(hops[h]) / 1e3).toFixed(1)} |`,
-    );
+}
+
+const path = makeFile();
+try {
+  if (!HOPS_ONLY) await tables();
+  const rounds = Number(Deno.env.get("BENCH_HOP_ROUNDS") ?? 1000);
+  for (
+    const [what, opts] of [
+      ["back to back (as the QD1 row)", { thinkNs: 0 }],
+      ["back to back, spinNs=0 (the pool before)", { thinkNs: 0, spinNs: 0 }],
+      ["100 µs apart (a guest thinking between reads)", { thinkNs: 100_000 }],
+    ] as const
+  ) {
+    printHops(what, await hopTrace(path, rounds, opts));
   }
-  console.log(`| sum of medians | ${(total / 1e3).toFixed(1)} | |`);
 } finally {
   Deno.removeSync(path);
 }

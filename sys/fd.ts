@@ -355,11 +355,17 @@ export class FileTypeError extends Error {
  *
  * @param path file path
  * @param maxBytes refuse files larger than this
+ * @param options `alloc`: where the contents go (memory of the file's size;
+ *   default a new Uint8Array on V8's heap)
  * @returns the contents
  * @throws ErrnoError (EISDIR for a directory), FileTypeError for a FIFO,
  *   device or socket, RangeError when larger than maxBytes
  */
-export function readFileFfi(path: string, maxBytes = 2 ** 32): Uint8Array<ArrayBuffer> {
+export function readFileFfi(
+  path: string,
+  maxBytes = 2 ** 32,
+  options: { alloc?: (size: number) => Uint8Array<ArrayBuffer> } = {},
+): Uint8Array<ArrayBuffer> {
   const fd = openFile(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   try {
     const st = fstat(fd);
@@ -368,7 +374,7 @@ export function readFileFfi(path: string, maxBytes = 2 ** 32): Uint8Array<ArrayB
     if (st.size > maxBytes) {
       throw new RangeError(`${path} is too large (${st.size} bytes, at most ${maxBytes})`);
     }
-    const buf = new Uint8Array(st.size);
+    const buf = options.alloc ? options.alloc(st.size) : new Uint8Array(st.size);
     let off = 0;
     while (off < buf.length) {
       const n = Number(libc.read(fd, buf.subarray(off), BigInt(buf.length - off)));

@@ -23,7 +23,8 @@ import type { DeviceSpec } from "../devices/device_spec.ts";
 import { DiskError, openDisks, type OpenedDisk } from "../machine/disks.ts";
 import { parseSize } from "../machine/size.ts";
 import { ErrnoError } from "../sys/errno.ts";
-import { FileTypeError, readFileFfi } from "../sys/fd.ts";
+import { FileTypeError } from "../sys/fd.ts";
+import { BootFile } from "./boot_file.ts";
 import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
@@ -47,6 +48,8 @@ export interface ResolvedConfig {
   readonly kernel?: Uint8Array;
   /** Initrd bytes. */
   readonly initrd?: Uint8Array;
+  /** The kernel and initrd that were read from files ({@link releaseBootFiles}). */
+  readonly bootFiles: readonly BootFile[];
   /** Command line. */
   readonly cmdline: string;
   /** Flat image instead of a kernel. */
@@ -79,11 +82,12 @@ export interface ResolvedConfig {
   readonly tablet: boolean;
 }
 
-function readInput(what: string, source: string | Uint8Array): Uint8Array {
+/** A kernel or initrd: bytes given by the caller, or a file read into memory of its own. */
+function readInput(what: string, source: string | Uint8Array): Uint8Array | BootFile {
   if (typeof source !== "string") return source;
   if (source === "") throw new VmConfigError(`--${what} needs a file name`);
   try {
-    return readFileFfi(source, 2 ** 31);
+    return new BootFile(source, 2 ** 31);
   } catch (e) {
     if (e instanceof ErrnoError) {
       const why = e.code === "EISDIR" ? "it is a directory" : e.description;
@@ -178,13 +182,14 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   checkPciFunctionCount(
     disks.length + virtio.length + netFunctionCount(c) + (tablet ? 1 : 0) + (displayFn ? 1 : 0),
   );
-  let kernel: Uint8Array | undefined;
-  let initrd: Uint8Array | undefined;
+  let kernelIn: Uint8Array | BootFile | undefined;
+  let initrdIn: Uint8Array | BootFile | undefined;
   if (c.kernel !== undefined) {
-    kernel = readInput("kernel", c.kernel);
-    checkKernel(kernel, typeof c.kernel === "string" ? c.kernel : "kernel");
-    if (c.initrd !== undefined) initrd = readInput("initrd", c.initrd);
+    kernelIn = readInput("kernel", c.kernel);
+    checkKernel(bytesOf(kernelIn)!, typeof c.kernel === "string" ? c.kernel : "kernel");
+    if (c.initrd !== undefined) initrdIn = readInput("initrd", c.initrd);
   }
+  const kernel = bytesOf(kernelIn);
   if (display) {
     const { width, height } = display;
     const ok = (v: number) => Number.isInteger(v) && v >= 16 && v <= 4096;
@@ -225,8 +230,14 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   return {
     cpus,
     memoryBytes,
-    kernel,
-    initrd,
+    // Files named by path are read again after releaseBootFiles (a reboot).
+    get kernel() {
+      return bytesOf(kernelIn);
+    },
+    get initrd() {
+      return bytesOf(initrdIn);
+    },
+    bootFiles: [kernelIn, initrdIn].filter((f) => f instanceof BootFile),
     cmdline: c.append ?? DEFAULT_CMDLINE,
     flat: c.flat,
     irqchip: c.irqchip ?? kernel !== undefined,
@@ -243,6 +254,26 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     display,
     tablet,
   };
+}
+
+function bytesOf(input: Uint8Array | BootFile | undefined): Uint8Array | undefined {
+  return input instanceof BootFile ? input.bytes : input;
+}
+
+/**
+ * Gives back the memory of the kernel and initrd read from files, once the
+ * guest's RAM holds them (the next read of `rc.kernel` / `rc.initrd`, for a
+ * reboot, reads the files again).
+ *
+ * @param rc the resolved configuration
+ * @example
+ * ```ts ignore
+ * const built = await buildMachine(rc, env);
+ * releaseBootFiles(rc);
+ * ```
+ */
+export function releaseBootFiles(rc: ResolvedConfig): void {
+  for (const f of rc.bootFiles) f.release();
 }
 
 /**

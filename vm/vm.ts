@@ -9,7 +9,8 @@
  */
 import { type NicInfo, nicInfo, setNicLink } from "./nic_control.ts";
 import { type VmConfig, VmConfigError } from "./config.ts";
-import { closeResolved, resolveConfig, type ResolvedConfig } from "./resolve.ts";
+import { closeResolved, releaseBootFiles, resolveConfig, type ResolvedConfig } from "./resolve.ts";
+import { trimMalloc } from "../sys/malloc_trim.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop } from "../mainloop/types.ts";
@@ -167,6 +168,10 @@ export class Vm {
       framebuffer: this.#framebuffer,
     });
     this.#built = built;
+    // The guest's RAM holds the kernel and initrd now (a reboot reads the
+    // files again), and start-up's freed memory can go back (bench/memory_bench.ts).
+    releaseBootFiles(this.#rc);
+    trimMalloc();
     // With a virtio console, hvc0 is the console: input goes there.
     this.#serial.input = built.consoleInput ?? ((bytes) => built.serial.enqueueInput(bytes));
     if (!d?.vnc || !this.#framebuffer || this.#display) return;

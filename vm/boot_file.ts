@@ -1,0 +1,100 @@
+/**
+ * A kernel or initrd named by path, held in an anonymous mapping of its own
+ * instead of V8's heap, so that the VMM gives its pages back once the guest's
+ * RAM holds the copy: a Debian kernel and a small initramfs are ~10 MiB that
+ * a V8 ArrayBuffer would keep resident for the VM's life (its backing store
+ * goes only with a full GC, which a quiet VMM rarely runs). A reboot reads
+ * the file again, as Cloud Hypervisor opens its kernel path again when it
+ * reboots (QEMU keeps its copy in a ROM blob instead).
+ *
+ * After {@link BootFile.release}, old views of the bytes read zeros (the
+ * mapping stays; its pages are dropped with MADV_DONTNEED), never freed
+ * memory.
+ *
+ * @module
+ */
+import { libc } from "../sys/libc.ts";
+import {
+  hostBuffer,
+  MAP_ANONYMOUS,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  mmap,
+  PROT_READ,
+  PROT_WRITE,
+  readFileFfi,
+} from "../sys/fd.ts";
+
+const MADV_DONTNEED = 4;
+const PAGE = 4096;
+
+/**
+ * A boot file read into memory of its own.
+ *
+ * @example
+ * ```ts ignore
+ * const k = new BootFile("bzImage", 2 ** 31);
+ * loadBzImage(mem, k.bytes, { cmdline: "console=ttyS0" });
+ * k.release(); // the guest has its copy
+ * k.bytes; // read again from the file (a reboot)
+ * ```
+ */
+export class BootFile {
+  /** The file. */
+  readonly path: string;
+  readonly #maxBytes: number;
+  #addr = 0n;
+  #capacity = 0;
+  #bytes: Uint8Array<ArrayBuffer> | undefined;
+  /** Times the file was read (statistics, tests). */
+  reads = 0;
+
+  /**
+   * Reads the file now (errors surface at configuration time).
+   *
+   * @param path the file
+   * @param maxBytes refuse a larger file (RangeError)
+   * @throws what {@link readFileFfi} throws
+   */
+  constructor(path: string, maxBytes: number) {
+    this.path = path;
+    this.#maxBytes = maxBytes;
+    this.#bytes = this.#read();
+  }
+
+  /** The contents: read again from the file if {@link release}d. */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    return this.#bytes ??= this.#read();
+  }
+
+  /** Whether the contents are held now. */
+  get held(): boolean {
+    return this.#bytes !== undefined;
+  }
+
+  /** Gives the pages back; the next {@link bytes} reads the file again. */
+  release(): void {
+    if (this.#bytes === undefined) return;
+    this.#bytes = undefined;
+    libc.madvise(Deno.UnsafePointer.create(this.#addr), BigInt(this.#capacity), MADV_DONTNEED);
+  }
+
+  #read(): Uint8Array<ArrayBuffer> {
+    this.reads++;
+    return readFileFfi(this.path, this.#maxBytes, {
+      alloc: (size) => {
+        // The mapping is reused while the file fits; a larger file gets a
+        // new one (the old one stays mapped, holding no pages, for old views).
+        if (size > this.#capacity || this.#capacity === 0) {
+          const capacity = Math.max(PAGE, Math.ceil(size / PAGE) * PAGE);
+          this.#addr = mmap(capacity, {
+            prot: PROT_READ | PROT_WRITE,
+            flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+          });
+          this.#capacity = capacity;
+        }
+        return new Uint8Array(hostBuffer(this.#addr, this.#capacity), 0, size);
+      },
+    });
+  }
+}
