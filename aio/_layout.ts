@@ -22,15 +22,6 @@ export const H_CTAIL = 6;
 export const H_MIN = 7;
 /** Idle timeout in ms. */
 export const H_IDLE_MS = 8;
-/**
- * The spinning thread: 0 none, 1 a thread is spinning for the next request,
- * 2 a submitter claimed it (and did not wake a sleeper).
- */
-export const H_SPIN = 9;
-/** Longest spin in ns (0: threads never spin). */
-export const H_SPIN_MAX_NS = 10;
-/** Requests a spinning thread took without sleeping (statistics). */
-export const H_SPIN_HITS = 11;
 /** Header size in words. */
 export const HEADER_WORDS = 16;
 

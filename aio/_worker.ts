@@ -19,7 +19,6 @@ import {
   H_IDLE,
   H_IDLE_MS,
   H_MIN,
-  H_SPIN_MAX_NS,
   H_STOP,
   H_THREADS,
   lock,
@@ -39,7 +38,6 @@ import {
   unlock,
 } from "./_layout.ts";
 import { runFallocate } from "./_fallocate.ts";
-import { nextSpinWindow, spinForWork } from "./_spin.ts";
 
 const self = globalThis as unknown as {
   onmessage: ((e: MessageEvent) => void) | null;
@@ -99,9 +97,6 @@ function serve(s: PoolShared): void {
   const bh = new SharedBh(s.bh);
   const W = SLOT_BYTES / 4, F = SLOT_BYTES / 8;
   const stamps = s.stamps ? new Float64Array(s.stamps) : null;
-  // This thread's spin window (_spin.ts): grows while requests follow each
-  // other closely, 0 otherwise.
-  let spinNs = 0;
 
   for (;;) {
     if (Atomics.load(h, H_STOP)) break;
@@ -135,17 +130,7 @@ function serve(s: PoolShared): void {
       continue;
     }
     Atomics.add(h, H_IDLE, 1);
-    if (spinForWork(h, spinNs)) {
-      Atomics.sub(h, H_IDLE, 1);
-      continue;
-    }
-    const maxSpin = Atomics.load(h, H_SPIN_MAX_NS);
-    const t0 = maxSpin > 0 ? clockNs(CLOCK_MONOTONIC) : 0;
     const r = Atomics.wait(h, H_AVAIL, 0, Atomics.load(h, H_IDLE_MS));
-    if (maxSpin > 0) {
-      const slept = r === "timed-out" ? Infinity : clockNs(CLOCK_MONOTONIC) - t0;
-      spinNs = nextSpinWindow(spinNs, slept, maxSpin);
-    }
     lock(h);
     Atomics.sub(h, H_IDLE, 1);
     if (

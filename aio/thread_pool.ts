@@ -22,8 +22,6 @@ import {
   H_IDLE,
   H_IDLE_MS,
   H_MIN,
-  H_SPIN_HITS,
-  H_SPIN_MAX_NS,
   H_STOP,
   H_THREADS,
   HEADER_WORDS,
@@ -43,7 +41,6 @@ import { opCode } from "./request.ts";
 import { registerAioPool, unregisterAioPool } from "./pool_stats.ts";
 import { PoolGrowth } from "./_pool_growth.ts";
 import { SlotFiller } from "./_slot_fill.ts";
-import { DEFAULT_SPIN_NS, wakeForWork } from "./_spin.ts";
 
 /** Options for {@link ThreadPool}. */
 export interface ThreadPoolOptions {
@@ -59,13 +56,6 @@ export interface ThreadPoolOptions {
    * that lasts as long as starting one takes (_pool_growth.ts).
    */
   warmThreads?: number;
-  /**
-   * Longest time a thread that has just finished a request spins for the
-   * next one before it sleeps (default 50000 ns; 0: never). The window
-   * adapts: only a pool whose requests follow each other within it spins
-   * (_spin.ts), and one thread at a time.
-   */
-  spinNs?: number;
   /** Requests in flight at once, a power of two (default 4096). */
   queueSize?: number;
   /**
@@ -149,10 +139,6 @@ export class ThreadPool implements AioBackend {
       throw new RangeError(`Invalid maxThreads ${this.#max}`);
     }
     if (!(idle >= 0)) throw new RangeError(`Invalid idleTimeoutMs ${idle}`);
-    const spin = options.spinNs ?? DEFAULT_SPIN_NS;
-    if (!Number.isInteger(spin) || spin < 0 || spin > 1e9) {
-      throw new RangeError(`Invalid spinNs ${options.spinNs}`);
-    }
     if (!Number.isInteger(size) || size < 1 || (size & (size - 1)) !== 0) {
       throw new RangeError(`Queue size must be a power of two, got ${size}`);
     }
@@ -184,7 +170,6 @@ export class ThreadPool implements AioBackend {
     });
     this.#h[H_MIN] = Math.max(min, this.#growth.warm);
     this.#h[H_IDLE_MS] = idle;
-    this.#h[H_SPIN_MAX_NS] = spin;
     this.#gen = new Uint32Array(size);
     this.#cbs = new Array(size).fill(null);
     for (let i = size - 1; i >= 0; i--) this.#free.push(i);
@@ -204,11 +189,6 @@ export class ThreadPool implements AioBackend {
   /** Requests queued that no thread has taken yet. */
   get queued(): number {
     return Atomics.load(this.#h, H_AVAIL);
-  }
-
-  /** Requests a spinning thread took without going to sleep (statistics). */
-  get spinHits(): number {
-    return Atomics.load(this.#h, H_SPIN_HITS);
   }
 
   /** Threads waiting for work. */
@@ -267,7 +247,7 @@ export class ThreadPool implements AioBackend {
       this.#growth.wants(threads, avail > Atomics.load(h, H_IDLE));
     if (grow) Atomics.store(h, H_THREADS, threads + 1);
     unlock(h);
-    wakeForWork(h);
+    Atomics.notify(h, H_AVAIL, 1);
     if (grow) this.#spawn();
     return this.#gen[idx] * this.#size + idx;
   }

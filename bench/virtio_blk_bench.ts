@@ -65,14 +65,13 @@ async function virtio(
   backend: "sync" | "threads" | "io_uring",
   qd: number,
   queues = 1,
-  spinNs?: number,
 ): Promise<number> {
   const disk = openDisk(parseDiskOption(`${path},ro,cache=none`));
   const mem = GuestMemory.allocate(64 << 20);
   const loop = new MainLoop();
   const running = loop.run();
   const pool = backend === "threads"
-    ? new ThreadPool(loop, { minThreads: qd, maxThreads: qd, spinNs })
+    ? new ThreadPool(loop, { minThreads: qd, maxThreads: qd })
     : backend === "io_uring"
     ? IoUring.create(loop, { entries: 256 })
     : null;
@@ -187,7 +186,7 @@ const HOPS = [
 async function hopTrace(
   path: string,
   rounds: number,
-  options: { spinNs?: number; thinkNs?: number } = {},
+  options: { thinkNs?: number } = {},
 ): Promise<number[][]> {
   const think = options.thinkNs ?? 100_000;
   const disk = openDisk(parseDiskOption(`${path},ro,cache=none`));
@@ -201,7 +200,6 @@ async function hopTrace(
     maxThreads: 1,
     queueSize: 256,
     stamps,
-    spinNs: options.spinNs,
   });
   const t = new Float64Array(7);
   let slot = 0;
@@ -271,7 +269,6 @@ async function hopTrace(
   };
   kick.mod(loop.now("monotonic") + think);
   await finished;
-  spinHits = pool.spinHits;
   await pool.close();
   loop.stop();
   await running;
@@ -316,9 +313,6 @@ async function fio(
   }
 }
 
-/** Requests the last hop trace's pool thread took while spinning. */
-let spinHits = 0;
-
 function printHops(what: string, hops: number[][]): void {
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
   const p99 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.99)];
@@ -335,7 +329,6 @@ function printHops(what: string, hops: number[][]): void {
     );
   }
   console.log(`| sum of medians | ${(total / 1e3).toFixed(1)} | |`);
-  console.log(`\nRequests the pool thread took while spinning (no futex wake-up): ${spinHits}`);
 }
 
 const fmt = (n: number | null) => (n === null ? "n/a" : Math.round(n).toLocaleString("en-US"));
@@ -351,28 +344,19 @@ async function tables(): Promise<void> {
   const rows: string[] = [];
   const row = (name: string, ours: number | null, ref: string, theirs: number | null) =>
     rows.push(`| ${name} | ${fmt(ours)} | ${ref} | ${fmt(theirs)} | ${ratio(ours, theirs)} |`);
-  // QD1, aio=threads: the pool as it is (its thread spins briefly for the
-  // next request) and with spinning off (the pool before), alternating with
-  // fio psync, medians: the host's load drifts between rows.
-  const q1: Record<"spin" | "off" | "fio", number[]> = { spin: [], off: [], fio: [] };
+  // QD1, aio=threads: alternating with fio psync, medians (the host's load
+  // drifts between rows; single 3 s rows swung 0.54x-0.68x).
+  const q1: Record<"ours" | "fio", number[]> = { ours: [], fio: [] };
   for (let i = 0; i < QD1_ROUNDS; i++) {
-    q1.spin.push(await virtio(path, "threads", 1));
-    q1.off.push(await virtio(path, "threads", 1, 1, 0));
+    q1.ours.push(await virtio(path, "threads", 1));
     q1.fio.push((await fio(path, "psync", 1, 1)) ?? NaN);
   }
   const mid = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
-  const fioQ1 = q1.fio.some(isNaN) ? null : mid(q1.fio);
   row(
-    `QD1, aio=threads (1 thread; median of ${QD1_ROUNDS})`,
-    mid(q1.spin),
+    `QD1, aio=threads (1 thread; median of ${QD1_ROUNDS} alternating with fio)`,
+    mid(q1.ours),
     "fio psync, numjobs=1",
-    fioQ1,
-  );
-  row(
-    `QD1, aio=threads, spinNs=0 (the pool before; median of ${QD1_ROUNDS})`,
-    mid(q1.off),
-    "fio psync, numjobs=1",
-    fioQ1,
+    q1.fio.some(isNaN) ? null : mid(q1.fio),
   );
   row(
     `QD32, aio=threads (32 threads)`,
@@ -432,7 +416,6 @@ try {
   for (
     const [what, opts] of [
       ["back to back (as the QD1 row)", { thinkNs: 0 }],
-      ["back to back, spinNs=0 (the pool before)", { thinkNs: 0, spinNs: 0 }],
       ["100 µs apart (a guest thinking between reads)", { thinkNs: 100_000 }],
     ] as const
   ) {
