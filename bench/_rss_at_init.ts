@@ -166,8 +166,8 @@ export function printInitTable(rows: [string, RssSample[]][]): void {
     for (const [c, v] of s.classes) if (c !== "guest RAM") t += v.thpKib;
     return t;
   });
-  line("RssAnon", (s) => s.anon);
-  line("RssFile", (s) => s.file);
+  line("anonymous beyond guest RAM (RssAnon - guest RAM)", (s) => s.anon - s.guestRam);
+  line("file-backed (RssFile: shared, clean, in the page cache anyway)", (s) => s.file);
   console.log(`\nThreads:`);
   for (const [l, ss] of rows) console.log(`- ${l}: ${ss[0].threads}`);
 }
