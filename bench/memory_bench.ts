@@ -20,6 +20,9 @@ import { runNested } from "../tests/nested/run_nested.ts";
 const PART = Deno.env.get("DENOVMM_MEMORY_PART");
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
 const BASE = Deno.env.get("DENOVMM_MEMORY_BASE");
+/** A `git archive` copy of this tree to run instead (so the tree can change meanwhile). */
+const HEAD = Deno.env.get("DENOVMM_MEMORY_HEAD");
+const HEAD_MAIN = HEAD ? `${HEAD}/main.ts` : undefined;
 const ROUNDS = Number(Deno.env.get("DENOVMM_MEMORY_ROUNDS") ?? (NESTED ? 1 : 3));
 
 if (PART !== "init" && !NESTED) {
@@ -36,6 +39,7 @@ if (PART !== "roles") {
     }
     const env = [`DENOVMM_MEMORY_PART=init`, `DENOVMM_MEMORY_ROUNDS=${ROUNDS}`];
     if (BASE) env.push(`DENOVMM_MEMORY_BASE=${BASE}`);
+    if (HEAD) env.push(`DENOVMM_MEMORY_HEAD=${HEAD}`);
     const r = await runNested(`${env.join(" ")} deno run --no-check -A bench/memory_bench.ts`, {
       stream: true,
       timeoutS: 300 + ROUNDS * 400,
@@ -47,7 +51,7 @@ if (PART !== "roles") {
   type S = Awaited<ReturnType<typeof floor>>;
   // Warm-up, discarded: the module cache (a cold start also loads Deno's Node
   // layer to transpile), the page cache.
-  await vmmAtInit(1);
+  await vmmAtInit(1, { main: HEAD_MAIN });
   if (BASE) await vmmAtInit(1, { main: `${BASE}/main.ts` });
   for (const cpus of [1, 2]) {
     const rows: [string, S[]][] = [
@@ -57,7 +61,7 @@ if (PART !== "roles") {
     if (BASE) rows.push([`base (${BASE})`, []]);
     for (let r = 0; r < ROUNDS; r++) {
       rows[0][1].push(await floor(cpus));
-      rows[1][1].push(await vmmAtInit(cpus));
+      rows[1][1].push(await vmmAtInit(cpus, { main: HEAD_MAIN }));
       if (BASE) rows[2][1].push(await vmmAtInit(cpus, { main: `${BASE}/main.ts` }));
       console.error(`memory bench: ${cpus} vCPU round ${r + 1} done`);
     }
