@@ -74,6 +74,8 @@ export async function rolesTable(): Promise<void> {
     );
   }
 
+  await heapTable();
+
   vcpu.terminate();
   await io.stop();
   await pool.close();
@@ -82,4 +84,44 @@ export async function rolesTable(): Promise<void> {
   loop.stop();
   await running;
   loop.close();
+}
+
+interface Heap {
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+}
+
+/** One isolate's V8 heap with a role's module graph loaded (bench/_heap_probe_worker.ts). */
+async function probe(entry: string): Promise<Heap> {
+  const w = new Worker(new URL("./_heap_probe_worker.ts", import.meta.url).href, {
+    type: "module",
+  });
+  const got = new Promise<Heap>((r) => (w.onmessage = (e) => r(e.data)));
+  w.postMessage(entry && new URL(entry, import.meta.url).href);
+  const h = await got;
+  w.terminate();
+  return h;
+}
+
+/** Prints each role's isolate heap: V8 heap statistics per isolate. */
+async function heapTable(): Promise<void> {
+  const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+  const rows: [string, Heap][] = [
+    ["empty Worker (the runtime's own)", await probe("")],
+    ["vCPU Worker's modules (vcpu/worker.ts)", await probe("../vcpu/worker.ts")],
+    ["aio thread's modules (aio/_worker.ts)", await probe("../aio/_worker.ts")],
+    [
+      "iothread's modules (mainloop/_iothread_worker.ts)",
+      await probe("../mainloop/_iothread_worker.ts"),
+    ],
+  ];
+  await import("../machine/command.ts");
+  rows.unshift(["main thread, the bench's and the VMM's modules", Deno.memoryUsage()]);
+  console.log("\nV8 heap per isolate (Deno.memoryUsage() inside it, MiB)\n");
+  console.log("| isolate | heap total | heap used | external |");
+  console.log("|---|---:|---:|---:|");
+  for (const [name, h] of rows) {
+    console.log(`| ${name} | ${mib(h.heapTotal)} | ${mib(h.heapUsed)} | ${mib(h.external)} |`);
+  }
 }
