@@ -118,13 +118,20 @@ export async function vmmAtInit(
  *
  * @param workers empty Workers to start
  */
-export function floor(workers: number): Promise<RssSample> {
-  return floorWith(workers);
+export function floor(workers: number, options: { trim?: boolean } = {}): Promise<RssSample> {
+  return floorWith(workers, { trim: options.trim });
 }
 
-/** {@link floor}, with mallopt(M_ARENA_MAX, arenaMax) first if given. */
-export function floorWith(workers: number, arenaMax?: number): Promise<RssSample> {
-  const extra = arenaMax === undefined ? [] : [`--arena-max=${arenaMax}`];
+/**
+ * {@link floor}, with mallopt(M_ARENA_MAX, arenaMax) first if given, and
+ * start-up memory given back as the VMM does if `trim`.
+ */
+export function floorWith(
+  workers: number,
+  options: { arenaMax?: number; trim?: boolean } = {},
+): Promise<RssSample> {
+  const extra = options.arenaMax === undefined ? [] : [`--arena-max=${options.arenaMax}`];
+  if (options.trim) extra.push("--trim");
   return sampleAt(
     ["run", "--no-check", "--allow-ffi", "bench/_empty_workers.ts", String(workers), ...extra],
     /^ready$/m,

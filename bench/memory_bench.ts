@@ -56,13 +56,15 @@ if (PART !== "roles") {
   for (const cpus of [1, 2]) {
     const rows: [string, S[]][] = [
       [`empty deno run + ${cpus} empty Worker${cpus > 1 ? "s" : ""} (floor)`, []],
+      ["the floor, start-up memory given back as the VMM does", []],
       ["denovmm", []],
     ];
     if (BASE) rows.push([`base (${BASE})`, []]);
     for (let r = 0; r < ROUNDS; r++) {
       rows[0][1].push(await floor(cpus));
-      rows[1][1].push(await vmmAtInit(cpus, { main: HEAD_MAIN }));
-      if (BASE) rows[2][1].push(await vmmAtInit(cpus, { main: `${BASE}/main.ts` }));
+      rows[1][1].push(await floor(cpus, { trim: true }));
+      rows[2][1].push(await vmmAtInit(cpus, { main: HEAD_MAIN }));
+      if (BASE) rows[3][1].push(await vmmAtInit(cpus, { main: `${BASE}/main.ts` }));
       console.error(`memory bench: ${cpus} vCPU round ${r + 1} done`);
     }
     console.log(
