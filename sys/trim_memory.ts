@@ -42,8 +42,13 @@ export function trimMalloc(): boolean {
 
 /**
  * The mappings {@link dropCleanFilePages} may drop, from /proc/PID/smaps
- * text: file mappings, not writable, with resident pages and no private
- * ones.
+ * text: the segments of loaded ELF files (the deno binary, libc and the
+ * libraries loaded with it, each within 1 GiB above its offset-0 mapping),
+ * private, not writable, with resident pages and no private ones. Mappings
+ * that come and go while threads run are left alone (V8's per-isolate copy
+ * of its builtins, far from the binary; shared mappings, such as a
+ * database's): one unmapped meanwhile could have its address reused for
+ * anonymous memory, which MADV_DONTNEED would then wipe.
  *
  * @param smaps the text of /proc/self/smaps
  * @returns [start, end) address ranges
@@ -55,16 +60,38 @@ export function trimMalloc(): boolean {
  * ```
  */
 export function cleanFileMappings(smaps: string): [bigint, bigint][] {
-  const out: [bigint, bigint][] = [];
+  const maps = [];
   for (const block of smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/)) {
     // A file mapping has a non-zero inode and a path.
-    const m = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) \S+ \S+ [1-9]\d*[ \t]+\//.exec(block);
-    if (!m || m[3][1] === "w") continue;
+    const m = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) \S+ [1-9]\d*[ \t]+(\/.*)$/m
+      .exec(block);
+    if (!m) continue;
     const anon = /^Anonymous:\s+(\d+) kB/m.exec(block);
     const rss = /^Rss:\s+(\d+) kB/m.exec(block);
-    // Without the fields, or with a private page, leave it.
-    if (!anon || anon[1] !== "0" || !rss || rss[1] === "0") continue;
-    out.push([BigInt(`0x${m[1]}`), BigInt(`0x${m[2]}`)]);
+    maps.push({
+      start: BigInt(`0x${m[1]}`),
+      end: BigInt(`0x${m[2]}`),
+      perms: m[3],
+      offset: BigInt(`0x${m[4]}`),
+      path: m[5].trim(),
+      // Without the fields, count it as holding private pages.
+      clean: anon?.[1] === "0",
+      resident: rss !== null && rss[1] !== "0",
+    });
+  }
+  // Each file's load address: its lowest mapping at file offset 0.
+  const base = new Map<string, bigint>();
+  for (const m of maps) {
+    const b = base.get(m.path);
+    if (m.offset === 0n && (b === undefined || m.start < b)) base.set(m.path, m.start);
+  }
+  const out: [bigint, bigint][] = [];
+  for (const m of maps) {
+    const b = base.get(m.path);
+    const loaded = b !== undefined && m.start >= b && m.start - b < 1n << 30n;
+    if (loaded && m.perms[1] !== "w" && m.perms[3] === "p" && m.clean && m.resident) {
+      out.push([m.start, m.end]);
+    }
   }
   return out;
 }
