@@ -20,6 +20,7 @@ import {
   MAP_NORESERVE,
   MAP_PRIVATE,
   mmap,
+  munmap,
   PROT_READ,
   PROT_WRITE,
   readFileFfi,
@@ -77,6 +78,16 @@ export class BootFile {
     if (this.#bytes === undefined) return;
     this.#bytes = undefined;
     libc.madvise(Deno.UnsafePointer.create(this.#addr), BigInt(this.#capacity), MADV_DONTNEED);
+  }
+
+  /**
+   * Unmaps the memory: for a file read by a configuration that was then
+   * refused, before anything could keep a view of it.
+   */
+  close(): void {
+    this.#bytes = undefined;
+    if (this.#capacity > 0) munmap(this.#addr, this.#capacity);
+    this.#capacity = 0;
   }
 
   #read(): Uint8Array<ArrayBuffer> {

@@ -83,11 +83,17 @@ export interface ResolvedConfig {
 }
 
 /** A kernel or initrd: bytes given by the caller, or a file read into memory of its own. */
-function readInput(what: string, source: string | Uint8Array): Uint8Array | BootFile {
+function readInput(
+  what: string,
+  source: string | Uint8Array,
+  files: BootFile[],
+): Uint8Array | BootFile {
   if (typeof source !== "string") return source;
   if (source === "") throw new VmConfigError(`--${what} needs a file name`);
   try {
-    return new BootFile(source, 2 ** 31);
+    const f = new BootFile(source, 2 ** 31);
+    files.push(f);
+    return f;
   } catch (e) {
     if (e instanceof ErrnoError) {
       const why = e.code === "EISDIR" ? "it is a directory" : e.description;
@@ -144,6 +150,17 @@ function memoryOf(m: number | string | undefined): number {
  * ```
  */
 export function resolveConfig(c: VmConfig): ResolvedConfig {
+  const files: BootFile[] = [];
+  try {
+    return resolveWith(c, files);
+  } catch (e) {
+    // A mistake found after the kernel was read: its memory goes now.
+    for (const f of files) f.close();
+    throw e;
+  }
+}
+
+function resolveWith(c: VmConfig, files: BootFile[]): ResolvedConfig {
   const cpus = c.cpus ?? 1;
   if (!Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
     throw new VmConfigError(`Invalid vCPU count ${cpus}: use 1 to ${MAX_CPUS}`);
@@ -185,9 +202,9 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
   let kernelIn: Uint8Array | BootFile | undefined;
   let initrdIn: Uint8Array | BootFile | undefined;
   if (c.kernel !== undefined) {
-    kernelIn = readInput("kernel", c.kernel);
+    kernelIn = readInput("kernel", c.kernel, files);
     checkKernel(bytesOf(kernelIn)!, typeof c.kernel === "string" ? c.kernel : "kernel");
-    if (c.initrd !== undefined) initrdIn = readInput("initrd", c.initrd);
+    if (c.initrd !== undefined) initrdIn = readInput("initrd", c.initrd, files);
   }
   const kernel = bytesOf(kernelIn);
   if (display) {
@@ -237,7 +254,7 @@ export function resolveConfig(c: VmConfig): ResolvedConfig {
     get initrd() {
       return bytesOf(initrdIn);
     },
-    bootFiles: [kernelIn, initrdIn].filter((f) => f instanceof BootFile),
+    bootFiles: files,
     cmdline: c.append ?? DEFAULT_CMDLINE,
     flat: c.flat,
     irqchip: c.irqchip ?? kernel !== undefined,
