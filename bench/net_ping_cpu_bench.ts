@@ -22,6 +22,8 @@ import { ensureHostModules, HOST_IP, hostTap, removeTap, TAP } from "../tests/kv
 const REPO = new URL("..", import.meta.url).pathname;
 const MARK = "DENOVMM-PINGCPU";
 const PINGS = 20;
+/** A base tree (inside this repository) whose denovmm runs too. */
+const BASE = Deno.args.find((a) => a.startsWith("--base="))?.slice(7) ?? "";
 const SCRIPT = `
 ip link set lo up
 ip addr add 10.0.2.15/24 dev eth0
@@ -34,7 +36,8 @@ echo "${MARK} end rtt=$r"
 
 if (kvmRoute() === "nested") {
   console.log("No hardware /dev/kvm here: running this benchmark inside the nested KVM host.");
-  const r = await runNested(`deno run --no-check -A bench/net_ping_cpu_bench.ts`, {
+  const base = BASE ? ` --base=${Deno.realPathSync(BASE)}` : "";
+  const r = await runNested(`deno run --no-check -A bench/net_ping_cpu_bench.ts${base}`, {
     stream: true,
     qemu: true,
     timeoutS: 1200,
@@ -65,14 +68,24 @@ function threadCpu(pid: number): Map<string, number> {
 async function run(label: string, cmd: string, args: string[]): Promise<void> {
   await hostTap();
   try {
-    const child = new Deno.Command(cmd, { args, cwd: REPO, stdin: "null", stdout: "piped" })
-      .spawn();
+    const child = new Deno.Command(cmd, {
+      args,
+      cwd: REPO,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let errText = "";
+    const errDone = (async () => {
+      const d = new TextDecoder();
+      for await (const c of child.stderr) errText += d.decode(c, { stream: true });
+    })();
     let text = "";
     let before: Map<string, number> | null = null;
     let after: Map<string, number> | null = null;
     let t0 = 0, t1 = 0;
     const dec = new TextDecoder();
-    const timer = setTimeout(() => child.kill(), 300_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
     for await (const chunk of child.stdout) {
       text += dec.decode(chunk, { stream: true });
       if (!before && text.includes(`${MARK} start`)) {
@@ -82,13 +95,19 @@ async function run(label: string, cmd: string, args: string[]): Promise<void> {
       if (before && !after && /end rtt=[\d.]+/.test(text)) {
         after = threadCpu(child.pid);
         t1 = performance.now();
-        child.kill();
+        child.kill("SIGKILL");
       }
     }
     clearTimeout(timer);
     await child.status;
+    await errDone;
     const rtt = /end rtt=([\d.]+)/.exec(text)?.[1];
-    if (!before || !after || !rtt) throw new Error(`${label}: no report\n${text.slice(-2000)}`);
+    if (!before || !after || !rtt) {
+      console.log(
+        `${label}: no report\n${text.slice(-3000)}\n--- stderr ---\n${errText.slice(-3000)}`,
+      );
+      return;
+    }
     console.log(`\n${label}: rtt ${rtt} ms, phase ${((t1 - t0) / 1000).toFixed(1)} s`);
     const rows = [...after].map(([k, v]) => [k, (v - (before!.get(k) ?? 0)) / PINGS] as const)
       .filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]);
@@ -116,10 +135,12 @@ for (let i = 0; i < rounds; i++) {
     "-kernel", f.kernel, "-initrd", initrd, "-append", cmdline,
     "-nic", `tap,model=virtio-net-pci,ifname=${TAP},script=no,downscript=no,vhost=off`,
   ]);
-  // deno-fmt-ignore
-  await run("denovmm", Deno.execPath(), [
-    "run", "--no-check", "--allow-ffi", "main.ts", "--memory", "256M",
-    "--kernel", f.kernel, "--initrd", initrd, "--append", cmdline,
-    "--nic", `tap,ifname=${TAP},vhost=off`, "--rng", "off",
-  ]);
+  for (const [label, tree] of [["denovmm", REPO], ...(BASE ? [["denovmm BASE", BASE]] : [])]) {
+    // deno-fmt-ignore
+    await run(label, Deno.execPath(), [
+      "run", "--no-check", "--allow-ffi", `${tree}/main.ts`, "--memory", "256M",
+      "--kernel", f.kernel, "--initrd", initrd, "--append", cmdline,
+      "--nic", `tap,ifname=${TAP},vhost=off`, "--rng", "off",
+    ]);
+  }
 }
