@@ -108,7 +108,8 @@ async function run(cmd: string, args: string[]): Promise<Result> {
 function medianResult(rs: Result[]): Result {
   const med = (k: keyof Result) => {
     const v = rs.map((r) => r[k]).sort((a, b) => a - b);
-    return v[Math.floor(v.length / 2)];
+    const m = v.length >> 1;
+    return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;
   };
   return { tx: med("tx"), rx: med("rx"), rtt: med("rtt") };
 }
