@@ -19,8 +19,13 @@
  * bench/net_latency_bench.ts`), where the L1 is emulated as the VMM is
  * in net_bench's nested runs.
  *
+ * `--tcg` runs the measured processes under QEMU's user-mode emulator
+ * (`qemu-x86_64`, TCG, installed from Debian if missing): the same kind of
+ * translated execution the nested host gives the VMM, without a nested
+ * host, so what the JavaScript costs there shows here in minutes.
+ *
  * ```sh
- * deno run -A bench/net_latency_bench.ts [--rounds=3] [--warm=3000] [--json]
+ * deno run -A bench/net_latency_bench.ts [--rounds=3] [--warm=3000] [--base=DIR] [--tcg] [--json]
  * ```
  *
  * @module
@@ -51,6 +56,7 @@ import {
 } from "../devices/pci/constants.ts";
 import { VIRTIO_PCI_MSIX_TABLE_OFFSET } from "../devices/virtio/pci_layout.ts";
 import { ensureHostModules } from "../tests/kvm/_net_host.ts";
+import { ensureAptPackages } from "../tests/fixtures/debian.ts";
 
 function arg(name: string, fallback: string): string {
   const a = Deno.args.find((x) => x.startsWith(`--${name}=`));
@@ -68,6 +74,7 @@ const WARM = Number(arg("warm", "3000"));
 const ROUNDS = Number(arg("rounds", "3"));
 /** V8 flags for the measured processes (to see what JIT tiers change). */
 const V8 = arg("v8-flags", "");
+const TCG = Deno.args.includes("--tcg");
 const COLD_FIRST = 2; // net_bench's warm-up pings
 const COLD_COUNT = 20;
 const WARM_TIMED = 1000;
@@ -410,8 +417,10 @@ if (ONLY !== "") {
 }
 
 async function child(only: string, root?: string): Promise<Times> {
-  const out = await new Deno.Command(Deno.execPath(), {
+  const deno = Deno.execPath();
+  const out = await new Deno.Command(TCG ? "qemu-x86_64" : deno, {
     args: [
+      ...(TCG ? [deno] : []),
       "run",
       "-A",
       "--no-check",
@@ -427,6 +436,7 @@ async function child(only: string, root?: string): Promise<Times> {
   return JSON.parse(new TextDecoder().decode(out.stdout).trim()) as Times;
 }
 
+if (TCG) await ensureAptPackages(["qemu-user"]);
 const runs: Record<string, Times[]> = { device: [], syscalls: [] };
 if (BASE) runs.base = [];
 for (let i = 0; i < ROUNDS; i++) {
@@ -446,7 +456,9 @@ if (Deno.args.includes("--json")) {
 } else {
   const d = summary.device, s = summary.syscalls;
   console.log(
-    `ping through the data path, µs per ping (median of ${ROUNDS} fresh processes each)\n`,
+    `ping through the data path, µs per ping (median of ${ROUNDS} fresh processes each${
+      TCG ? ", under qemu-x86_64 (TCG)" : ""
+    })\n`,
   );
   console.log("| path | cold (pings 3-22) | warm |\n|---|---|---|");
   console.log(`| device (kick handler -> irqfd) | ${d.cold.toFixed(1)} | ${d.warm.toFixed(1)} |`);
