@@ -300,11 +300,11 @@ export class VirtioNet implements VirtioDevice {
       while (delivered < NET_BATCH && this.#reading) {
         if (this.#rxPending === 0) {
           if (!this.#rxHeld && !this.#waitRx(q, 0)) break;
-          const n = this.#readFrame(q, ctx);
+          const n = this.#readFrame(q);
           if (n < 0) break;
           if (n === 0) continue;
         }
-        if (!this.#deliver(q, ctx)) {
+        if (!this.#deliver(q)) {
           if (!this.#waitRx(q, 0)) break;
           continue;
         }
@@ -340,7 +340,7 @@ export class VirtioNet implements VirtioDevice {
    * frame's bytes (then pending), 0 when nothing usable was read (try
    * again), or -1 when the tap is empty (the chain stays held).
    */
-  #readFrame(q: SplitQueue, ctx: VirtioContext): number {
+  #readFrame(q: SplitQueue): number {
     const chain = this.#rxChain;
     if (!this.#rxHeld) {
       if (!q.pop(chain)) return -1;
@@ -368,7 +368,7 @@ export class VirtioNet implements VirtioDevice {
     this.#rxHeld = false;
     const first = Math.min(n, chain.writableBytes);
     this.#notePosition(first);
-    if (!this.#guestCsum) ctx.mem.writeU8(byteAddr(chain, 0), 0);
+    if (!this.#guestCsum) this.#ram.writeU8(byteAddr(chain, 0), 0);
     this.#heads[0] = chain.head;
     this.#lens[0] = first;
     this.#rxUsed = 1;
@@ -407,7 +407,7 @@ export class VirtioNet implements VirtioDevice {
    * popped so far, when the queue lacks buffers; drops frames that can
    * never fit.
    */
-  #deliver(q: SplitQueue, ctx: VirtioContext): boolean {
+  #deliver(q: SplitQueue): boolean {
     const total = this.#rxPending;
     const chain = this.#rxChain;
     const ram = this.#ram;
@@ -440,9 +440,8 @@ export class VirtioNet implements VirtioDevice {
       this.#lens[used] = off - start;
       used++;
     }
-    const mem = ctx.mem;
-    mem.writeU8(this.#nbAddr0, used & 0xff);
-    mem.writeU8(this.#nbAddr1, used >> 8);
+    ram.writeU8(this.#nbAddr0, used & 0xff);
+    ram.writeU8(this.#nbAddr1, used >> 8);
     for (let i = 0; i < used; i++) q.fillUsed(i, this.#heads[i], this.#lens[i]);
     q.flushUsed(used);
     this.#rxPending = 0;
@@ -463,7 +462,7 @@ export class VirtioNet implements VirtioDevice {
       for (;;) {
         q.disableNotification();
         while (sent < NET_BATCH && !ctx.broken && q.pop(this.#chain)) {
-          if (!this.#sendChain(q, ctx)) {
+          if (!this.#sendChain(q)) {
             q.undoPop();
             this.#txWaitWritable = true;
             this.#syncFdHandler();
@@ -487,9 +486,9 @@ export class VirtioNet implements VirtioDevice {
   }
 
   /** Sends the popped chain; false when the tap is full (EAGAIN). */
-  #sendChain(q: SplitQueue, ctx: VirtioContext): boolean {
+  #sendChain(q: SplitQueue): boolean {
     const c = this.#chain;
-    const mem = ctx.mem;
+    const ram = this.#ram;
     if (c.readableCount !== c.count) {
       throw new VirtqueueError("virtio-net: TX chain has device-writable descriptors");
     }
@@ -498,8 +497,8 @@ export class VirtioNet implements VirtioDevice {
     }
     // flags and gso_type: the header's first two bytes (possibly split).
     const whole = c.len[0] >= 2;
-    const flags = mem.readU8(whole ? c.addr[0] : byteAddr(c, 0));
-    const gsoType = mem.readU8(whole ? c.addr[0] + 1 : byteAddr(c, 1));
+    const flags = ram.readU8(whole ? c.addr[0] : byteAddr(c, 0));
+    const gsoType = ram.readU8(whole ? c.addr[0] + 1 : byteAddr(c, 1));
     if (!txHeaderAllowed(flags, gsoType, this.#txAllowed)) {
       throw new VirtqueueError(
         `virtio-net: TX header asks for an offload the driver did not negotiate ` +
@@ -514,7 +513,6 @@ export class VirtioNet implements VirtioDevice {
       return true;
     }
     const v = this.#iovView;
-    const ram = this.#ram;
     for (let i = 0; i < c.count; i++) ram.setIovec(v, i, c.addr[i], c.len[i]);
     for (;;) {
       const n = writevI32(this.#tap.fd, this.#iov, c.count);
