@@ -32,6 +32,7 @@ import {
 import { dumpVcpu } from "./dump.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
 import { epochMs } from "../sys/start_trace.ts";
+import type { VcpuPreload } from "./prestart.ts";
 
 /** When this Worker's modules had loaded (start-up trace). */
 const loadedAt = epochMs();
@@ -68,6 +69,8 @@ export interface VcpuStartTimes {
   created: number;
   /** Its modules had loaded and run. */
   loaded: number;
+  /** Its hypervisor backend module had loaded (and the vCPU was built). */
+  backend: number;
   /** Its devices were built and it was about to wait for the go-ahead. */
   ready: number;
 }
@@ -106,6 +109,7 @@ async function main(init: VcpuInit): Promise<void> {
 
   const memory = GuestMemory.fromLayout(init.memory);
   const backend = await loadBackend(init.backend);
+  const backendAt = epochMs();
   const flushers: (() => void)[] = [];
   const ctx: DeviceContext = {
     memory,
@@ -136,7 +140,12 @@ async function main(init: VcpuInit): Promise<void> {
   post({
     type: "ready",
     tid,
-    times: { created: performance.timeOrigin, loaded: loadedAt, ready: epochMs() },
+    times: {
+      created: performance.timeOrigin,
+      loaded: loadedAt,
+      backend: backendAt,
+      ready: epochMs(),
+    },
   });
   // Wait for the go-ahead (or a stop before we ever ran).
   while (Atomics.load(w, stateIdx) === VcpuRunState.Starting) {
@@ -232,13 +241,20 @@ async function main(init: VcpuInit): Promise<void> {
   post({ type: "exited" });
 }
 
-(self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit>) => {
-  main(e.data).catch((err) => {
+(self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit | VcpuPreload>) => {
+  if ("preload" in e.data) {
+    // Prestarted (vcpu/prestart.ts): load what init will import while the
+    // main thread builds the machine. A failure shows again at that import.
+    for (const m of e.data.preload) import(m).catch(() => {});
+    return;
+  }
+  const init = e.data;
+  main(init).catch((err) => {
     // The report goes out first; the main thread terminates this Worker only
     // after it arrived (VcpuThread.stop), so the reason reaches the user.
     post({ type: "error", message: err instanceof Error ? err.message : String(err) });
-    const ctl = new VmControl(e.data.control);
+    const ctl = new VmControl(init.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
-    ctl.markVcpuStopped(e.data.index);
+    ctl.markVcpuStopped(init.index);
   });
 };
