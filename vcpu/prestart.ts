@@ -8,10 +8,12 @@
  * on their own threads; {@link VcpuThread} then takes a waiting Worker
  * instead of starting one.
  *
- * A started Worker is told which modules to import right away (the
- * hypervisor backend, the device modules): the URLs served here are the ones
- * VcpuThread hands it later (sys/worker_url.ts serves one blob per module
- * per process), so those later imports find the modules loaded.
+ * A prestarted Worker also imports the modules its init will name (the
+ * hypervisor backend, the device modules) as part of its first module graph,
+ * loaded in one go: its entry is a small `blob:` module importing
+ * vcpu/worker.ts and them. The URLs served here are the ones VcpuThread
+ * hands it later (sys/worker_url.ts serves one blob per module per
+ * process), so those later imports find the modules loaded.
  *
  * Main thread only. Workers never taken are ended by
  * {@link discardPrestartedVcpuWorkers}.
@@ -20,12 +22,6 @@
  */
 import { workerUrl } from "../sys/worker_url.ts";
 import { traceMark } from "../sys/start_trace.ts";
-
-/** The first message a prestarted vCPU Worker gets: modules to import now. */
-export interface VcpuPreload {
-  /** Module URLs (as served) to import before the init message comes. */
-  readonly preload: readonly string[];
-}
 
 const waiting = new Map<number, Worker>();
 
@@ -47,14 +43,16 @@ export function vcpuWorkerUrl(): string {
  */
 export function prestartVcpuWorkers(count: number, modules: readonly string[] = []): void {
   if (waiting.size >= count) return;
-  const url = vcpuWorkerUrl();
-  const preload: VcpuPreload = { preload: modules.map((m) => workerUrl(m)) };
+  const imports = [vcpuWorkerUrl(), ...modules.map((m) => workerUrl(m))];
+  const entry = URL.createObjectURL(
+    new Blob([imports.map((u) => `import ${JSON.stringify(u)};\n`).join("")], {
+      type: "text/javascript",
+    }),
+  );
   for (let i = 0; i < count; i++) {
     if (waiting.has(i)) continue;
     traceMark(`vcpu-${i} Worker prestarted`);
-    const w = new Worker(url, { type: "module", name: `vcpu-${i}` });
-    w.postMessage(preload);
-    waiting.set(i, w);
+    waiting.set(i, new Worker(entry, { type: "module", name: `vcpu-${i}` }));
   }
 }
 

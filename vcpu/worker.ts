@@ -32,7 +32,6 @@ import {
 import { dumpVcpu } from "./dump.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
 import { epochMs } from "../sys/start_trace.ts";
-import type { VcpuPreload } from "./prestart.ts";
 
 /** When this Worker's modules had loaded (start-up trace). */
 const loadedAt = epochMs();
@@ -241,13 +240,7 @@ async function main(init: VcpuInit): Promise<void> {
   post({ type: "exited" });
 }
 
-(self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit | VcpuPreload>) => {
-  if ("preload" in e.data) {
-    // Prestarted (vcpu/prestart.ts): load what init will import while the
-    // main thread builds the machine. A failure shows again at that import.
-    for (const m of e.data.preload) import(m).catch(() => {});
-    return;
-  }
+(self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit>) => {
   const init = e.data;
   main(init).catch((err) => {
     // The report goes out first; the main thread terminates this Worker only
