@@ -23,6 +23,7 @@ import { IOThread } from "../mainloop/iothread.ts";
 import type { BhHandle } from "../mainloop/types.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import { closeFd, eventFd, eventFdRead, eventFdWrite } from "../sys/fd.ts";
+import { libc } from "../sys/libc.ts";
 
 const args = Object.fromEntries(
   Deno.args.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")),
@@ -145,6 +146,38 @@ async function blockingPollLatency(gapNs: number, rounds: number): Promise<numbe
   return Array.from(t);
 }
 
+/**
+ * The same threads as the loop rows, without the loop: this (main) thread
+ * blocks in a synchronous poll(2) on an eventfd the Worker writes after its
+ * gap. What the loop rows add to this is the loop's own cost.
+ */
+async function mainThreadPollLatency(gapNs: number, rounds: number): Promise<number[]> {
+  const efd = eventFd();
+  const sync = new SharedArrayBuffer(8);
+  const ctl = new Int32Array(sync);
+  const times = new SharedArrayBuffer(rounds * 8);
+  const t = new Float64Array(times);
+  const pfd = new Int32Array(2);
+  pfd[0] = efd;
+  pfd[1] = 1; // events = POLLIN
+  const pb = new Uint8Array(pfd.buffer);
+  const lat: number[] = [];
+  const w = worker();
+  const exited = new Promise((res) => (w.onmessage = res));
+  w.postMessage({ mode: "fd", gapNs, sync, times, rounds, efd });
+  for (let r = 0; r < rounds; r++) {
+    libc.poll(pb, 1n, -1);
+    lat.push(clockNs(CLOCK_MONOTONIC) - t[r]);
+    eventFdRead(efd);
+    Atomics.store(ctl, 0, r + 1);
+    Atomics.notify(ctl, 0);
+  }
+  await exited;
+  w.terminate();
+  closeFd(efd);
+  return lat;
+}
+
 async function timerLateness(): Promise<number[]> {
   const loop = new MainLoop({ name: "bench" });
   const running = loop.run();
@@ -223,21 +256,38 @@ wakes.push([
 ]);
 const ref = await blockingPollLatency(200_000, ROUNDS);
 const refIdle = await blockingPollLatency(20_000_000, IDLE_ROUNDS);
+const same = await mainThreadPollLatency(200_000, ROUNDS);
+const sameIdle = await mainThreadPollLatency(20_000_000, IDLE_ROUNDS);
 const timer = await timerLateness();
 const st = await setTimeoutLateness();
 
-const row = (name: string, a: number[], base: number[]) =>
-  `| ${name} | ${a.length} | ${us(pct(a, 50))} | ${us(pct(a, 99))} | ${
-    (pct(a, 50) / pct(base, 50)).toFixed(2)
-  }x | ${(pct(a, 99) / pct(base, 99)).toFixed(2)}x |`;
+const ratio = (a: number[], base: number[], p: number) =>
+  `${(pct(a, p) / pct(base, p)).toFixed(2)}x`;
+const row = (name: string, a: number[], base: number[], same?: number[]) =>
+  `| ${name} | ${a.length} | ${us(pct(a, 50))} | ${us(pct(a, 99))} | ${ratio(a, base, 50)} | ${
+    ratio(a, base, 99)
+  } | ${same ? ratio(a, same, 50) : ""} |`;
 
-console.log(`\nMain loop latencies (µs); ratios against the reference row of each group\n`);
-console.log("| measurement | samples | p50 µs | p99 µs | p50 ratio | p99 ratio |");
-console.log("|---|---|---|---|---|---|");
-for (const [name, lat] of wakes) console.log(row(name, lat, name.includes("idle") ? refIdle : ref));
+console.log(
+  `\nMain loop latencies (µs); ratios against the reference row of each group, and ` +
+    `(last column) against the same two threads with the main thread in a bare poll(2)\n`,
+);
+console.log(
+  "| measurement | samples | p50 µs | p99 µs | p50 ratio | p99 ratio | p50 vs same threads |",
+);
+console.log("|---|---|---|---|---|---|---|");
+for (const [name, lat] of wakes) {
+  const idle = name.includes("idle");
+  const main = !name.includes("iothread");
+  console.log(row(name, lat, idle ? refIdle : ref, main ? (idle ? sameIdle : same) : undefined));
+}
 console.log(row("wake-up: Worker blocked in sync poll(2), gap 200 µs (reference)", ref, ref));
 console.log(
   row("wake-up: Worker blocked in sync poll(2), gap 20 ms (reference for idle)", refIdle, refIdle),
+);
+console.log(row("wake-up: main thread in sync poll(2), Worker writes, gap 200 µs", same, ref));
+console.log(
+  row("wake-up: main thread in sync poll(2), Worker writes, gap 20 ms", sameIdle, refIdle),
 );
 console.log(row("timer lateness: MainLoop monotonic timer, 1 ms (ours)", timer, st));
 console.log(row("timer lateness: Deno setTimeout(1) (reference)", st, st));

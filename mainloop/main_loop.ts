@@ -144,7 +144,11 @@ export class MainLoop implements EventLoop {
   #pollI32 = new Int32Array(this.#pollBuf);
   #pollI16 = new Int16Array(this.#pollBuf);
   #pollPtr = 0n;
-  #ts = new BigInt64Array(new ArrayBuffer(16)); // off-heap: its address is passed to ppoll
+  // struct timespec, off-heap (its address is passed to ppoll), written as
+  // 32-bit halves so that a sleep allocates no BigInt (x86-64 is little-endian;
+  // seconds and nanoseconds here fit in 31 bits).
+  #ts = new Int32Array(new ArrayBuffer(16));
+  #nfds = 1n; // entries in the pollfd array, set by #rebuild
   #tsPtr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#ts)));
   #running: Promise<void> | null = null;
   #stop = false;
@@ -325,7 +329,7 @@ export class MainLoop implements EventLoop {
     }
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
-      const nfds = BigInt(this.#records.length + this.#base);
+      const nfds = this.#nfds;
       const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
       const now = performance.now();
       if (this.#denoFd >= 0) {
@@ -437,9 +441,10 @@ export class MainLoop implements EventLoop {
   }
 
   #setTs(ns: number): bigint {
+    if (!(ns > 0)) ns = 0;
     const sec = Math.floor(ns / 1e9);
-    this.#ts[0] = BigInt(sec);
-    this.#ts[1] = BigInt(Math.floor(ns - sec * 1e9));
+    this.#ts[0] = Math.min(sec, 0x7fffffff);
+    this.#ts[2] = Math.floor(ns - sec * 1e9);
     return this.#tsPtr;
   }
 
@@ -447,6 +452,7 @@ export class MainLoop implements EventLoop {
     this.#dirty = false;
     this.#records = [...this.#fds.values()];
     const base = this.#base;
+    this.#nfds = BigInt(this.#records.length + base);
     const need = (this.#records.length + base) * 8;
     if (this.#pollBuf.byteLength < need) {
       this.#pollBuf = new ArrayBuffer(Math.max(need, this.#pollBuf.byteLength * 2));
@@ -473,9 +479,11 @@ export class MainLoop implements EventLoop {
   /** Runs what is due; returns whether anything ran. */
   #dispatch(n: number): boolean {
     const i16 = this.#pollI16;
-    if (n > 0 && i16[3] !== 0) {
+    // The wake-up eventfd is drained after the work it announced has run:
+    // the BH that woke us runs one read(2) sooner.
+    const woken = n > 0 && i16[3] !== 0;
+    if (woken) {
       i16[3] = 0;
-      this.#notifier.drain();
       n--;
     }
     if (n > 0 && this.#base === 2 && i16[7] !== 0) {
@@ -503,7 +511,9 @@ export class MainLoop implements EventLoop {
         if (r.live && r.write && (rev & (POLLOUT | POLLERR))) r.write();
       }
     }
-    return this.#timers.run() > 0 || ran;
+    const timed = this.#timers.run() > 0;
+    if (woken) this.#notifier.drain();
+    return timed || ran;
   }
 }
 
