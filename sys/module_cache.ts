@@ -129,9 +129,9 @@ function header(key: string, stamp: string): string {
  * @returns the stamp
  * @throws ErrnoError when the file cannot be opened (ENOENT: not on disk)
  * @example
- * ```ts
+ * ```ts ignore
  * import { sourceStamp } from "./module_cache.ts";
- * console.log(sourceStamp(new URL(import.meta.url).pathname)); // "2049:1234:5678:..."
+ * console.log(sourceStamp("/srv/denovmm/vcpu/worker.ts")); // "2049:1234:5678:..."
  * ```
  */
 export function sourceStamp(path: string): string {

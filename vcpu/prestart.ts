@@ -25,7 +25,15 @@ import { traceMark } from "../sys/start_trace.ts";
 
 const waiting = new Map<number, Worker>();
 
-/** The vCPU Worker module's URL, as served under `--allow-ffi`. */
+/**
+ * The vCPU Worker module's URL, as served under `--allow-ffi`.
+ *
+ * @returns a URL for `new Worker`
+ * @example
+ * ```ts ignore
+ * const w = new Worker(vcpuWorkerUrl(), { type: "module", name: "vcpu-0" });
+ * ```
+ */
 export function vcpuWorkerUrl(): string {
   return workerUrl(new URL("./worker.ts", import.meta.url));
 }
