@@ -87,6 +87,11 @@ async function spawn(
   const err = await stderr;
   const m = FIRST_RUN.exec(err);
   const firstRun = m ? Number(m[1]) - (performance.timeOrigin + t0) : undefined;
+  // Progress on stderr: under the emulator a round takes minutes.
+  console.error(
+    `startup bench: ${cmd.split("/").pop()} ${args.slice(-1)} in ${opts.cwd ?? REPO}: ` +
+      `exit ${code} after ${(exit / 1000).toFixed(2)} s`,
+  );
   if (code !== 0 && !(opts.killOnOutput && code === 143)) {
     throw new Error(`${cmd} ${args.join(" ")}: exit code ${code}\n${err.slice(-2000)}`);
   }
@@ -149,6 +154,7 @@ async function emptyWorkerMs(): Promise<number> {
       args: ["run", "--allow-ffi", emptyWorker],
       stdout: "piped",
       stderr: "inherit",
+      signal: AbortSignal.timeout(TIMEOUT_MS),
     }).output();
     return JSON.parse(new TextDecoder().decode(out.stdout)).workerMs as number;
   };
