@@ -5,6 +5,13 @@
  * tap,model=virtio-net-pci`), each with vhost off and on, on the same KVM
  * in the same run, as ratios.
  *
+ * `DENOVMM_NET_BASE=DIR` (a tree inside this repository, e.g. `git archive
+ * main | tar -x -C .cache/base`) adds that tree's denovmm, vhost off on the
+ * main loop, to the same run, each VMM alternating per round:
+ * before/after under the same conditions. `DENOVMM_NET_PATHS=off` measures
+ * only vhost=off on the main loop (the short run); `DENOVMM_NET_ROUNDS=N`
+ * repeats each VMM N times, alternating, and reports medians.
+ *
  * Runs on hardware KVM directly, otherwise inside the nested KVM host
  * (QEMU travels in its image; tun and vhost-net are loaded from the Debian
  * kernel's module tree). Nested numbers measure the emulated stack as much
@@ -31,6 +38,9 @@ const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
 const MIB = Number(Deno.env.get("DENOVMM_NET_MIB") ?? 1);
 const MARK = "DENOVMM-NETBENCH";
+const BASE = Deno.env.get("DENOVMM_NET_BASE") ?? "";
+const ONLY_OFF = Deno.env.get("DENOVMM_NET_PATHS") === "off";
+const ROUNDS = Number(Deno.env.get("DENOVMM_NET_ROUNDS") ?? 1);
 const SCRIPT = `
 up() { cut -d' ' -f1 /proc/uptime; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -50,10 +60,15 @@ const initrd = await buildTestInitramfs({ modules: ["virtio_pci", "virtio_net"],
 
 if (kvmRoute() === "nested") {
   console.log("No hardware /dev/kvm here: running this benchmark inside the nested KVM host.");
+  const env: Record<string, string> = { DENOVMM_NET_MIB: String(MIB) };
+  if (BASE) env.DENOVMM_NET_BASE = Deno.realPathSync(BASE);
+  if (ONLY_OFF) env.DENOVMM_NET_PATHS = "off";
+  env.DENOVMM_NET_ROUNDS = String(ROUNDS);
   const r = await runNested(`deno run --no-check -A bench/net_bench.ts`, {
     stream: true,
     qemu: true,
     timeoutS: 1500,
+    env,
   });
   Deno.exit(r.code);
 }
@@ -89,8 +104,18 @@ async function run(cmd: string, args: string[]): Promise<Result> {
   }
 }
 
+/** Median of each measure over rounds. */
+function medianResult(rs: Result[]): Result {
+  const med = (k: keyof Result) => {
+    const v = rs.map((r) => r[k]).sort((a, b) => a - b);
+    const m = v.length >> 1;
+    return v.length % 2 === 1 ? v[m] : (v[m - 1] + v[m]) / 2;
+  };
+  return { tx: med("tx"), rx: med("rx"), rtt: med("rtt") };
+}
+
 await ensureHostModules();
-const vhostModes = vhostNetAvailable() === null ? [false, true] : [false];
+const vhostModes = vhostNetAvailable() === null && !ONLY_OFF ? [false, true] : [false];
 const qemu = await Deno.stat(L1_QEMU_BINARY).then(() => L1_QEMU_BINARY).catch(() =>
   "qemu-system-x86_64"
 );
@@ -99,21 +124,41 @@ const rows: string[] = [];
 for (const vhost of vhostModes) {
   const v = vhost ? "on" : "off";
   // deno-fmt-ignore
-  const q = await run(qemu, [
+  const qemuRun = () => run(qemu, [
     "-enable-kvm", "-cpu", "host", "-nographic", "-no-reboot", "-m", "256",
     "-kernel", f.kernel, "-initrd", initrd, "-append", cmdline,
     "-nic", `tap,model=virtio-net-pci,ifname=${TAP},script=no,downscript=no,vhost=${v}`,
   ]);
+  // deno-fmt-ignore
+  const denovmmRun = (io: string, tree = REPO) => run(Deno.execPath(), [
+    "run", "--no-check", "--allow-ffi", `${tree}/main.ts`, "--memory", "256M",
+    "--kernel", f.kernel, "--initrd", initrd, "--append", cmdline,
+    "--nic", `tap,ifname=${TAP},vhost=${v}${io}`, "--rng", "off",
+  ]);
   // The TypeScript data path on the main loop, and (vhost off) on an iothread:
   // an iothread's loop owns its thread and wakes in one hop even from idle.
-  for (const io of vhost ? [""] : ["", ",iothread=0"]) {
-    // deno-fmt-ignore
-    const d = await run(Deno.execPath(), [
-      "run", "--no-check", "--allow-ffi", "main.ts", "--memory", "256M",
-      "--kernel", f.kernel, "--initrd", initrd, "--append", cmdline,
-      "--nic", `tap,ifname=${TAP},vhost=${v}${io}`, "--rng", "off",
-    ]);
-    const path = `vhost=${v}${io ? " (iothread)" : ""}`;
+  const variants = vhost || ONLY_OFF ? [""] : ["", ",iothread=0"];
+  const qs: Result[] = [];
+  const ds: Result[][] = variants.map(() => []);
+  const bs: Result[] = [];
+  const note = (name: string, r: Result) => {
+    console.log(`${name} vhost=${v}: tx ${r.tx} s, rx ${r.rx} s, rtt ${r.rtt} ms`);
+    return r;
+  };
+  for (let round = 0; round < ROUNDS; round++) {
+    qs.push(note("QEMU", await qemuRun()));
+    for (let i = 0; i < variants.length; i++) {
+      ds[i].push(note(`denovmm${variants[i]}`, await denovmmRun(variants[i])));
+    }
+    if (BASE && !vhost) bs.push(note("denovmm BASE", await denovmmRun("", BASE)));
+  }
+  const q = medianResult(qs);
+  const measured = variants.map((io, i) => ({
+    path: `vhost=${v}${io ? " (iothread)" : ""}`,
+    d: medianResult(ds[i]),
+  }));
+  if (bs.length > 0) measured.push({ path: `vhost=${v} BASE`, d: medianResult(bs) });
+  for (const { path, d } of measured) {
     const mbs = (s: number) => MIB / s;
     for (
       const [name, qv, dv] of [["TCP guest->host", q.tx, d.tx], [
@@ -137,7 +182,8 @@ for (const vhost of vhostModes) {
 }
 if (vhostModes.length === 1) console.log(`vhost=on not measured: ${vhostNetAvailable()}`);
 console.log(
-  `KVM: ${NESTED ? "nested (kvm_amd inside QEMU TCG)" : "hardware"}; ${MIB} MiB each way\n`,
+  `KVM: ${NESTED ? "nested (kvm_amd inside QEMU TCG)" : "hardware"}; ${MIB} MiB each way; ` +
+    `median of ${ROUNDS} round(s)${BASE ? `; BASE = ${BASE}` : ""}\n`,
 );
 console.log("| data path | measure | QEMU | denovmm | ratio (denovmm vs QEMU, >1 is better) |");
 console.log("|---|---|---|---|---|");

@@ -25,7 +25,19 @@
 import { memcpyHost, readvI32, writevI32 } from "../../sys/libc.ts";
 import { EAGAIN, EINTR, errno } from "../../sys/errno.ts";
 import type { Tap } from "../../sys/tun.ts";
-import { linkWord, type NetStats, SharedNetStats, type VirtioNetOptions } from "./net_types.ts";
+import {
+  linkWord,
+  type NetStats,
+  SharedNetStats,
+  STAT_RX_BYTES,
+  STAT_RX_DROPPED,
+  STAT_RX_PACKETS,
+  STAT_RX_STALLS,
+  STAT_TX_BYTES,
+  STAT_TX_DROPPED,
+  STAT_TX_PACKETS,
+  type VirtioNetOptions,
+} from "./net_types.ts";
 export type { NetStats, VirtioNetOptions } from "./net_types.ts";
 import { TUN_F_CSUM, TUN_F_UFO } from "../../sys/tun.ts";
 import type { Bh, EventLoop } from "../../mainloop/types.ts";
@@ -86,10 +98,15 @@ export class VirtioNet implements VirtioDevice {
   readonly pciClass = 0x020000;
   /** Frame counters (read them any time on the loop thread). */
   readonly stats: NetStats;
+  /** The counters of {@link VirtioNet.stats} (STAT_* indices). */
+  readonly #count: Float64Array;
   readonly #tap: Tap;
   readonly #loop: EventLoop;
   readonly #mac: Uint8Array;
+  /** The TX chain being sent. */
   readonly #chain: DescriptorChain;
+  /** The RX chain being filled (or popped ahead and held while the tap is empty). */
+  readonly #rxChain: DescriptorChain;
   readonly #rxBuf = new Uint8Array(RX_BUF_BYTES);
   /** Host address of #rxBuf (stored outside the JS heap, it never moves), and its iovec. */
   readonly #rxBase = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#rxBuf)));
@@ -98,6 +115,9 @@ export class VirtioNet implements VirtioDevice {
   readonly #ram = new GuestRamMap();
   readonly #iov: Uint8Array;
   readonly #iovView: DataView;
+  /** RX iovecs (a held chain's stay ready while TX uses #iov). */
+  readonly #rxIovs: Uint8Array;
+  readonly #rxIovView: DataView;
   readonly #heads: Uint32Array;
   readonly #lens: Uint32Array;
   readonly #txBh: Bh;
@@ -117,6 +137,14 @@ export class VirtioNet implements VirtioDevice {
   #rxDone = 0;
   /** Bytes of the pending frame read straight into its first chain. */
   #rxInGuest = 0;
+  /**
+   * Whether #rxChain holds a popped RX chain, its iovecs in #rxIovs, that
+   * no frame has filled yet: the tap was empty when it was popped. The
+   * next frame is read straight into it, so an empty tap costs one readv
+   * and no pop/undo per wake-up (the chain was validated at pop; holding
+   * a buffer before using it is what every device does).
+   */
+  #rxHeld = false;
   /** Guest addresses of num_buffers' two bytes in the pending frame. */
   #nbAddr0 = -1;
   #nbAddr1 = -1;
@@ -134,15 +162,20 @@ export class VirtioNet implements VirtioDevice {
   /** @param options tap, loop, MAC, queue size */
   constructor(options: VirtioNetOptions) {
     if (options.mac.length !== 6) throw new RangeError("A MAC address has 6 bytes");
-    this.stats = new SharedNetStats(options.control);
+    const stats = new SharedNetStats(options.control);
+    this.stats = stats;
+    this.#count = stats.values;
     if (options.control) this.#linkUp = linkWord(options.control) !== 0;
     this.#tap = options.tap;
     this.#loop = options.loop;
     this.#mac = options.mac.slice();
     this.queueMaxSize = options.queueSize ?? 256;
     this.#chain = new DescriptorChain(this.queueMaxSize);
+    this.#rxChain = new DescriptorChain(this.queueMaxSize);
     this.#iov = new Uint8Array(IOV_BYTES * (this.queueMaxSize + 1));
     this.#iovView = new DataView(this.#iov.buffer);
+    this.#rxIovs = new Uint8Array(IOV_BYTES * (this.queueMaxSize + 1));
+    this.#rxIovView = new DataView(this.#rxIovs.buffer);
     setIovec(new DataView(this.#rxIov.buffer), 0, this.#rxBase, RX_BUF_BYTES);
     this.#heads = new Uint32Array(this.queueMaxSize);
     this.#lens = new Uint32Array(this.queueMaxSize);
@@ -185,6 +218,7 @@ export class VirtioNet implements VirtioDevice {
     this.#ctx = ctx;
     this.#rxq = ctx.queues[NET_RX_QUEUE] ?? null;
     this.#txq = ctx.queues[NET_TX_QUEUE] ?? null;
+    this.#rxHeld = false;
     this.#reading = this.#rxq !== null && this.#linkUp;
     this.#syncFdHandler();
   }
@@ -199,6 +233,7 @@ export class VirtioNet implements VirtioDevice {
     this.#rxq = null;
     this.#txq = null;
     this.#rxPending = 0;
+    this.#rxHeld = false;
     this.#reading = false;
     this.#txWaitWritable = false;
     this.#txBh.cancel();
@@ -264,12 +299,12 @@ export class VirtioNet implements VirtioDevice {
     try {
       while (delivered < NET_BATCH && this.#reading) {
         if (this.#rxPending === 0) {
-          if (!this.#waitRx(q, 0)) break;
-          const n = this.#readFrame(q, ctx);
+          if (!this.#rxHeld && !this.#waitRx(q, 0)) break;
+          const n = this.#readFrame(q);
           if (n < 0) break;
           if (n === 0) continue;
         }
-        if (!this.#deliver(q, ctx)) {
+        if (!this.#deliver(q)) {
           if (!this.#waitRx(q, 0)) break;
           continue;
         }
@@ -277,6 +312,7 @@ export class VirtioNet implements VirtioDevice {
       }
     } catch (e) {
       this.#rxPending = 0;
+      this.#rxHeld = false;
       this.#reading = false;
       this.#syncFdHandler();
       ctx.markBroken(e instanceof Error ? e.message : String(e));
@@ -293,47 +329,46 @@ export class VirtioNet implements VirtioDevice {
     if (q.pending() > have) return true;
     if (q.enableNotificationBeyond() > have) return true;
     this.#reading = false;
-    this.stats.rxStalls++;
+    this.#count[STAT_RX_STALLS]++;
     this.#syncFdHandler();
     return false;
   }
 
   /**
-   * Pops the first RX chain and reads the next frame straight into it (readv), the
-   * rest into the host buffer. Returns the frame's bytes (then pending), 0 when
-   * nothing usable was read (try again), or -1 when the tap is empty.
+   * Pops the first RX chain (unless one is held) and reads the next frame
+   * straight into it (readv), the rest into the host buffer. Returns the
+   * frame's bytes (then pending), 0 when nothing usable was read (try
+   * again), or -1 when the tap is empty (the chain stays held).
    */
-  #readFrame(q: SplitQueue, ctx: VirtioContext): number {
-    const chain = this.#chain;
-    if (!q.pop(chain)) return -1;
-    if (chain.readableCount !== 0) {
-      throw new VirtqueueError("virtio-net: RX chain has device-readable descriptors");
+  #readFrame(q: SplitQueue): number {
+    const chain = this.#rxChain;
+    if (!this.#rxHeld) {
+      if (!q.pop(chain)) return -1;
+      if (chain.readableCount !== 0) {
+        throw new VirtqueueError("virtio-net: RX chain has device-readable descriptors");
+      }
+      if (chain.writableBytes < VIRTIO_NET_HDR_SIZE) {
+        throw new VirtqueueError("virtio-net: RX buffer smaller than the virtio-net header");
+      }
+      const v = this.#rxIovView;
+      const ram = this.#ram;
+      for (let i = 0; i < chain.count; i++) ram.setIovec(v, i, chain.addr[i], chain.len[i]);
+      this.#rxIovs.set(this.#rxIov, chain.count * IOV_BYTES);
+      this.#rxHeld = true;
     }
-    if (chain.writableBytes < VIRTIO_NET_HDR_SIZE) {
-      throw new VirtqueueError("virtio-net: RX buffer smaller than the virtio-net header");
-    }
-    const v = this.#iovView;
-    const ram = this.#ram;
-    const count = chain.count;
-    for (let i = 0; i < count; i++) ram.setIovec(v, i, chain.addr[i], chain.len[i]);
-    this.#iov.set(this.#rxIov, count * IOV_BYTES);
-    const n = readvI32(this.#tap.fd, this.#iov, count + 1);
+    const n = readvI32(this.#tap.fd, this.#rxIovs, chain.count + 1);
     if (n < 0) {
-      q.undoPop();
       const e = errno();
       if (e === EINTR) return 0;
-      if (e !== EAGAIN) this.stats.rxDropped++;
+      if (e !== EAGAIN) this.#count[STAT_RX_DROPPED]++;
       return -1;
     }
-    if (n <= VIRTIO_NET_HDR_SIZE) {
-      q.undoPop();
-      return 0;
-    }
+    // A runt (no frame after the header) is skipped; the chain stays held.
+    if (n <= VIRTIO_NET_HDR_SIZE) return 0;
+    this.#rxHeld = false;
     const first = Math.min(n, chain.writableBytes);
-    this.#nbAddr0 = -1;
-    this.#nbAddr1 = -1;
-    this.#notePosition(0, first);
-    if (!this.#guestCsum) ctx.mem.writeU8(this.#byteAddr(0), 0);
+    this.#notePosition(first);
+    if (!this.#guestCsum) this.#ram.writeU8(byteAddr(chain, 0), 0);
     this.#heads[0] = chain.head;
     this.#lens[0] = first;
     this.#rxUsed = 1;
@@ -343,11 +378,19 @@ export class VirtioNet implements VirtioDevice {
     return n;
   }
 
-  /** Records where num_buffers lies among the popped chain's bytes [off, off+len). */
-  #notePosition(off: number, len: number): void {
-    const c = this.#chain;
-    for (let i = 0, pos = off; i < c.count && pos < off + len; pos += c.len[i], i++) {
-      const seg = Math.min(c.len[i], off + len - pos);
+  /** Records where num_buffers lies among the first `len` bytes of the RX chain. */
+  #notePosition(len: number): void {
+    const c = this.#rxChain;
+    if (c.len[0] >= VIRTIO_NET_HDR_NUM_BUFFERS + 2) {
+      // The usual case: the header lies in the first buffer.
+      this.#nbAddr0 = c.addr[0] + VIRTIO_NET_HDR_NUM_BUFFERS;
+      this.#nbAddr1 = this.#nbAddr0 + 1;
+      return;
+    }
+    this.#nbAddr0 = -1;
+    this.#nbAddr1 = -1;
+    for (let i = 0, pos = 0; i < c.count && pos < len; pos += c.len[i], i++) {
+      const seg = Math.min(c.len[i], len - pos);
       for (let b = 0; b < 2; b++) {
         const at = VIRTIO_NET_HDR_NUM_BUFFERS + b;
         if (pos <= at && at < pos + seg) {
@@ -358,24 +401,15 @@ export class VirtioNet implements VirtioDevice {
     }
   }
 
-  /** Guest address of byte `at` of the popped chain (device-readable part first). */
-  #byteAddr(at: number): number {
-    const c = this.#chain;
-    for (let i = 0, pos = 0; i < c.count; pos += c.len[i], i++) {
-      if (at < pos + c.len[i]) return c.addr[i] + at - pos;
-    }
-    return -1; // never: callers checked the chain holds a header
-  }
-
   /**
    * Places the rest of the pending frame (beyond its first chain) into
    * more chains and publishes them all. Returns false, holding the chains
    * popped so far, when the queue lacks buffers; drops frames that can
    * never fit.
    */
-  #deliver(q: SplitQueue, ctx: VirtioContext): boolean {
+  #deliver(q: SplitQueue): boolean {
     const total = this.#rxPending;
-    const chain = this.#chain;
+    const chain = this.#rxChain;
     const ram = this.#ram;
     const base = this.#rxBase - this.#rxInGuest;
     let off = this.#rxDone, used = this.#rxUsed;
@@ -384,7 +418,7 @@ export class VirtioNet implements VirtioDevice {
         // It can never fit: give the buffers back and count the drop.
         for (let i = 0; i < used; i++) q.undoPop();
         this.#rxPending = 0;
-        this.stats.rxDropped++;
+        this.#count[STAT_RX_DROPPED]++;
         return true;
       }
       if (!q.pop(chain)) {
@@ -406,14 +440,14 @@ export class VirtioNet implements VirtioDevice {
       this.#lens[used] = off - start;
       used++;
     }
-    const mem = ctx.mem;
-    mem.writeU8(this.#nbAddr0, used & 0xff);
-    mem.writeU8(this.#nbAddr1, used >> 8);
+    ram.writeU8(this.#nbAddr0, used & 0xff);
+    ram.writeU8(this.#nbAddr1, used >> 8);
     for (let i = 0; i < used; i++) q.fillUsed(i, this.#heads[i], this.#lens[i]);
     q.flushUsed(used);
     this.#rxPending = 0;
-    this.stats.rxPackets++;
-    this.stats.rxBytes += total - VIRTIO_NET_HDR_SIZE;
+    const count = this.#count;
+    count[STAT_RX_PACKETS]++;
+    count[STAT_RX_BYTES] += total - VIRTIO_NET_HDR_SIZE;
     return true;
   }
 
@@ -428,7 +462,7 @@ export class VirtioNet implements VirtioDevice {
       for (;;) {
         q.disableNotification();
         while (sent < NET_BATCH && !ctx.broken && q.pop(this.#chain)) {
-          if (!this.#sendChain(q, ctx)) {
+          if (!this.#sendChain(q)) {
             q.undoPop();
             this.#txWaitWritable = true;
             this.#syncFdHandler();
@@ -452,9 +486,9 @@ export class VirtioNet implements VirtioDevice {
   }
 
   /** Sends the popped chain; false when the tap is full (EAGAIN). */
-  #sendChain(q: SplitQueue, ctx: VirtioContext): boolean {
+  #sendChain(q: SplitQueue): boolean {
     const c = this.#chain;
-    const mem = ctx.mem;
+    const ram = this.#ram;
     if (c.readableCount !== c.count) {
       throw new VirtqueueError("virtio-net: TX chain has device-writable descriptors");
     }
@@ -463,8 +497,8 @@ export class VirtioNet implements VirtioDevice {
     }
     // flags and gso_type: the header's first two bytes (possibly split).
     const whole = c.len[0] >= 2;
-    const flags = mem.readU8(whole ? c.addr[0] : this.#byteAddr(0));
-    const gsoType = mem.readU8(whole ? c.addr[0] + 1 : this.#byteAddr(1));
+    const flags = ram.readU8(whole ? c.addr[0] : byteAddr(c, 0));
+    const gsoType = ram.readU8(whole ? c.addr[0] + 1 : byteAddr(c, 1));
     if (!txHeaderAllowed(flags, gsoType, this.#txAllowed)) {
       throw new VirtqueueError(
         `virtio-net: TX header asks for an offload the driver did not negotiate ` +
@@ -472,29 +506,37 @@ export class VirtioNet implements VirtioDevice {
       );
     }
     const frame = c.readableBytes - VIRTIO_NET_HDR_SIZE;
+    const count = this.#count;
     if (frame > VIRTIO_NET_MAX_FRAME || !this.#linkUp) {
-      this.stats.txDropped++;
+      count[STAT_TX_DROPPED]++;
       q.pushUsed(c.head, 0);
       return true;
     }
     const v = this.#iovView;
-    const ram = this.#ram;
     for (let i = 0; i < c.count; i++) ram.setIovec(v, i, c.addr[i], c.len[i]);
     for (;;) {
       const n = writevI32(this.#tap.fd, this.#iov, c.count);
       if (n >= 0) {
-        this.stats.txPackets++;
-        this.stats.txBytes += frame;
+        count[STAT_TX_PACKETS]++;
+        count[STAT_TX_BYTES] += frame;
         break;
       }
       const e = errno();
       if (e === EINTR) continue;
       if (e === EAGAIN) return false;
       // The kernel refused the frame (EINVAL: bad header; EIO: tap down).
-      this.stats.txDropped++;
+      count[STAT_TX_DROPPED]++;
       break;
     }
     q.pushUsed(c.head, 0);
     return true;
   }
+}
+
+/** Guest address of byte `at` of a chain's buffers (callers checked the chain is long enough). */
+function byteAddr(c: DescriptorChain, at: number): number {
+  for (let i = 0, pos = 0; i < c.count; pos += c.len[i], i++) {
+    if (at < pos + c.len[i]) return c.addr[i] + at - pos;
+  }
+  return -1;
 }

@@ -229,3 +229,57 @@ Deno.test("socket tap RX: without MRG_RXBUF an oversized frame is dropped and co
     r.close();
   }
 });
+
+Deno.test("socket tap RX: a chain taken while the tap was empty takes the next frame, TX in between", () => {
+  const r = socketNetRig((o) => new VirtioNet(o), [64, 64]);
+  try {
+    assert.ok(r.drv.init(FEATURES));
+    const rxq = r.drv.queues[NET_RX_QUEUE];
+    const segs = [
+      { addr: RX_AREA, len: 40, write: true },
+      { addr: RX_AREA + 0x800, len: 1500, write: true },
+    ];
+    r.mem.fill(RX_AREA, 0x1000, 0xcc);
+    const head = rxq.add(segs);
+    r.drv.kick(NET_RX_QUEUE);
+    // The tap is empty: the device takes the chain ahead and keeps it.
+    r.loop.readable(r.tap.fd);
+    assert.deepEqual(rxq.collect(), []);
+    assert.equal(r.device.stats.rxStalls, 0, "a held chain is not a stall");
+    // A transmit in between builds its own iovecs.
+    const txq = r.drv.queues[NET_TX_QUEUE];
+    const out = concat(header(0, 0), pattern(300, 8));
+    r.mem.write(TX_AREA, out);
+    txq.add([{ addr: TX_AREA, len: out.length }]);
+    r.drv.kick(NET_TX_QUEUE);
+    assert.deepEqual(peerRecv(r), out);
+    // The next frame lands in the held chain, not in the TX buffer.
+    const frame = concat(header(0, 0), pattern(700, 9));
+    peerSend(r, frame);
+    r.loop.readable(r.tap.fd);
+    const used = rxq.collect();
+    assert.deepEqual(used.map((u) => [u.id, u.len]), [[head, frame.length]]);
+    const got = gather(r, segs, frame.length);
+    assert.deepEqual(got.subarray(12), frame.subarray(12));
+    assert.equal(got[10] | (got[11] << 8), 1);
+    assert.deepEqual(r.mem.slice(TX_AREA, out.length), out, "the TX buffer is untouched");
+
+    // A chain held when the driver resets is forgotten: after re-init the
+    // next frame goes to the new ring's chain only.
+    r.loop.readable(r.tap.fd); // empty: takes the next chain ahead
+    rxq.add([{ addr: RX_AREA + 0x2000, len: 2048, write: true }]);
+    r.loop.readable(r.tap.fd);
+    assert.ok(r.drv.init(FEATURES));
+    r.mem.fill(RX_AREA + 0x2000, 2048, 0xcc);
+    rxq.add([{ addr: RX_AREA + 0x4000, len: 2048, write: true }]);
+    r.drv.kick(NET_RX_QUEUE);
+    const again = concat(header(0, 0), pattern(500, 10));
+    peerSend(r, again);
+    r.loop.readable(r.tap.fd);
+    assert.deepEqual(rxq.collect().map((u) => u.len), [again.length]);
+    assert.deepEqual(r.mem.slice(RX_AREA + 0x4000 + 12, 500), again.subarray(12));
+    assert.ok(r.mem.slice(RX_AREA + 0x2000, 2048).every((b) => b === 0xcc), "old chain untouched");
+  } finally {
+    r.close();
+  }
+});

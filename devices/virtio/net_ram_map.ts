@@ -27,6 +27,8 @@ export class GuestRamMap {
   readonly #start = new Float64Array(8);
   readonly #end = new Float64Array(8);
   readonly #host = new Float64Array(8);
+  /** Each region's bytes (for the few header bytes the data path reads or writes itself). */
+  readonly #bytes: Uint8Array[] = [];
 
   /**
    * Reads the regions of `mem` (at most 8; RAM without a host mapping maps to nothing).
@@ -36,11 +38,13 @@ export class GuestRamMap {
   load(mem: GuestMemory): void {
     const regions = mem.layout.regions;
     let n = 0;
+    this.#bytes.length = 0;
     for (const r of regions) {
       if (r.hostAddr === 0n || n >= this.#start.length) continue;
       this.#start[n] = r.guestAddr;
       this.#end[n] = r.guestAddr + r.size;
       this.#host[n] = Number(r.hostAddr);
+      this.#bytes.push(mem.slice(r.guestAddr, r.size));
       n++;
     }
     this.#count = n;
@@ -70,6 +74,39 @@ export class GuestRamMap {
       }
     }
     throw new GuestMemoryError(addr, len);
+  }
+
+  /**
+   * Reads the guest byte at `addr`.
+   *
+   * @param addr guest address
+   * @returns the byte
+   * @throws GuestMemoryError when the address is not mapped RAM
+   */
+  readU8(addr: number): number {
+    for (let r = 0; r < this.#count; r++) {
+      const s = this.#start[r];
+      if (addr >= s && addr < this.#end[r]) return this.#bytes[r][addr - s];
+    }
+    throw new GuestMemoryError(addr, 1);
+  }
+
+  /**
+   * Writes the guest byte at `addr`.
+   *
+   * @param addr guest address
+   * @param value the byte
+   * @throws GuestMemoryError when the address is not mapped RAM
+   */
+  writeU8(addr: number, value: number): void {
+    for (let r = 0; r < this.#count; r++) {
+      const s = this.#start[r];
+      if (addr >= s && addr < this.#end[r]) {
+        this.#bytes[r][addr - s] = value;
+        return;
+      }
+    }
+    throw new GuestMemoryError(addr, 1);
   }
 
   /**

@@ -54,6 +54,20 @@ export const NET_STAT_NAMES = [
   "tx-bytes",
   "tx-dropped",
 ] as const;
+/** Index of rx-packets in {@link SharedNetStats.values}. */
+export const STAT_RX_PACKETS = 0;
+/** Index of rx-bytes. */
+export const STAT_RX_BYTES = 1;
+/** Index of rx-dropped. */
+export const STAT_RX_DROPPED = 2;
+/** Index of rx-stalls. */
+export const STAT_RX_STALLS = 3;
+/** Index of tx-packets. */
+export const STAT_TX_PACKETS = 4;
+/** Index of tx-bytes. */
+export const STAT_TX_BYTES = 5;
+/** Index of tx-dropped. */
+export const STAT_TX_DROPPED = 6;
 /** Byte offset of the link word (Int32: 1 up, 0 down) in a control buffer. */
 export const NET_CONTROL_LINK = 64;
 /** Size of a NIC control buffer: 8 float64 counters, then the link word. */
@@ -104,9 +118,16 @@ export function linkWord(buffer: SharedArrayBuffer): number {
  */
 export class SharedNetStats implements NetStats {
   readonly #v: Float64Array;
+  /**
+   * The counters themselves, in {@link NET_STAT_NAMES} order (index with
+   * the `STAT_*` constants): the data path counts here directly, an
+   * element store per frame rather than a getter and a setter call.
+   */
+  readonly values: Float64Array;
   /** @param buffer a control buffer (default: a private one) */
   constructor(buffer: ArrayBufferLike = new ArrayBuffer(NET_CONTROL_BYTES)) {
     this.#v = new Float64Array(buffer, 0, NET_STAT_NAMES.length);
+    this.values = this.#v;
   }
   /** Frames delivered to the guest. */
   get rxPackets(): number {

@@ -158,6 +158,19 @@ export class SplitQueue {
   /** used idx at the last interrupt decision, for EVENT_IDX. */
   #signalledUsed = 0;
   #signalledValid = false;
+  /**
+   * The rings as typed arrays over guest RAM, made once at configure()
+   * (each ring was range-checked and lies in one region; the alignment the
+   * spec requires is the arrays'): a ring access is an element load, not
+   * a method call and a region search, which matters most where the code
+   * is not optimised yet (the first packets, and every packet under an
+   * emulator). Descriptor contents are still validated per pop.
+   */
+  #availRing: Uint16Array = EMPTY_U16;
+  #usedRing16: Uint16Array = EMPTY_U16;
+  #usedRing32: Uint32Array = EMPTY_U32;
+  #descTable32: Uint32Array = EMPTY_U32;
+  #descTable16: Uint16Array = EMPTY_U16;
 
   /**
    * @param mem guest RAM the rings live in
@@ -230,8 +243,15 @@ export class SplitQueue {
     this.#used = used;
     this.#eventIdx = config.eventIdx ?? false;
     this.#indirect = config.indirect ?? false;
+    this.#availRing = u16View(mem, avail, 6 + 2 * size);
+    this.#usedRing16 = u16View(mem, used, 6 + 8 * size);
+    const usedBytes = mem.slice(used, 4 + 8 * size);
+    this.#usedRing32 = new Uint32Array(usedBytes.buffer, usedBytes.byteOffset, 1 + 2 * size);
+    const descBytes = mem.slice(desc, 16 * size);
+    this.#descTable32 = new Uint32Array(descBytes.buffer, descBytes.byteOffset, 4 * size);
+    this.#descTable16 = new Uint16Array(descBytes.buffer, descBytes.byteOffset, 8 * size);
     this.#lastAvail = 0;
-    this.#usedIdx = mem.readU16(used + 2);
+    this.#usedIdx = this.#usedRing16[1];
     this.#signalledUsed = this.#usedIdx;
     this.#signalledValid = false;
     this.#ready = true;
@@ -244,6 +264,11 @@ export class SplitQueue {
     this.#lastAvail = 0;
     this.#usedIdx = 0;
     this.#signalledValid = false;
+    this.#availRing = EMPTY_U16;
+    this.#usedRing16 = EMPTY_U16;
+    this.#usedRing32 = EMPTY_U32;
+    this.#descTable32 = EMPTY_U32;
+    this.#descTable16 = EMPTY_U16;
   }
 
   /**
@@ -254,8 +279,7 @@ export class SplitQueue {
    */
   pending(): number {
     if (!this.#ready) return 0;
-    const availIdx = this.#mem.readU16(this.#avail + 2);
-    const n = (availIdx - this.#lastAvail) & 0xffff;
+    const n = (this.#availRing[1] - this.#lastAvail) & 0xffff;
     if (n > this.#size) {
       throw new VirtqueueError(
         `Avail index moved ${n} entries ahead of a ${this.#size} queue`,
@@ -274,16 +298,14 @@ export class SplitQueue {
    */
   pop(chain: DescriptorChain): boolean {
     if (this.pending() === 0) return false;
-    const mem = this.#mem;
     const size = this.#size;
-    const slot = this.#lastAvail & (size - 1);
-    const head = mem.readU16(this.#avail + 4 + 2 * slot);
+    const head = this.#availRing[2 + (this.#lastAvail & (size - 1))];
     if (head >= size) {
       throw new VirtqueueError(`Descriptor head ${head} out of range`, "descriptor-head");
     }
     chain.clear();
     chain.head = head;
-    this.#walk(chain, this.#desc, size, head, false);
+    this.#walkTable(chain, head);
     this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
     return true;
   }
@@ -296,16 +318,60 @@ export class SplitQueue {
     this.#lastAvail = (this.#lastAvail - 1) & 0xffff;
   }
 
-  #walk(
-    chain: DescriptorChain,
-    table: number,
-    tableSize: number,
-    first: number,
-    inIndirect: boolean,
-  ): void {
-    const mem = this.#mem;
+  /** Walks a chain in the ring's own descriptor table (through its typed arrays). */
+  #walkTable(chain: DescriptorChain, first: number): void {
+    const d32 = this.#descTable32;
+    const d16 = this.#descTable16;
+    const size = this.#size;
     let index = first;
     // A chain longer than its table must revisit a descriptor: a loop.
+    for (let visited = 0;; visited++) {
+      if (visited >= size) {
+        throw new VirtqueueError("Descriptor chain loops", "descriptor-loop");
+      }
+      const lo = d32[4 * index];
+      const hi = d32[4 * index + 1];
+      const len = d32[4 * index + 2];
+      const flags = d16[8 * index + 6];
+      const next = d16[8 * index + 7];
+      if (hi >= 0x20_0000) {
+        throw new VirtqueueError("Descriptor address outside guest RAM", "buffer-outside-ram");
+      }
+      const addr = hi * 0x1_0000_0000 + lo;
+      if (flags & VRING_DESC_F_INDIRECT) {
+        this.#indirectTable(chain, addr, len, flags);
+      } else {
+        this.#addSegment(chain, addr, len, (flags & VRING_DESC_F_WRITE) !== 0);
+      }
+      if (!(flags & VRING_DESC_F_NEXT)) return;
+      if (next >= size) {
+        throw new VirtqueueError(`Descriptor next ${next} out of range`, "descriptor-next");
+      }
+      index = next;
+    }
+  }
+
+  /** Validates an indirect descriptor and walks its table. */
+  #indirectTable(chain: DescriptorChain, addr: number, len: number, flags: number): void {
+    if (!this.#indirect) {
+      throw new VirtqueueError("Unexpected indirect descriptor", "unexpected-indirect");
+    }
+    if (flags & VRING_DESC_F_NEXT) {
+      throw new VirtqueueError("Indirect descriptor with NEXT set", "indirect-next");
+    }
+    if (len === 0 || len % 16 !== 0 || len / 16 > VIRTQUEUE_MAX_SIZE) {
+      throw new VirtqueueError(`Invalid indirect table length ${len}`, "indirect-table");
+    }
+    if (!this.#mem.contains(addr, len)) {
+      throw new VirtqueueError("Indirect table outside guest RAM", "indirect-table");
+    }
+    this.#walkIndirect(chain, addr, len / 16);
+  }
+
+  /** Walks an indirect table (guest memory anywhere, so read through GuestMemory). */
+  #walkIndirect(chain: DescriptorChain, table: number, tableSize: number): void {
+    const mem = this.#mem;
+    let index = 0;
     for (let visited = 0;; visited++) {
       if (visited >= tableSize) {
         throw new VirtqueueError("Descriptor chain loops", "descriptor-loop");
@@ -319,24 +385,10 @@ export class SplitQueue {
       if (hi >= 0x20_0000) {
         throw new VirtqueueError("Descriptor address outside guest RAM", "buffer-outside-ram");
       }
-      const addr = hi * 0x1_0000_0000 + lo;
       if (flags & VRING_DESC_F_INDIRECT) {
-        if (inIndirect || !this.#indirect) {
-          throw new VirtqueueError("Unexpected indirect descriptor", "unexpected-indirect");
-        }
-        if (flags & VRING_DESC_F_NEXT) {
-          throw new VirtqueueError("Indirect descriptor with NEXT set", "indirect-next");
-        }
-        if (len === 0 || len % 16 !== 0 || len / 16 > VIRTQUEUE_MAX_SIZE) {
-          throw new VirtqueueError(`Invalid indirect table length ${len}`, "indirect-table");
-        }
-        if (!mem.contains(addr, len)) {
-          throw new VirtqueueError("Indirect table outside guest RAM", "indirect-table");
-        }
-        this.#walk(chain, addr, len / 16, 0, true);
-      } else {
-        this.#addSegment(chain, addr, len, (flags & VRING_DESC_F_WRITE) !== 0);
+        throw new VirtqueueError("Unexpected indirect descriptor", "unexpected-indirect");
       }
+      this.#addSegment(chain, hi * 0x1_0000_0000 + lo, len, (flags & VRING_DESC_F_WRITE) !== 0);
       if (!(flags & VRING_DESC_F_NEXT)) return;
       if (next >= tableSize) {
         throw new VirtqueueError(`Descriptor next ${next} out of range`, "descriptor-next");
@@ -381,15 +433,14 @@ export class SplitQueue {
    */
   pushUsed(head: number, len: number): void {
     if (!this.#ready) return;
-    const mem = this.#mem;
+    const u32 = this.#usedRing32;
     const slot = this.#usedIdx & (this.#size - 1);
-    const e = this.#used + 4 + 8 * slot;
-    mem.writeU32(e, head);
-    mem.writeU32(e + 4, len);
+    u32[1 + 2 * slot] = head;
+    u32[2 + 2 * slot] = len;
     // The element is written before the index that publishes it (x86 keeps
     // store order; the guest reads idx first, then the element).
     this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
-    mem.writeU16(this.#used + 2, this.#usedIdx);
+    this.#usedRing16[1] = this.#usedIdx;
   }
 
   /**
@@ -404,9 +455,8 @@ export class SplitQueue {
   fillUsed(offset: number, head: number, len: number): void {
     if (!this.#ready) return;
     const slot = (this.#usedIdx + offset) & (this.#size - 1);
-    const e = this.#used + 4 + 8 * slot;
-    this.#mem.writeU32(e, head);
-    this.#mem.writeU32(e + 4, len);
+    this.#usedRing32[1 + 2 * slot] = head;
+    this.#usedRing32[2 + 2 * slot] = len;
   }
 
   /**
@@ -417,7 +467,7 @@ export class SplitQueue {
   flushUsed(count: number): void {
     if (!this.#ready || count === 0) return;
     this.#usedIdx = (this.#usedIdx + count) & 0xffff;
-    this.#mem.writeU16(this.#used + 2, this.#usedIdx);
+    this.#usedRing16[1] = this.#usedIdx;
   }
 
   /**
@@ -428,17 +478,19 @@ export class SplitQueue {
    */
   needsInterrupt(): boolean {
     if (!this.#ready) return false;
-    const mem = this.#mem;
     const newIdx = this.#usedIdx;
     const old = this.#signalledUsed;
     const valid = this.#signalledValid;
     this.#signalledUsed = newIdx;
     this.#signalledValid = true;
-    if (!this.#eventIdx) {
-      return (mem.readU16(this.#avail) & VRING_AVAIL_F_NO_INTERRUPT) === 0;
-    }
+    // The used index is published before the driver's wish is read (QEMU's
+    // smp_mb in virtio_should_notify): otherwise the load may pass the
+    // store, and a driver that just re-enabled interrupts misses this one.
+    Atomics.store(FENCE, 0, 0);
+    const avail = this.#availRing;
+    if (!this.#eventIdx) return (avail[0] & VRING_AVAIL_F_NO_INTERRUPT) === 0;
     if (!valid) return true;
-    const usedEvent = mem.readU16(this.#avail + 4 + 2 * this.#size);
+    const usedEvent = avail[2 + this.#size];
     return ((newIdx - usedEvent - 1) & 0xffff) < ((newIdx - old) & 0xffff);
   }
 
@@ -451,12 +503,12 @@ export class SplitQueue {
    */
   enableNotification(): boolean {
     if (!this.#ready) return false;
-    const mem = this.#mem;
-    if (this.#eventIdx) {
-      mem.writeU16(this.#used + 4 + 8 * this.#size, this.#lastAvail);
-    } else {
-      mem.writeU16(this.#used, mem.readU16(this.#used) & ~VRING_USED_F_NO_NOTIFY);
-    }
+    const used = this.#usedRing16;
+    if (this.#eventIdx) used[2 + 4 * this.#size] = this.#lastAvail;
+    else used[0] &= ~VRING_USED_F_NO_NOTIFY;
+    // A full barrier between publishing the wish and reading avail idx (a
+    // kick the driver skipped because it read the old wish must be seen).
+    Atomics.store(FENCE, 0, 0);
     return this.pending() > 0;
   }
 
@@ -470,12 +522,9 @@ export class SplitQueue {
    */
   enableNotificationBeyond(): number {
     if (!this.#ready) return 0;
-    const mem = this.#mem;
-    if (this.#eventIdx) {
-      mem.writeU16(this.#used + 4 + 8 * this.#size, mem.readU16(this.#avail + 2));
-    } else {
-      mem.writeU16(this.#used, mem.readU16(this.#used) & ~VRING_USED_F_NO_NOTIFY);
-    }
+    const used = this.#usedRing16;
+    if (this.#eventIdx) used[2 + 4 * this.#size] = this.#availRing[1];
+    else used[0] &= ~VRING_USED_F_NO_NOTIFY;
     // A full barrier between publishing the event and reading avail idx
     // (x86 may order a load before an earlier store): a seq-cst atomic.
     Atomics.store(FENCE, 0, 0);
@@ -485,9 +534,17 @@ export class SplitQueue {
   /** Tells the driver not to kick while the device is already busy polling. */
   disableNotification(): void {
     if (!this.#ready || this.#eventIdx) return;
-    const mem = this.#mem;
-    mem.writeU16(this.#used, mem.readU16(this.#used) | VRING_USED_F_NO_NOTIFY);
+    this.#usedRing16[0] |= VRING_USED_F_NO_NOTIFY;
   }
+}
+
+const EMPTY_U16 = new Uint16Array(0);
+const EMPTY_U32 = new Uint32Array(0);
+
+/** A Uint16Array over guest range [addr, addr+bytes) (checked: one region, 2-byte aligned). */
+function u16View(mem: GuestMemory, addr: number, bytes: number): Uint16Array {
+  const b = mem.slice(addr, bytes);
+  return new Uint16Array(b.buffer, b.byteOffset, bytes >> 1);
 }
 
 /** Target of the seq-cst store used as a full memory barrier. */

@@ -136,3 +136,44 @@ Deno.test("EVENT_IDX: interrupts only when used_event is crossed", () => {
   assert.equal(q.enableNotification(), false);
   assert.equal(mem.readU16(USED + 4 + 8 * SIZE), 0); // avail_event = lastAvail
 });
+
+Deno.test("a queue reconfigured elsewhere serves the new rings, and a reset one nothing", () => {
+  const { mem, q, chain, desc, offer } = rig();
+  desc(0, 0x8000, 32, 0);
+  offer(0);
+  assert.ok(q.pop(chain));
+  q.pushUsed(0, 0);
+  // The driver moves the rings (a reset and a new layout): nothing of the
+  // old ones may be read or written any more.
+  q.reset();
+  assert.equal(q.pending(), 0);
+  assert.equal(q.pop(chain), false);
+  const [desc2, avail2, used2] = [0x5000, 0x6000, 0x7000];
+  mem.writeU16(used2 + 2, 0);
+  q.configure({ size: 4, desc: desc2, avail: avail2, used: used2 });
+  offer(0); // into the old avail ring: not seen
+  assert.equal(q.pending(), 0);
+  mem.writeU64(desc2 + 16 * 2, 0x9000n);
+  mem.writeU32(desc2 + 16 * 2 + 8, 48);
+  mem.writeU16(desc2 + 16 * 2 + 12, VRING_DESC_F_WRITE);
+  mem.writeU16(avail2 + 4, 2);
+  mem.writeU16(avail2 + 2, 1);
+  assert.equal(q.pending(), 1);
+  assert.ok(q.pop(chain));
+  assert.deepEqual([chain.head, chain.addr[0], chain.len[0], chain.writableBytes], [
+    2,
+    0x9000,
+    48,
+    48,
+  ]);
+  const oldUsed = mem.slice(USED, 16).slice();
+  q.pushUsed(2, 40);
+  assert.deepEqual(mem.slice(USED, 16), oldUsed, "the old used ring is untouched");
+  assert.equal(mem.readU16(used2 + 2), 1);
+  assert.deepEqual([mem.readU32(used2 + 4), mem.readU32(used2 + 8)], [2, 40]);
+  // avail_event (EVENT_IDX off: the NO_NOTIFY flag) lands in the new used ring.
+  q.disableNotification();
+  assert.equal(mem.readU16(used2) & 1, 1);
+  assert.equal(q.enableNotification(), false);
+  assert.equal(mem.readU16(used2) & 1, 0);
+});
