@@ -11,7 +11,9 @@
  * sys/start_trace.ts (which imports nothing), so
  * SIGUSR1 is ignored and locked before the rest of the program is even
  * loaded: Deno would otherwise open its V8 inspector on that signal (see
- * sys/no_inspector.ts for the mechanism and the start-up window).
+ * sys/no_inspector.ts for the mechanism and the start-up window). Then the
+ * command's graph loads while vCPU 0's Worker starts on its own thread
+ * (machine/early_start.ts).
  *
  * @module
  */
@@ -22,8 +24,14 @@ if (import.meta.main) {
   traceMark("main.ts runs (Deno runtime started, sys/libc.ts loaded)");
   const door = closeInspectorDoor();
   traceMark("SIGUSR1 locked out");
+  // vCPU 0's Worker starts loading beside the command's module graph.
+  const early = import("./machine/early_start.ts")
+    .then((m) => m.startFirstVcpuEarly(Deno.args))
+    .catch(() => false); // the builder starts it then, and reports what fails
   const { main } = await import("./machine/command.ts");
   traceMark("machine/command.ts and its module graph loaded");
+  // Before the command can build a machine, which takes the Worker.
+  await early;
   const code = await main(Deno.args, { door });
   traceMark("exit");
   tracePrint();

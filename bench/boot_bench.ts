@@ -203,6 +203,44 @@ function kvmKind(): string {
   return "hardware KVM (kvm_amd)";
 }
 
+/**
+ * The runtime's own start, the floor under the VMM's start-up: an empty
+ * `deno run` (spawn -> exit) and an empty Worker's start in a process (new
+ * Worker -> its first message; each vCPU is a Worker). Medians of 3.
+ */
+async function floor(): Promise<{ denoRunMs: number; workerMs: number }> {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-floor-" });
+  try {
+    Deno.writeTextFileSync(`${dir}/empty.ts`, "export {};\n");
+    Deno.writeTextFileSync(
+      `${dir}/worker.ts`,
+      `const src = URL.createObjectURL(new Blob(["postMessage(0)"], { type: "text/javascript" }));
+const t0 = performance.now();
+const w = new Worker(src, { type: "module" });
+w.onmessage = () => { console.log(performance.now() - t0); w.terminate(); };
+`,
+    );
+    const run = async (file: string) => {
+      const t0 = performance.now();
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-ffi", `${dir}/${file}`],
+        stdout: "piped",
+      }).output();
+      return { wall: performance.now() - t0, text: new TextDecoder().decode(out.stdout) };
+    };
+    await run("empty.ts");
+    await run("worker.ts");
+    const deno: number[] = [], worker: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      deno.push((await run("empty.ts")).wall);
+      worker.push(Number((await run("worker.ts")).text));
+    }
+    return { denoRunMs: median(deno), workerMs: median(worker) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 // Warm-up, discarded: Deno's transpile cache, page cache for both binaries.
 // Nested, QEMU's binary already sits in the L1's RAM (initramfs): only denovmm warms up.
 const warmUps: [string, (cpus: number) => Promise<Boot>][] = [["denovmm", denovmm]];
@@ -212,6 +250,7 @@ for (const [name, fn] of warmUps) {
   console.error(`warm-up: ${name}/1 vCPU ${(b.ms / 1000).toFixed(2)} s`);
 }
 
+const floorMs = await floor();
 const results = new Map<string, Boot[]>();
 for (let r = 0; r < ROUNDS; r++) {
   for (const cpus of CPUS) {
@@ -265,6 +304,16 @@ if (firstRun.length) {
   );
   console.log(
     `| spawn (this process's clock) -> first KVM_RUN | ${median(spawnFirst).toFixed(1)} ms | | |`,
+  );
+  console.log(
+    `| floor: empty \`deno run --allow-ffi\`, spawn -> exit | ${
+      floorMs.denoRunMs.toFixed(1)
+    } ms | | |`,
+  );
+  console.log(
+    `| floor: an empty Worker, \`new Worker\` -> its first message | ${
+      floorMs.workerMs.toFixed(1)
+    } ms | | |`,
   );
   const phase = (f: (b: Boot) => number) => median(all.map(f)).toFixed(1);
   console.log(

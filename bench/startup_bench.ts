@@ -3,7 +3,9 @@
  * run: `deno run --allow-ffi` of an empty module (the runtime's own start,
  * which no VMM on Deno can beat) and `qemu-system-x86_64 -version`.
  *
- * Rows, each a median of several spawns, wall time by this process's clock:
+ * Rows, each a median of several spawns, wall time by this process's clock;
+ * first the floor any VMM on Deno pays (an empty `deno run`, and an empty
+ * Worker's start inside a process: every vCPU is one), then:
  * - `--version`: spawn -> exit of `deno run --allow-ffi main.ts --version`:
  *   the command's module graph alone (no KVM needed, measured on this host);
  * - demo guest: spawn -> first KVM_RUN, its first byte on stdout, exit (0);
@@ -85,6 +87,11 @@ async function spawn(
   const err = await stderr;
   const m = FIRST_RUN.exec(err);
   const firstRun = m ? Number(m[1]) - (performance.timeOrigin + t0) : undefined;
+  // Progress on stderr: under the emulator a round takes minutes.
+  console.error(
+    `startup bench: ${cmd.split("/").pop()} ${args.slice(-1)} in ${opts.cwd ?? REPO}: ` +
+      `exit ${code} after ${(exit / 1000).toFixed(2)} s`,
+  );
   if (code !== 0 && !(opts.killOnOutput && code === 143)) {
     throw new Error(`${cmd} ${args.join(" ")}: exit code ${code}\n${err.slice(-2000)}`);
   }
@@ -128,6 +135,34 @@ const deno = Deno.execPath();
 const rows: { what: string; ms: number; peer?: number }[] = [];
 const emptyModule = await Deno.makeTempFile({ suffix: ".ts" });
 Deno.writeTextFileSync(emptyModule, "export {};\n");
+// The runtime's own cost of a thread: new Worker (an empty blob: module, as
+// the VMM's Workers are served under --allow-ffi) -> its first message.
+const emptyWorker = await Deno.makeTempFile({ suffix: ".ts" });
+Deno.writeTextFileSync(
+  emptyWorker,
+  `const src = URL.createObjectURL(new Blob(["postMessage(0)"], { type: "text/javascript" }));
+const t0 = performance.now();
+const w = new Worker(src, { type: "module" });
+w.onmessage = () => { console.log(JSON.stringify({ workerMs: performance.now() - t0 })); w.terminate(); };
+`,
+);
+
+/** Median of ROUNDS in-process starts of an empty Worker (after one warm-up). */
+async function emptyWorkerMs(): Promise<number> {
+  const once = async () => {
+    const out = await new Deno.Command(deno, {
+      args: ["run", "--allow-ffi", emptyWorker],
+      stdout: "piped",
+      stderr: "inherit",
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    }).output();
+    return JSON.parse(new TextDecoder().decode(out.stdout)).workerMs as number;
+  };
+  await once();
+  const xs: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) xs.push(await once());
+  return median(xs);
+}
 
 function row(what: string, ms: number | undefined, peer?: number): void {
   if (ms !== undefined) rows.push({ what, ms, peer });
@@ -146,7 +181,8 @@ function printRows(title: string): void {
 
 async function baselines(): Promise<number> {
   const empty = (await measure(() => spawn(deno, ["run", "--allow-ffi", emptyModule]))).exit;
-  row("empty `deno run --allow-ffi`, spawn -> exit", empty, empty);
+  row("floor: empty `deno run --allow-ffi`, spawn -> exit", empty, empty);
+  row("floor: an empty Worker, `new Worker` -> its first message", await emptyWorkerMs(), empty);
   try {
     const q = await measure(() => spawn("qemu-system-x86_64", ["-version"]));
     row("`qemu-system-x86_64 -version`, spawn -> exit", q.exit, empty);

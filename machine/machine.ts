@@ -20,6 +20,8 @@ import { VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { vcpuCpuid } from "./x86_cpu.ts";
 import { traceEnabled, traceMark } from "../sys/start_trace.ts";
+import { discardPrestartedVcpuWorkers, prestartVcpuWorkers } from "../vcpu/prestart.ts";
+import { KVM_BACKEND_MODULE } from "./early_start.ts";
 
 /** Per-vCPU initial state, applied before the vCPU thread starts. */
 export type VcpuSetup = (vcpu: KvmVcpu, index: number) => void;
@@ -131,6 +133,23 @@ export class Machine {
     );
     traceMark("KVM set-up done");
     return m;
+  }
+
+  /**
+   * Starts the vCPU Workers of a machine about to be created, so they load
+   * their modules while this thread sets up the rest (vcpu/prestart.ts);
+   * {@link setup} takes them.
+   *
+   * @param cpus the machine's vCPU count
+   * @param deviceModules file URLs of the device modules its specs name
+   */
+  static prestart(cpus: number, deviceModules: readonly string[]): void {
+    prestartVcpuWorkers(cpus, [KVM_BACKEND_MODULE, ...deviceModules]);
+  }
+
+  /** Ends prestarted vCPU Workers that no machine took. */
+  static discardPrestarted(): void {
+    discardPrestartedVcpuWorkers();
   }
 
   /**
@@ -250,7 +269,9 @@ export class Machine {
     await Promise.all(this.vcpus.map((v) => v.stop()));
     this.vm.close();
     this.kvm.close();
+    traceMark("KVM closed");
     this.memory.close();
+    traceMark("guest RAM unmapped");
   }
 }
 

@@ -9,8 +9,14 @@
  * `$HOME/.cache/denovmm/js/`), named after a hash of the module's URL and
  * overwritten when it changes, so the cache holds at most one entry per
  * module. An entry is used only when its first line names the same Deno
- * version, preparation version and hash and length of the module's source;
- * otherwise the caller transpiles and replaces it. Entries are written to a
+ * version, preparation version and stamp of the module's file (device,
+ * inode, size, modification and change times: {@link sourceStamp});
+ * otherwise the caller transpiles and replaces it. A stamp, not the
+ * source's hash: a hit then reads only the entry, not the source too (and
+ * hashes nothing), which made serving the vCPU thread's ~50 modules cost
+ * ~2.3 s of the main thread in the nested KVM host, where sources sit on a
+ * 9p share under the emulator. Any write to a file moves its change time,
+ * which no tool can set back. Entries are written to a
  * temporary name and renamed, so concurrent VMM starts never read a partial
  * entry. Entries are code the VMM runs: a cache directory that a group or
  * other users may write is not used. All through libc (the VMM has no read/write/env permission); any
@@ -36,12 +42,12 @@ import {
 } from "./fd.ts";
 
 /** Bump when the preparation of served modules changes (sys/worker_url.ts). */
-const FORMAT = "denovmm-js 1";
+const FORMAT = "denovmm-js 2";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 let dir: string | null | undefined;
 
-/** A 53-bit string hash (cyrb53): not cryptographic, only to notice a changed source. */
+/** A 53-bit string hash (cyrb53), not cryptographic: an entry's file name from its URL. */
 function hash53(text: string): string {
   let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
   for (let i = 0; i < text.length; i++) {
@@ -111,22 +117,49 @@ function entryPath(key: string): string | null {
   return d === null ? null : `${d}/${hash53(key)}.js`;
 }
 
-function header(key: string, source: string): string {
-  return `// ${FORMAT} deno ${Deno.version.deno} ${hash53(source)} ${source.length} ${key}\n`;
+function header(key: string, stamp: string): string {
+  return `// ${FORMAT} deno ${Deno.version.deno} ${stamp} ${key}\n`;
 }
 
 /**
- * The cached JavaScript for a module, if its entry matches `source`.
+ * What identifies one version of a file without reading it: device, inode,
+ * size, modification and change times (ns), from fstat.
+ *
+ * @param path the module's file
+ * @returns the stamp
+ * @throws ErrnoError when the file cannot be opened (ENOENT: not on disk)
+ * @example
+ * ```ts ignore
+ * import { sourceStamp } from "./module_cache.ts";
+ * console.log(sourceStamp("/srv/denovmm/vcpu/worker.ts")); // "2049:1234:5678:..."
+ * ```
+ */
+export function sourceStamp(path: string): string {
+  const fd = openFile(path, O_RDONLY | O_CLOEXEC);
+  try {
+    const st = new Uint8Array(144);
+    if (libc.fstat(fd, st) !== 0) throw new Error(`fstat ${path} failed`);
+    const v = new DataView(st.buffer);
+    const u = (off: number) => v.getBigUint64(off, true);
+    // st_dev 0, st_ino 8, st_size 48, st_mtim 88, st_ctim 104 (x86-64).
+    return `${u(0)}:${u(8)}:${u(48)}:${u(88)}.${u(96)}:${u(104)}.${u(112)}`;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/**
+ * The cached JavaScript for a module, if its entry matches `stamp`.
  *
  * @param key the module's file URL
- * @param source the module's source text as read now
+ * @param stamp the module file's {@link sourceStamp} now
  * @returns the prepared JavaScript, or undefined on a miss
  * @example
  * ```ts ignore
- * const js = cachedModule(url.href, text) ?? transpile(text);
+ * const js = cachedModule(url.href, sourceStamp(path)) ?? transpile(text);
  * ```
  */
-export function cachedModule(key: string, source: string): string | undefined {
+export function cachedModule(key: string, stamp: string): string | undefined {
   const path = entryPath(key);
   if (path === null) return undefined;
   let text: string;
@@ -135,7 +168,7 @@ export function cachedModule(key: string, source: string): string | undefined {
   } catch {
     return undefined;
   }
-  const h = header(key, source);
+  const h = header(key, stamp);
   return text.startsWith(h) ? text.slice(h.length) : undefined;
 }
 
@@ -144,21 +177,21 @@ export function cachedModule(key: string, source: string): string | undefined {
  * are ignored: the next start transpiles again.
  *
  * @param key the module's file URL
- * @param source the source text it was prepared from
+ * @param stamp the {@link sourceStamp} taken before its source was read
  * @param prepared the JavaScript to serve
  * @example
  * ```ts ignore
- * storeModule(url.href, text, js);
+ * storeModule(url.href, stamp, js);
  * ```
  */
-export function storeModule(key: string, source: string, prepared: string): void {
+export function storeModule(key: string, stamp: string, prepared: string): void {
   const path = entryPath(key);
   if (path === null) return;
   const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
     const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
     try {
-      writeAll(fd, encoder.encode(header(key, source) + prepared));
+      writeAll(fd, encoder.encode(header(key, stamp) + prepared));
     } finally {
       closeFd(fd);
     }

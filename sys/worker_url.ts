@@ -43,7 +43,7 @@
  * @module
  */
 import { readFileFfi } from "./fd.ts";
-import { cachedModule, storeModule } from "./module_cache.ts";
+import { cachedModule, sourceStamp, storeModule } from "./module_cache.ts";
 
 /** `stripTypeScriptTypes` of `node:module`. */
 type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string }) => string;
@@ -99,13 +99,16 @@ function serve(url: URL, stack: string[]): string {
     throw new Error(`Import cycle through ${key}: cannot serve it as blob modules`);
   }
   stack.push(key);
-  const text = decoder.decode(readFileFfi(decodeURIComponent(url.pathname)));
-  let source = cachedModule(key, text);
+  const path = decodeURIComponent(url.pathname);
+  // The stamp before the read: a change in between makes the next start miss.
+  const stamp = sourceStamp(path);
+  let source = cachedModule(key, stamp);
   if (source !== undefined) counts.cached++;
   else {
     counts.transpiled++;
+    const text = decoder.decode(readFileFfi(path));
     source = prepareSource(text, key, stripTypes ??= loadStripTypes());
-    storeModule(key, text, source);
+    storeModule(key, stamp, source);
   }
   const rewritten = source.replace(IMPORT_RE, (all, head: string, q: string, spec: string) => {
     if (!isLocal(spec)) return all;

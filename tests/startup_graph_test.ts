@@ -58,3 +58,20 @@ Deno.test("the command's static graph has no Node layer, guest assembler or VNC 
   );
   assert.deepEqual(eager, []);
 });
+
+Deno.test("main.ts's early vCPU start loads only the Worker server beside the command's graph", async () => {
+  // machine/early_start.ts loads in parallel with machine/command.ts: what it
+  // imports statically delays vCPU 0's Worker, so it is the served-module
+  // path and nothing of the machine (no kvm/, vm/, devices/, command).
+  const g = await staticGraph("machine/early_start.ts");
+  assert.deepEqual([...g].sort(), [
+    "machine/early_start.ts",
+    "sys/errno.ts",
+    "sys/fd.ts",
+    "sys/libc.ts",
+    "sys/module_cache.ts",
+    "sys/start_trace.ts",
+    "sys/worker_url.ts",
+    "vcpu/prestart.ts",
+  ]);
+});

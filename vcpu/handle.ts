@@ -20,6 +20,7 @@ import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
 import { traceMark } from "../sys/start_trace.ts";
+import { takePrestartedVcpuWorker, vcpuWorkerUrl } from "./prestart.ts";
 
 /** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
 const LAST_WORD_MS = 10_000;
@@ -88,10 +89,8 @@ export class VcpuThread {
     this.#ctl = opts.control;
     this.#requestExit = opts.requestExit;
     traceMark(`vcpu-${index} Worker requested`);
-    this.#worker = new Worker(workerUrl(new URL("./worker.ts", import.meta.url)), {
-      type: "module",
-      name: `vcpu-${index}`,
-    });
+    this.#worker = takePrestartedVcpuWorker(index) ??
+      new Worker(vcpuWorkerUrl(), { type: "module", name: `vcpu-${index}` });
     let readyResolve!: () => void, readyReject!: (e: Error) => void, exitedResolve!: () => void;
     this.ready = new Promise((res, rej) => {
       readyResolve = res;
@@ -104,6 +103,7 @@ export class VcpuThread {
         const name = `vcpu-${index}`;
         traceMark(`${name} isolate created`, m.times.created);
         traceMark(`${name} modules loaded`, m.times.loaded);
+        traceMark(`${name} backend module loaded`, m.times.backend);
         traceMark(`${name} devices built, ready`, m.times.ready);
         readyResolve();
       } else if (m.type === "exited") exitedResolve();
@@ -133,6 +133,7 @@ export class VcpuThread {
       onHlt: opts.onHlt,
     };
     this.#worker.postMessage(init);
+    traceMark(`vcpu-${index} backend and device modules served, init posted`);
   }
 
   #stateIdx(): number {

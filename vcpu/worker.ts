@@ -68,6 +68,8 @@ export interface VcpuStartTimes {
   created: number;
   /** Its modules had loaded and run. */
   loaded: number;
+  /** Its hypervisor backend module had loaded (and the vCPU was built). */
+  backend: number;
   /** Its devices were built and it was about to wait for the go-ahead. */
   ready: number;
 }
@@ -106,6 +108,7 @@ async function main(init: VcpuInit): Promise<void> {
 
   const memory = GuestMemory.fromLayout(init.memory);
   const backend = await loadBackend(init.backend);
+  const backendAt = epochMs();
   const flushers: (() => void)[] = [];
   const ctx: DeviceContext = {
     memory,
@@ -136,7 +139,12 @@ async function main(init: VcpuInit): Promise<void> {
   post({
     type: "ready",
     tid,
-    times: { created: performance.timeOrigin, loaded: loadedAt, ready: epochMs() },
+    times: {
+      created: performance.timeOrigin,
+      loaded: loadedAt,
+      backend: backendAt,
+      ready: epochMs(),
+    },
   });
   // Wait for the go-ahead (or a stop before we ever ran).
   while (Atomics.load(w, stateIdx) === VcpuRunState.Starting) {
@@ -233,12 +241,13 @@ async function main(init: VcpuInit): Promise<void> {
 }
 
 (self as unknown as Worker).onmessage = (e: MessageEvent<VcpuInit>) => {
-  main(e.data).catch((err) => {
+  const init = e.data;
+  main(init).catch((err) => {
     // The report goes out first; the main thread terminates this Worker only
     // after it arrived (VcpuThread.stop), so the reason reaches the user.
     post({ type: "error", message: err instanceof Error ? err.message : String(err) });
-    const ctl = new VmControl(e.data.control);
+    const ctl = new VmControl(init.control);
     ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH);
-    ctl.markVcpuStopped(e.data.index);
+    ctl.markVcpuStopped(init.index);
   });
 };

@@ -152,12 +152,18 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     fds.length = 0;
     await machine?.close();
     machine = undefined;
+    Machine.discardPrestarted();
   };
   try {
     // 1. Each device model, once, on its loop: its shape decides the layout.
     const net = netFunctionsOf(rc.net, env.consoleFd);
     const tabletId = rc.tablet ? nextTabletId++ : undefined;
-    for (const [i, f] of functionsOf(rc, net.functions, tabletId).entries()) {
+    const fns = functionsOf(rc, net.functions, tabletId);
+    // 0. The vCPU Workers start loading now, on their own threads, while
+    // this one builds the rest (the longest step before the first KVM_RUN).
+    const pci = fns.length > 0 || env.framebuffer !== undefined;
+    Machine.prestart(rc.cpus, [PC_DEVICES, ...pci ? [PCI_DEVICES] : []]);
+    for (const [i, f] of fns.entries()) {
       const id = nextBackendId++;
       const a = { id, module: f.module, factory: f.factory, args: f.args };
       let io: IOThread | undefined;

@@ -18,6 +18,7 @@ import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { VncDisplay } from "../ui/vnc/display.ts";
 import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
+import { traceMark } from "../sys/start_trace.ts";
 
 /**
  * Why a VM ended.
@@ -316,6 +317,7 @@ export class Vm {
       this.#serial.input = null;
       this.#built = undefined;
       await built.close();
+      traceMark("machine taken apart (backends, iothreads, fds, KVM, guest RAM)");
       const crashed = exit.errors.length > 0;
       const reset = this.#resetRequested;
       this.#resetRequested = false;
@@ -434,6 +436,7 @@ export class Vm {
     await this.#looping;
     this.#loop.close();
     closeResolved(this.#rc);
+    traceMark("VM closed (main loop stopped, files closed)");
   }
 
   /** `await using vm = await createVm(...)` closes it at the end of the scope. */

@@ -1,0 +1,70 @@
+/**
+ * The first vCPU Worker, started by main.ts before the command's module
+ * graph loads. A Worker's start (a V8 isolate, then its modules compiled
+ * from source) is the longest step before the first KVM_RUN: ~2-4 s in the
+ * nested KVM host, where an empty `deno run` takes ~1.5 s. Started here, it
+ * loads on its own thread while the main thread loads the command, reads
+ * the configuration and sets up KVM; the builder takes it for vCPU 0
+ * (vcpu/prestart.ts) and starts the other vCPUs' Workers itself.
+ *
+ * Every machine has a vCPU 0, so nothing has to be parsed to know it is
+ * needed; the arguments are only looked at for the runs that must start no
+ * thread this early:
+ * - `--help`, `--version`: no machine;
+ * - `-daemonize`: this process only starts a detached copy;
+ * - placement (`--vcpu-affinity`, `--affinity`, `--sched`, `--cgroup`): its
+ *   role table is published with `setenv`, which must not race with other
+ *   threads (sys/thread_role.ts), so threads start after it.
+ *
+ * This module's static graph is small (vcpu/prestart.ts, sys/worker_url.ts
+ * and their sys/ helpers): it is loaded beside the command's graph, not
+ * before it.
+ *
+ * @module
+ */
+import { prestartVcpuWorkers } from "../vcpu/prestart.ts";
+
+/** The module a KVM vCPU thread gets its backend from (kvm/vcpu_backend.ts). */
+export const KVM_BACKEND_MODULE: string = new URL("../kvm/vcpu_backend.ts", import.meta.url).href;
+/** The PC platform devices every machine has (machine/pc_devices.ts). */
+export const PC_DEVICES_MODULE: string = new URL("./pc_devices.ts", import.meta.url).href;
+/** The PCI devices a Linux guest has (machine/pci_devices.ts). */
+export const PCI_DEVICES_MODULE: string = new URL("./pci_devices.ts", import.meta.url).href;
+
+/** Flags whose runs start no vCPU Worker before the command has read them. */
+export const NO_EARLY_START_FLAGS: readonly string[] = [
+  "--help",
+  "-h",
+  "-help",
+  "--version",
+  "-version",
+  "--daemonize",
+  "-daemonize",
+  "--vcpu-affinity",
+  "--affinity",
+  "--sched",
+  "--cgroup",
+];
+
+/**
+ * Starts vCPU 0's Worker unless the arguments ask for a run that must not
+ * have it yet (see the module documentation).
+ *
+ * @param args the command-line arguments
+ * @returns whether a Worker was started
+ * @example
+ * ```ts ignore
+ * import { startFirstVcpuEarly } from "./early_start.ts";
+ * startFirstVcpuEarly(Deno.args);
+ * ```
+ */
+export function startFirstVcpuEarly(args: readonly string[]): boolean {
+  const flag = (a: string) => a.replace(/=.*$/s, "");
+  if (args.some((a) => NO_EARLY_START_FLAGS.includes(flag(a)))) return false;
+  // With a kernel, the machine has PCI (virtio-rng at least); the demo guest has none.
+  const linux = args.some((a) => flag(a) === "--kernel" || flag(a) === "-kernel");
+  const modules = [KVM_BACKEND_MODULE, PC_DEVICES_MODULE];
+  if (linux) modules.push(PCI_DEVICES_MODULE);
+  prestartVcpuWorkers(1, modules);
+  return true;
+}
