@@ -169,7 +169,7 @@ export function typeUntilAnswered(
   let from = -1;
   let typed = 0;
   let done = false;
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   let latest = "";
   const answered = () => latest.indexOf(answer, from) >= 0;
   const attempt = async (vmm: RunningVmm) => {
