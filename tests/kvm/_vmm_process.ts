@@ -151,6 +151,57 @@ export function typeOnce(marker: string, input: string): VmmOptions["onStdout"] 
   };
 }
 
+/**
+ * An `onStdout` for a guest shell that may drop what is typed at it before
+ * it reads (busybox ash's line editor asks the terminal for the cursor
+ * position, ESC[6n, and takes input already queued for its answer): after
+ * `marker` shows, types `line`, and types it again every `retryMs` until
+ * `answer` shows after the marker; then types `last` (needs `stdin: true`).
+ */
+export function typeUntilAnswered(
+  marker: string,
+  line: string,
+  answer: string,
+  last: string,
+  retryMs = 3000,
+  tries = 10,
+): VmmOptions["onStdout"] {
+  let from = -1;
+  let typed = 0;
+  let done = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let latest = "";
+  const answered = () => latest.indexOf(answer, from) >= 0;
+  const attempt = async (vmm: RunningVmm) => {
+    timer = undefined;
+    if (done) return;
+    if (answered()) {
+      done = true;
+      await vmm.type(last).catch(() => {});
+      return;
+    }
+    if (typed >= tries) return;
+    typed++;
+    await vmm.type(line).catch(() => {});
+    timer = setTimeout(() => attempt(vmm), retryMs);
+  };
+  return async (stdout, vmm) => {
+    latest = stdout;
+    if (done) return;
+    if (from < 0) {
+      const at = stdout.indexOf(marker);
+      if (at < 0) return;
+      from = at + marker.length;
+      await attempt(vmm);
+      return;
+    }
+    if (answered()) {
+      if (timer !== undefined) clearTimeout(timer);
+      await attempt(vmm);
+    }
+  };
+}
+
 /** The last part of a run's output, for assertion messages. */
 export function runLog(r: { stdout: string; stderr: string }, chars = 4000): string {
   return `\n--- stdout ---\n${r.stdout.slice(-chars)}\n--- stderr ---\n${r.stderr.slice(-chars)}`;

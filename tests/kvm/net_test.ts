@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
-import { runVmm, typeOnce } from "./_vmm_process.ts";
+import { runVmm, typeUntilAnswered } from "./_vmm_process.ts";
 import { ensureHostModules, HOST_IP, hostTap, peers, removeTap, TAP } from "./_net_host.ts";
 import { vhostNetAvailable } from "../../devices/virtio/vhost_net.ts";
 
@@ -129,7 +129,12 @@ async function bootNet(vhost: boolean) {
     {
       stdin: true,
       timeoutMs: 400_000,
-      onStdout: typeOnce(`${NET_MARKER} hvc=ready`, "echo hvc-answer-$((6*7))\nexit\n"),
+      onStdout: typeUntilAnswered(
+        `${NET_MARKER} hvc=ready`,
+        "echo hvc-answer-$((6*7))\n",
+        "hvc-answer-42",
+        "exit\n",
+      ),
     },
   );
   const got = await Promise.race([
