@@ -62,18 +62,12 @@ export class GuestRamMap {
    * @throws GuestMemoryError when the range is not mapped RAM
    */
   setIovec(v: DataView, i: number, addr: number, len: number): void {
-    for (let r = 0; r < this.#count; r++) {
-      const s = this.#start[r];
-      if (addr >= s && addr + len <= this.#end[r] && len >= 0) {
-        const h = this.#host[r] + (addr - s);
-        v.setUint32(i * IOV_BYTES, h >>> 0, true);
-        v.setUint32(i * IOV_BYTES + 4, Math.floor(h / TWO_32), true);
-        v.setUint32(i * IOV_BYTES + 8, len, true);
-        v.setUint32(i * IOV_BYTES + 12, 0, true);
-        return;
-      }
-    }
-    throw new GuestMemoryError(addr, len);
+    const r = this.#region(addr, len);
+    const h = this.#host[r] + (addr - this.#start[r]);
+    v.setUint32(i * IOV_BYTES, h >>> 0, true);
+    v.setUint32(i * IOV_BYTES + 4, Math.floor(h / TWO_32), true);
+    v.setUint32(i * IOV_BYTES + 8, len, true);
+    v.setUint32(i * IOV_BYTES + 12, 0, true);
   }
 
   /**
@@ -84,11 +78,8 @@ export class GuestRamMap {
    * @throws GuestMemoryError when the address is not mapped RAM
    */
   readU8(addr: number): number {
-    for (let r = 0; r < this.#count; r++) {
-      const s = this.#start[r];
-      if (addr >= s && addr < this.#end[r]) return this.#bytes[r][addr - s];
-    }
-    throw new GuestMemoryError(addr, 1);
+    const r = this.#region(addr, 1);
+    return this.#bytes[r][addr - this.#start[r]];
   }
 
   /**
@@ -99,14 +90,8 @@ export class GuestRamMap {
    * @throws GuestMemoryError when the address is not mapped RAM
    */
   writeU8(addr: number, value: number): void {
-    for (let r = 0; r < this.#count; r++) {
-      const s = this.#start[r];
-      if (addr >= s && addr < this.#end[r]) {
-        this.#bytes[r][addr - s] = value;
-        return;
-      }
-    }
-    throw new GuestMemoryError(addr, 1);
+    const r = this.#region(addr, 1);
+    this.#bytes[r][addr - this.#start[r]] = value;
   }
 
   /**
@@ -119,9 +104,14 @@ export class GuestRamMap {
    * @throws GuestMemoryError when the range is not mapped RAM
    */
   host(addr: number, len: number): number {
-    for (let i = 0; i < this.#count; i++) {
-      const s = this.#start[i];
-      if (addr >= s && addr + len <= this.#end[i] && len >= 0) return this.#host[i] + (addr - s);
+    const r = this.#region(addr, len);
+    return this.#host[r] + (addr - this.#start[r]);
+  }
+
+  /** The region that holds all of [addr, addr+len); throws when none does. */
+  #region(addr: number, len: number): number {
+    for (let r = 0; r < this.#count; r++) {
+      if (addr >= this.#start[r] && addr + len <= this.#end[r] && len >= 0) return r;
     }
     throw new GuestMemoryError(addr, len);
   }
