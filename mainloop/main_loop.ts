@@ -46,6 +46,7 @@ import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, ppoll, ppollAsync } from "
 import { BH_WORDS, BhTable } from "./bh.ts";
 import { clockId, clockNs } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
+import { viewAddress } from "../sys/address.ts";
 import { denoReactorFd, denoTurn } from "../sys/deno_reactor.ts";
 import { TimerGroup } from "./timer.ts";
 import { LoopStats } from "./loop_stats.ts";
@@ -149,7 +150,7 @@ export class MainLoop implements EventLoop {
   // seconds and nanoseconds here fit in 31 bits).
   #ts = new Int32Array(new ArrayBuffer(16));
   #nfds = 1n; // entries in the pollfd array, set by #rebuild
-  #tsPtr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#ts)));
+  #tsPtr = viewAddress(this.#ts);
   #running: Promise<void> | null = null;
   #stop = false;
   #closed = false;
@@ -459,7 +460,7 @@ export class MainLoop implements EventLoop {
       this.#pollI32 = new Int32Array(this.#pollBuf);
       this.#pollI16 = new Int16Array(this.#pollBuf);
     }
-    this.#pollPtr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#pollBuf)));
+    this.#pollPtr = viewAddress(this.#pollI32);
     this.#pollI32[0] = this.#notifier.fd;
     this.#pollI16[2] = POLLIN;
     this.#pollI16[3] = 0;
