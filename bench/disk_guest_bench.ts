@@ -23,8 +23,8 @@
  * emulated stack as much as the VMMs: compare the ratio, not the MB/s.
  * `DENOVMM_DD_MIB` sets the size (default 64), `DENOVMM_DD_VMMS` a subset
  * (comma-separated: qemu, denovmm, denovmm-iothread, denovmm-uring, base),
- * `DENOVMM_DD_ROUNDS` how many times each runs (interleaved; medians are
- * shown, default 1). `base` is denovmm from another tree, for before/after
+ * `DENOVMM_DD_ROUNDS` how many times each runs (interleaved, every other
+ * round in reverse order; medians are shown, default 1). `base` is denovmm from another tree, for before/after
  * in one run: `DENOVMM_DD_BASE=.cache/dd_base` holding `git archive` of the
  * old commit (inside the repository, so the nested host sees it).
  * `DENOVMM_DD_STATS=1` adds denovmm's `--stats-interval 1` lines per phase.
@@ -278,7 +278,9 @@ const cmdline = "console=ttyS0 quiet panic=-1";
 const results: Record<string, (DdResult | null)[]> = {};
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    for (const vmm of VMMS) {
+    // Every other round in reverse order, so a drift over the run weighs on all alike.
+    for (const vmm of round % 2 === 0 ? VMMS : [...VMMS].reverse()) {
+      console.error(`round ${round + 1}/${ROUNDS}: ${vmm} ...`);
       // A fresh, fully allocated image each time, so both read the same blocks.
       await Deno.writeFile(image, new Uint8Array(MIB << 20));
       const qemu = await Deno.stat(L1_QEMU_BINARY).then(() => L1_QEMU_BINARY).catch(() =>

@@ -19,7 +19,7 @@
  * - `DENOVMM_NET_ROUNDS` rounds (default 4);
  * - `DENOVMM_NET_PINGS` pings per phase (default 50), `DENOVMM_NET_INTERVAL`
  *   seconds between them (default 0.2);
- * - `DENOVMM_NET_MIB` MiB each way (default 16);
+ * - `DENOVMM_NET_MIB` MiB each way (default 32);
  * - `DENOVMM_NET_BASE=DIR` adds another tree's denovmm (vhost off, main
  *   loop) to every round, for before/after in one run; DIR must be inside
  *   this repository so the nested host sees it (e.g. `git archive main |
@@ -57,7 +57,7 @@ const env = (k: string, d: string) => Deno.env.get(`DENOVMM_NET_${k}`) ?? d;
 const ROUNDS = Number(env("ROUNDS", "4"));
 const PINGS = Number(env("PINGS", "50"));
 const INTERVAL = env("INTERVAL", "0.2");
-const MIB = Number(env("MIB", "16"));
+const MIB = Number(env("MIB", "32"));
 const BASE = env("BASE", "");
 const ONLY_OFF = env("PATHS", "") === "off";
 const IOTHREAD = env("IOTHREAD", "") === "1";
