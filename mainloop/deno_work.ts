@@ -84,6 +84,24 @@ function delayOf(ms: unknown): number {
   return d <= MAX_DELAY_MS ? d : -1;
 }
 
+/** `set` (Deno's setTimeout or setInterval) wrapped to keep the timer's due time. */
+function tracked(set: SetTimer, repeats: boolean): SetTimer {
+  return function (cb: unknown, ms?: unknown, ...args: unknown[]): TimerId {
+    const d = delayOf(ms);
+    if (typeof cb !== "function" || d < 0) return set(cb as Callback, ms as number, ...args);
+    const fn = cb as Callback;
+    let key = NaN;
+    const id = set(function fire(this: unknown) {
+      if (repeats) note(key, performance.now() + d);
+      else forget(key);
+      return fn.apply(this, args);
+    }, d);
+    key = Number(id);
+    note(key, performance.now() + d);
+    return id;
+  };
+}
+
 /**
  * Wraps this isolate's timer functions so that {@link nextTimerDue} knows
  * when Deno's timers come due. Idempotent. Timers made before the call (or
@@ -97,32 +115,8 @@ export function watchDenoTimers(): void {
   const setI = g.setInterval as SetTimer;
   const clearT = g.clearTimeout as ClearTimer;
   const clearI = g.clearInterval as ClearTimer;
-  g.setTimeout = function setTimeout(cb: unknown, ms?: unknown, ...args: unknown[]): TimerId {
-    const d = delayOf(ms);
-    if (typeof cb !== "function" || d < 0) return setT(cb as Callback, ms as number, ...args);
-    const fn = cb as Callback;
-    let key = NaN;
-    const id = setT(function fire(this: unknown) {
-      forget(key);
-      return fn.apply(this, args);
-    }, d);
-    key = Number(id);
-    note(key, performance.now() + d);
-    return id;
-  };
-  g.setInterval = function setInterval(cb: unknown, ms?: unknown, ...args: unknown[]): TimerId {
-    const d = delayOf(ms);
-    if (typeof cb !== "function" || d < 0) return setI(cb as Callback, ms as number, ...args);
-    const fn = cb as Callback;
-    let key = NaN;
-    const id = setI(function fire(this: unknown) {
-      note(key, performance.now() + d);
-      return fn.apply(this, args);
-    }, d);
-    key = Number(id);
-    note(key, performance.now() + d);
-    return id;
-  };
+  g.setTimeout = tracked(setT, false);
+  g.setInterval = tracked(setI, true);
   // Either clears either kind, as in browsers and Deno.
   g.clearTimeout = function clearTimeout(id?: TimerId): void {
     forget(Number(id));
