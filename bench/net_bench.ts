@@ -19,7 +19,7 @@
  * - `DENOVMM_NET_ROUNDS` rounds (default 4);
  * - `DENOVMM_NET_PINGS` pings per phase (default 50), `DENOVMM_NET_INTERVAL`
  *   seconds between them (default 0.2);
- * - `DENOVMM_NET_MIB` MiB each way (default 32);
+ * - `DENOVMM_NET_MIB` MiB each way (default 64; the guest keeps it in RAM);
  * - `DENOVMM_NET_BASE=DIR` adds another tree's denovmm (vhost off, main
  *   loop) to every round, for before/after in one run; DIR must be inside
  *   this repository so the nested host sees it (e.g. `git archive main |
@@ -27,7 +27,7 @@
  * - `DENOVMM_NET_PATHS=off` measures vhost off only; `DENOVMM_NET_IOTHREAD=1`
  *   adds vhost off with the NIC on an iothread;
  * - `DENOVMM_NET_LIMIT_S` kills a VMM run (SIGKILL) after this many seconds
- *   (default 300) and counts its round as failed.
+ *   (default 180; a run takes 30-60 s nested) and counts its round as failed.
  *
  * Runs on hardware KVM directly, otherwise inside the nested KVM host (QEMU
  * travels in its image; tun and vhost-net are loaded from the Debian
@@ -57,11 +57,11 @@ const env = (k: string, d: string) => Deno.env.get(`DENOVMM_NET_${k}`) ?? d;
 const ROUNDS = Number(env("ROUNDS", "4"));
 const PINGS = Number(env("PINGS", "50"));
 const INTERVAL = env("INTERVAL", "0.2");
-const MIB = Number(env("MIB", "32"));
+const MIB = Number(env("MIB", "64"));
 const BASE = env("BASE", "");
 const ONLY_OFF = env("PATHS", "") === "off";
 const IOTHREAD = env("IOTHREAD", "") === "1";
-const LIMIT_S = Number(env("LIMIT_S", "300"));
+const LIMIT_S = Number(env("LIMIT_S", "180"));
 const MARK = "DENOVMM-NETBENCH";
 // Ping first (the guest idle between replies, as a user's ping), then the
 // payload to the guest and the same bytes back: the host checks them, and
