@@ -25,7 +25,10 @@
  *   this repository so the nested host sees it (e.g. `git archive main |
  *   tar -x -C .cache/base`);
  * - `DENOVMM_NET_PATHS=off` measures vhost off only; `DENOVMM_NET_IOTHREAD=1`
- *   adds vhost off with the NIC on an iothread;
+ *   adds vhost off with the NIC on an iothread; `DENOVMM_NET_V8FLAGS=FLAGS`
+ *   adds vhost off with `deno run --v8-flags=FLAGS` (e.g. `--always-sparkplug`:
+ *   does the gap shrink when the device path's JavaScript is compiled
+ *   sooner?);
  * - `DENOVMM_NET_LIMIT_S` kills a VMM run (SIGKILL) after this many seconds
  *   (default 180; a run takes 30-60 s nested) and counts its round as failed.
  *
@@ -61,6 +64,7 @@ const MIB = Number(env("MIB", "64"));
 const BASE = env("BASE", "");
 const ONLY_OFF = env("PATHS", "") === "off";
 const IOTHREAD = env("IOTHREAD", "") === "1";
+const V8FLAGS = env("V8FLAGS", "");
 const LIMIT_S = Number(env("LIMIT_S", "180"));
 const MARK = "DENOVMM-NETBENCH";
 // Ping first (the guest idle between replies, as a user's ping), then the
@@ -93,12 +97,15 @@ for (const [k, v] of [["ROUNDS", ROUNDS], ["PINGS", PINGS], ["MIB", MIB], ["LIMI
 if (kvmRoute() === "nested") {
   console.log("No hardware /dev/kvm here: running this benchmark inside the nested KVM host.");
   const pass: Record<string, string> = {};
-  for (const k of ["ROUNDS", "PINGS", "INTERVAL", "MIB", "PATHS", "IOTHREAD", "LIMIT_S"]) {
+  for (
+    const k of ["ROUNDS", "PINGS", "INTERVAL", "MIB", "PATHS", "IOTHREAD", "V8FLAGS", "LIMIT_S"]
+  ) {
     const v = Deno.env.get(`DENOVMM_NET_${k}`);
     if (v !== undefined) pass[`DENOVMM_NET_${k}`] = v;
   }
   if (BASE) pass.DENOVMM_NET_BASE = Deno.realPathSync(BASE);
-  const runsPerRound = 2 + (ONLY_OFF ? 0 : 2) + (BASE ? 1 : 0) + (IOTHREAD ? 1 : 0);
+  const runsPerRound = 2 + (ONLY_OFF ? 0 : 2) + (BASE ? 1 : 0) + (IOTHREAD ? 1 : 0) +
+    (V8FLAGS ? 1 : 0);
   const r = await runNested(`deno run --no-check -A bench/net_bench.ts`, {
     stream: true,
     qemu: true,
@@ -242,8 +249,9 @@ const qemuArgs = (v: string) => [
   ...["-append", cmdline, "-nic"],
   `tap,model=virtio-net-pci,ifname=${TAP},script=no,downscript=no,vhost=${v}`,
 ];
-const denovmmArgs = (v: string, io = "", tree = REPO) => [
-  ...["run", "--no-check", "--allow-ffi", `${tree}/main.ts`, "--memory", "256M"],
+const denovmmArgs = (v: string, io = "", tree = REPO, v8 = "") => [
+  ...["run", "--no-check", "--allow-ffi", ...(v8 ? [`--v8-flags=${v8}`] : [])],
+  ...[`${tree}/main.ts`, "--memory", "256M"],
   ...["--kernel", f.kernel, "--initrd", initrd, "--append", cmdline, "--rng", "off"],
   ...["--nic", `tap,ifname=${TAP},vhost=${v}${io}`],
 ];
@@ -262,6 +270,9 @@ for (const v of vhostWhy === null ? ["off", "on"] : ["off"]) {
   const ours: [string, string[]][] = [[`denovmm vhost=${v}`, denovmmArgs(v)]];
   if (v === "off" && IOTHREAD) {
     ours.push([`denovmm vhost=off iothread`, denovmmArgs(v, ",iothread=0")]);
+  }
+  if (v === "off" && V8FLAGS) {
+    ours.push([`denovmm vhost=off ${V8FLAGS}`, denovmmArgs(v, "", REPO, V8FLAGS)]);
   }
   if (v === "off" && BASE) ours.push([`BASE vhost=off`, denovmmArgs(v, "", BASE)]);
   for (const [key, args] of ours) {
