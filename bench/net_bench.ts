@@ -123,12 +123,18 @@ for (let o = 0; o < payload.length; o += 65536) {
   crypto.getRandomValues(payload.subarray(o, o + 65536));
 }
 
-/** The host's TCP peers: 5556 sends the payload, 5555 takes it back, timed and compared. */
+/**
+ * The host's TCP peers: 5556 sends the payload, 5555 takes it back, timed and
+ * compared. close() also closes the connections: a guest that died mid-way
+ * sends no FIN, and an open one would keep this process alive.
+ */
 function peers() {
   const inbound = Deno.listen({ hostname: HOST_IP, port: 5555 });
   const outbound = Deno.listen({ hostname: HOST_IP, port: 5556 });
+  const conns: Deno.Conn[] = [];
   const back = (async () => {
     const conn = await inbound.accept();
+    conns.push(conn);
     const t0 = performance.now();
     const got = new Uint8Array(payload.length);
     let n = 0;
@@ -143,6 +149,7 @@ function peers() {
   back.catch(() => {});
   (async () => {
     const conn = await outbound.accept();
+    conns.push(conn);
     const w = conn.writable.getWriter();
     await w.write(payload);
     await w.close();
@@ -150,8 +157,13 @@ function peers() {
   return {
     back,
     close() {
-      inbound.close();
-      outbound.close();
+      for (const c of [inbound, outbound, ...conns]) {
+        try {
+          c.close();
+        } catch {
+          // Closed already (a stream that ended closes its connection).
+        }
+      }
     },
   };
 }
@@ -299,3 +311,5 @@ console.log(
     (vhostWhy === null ? "" : `; vhost=on not measured: ${vhostWhy}`) + "\n",
 );
 console.log(summarize(results, paths, { pings: PINGS, mib: MIB, base: BASE ? "BASE" : "" }));
+// Nothing left to wait for: a connection or timer of a failed run must not hold the exit.
+Deno.exit(0);
