@@ -7,8 +7,15 @@
  * nested host where there is no /dev/kvm.
  *
  * ```sh
- * deno run -A bench/net_ping_cpu_bench.ts
+ * deno run -A bench/net_ping_cpu_bench.ts [--base=DIR]
+ * deno run -A bench/net_ping_cpu_bench.ts --loop-only [--base=DIR] [--untracked=NS,NS]
  * ```
+ *
+ * `--loop-only` runs here, without KVM: the main loop alone at the same
+ * pace (bench/_loop_kick_cpu.ts, a Worker's eventfd write every 200 ms), 3
+ * processes per tree, and with `--untracked` for each of those
+ * `untrackedYieldNs` values too: what the loop's turns to Deno cost per
+ * ping apart from the device and the guest.
  *
  * @module
  */
@@ -33,6 +40,22 @@ echo "${MARK} start"
 r=$(ping -c ${PINGS} -i 0.2 ${HOST_IP} | grep -o 'min/avg/max = [0-9./]*' | cut -d/ -f4)
 echo "${MARK} end rtt=$r"
 `;
+
+if (Deno.args.includes("--loop-only")) {
+  const untracked = Deno.args.find((a) => a.startsWith("--untracked="))?.slice(12).split(",") ?? [];
+  for (const tree of [REPO, ...(BASE ? [BASE] : [])]) {
+    for (const u of ["", ...untracked]) {
+      for (let i = 0; i < 3; i++) {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--no-check", `${REPO}/bench/_loop_kick_cpu.ts`, tree, "50", u],
+        }).output();
+        Deno.stdout.writeSync(out.stdout);
+        if (!out.success) Deno.stderr.writeSync(out.stderr);
+      }
+    }
+  }
+  Deno.exit(0);
+}
 
 if (kvmRoute() === "nested") {
   console.log("No hardware /dev/kvm here: running this benchmark inside the nested KVM host.");
