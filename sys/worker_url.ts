@@ -42,8 +42,17 @@
  *
  * @module
  */
-import { readFileFfi } from "./fd.ts";
-import { cachedModule, sourceStamp, storeModule } from "./module_cache.ts";
+import { cstring, readFileFfi } from "./fd.ts";
+import { libc } from "./libc.ts";
+import {
+  cachedBundle,
+  cachedModule,
+  sourceStamp,
+  storeBundle,
+  storeModule,
+} from "./module_cache.ts";
+import { BUNDLE_FORMAT, bundleModules, moduleDataUrl } from "./module_bundle.ts";
+import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
 
 /** `stripTypeScriptTypes` of `node:module`. */
 type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string }) => string;
@@ -52,9 +61,16 @@ type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string
 const IMPORT_RE =
   /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
 const cache = new Map<string, string>();
+/** Bundle URLs served so far, by entry list. */
+const bundles = new Map<string, string>();
 const decoder = new TextDecoder();
 let stripTypes: StripTypes | undefined;
-const counts = { cached: 0, transpiled: 0 };
+const counts = { cached: 0, transpiled: 0, bundlesBuilt: 0, bundlesCached: 0, refused: 0 };
+const refusals: string[] = [];
+/** `DENOVMM_NO_BUNDLE` set (read through libc): serve separate modules, as before bundles. */
+let bundlesOff: boolean | undefined;
+/** A refused graph's cache entry starts with this (then the reason). */
+const REFUSED = "refused: ";
 
 function readGranted(url: URL): boolean {
   try {
@@ -87,6 +103,76 @@ function loadStripTypes(): StripTypes {
   return process.getBuiltinModule("node:module").stripTypeScriptTypes;
 }
 
+/** A module's prepared JavaScript (from the on-disk cache, or transpiled now) and its stamp. */
+function prepared(url: URL): { source: string; stamp: string } {
+  const key = url.href;
+  const path = decodeURIComponent(url.pathname);
+  // The stamp before the read: a change in between makes the next start miss.
+  const stamp = sourceStamp(path);
+  let source = cachedModule(key, stamp);
+  if (source !== undefined) counts.cached++;
+  else {
+    counts.transpiled++;
+    const text = decoder.decode(readFileFfi(path));
+    source = prepareSource(text, key, stripTypes ??= loadStripTypes());
+    storeModule(key, stamp, source);
+  }
+  return { source, stamp };
+}
+
+/**
+ * The bundle of the graph under `entries` as a `data:` URL, from the
+ * on-disk cache when no module of it changed; undefined when the graph
+ * cannot be bundled (the reason is kept: {@link bundleRefusals}).
+ */
+function bundle(entries: readonly string[], exports: boolean): string | undefined {
+  bundlesOff ??= libc.getenv(cstring("DENOVMM_NO_BUNDLE")) !== null;
+  if (bundlesOff) return undefined;
+  const key = `${BUNDLE_FORMAT} ${exports ? "exports" : "run"}\n${entries.join("\n")}`;
+  const known = bundles.get(key);
+  if (known !== undefined) return known || undefined;
+  let url: string | undefined;
+  const hit = cachedBundle(key);
+  if (hit !== undefined) {
+    counts.bundlesCached++;
+    if (hit.text.startsWith(REFUSED)) refuse(hit.text.slice(REFUSED.length));
+    else url = hit.text;
+  } else {
+    const shapes = new Map<string, ModuleShape>();
+    const modules: Array<[string, string]> = [];
+    const read = (u: string) => {
+      if (shapes.has(u)) return;
+      const { source, stamp } = prepared(new URL(u));
+      modules.push([u, stamp]);
+      const s = readModuleShape(u, source);
+      shapes.set(u, s);
+      for (const r of [...s.requests, ...s.dynamic]) if (r.startsWith("file:")) read(r);
+    };
+    let text: string;
+    try {
+      for (const e of entries) read(e);
+      url = moduleDataUrl(bundleModules(shapes, entries, { exports }));
+      counts.bundlesBuilt++;
+      text = url;
+    } catch (e) {
+      // A module not on disk is the caller's case (a compiled binary); any
+      // other failure of the bundler only costs the bundle.
+      if (!(e instanceof Error) || /ENOENT/.test(e.message)) throw e;
+      const why = e instanceof BundleRefusal ? e.message : `bundler failed: ${e.stack}`;
+      refuse(why);
+      text = REFUSED + why;
+    }
+    storeBundle(key, { modules, text });
+  }
+  bundles.set(key, url ?? "");
+  return url;
+}
+
+function refuse(reason: string): void {
+  counts.refused++;
+  refusals.push(reason);
+}
+
 /**
  * The module as it is served: comments dropped, `import.meta.url` pinned to
  * its file URL, types stripped, local imports pointing at served modules.
@@ -99,17 +185,7 @@ function serve(url: URL, stack: string[]): string {
     throw new Error(`Import cycle through ${key}: cannot serve it as blob modules`);
   }
   stack.push(key);
-  const path = decodeURIComponent(url.pathname);
-  // The stamp before the read: a change in between makes the next start miss.
-  const stamp = sourceStamp(path);
-  let source = cachedModule(key, stamp);
-  if (source !== undefined) counts.cached++;
-  else {
-    counts.transpiled++;
-    const text = decoder.decode(readFileFfi(path));
-    source = prepareSource(text, key, stripTypes ??= loadStripTypes());
-    storeModule(key, stamp, source);
-  }
+  const source = prepared(url).source;
   const rewritten = source.replace(IMPORT_RE, (all, head: string, q: string, spec: string) => {
     if (!isLocal(spec)) return all;
     return `${head}${q}${serve(new URL(spec, url), stack)}${q}`;
@@ -136,7 +212,7 @@ export function workerUrl(url: URL | string): string {
   const u = new URL(url);
   if (u.protocol !== "file:" || readGranted(u)) return u.href;
   try {
-    return serve(u, []);
+    return bundle([u.href], true) ?? serve(u, []);
   } catch (e) {
     // Not on disk (a compiled binary embeds its modules): load it directly.
     if (e instanceof Error && /ENOENT/.test(e.message)) return u.href;
@@ -145,16 +221,76 @@ export function workerUrl(url: URL | string): string {
 }
 
 /**
- * Where the modules served so far came from: the on-disk cache, or the
- * transpiler (which loads the Node layer on this thread).
+ * A URL for `new Worker()` whose module runs each of `entries` in order (a
+ * Worker that imports its later modules in one go), working with or without
+ * read permission: one bundle of their whole graph, or, where it cannot be
+ * bundled, a small module importing each as {@link workerUrl} serves it.
  *
- * @returns counts of served modules by origin
+ * @param entries the modules' file URLs
+ * @returns a `data:` URL
+ * @example
+ * ```ts ignore
+ * import { workerBundleUrl } from "./worker_url.ts";
+ * const url = workerBundleUrl([new URL("./worker.ts", import.meta.url), backendUrl]);
+ * new Worker(url, { type: "module", name: "vcpu-0" });
+ * ```
+ */
+export function workerBundleUrl(entries: ReadonlyArray<URL | string>): string {
+  const urls = entries.map((e) => new URL(e));
+  const local = urls.every((u) => u.protocol === "file:" && !readGranted(u));
+  if (local) {
+    try {
+      const b = bundle(urls.map((u) => u.href), false);
+      if (b !== undefined) return b;
+    } catch (e) {
+      if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
+    }
+  }
+  // A data: URL (stable: Deno's code cache keeps one entry for it, not one per start).
+  return moduleDataUrl(urls.map((u) => `import ${JSON.stringify(workerUrl(u))};\n`).join(""));
+}
+
+/** What {@link servedModuleCounts} reports. */
+export interface ServedModuleCounts {
+  /** Modules whose prepared JavaScript came from the on-disk cache. */
+  cached: number;
+  /** Modules transpiled (the Node layer loaded on this thread). */
+  transpiled: number;
+  /** Bundles built from their modules. */
+  bundlesBuilt: number;
+  /** Bundles (or refusals) read back from the on-disk cache. */
+  bundlesCached: number;
+  /** Graphs served as separate `blob:` modules because they could not be bundled. */
+  refused: number;
+}
+
+/**
+ * Where the modules served so far came from: the on-disk cache, or the
+ * transpiler (which loads the Node layer on this thread); bundles built,
+ * read back, refused.
+ *
+ * @returns counts
  * @example
  * ```ts
  * import { servedModuleCounts } from "./worker_url.ts";
  * console.log(servedModuleCounts().transpiled); // 0 before anything is served
  * ```
  */
-export function servedModuleCounts(): { cached: number; transpiled: number } {
+export function servedModuleCounts(): ServedModuleCounts {
   return { ...counts };
+}
+
+/**
+ * Why graphs were served as separate modules instead of one bundle, in
+ * this process (one line each).
+ *
+ * @returns the reasons
+ * @example
+ * ```ts
+ * import { bundleRefusals } from "./worker_url.ts";
+ * console.log(bundleRefusals()); // [] when every graph was bundled
+ * ```
+ */
+export function bundleRefusals(): string[] {
+  return [...refusals];
 }

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { workerUrl } from "../sys/worker_url.ts";
+import { workerBundleUrl, workerUrl } from "../sys/worker_url.ts";
 import { traceMark } from "../sys/start_trace.ts";
 
 const waiting = new Map<number, Worker>();
@@ -51,12 +51,7 @@ export function vcpuWorkerUrl(): string {
  */
 export function prestartVcpuWorkers(count: number, modules: readonly string[] = []): void {
   if (waiting.size >= count) return;
-  const imports = [vcpuWorkerUrl(), ...modules.map((m) => workerUrl(m))];
-  const entry = URL.createObjectURL(
-    new Blob([imports.map((u) => `import ${JSON.stringify(u)};\n`).join("")], {
-      type: "text/javascript",
-    }),
-  );
+  const entry = workerBundleUrl([new URL("./worker.ts", import.meta.url), ...modules]);
   for (let i = 0; i < count; i++) {
     if (waiting.has(i)) continue;
     traceMark(`vcpu-${i} Worker prestarted`);
