@@ -228,7 +228,8 @@ class ShapeReader {
     for (let i = 0; i < t.length;) {
       const v = this.#v(i);
       const prev = this.#v(i - 1);
-      if (t[i].kind === "id" && v === "import" && prev !== "." && this.#v(i + 1) !== "(") {
+      const after = this.#v(i + 1);
+      if (t[i].kind === "id" && v === "import" && prev !== "." && after !== "(" && after !== ".") {
         i = this.#import(i);
         continue;
       }
