@@ -222,7 +222,7 @@ Deno.test("with read permission Workers load their files: nothing served or cach
 
 Deno.test("a bundle's URL is the same in two processes, each building it from the sources", async () => {
   const code = serveScript(new URL("./testdata/nested_worker.ts", import.meta.url).href);
-  const runs = [];
+  const runs: { kind: string; counts: Record<string, number>; digest: string }[] = [];
   for (let i = 0; i < 2; i++) {
     await withTempDir(async (cache) => {
       runs.push(
