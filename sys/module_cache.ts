@@ -3,7 +3,11 @@
  * Workers load under `--allow-ffi` alone is TypeScript stripped to
  * JavaScript, and the transpiler (in Deno's Node layer) costs ~35-40 ms to
  * load plus ~1 ms per module, on every start. With this cache only the first
- * start after a change pays; the next ones read the JavaScript back.
+ * start after a change pays; the next ones read the JavaScript back. It also
+ * keeps the bundles made of those modules (sys/module_bundle.ts), one file
+ * per set of entry modules (`bundle-HASH.js`), each with the list of the
+ * modules it was built from and their stamps: a start after no change reads
+ * that one file and fstats the modules ({@link cachedBundle}).
  *
  * One file per module, `$XDG_CACHE_HOME/denovmm/js/` (else
  * `$HOME/.cache/denovmm/js/`), named after a hash of the module's URL and

@@ -4,41 +4,48 @@
  * Deno checks read permission when a Worker loads local modules (a Worker's
  * graph counts as a dynamic import), but the VMM's only permission is FFI -
  * which can read files anyway, through libc. So when read access is not
- * granted, the module graph is read with libc and re-served as `blob:`
- * JavaScript modules that import each other: the same code, loaded with no
- * extra permission. With read access granted (or in a compiled binary, where
- * modules are embedded) the file URL is used as is.
+ * granted, the module graph is read with libc, transpiled to JavaScript and
+ * served from memory: the same code, loaded with no extra permission. With
+ * read access granted (or in a compiled binary, where modules are embedded)
+ * the file URL is used as is.
  *
- * Three properties of the served modules:
+ * **One bundle per entry.** A Worker's entry and everything it imports is
+ * served as one module (sys/module_bundle.ts) in a `data:` URL. The URL is
+ * its content, so it is the same in every process: Deno keeps V8's code
+ * cache by module URL, and from the second start on the bundle is not
+ * compiled from source (under the emulator of the nested KVM host, where a
+ * compile is slow, that is what a start is made of), and a start adds
+ * nothing to `DENO_DIR/v8_code_cache_v2`. (Served as ~50 separate `blob:`
+ * modules, as before, each start had fresh URLs: every module compiled from
+ * source, and each start left ~45 code cache rows, ~180 KB, that no start
+ * read again.) A Worker that later imports a module its bundle already ran
+ * (a vCPU thread's backend and devices) gets it at once through
+ * sys/bundle_registry.ts's `importServed`.
  *
- * - **Nothing written to disk.** Each TypeScript module is transpiled here,
- *   in memory, by Deno's own transpiler (`stripTypeScriptTypes` from
- *   `node:module`, the swc transform Deno's loader uses), and served as
- *   JavaScript, which Deno loads without an emit step. (Served as
- *   TypeScript, each start had Deno write ~36 transpiled files under
- *   `DENO_DIR/gen/blob/`, named after fresh blob UUIDs, never reused;
- *   content-addressed `data:` URLs would be reusable, but every module's URL
- *   then embeds its whole import graph: megabytes per Worker, seconds to load.)
- * - **Built once per process.** A module's blob URL is cached, so every
- *   Worker of the process (vCPUs, aio, iothreads) loads the same blobs.
- * - **`import.meta.url` is the original file URL.** Every `import.meta.url`
- *   in a served module is replaced by the module's own `file:` URL (a string
- *   literal), so `new URL("./_worker.ts", import.meta.url)` inside a served
- *   module resolves to a file again - and {@link workerUrl} serves that one
- *   too. (Against a `blob:` base it threw "Invalid URL": an I/O thread
- *   starting its aio pool did.)
+ * **Fallback.** A graph the bundler cannot prove it bundles faithfully
+ * (sys/module_shape.ts lists what it refuses) is served as before: one
+ * `blob:` JavaScript module per file, importing each other, built once per
+ * process. {@link bundleRefusals} says why; a test checks that every Worker
+ * entry of the project bundles. `DENOVMM_NO_BUNDLE=1` (read through libc)
+ * serves every graph that way (benchmarks compare the two).
  *
- * The import rewriting is textual: relative and `file:` specifiers of
- * static imports, re-exports and `import("...")` with a literal; comments
- * are dropped first (doc examples contain imports). Import cycles are
- * refused (the project has none).
+ * **Prepared once, kept on disk.** Each TypeScript module is transpiled by
+ * Deno's own transpiler (`stripTypeScriptTypes` from `node:module`, the swc
+ * transform Deno's loader uses), comments dropped, `import.meta.url` pinned
+ * to the module's file URL (a string literal, so `new URL("./_worker.ts",
+ * import.meta.url)` inside a served module resolves to a file again - and
+ * {@link workerUrl} serves that one too). sys/module_cache.ts keeps each
+ * prepared module and each bundle on disk, checked against the stamps of the
+ * files they came from: a start after no change reads one file per bundle
+ * and fstats its modules. The transpiler lives in Deno's Node compatibility
+ * layer, whose first use costs ~35-40 ms (then ~1 ms per module), so it is
+ * loaded (synchronously, through `process.getBuiltinModule`) only on a cache
+ * miss: the first start after a module changed.
  *
- * **Start-up cost.** The transpiler lives in Deno's Node compatibility layer,
- * whose first use costs ~35-40 ms (then ~1 ms per module). So this module
- * does not import it: prepared modules are kept on disk by
- * sys/module_cache.ts, and the Node layer is loaded (synchronously, through
- * `process.getBuiltinModule`) only on a cache miss: the first start after a
- * module changed.
+ * The blob path's import rewriting is textual: relative and `file:`
+ * specifiers of static imports, re-exports and `import("...")` with a
+ * literal; comments are dropped first (doc examples contain imports).
+ * Import cycles are refused either way (the project has none).
  *
  * @module
  */
