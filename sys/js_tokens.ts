@@ -78,6 +78,7 @@ const REGEX_RE = /(?:[^\\/[\n\r]|\\[^\n\r]|\[(?:[^\]\\\n\r]|\\[^\n\r])*\])*\/[\w
 
 /** Thrown for source the tokenizer cannot read (an unterminated literal). */
 export class TokenizeError extends Error {
+  /** The error's name. */
   override name = "TokenizeError";
 }
 

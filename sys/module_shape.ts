@@ -19,6 +19,7 @@ import { type Token, tokenize } from "./js_tokens.ts";
 
 /** A module shape the bundler cannot prove it handles; the caller falls back. */
 export class BundleRefusal extends Error {
+  /** The error's name. */
   override name = "BundleRefusal";
 }
 
