@@ -76,6 +76,10 @@ const counts = { cached: 0, transpiled: 0, bundlesBuilt: 0, bundlesCached: 0, re
 const refusals: string[] = [];
 /** `DENOVMM_NO_BUNDLE` set (read through libc): serve separate modules, as before bundles. */
 let bundlesOff: boolean | undefined;
+/** The files that make a bundle what it is, besides its modules. */
+const BUNDLER_FILES = ["./module_bundle.ts", "./module_shape.ts", "./js_tokens.ts"].map((f) =>
+  new URL(f, import.meta.url).href
+);
 /** A refused graph's cache entry starts with this (then the reason). */
 const REFUSED = "refused: ";
 
@@ -146,7 +150,11 @@ function bundle(entries: readonly string[], exports: boolean): string | undefine
     else url = hit.text;
   } else {
     const shapes = new Map<string, ModuleShape>();
-    const modules: Array<[string, string]> = [];
+    // The bundler's own files count as sources: a change to them rebuilds every bundle.
+    const modules: Array<[string, string]> = BUNDLER_FILES.map((u) => [
+      u,
+      sourceStamp(decodeURIComponent(new URL(u).pathname)),
+    ]);
     const read = (u: string) => {
       if (shapes.has(u)) return;
       const { source, stamp } = prepared(new URL(u));
