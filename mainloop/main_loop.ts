@@ -12,8 +12,10 @@
  *   a completion eventfd or a tap wakes it in one thread hop, busy or idle,
  *   as a thread blocked in poll(2) would. When Deno's fd turns readable (a
  *   Worker's message, a finished pool call, a signal) the loop gives Deno a
- *   turn; for Deno's timers, which have no fd, it also does so at least every
- *   `yieldNs` (10 ms), so they are never later than that. After
+ *   turn; for what has no fd it turns when the earliest of Deno's timers is
+ *   due, every `yieldNs` (10 ms) while an `Atomics.waitAsync` is announced,
+ *   and otherwise every `untrackedYieldNs` (50 ms) for the rest
+ *   (deno_work.ts), so an active VMM pays few turns. After
  *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
  *   as below, so an idle VMM pays no turns.
  * - **Otherwise (`watchDeno: false`, or the fd was not found):** after an iteration that
@@ -23,7 +25,11 @@
  *   two hops (the pool thread, then this one). An iothread (`mailbox`) counts
  *   as always busy while no message is on its way to it.
  * Promise reactions do not wait for a turn: each iteration that dispatched
- * something ends with a microtask checkpoint.
+ * something ends with {@link MICROTASK_HOPS} awaits, so a chain of promise
+ * reactions that a callback started (a resolve, then the awaiting async
+ * functions up the caller's stack) runs before the loop sleeps. Longer chains
+ * finish in Deno's next turn (JavaScript has no way to drain the microtask
+ * queue from inside it, and the loop's own continuation is one of them).
  *
  * One iteration, in this order (QEMU's aio_dispatch order):
  * 1. timeout = 0 if a BH is pending, else until the nearest timer on any
@@ -49,6 +55,7 @@ import { EventNotifier } from "./notifier.ts";
 import { viewAddress } from "../sys/address.ts";
 import { denoReactorFd, denoTurn } from "../sys/deno_reactor.ts";
 import { TimerGroup } from "./timer.ts";
+import { denoWaits, nextTimerDue, watchDenoTimers } from "./deno_work.ts";
 import { LoopStats } from "./loop_stats.ts";
 import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
 
@@ -64,11 +71,28 @@ export const DEFAULT_POLL_NS = 5_000_000;
 export const DEFAULT_YIELD_NS = 10_000_000;
 
 /**
+ * Default {@link MainLoopOptions.untrackedYieldNs}: 50 ms, the most a timer
+ * of `node:timers` or an async op started from a callback waits while the
+ * loop holds its thread (each turn costs the main thread CPU: deno_work.ts).
+ */
+export const DEFAULT_UNTRACKED_YIELD_NS = 50_000_000;
+
+/**
  * Default {@link MainLoopOptions.ownThreadNs}: 1 s, so that traffic at a
  * second's pace or faster (a ping a second, a console) wakes the loop in one
  * hop each time.
  */
 export const DEFAULT_OWN_THREAD_NS = 1_000_000_000;
+
+/**
+ * Awaits after an iteration that dispatched anything: each lets every
+ * reaction queued before it run, so chains up to this many steps finish
+ * before the loop sleeps (a step costs ~0.1 µs when nothing waits).
+ */
+export const MICROTASK_HOPS = 8;
+
+/** The least time between two turns given for a due timer (ms). */
+const TIMER_TURN_GAP_MS = 1;
 
 interface FdRecord {
   fd: number;
@@ -115,9 +139,18 @@ export interface MainLoopOptions {
    * every `yieldNs` for its timers, so a wake-up from another thread is one
    * hop even when idle. Default true where that fd is found, except with a
    * `mailbox` (an iothread keeps its own scheme); false keeps the `pollNs`
-   * window and Deno's pool.
+   * window and Deno's pool. Wraps the thread's timer functions to see when
+   * Deno's timers are due (deno_work.ts).
    */
   watchDeno?: boolean;
+  /**
+   * With `watchDeno`, the longest the loop holds its thread away from Deno
+   * when no tracked timer is due and no wait is announced: how late a timer
+   * that bypassed the timer globals (`node:timers`, `AbortSignal.timeout`)
+   * or an async op started from a callback can be. Default the larger of
+   * {@link DEFAULT_UNTRACKED_YIELD_NS} and `yieldNs`.
+   */
+  untrackedYieldNs?: number;
   /**
    * With `watchDeno`, how long after the last dispatch the loop keeps
    * sleeping on its own thread; past it the wait goes to Deno's pool, so an
@@ -156,6 +189,7 @@ export class MainLoop implements EventLoop {
   #closed = false;
   #pollNs: number;
   #yieldMs: number;
+  #untrackedMs: number;
   #ownThreadNs: number;
   #mailbox: Int32Array<SharedArrayBuffer> | null;
   #watchDeno: boolean;
@@ -193,6 +227,11 @@ export class MainLoop implements EventLoop {
     const yieldNs = options.yieldNs ?? DEFAULT_YIELD_NS;
     if (!(yieldNs > 0)) throw new RangeError(`Invalid yieldNs ${options.yieldNs}`);
     this.#yieldMs = yieldNs / 1e6;
+    const untrackedNs = options.untrackedYieldNs ?? Math.max(DEFAULT_UNTRACKED_YIELD_NS, yieldNs);
+    if (!(untrackedNs > 0)) {
+      throw new RangeError(`Invalid untrackedYieldNs ${options.untrackedYieldNs}`);
+    }
+    this.#untrackedMs = untrackedNs / 1e6;
     this.#ownThreadNs = options.ownThreadNs ?? DEFAULT_OWN_THREAD_NS;
     if (!(this.#ownThreadNs >= 0)) {
       throw new RangeError(`Invalid ownThreadNs ${options.ownThreadNs}`);
@@ -200,6 +239,7 @@ export class MainLoop implements EventLoop {
     this.#mailbox = options.mailbox ?? null;
     // An iothread (mailbox) keeps its own way: always on its own thread.
     this.#watchDeno = this.#mailbox === null && (options.watchDeno ?? true);
+    if (this.#watchDeno) watchDenoTimers();
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
   }
@@ -341,7 +381,7 @@ export class MainLoop implements EventLoop {
             this.denoTurns++;
             await denoTurn();
             this.#yieldedAt = performance.now();
-          } else if (this.#afterPoll(n)) await Promise.resolve();
+          } else if (this.#afterPoll(n)) await this.#settle();
         } else {
           // Idle for long: the whole wait goes to Deno's pool (no turns to
           // pay while nothing happens; the first wake-up costs two hops).
@@ -386,9 +426,14 @@ export class MainLoop implements EventLoop {
         // Let promise reactions the callbacks started run before sleeping
         // on this thread again (a microtask checkpoint; Deno's macrotasks
         // still wait for the next yield).
-        await Promise.resolve();
+        await this.#settle();
       }
     }
+  }
+
+  /** Lets the promise reactions the callbacks started run (see the module doc). */
+  async #settle(): Promise<void> {
+    for (let i = 0; i < MICROTASK_HOPS; i++) await undefined;
   }
 
   /** Dispatches after a poll that found n fds ready; returns whether anything ran. */
@@ -408,13 +453,24 @@ export class MainLoop implements EventLoop {
    * Deno's fd, the timeout or the hold end; returns ready fds.
    */
   #waitBesideDeno(nfds: bigint, timeout: number, now: number): number {
-    const holdNs = (this.#yieldedAt + this.#yieldMs - now) * 1e6;
+    const holdNs = (this.#turnAt() - now) * 1e6;
     if (this.#denoWants || holdNs <= 0) {
       this.#denoWants = false;
       return -1;
     }
     if (timeout === 0) return this.#pollSync(nfds, 0);
     return this.#pollSync(nfds, timeout < 0 ? holdNs : Math.min(timeout, holdNs));
+  }
+
+  /**
+   * When Deno's next turn is due: its earliest tracked timer (a turn at
+   * least TIMER_TURN_GAP_MS after the last, as a timer is not always ripe to
+   * the millisecond), else the period for announced waits or for the rest.
+   */
+  #turnAt(): number {
+    const at = this.#yieldedAt + (denoWaits() > 0 ? this.#yieldMs : this.#untrackedMs);
+    const timer = nextTimerDue();
+    return timer < at ? Math.max(timer, this.#yieldedAt + TIMER_TURN_GAP_MS) : at;
   }
 
   /** ppoll on this thread, up to ns (0: only what is ready); returns ready fds. */

@@ -20,6 +20,7 @@ import type { GuestMemoryLayout } from "../memory/guest_memory.ts";
 import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control.ts";
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
 import { traceMark } from "../sys/start_trace.ts";
+import { awaitDeno } from "../mainloop/deno_work.ts";
 import { takePrestartedVcpuWorker, vcpuWorkerUrl } from "./prestart.ts";
 
 /** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
@@ -189,7 +190,8 @@ export class VcpuThread {
       const s = Atomics.load(w, i);
       if (s === VcpuRunState.Paused || s === VcpuRunState.Stopped) return;
       const r = Atomics.waitAsync(w, i, s, 1000);
-      if (r.async) await r.value;
+      // Delivered in a turn of Deno's event loop: tell the main loop (deno_work.ts).
+      if (r.async) await awaitDeno(r.value);
       else if (s === VcpuRunState.PauseRequested) this.kick();
     }
   }

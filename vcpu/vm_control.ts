@@ -84,6 +84,8 @@ export const VCPU_EXIT_KINDS = 6;
 export class VmControl {
   /** The words. */
   readonly words: Int32Array<SharedArrayBuffer>;
+  /** Ends this instance's {@link waitStopped} when this thread stops the VM. */
+  #stopped: (() => void) | null = null;
 
   /** @param sab buffer of at least {@link VmControl.bytes} bytes */
   constructor(sab: SharedArrayBuffer) {
@@ -169,6 +171,7 @@ export class VmControl {
     Atomics.store(this.words, VM_EXIT_CODE, exitCode);
     Atomics.store(this.words, VM_STATE, state);
     Atomics.notify(this.words, VM_STATE);
+    this.#stopped?.();
     return true;
   }
 
@@ -202,6 +205,11 @@ export class VmControl {
 
   /**
    * Waits (without blocking the event loop) until the VM leaves Running.
+   * Not announced to the main loop as a wait (mainloop/deno_work.ts: it
+   * lasts the VM's life): the thread that stops the VM is a vCPU Worker, whose
+   * `exited` message then brings the main thread's event loop its turn, or
+   * this thread, whose {@link requestStop} on this instance ends the wait
+   * directly.
    *
    * @returns the new state
    */
@@ -210,7 +218,15 @@ export class VmControl {
       const s = Atomics.load(this.words, VM_STATE);
       if (s !== VmState.Running && s !== -1) return s;
       const w = Atomics.waitAsync(this.words, VM_STATE, s);
-      if (w.async) await w.value;
+      if (!w.async) continue;
+      const here = Promise.withResolvers<void>();
+      this.#stopped = here.resolve;
+      try {
+        // requestStop notified w before resolving `here`: w settles too, later.
+        await Promise.race([w.value, here.promise]);
+      } finally {
+        this.#stopped = null;
+      }
     }
   }
 }

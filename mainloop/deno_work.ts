@@ -1,0 +1,176 @@
+/**
+ * What Deno's event loop has to do that its epoll fd does not announce, as
+ * the main loop needs to know it when it sleeps on its own thread beside
+ * that fd (main_loop.ts, `watchDeno`). Measured on Deno 2.9.6: a Worker's
+ * message, a finished blocking-pool call and a new timer make the fd
+ * readable; a timer coming due does not (tokio's timers are the timeout of
+ * its epoll_wait), an `Atomics.waitAsync` being notified does not, and an
+ * async op called from JavaScript is not even started before Deno's next
+ * turn.
+ *
+ * So the loop used to give Deno a turn every 10 ms while active, each
+ * costing tens of µs of CPU natively with the wake-ups around it and 1-2 ms
+ * under TCG: nearly all of the main thread's CPU during a guest's ping in the
+ * nested host (41.5 ms per 200 ms against QEMU's 3.5 ms:
+ * bench/net_ping_cpu_bench.ts). Instead:
+ *
+ * - **Timers are tracked.** {@link watchDenoTimers} wraps this isolate's
+ *   `setTimeout`/`setInterval`/`clearTimeout`/`clearInterval` (the timers
+ *   returned stay Deno's, so `Deno.unrefTimer` still works) to keep each
+ *   live timer's due time; the loop turns when the earliest is due.
+ * - **Waits are announced.** Code that awaits something only a turn can
+ *   deliver (`Atomics.waitAsync`) wraps the promise in {@link awaitDeno};
+ *   while one is pending the loop turns at its short period.
+ * - **The rest is bounded.** Timers that bypass the globals (`node:timers`,
+ *   `AbortSignal.timeout`, a `Timeout`'s `refresh()`) and async ops started
+ *   from a loop callback wait at most the loop's `untrackedYieldNs` (50 ms
+ *   by default).
+ *
+ * Module state is per isolate (per thread), as the loop it serves.
+ *
+ * @module
+ */
+
+type Callback = (...args: unknown[]) => unknown;
+/** Deno 2.9 returns Node-style `Timeout` objects; their number (`+t`) clears them too. */
+type TimerId = unknown;
+type SetTimer = (cb: Callback, ms?: number, ...args: unknown[]) => TimerId;
+type ClearTimer = (id?: TimerId) => void;
+
+/** Live timers that went through the wrappers: `+id` → due, `performance.now()` ms. */
+const due = new Map<number, number>();
+/** The earliest of `due` (Infinity if none), valid unless `stale`. */
+let earliest = Infinity;
+let stale = false;
+/** Pending {@link awaitDeno} promises. */
+let waits = 0;
+let installed = false;
+
+/** Longest delay the wrappers track; longer ones are passed through as they are. */
+const MAX_DELAY_MS = 0x7fffffff;
+/**
+ * A tracked timer this long overdue is dropped: a clear or a reschedule the
+ * wrappers did not see (Node's `timeout.close()`/`refresh()`, a reference to
+ * the original `clearTimeout` taken before them) would otherwise ask for a
+ * turn every millisecond. A timer really that late (its thread was blocked)
+ * still fires at the loop's `untrackedYieldNs`.
+ */
+const OVERDUE_MS = 100;
+
+function note(id: number, at: number): void {
+  const old = due.get(id);
+  due.set(id, at);
+  if (at < earliest) earliest = at;
+  else if (old !== undefined && old <= earliest) stale = true;
+}
+
+function forget(id: number): void {
+  const old = due.get(id);
+  if (old === undefined) return;
+  due.delete(id);
+  if (old <= earliest) stale = true;
+}
+
+let now = 0;
+function keepEarliest(at: number, id: number): void {
+  if (at < now - OVERDUE_MS) due.delete(id);
+  else if (at < earliest) earliest = at;
+}
+
+/** A delay as Deno takes it (NaN and negatives are 0), or -1 when not tracked. */
+function delayOf(ms: unknown): number {
+  const d = Number(ms ?? 0);
+  if (!(d > 0)) return 0;
+  return d <= MAX_DELAY_MS ? d : -1;
+}
+
+/** `set` (Deno's setTimeout or setInterval) wrapped to keep the timer's due time. */
+function tracked(set: SetTimer, repeats: boolean): SetTimer {
+  return function (cb: unknown, ms?: unknown, ...args: unknown[]): TimerId {
+    const d = delayOf(ms);
+    if (typeof cb !== "function" || d < 0) return set(cb as Callback, ms as number, ...args);
+    const fn = cb as Callback;
+    let key = NaN;
+    const id = set(function fire(this: unknown) {
+      if (repeats) note(key, performance.now() + d);
+      else forget(key);
+      return fn.apply(this, args);
+    }, d);
+    key = Number(id);
+    note(key, performance.now() + d);
+    return id;
+  };
+}
+
+/**
+ * Wraps this isolate's timer functions so that {@link nextTimerDue} knows
+ * when Deno's timers come due. Idempotent. Timers made before the call (or
+ * through references taken before it) are not tracked.
+ */
+export function watchDenoTimers(): void {
+  if (installed) return;
+  installed = true;
+  const g = globalThis as unknown as Record<string, unknown>;
+  const setT = g.setTimeout as SetTimer;
+  const setI = g.setInterval as SetTimer;
+  const clearT = g.clearTimeout as ClearTimer;
+  const clearI = g.clearInterval as ClearTimer;
+  g.setTimeout = tracked(setT, false);
+  g.setInterval = tracked(setI, true);
+  // Either clears either kind, as in browsers and Deno.
+  g.clearTimeout = function clearTimeout(id?: TimerId): void {
+    forget(Number(id));
+    clearT(id);
+  };
+  g.clearInterval = function clearInterval(id?: TimerId): void {
+    forget(Number(id));
+    clearI(id);
+  };
+}
+
+/**
+ * When the earliest tracked Deno timer is due.
+ *
+ * @returns `performance.now()` milliseconds; Infinity when none is pending
+ */
+export function nextTimerDue(): number {
+  if (stale || earliest < performance.now() - OVERDUE_MS) {
+    stale = false;
+    earliest = Infinity;
+    now = performance.now();
+    due.forEach(keepEarliest);
+  }
+  return earliest;
+}
+
+/**
+ * Tells the main loop that this thread awaits something only a turn of
+ * Deno's event loop delivers (an `Atomics.waitAsync`), until `p` settles.
+ *
+ * @param p the promise awaited
+ * @returns `p`'s outcome
+ * @example
+ * ```ts
+ * import { awaitDeno } from "./deno_work.ts";
+ * const words = new Int32Array(new SharedArrayBuffer(4));
+ * const w = Atomics.waitAsync(words, 0, 0, 10);
+ * if (w.async) await awaitDeno(w.value);
+ * ```
+ */
+export async function awaitDeno<T>(p: Promise<T>): Promise<T> {
+  waits++;
+  try {
+    return await p;
+  } finally {
+    waits--;
+  }
+}
+
+/**
+ * Pending {@link awaitDeno} promises of this thread.
+ *
+ * @returns how many
+ */
+export function denoWaits(): number {
+  return waits;
+}
