@@ -157,9 +157,14 @@ function bundle(entries: readonly string[], exports: boolean): string | undefine
     ]);
     const read = (u: string) => {
       if (shapes.has(u)) return;
-      const { source, stamp } = prepared(new URL(u));
-      modules.push([u, stamp]);
-      const s = readModuleShape(u, source);
+      let known = recentShapes.get(u);
+      if (known === undefined) {
+        const { source, stamp } = prepared(new URL(u));
+        known = { shape: readModuleShape(u, source), stamp };
+        rememberShape(u, known);
+      }
+      modules.push([u, known.stamp]);
+      const s = known.shape;
       shapes.set(u, s);
       for (const r of [...s.requests, ...s.dynamic]) if (r.startsWith("file:")) read(r);
     };
@@ -181,6 +186,23 @@ function bundle(entries: readonly string[], exports: boolean): string | undefine
   }
   bundles.set(key, url ?? "");
   return url;
+}
+
+/**
+ * Modules read for bundles in the last moments: the bundles of one start
+ * (a vCPU thread's entry, then its backend and devices alone) share most
+ * modules, read and tokenized once. Forgotten a second after the last one
+ * (their tokens are megabytes).
+ */
+const recentShapes = new Map<string, { shape: ModuleShape; stamp: string }>();
+let forget: ReturnType<typeof setTimeout> | undefined;
+
+function rememberShape(url: string, known: { shape: ModuleShape; stamp: string }): void {
+  recentShapes.set(url, known);
+  if (forget !== undefined) clearTimeout(forget);
+  const timer = setTimeout(() => recentShapes.clear(), 1000);
+  Deno.unrefTimer(timer);
+  forget = timer;
 }
 
 function refuse(reason: string): void {
