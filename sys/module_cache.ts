@@ -251,13 +251,35 @@ export function cachedBundle(key: string): BundleEntry | undefined {
   }
   const modules = head.modules ?? [];
   for (const [url, stamp] of modules) {
-    try {
-      if (sourceStamp(decodeURIComponent(new URL(url).pathname)) !== stamp) return undefined;
-    } catch {
-      return undefined;
+    let now = recentStamps.get(url);
+    if (now === undefined) {
+      try {
+        now = sourceStamp(decodeURIComponent(new URL(url).pathname));
+      } catch {
+        return undefined;
+      }
+      rememberStamp(url, now);
     }
+    if (now !== stamp) return undefined;
   }
   return { modules, text: text.slice(nl + 1) };
+}
+
+/**
+ * Stamps taken in the last moments: the bundles of one start (a vCPU
+ * thread's entry, then its backend and devices alone) share most modules,
+ * each fstat-ed once (in the nested KVM host, on a 9p share under the
+ * emulator, ~30 fstats cost ~100 ms). Forgotten a second after the last.
+ */
+const recentStamps = new Map<string, string>();
+let forget: ReturnType<typeof setTimeout> | undefined;
+
+function rememberStamp(url: string, stamp: string): void {
+  recentStamps.set(url, stamp);
+  if (forget !== undefined) clearTimeout(forget);
+  const timer = setTimeout(() => recentStamps.clear(), 1000);
+  Deno.unrefTimer(timer);
+  forget = timer;
 }
 
 /**
