@@ -251,7 +251,7 @@ export function cachedBundle(key: string): BundleEntry | undefined {
   }
   const modules = head.modules ?? [];
   for (const [url, stamp] of modules) {
-    let now = recentStamps.get(url);
+    let now = recentStamp(url);
     if (now === undefined) {
       try {
         now = sourceStamp(decodeURIComponent(new URL(url).pathname));
@@ -269,17 +269,21 @@ export function cachedBundle(key: string): BundleEntry | undefined {
  * Stamps taken in the last moments: the bundles of one start (a vCPU
  * thread's entry, then its backend and devices alone) share most modules,
  * each fstat-ed once (in the nested KVM host, on a 9p share under the
- * emulator, ~30 fstats cost ~100 ms). Forgotten a second after the last.
+ * emulator, ~30 fstats cost ~100 ms). Used for a second after the last one
+ * was taken; no timer (a process's first `setTimeout` loads Deno's Node
+ * timers, ~10 ms on the path to the first vCPU Worker).
  */
 const recentStamps = new Map<string, string>();
-let forget: ReturnType<typeof setTimeout> | undefined;
+let stampedAt = 0;
+
+function recentStamp(url: string): string | undefined {
+  if (performance.now() - stampedAt > 1000) recentStamps.clear();
+  return recentStamps.get(url);
+}
 
 function rememberStamp(url: string, stamp: string): void {
   recentStamps.set(url, stamp);
-  if (forget !== undefined) clearTimeout(forget);
-  const timer = setTimeout(() => recentStamps.clear(), 1000);
-  Deno.unrefTimer(timer);
-  forget = timer;
+  stampedAt = performance.now();
 }
 
 /**
