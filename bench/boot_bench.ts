@@ -11,6 +11,11 @@
  *
  *     deno run -A bench/boot_bench.ts        (DENOVMM_BOOT_ROUNDS=N to change rounds)
  *
+ * `DENOVMM_BOOT_BASE=.cache/boot_base` (a `git archive` of another commit
+ * inside the repository, so the nested host sees it too, with a
+ * `node_modules` link) boots that tree as well in every round, for a before /
+ * after in one run.
+ *
  * @module
  */
 import { kvmRoute } from "../tests/nested/route.ts";
@@ -33,6 +38,9 @@ const TRACE = new RegExp(
     String.raw`Machine.create at ([\d.]+) ms, vCPU threads ready at ([\d.]+) ms\)`,
 );
 
+const BASE = Deno.env.get("DENOVMM_BOOT_BASE");
+const BASE_DIR = BASE ? new URL(BASE, `file://${REPO}`).pathname : undefined;
+
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
   throw new RangeError(`Invalid DENOVMM_BOOT_ROUNDS: ${ROUNDS}`);
 }
@@ -49,8 +57,14 @@ if (kvmRoute() === "nested") {
     Deno.addSignalListener(sig, () => abort.abort());
   }
   const r = await runNested(
-    `DENOVMM_BOOT_ROUNDS=${ROUNDS} deno run --no-check -A bench/boot_bench.ts`,
-    { stream: true, qemu: true, timeoutS: 300 + ROUNDS * 300, signal: abort.signal },
+    `DENOVMM_BOOT_ROUNDS=${ROUNDS} ${BASE ? `DENOVMM_BOOT_BASE=${BASE} ` : ""}` +
+      `deno run --no-check -A bench/boot_bench.ts`,
+    {
+      stream: true,
+      qemu: true,
+      timeoutS: 300 + ROUNDS * (BASE ? 450 : 300),
+      signal: abort.signal,
+    },
   );
   Deno.exit(r.code);
 }
@@ -114,12 +128,12 @@ function tail(s: string, n = 2000): string {
 async function boot(
   cmd: string,
   args: string[],
-  opts: { cpus: number; env?: Record<string, string> },
+  opts: { cpus: number; env?: Record<string, string>; cwd?: string },
 ): Promise<Boot> {
   const t0 = performance.now();
   const child = new Deno.Command(cmd, {
     args,
-    cwd: REPO,
+    cwd: opts.cwd ?? REPO,
     env: opts.env,
     stdin: "null",
     stdout: "piped",
@@ -177,13 +191,18 @@ function qemu(cpus: number): Promise<Boot> {
   ], { cpus });
 }
 
-function denovmm(cpus: number): Promise<Boot> {
+function denovmm(cpus: number, cwd = REPO): Promise<Boot> {
   // deno-fmt-ignore
   return boot(Deno.execPath(), [
     "run", "--no-check", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts",
     "--kernel", kernel, "--initrd", initrd, "--append", CMDLINE,
     "--cpus", String(cpus), "--memory", `${MEMORY_MIB}M`,
-  ], { cpus, env: { DENOVMM_TRACE_START: "1" } });
+  ], { cpus, env: { DENOVMM_TRACE_START: "1" }, cwd });
+}
+
+/** The tree of DENOVMM_BOOT_BASE, booted the same way. */
+function base(cpus: number): Promise<Boot> {
+  return denovmm(cpus, BASE_DIR);
 }
 
 function median(xs: number[]): number {
@@ -245,6 +264,7 @@ w.onmessage = () => { console.log(performance.now() - t0); w.terminate(); };
 // Nested, QEMU's binary already sits in the L1's RAM (initramfs): only denovmm warms up.
 const warmUps: [string, (cpus: number) => Promise<Boot>][] = [["denovmm", denovmm]];
 if (!NESTED) warmUps.unshift(["qemu", qemu]);
+if (BASE_DIR) warmUps.push(["base", base]);
 for (const [name, fn] of warmUps) {
   const b = await fn(1);
   console.error(`warm-up: ${name}/1 vCPU ${(b.ms / 1000).toFixed(2)} s`);
@@ -254,7 +274,14 @@ const floorMs = await floor();
 const results = new Map<string, Boot[]>();
 for (let r = 0; r < ROUNDS; r++) {
   for (const cpus of CPUS) {
-    for (const [name, fn] of [["qemu", qemu], ["denovmm", denovmm]] as const) {
+    const vmms: [string, (cpus: number) => Promise<Boot>][] = [["qemu", qemu], [
+      "denovmm",
+      denovmm,
+    ]];
+    if (BASE_DIR) vmms.push(["base", base]);
+    // Every other round in reverse order, so neither VMM always follows the other.
+    if (r % 2) vmms.reverse();
+    for (const [name, fn] of vmms) {
       const key = `${name}/${cpus}`;
       const b = await fn(cpus);
       if (!results.has(key)) results.set(key, []);
@@ -279,6 +306,20 @@ for (const cpus of CPUS) {
     `| ${cpus} | ${s(median(q))} | ${s(median(d))} | ${(median(d) / median(q)).toFixed(2)}x | ` +
       `${q.map(s).join(", ")} / ${d.map(s).join(", ")} |`,
   );
+}
+if (BASE_DIR) {
+  console.log(`\nThe same for the tree in ${BASE} (before), booted in the same rounds:\n`);
+  console.log("| vCPUs | base (s) | ratio vs QEMU | runs (s) |");
+  console.log("|---|---|---|---|");
+  for (const cpus of CPUS) {
+    const q = results.get(`qemu/${cpus}`)!.map((b) => b.ms);
+    const b = results.get(`base/${cpus}`)!.map((x) => x.ms);
+    console.log(
+      `| ${cpus} | ${s(median(b))} | ${(median(b) / median(q)).toFixed(2)}x | ${
+        b.map(s).join(", ")
+      } |`,
+    );
+  }
 }
 console.log("\nTime: spawn of the VMM process -> the `DENOVMM-INIT` line on its serial console.");
 console.log("Target: <= 0.8x.\n");

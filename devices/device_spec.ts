@@ -10,6 +10,7 @@ import type { BusDevice } from "./bus.ts";
 import type { IrqLine } from "./irq.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { SystemEvents } from "./legacy/system_events.ts";
+import { importServed } from "../sys/bundle_registry.ts";
 
 /**
  * What a factory gets besides its arguments.
@@ -132,7 +133,7 @@ export async function buildDevices(
 ): Promise<BusMapping[]> {
   const out: BusMapping[] = [];
   for (const s of specs) {
-    const mod = await import(s.module);
+    const mod = await importServed(s.module);
     const f = mod[s.factory] as ((args: unknown, ctx: DeviceContext) => BusMapping[]) | undefined;
     if (typeof f !== "function") {
       throw new TypeError(`Device module ${s.module} has no factory ${s.factory}`);

@@ -6,6 +6,7 @@
  */
 import { gettid, setThreadName } from "../sys/thread.ts";
 import { MainLoop } from "./main_loop.ts";
+import { importServed } from "../sys/bundle_registry.ts";
 
 // deno-lint-ignore no-explicit-any
 type Fn = (...args: any[]) => unknown;
@@ -34,7 +35,7 @@ self.onmessage = async (e: MessageEvent) => {
     self.postMessage({ type: "ready", tid: gettid(), wake: wake.handle() });
   } else if (m.type === "call") {
     try {
-      const mod = await import(m.module);
+      const mod = await importServed(m.module);
       const fn = mod[m.fn] as Fn | undefined;
       if (typeof fn !== "function") throw new TypeError(`${m.module} has no function ${m.fn}`);
       const value = await fn(loop, ...m.args);

@@ -86,6 +86,17 @@ function readable(fds: number[], ns: bigint): number[] {
   return fds.filter((_, i) => (set[2 * i + 1] >>> 16) !== 0);
 }
 
+// The pool thread's ppoll writes into these (revents, and the time left:
+// Linux updates ppoll's timespec) while this thread runs on. Held by the
+// module: arrays local to a round were garbage once their addresses were
+// taken, and a collection meanwhile let the kernel write into freed malloc
+// memory (seen as "malloc_consolidate(): unaligned fastbin chunk detected"
+// in an experiment built the same way).
+const probeSet = new Int32Array(new ArrayBuffer(8));
+const probeTs = new BigInt64Array(new ArrayBuffer(16));
+const probeSetAddress = viewAddress(probeSet);
+const probeTsAddress = viewAddress(probeTs);
+
 /**
  * One round: a call on Deno's pool waits for an eventfd; once Deno has
  * started it (a turn), this thread writes the eventfd and blocks until some
@@ -96,9 +107,11 @@ function readable(fds: number[], ns: bigint): number[] {
  * timed one could on a loaded host.
  */
 async function probeOnce(candidates: number[], efd: number): Promise<number[]> {
-  const set = new Int32Array([efd, POLLIN]);
-  const ts = new BigInt64Array([1n, 0n]);
-  const call = ppollAsync(viewAddress(set), 1n, viewAddress(ts));
+  probeSet[0] = efd;
+  probeSet[1] = POLLIN;
+  probeTs[0] = 1n;
+  probeTs[1] = 0n;
+  const call = ppollAsync(probeSetAddress, 1n, probeTsAddress);
   await denoTurn(); // Deno starts the call only when it polls the op
   eventFdWrite(efd);
   const woken = readable(candidates, PROBE_WAIT_NS);

@@ -3,7 +3,11 @@
  * Workers load under `--allow-ffi` alone is TypeScript stripped to
  * JavaScript, and the transpiler (in Deno's Node layer) costs ~35-40 ms to
  * load plus ~1 ms per module, on every start. With this cache only the first
- * start after a change pays; the next ones read the JavaScript back.
+ * start after a change pays; the next ones read the JavaScript back. It also
+ * keeps the bundles made of those modules (sys/module_bundle.ts), one file
+ * per set of entry modules (`bundle-HASH.js`), each with the list of the
+ * modules it was built from and their stamps: a start after no change reads
+ * that one file and fstats the modules ({@link cachedBundle}).
  *
  * One file per module, `$XDG_CACHE_HOME/denovmm/js/` (else
  * `$HOME/.cache/denovmm/js/`), named after a hash of the module's URL and
@@ -121,6 +125,30 @@ function header(key: string, stamp: string): string {
   return `// ${FORMAT} deno ${Deno.version.deno} ${stamp} ${key}\n`;
 }
 
+function readEntry(path: string): string | undefined {
+  try {
+    return decoder.decode(readFileFfi(path));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes an entry through a temporary name and a rename (readers never see part of one). */
+function writeEntry(path: string, text: string): void {
+  const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+    try {
+      writeAll(fd, encoder.encode(text));
+    } finally {
+      closeFd(fd);
+    }
+    if (libc.rename(cstring(tmp), cstring(path)) !== 0) libc.unlink(cstring(tmp));
+  } catch {
+    libc.unlink(cstring(tmp));
+  }
+}
+
 /**
  * What identifies one version of a file without reading it: device, inode,
  * size, modification and change times (ns), from fstat.
@@ -161,15 +189,9 @@ export function sourceStamp(path: string): string {
  */
 export function cachedModule(key: string, stamp: string): string | undefined {
   const path = entryPath(key);
-  if (path === null) return undefined;
-  let text: string;
-  try {
-    text = decoder.decode(readFileFfi(path));
-  } catch {
-    return undefined;
-  }
+  const text = path === null ? undefined : readEntry(path);
   const h = header(key, stamp);
-  return text.startsWith(h) ? text.slice(h.length) : undefined;
+  return text?.startsWith(h) ? text.slice(h.length) : undefined;
 }
 
 /**
@@ -186,17 +208,103 @@ export function cachedModule(key: string, stamp: string): string | undefined {
  */
 export function storeModule(key: string, stamp: string, prepared: string): void {
   const path = entryPath(key);
-  if (path === null) return;
-  const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  if (path !== null) writeEntry(path, header(key, stamp) + prepared);
+}
+
+/** What a bundle entry holds: the modules it was built from, and its text. */
+export interface BundleEntry {
+  /** Each module of the graph with the {@link sourceStamp} it was read at. */
+  readonly modules: ReadonlyArray<readonly [string, string]>;
+  /** The bundle (or whatever the caller stored: a refusal's reason). */
+  readonly text: string;
+}
+
+function bundlePath(key: string): string | null {
+  const d = cacheDir();
+  return d === null ? null : `${d}/bundle-${hash53(key)}.js`;
+}
+
+/**
+ * The cached bundle for a set of entry modules, if every module it was
+ * built from still has the stamp it had (fstat each: no source is read).
+ *
+ * @param key what identifies the bundle (its entry URLs)
+ * @returns the entry, or undefined on a miss or a stale entry
+ * @example
+ * ```ts ignore
+ * const hit = cachedBundle(entries.join("\n"));
+ * ```
+ */
+export function cachedBundle(key: string): BundleEntry | undefined {
+  const path = bundlePath(key);
+  const text = path === null ? undefined : readEntry(path);
+  const nl = text?.indexOf("\n") ?? -1;
+  if (text === undefined || nl < 0) return undefined;
+  let head: { format?: string; deno?: string; key?: string; modules?: [string, string][] };
   try {
-    const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
-    try {
-      writeAll(fd, encoder.encode(header(key, stamp) + prepared));
-    } finally {
-      closeFd(fd);
-    }
-    if (libc.rename(cstring(tmp), cstring(path)) !== 0) libc.unlink(cstring(tmp));
+    head = JSON.parse(text.slice(0, nl));
   } catch {
-    libc.unlink(cstring(tmp));
+    return undefined;
   }
+  if (head.format !== FORMAT || head.deno !== Deno.version.deno || head.key !== key) {
+    return undefined;
+  }
+  const modules = head.modules ?? [];
+  for (const [url, stamp] of modules) {
+    let now = recentStamp(url);
+    if (now === undefined) {
+      try {
+        now = sourceStamp(decodeURIComponent(new URL(url).pathname));
+      } catch {
+        return undefined;
+      }
+      rememberStamp(url, now);
+    }
+    if (now !== stamp) return undefined;
+  }
+  return { modules, text: text.slice(nl + 1) };
+}
+
+/**
+ * Stamps taken in the last moments: the bundles of one start (a vCPU
+ * thread's entry, then its backend and devices alone) share most modules,
+ * each fstat-ed once (in the nested KVM host, on a 9p share under the
+ * emulator, ~30 fstats cost ~100 ms). Used for a second after the last one
+ * was taken; no timer (a process's first `setTimeout` loads Deno's Node
+ * timers, ~10 ms on the path to the first vCPU Worker).
+ */
+const recentStamps = new Map<string, string>();
+let stampedAt = 0;
+
+function recentStamp(url: string): string | undefined {
+  if (performance.now() - stampedAt > 1000) recentStamps.clear();
+  return recentStamps.get(url);
+}
+
+function rememberStamp(url: string, stamp: string): void {
+  recentStamps.set(url, stamp);
+  stampedAt = performance.now();
+}
+
+/**
+ * Stores a bundle with the stamps of the modules it was built from
+ * (replacing the entry for the same key). Failures are ignored.
+ *
+ * @param key what identifies the bundle (its entry URLs)
+ * @param entry the modules' stamps (taken before they were read) and the text
+ * @example
+ * ```ts ignore
+ * storeBundle(key, { modules: [[url, stamp]], text: js });
+ * ```
+ */
+export function storeBundle(key: string, entry: BundleEntry): void {
+  const path = bundlePath(key);
+  if (path === null) return;
+  const head = JSON.stringify({
+    format: FORMAT,
+    deno: Deno.version.deno,
+    key,
+    modules: entry.modules,
+  });
+  writeEntry(path, `${head}\n${entry.text}`);
 }

@@ -4,46 +4,62 @@
  * Deno checks read permission when a Worker loads local modules (a Worker's
  * graph counts as a dynamic import), but the VMM's only permission is FFI -
  * which can read files anyway, through libc. So when read access is not
- * granted, the module graph is read with libc and re-served as `blob:`
- * JavaScript modules that import each other: the same code, loaded with no
- * extra permission. With read access granted (or in a compiled binary, where
- * modules are embedded) the file URL is used as is.
+ * granted, the module graph is read with libc, transpiled to JavaScript and
+ * served from memory: the same code, loaded with no extra permission. With
+ * read access granted (or in a compiled binary, where modules are embedded)
+ * the file URL is used as is.
  *
- * Three properties of the served modules:
+ * **One bundle per entry.** A Worker's entry and everything it imports is
+ * served as one module (sys/module_bundle.ts) in a `data:` URL. The URL is
+ * its content, so it is the same in every process: Deno keeps V8's code
+ * cache by module URL, and from the second start on the bundle is not
+ * compiled from source (under the emulator of the nested KVM host, where a
+ * compile is slow, that is what a start is made of), and a start adds
+ * nothing to `DENO_DIR/v8_code_cache_v2`. (Served as ~50 separate `blob:`
+ * modules, as before, each start had fresh URLs: every module compiled from
+ * source, and each start left ~45 code cache rows, ~180 KB, that no start
+ * read again.) A Worker that later imports a module its bundle already ran
+ * (a vCPU thread's backend and devices) gets it at once through
+ * sys/bundle_registry.ts's `importServed`.
  *
- * - **Nothing written to disk.** Each TypeScript module is transpiled here,
- *   in memory, by Deno's own transpiler (`stripTypeScriptTypes` from
- *   `node:module`, the swc transform Deno's loader uses), and served as
- *   JavaScript, which Deno loads without an emit step. (Served as
- *   TypeScript, each start had Deno write ~36 transpiled files under
- *   `DENO_DIR/gen/blob/`, named after fresh blob UUIDs, never reused;
- *   content-addressed `data:` URLs would be reusable, but every module's URL
- *   then embeds its whole import graph: megabytes per Worker, seconds to load.)
- * - **Built once per process.** A module's blob URL is cached, so every
- *   Worker of the process (vCPUs, aio, iothreads) loads the same blobs.
- * - **`import.meta.url` is the original file URL.** Every `import.meta.url`
- *   in a served module is replaced by the module's own `file:` URL (a string
- *   literal), so `new URL("./_worker.ts", import.meta.url)` inside a served
- *   module resolves to a file again - and {@link workerUrl} serves that one
- *   too. (Against a `blob:` base it threw "Invalid URL": an I/O thread
- *   starting its aio pool did.)
+ * **Fallback.** A graph the bundler cannot prove it bundles faithfully
+ * (sys/module_shape.ts lists what it refuses) is served as before: one
+ * `blob:` JavaScript module per file, importing each other, built once per
+ * process. {@link bundleRefusals} says why; a test checks that every Worker
+ * entry of the project bundles. `DENOVMM_NO_BUNDLE=1` (read through libc)
+ * serves every graph that way (benchmarks compare the two).
  *
- * The import rewriting is textual: relative and `file:` specifiers of
- * static imports, re-exports and `import("...")` with a literal; comments
- * are dropped first (doc examples contain imports). Import cycles are
- * refused (the project has none).
+ * **Prepared once, kept on disk.** Each TypeScript module is transpiled by
+ * Deno's own transpiler (`stripTypeScriptTypes` from `node:module`, the swc
+ * transform Deno's loader uses), comments dropped, `import.meta.url` pinned
+ * to the module's file URL (a string literal, so `new URL("./_worker.ts",
+ * import.meta.url)` inside a served module resolves to a file again - and
+ * {@link workerUrl} serves that one too). sys/module_cache.ts keeps each
+ * prepared module and each bundle on disk, checked against the stamps of the
+ * files they came from: a start after no change reads one file per bundle
+ * and fstats its modules. The transpiler lives in Deno's Node compatibility
+ * layer, whose first use costs ~35-40 ms (then ~1 ms per module), so it is
+ * loaded (synchronously, through `process.getBuiltinModule`) only on a cache
+ * miss: the first start after a module changed.
  *
- * **Start-up cost.** The transpiler lives in Deno's Node compatibility layer,
- * whose first use costs ~35-40 ms (then ~1 ms per module). So this module
- * does not import it: prepared modules are kept on disk by
- * sys/module_cache.ts, and the Node layer is loaded (synchronously, through
- * `process.getBuiltinModule`) only on a cache miss: the first start after a
- * module changed.
+ * The blob path's import rewriting is textual: relative and `file:`
+ * specifiers of static imports, re-exports and `import("...")` with a
+ * literal; comments are dropped first (doc examples contain imports).
+ * Import cycles are refused either way (the project has none).
  *
  * @module
  */
-import { readFileFfi } from "./fd.ts";
-import { cachedModule, sourceStamp, storeModule } from "./module_cache.ts";
+import { cstring, readFileFfi } from "./fd.ts";
+import { libc } from "./libc.ts";
+import {
+  cachedBundle,
+  cachedModule,
+  sourceStamp,
+  storeBundle,
+  storeModule,
+} from "./module_cache.ts";
+import { BUNDLE_FORMAT, bundleModules, moduleDataUrl } from "./module_bundle.ts";
+import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
 
 /** `stripTypeScriptTypes` of `node:module`. */
 type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string }) => string;
@@ -52,9 +68,20 @@ type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string
 const IMPORT_RE =
   /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
 const cache = new Map<string, string>();
+/** Bundle URLs served so far, by entry list. */
+const bundles = new Map<string, string>();
 const decoder = new TextDecoder();
 let stripTypes: StripTypes | undefined;
-const counts = { cached: 0, transpiled: 0 };
+const counts = { cached: 0, transpiled: 0, bundlesBuilt: 0, bundlesCached: 0, refused: 0 };
+const refusals: string[] = [];
+/** `DENOVMM_NO_BUNDLE` set (read through libc): serve separate modules, as before bundles. */
+let bundlesOff: boolean | undefined;
+/** The files that make a bundle what it is, besides its modules. */
+const BUNDLER_FILES = ["./module_bundle.ts", "./module_shape.ts", "./js_tokens.ts"].map((f) =>
+  new URL(f, import.meta.url).href
+);
+/** A refused graph's cache entry starts with this (then the reason). */
+const REFUSED = "refused: ";
 
 function readGranted(url: URL): boolean {
   try {
@@ -87,6 +114,102 @@ function loadStripTypes(): StripTypes {
   return process.getBuiltinModule("node:module").stripTypeScriptTypes;
 }
 
+/** A module's prepared JavaScript (from the on-disk cache, or transpiled now) and its stamp. */
+function prepared(url: URL): { source: string; stamp: string } {
+  const key = url.href;
+  const path = decodeURIComponent(url.pathname);
+  // The stamp before the read: a change in between makes the next start miss.
+  const stamp = sourceStamp(path);
+  let source = cachedModule(key, stamp);
+  if (source !== undefined) counts.cached++;
+  else {
+    counts.transpiled++;
+    const text = decoder.decode(readFileFfi(path));
+    source = prepareSource(text, key, stripTypes ??= loadStripTypes());
+    storeModule(key, stamp, source);
+  }
+  return { source, stamp };
+}
+
+/**
+ * The bundle of the graph under `entries` as a `data:` URL, from the
+ * on-disk cache when no module of it changed; undefined when the graph
+ * cannot be bundled (the reason is kept: {@link bundleRefusals}).
+ */
+function bundle(entries: readonly string[], exports: boolean): string | undefined {
+  bundlesOff ??= libc.getenv(cstring("DENOVMM_NO_BUNDLE")) !== null;
+  if (bundlesOff) return undefined;
+  const key = `${BUNDLE_FORMAT} ${exports ? "exports" : "run"}\n${entries.join("\n")}`;
+  const known = bundles.get(key);
+  if (known !== undefined) return known || undefined;
+  let url: string | undefined;
+  const hit = cachedBundle(key);
+  if (hit !== undefined) {
+    counts.bundlesCached++;
+    if (hit.text.startsWith(REFUSED)) refuse(hit.text.slice(REFUSED.length));
+    else url = hit.text;
+  } else {
+    const shapes = new Map<string, ModuleShape>();
+    // The bundler's own files count as sources: a change to them rebuilds every bundle.
+    const modules: Array<[string, string]> = BUNDLER_FILES.map((u) => [
+      u,
+      sourceStamp(decodeURIComponent(new URL(u).pathname)),
+    ]);
+    const read = (u: string) => {
+      if (shapes.has(u)) return;
+      let known = recentShapes.get(u);
+      if (known === undefined) {
+        const { source, stamp } = prepared(new URL(u));
+        known = { shape: readModuleShape(u, source), stamp };
+        rememberShape(u, known);
+      }
+      modules.push([u, known.stamp]);
+      const s = known.shape;
+      shapes.set(u, s);
+      for (const r of [...s.requests, ...s.dynamic]) if (r.startsWith("file:")) read(r);
+    };
+    let text: string;
+    try {
+      for (const e of entries) read(e);
+      url = moduleDataUrl(bundleModules(shapes, entries, { exports }));
+      counts.bundlesBuilt++;
+      text = url;
+    } catch (e) {
+      // A module not on disk is the caller's case (a compiled binary); any
+      // other failure of the bundler only costs the bundle.
+      if (!(e instanceof Error) || /ENOENT/.test(e.message)) throw e;
+      const why = e instanceof BundleRefusal ? e.message : `bundler failed: ${e.stack}`;
+      refuse(why);
+      text = REFUSED + why;
+    }
+    storeBundle(key, { modules, text });
+  }
+  bundles.set(key, url ?? "");
+  return url;
+}
+
+/**
+ * Modules read for bundles in the last moments: the bundles of one start
+ * (a vCPU thread's entry, then its backend and devices alone) share most
+ * modules, read and tokenized once. Forgotten a second after the last one
+ * (their tokens are megabytes).
+ */
+const recentShapes = new Map<string, { shape: ModuleShape; stamp: string }>();
+let forget: ReturnType<typeof setTimeout> | undefined;
+
+function rememberShape(url: string, known: { shape: ModuleShape; stamp: string }): void {
+  recentShapes.set(url, known);
+  if (forget !== undefined) clearTimeout(forget);
+  const timer = setTimeout(() => recentShapes.clear(), 1000);
+  Deno.unrefTimer(timer);
+  forget = timer;
+}
+
+function refuse(reason: string): void {
+  counts.refused++;
+  refusals.push(reason);
+}
+
 /**
  * The module as it is served: comments dropped, `import.meta.url` pinned to
  * its file URL, types stripped, local imports pointing at served modules.
@@ -99,17 +222,7 @@ function serve(url: URL, stack: string[]): string {
     throw new Error(`Import cycle through ${key}: cannot serve it as blob modules`);
   }
   stack.push(key);
-  const path = decodeURIComponent(url.pathname);
-  // The stamp before the read: a change in between makes the next start miss.
-  const stamp = sourceStamp(path);
-  let source = cachedModule(key, stamp);
-  if (source !== undefined) counts.cached++;
-  else {
-    counts.transpiled++;
-    const text = decoder.decode(readFileFfi(path));
-    source = prepareSource(text, key, stripTypes ??= loadStripTypes());
-    storeModule(key, stamp, source);
-  }
+  const source = prepared(url).source;
   const rewritten = source.replace(IMPORT_RE, (all, head: string, q: string, spec: string) => {
     if (!isLocal(spec)) return all;
     return `${head}${q}${serve(new URL(spec, url), stack)}${q}`;
@@ -136,7 +249,7 @@ export function workerUrl(url: URL | string): string {
   const u = new URL(url);
   if (u.protocol !== "file:" || readGranted(u)) return u.href;
   try {
-    return serve(u, []);
+    return bundle([u.href], true) ?? serve(u, []);
   } catch (e) {
     // Not on disk (a compiled binary embeds its modules): load it directly.
     if (e instanceof Error && /ENOENT/.test(e.message)) return u.href;
@@ -145,16 +258,76 @@ export function workerUrl(url: URL | string): string {
 }
 
 /**
- * Where the modules served so far came from: the on-disk cache, or the
- * transpiler (which loads the Node layer on this thread).
+ * A URL for `new Worker()` whose module runs each of `entries` in order (a
+ * Worker that imports its later modules in one go), working with or without
+ * read permission: one bundle of their whole graph, or, where it cannot be
+ * bundled, a small module importing each as {@link workerUrl} serves it.
  *
- * @returns counts of served modules by origin
+ * @param entries the modules' file URLs
+ * @returns a `data:` URL
+ * @example
+ * ```ts ignore
+ * import { workerBundleUrl } from "./worker_url.ts";
+ * const url = workerBundleUrl([new URL("./worker.ts", import.meta.url), backendUrl]);
+ * new Worker(url, { type: "module", name: "vcpu-0" });
+ * ```
+ */
+export function workerBundleUrl(entries: ReadonlyArray<URL | string>): string {
+  const urls = entries.map((e) => new URL(e));
+  const local = urls.every((u) => u.protocol === "file:" && !readGranted(u));
+  if (local) {
+    try {
+      const b = bundle(urls.map((u) => u.href), false);
+      if (b !== undefined) return b;
+    } catch (e) {
+      if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
+    }
+  }
+  // A data: URL (stable: Deno's code cache keeps one entry for it, not one per start).
+  return moduleDataUrl(urls.map((u) => `import ${JSON.stringify(workerUrl(u))};\n`).join(""));
+}
+
+/** What {@link servedModuleCounts} reports. */
+export interface ServedModuleCounts {
+  /** Modules whose prepared JavaScript came from the on-disk cache. */
+  cached: number;
+  /** Modules transpiled (the Node layer loaded on this thread). */
+  transpiled: number;
+  /** Bundles built from their modules. */
+  bundlesBuilt: number;
+  /** Bundles (or refusals) read back from the on-disk cache. */
+  bundlesCached: number;
+  /** Graphs served as separate `blob:` modules because they could not be bundled. */
+  refused: number;
+}
+
+/**
+ * Where the modules served so far came from: the on-disk cache, or the
+ * transpiler (which loads the Node layer on this thread); bundles built,
+ * read back, refused.
+ *
+ * @returns counts
  * @example
  * ```ts
  * import { servedModuleCounts } from "./worker_url.ts";
  * console.log(servedModuleCounts().transpiled); // 0 before anything is served
  * ```
  */
-export function servedModuleCounts(): { cached: number; transpiled: number } {
+export function servedModuleCounts(): ServedModuleCounts {
   return { ...counts };
+}
+
+/**
+ * Why graphs were served as separate modules instead of one bundle, in
+ * this process (one line each).
+ *
+ * @returns the reasons
+ * @example
+ * ```ts
+ * import { bundleRefusals } from "./worker_url.ts";
+ * console.log(bundleRefusals()); // [] when every graph was bundled
+ * ```
+ */
+export function bundleRefusals(): string[] {
+  return [...refusals];
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 
 const decoder = new TextDecoder();
 
@@ -42,16 +43,18 @@ w.onmessage = (e) => {
 w.onerror = (e) => { console.log("error", e.message); e.preventDefault(); w.terminate(); };`;
 }
 
-Deno.test("Workers load under --allow-ffi alone (module graph served as blob modules)", async () => {
+Deno.test("Workers load under --allow-ffi alone (one bundle; blob modules without bundles)", async () => {
   const code = script("./testdata/echo_worker.ts");
-  assert.equal(await runScript(code, ["--allow-ffi"]), "blob true");
+  assert.equal(await runScript(code, ["--allow-ffi"]), "data true");
+  const off = { env: { DENOVMM_NO_BUNDLE: "1" } };
+  assert.equal(await runScript(code, ["--allow-ffi"], off), "blob true");
   assert.equal(await runScript(code, ["--allow-ffi", "--allow-read"]), "file true");
 });
 
 Deno.test("a served module's import.meta.url is its file URL: nested Workers start", async () => {
   const out = await runScript(script("./testdata/nested_worker.ts"), ["--allow-ffi"]);
   const base = new URL("./testdata/nested_worker.ts", import.meta.url).href;
-  assert.equal(out, `blob true ${base}`);
+  assert.equal(out, `data true ${base}`);
 });
 
 Deno.test("served modules write nothing new under DENO_DIR after the first run", async () => {
@@ -74,7 +77,7 @@ Deno.test("served modules write nothing new under DENO_DIR after the first run",
       runs: 5,
       after: async () => void counts.push(await count()),
     });
-    assert.match(out, /^blob true/);
+    assert.match(out, /^data true/);
     // The first run fills the cache; the next four add nothing.
     assert.ok(counts[0] > 0, "the first run caches its transpiled modules");
     assert.deepEqual(counts.slice(1), [counts[0], counts[0], counts[0], counts[0]], `${counts}`);
@@ -90,7 +93,9 @@ Deno.test("served modules write nothing new under DENO_DIR after the first run",
  */
 function serveScript(target: string): string {
   const workerUrl = new URL("./worker_url.ts", import.meta.url).href;
-  return `import { servedModuleCounts, workerUrl } from ${JSON.stringify(workerUrl)};
+  return `import { bundleRefusals, servedModuleCounts, workerUrl } from ${
+    JSON.stringify(workerUrl)
+  };
 const served = workerUrl(${JSON.stringify(target)});
 const seen = new Map();
 async function text(u) {
@@ -101,9 +106,11 @@ async function text(u) {
   return t.replace(/(?<=["'])blob:[^"']+/g, (b) => seen.get(b));
 }
 const all = await text(served);
+const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(served)))]
+  .map((b) => b.toString(16).padStart(2, "0")).join("");
 const w = new Worker(served, { type: "module" });
 w.onmessage = (e) => {
-  console.log(JSON.stringify({ counts: servedModuleCounts(), data: e.data, all }));
+  console.log(JSON.stringify({ counts: servedModuleCounts(), refusals: bundleRefusals(), data: e.data, all, digest, kind: served.slice(0, 5) }));
   w.terminate();
 };`;
 }
@@ -128,7 +135,15 @@ Deno.test("prepared modules are cached on disk: the next start transpiles nothin
     // nested_worker.ts, worker_url.ts, module_cache.ts, fd.ts, libc.ts, errno.ts.
     assert.ok(first.counts.transpiled >= 5, JSON.stringify(first.counts));
     assert.equal(first.counts.cached, 0);
-    assert.deepEqual(second.counts, { cached: first.counts.transpiled, transpiled: 0 });
+    assert.equal(first.counts.bundlesBuilt, 1);
+    // The bundle is read back whole: no module's entry is read, none transpiled.
+    assert.deepEqual(second.counts, {
+      cached: 0,
+      transpiled: 0,
+      bundlesBuilt: 0,
+      bundlesCached: 1,
+      refused: 0,
+    });
     // (The nested Worker serves echo_worker.ts's graph too, in its own isolate.)
     assert.ok(after >= first.counts.transpiled, `${after} entries`);
     assert.equal(entries(), after, "the second start wrote no new entry");
@@ -150,14 +165,28 @@ Deno.test("a changed module is transpiled again; the others come from the cache"
     const code = serveScript(`file://${dir}/src/w.ts`);
     const env = { XDG_CACHE_HOME: `${dir}/cache` };
     const first = JSON.parse(await runScript(code, ["--allow-ffi"], { env }));
-    assert.deepEqual(first.counts, { cached: 0, transpiled: 2 });
+    assert.deepEqual(first.counts, {
+      cached: 0,
+      transpiled: 2,
+      bundlesBuilt: 1,
+      bundlesCached: 0,
+      refused: 0,
+    });
     assert.equal(first.data.value, 1);
     await Deno.writeTextFile(`${dir}/src/dep.ts`, dep(2));
     const second = JSON.parse(await runScript(code, ["--allow-ffi"], { env }));
-    assert.deepEqual(second.counts, { cached: 1, transpiled: 1 });
+    // The bundle is stale: rebuilt from one cached and one transpiled module.
+    assert.deepEqual(second.counts, {
+      cached: 1,
+      transpiled: 1,
+      bundlesBuilt: 1,
+      bundlesCached: 0,
+      refused: 0,
+    });
     assert.equal(second.data.value, 2);
-    // One entry per module, replaced in place.
-    assert.equal([...Deno.readDirSync(`${dir}/cache/denovmm/js`)].length, 2);
+    assert.notEqual(second.all, first.all);
+    // One entry per module and one for the bundle, replaced in place.
+    assert.equal([...Deno.readDirSync(`${dir}/cache/denovmm/js`)].length, 3);
   });
 });
 
@@ -183,5 +212,126 @@ Deno.test("without a usable cache directory modules are transpiled each time, an
 Deno.test("with read permission Workers load their files: nothing served or cached", async () => {
   const code = serveScript(new URL("./testdata/echo_worker.ts", import.meta.url).href);
   const out = JSON.parse(await runScript(code, ["--allow-ffi", "--allow-read"]));
-  assert.deepEqual(out.counts, { cached: 0, transpiled: 0 });
+  assert.deepEqual(out.counts, {
+    cached: 0,
+    transpiled: 0,
+    bundlesBuilt: 0,
+    bundlesCached: 0,
+    refused: 0,
+  });
+});
+
+Deno.test("a bundle's URL is the same in two processes, each building it from the sources", async () => {
+  const code = serveScript(new URL("./testdata/nested_worker.ts", import.meta.url).href);
+  const runs: { kind: string; counts: Record<string, number>; digest: string }[] = [];
+  for (let i = 0; i < 2; i++) {
+    await withTempDir(async (cache) => {
+      runs.push(
+        JSON.parse(await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: cache } })),
+      );
+    });
+  }
+  assert.equal(runs[0].kind, "data:");
+  assert.equal(runs[0].counts.bundlesBuilt, 1);
+  assert.equal(runs[1].counts.bundlesBuilt, 1);
+  assert.equal(runs[0].digest, runs[1].digest);
+});
+
+/** Bytes of the rows of Deno's V8 code cache under a DENO_DIR. */
+function codeCacheBytes(denoDir: string): number {
+  // Rows, not file sizes: SQLite's write-ahead log moves pages into the
+  // database file at checkpoints, which changes the files' sizes, not what
+  // they hold.
+  const db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`, { readOnly: true });
+  try {
+    const row = db.prepare(
+      "SELECT sum(length(specifier) + length(data)) AS bytes FROM codecache",
+    ).get() as { bytes: number | null };
+    return row.bytes ?? 0;
+  } finally {
+    db.close();
+  }
+}
+
+Deno.test("starting bundled Workers again adds nothing to Deno's code cache (blob modules did)", async () => {
+  // The Worker gets 300 ms after its message: Deno writes a module's code cache after it ran.
+  const code = script("./testdata/echo_worker.ts").replace(
+    "w.terminate();\n};",
+    "setTimeout(() => w.terminate(), 300);\n};",
+  );
+  assert.match(code, /setTimeout/);
+  const grow = async (env: Record<string, string>): Promise<number[]> => {
+    const denoDir = await Deno.makeTempDir({ prefix: "denovmm-denodir-" });
+    try {
+      const sizes: number[] = [];
+      await withTempDir(async (cache) => {
+        await runScript(code, ["--allow-ffi"], {
+          env: { ...env, DENO_DIR: denoDir, XDG_CACHE_HOME: cache },
+          runs: 5,
+          after: () => Promise.resolve(void sizes.push(codeCacheBytes(denoDir))),
+        });
+      });
+      return sizes;
+    } finally {
+      await Deno.remove(denoDir, { recursive: true });
+    }
+  };
+  const bundled = await grow({});
+  // The first start writes it; the next ones find it.
+  assert.deepEqual(
+    bundled.slice(1),
+    [bundled[0], bundled[0], bundled[0], bundled[0]],
+    `${bundled}`,
+  );
+  const blobs = await grow({ DENOVMM_NO_BUNDLE: "1" });
+  assert.ok(blobs[4] > blobs[3] && blobs[3] > blobs[2] && blobs[2] > blobs[1], `${blobs}`);
+});
+
+Deno.test("a graph that cannot be bundled is served as blob modules, and its Worker runs", async () => {
+  await withTempDir(async (cache) => {
+    const code = serveScript(new URL("./testdata/unbundled_worker.ts", import.meta.url).href);
+    const out = JSON.parse(
+      await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: cache } }),
+    );
+    assert.equal(out.kind, "blob:");
+    assert.equal(out.counts.refused, 1);
+    assert.match(out.refusals[0], /destructuring in an export declaration/);
+    assert.deepEqual(out.data, { a: 1, b: 2 });
+    // The refusal is cached too: the next start neither reads nor bundles the graph again.
+    const again = JSON.parse(
+      await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: cache } }),
+    );
+    assert.equal(again.kind, "blob:");
+    assert.equal(again.counts.bundlesCached, 1);
+    assert.deepEqual(again.data, { a: 1, b: 2 });
+  });
+});
+
+Deno.test("every Worker entry of the project bundles (no graph falls back to blob modules)", async () => {
+  const root = new URL("../", import.meta.url);
+  const entries = [
+    "aio/_worker.ts",
+    "mainloop/_iothread_worker.ts",
+    "ui/vnc/_encoder_worker.ts",
+    "kvm/vcpu_backend.ts",
+    "machine/pc_devices.ts",
+    "machine/pci_devices.ts",
+    "vm/virtio_backend.ts",
+  ].map((e) => new URL(e, root).href);
+  const prestart = ["vcpu/worker.ts", "kvm/vcpu_backend.ts", "machine/pc_devices.ts"]
+    .map((e) => new URL(e, root).href);
+  const worker = new URL("./worker_url.ts", import.meta.url).href;
+  const code = `import { bundleRefusals, workerBundleUrl, workerUrl } from ${
+    JSON.stringify(worker)
+  };
+const urls = ${JSON.stringify(entries)}.map((u) => workerUrl(u));
+urls.push(workerBundleUrl(${JSON.stringify(prestart)}));
+console.log(JSON.stringify({ kinds: urls.map((u) => u.slice(0, 5)), refusals: bundleRefusals() }));`;
+  await withTempDir(async (cache) => {
+    const out = JSON.parse(
+      await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: cache } }),
+    );
+    assert.deepEqual(out.refusals, []);
+    assert.deepEqual(new Set(out.kinds), new Set(["data:"]));
+  });
 });

@@ -66,10 +66,14 @@ Deno.test("main.ts's early vCPU start loads only the Worker server beside the co
   const g = await staticGraph("machine/early_start.ts");
   assert.deepEqual([...g].sort(), [
     "machine/early_start.ts",
+    "sys/bundle_registry.ts",
     "sys/errno.ts",
     "sys/fd.ts",
+    "sys/js_tokens.ts",
     "sys/libc.ts",
+    "sys/module_bundle.ts",
     "sys/module_cache.ts",
+    "sys/module_shape.ts",
     "sys/start_trace.ts",
     "sys/worker_url.ts",
     "vcpu/prestart.ts",

@@ -1,26 +1,26 @@
 /**
  * vCPU Workers started ahead of their machine: a Worker's start (its V8
- * isolate, then vcpu/worker.ts and the modules it will import, compiled
- * from source since `blob:` modules get no code cache) is the longest step
+ * isolate, then vcpu/worker.ts and the modules it will import) is the longest step
  * between the process start and the first KVM_RUN, and it needs nothing from
  * the machine. So the builder asks for the Workers first and does the rest
  * of the set-up (device models, KVM, guest RAM, the kernel) while they load
  * on their own threads; {@link VcpuThread} then takes a waiting Worker
  * instead of starting one.
  *
- * A prestarted Worker also imports the modules its init will name (the
- * hypervisor backend, the device modules) as part of its first module graph,
- * loaded in one go: its entry is a small `blob:` module importing
- * vcpu/worker.ts and them. The URLs served here are the ones VcpuThread
- * hands it later (sys/worker_url.ts serves one blob per module per
- * process), so those later imports find the modules loaded.
+ * A prestarted Worker also runs the modules its init will name (the
+ * hypervisor backend, the device modules) as part of its first module, loaded
+ * in one go: its entry is one bundle of vcpu/worker.ts and them
+ * (sys/worker_url.ts `workerBundleUrl`, code-cached by Deno from the second
+ * start on). When VcpuThread later hands it those modules' URLs, the Worker
+ * imports them through `importServed` (sys/bundle_registry.ts), which finds
+ * them already run.
  *
  * Main thread only. Workers never taken are ended by
  * {@link discardPrestartedVcpuWorkers}.
  *
  * @module
  */
-import { workerUrl } from "../sys/worker_url.ts";
+import { workerBundleUrl, workerUrl } from "../sys/worker_url.ts";
 import { traceMark } from "../sys/start_trace.ts";
 
 const waiting = new Map<number, Worker>();
@@ -51,12 +51,7 @@ export function vcpuWorkerUrl(): string {
  */
 export function prestartVcpuWorkers(count: number, modules: readonly string[] = []): void {
   if (waiting.size >= count) return;
-  const imports = [vcpuWorkerUrl(), ...modules.map((m) => workerUrl(m))];
-  const entry = URL.createObjectURL(
-    new Blob([imports.map((u) => `import ${JSON.stringify(u)};\n`).join("")], {
-      type: "text/javascript",
-    }),
-  );
+  const entry = workerBundleUrl([new URL("./worker.ts", import.meta.url), ...modules]);
   for (let i = 0; i < count; i++) {
     if (waiting.has(i)) continue;
     traceMark(`vcpu-${i} Worker prestarted`);

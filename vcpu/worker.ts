@@ -32,6 +32,7 @@ import {
 import { dumpVcpu } from "./dump.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_POWEROFF, EXIT_CODE_REBOOT } from "./exit_codes.ts";
 import { epochMs } from "../sys/start_trace.ts";
+import { importServed } from "../sys/bundle_registry.ts";
 
 /** When this Worker's modules had loaded (start-up trace). */
 const loadedAt = epochMs();
@@ -83,7 +84,7 @@ export type VcpuMessage =
 const post = (m: VcpuMessage) => (self as unknown as Worker).postMessage(m);
 
 async function loadBackend(spec: VcpuBackendSpec): Promise<VcpuThreadBackend> {
-  const mod = await import(spec.module);
+  const mod = await importServed(spec.module);
   const f = mod[spec.factory] as ((data: unknown) => VcpuThreadBackend) | undefined;
   if (typeof f !== "function") {
     throw new TypeError(`vCPU backend ${spec.module} has no factory ${spec.factory}`);

@@ -24,6 +24,7 @@ import { KvmIrqLine } from "../kvm/vm.ts";
 import { eventFdWrite } from "../sys/fd.ts";
 import { workerUrl } from "../sys/worker_url.ts";
 import type { PciFunctionArgs } from "../machine/pci_devices.ts";
+import { importServed } from "../sys/bundle_registry.ts";
 
 /** What a {@link VirtioBackendFactory} gets besides its arguments. */
 export interface VirtioBackendContext {
@@ -104,7 +105,7 @@ async function importFactory(module: string): Promise<Record<string, unknown>> {
     // any other is read through libc (sys/worker_url.ts).
     const url = workerUrl(module);
     if (url === module) throw e;
-    return await import(url);
+    return await importServed(url);
   }
 }
 

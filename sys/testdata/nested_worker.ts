@@ -1,6 +1,6 @@
 // A Worker for worker_url_test.ts that starts a Worker itself from a URL
 // relative to its own import.meta.url (as an I/O thread starts its aio pool):
-// under --allow-ffi it is served as a blob: module, and resolving against
+// under --allow-ffi it is served as a bundled data: (once blob:) module, and resolving against
 // that base threw "Invalid URL" before import.meta.url was pinned.
 import { workerUrl } from "../worker_url.ts";
 

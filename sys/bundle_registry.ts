@@ -1,0 +1,46 @@
+/**
+ * The modules that bundles (sys/module_bundle.ts) have run in this isolate,
+ * and a dynamic import that uses them: a Worker whose entry bundle already
+ * ran a module (a prestarted vCPU Worker runs its backend and device
+ * modules) gets that module's exports at once, instead of loading another
+ * bundle (hundreds of KB of `data:` URL, tens of ms) to find the same
+ * module already there. Small on purpose: every Worker that imports
+ * modules by URL loads it.
+ *
+ * @module
+ */
+
+/** Where the bundles of an isolate register their modules (a `Symbol.for` key on globalThis). */
+export const REGISTRY_SYMBOL = "denovmm.modules";
+/** How a bundle with one entry begins, as a URL: then the entry's file URL, encoded, then `%0A`. */
+export const BUNDLE_URL_PREFIX = "data:text/javascript;charset=utf-8,// denovmm bundle of ";
+
+interface Registered {
+  ns: Record<string, unknown>;
+  state: number;
+}
+
+/**
+ * `import(url)`, except that a bundle URL whose module a bundle already ran
+ * in this isolate resolves to that module's exports without a load.
+ *
+ * @param url a module URL (as sys/worker_url.ts serves it, or any other)
+ * @returns the module's exports
+ * @example
+ * ```ts ignore
+ * import { importServed } from "../sys/bundle_registry.ts";
+ * const mod = await importServed(spec.module);
+ * ```
+ */
+export function importServed(url: string): Promise<Record<string, unknown>> {
+  if (url.startsWith(BUNDLE_URL_PREFIX)) {
+    const end = url.indexOf("%0A", BUNDLE_URL_PREFIX.length);
+    const key = decodeURIComponent(url.slice(BUNDLE_URL_PREFIX.length, end));
+    const registry = (globalThis as Record<symbol, Map<string, Registered> | undefined>)[
+      Symbol.for(REGISTRY_SYMBOL)
+    ];
+    const r = registry?.get(key);
+    if (r?.state === 1) return Promise.resolve(r.ns);
+  }
+  return import(url);
+}

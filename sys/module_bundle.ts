@@ -1,0 +1,434 @@
+/**
+ * One ES module out of a module graph, for Workers started under
+ * `--allow-ffi` alone (sys/worker_url.ts): served as one `data:` URL, whose
+ * text is its content, so the URL is the same in every process and Deno's
+ * V8 code cache (keyed by module URL) serves it from the second start on,
+ * where the separate `blob:` modules, with fresh URLs each start, were
+ * compiled from source every time and left a never-read code cache entry
+ * behind each time.
+ *
+ * Each module becomes a function of the bundle, run once per isolate on
+ * first import, that defines its exports object (getters, sorted, like a
+ * module namespace) before its body runs:
+ *
+ * - an import of a binding that never changes (a `const`, a function or
+ *   class never assigned, a namespace) becomes a `const` read once after
+ *   the exporter ran (there are no import cycles, so it has run);
+ * - an import of a binding that may change (`let`, `var`, anything not
+ *   proven fixed) is a live binding: each reference to it is rewritten to a
+ *   read of the exporter's getter. Where the local name is also declared in
+ *   an inner scope (a parameter, a pattern, a method name), the bundle is
+ *   refused rather than guess which references are the import's;
+ * - `export *`, `export * as`, `export { a as b } from` and default exports
+ *   resolve statically, as the module linker would: a missing or ambiguous
+ *   imported name refuses the bundle (ES modules fail to link then);
+ * - literal `import("./x.ts")` loads x from the bundle, lazily; imports
+ *   the runtime resolves itself (`node:` modules) stay real imports;
+ * - modules are registered per isolate by file URL
+ *   (`globalThis[Symbol.for("denovmm.modules")]`), so two bundles loaded in
+ *   one Worker (its entry, then a backend module it imports) share each
+ *   module, as one module map would.
+ *
+ * Edits keep each module's line breaks, so its lines keep their numbers
+ * within its function. The bundle is compiled once (`new Function`, parse
+ * only) when built: what does not parse (top-level `await` in a module, a
+ * misread statement) refuses the bundle. Every refusal throws
+ * {@link BundleRefusal}; sys/worker_url.ts then serves the graph as
+ * separate modules.
+ *
+ * @module
+ */
+import { REGISTRY_SYMBOL } from "./bundle_registry.ts";
+import {
+  BundleRefusal,
+  type Edit,
+  type ImportBinding,
+  isLocalSpecifier,
+  type ModuleShape,
+} from "./module_shape.ts";
+
+/** Where an export's value lives. */
+type Origin =
+  | { module: string; local: string }
+  | { module: string; namespace: true }
+  | { external: string; name: string };
+
+const IDENT = /^[A-Za-z_$][\w$]*$/;
+/** Bump when the bundle's shape changes: cached bundles of another version are rebuilt. */
+export const BUNDLE_FORMAT = "denovmm-bundle 1";
+/** Parentheses after these are not a parameter list. */
+const CONTROL = new Set(["if", "for", "while", "switch", "with", "return", "typeof", "await"]);
+
+/** The bundle's module loader, evaluated after its table of module functions. */
+const RUNTIME = `const __b$R = (globalThis[Symbol.for(${
+  JSON.stringify(REGISTRY_SYMBOL)
+})] ??= new Map());
+function __b$i(k) {
+  let r = __b$R.get(k);
+  if (r === undefined) {
+    const f = __b$F[k];
+    if (f === undefined) throw new Error("Module " + k + " is not in this bundle");
+    const ns = Object.create(null);
+    r = { ns, state: 0, error: undefined };
+    __b$R.set(k, r);
+    try {
+      f(__b$i, __b$exports(ns), __b$imp, __b$X);
+      r.state = 1;
+    } catch (e) {
+      r.state = 2;
+      r.error = e;
+      throw e;
+    }
+  } else if (r.state === 2) throw r.error;
+  else if (r.state === 0) throw new Error("Module " + k + " imported while it loads (a cycle)");
+  return r.ns;
+}
+function __b$exports(ns) {
+  return (getters) => {
+    for (const n of Object.keys(getters).sort()) {
+      Object.defineProperty(ns, n, { get: getters[n], enumerable: true });
+    }
+    Object.defineProperty(ns, Symbol.toStringTag, { value: "Module" });
+    Object.preventExtensions(ns);
+  };
+}
+function __b$imp(k) {
+  return Promise.resolve(k).then(__b$i);
+}
+`;
+
+function prop(name: string): string {
+  return IDENT.test(name) ? `.${name}` : `[${JSON.stringify(name)}]`;
+}
+
+/** Static export resolution over the graph, as the ES module linker does it. */
+class Linker {
+  #shapes: Map<string, ModuleShape>;
+  #names = new Map<string, Map<string, Origin | "ambiguous">>();
+
+  constructor(shapes: Map<string, ModuleShape>) {
+    this.#shapes = shapes;
+  }
+
+  /** Where `name` exported by `url` lives; undefined when not exported. */
+  resolve(url: string, name: string): Origin | "ambiguous" | undefined {
+    const s = this.#shapes.get(url);
+    if (s === undefined) return { external: url, name };
+    const local = s.localExports.get(name);
+    if (local !== undefined) {
+      const imp = s.imports.get(local);
+      return imp === undefined ? { module: url, local } : this.#binding(imp);
+    }
+    const re = s.reExports.get(name);
+    if (re !== undefined) return this.#binding(re);
+    if (name === "default") return undefined;
+    return this.exportNames(url).get(name);
+  }
+
+  #binding(b: ImportBinding): Origin | "ambiguous" | undefined {
+    if (b.name !== "*") return this.resolve(b.from, b.name);
+    return this.#shapes.has(b.from)
+      ? { module: b.from, namespace: true }
+      : { external: b.from, name: "*" };
+  }
+
+  /** Every name `url` exports, with where it lives (star names included). */
+  exportNames(url: string): Map<string, Origin | "ambiguous"> {
+    const known = this.#names.get(url);
+    if (known) return known;
+    const s = this.#shapes.get(url)!;
+    const out = new Map<string, Origin | "ambiguous">();
+    const fromStars = new Map<string, Origin | "ambiguous">();
+    for (const star of s.stars) {
+      if (!this.#shapes.has(star)) {
+        throw new BundleRefusal(`${url}: export * from ${star}, which is not bundled`);
+      }
+      for (const [n, o] of this.exportNames(star)) {
+        if (n === "default") continue;
+        const had = fromStars.get(n);
+        fromStars.set(n, had === undefined || sameOrigin(had, o) ? o : "ambiguous");
+      }
+    }
+    for (const [n, o] of fromStars) out.set(n, o);
+    this.#names.set(url, out);
+    for (const n of [...s.localExports.keys(), ...s.reExports.keys()]) {
+      const o = this.resolve(url, n);
+      if (o === undefined) throw new BundleRefusal(`${url}: exports ${n}, which is not found`);
+      out.set(n, o);
+    }
+    return out;
+  }
+
+  /** Whether an origin's value can change after its module ran. */
+  live(o: Origin): boolean {
+    return "local" in o && !this.#shapes.get(o.module)!.fixed.has(o.local);
+  }
+}
+
+function sameOrigin(a: Origin | "ambiguous", b: Origin | "ambiguous"): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Token indices in binding positions (conservatively): declared names and
+ * patterns of `let`/`const`/`var`, function and class names, parameter
+ * lists (with their default values), `catch` parameters.
+ */
+function bindingTokens(s: ModuleShape): Uint8Array {
+  const t = s.tokens;
+  const v = (i: number) => (t[i] === undefined ? "" : s.src.slice(t[i].start, t[i].end));
+  const mark = new Uint8Array(t.length);
+  const markRange = (i: number) => {
+    const m = t[i]?.match;
+    if (m !== undefined && m >= 0) mark.fill(1, i, m + 1);
+    else if (t[i]?.kind === "id") mark[i] = 1;
+  };
+  for (let i = 0; i < t.length; i++) {
+    const w = v(i);
+    if (t[i].kind === "id" && (w === "let" || w === "const" || w === "var")) {
+      markRange(i + 1);
+      // Later declarators: a `,` at this level, up to the statement's end.
+      for (let k = i + 1; k < t.length; k++) {
+        const x = v(k);
+        if (x === ";" || x === ")" || x === "}" || x === "]") break;
+        if (x === ",") markRange(k + 1);
+        const m = t[k].match;
+        if (m !== undefined && m >= 0) k = m;
+      }
+    } else if (t[i].kind === "id" && (w === "function" || w === "class")) {
+      markRange(v(i + 1) === "*" ? i + 2 : i + 1);
+    } else if (w === "=>" && t[i - 1]?.kind === "id") mark[i - 1] = 1;
+    else if (w === "(" && t[i].match !== undefined && t[i].match! >= 0) {
+      const after = v(t[i].match! + 1);
+      if ((after === "{" || after === "=>") && !CONTROL.has(v(i - 1))) markRange(i);
+    }
+  }
+  return mark;
+}
+
+/**
+ * Edits turning each reference to a live import into a read through the
+ * exporter's exports object.
+ */
+function liveEdits(s: ModuleShape, live: Map<string, string>): Edit[] {
+  const t = s.tokens;
+  const v = (i: number) => (t[i] === undefined ? "" : s.src.slice(t[i].start, t[i].end));
+  const inStatement = new Uint8Array(t.length);
+  for (const [a, b] of s.statements) inStatement.fill(1, a, b);
+  const binding = bindingTokens(s);
+  // The innermost open bracket of each token.
+  const parent = new Int32Array(t.length).fill(-1);
+  const open: number[] = [];
+  for (let i = 0; i < t.length; i++) {
+    parent[i] = open.length > 0 ? open[open.length - 1] : -1;
+    const m = t[i].match;
+    if (m !== undefined && m >= 0) open.push(i);
+    while (open.length > 0 && t[open[open.length - 1]].match === i) open.pop();
+  }
+  const edits: Edit[] = [];
+  for (let i = 0; i < t.length; i++) {
+    if (t[i].kind !== "id" || inStatement[i]) continue;
+    const ref = live.get(v(i));
+    if (ref === undefined) continue;
+    const prev = v(i - 1);
+    const next = v(i + 1);
+    if (prev === "." || prev === "?.") continue;
+    const where = `${s.url}: ${v(i)} (offset ${t[i].start})`;
+    if (binding[i]) throw new BundleRefusal(`${where} is declared again in an inner scope`);
+    const inBrace = parent[i] >= 0 && v(parent[i]) === "{";
+    if (inBrace && (prev === "{" || prev === ",") && next === ":") continue; // a key
+    if (next === "(") {
+      const m = t[i + 1].match;
+      if (m !== undefined && m >= 0 && v(m + 1) === "{") {
+        throw new BundleRefusal(`${where} is also a method's name`);
+      }
+    }
+    const shorthand = inBrace && (prev === "{" || prev === ",") && (next === "}" || next === ",");
+    edits.push({ start: t[i].start, end: t[i].end, text: shorthand ? `${v(i)}: ${ref}` : ref });
+  }
+  return edits;
+}
+
+function applyEdits(src: string, edits: Edit[]): string {
+  const sorted = [...edits].sort((a, b) => a.start - b.start);
+  let out = "";
+  let at = 0;
+  for (const e of sorted) {
+    if (e.start < at) throw new BundleRefusal("overlapping edits");
+    out += src.slice(at, e.start) + e.text;
+    at = e.end;
+  }
+  return out + src.slice(at);
+}
+
+/** One module as a function of the bundle: its header line, then its body. */
+function moduleFunction(s: ModuleShape, linker: Linker): string {
+  const vars = new Map<string, string>();
+  const head: string[] = [];
+  s.requests.forEach((r, k) => {
+    const name = `__b$m${k}`;
+    vars.set(r, name);
+    head.push(
+      `${name} = ${
+        isLocalSpecifier(r) ? `__b$i(${JSON.stringify(r)})` : `__b$X[${JSON.stringify(r)}]`
+      }`,
+    );
+  });
+  const consts: string[] = [];
+  const live = new Map<string, string>();
+  for (const [local, b] of s.imports) {
+    const m = vars.get(b.from)!;
+    if (b.name === "*") {
+      consts.push(`${local} = ${m}`);
+      continue;
+    }
+    const o = linker.resolve(b.from, b.name);
+    if (o === undefined || o === "ambiguous") {
+      throw new BundleRefusal(`${s.url}: import ${b.name} from ${b.from}: ${o ?? "not found"}`);
+    }
+    if (linker.live(o)) live.set(local, `${m}${prop(b.name)}`);
+    else consts.push(`${local} = ${m}${prop(b.name)}`);
+  }
+  const getters: string[] = [];
+  for (const [name, o] of linker.exportNames(s.url)) {
+    if (o === "ambiguous") continue;
+    let expr: string;
+    const local = s.localExports.get(name);
+    const re = s.reExports.get(name);
+    if (local !== undefined) {
+      const imp = s.imports.get(local);
+      expr = imp === undefined
+        ? local
+        : imp.name === "*"
+        ? vars.get(imp.from)!
+        : `${vars.get(imp.from)!}${prop(imp.name)}`;
+    } else if (re !== undefined) {
+      expr = re.name === "*" ? vars.get(re.from)! : `${vars.get(re.from)!}${prop(re.name)}`;
+    } else {
+      // From a star: the first star module that exports it.
+      const star = s.stars.find((st) => linker.exportNames(st).has(name))!;
+      expr = `${vars.get(star)!}${prop(name)}`;
+    }
+    getters.push(`${JSON.stringify(name)}: () => ${expr}`);
+  }
+  let header = "";
+  if (head.length > 0) header += `const ${head.join(", ")}; `;
+  if (consts.length > 0) header += `const ${consts.join(", ")}; `;
+  header += `__b$x({ ${getters.join(", ")} });`;
+  const edits = live.size > 0 ? [...s.edits, ...liveEdits(s, live)] : s.edits;
+  const body = applyEdits(s.src, edits);
+  // Parenthesized: V8 compiles the function with the bundle instead of
+  // pre-parsing it and parsing it again when the module runs (every module
+  // of a Worker's bundle runs at its start).
+  return `${
+    JSON.stringify(s.url)
+  }: (function (__b$i, __b$x, __b$imp, __b$X) { ${header}\n${body}\n}),\n`;
+}
+
+/** Static import cycles are refused (the module runs before its importer). */
+function checkCycles(shapes: Map<string, ModuleShape>, entries: readonly string[]): void {
+  const state = new Map<string, number>();
+  const visit = (u: string, path: string[]) => {
+    const st = state.get(u);
+    if (st === 2) return;
+    if (st === 1) throw new BundleRefusal(`import cycle: ${[...path, u].join(" -> ")}`);
+    state.set(u, 1);
+    const s = shapes.get(u)!;
+    for (const r of s.requests) if (shapes.has(r)) visit(r, [...path, u]);
+    for (const r of s.dynamic) if (!state.has(r)) visit(r, []);
+    state.set(u, 2);
+  };
+  for (const e of entries) visit(e, []);
+}
+
+/** Options of {@link bundleModules}. */
+export interface BundleOptions {
+  /** Re-export the first entry's exports from the bundle (default true). */
+  exports?: boolean;
+}
+
+/**
+ * Bundles a module graph into one ES module's source.
+ *
+ * @param shapes every local module reachable from the entries (static and
+ *   literal dynamic imports), read by `readModuleShape`
+ * @param entries the modules to run, in order
+ * @param options whether the bundle re-exports the first entry's exports
+ * @returns the bundle's JavaScript
+ * @throws BundleRefusal for a graph it cannot bundle faithfully
+ * @example
+ * ```ts
+ * import { bundleModules } from "./module_bundle.ts";
+ * import { readModuleShape } from "./module_shape.ts";
+ * const a = readModuleShape("file:///a.js", "export let n = 1; export function inc() { n++; }");
+ * const m = readModuleShape("file:///m.js", 'import { n, inc } from "./a.js"; inc(); export const seen = n;');
+ * const js = bundleModules(new Map([[a.url, a], [m.url, m]]), [m.url]);
+ * console.log(js.includes("__b$m0.n")); // true: n is read live
+ * ```
+ */
+export function bundleModules(
+  shapes: Map<string, ModuleShape>,
+  entries: readonly string[],
+  options: BundleOptions = {},
+): string {
+  for (const s of shapes.values()) {
+    for (const r of [...s.requests, ...s.dynamic]) {
+      if (isLocalSpecifier(r) && !shapes.has(r)) throw new Error(`${r} was not read`);
+    }
+  }
+  checkCycles(shapes, entries);
+  const linker = new Linker(shapes);
+  const externals = new Set<string>();
+  for (const s of shapes.values()) {
+    for (const r of s.requests) if (!isLocalSpecifier(r)) externals.add(r);
+  }
+  let table = "const __b$F = {\n";
+  for (const s of shapes.values()) table += moduleFunction(s, linker);
+  table += "};\n";
+  try {
+    // Parse only: top-level await in a module, or a misread, fails here.
+    new Function("__b$X", `"use strict";\n${table}`);
+  } catch (e) {
+    throw new BundleRefusal(`the bundle does not compile: ${(e as Error).message}`);
+  }
+  // A bundle that re-exports its entry names it first (sys/bundle_registry.ts reads it).
+  let out = options.exports !== false ? `// denovmm bundle of ${entries[0]}\n` : "";
+  const ext = [...externals];
+  ext.forEach((x, k) => (out += `import * as __b$e${k} from ${JSON.stringify(x)};\n`));
+  out += `const __b$X = { ${ext.map((x, k) => `${JSON.stringify(x)}: __b$e${k}`).join(", ")} };\n`;
+  out += table + RUNTIME;
+  out += `const __b$E = __b$i(${JSON.stringify(entries[0])});\n`;
+  for (const e of entries.slice(1)) out += `__b$i(${JSON.stringify(e)});\n`;
+  if (options.exports !== false) {
+    const names: string[] = [];
+    for (const [name, o] of linker.exportNames(entries[0])) {
+      if (o === "ambiguous") continue;
+      if (linker.live(o)) {
+        throw new BundleRefusal(`${entries[0]}: its export ${name} may change (live)`);
+      }
+      names.push(name);
+    }
+    names.forEach((n, k) => (out += `const __b$v${k} = __b$E${prop(n)};\n`));
+    const list = names.map((n, k) => `__b$v${k} as ${IDENT.test(n) ? n : JSON.stringify(n)}`);
+    if (list.length > 0) out += `export { ${list.join(", ")} };\n`;
+  }
+  return out;
+}
+
+/**
+ * A module's source as a `data:` URL: only what a URL cannot carry is
+ * percent-encoded (`%`, `#`, control characters, non-ASCII as UTF-8).
+ *
+ * @param js JavaScript module source
+ * @returns the URL
+ * @example
+ * ```ts
+ * import { moduleDataUrl } from "./module_bundle.ts";
+ * console.log(moduleDataUrl("export const a = 1;\n")); // data:text/javascript;charset=utf-8,export const a = 1;%0A
+ * ```
+ */
+export function moduleDataUrl(js: string): string {
+  return "data:text/javascript;charset=utf-8," +
+    // deno-lint-ignore no-control-regex -- control characters are what must be encoded
+    js.replace(/[%#\x00-\x1f\x7f]|[^\x00-\x7f]+/g, (c) => encodeURIComponent(c));
+}
