@@ -23,7 +23,7 @@
  *   while one is pending the loop turns at its short period.
  * - **The rest is bounded.** Timers that bypass the globals (`node:timers`,
  *   `AbortSignal.timeout`, a `Timeout`'s `refresh()`) and async ops started
- *   from a loop callback wait at most the loop's `untrackedYieldNs` (50 ms
+ *   from a loop callback wait at most the loop's `untrackedYieldNs` (200 ms
  *   by default).
  *
  * Module state is per isolate (per thread), as the loop it serves.

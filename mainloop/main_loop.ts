@@ -14,7 +14,7 @@
  *   Worker's message, a finished pool call, a signal) the loop gives Deno a
  *   turn; for what has no fd it turns when the earliest of Deno's timers is
  *   due, every `yieldNs` (10 ms) while an `Atomics.waitAsync` is announced,
- *   and otherwise every `untrackedYieldNs` (50 ms) for the rest
+ *   and otherwise every `untrackedYieldNs` (200 ms) for the rest
  *   (deno_work.ts), so an active VMM pays few turns. After
  *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
  *   as below, so an idle VMM pays no turns.
@@ -71,11 +71,14 @@ export const DEFAULT_POLL_NS = 5_000_000;
 export const DEFAULT_YIELD_NS = 10_000_000;
 
 /**
- * Default {@link MainLoopOptions.untrackedYieldNs}: 50 ms, the most a timer
+ * Default {@link MainLoopOptions.untrackedYieldNs}: 200 ms, the most a timer
  * of `node:timers` or an async op started from a callback waits while the
- * loop holds its thread (each turn costs the main thread CPU: deno_work.ts).
+ * loop holds its thread. Each turn costs the main thread CPU (deno_work.ts):
+ * with a guest's kick every 200 ms, natively, 2.2-2.4 ms of CPU per kick at
+ * 50 ms, 0.6-0.8 ms at 200 ms, 0.4-0.6 ms at 1 s (`net_ping_cpu_bench.ts
+ * --loop-only`); the VMM itself starts no such work.
  */
-export const DEFAULT_UNTRACKED_YIELD_NS = 50_000_000;
+export const DEFAULT_UNTRACKED_YIELD_NS = 200_000_000;
 
 /**
  * Default {@link MainLoopOptions.ownThreadNs}: 1 s, so that traffic at a
