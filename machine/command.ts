@@ -10,6 +10,7 @@ import { parseCli, USAGE, UsageError, type VmOptions } from "./cli.ts";
 import { vmConfigFromCli } from "./cli_config.ts";
 import { describeKvmOpenError } from "./kvm_errors.ts";
 import { createVm, type Vm } from "../vm/vm.ts";
+import { CLI_UNTRACKED_YIELD_NS } from "../mainloop/main_loop.ts";
 import { VmConfigError } from "../vm/config.ts";
 import { ErrnoError } from "../sys/errno.ts";
 import { Terminal } from "../ui/terminal.ts";
@@ -135,7 +136,11 @@ export async function main(args: string[], context: CommandContext = {}): Promis
       iothreads: o.disks.flatMap((d) => parseDiskOption(d).iothread ?? []),
     }, o.name?.process);
     preflightControlPlane({ qmp: o.qmp });
-    vm = await createVm(await vmConfigFromCli(o));
+    // Only the VMM's own code runs on this thread, and it starts no async op
+    // that Deno's fd does not announce: turns for such work can be rare.
+    vm = await createVm(await vmConfigFromCli(o), {
+      loop: { untrackedYieldNs: CLI_UNTRACKED_YIELD_NS },
+    });
   } catch (e) {
     if (e instanceof VmConfigError || e instanceof ControlPlaneError) fail(e.message);
     const kvm = describeKvmOpenError(e);

@@ -23,8 +23,9 @@
  *   while one is pending the loop turns at its short period.
  * - **The rest is bounded.** Timers that bypass the globals (`node:timers`,
  *   `AbortSignal.timeout`, a `Timeout`'s `refresh()`) and async ops started
- *   from a loop callback wait at most the loop's `untrackedYieldNs` (200 ms
- *   by default).
+ *   from JavaScript on this thread wait at most the loop's `untrackedYieldNs`
+ *   (`yieldNs`, 10 ms, by default; 200 ms in the CLI, whose main thread
+ *   runs only the VMM's code, which starts none).
  *
  * Module state is per isolate (per thread), as the loop it serves.
  *

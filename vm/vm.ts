@@ -14,7 +14,7 @@ import { dropCleanFilePages, trimMalloc } from "../sys/trim_memory.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
 import type { EventLoop, Timer } from "../mainloop/types.ts";
-import { MainLoop } from "../mainloop/main_loop.ts";
+import { MainLoop, type MainLoopOptions } from "../mainloop/main_loop.ts";
 import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { VncDisplay } from "../ui/vnc/display.ts";
 import { type VmControl, VmState } from "../vcpu/vm_control.ts";
@@ -473,6 +473,8 @@ export class Vm {
  * guest starts with {@link Vm.start}.
  *
  * @param config the VM
+ * @param options `loop`: the main loop's options (the CLI sets its
+ * `untrackedYieldNs`, as no other JavaScript shares its thread)
  * @returns the built VM
  * @throws {VmConfigError} one line naming a mistake in the configuration
  * (before any KVM object exists)
@@ -488,8 +490,11 @@ export class Vm {
  * }
  * ```
  */
-export async function createVm(config: VmConfig): Promise<Vm> {
-  const vm = new Vm(resolveConfig(config), new MainLoop(), CREATE);
+export async function createVm(
+  config: VmConfig,
+  options: { loop?: MainLoopOptions } = {},
+): Promise<Vm> {
+  const vm = new Vm(resolveConfig(config), new MainLoop(options.loop), CREATE);
   try {
     await vm[BUILD]();
   } catch (e) {
