@@ -27,7 +27,7 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
+import { codeCacheBytes } from "../sys/testdata/code_cache_bytes.ts";
 
 const PROBE = new URL("./_worker_start_probe.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname;
@@ -90,21 +90,6 @@ async function tempDirs(): Promise<{ denoDir: string; cache: string }> {
 async function removeDirs(d: { denoDir: string; cache: string }): Promise<void> {
   await Deno.remove(d.denoDir, { recursive: true });
   await Deno.remove(d.cache, { recursive: true });
-}
-
-function codeCacheBytes(denoDir: string): number {
-  // Rows, not file sizes: SQLite's write-ahead log moves pages into the
-  // database file at checkpoints, which changes the files' sizes, not what
-  // they hold.
-  const db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`, { readOnly: true });
-  try {
-    const row = db.prepare(
-      "SELECT sum(length(specifier) + length(data)) AS bytes FROM codecache",
-    ).get() as { bytes: number | null };
-    return row.bytes ?? 0;
-  } finally {
-    db.close();
-  }
 }
 
 const KINDS = ["vcpu", "aio"];

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
+import { codeCacheBytes } from "./testdata/code_cache_bytes.ts";
 
 const decoder = new TextDecoder();
 
@@ -236,22 +236,6 @@ Deno.test("a bundle's URL is the same in two processes, each building it from th
   assert.equal(runs[1].counts.bundlesBuilt, 1);
   assert.equal(runs[0].digest, runs[1].digest);
 });
-
-/** Bytes of the rows of Deno's V8 code cache under a DENO_DIR. */
-function codeCacheBytes(denoDir: string): number {
-  // Rows, not file sizes: SQLite's write-ahead log moves pages into the
-  // database file at checkpoints, which changes the files' sizes, not what
-  // they hold.
-  const db = new DatabaseSync(`${denoDir}/v8_code_cache_v2`, { readOnly: true });
-  try {
-    const row = db.prepare(
-      "SELECT sum(length(specifier) + length(data)) AS bytes FROM codecache",
-    ).get() as { bytes: number | null };
-    return row.bytes ?? 0;
-  } finally {
-    db.close();
-  }
-}
 
 Deno.test("starting bundled Workers again adds nothing to Deno's code cache (blob modules did)", async () => {
   // The Worker gets 300 ms after its message: Deno writes a module's code cache after it ran.
