@@ -32,7 +32,6 @@ w.onmessage = () => {
   console.log(JSON.stringify({
     serveMs: served - t0,
     startMs,
-    urlBytes: url.length,
     counts: servedModuleCounts(),
   }));
   setTimeout(() => {

@@ -4,17 +4,19 @@
  * thread's prestarted entry (vcpu/worker.ts, the KVM backend and the device
  * modules) and an aio thread, served two ways in the same run:
  *
- * - **bundle**: one module per entry (sys/module_bundle.ts), a `data:` URL
- *   that is the same each start, so Deno's V8 code cache serves it;
+ * - **bundle**: one `blob:` module per entry (sys/module_bundle.ts), its
+ *   functions compiled lazily;
  * - **blob**: the graph as separate `blob:` modules (`DENOVMM_NO_BUNDLE=1`,
- *   the way before bundles), fresh URLs each start, compiled from source.
+ *   the way before bundles), one module per file.
  *
- * Each against an empty Worker's start (the floor: the isolate alone).
+ * Both are compiled from source at each start (a `blob:` URL is new in
+ * every process, and Deno keys its code cache by URL). Each against an empty Worker's start (the floor: the isolate alone).
  * Warm: the same DENO_DIR and module cache every round (what every start
  * after the first sees); cold: a fresh DENO_DIR and module cache (the first
  * start after an install or a change). Then Deno's code cache
- * (`DENO_DIR/v8_code_cache_v2*`) over 10 starts each way: blob modules add
- * rows no start reads again, the bundle is written once.
+ * (`DENO_DIR/v8_code_cache_v2*`) over 10 starts each way: each start adds
+ * rows no start reads again, one small row for the bundle, one per module
+ * for the blob modules.
  *
  * Each start is its own process (`deno run --allow-ffi
  * bench/_worker_start_probe.ts`); rounds interleave the variants; medians.
@@ -40,7 +42,6 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new RangeError(`Invalid --rou
 interface Probe {
   serveMs: number;
   startMs: number;
-  urlBytes: number;
 }
 
 /** One start: `kind` in its own process, with this DENO_DIR and module cache. */
@@ -147,8 +148,6 @@ for (const kind of KINDS) {
     }
   }
 }
-const sizes = samples.get("vcpu bundle warm")![0].urlBytes;
-console.log(`\nThe vCPU entry's bundle: a ${(sizes / 1024).toFixed(0)} KiB data: URL.`);
 
 // Code cache growth over STARTS starts of the vCPU entry, each way, from empty.
 console.log(`\nDeno's V8 code cache (DENO_DIR/v8_code_cache_v2*), vCPU entry, ${STARTS} starts\n`);

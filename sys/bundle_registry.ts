@@ -3,17 +3,18 @@
  * and a dynamic import that uses them: a Worker whose entry bundle already
  * ran a module (a prestarted vCPU Worker runs its backend and device
  * modules) gets that module's exports at once, instead of loading another
- * bundle (hundreds of KB of `data:` URL, tens of ms) to find the same
- * module already there. Small on purpose: every Worker that imports
- * modules by URL loads it.
+ * bundle (hundreds of KB, tens of ms) to find the same module already
+ * there. A bundle URL names the module it exports in its fragment
+ * (`#denovmm-bundle=` and the file URL, encoded), so the lookup needs no
+ * load. Small on purpose: every Worker that imports modules by URL loads it.
  *
  * @module
  */
 
 /** Where the bundles of an isolate register their modules (a `Symbol.for` key on globalThis). */
 export const REGISTRY_SYMBOL = "denovmm.modules";
-/** How a bundle with one entry begins, as a URL: then the entry's file URL, encoded, then `%0A`. */
-export const BUNDLE_URL_PREFIX = "data:text/javascript;charset=utf-8,// denovmm bundle of ";
+/** The fragment of a bundle URL that exports one entry: then the entry's file URL, encoded. */
+export const BUNDLE_FRAGMENT = "#denovmm-bundle=";
 
 interface Registered {
   ns: Record<string, unknown>;
@@ -33,9 +34,9 @@ interface Registered {
  * ```
  */
 export function importServed(url: string): Promise<Record<string, unknown>> {
-  if (url.startsWith(BUNDLE_URL_PREFIX)) {
-    const end = url.indexOf("%0A", BUNDLE_URL_PREFIX.length);
-    const key = decodeURIComponent(url.slice(BUNDLE_URL_PREFIX.length, end));
+  const at = url.indexOf(BUNDLE_FRAGMENT);
+  if (at >= 0) {
+    const key = decodeURIComponent(url.slice(at + BUNDLE_FRAGMENT.length));
     const registry = (globalThis as Record<symbol, Map<string, Registered> | undefined>)[
       Symbol.for(REGISTRY_SYMBOL)
     ];

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { bundleModules, moduleDataUrl } from "./module_bundle.ts";
+import { bundleModules, moduleBlobUrl, moduleDataUrl } from "./module_bundle.ts";
 import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
-import { BUNDLE_URL_PREFIX, importServed } from "./bundle_registry.ts";
+import { BUNDLE_FRAGMENT, importServed } from "./bundle_registry.ts";
 
 let base = 0;
 
@@ -139,8 +139,9 @@ Deno.test("two bundles in one isolate share a module; importServed finds it with
     "two.js": `import { token } from "./shared.js"; export const t2 = token;`,
   });
   const one = await import(moduleDataUrl(bundleModules(shapes, [root + "one.js"])));
-  const twoUrl = moduleDataUrl(bundleModules(shapes, [root + "two.js"]));
-  assert.ok(twoUrl.startsWith(BUNDLE_URL_PREFIX + root + "two.js%0A"));
+  const twoUrl = moduleBlobUrl(bundleModules(shapes, [root + "two.js"]), root + "two.js");
+  assert.ok(twoUrl.startsWith("blob:"));
+  assert.ok(twoUrl.endsWith(BUNDLE_FRAGMENT + encodeURIComponent(root + "two.js")));
   const two = await import(twoUrl);
   assert.equal(one.t1, two.t2);
   assert.equal((globalThis as Record<string, unknown>).__bundleTestRuns, 1);

@@ -10,16 +10,16 @@
  * the file URL is used as is.
  *
  * **One bundle per entry.** A Worker's entry and everything it imports is
- * served as one module (sys/module_bundle.ts) in a `data:` URL. The URL is
- * its content, so it is the same in every process: Deno keeps V8's code
- * cache by module URL, and from the second start on the bundle is not
- * compiled from source (under the emulator of the nested KVM host, where a
- * compile is slow, that is what a start is made of), and a start adds
- * nothing to `DENO_DIR/v8_code_cache_v2`. (Served as ~50 separate `blob:`
- * modules, as before, each start had fresh URLs: every module compiled from
- * source, and each start left ~45 code cache rows, ~180 KB, that no start
- * read again.) A Worker that later imports a module its bundle already ran
- * (a vCPU thread's backend and devices) gets it at once through
+ * served as one `blob:` module (sys/module_bundle.ts): one load instead of
+ * ~50, functions compiled lazily, and one small row (~15 KB) added to
+ * `DENO_DIR/v8_code_cache_v2` per start instead of ~45 (~190 KB) that no
+ * start reads again (Deno keys its code cache by module URL, and a `blob:`
+ * URL is new in every process). A `data:` URL would be the same in every
+ * process, so the code cache would serve it, but Deno holds ~15 bytes per
+ * byte of a module's URL in each isolate that loads it: 4-5 MiB more per
+ * Worker for a vCPU thread's 230 KB bundle (`bench/memory_bench.ts`). A
+ * Worker that later imports a module its bundle already ran (a vCPU
+ * thread's backend and devices) gets it at once through
  * sys/bundle_registry.ts's `importServed`.
  *
  * **Fallback.** A graph the bundler cannot prove it bundles faithfully
@@ -58,7 +58,7 @@ import {
   storeBundle,
   storeModule,
 } from "./module_cache.ts";
-import { BUNDLE_FORMAT, bundleModules, moduleDataUrl } from "./module_bundle.ts";
+import { BUNDLE_FORMAT, bundleModules, moduleBlobUrl, moduleDataUrl } from "./module_bundle.ts";
 import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
 
 /** `stripTypeScriptTypes` of `node:module`. */
@@ -132,7 +132,7 @@ function prepared(url: URL): { source: string; stamp: string } {
 }
 
 /**
- * The bundle of the graph under `entries` as a `data:` URL, from the
+ * The bundle of the graph under `entries` as a `blob:` URL, from the
  * on-disk cache when no module of it changed; undefined when the graph
  * cannot be bundled (the reason is kept: {@link bundleRefusals}).
  */
@@ -144,10 +144,12 @@ function bundle(entries: readonly string[], exports: boolean): string | undefine
   if (known !== undefined) return known || undefined;
   let url: string | undefined;
   const hit = cachedBundle(key);
+  // Served as a blob: module (sys/module_bundle.ts says why not data:).
+  const serveJs = (js: string) => moduleBlobUrl(js, exports ? entries[0] : undefined);
   if (hit !== undefined) {
     counts.bundlesCached++;
     if (hit.text.startsWith(REFUSED)) refuse(hit.text.slice(REFUSED.length));
-    else url = hit.text;
+    else url = serveJs(hit.text);
   } else {
     const shapes = new Map<string, ModuleShape>();
     // The bundler's own files count as sources: a change to them rebuilds every bundle.
@@ -171,9 +173,9 @@ function bundle(entries: readonly string[], exports: boolean): string | undefine
     let text: string;
     try {
       for (const e of entries) read(e);
-      url = moduleDataUrl(bundleModules(shapes, entries, { exports }));
+      text = bundleModules(shapes, entries, { exports });
+      url = serveJs(text);
       counts.bundlesBuilt++;
-      text = url;
     } catch (e) {
       // A module not on disk is the caller's case (a compiled binary); any
       // other failure of the bundler only costs the bundle.
@@ -264,7 +266,7 @@ export function workerUrl(url: URL | string): string {
  * bundled, a small module importing each as {@link workerUrl} serves it.
  *
  * @param entries the modules' file URLs
- * @returns a `data:` URL
+ * @returns a `blob:` URL, or a `data:` URL importing the entries
  * @example
  * ```ts ignore
  * import { workerBundleUrl } from "./worker_url.ts";
@@ -283,7 +285,7 @@ export function workerBundleUrl(entries: ReadonlyArray<URL | string>): string {
       if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
     }
   }
-  // A data: URL (stable: Deno's code cache keeps one entry for it, not one per start).
+  // A short data: URL: stable, so Deno's code cache keeps one entry for it.
   return moduleDataUrl(urls.map((u) => `import ${JSON.stringify(workerUrl(u))};\n`).join(""));
 }
 
