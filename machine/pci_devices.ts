@@ -62,6 +62,14 @@ export const KVM_IRQCHIP_PIC_SLAVE = 1;
 export const KVM_IRQCHIP_IOAPIC = 2;
 /** Notify register writes are 16-bit (the queue index), as Linux's vp_notify does. */
 export const NOTIFY_ACCESS_BYTES = 2;
+/**
+ * The length a notify ioeventfd is registered with first: 0, any length, as
+ * QEMU does where KVM allows it (KVM_CAP_IOEVENTFD_ANY_LENGTH). KVM then
+ * also puts it on its fast MMIO bus: on Intel an EPT-misconfig exit at the
+ * doorbell signals the eventfd without decoding the instruction. A KVM that
+ * refuses length 0 (EINVAL) gets {@link NOTIFY_ACCESS_BYTES}.
+ */
+export const NOTIFY_ANY_LENGTH = 0;
 
 /** One virtio-pci function of the machine, as plain postMessage-able data. */
 export interface PciFunctionArgs {
@@ -174,8 +182,9 @@ export function gsiRoutes(
  * ```
  */
 export function newIoeventfdState(): SharedArrayBuffer {
-  const sab = new SharedArrayBuffer(16);
-  new Float64Array(sab).set([-1, 0]);
+  const sab = new SharedArrayBuffer(24);
+  // BAR 0 address registered at, queues registered, length registered with.
+  new Float64Array(sab).set([-1, 0, NOTIFY_ANY_LENGTH]);
   return sab;
 }
 
@@ -209,7 +218,7 @@ export function syncNotifyIoeventfds(
   log: (message: string) => void = console.error,
 ): void {
   const cell = new Float64Array(f.ioeventfdBase);
-  if (cell.length < 2) throw new RangeError("ioeventfdBase must come from newIoeventfdState()");
+  if (cell.length < 3) throw new RangeError("ioeventfdBase must come from newIoeventfdState()");
   const old = cell[0];
   let mask = cell[1];
   const n = f.notifyFds.length;
@@ -218,7 +227,7 @@ export function syncNotifyIoeventfds(
   if (old === now && (now < 0 || (mask | ~full) === -1)) return;
   const at = (base: number, q: number) => ({
     addr: base + VIRTIO_PCI_NOTIFY_OFFSET + VIRTIO_PCI_NOTIFY_MULTIPLIER * q,
-    len: NOTIFY_ACCESS_BYTES,
+    len: cell[2],
     fd: f.notifyFds[q],
   });
   const moved = old !== now;
@@ -242,6 +251,12 @@ export function syncNotifyIoeventfds(
       mask |= 1 << q;
     } catch (e) {
       if (!(e instanceof ErrnoError)) throw e;
+      if (e.code === "EINVAL" && cell[2] === NOTIFY_ANY_LENGTH && mask === 0) {
+        // A KVM without any-length ioeventfds: the exact access size, from now on.
+        cell[2] = NOTIFY_ACCESS_BYTES;
+        q--;
+        continue;
+      }
       refused ??= e.code;
     }
   }

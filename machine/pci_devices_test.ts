@@ -21,19 +21,30 @@ import {
   syncNotifyIoeventfds,
 } from "./pci_devices.ts";
 
-const EEXIST = 17, ENOENT = 2;
+const EEXIST = 17, ENOENT = 2, EINVAL = 22;
 
-/** KVM's ioeventfd table: one registration per address, EEXIST for a second. */
+/**
+ * KVM's ioeventfd table: one registration per address, EEXIST for a second;
+ * a deassign must name the length it was assigned with (KVM matches it).
+ */
 class FakeVm implements IoeventfdVm {
   readonly at = new Map<number, number>();
+  readonly lens = new Map<number, number>();
+  /** A KVM that refuses length 0 (before any-length ioeventfds). */
+  constructor(readonly anyLength = true) {}
   ioeventfd(e: IoEventFd, deassign = false): void {
     if (deassign) {
-      if (this.at.get(e.addr) !== e.fd) throw new ErrnoError("KVM_IOEVENTFD", ENOENT);
+      if (this.at.get(e.addr) !== e.fd || this.lens.get(e.addr) !== e.len) {
+        throw new ErrnoError("KVM_IOEVENTFD", ENOENT);
+      }
       this.at.delete(e.addr);
+      this.lens.delete(e.addr);
       return;
     }
+    if (e.len === 0 && !this.anyLength) throw new ErrnoError("KVM_IOEVENTFD", EINVAL);
     if (this.at.has(e.addr)) throw new ErrnoError("KVM_IOEVENTFD", EEXIST);
     this.at.set(e.addr, e.fd);
+    this.lens.set(e.addr, e.len);
   }
 }
 
@@ -107,5 +118,46 @@ Deno.test("a guest moving one BAR onto another's keeps the VM: the doorbell fall
     assert.equal(vm.at.size, 0);
   } finally {
     for (const fd of fds) closeFd(fd);
+  }
+});
+
+Deno.test("doorbell ioeventfds take any access length (QEMU's fast MMIO), else the 16-bit one", () => {
+  for (const anyLength of [true, false]) {
+    const vm = new FakeVm(anyLength);
+    const alloc = new PciBarAllocator();
+    const notify = [eventFd(), eventFd()];
+    const control = eventFd();
+    try {
+      const blk = new VirtioBlock({
+        disk: { fd: -1, size: 512, readOnly: true },
+        aio: new SyncAio(),
+        numQueues: 2,
+      });
+      const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
+        link: new EventFdLink({ notifyFds: notify, controlFd: control }),
+      });
+      alloc.assign(dev);
+      new PciBus().add(dev);
+      const f = {
+        slot: 1,
+        notifyFds: notify,
+        ioeventfdBase: newIoeventfdState(),
+      } as unknown as PciFunctionArgs;
+      dev.configWrite(PCI_COMMAND, new Uint8Array([PCI_COMMAND_MEMORY, 0]));
+      const logs: string[] = [];
+      syncNotifyIoeventfds(vm, f, dev, (m) => logs.push(m));
+      assert.deepEqual(logs, []);
+      const base = dev.barAddress(VIRTIO_PCI_BAR) + VIRTIO_PCI_NOTIFY_OFFSET;
+      const len = anyLength ? 0 : 2;
+      assert.deepEqual([...vm.lens], [[base, len], [base + 4, len]]);
+      // A BAR move deregisters with the length it registered with (or KVM says ENOENT).
+      moveBar(dev, dev.barAddress(VIRTIO_PCI_BAR) + 0x10_0000);
+      syncNotifyIoeventfds(vm, f, dev, (m) => logs.push(m));
+      assert.deepEqual(logs, []);
+      assert.equal(vm.at.size, 2);
+      assert.ok(!vm.at.has(base), "old place released");
+    } finally {
+      for (const fd of [...notify, control]) closeFd(fd);
+    }
   }
 });
