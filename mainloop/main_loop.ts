@@ -97,6 +97,14 @@ export const DEFAULT_OWN_THREAD_NS = 1_000_000_000;
  */
 export const MICROTASK_HOPS = 8;
 
+/**
+ * Awaited by the microtask hops, inline in the loop: awaiting an existing
+ * promise allocates no new one, and no async call wraps them. Heap growth
+ * per iteration that dispatched an fd event, with no GC in between: ~1020
+ * bytes with `await this.#settle()` of `await undefined`s, ~520 now.
+ */
+const SETTLED = Promise.resolve();
+
 /** The least time between two turns given for a due timer (ms). */
 const TIMER_TURN_GAP_MS = 1;
 
@@ -387,7 +395,9 @@ export class MainLoop implements EventLoop {
             this.denoTurns++;
             await denoTurn();
             this.#yieldedAt = performance.now();
-          } else if (this.#afterPoll(n)) await this.#settle();
+          } else if (this.#afterPoll(n)) {
+            for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
+          }
         } else {
           // Idle for long: the whole wait goes to Deno's pool (no turns to
           // pay while nothing happens; the first wake-up costs two hops).
@@ -432,14 +442,9 @@ export class MainLoop implements EventLoop {
         // Let promise reactions the callbacks started run before sleeping
         // on this thread again (a microtask checkpoint; Deno's macrotasks
         // still wait for the next yield).
-        await this.#settle();
+        for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
       }
     }
-  }
-
-  /** Lets the promise reactions the callbacks started run (see the module doc). */
-  async #settle(): Promise<void> {
-    for (let i = 0; i < MICROTASK_HOPS; i++) await undefined;
   }
 
   /** Dispatches after a poll that found n fds ready; returns whether anything ran. */
