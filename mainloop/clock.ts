@@ -11,8 +11,11 @@ export const CLOCK_REALTIME = 0;
 /** Monotonic clock: never jumps, stops in suspend. */
 export const CLOCK_MONOTONIC = 1;
 
-const ts = new BigInt64Array(2);
-const tsBytes = new Uint8Array(ts.buffer);
+// struct timespec as 32-bit words (x86-64, little-endian): read without a
+// BigInt, so a clock read allocates nothing (the loops read one per timer
+// list per iteration).
+const tsWords = new Int32Array(4);
+const tsBytes = new Uint8Array(tsWords.buffer);
 
 /**
  * The clock id behind a {@link ClockType}. `host` and `monotonic` are the
@@ -55,5 +58,6 @@ export function clockId(clock: ClockType): number {
  */
 export function clockNs(id: number): number {
   libc.clock_gettime(id, tsBytes);
-  return Number(ts[0]) * 1e9 + Number(ts[1]);
+  // tv_sec: low word unsigned, high word signed; tv_nsec < 1e9 fits the low word.
+  return ((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2];
 }
