@@ -81,8 +81,11 @@ ping -c ${PINGS} -i ${INTERVAL} ${HOST_IP} > /tmp/ping 2>&1
 echo "${MARK} ping-end"
 echo "${MARK} rtts=$(sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' /tmp/ping | tr '\\n' ',')"
 echo "${MARK} tcp-begin"
+rxp() { cat /sys/class/net/eth0/statistics/rx_packets; }
+intr() { awk '/^intr/ { print $2 }' /proc/stat; }
+p0=$(rxp); i0=$(intr)
 t0=$(up); nc ${HOST_IP} 5556 > /tmp/in; t1=$(up)
-echo "${MARK} rx-secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.2f", b - a }') rx-bytes=$(wc -c < /tmp/in)"
+echo "${MARK} rx-secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.2f", b - a }') rx-bytes=$(wc -c < /tmp/in) rx-packets=$(($(rxp) - p0)) rx-interrupts=$(($(intr) - i0))"
 nc ${HOST_IP} 5555 < /tmp/in
 echo "${MARK} tcp-end"
 `;
@@ -169,6 +172,25 @@ function peers() {
 }
 
 /** One VMM boot: ping phase, TCP phase; null (with the reason on stderr) when it gave no report. */
+/**
+ * The host's side of the host->guest transfer: frames the tap dropped on
+ * their way to the VMM (its queue full) and TCP segments retransmitted.
+ */
+function hostCounters(): { dropped: number; retrans: number } {
+  const read = (p: string) => {
+    try {
+      return Deno.readTextFileSync(p);
+    } catch {
+      return "";
+    }
+  };
+  const dropped = Number(read(`/sys/class/net/${TAP}/statistics/tx_dropped`).trim() || NaN);
+  const tcp = read("/proc/net/snmp").split("\n").filter((l) => l.startsWith("Tcp:"));
+  const i = tcp[0]?.split(" ").indexOf("RetransSegs") ?? -1;
+  const retrans = i > 0 ? Number(tcp[1]?.split(" ")[i]) : NaN;
+  return { dropped, retrans };
+}
+
 async function run(label: string, cmd: string, args: string[]): Promise<RunResult | null> {
   await hostTap();
   const p = peers();
@@ -192,6 +214,7 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
       for await (const c of child.stderr) err = (err + d.decode(c, { stream: true })).slice(-4000);
     })();
     const samples = new Map<string, Map<string, number> | null>();
+    const hostAt = new Map<string, { dropped: number; retrans: number }>();
     const tail: string[] = [];
     const found = new Map<string, string>();
     const dec = new TextDecoder();
@@ -206,6 +229,8 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
         const m = new RegExp(`^${MARK} (.*)$`).exec(line);
         if (!m) continue;
         if (/^(ping|tcp)-(begin|end)$/.test(m[1])) samples.set(m[1], threadCpu(child.pid));
+        if (m[1] === "tcp-begin") hostAt.set("begin", hostCounters());
+        if (m[1].startsWith("rx-secs=")) hostAt.set("rx", hostCounters());
         for (const kv of m[1].matchAll(/(\S+)=(\S*)/g)) found.set(kv[1], kv[2]);
       }
     }
@@ -237,6 +262,15 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
     const ping = cpuDelta(samples.get("ping-begin") ?? null, samples.get("ping-end") ?? null);
     const tcp = cpuDelta(samples.get("tcp-begin") ?? null, samples.get("tcp-end") ?? null);
     const r: RunResult = { rtts, rx, tx: back!.secs, pingCpu: ping, tcpCpu: tcp };
+    const hb = hostAt.get("begin"), hr = hostAt.get("rx");
+    const pkts = Number(found.get("rx-packets"));
+    console.error(
+      `${label}: host->guest ${pkts} frames in the guest (${
+        (payload.length / pkts / 1024).toFixed(1)
+      } KiB each), ${found.get("rx-interrupts")} guest interrupts; host: tap ${
+        hb && hr ? hr.dropped - hb.dropped : "?"
+      } dropped, TCP ${hb && hr ? hr.retrans - hb.retrans : "?"} segments retransmitted`,
+    );
     console.error(
       `${label}: ping median ${median(rtts).toFixed(3)} ms (${rtts.length} replies), ` +
         `host->guest ${(MIB / rx).toFixed(1)} MB/s, guest->host ${(MIB / r.tx).toFixed(1)} MB/s, ` +
