@@ -328,9 +328,8 @@ console.log(
 );
 console.log("| loop | bytes per iteration | vs this tree |");
 console.log("|---|---|---|");
-const mid = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
-const mine = mid(alloc.get("this tree") ?? [NaN]);
+const mine = pct(alloc.get("this tree") ?? [NaN], 50);
 for (const [name] of allocTrees) {
-  const b = mid(alloc.get(name) ?? [NaN]);
+  const b = pct(alloc.get(name) ?? [NaN], 50);
   console.log(`| ${name} | ${b.toFixed(0)} | ${(b / mine).toFixed(2)}x |`);
 }

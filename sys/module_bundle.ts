@@ -393,8 +393,7 @@ export function bundleModules(
   } catch (e) {
     throw new BundleRefusal(`the bundle does not compile: ${(e as Error).message}`);
   }
-  // A bundle that re-exports its entry names it first (for whoever reads it).
-  let out = options.exports !== false ? `// denovmm bundle of ${entries[0]}\n` : "";
+  let out = "";
   const ext = [...externals];
   ext.forEach((x, k) => (out += `import * as __b$e${k} from ${JSON.stringify(x)};\n`));
   out += `const __b$X = { ${ext.map((x, k) => `${JSON.stringify(x)}: __b$e${k}`).join(", ")} };\n`;
