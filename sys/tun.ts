@@ -20,6 +20,8 @@ export const TUNGETFEATURES = 0x800454cf;
 export const TUNSETOFFLOAD = 0x400454d0;
 /** _IOR('T', 210, unsigned int): the attached interface's ifreq. */
 export const TUNGETIFF = 0x800454d2;
+/** _IOW('T', 212, int): the socket send buffer of the tap's queue. */
+export const TUNSETSNDBUF = 0x400454d4;
 /** _IOR('T', 215, int): the vnet header size. */
 export const TUNGETVNETHDRSZ = 0x800454d7;
 /** _IOW('T', 216, int): the vnet header size (10 or 12 bytes). */
@@ -59,6 +61,7 @@ export const TUN_ABI: Readonly<Record<string, number>> = {
   TUNGETFEATURES,
   TUNSETOFFLOAD,
   TUNGETIFF,
+  TUNSETSNDBUF,
   TUNGETVNETHDRSZ,
   TUNSETVNETHDRSZ,
   IFF_TUN,
@@ -102,8 +105,9 @@ const TAP_NAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 
 /**
  * Opens /dev/net/tun and attaches to tap `name`, creating it when it does
- * not exist and the process may (CAP_NET_ADMIN); sets a 12-byte
- * virtio_net_hdr (virtio 1.x, num_buffers included).
+ * not exist and the process may (CAP_NET_ADMIN); sets an unlimited send
+ * buffer (as QEMU) and a 12-byte virtio_net_hdr (virtio 1.x, num_buffers
+ * included).
  *
  * @param name interface name (1..15 characters)
  * @param options `tunPath`: the clone device (default /dev/net/tun)
@@ -149,6 +153,14 @@ export function openTap(name: string, options: { tunPath?: string } = {}): Tap {
     if (libc.ioctl_buf(fd, BigInt(TUNSETVNETHDRSZ), new Uint8Array(size.buffer)) < 0) {
       throw new TapError(
         `Cannot use tap ${name}: ${new ErrnoError("TUNSETVNETHDRSZ", errno()).message}`,
+      );
+    }
+    // As QEMU (tap_set_sndbuf): an unlimited send buffer, so frames the
+    // guest sends are not held back by the socket's default 208 KiB limit.
+    size[0] = 0x7fff_ffff;
+    if (libc.ioctl_buf(fd, BigInt(TUNSETSNDBUF), new Uint8Array(size.buffer)) < 0) {
+      throw new TapError(
+        `Cannot use tap ${name}: ${new ErrnoError("TUNSETSNDBUF", errno()).message}`,
       );
     }
     return new OpenTap(fd, attached || name);
