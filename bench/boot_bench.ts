@@ -16,6 +16,10 @@
  * `node_modules` link) boots that tree as well in every round, for a before /
  * after in one run.
  *
+ * `DENOVMM_BOOT_ELF=1` boots the same kernel as a vmlinux ELF (through its
+ * PVH entry) under both VMMs too: no decompression in the guest, which
+ * takes seconds of a nested boot.
+ *
  * @module
  */
 import { kvmRoute } from "../tests/nested/route.ts";
@@ -23,6 +27,7 @@ import { runNested } from "../tests/nested/run_nested.ts";
 import { L1_QEMU_BINARY } from "../tests/nested/l1_image.ts";
 import { debianKernel, ensureAptPackages } from "../tests/fixtures/debian.ts";
 import { buildTestInitramfs, INIT_MARKER } from "../tests/fixtures/initramfs.ts";
+import { vmlinuxOf } from "../tests/fixtures/vmlinux.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
@@ -39,6 +44,7 @@ const TRACE = new RegExp(
 );
 
 const BASE = Deno.env.get("DENOVMM_BOOT_BASE");
+const ELF = Deno.env.get("DENOVMM_BOOT_ELF") === "1";
 const BASE_DIR = BASE ? new URL(BASE, `file://${REPO}`).pathname : undefined;
 
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
@@ -48,6 +54,7 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
 // Fixtures are made ready on the host (apt is unreachable inside the nested host).
 const kernel = (await debianKernel("amd64")).vmlinuz;
 const initrd = await buildTestInitramfs();
+const vmlinux = ELF ? await vmlinuxOf(kernel) : "";
 
 if (kvmRoute() === "nested") {
   console.log("No hardware /dev/kvm here: running this benchmark inside the nested KVM host.");
@@ -58,6 +65,7 @@ if (kvmRoute() === "nested") {
   }
   const r = await runNested(
     `DENOVMM_BOOT_ROUNDS=${ROUNDS} ${BASE ? `DENOVMM_BOOT_BASE=${BASE} ` : ""}` +
+      `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}` +
       `deno run --no-check -A bench/boot_bench.ts`,
     {
       stream: true,
@@ -190,20 +198,20 @@ async function boot(
 const qemuBin = await Deno.stat(L1_QEMU_BINARY).then(() => L1_QEMU_BINARY)
   .catch(() => "qemu-system-x86_64");
 
-function qemu(cpus: number): Promise<Boot> {
+function qemu(cpus: number, image = kernel): Promise<Boot> {
   // deno-fmt-ignore
   return boot(qemuBin, [
     "-enable-kvm", "-cpu", "host", "-nographic", "-no-reboot",
-    "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE,
+    "-kernel", image, "-initrd", initrd, "-append", CMDLINE,
     "-m", String(MEMORY_MIB), "-smp", String(cpus),
   ], { cpus });
 }
 
-function denovmm(cpus: number, cwd = REPO): Promise<Boot> {
+function denovmm(cpus: number, cwd = REPO, image = kernel): Promise<Boot> {
   // deno-fmt-ignore
   return boot(Deno.execPath(), [
     "run", "--no-check", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts",
-    "--kernel", kernel, "--initrd", initrd, "--append", CMDLINE,
+    "--kernel", image, "--initrd", initrd, "--append", CMDLINE,
     "--cpus", String(cpus), "--memory", `${MEMORY_MIB}M`,
   ], { cpus, env: { DENOVMM_TRACE_START: "1" }, cwd });
 }
@@ -287,6 +295,12 @@ for (let r = 0; r < ROUNDS; r++) {
       denovmm,
     ]];
     if (BASE_DIR) vmms.push(["base", base]);
+    if (ELF) {
+      vmms.push(["qemu-elf", (c) => qemu(c, vmlinux)], [
+        "denovmm-elf",
+        (c) => denovmm(c, REPO, vmlinux),
+      ]);
+    }
     // Every other round in reverse order, so neither VMM always follows the other.
     if (r % 2) vmms.reverse();
     for (const [name, fn] of vmms) {
@@ -329,6 +343,25 @@ if (BASE_DIR) {
     );
   }
 }
+if (ELF) {
+  console.log(
+    "\nThe same kernel as a vmlinux ELF (its PVH entry: no decompression in the guest):\n",
+  );
+  console.log(
+    "| vCPUs | QEMU (s) | denovmm (s) | ratio | denovmm vmlinux vs QEMU bzImage | runs (s) |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (const cpus of CPUS) {
+    const q = results.get(`qemu-elf/${cpus}`)!.map((b) => b.ms);
+    const d = results.get(`denovmm-elf/${cpus}`)!.map((b) => b.ms);
+    const qb = results.get(`qemu/${cpus}`)!.map((b) => b.ms);
+    console.log(
+      `| ${cpus} | ${s(median(q))} | ${s(median(d))} | ${(median(d) / median(q)).toFixed(2)}x | ${
+        (median(d) / median(qb)).toFixed(2)
+      }x | ${q.map(s).join(", ")} / ${d.map(s).join(", ")} |`,
+    );
+  }
+}
 console.log("\nTime: spawn of the VMM process -> the `DENOVMM-INIT` line on its serial console.");
 console.log("Target: <= 0.8x.\n");
 
@@ -341,7 +374,13 @@ console.log(
 );
 console.log("|---|---|---|---|---|");
 for (const cpus of CPUS) {
-  for (const vmm of ["qemu", "denovmm", ...(BASE_DIR ? ["base"] : [])]) {
+  const vmms = [
+    "qemu",
+    "denovmm",
+    ...BASE_DIR ? ["base"] : [],
+    ...ELF ? ["qemu-elf", "denovmm-elf"] : [],
+  ];
+  for (const vmm of vmms) {
     const bs = results.get(`${vmm}/${cpus}`)!;
     console.log(
       `| ${cpus} | ${vmm} | ${s(median(bs.map((b) => b.ms)))} | ${
@@ -353,7 +392,8 @@ for (const cpus of CPUS) {
 console.log(
   "\nThe guest's uptime starts when its kernel's clock does (early in its start-up), so the " +
     "last column holds everything before that: the VMM process's start and set-up, loading " +
-    "the kernel, firmware where there is one, and the kernel's first steps.\n",
+    "the kernel, firmware where there is one, a bzImage's decompression of itself, and the " +
+    "kernel's first steps.\n",
 );
 
 const all = [...results.entries()].filter(([k]) => k.startsWith("denovmm/")).flatMap(([, v]) => v);

@@ -24,7 +24,7 @@
  *   loop) to every round, for before/after in one run; DIR must be inside
  *   this repository so the nested host sees it (e.g. `git archive main |
  *   tar -x -C .cache/base`);
- * - `DENOVMM_NET_PATHS=off` measures vhost off only; `DENOVMM_NET_IOTHREAD=1`
+ * - `DENOVMM_NET_PATHS=off` (or `on`) measures vhost off (or on) only; `DENOVMM_NET_IOTHREAD=1`
  *   adds vhost off with the NIC on an iothread; `DENOVMM_NET_V8FLAGS=FLAGS`
  *   adds vhost off with `deno run --v8-flags=FLAGS` (e.g. `--always-sparkplug`:
  *   does the gap shrink when the device path's JavaScript is compiled
@@ -63,6 +63,7 @@ const INTERVAL = env("INTERVAL", "0.2");
 const MIB = Number(env("MIB", "64"));
 const BASE = env("BASE", "");
 const ONLY_OFF = env("PATHS", "") === "off";
+const ONLY_ON = env("PATHS", "") === "on";
 const IOTHREAD = env("IOTHREAD", "") === "1";
 const V8FLAGS = env("V8FLAGS", "");
 const LIMIT_S = Number(env("LIMIT_S", "180"));
@@ -107,7 +108,8 @@ if (kvmRoute() === "nested") {
     if (v !== undefined) pass[`DENOVMM_NET_${k}`] = v;
   }
   if (BASE) pass.DENOVMM_NET_BASE = Deno.realPathSync(BASE);
-  const runsPerRound = 2 + (ONLY_OFF ? 0 : 2) + (BASE ? 1 : 0) + (IOTHREAD ? 1 : 0) +
+  const runsPerRound = (ONLY_ON ? 0 : 2) + (ONLY_OFF ? 0 : 2) + (BASE ? 1 : 0) +
+    (IOTHREAD ? 1 : 0) +
     (V8FLAGS ? 1 : 0);
   const r = await runNested(`deno run --no-check -A bench/net_bench.ts`, {
     stream: true,
@@ -171,12 +173,46 @@ function peers() {
   };
 }
 
-/** One VMM boot: ping phase, TCP phase; null (with the reason on stderr) when it gave no report. */
 /**
  * The host's side of the host->guest transfer: frames the tap dropped on
- * their way to the VMM (its queue full) and TCP segments retransmitted.
+ * their way to the VMM (its queue full), TCP segments retransmitted, and
+ * where the host's CPUs went.
  */
-function hostCounters(): { dropped: number; retrans: number } {
+interface HostCounters {
+  dropped: number;
+  retrans: number;
+  /** The host's CPU time by kind (user, system, softirq, idle...), all CPUs, s. */
+  cpu: Map<string, number>;
+  /** CPU s of the vhost worker threads serving the VMM (`vhost-PID`). */
+  vhost: number;
+  /** CPU s of this process (the TCP peer). */
+  self: number;
+}
+
+const STAT_FIELDS = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+
+/** CPU s of every thread named `vhost-<pid>` (kernel threads before Linux 6.4). */
+function vhostCpu(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  let sum = 0;
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      for (const t of Deno.readDirSync(`/proc/${e.name}/task`)) {
+        const stat = Deno.readTextFileSync(`/proc/${e.name}/task/${t.name}/stat`);
+        const close = stat.lastIndexOf(")");
+        if (stat.slice(stat.indexOf("(") + 1, close) !== `vhost-${pid}`) continue;
+        const f = stat.slice(close + 2).split(" ");
+        sum += (Number(f[11]) + Number(f[12])) / 100;
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return sum;
+}
+
+function hostCounters(pid?: number): HostCounters {
   const read = (p: string) => {
     try {
       return Deno.readTextFileSync(p);
@@ -188,8 +224,26 @@ function hostCounters(): { dropped: number; retrans: number } {
   const tcp = read("/proc/net/snmp").split("\n").filter((l) => l.startsWith("Tcp:"));
   const i = tcp[0]?.split(" ").indexOf("RetransSegs") ?? -1;
   const retrans = i > 0 ? Number(tcp[1]?.split(" ")[i]) : NaN;
-  return { dropped, retrans };
+  const cpu = new Map<string, number>();
+  const line = read("/proc/stat").split("\n")[0].split(/\s+/).slice(1).map(Number);
+  STAT_FIELDS.forEach((k, i) => cpu.set(k, line[i] / 100));
+  const self = [...(threadCpu(Deno.pid)?.values() ?? [])].reduce((a, b) => a + b, 0);
+  return { dropped, retrans, cpu, vhost: vhostCpu(pid), self };
 }
+
+/** Where the host's CPUs went between two samples, as a line: kinds, VMM threads, vhost, the peer. */
+function hostCpuLine(a: HostCounters, b: HostCounters, vmm: Map<string, number>): string {
+  const kinds = STAT_FIELDS.map((k) => [k, b.cpu.get(k)! - a.cpu.get(k)!] as const)
+    .filter(([, v]) => v >= 0.005).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
+  const roles = [...vmm].filter(([, v]) => v >= 0.005).sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ");
+  const vhost = b.vhost - a.vhost;
+  return `host CPU s: ${kinds}; VMM threads: ${roles}` +
+    (Number.isNaN(vhost) ? "" : `; vhost worker ${vhost.toFixed(2)}`) +
+    `; TCP peer ${(b.self - a.self).toFixed(2)}`;
+}
+
+/** One VMM boot: ping phase, TCP phase; null (with the reason on stderr) when it gave no report. */
 
 async function run(label: string, cmd: string, args: string[]): Promise<RunResult | null> {
   await hostTap();
@@ -214,7 +268,8 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
       for await (const c of child.stderr) err = (err + d.decode(c, { stream: true })).slice(-4000);
     })();
     const samples = new Map<string, Map<string, number> | null>();
-    const hostAt = new Map<string, { dropped: number; retrans: number }>();
+    const hostAt = new Map<string, HostCounters>();
+    const vmmAt = new Map<string, Map<string, number> | null>();
     const tail: string[] = [];
     const found = new Map<string, string>();
     const dec = new TextDecoder();
@@ -229,8 +284,11 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
         const m = new RegExp(`^${MARK} (.*)$`).exec(line);
         if (!m) continue;
         if (/^(ping|tcp)-(begin|end)$/.test(m[1])) samples.set(m[1], threadCpu(child.pid));
-        if (m[1] === "tcp-begin") hostAt.set("begin", hostCounters());
-        if (m[1].startsWith("rx-secs=")) hostAt.set("rx", hostCounters());
+        if (m[1] === "tcp-begin") hostAt.set("begin", hostCounters(child.pid));
+        if (m[1].startsWith("rx-secs=")) {
+          hostAt.set("rx", hostCounters(child.pid));
+          vmmAt.set("rx", threadCpu(child.pid));
+        }
         for (const kv of m[1].matchAll(/(\S+)=(\S*)/g)) found.set(kv[1], kv[2]);
       }
     }
@@ -271,6 +329,14 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
         hb && hr ? hr.dropped - hb.dropped : "?"
       } dropped, TCP ${hb && hr ? hr.retrans - hb.retrans : "?"} segments retransmitted`,
     );
+    if (hb && hr) {
+      const vmm = cpuDelta(samples.get("tcp-begin") ?? null, vmmAt.get("rx") ?? null);
+      console.error(
+        `${label}: host->guest phase (${rx.toFixed(2)} s in the guest): ${
+          hostCpuLine(hb, hr, vmm)
+        }`,
+      );
+    }
     console.error(
       `${label}: ping median ${median(rtts).toFixed(3)} ms (${rtts.length} replies), ` +
         `host->guest ${(MIB / rx).toFixed(1)} MB/s, guest->host ${(MIB / r.tx).toFixed(1)} MB/s, ` +
@@ -309,7 +375,7 @@ interface Runner {
 }
 const runners: Runner[] = [];
 const paths: Path[] = [];
-for (const v of vhostWhy === null ? ["off", "on"] : ["off"]) {
+for (const v of vhostWhy === null ? (ONLY_ON ? ["on"] : ["off", "on"]) : ["off"]) {
   const q = `QEMU vhost=${v}`;
   runners.push({ key: q, start: () => run(q, qemu, qemuArgs(v)) });
   const target = v === "off" ? 0.8 : 0.95;
