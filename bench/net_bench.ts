@@ -231,6 +231,16 @@ function hostCounters(pid?: number): HostCounters {
   return { dropped, retrans, cpu, vhost: vhostCpu(pid), self };
 }
 
+/** MiB of a process's anonymous memory in transparent huge pages (smaps_rollup). */
+function hugeMiB(pid: number): number {
+  try {
+    const t = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+    return Number(/^AnonHugePages:\s+(\d+) kB/m.exec(t)?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Where the host's CPUs went between two samples, as a line: kinds, VMM threads, vhost, the peer. */
 function hostCpuLine(a: HostCounters, b: HostCounters, vmm: Map<string, number>): string {
   const kinds = STAT_FIELDS.map((k) => [k, b.cpu.get(k)! - a.cpu.get(k)!] as const)
@@ -270,6 +280,7 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
     const samples = new Map<string, Map<string, number> | null>();
     const hostAt = new Map<string, HostCounters>();
     const vmmAt = new Map<string, Map<string, number> | null>();
+    let hugeAtRx = NaN;
     const tail: string[] = [];
     const found = new Map<string, string>();
     const dec = new TextDecoder();
@@ -288,6 +299,7 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
         if (m[1].startsWith("rx-secs=")) {
           hostAt.set("rx", hostCounters(child.pid));
           vmmAt.set("rx", threadCpu(child.pid));
+          hugeAtRx = hugeMiB(child.pid);
         }
         for (const kv of m[1].matchAll(/(\S+)=(\S*)/g)) found.set(kv[1], kv[2]);
       }
@@ -334,7 +346,7 @@ async function run(label: string, cmd: string, args: string[]): Promise<RunResul
       console.error(
         `${label}: host->guest phase (${rx.toFixed(2)} s in the guest): ${
           hostCpuLine(hb, hr, vmm)
-        }`,
+        }; VMM memory in huge pages ${hugeAtRx.toFixed(0)} MiB`,
       );
     }
     console.error(
