@@ -70,7 +70,10 @@ if (kvmRoute() === "nested") {
     {
       stream: true,
       qemu: true,
-      timeoutS: 300 + ROUNDS * (BASE ? 450 : 300),
+      timeoutS: 300 + ROUNDS * (300 + (BASE ? 150 : 0) + (ELF ? 300 : 0)),
+      // Every boot prints a line: a run silent for longer than a boot's own
+      // limit is a hung nested host, reported with its CPUs' RIPs.
+      idleTimeoutS: BOOT_TIMEOUT_MS / 1000 + 120,
       signal: abort.signal,
     },
   );

@@ -24,8 +24,8 @@
  *   loop) to every round, for before/after in one run; DIR must be inside
  *   this repository so the nested host sees it (e.g. `git archive main |
  *   tar -x -C .cache/base`);
- * - `DENOVMM_NET_PATHS=off` (or `on`) measures vhost off (or on) only; `DENOVMM_NET_IOTHREAD=1`
- *   adds vhost off with the NIC on an iothread; `DENOVMM_NET_V8FLAGS=FLAGS`
+ * - `DENOVMM_NET_PATHS=off` (or `on`) measures vhost off (or on) only;
+ *   `DENOVMM_NET_IOTHREAD=1` adds vhost off with the NIC on an iothread; `DENOVMM_NET_V8FLAGS=FLAGS`
  *   adds vhost off with `deno run --v8-flags=FLAGS` (e.g. `--always-sparkplug`:
  *   does the gap shrink when the device path's JavaScript is compiled
  *   sooner?);
@@ -254,7 +254,6 @@ function hostCpuLine(a: HostCounters, b: HostCounters, vmm: Map<string, number>)
 }
 
 /** One VMM boot: ping phase, TCP phase; null (with the reason on stderr) when it gave no report. */
-
 async function run(label: string, cmd: string, args: string[]): Promise<RunResult | null> {
   await hostTap();
   const p = peers();
