@@ -19,6 +19,7 @@ import { BigLock, type BigLockState } from "../devices/big_lock.ts";
 import { VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { vcpuCpuid } from "./x86_cpu.ts";
+import { hostCpuBrand } from "../sys/host_cpuid.ts";
 import { traceEnabled, traceMark } from "../sys/start_trace.ts";
 import { discardPrestartedVcpuWorkers, prestartVcpuWorkers } from "../vcpu/prestart.ts";
 import { KVM_BACKEND_MODULE } from "./early_start.ts";
@@ -174,11 +175,12 @@ export class Machine {
     const c = this.#config;
     const supported = this.kvm.supportedCpuid();
     const tscDeadline = this.kvm.checkExtension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+    const brand = hostCpuBrand();
     for (let i = 0; i < c.cpus; i++) {
       const handle = this.vm.createVcpu(i);
       const vcpu = new KvmVcpu(handle);
       // Without CPUID the guest has no long mode (KVM refuses EFER.LME).
-      vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus, { tscDeadline }));
+      vcpu.setCpuid(vcpuCpuid(supported, i, c.cpus, { tscDeadline, brand }));
       setup(vcpu, i);
       this.vcpus.push(
         new VcpuThread(i, {

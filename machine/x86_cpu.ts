@@ -18,6 +18,9 @@ const CPUID1_ECX_TSC_DEADLINE = 1 << 24;
 const CPUID1_EDX_HTT = 1 << 28;
 /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX. */
 const SIGNIFICANT_INDEX = 1;
+/** The processor brand string: 48 bytes in leaves 0x80000002-0x80000004. */
+const BRAND_LEAF = 0x8000_0002;
+const BRAND_BYTES = 48;
 
 function bitsFor(n: number): number {
   let b = 0;
@@ -28,12 +31,16 @@ function bitsFor(n: number): number {
 /**
  * CPUID for vCPU `index` of `cpus`, from KVM_GET_SUPPORTED_CPUID.
  *
- * One socket, one thread per core, `cpus` cores; APIC id = index.
+ * One socket, one thread per core, `cpus` cores; APIC id = index. With
+ * `brand`, the processor brand string leaves carry it: KVM's supported list
+ * has them zeroed, and a guest then names the CPU from its family alone
+ * (Linux's /proc/cpuinfo showed "Hammer" on a family 0xf host), so the
+ * caller passes the host's (sys/host_cpuid.ts), as QEMU's `-cpu host` does.
  *
  * @param supported what KVM offers
  * @param index this vCPU
  * @param cpus vCPUs in the VM
- * @param options host capabilities to advertise
+ * @param options host capabilities to advertise, the brand string
  * @returns entries for KVM_SET_CPUID2
  * @example
  * ```ts
@@ -46,7 +53,7 @@ export function vcpuCpuid(
   supported: readonly CpuidEntry[],
   index: number,
   cpus: number,
-  options: { tscDeadline?: boolean } = {},
+  options: { tscDeadline?: boolean; brand?: string } = {},
 ): CpuidEntry[] {
   const vendor = supported.find((e) => e.function === 0);
   const intel = vendor?.ebx === 0x756e6547; // "Genu"
@@ -105,7 +112,32 @@ export function vcpuCpuid(
   }
   // Leaf 0xb may be missing from the list on some hosts; Linux reads
   // topology from leaf 1 then, which is set above.
+  const maxExtended = out.find((e) => e.function === 0x8000_0000)?.eax ?? 0;
+  if (options.brand && maxExtended >= BRAND_LEAF + 2) setBrand(out, options.brand);
   return out;
+}
+
+/** Writes `brand` (ASCII, cut at 47 bytes, NUL-padded) into the three brand leaves. */
+function setBrand(entries: CpuidEntry[], brand: string): void {
+  const bytes = new Uint8Array(BRAND_BYTES);
+  for (let i = 0; i < Math.min(brand.length, BRAND_BYTES - 1); i++) {
+    const c = brand.charCodeAt(i);
+    bytes[i] = c >= 0x20 && c < 0x7f ? c : 0x3f; // "?"
+  }
+  const words = new DataView(bytes.buffer);
+  for (let leaf = 0; leaf < 3; leaf++) {
+    const fn = BRAND_LEAF + leaf;
+    let e = entries.find((x) => x.function === fn);
+    if (!e) {
+      e = { function: fn, index: 0, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0 };
+      entries.push(e);
+    }
+    const o = leaf * 16;
+    e.eax = words.getUint32(o, true);
+    e.ebx = words.getUint32(o + 4, true);
+    e.ecx = words.getUint32(o + 8, true);
+    e.edx = words.getUint32(o + 12, true);
+  }
 }
 
 /** MSRs set at boot (index, value), as Firecracker and QEMU set them for a direct boot. */

@@ -79,6 +79,7 @@ const symbols = {
     result: "pointer",
   },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   malloc_trim: { parameters: ["usize"], result: "i32" },
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },

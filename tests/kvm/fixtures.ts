@@ -129,8 +129,10 @@ export async function diskInitramfs(): Promise<string> {
   });
 }
 
-/** The console test's /init script: echo one line typed on the host. */
-export const ECHO_SCRIPT = 'read -r -t 120 line; echo "DENOVMM-ECHO [$line]"';
+/** The console test's /init script: echo one line typed on the host, then the CPU's name. */
+export const ECHO_SCRIPT = 'read -r -t 120 line; echo "DENOVMM-ECHO [$line]"\n' +
+  // The CPU's name as the guest's kernel reads it from CPUID's brand leaves.
+  `echo "DENOVMM-CPU [$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)]"`;
 
 /**
  * The test initramfs with {@link ECHO_SCRIPT}.

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
 import { echoInitramfs, linuxFixture } from "./fixtures.ts";
 import { runVmm, typeOnce } from "./_vmm_process.ts";
+import { hostCpuBrand } from "../../sys/host_cpuid.ts";
 
 /** Boots the fixture kernel (bzImage, or vmlinux with `elf`) with the test initramfs. */
 async function bootFixture(opts: { elf?: boolean; append?: string; extra?: string[] } = {}) {
@@ -44,6 +45,10 @@ Deno.test("stock Debian bzImage boots to /init with 2 vCPUs, reads the console, 
   assert.match(facts[1], /^6\.1\.0-\d+-amd64$/);
   assert.equal(facts[2], "2");
   assert.ok(r.stdout.includes("DENOVMM-ECHO [ping from the host]"), r.stdout.slice(-2000));
+  // The host's brand string (QEMU's -cpu host passes it too; KVM's list has it zeroed),
+  // trimmed as Linux prints it.
+  const brand = hostCpuBrand()?.trim();
+  if (brand) assert.ok(r.stdout.includes(`DENOVMM-CPU [${brand}]`), r.stdout.slice(-2000));
   assert.ok(r.stdout.includes(`${INIT_MARKER} action=poweroff`));
   assert.equal(r.code, 0, r.stderr);
   console.log(`boot to power-off: ${r.seconds.toFixed(1)} s`);
