@@ -9,12 +9,16 @@
  * @module
  */
 import { libc } from "./libc.ts";
+import {
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  mmap,
+  munmap,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+} from "./fd.ts";
 
-const PROT_READ = 1;
-const PROT_WRITE = 2;
-const PROT_EXEC = 4;
-const MAP_PRIVATE = 0x02;
-const MAP_ANONYMOUS = 0x20;
 const PAGE = 4096;
 
 /**
@@ -60,15 +64,13 @@ export interface CpuidRegs {
  */
 export function hostCpuid(leaves: readonly (number | [number, number])[]): CpuidRegs[] | null {
   if (Deno.build.arch !== "x86_64") return null;
-  const page = libc.mmap(
-    null,
-    BigInt(PAGE),
-    PROT_READ | PROT_WRITE,
-    MAP_PRIVATE | MAP_ANONYMOUS,
-    -1,
-    0n,
-  );
-  if (page === null || Deno.UnsafePointer.value(page) === 0xffff_ffff_ffff_ffffn) return null;
+  let addr: bigint;
+  try {
+    addr = mmap(PAGE, { prot: PROT_READ | PROT_WRITE, flags: MAP_PRIVATE | MAP_ANONYMOUS });
+  } catch {
+    return null;
+  }
+  const page = Deno.UnsafePointer.create(addr)!;
   try {
     new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(page, PAGE)).set(CODE);
     if (libc.mprotect(page, BigInt(PAGE), PROT_READ | PROT_EXEC) !== 0) return null;
@@ -81,7 +83,7 @@ export function hostCpuid(leaves: readonly (number | [number, number])[]): Cpuid
       return { eax: out[0], ebx: out[1], ecx: out[2], edx: out[3] };
     });
   } finally {
-    libc.munmap(page, BigInt(PAGE));
+    munmap(addr, PAGE);
   }
 }
 
@@ -98,9 +100,10 @@ export function hostCpuid(leaves: readonly (number | [number, number])[]): Cpuid
  * ```
  */
 export function hostCpuBrand(): string | undefined {
-  const [max] = hostCpuid([0x8000_0000]) ?? [];
+  // One mapping for all four; past the maximum leaf CPUID answers
+  // something harmless, which is dropped.
+  const [max, ...regs] = hostCpuid([0x8000_0000, 0x8000_0002, 0x8000_0003, 0x8000_0004]) ?? [];
   if (!max || max.eax < 0x8000_0004) return undefined;
-  const regs = hostCpuid([0x8000_0002, 0x8000_0003, 0x8000_0004])!;
   const bytes = new Uint8Array(48);
   const v = new DataView(bytes.buffer);
   regs.forEach((r, i) => {
