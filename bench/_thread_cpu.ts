@@ -17,6 +17,19 @@ export function threadRole(comm: string): string {
 }
 
 /**
+ * A thread's name and CPU seconds (user + system) from the text of its
+ * `/proc/PID/task/TID/stat`.
+ */
+export function parseTaskStat(stat: string): { comm: string; cpuS: number } {
+  const close = stat.lastIndexOf(")");
+  const f = stat.slice(close + 2).split(" ");
+  return {
+    comm: stat.slice(stat.indexOf("(") + 1, close),
+    cpuS: (Number(f[11]) + Number(f[12])) / TICKS_PER_S,
+  };
+}
+
+/**
  * CPU seconds (user + system) by thread role, for every thread of `pid`
  * alive now; null when the process is gone.
  */
@@ -25,14 +38,11 @@ export function threadCpu(pid: number): Map<string, number> | null {
   try {
     for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
       try {
-        const stat = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`);
-        const close = stat.lastIndexOf(")");
-        const f = stat.slice(close + 2).split(" ");
-        const role = t.name === String(pid)
-          ? "main"
-          : threadRole(stat.slice(stat.indexOf("(") + 1, close));
-        const s = (Number(f[11]) + Number(f[12])) / TICKS_PER_S;
-        out.set(role, (out.get(role) ?? 0) + s);
+        const { comm, cpuS } = parseTaskStat(
+          Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/stat`),
+        );
+        const role = t.name === String(pid) ? "main" : threadRole(comm);
+        out.set(role, (out.get(role) ?? 0) + cpuS);
       } catch {
         // The thread ended.
       }

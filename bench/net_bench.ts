@@ -51,7 +51,7 @@ import { buildTestInitramfs } from "../tests/fixtures/initramfs.ts";
 import { linuxFixture } from "../tests/kvm/fixtures.ts";
 import { ensureHostModules, HOST_IP, hostTap, removeTap, TAP } from "../tests/kvm/_net_host.ts";
 import { vhostNetAvailable } from "../devices/virtio/vhost_net.ts";
-import { cpuDelta, threadCpu } from "./_thread_cpu.ts";
+import { cpuDelta, parseTaskStat, threadCpu } from "./_thread_cpu.ts";
 import { median, type Path, type RunResult, summarize } from "./_net_summary.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
@@ -199,11 +199,8 @@ function vhostCpu(pid: number | undefined): number {
     if (!/^\d+$/.test(e.name)) continue;
     try {
       for (const t of Deno.readDirSync(`/proc/${e.name}/task`)) {
-        const stat = Deno.readTextFileSync(`/proc/${e.name}/task/${t.name}/stat`);
-        const close = stat.lastIndexOf(")");
-        if (stat.slice(stat.indexOf("(") + 1, close) !== `vhost-${pid}`) continue;
-        const f = stat.slice(close + 2).split(" ");
-        sum += (Number(f[11]) + Number(f[12])) / 100;
+        const task = parseTaskStat(Deno.readTextFileSync(`/proc/${e.name}/task/${t.name}/stat`));
+        if (task.comm === `vhost-${pid}`) sum += task.cpuS;
       }
     } catch {
       // Gone meanwhile.
