@@ -22,6 +22,11 @@ import { traceMark, tracePrint } from "./sys/start_trace.ts";
 
 if (import.meta.main) {
   traceMark("main.ts runs (Deno runtime started, sys/libc.ts loaded)");
+  // The timeline also on the exits that skip the end of this block (errors).
+  globalThis.addEventListener("unload", () => {
+    traceMark("exit");
+    tracePrint();
+  });
   const door = closeInspectorDoor();
   traceMark("SIGUSR1 locked out");
   // vCPU 0's Worker starts loading beside the command's module graph.
@@ -32,8 +37,5 @@ if (import.meta.main) {
   traceMark("machine/command.ts and its module graph loaded");
   // Before the command can build a machine, which takes the Worker.
   await early;
-  const code = await main(Deno.args, { door });
-  traceMark("exit");
-  tracePrint();
-  Deno.exit(code);
+  Deno.exit(await main(Deno.args, { door }));
 }

@@ -32,6 +32,8 @@
  * @module
  */
 
+import { traceMark } from "../sys/start_trace.ts";
+
 type Callback = (...args: unknown[]) => unknown;
 /** Deno 2.9 returns Node-style `Timeout` objects; their number (`+t`) clears them too. */
 type TimerId = unknown;
@@ -107,26 +109,74 @@ function tracked(set: SetTimer, repeats: boolean): SetTimer {
  * Wraps this isolate's timer functions so that {@link nextTimerDue} knows
  * when Deno's timers come due. Idempotent. Timers made before the call (or
  * through references taken before it) are not tracked.
+ *
+ * Deno loads its timers (Node's, since 2.x) on the first read of any of
+ * these globals: ~20 ms natively in each isolate, a second or more under the
+ * nested host's emulator. So the wrappers take Deno's functions on their own
+ * first read too, not here: a VMM that arms no timer before its first
+ * `KVM_RUN` does not pay that on the way to it.
  */
 export function watchDenoTimers(): void {
   if (installed) return;
   installed = true;
-  const g = globalThis as unknown as Record<string, unknown>;
-  const setT = g.setTimeout as SetTimer;
-  const setI = g.setInterval as SetTimer;
-  const clearT = g.clearTimeout as ClearTimer;
-  const clearI = g.clearInterval as ClearTimer;
-  g.setTimeout = tracked(setT, false);
-  g.setInterval = tracked(setI, true);
+  wrapOnFirstRead("setTimeout", (setT) => tracked(setT as SetTimer, false));
+  wrapOnFirstRead("setInterval", (setI) => tracked(setI as SetTimer, true));
   // Either clears either kind, as in browsers and Deno.
-  g.clearTimeout = function clearTimeout(id?: TimerId): void {
-    forget(Number(id));
-    clearT(id);
-  };
-  g.clearInterval = function clearInterval(id?: TimerId): void {
-    forget(Number(id));
-    clearI(id);
-  };
+  wrapOnFirstRead("clearTimeout", (clearT) =>
+    function clearTimeout(id?: TimerId): void {
+      forget(Number(id));
+      (clearT as ClearTimer)(id);
+    });
+  wrapOnFirstRead("clearInterval", (clearI) =>
+    function clearInterval(id?: TimerId): void {
+      forget(Number(id));
+      (clearI as ClearTimer)(id);
+    });
+}
+
+let timersRead = false;
+
+/**
+ * Whether this isolate's timer globals were read since
+ * {@link watchDenoTimers} (which loads Deno's timers).
+ *
+ * @returns true after the first read of a wrapped timer global
+ */
+export function denoTimersRead(): boolean {
+  return timersRead;
+}
+
+/**
+ * Makes the global `name` an accessor that reads Deno's own value once, on
+ * its first read, and returns `wrap` of it from then on; an assignment
+ * replaces it, as with the original property.
+ */
+function wrapOnFirstRead(name: string, wrap: (original: unknown) => unknown): void {
+  const g = globalThis as unknown as Record<string, unknown>;
+  const d = Object.getOwnPropertyDescriptor(g, name);
+  if (d === undefined || !d.configurable) {
+    g[name] = wrap(g[name]);
+    return;
+  }
+  let value: unknown;
+  let taken = false;
+  Object.defineProperty(g, name, {
+    configurable: true,
+    enumerable: d.enumerable,
+    get() {
+      if (!taken) {
+        taken = true;
+        timersRead = true;
+        value = wrap(d.get ? d.get.call(g) : d.value);
+        traceMark(`Deno's timers loaded (first read of ${name})`);
+      }
+      return value;
+    },
+    set(v: unknown) {
+      taken = true;
+      value = v;
+    },
+  });
 }
 
 /**

@@ -109,3 +109,33 @@ Deno.test("a tracked timer cleared behind the wrappers' back stops counting once
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(nextTimerDue(), Infinity);
 });
+
+Deno.test("Deno's timers are taken on their first read, not when the wrappers go in", async () => {
+  // A fresh isolate: this one's timers were read long ago.
+  const src = `import { denoTimersRead, nextTimerDue, watchDenoTimers } from ${
+    JSON.stringify(import.meta.resolve("./deno_work.ts"))
+  };
+    watchDenoTimers();
+    const before = denoTimersRead();
+    const t = setTimeout(() => {}, 5000);
+    const due = nextTimerDue() - performance.now();
+    clearTimeout(t);
+    postMessage({ before, after: denoTimersRead(), due, cleared: nextTimerDue() });`;
+  const w = new Worker(`data:text/javascript,${encodeURIComponent(src)}`, { type: "module" });
+  try {
+    const got = await new Promise<
+      { before: boolean; after: boolean; due: number; cleared: number }
+    >(
+      (resolve, reject) => {
+        w.onmessage = (e) => resolve(e.data);
+        w.onerror = (e) => reject(new Error(e.message));
+      },
+    );
+    assert.equal(got.before, false);
+    assert.equal(got.after, true);
+    near(got.due, 5000, "tracked after the lazy read");
+    assert.equal(got.cleared, Infinity);
+  } finally {
+    w.terminate();
+  }
+});
