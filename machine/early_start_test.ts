@@ -30,11 +30,11 @@ Deno.test("an ordinary run starts vCPU 0's Worker early", () => {
     assert.equal(startFirstVcpuEarly(["--kernel", "bzImage", "--cpus", "2"]), true);
     const w = takePrestartedVcpuWorker(0);
     assert.ok(w);
-    w.terminate();
+    w.worker.terminate();
     assert.equal(startFirstVcpuEarly([]), true);
     const demo = takePrestartedVcpuWorker(0);
     assert.ok(demo);
-    demo.terminate();
+    demo.worker.terminate();
     assert.equal(takePrestartedVcpuWorker(1), undefined, "only vCPU 0: the count is not parsed");
   } finally {
     discardPrestartedVcpuWorkers();

@@ -12,7 +12,6 @@
  */
 import { SIGUSR2, tgkill } from "../sys/thread.ts";
 import { installKickSignal } from "../sys/signals.ts";
-import { workerUrl } from "../sys/worker_url.ts";
 import type { VcpuBackendSpec } from "../hypervisor/types.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import type { BigLockState } from "../devices/big_lock.ts";
@@ -21,7 +20,7 @@ import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
 import { traceMark } from "../sys/start_trace.ts";
 import { awaitDeno } from "../mainloop/deno_work.ts";
-import { takePrestartedVcpuWorker, vcpuWorkerUrl } from "./prestart.ts";
+import { moduleUrlFor, takePrestartedVcpuWorker, vcpuWorkerUrl } from "./prestart.ts";
 
 /** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
 const LAST_WORD_MS = 10_000;
@@ -90,7 +89,8 @@ export class VcpuThread {
     this.#ctl = opts.control;
     this.#requestExit = opts.requestExit;
     traceMark(`vcpu-${index} Worker requested`);
-    this.#worker = takePrestartedVcpuWorker(index) ??
+    const pre = takePrestartedVcpuWorker(index);
+    this.#worker = pre?.worker ??
       new Worker(vcpuWorkerUrl(), { type: "module", name: `vcpu-${index}` });
     let readyResolve!: () => void, readyReject!: (e: Error) => void, exitedResolve!: () => void;
     this.ready = new Promise((res, rej) => {
@@ -122,11 +122,11 @@ export class VcpuThread {
     };
     const init: VcpuInit = {
       index,
-      backend: { ...opts.backend, module: workerUrl(opts.backend.module) },
+      backend: { ...opts.backend, module: moduleUrlFor(pre, opts.backend.module) },
       memory: opts.memory,
       control: opts.control.buffer,
       lock: opts.lock,
-      devices: opts.devices.map((d) => ({ ...d, module: workerUrl(d.module) })),
+      devices: opts.devices.map((d) => ({ ...d, module: moduleUrlFor(pre, d.module) })),
       consoleFd: opts.consoleFd,
       affinity: opts.affinity,
       rtPriority: opts.rtPriority,

@@ -22,8 +22,19 @@
  */
 import { workerBundleUrl, workerUrl } from "../sys/worker_url.ts";
 import { traceMark } from "../sys/start_trace.ts";
+import { BUNDLE_FRAGMENT } from "../sys/bundle_registry.ts";
 
-const waiting = new Map<number, Worker>();
+/** A prestarted vCPU Worker, and what its entry already ran. */
+export interface PrestartedVcpuWorker {
+  /** The Worker, loading or waiting. */
+  worker: Worker;
+  /** Its entry's URL (a `blob:` bundle under `--allow-ffi` alone). */
+  entry: string;
+  /** The file URLs of the modules its entry runs besides vcpu/worker.ts. */
+  modules: readonly string[];
+}
+
+const waiting = new Map<number, PrestartedVcpuWorker>();
 
 /**
  * The vCPU Worker module's URL, as served under `--allow-ffi`.
@@ -52,10 +63,12 @@ export function vcpuWorkerUrl(): string {
 export function prestartVcpuWorkers(count: number, modules: readonly string[] = []): void {
   if (waiting.size >= count) return;
   const entry = workerBundleUrl([new URL("./worker.ts", import.meta.url), ...modules]);
+  const ran = modules.map((m) => new URL(m).href);
   for (let i = 0; i < count; i++) {
     if (waiting.has(i)) continue;
     traceMark(`vcpu-${i} Worker prestarted`);
-    waiting.set(i, new Worker(entry, { type: "module", name: `vcpu-${i}` }));
+    const worker = new Worker(entry, { type: "module", name: `vcpu-${i}` });
+    waiting.set(i, { worker, entry, modules: ran });
   }
 }
 
@@ -63,13 +76,13 @@ export function prestartVcpuWorkers(count: number, modules: readonly string[] = 
  * Takes the waiting Worker for a vCPU, if one was prestarted.
  *
  * @param index the vCPU's index
- * @returns the Worker (no longer waiting), or undefined
+ * @returns the Worker (no longer waiting) with what its entry ran, or undefined
  * @example
  * ```ts ignore
- * const w = takePrestartedVcpuWorker(0) ?? new Worker(vcpuWorkerUrl(), { type: "module" });
+ * const w = takePrestartedVcpuWorker(0)?.worker ?? new Worker(vcpuWorkerUrl(), { type: "module" });
  * ```
  */
-export function takePrestartedVcpuWorker(index: number): Worker | undefined {
+export function takePrestartedVcpuWorker(index: number): PrestartedVcpuWorker | undefined {
   const w = waiting.get(index);
   waiting.delete(index);
   return w;
@@ -84,6 +97,32 @@ export function takePrestartedVcpuWorker(index: number): Worker | undefined {
  * ```
  */
 export function discardPrestartedVcpuWorkers(): void {
-  for (const w of waiting.values()) w.terminate();
+  for (const w of waiting.values()) w.worker.terminate();
   waiting.clear();
+}
+
+/**
+ * The URL to hand a prestarted Worker for one of the modules it will
+ * import. A module its entry bundle already ran needs no serving: a URL
+ * naming it in the bundle fragment is found in the Worker's registry
+ * (sys/bundle_registry.ts `importServed`) without a load, and serving it
+ * would read and send its own bundle for nothing (hundreds of ms of the
+ * main thread on the way to the first KVM_RUN in the nested host).
+ * Any other module is served as {@link workerUrl} serves it.
+ *
+ * @param pre the Worker as taken, or undefined for a fresh one
+ * @param module the module's file URL
+ * @returns a URL for the Worker's `importServed`
+ * @example
+ * ```ts ignore
+ * const url = moduleUrlFor(takePrestartedVcpuWorker(0), backendModule);
+ * ```
+ */
+export function moduleUrlFor(pre: PrestartedVcpuWorker | undefined, module: string): string {
+  const href = new URL(module).href;
+  // Only a bundle registers what it ran (a data: entry imports served files).
+  if (pre !== undefined && pre.entry.startsWith("blob:") && pre.modules.includes(href)) {
+    return `${pre.entry}${BUNDLE_FRAGMENT}${encodeURIComponent(href)}`;
+  }
+  return workerUrl(module);
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   discardPrestartedVcpuWorkers,
+  moduleUrlFor,
   prestartVcpuWorkers,
   takePrestartedVcpuWorker,
 } from "./prestart.ts";
@@ -28,9 +29,10 @@ Deno.test("a prestarted vCPU Worker imports its preload modules before any init"
   const w = takePrestartedVcpuWorker(0);
   assert.ok(w, "vcpu-0 was prestarted");
   try {
-    assert.deepEqual(await firstMessage(w), { preloaded: true, worker: "function" });
+    assert.deepEqual(await firstMessage(w.worker), { preloaded: true, worker: "function" });
+    assert.deepEqual(w.modules, [PROBE]);
   } finally {
-    w.terminate();
+    w.worker.terminate();
   }
 });
 
@@ -44,6 +46,24 @@ Deno.test("prestarting tops up to the count; a Worker is taken once; discard end
   assert.equal(takePrestartedVcpuWorker(0), undefined, "taken once");
   discardPrestartedVcpuWorkers();
   assert.equal(takePrestartedVcpuWorker(1), undefined, "discarded");
-  first.terminate();
-  again.terminate();
+  first.worker.terminate();
+  again.worker.terminate();
+});
+
+Deno.test("a module the prestarted bundle ran is named in its fragment, not served again", () => {
+  const worker = { terminate() {} } as unknown as Worker;
+  const bundled = { worker, entry: "blob:null/1234", modules: [PROBE] };
+  assert.equal(
+    moduleUrlFor(bundled, PROBE),
+    `blob:null/1234#denovmm-bundle=${encodeURIComponent(PROBE)}`,
+  );
+  // Not in the bundle, no bundle (a data: entry imports served files), no Worker:
+  // served as workerUrl serves it (under -A, the file URL itself).
+  const other = new URL("./worker.ts", import.meta.url).href;
+  assert.equal(moduleUrlFor(bundled, other), other);
+  assert.equal(
+    moduleUrlFor({ worker, entry: "data:text/javascript,", modules: [PROBE] }, PROBE),
+    PROBE,
+  );
+  assert.equal(moduleUrlFor(undefined, PROBE), PROBE);
 });
