@@ -18,7 +18,7 @@
  * @module
  */
 import { closeInspectorDoor } from "./sys/no_inspector.ts";
-import { traceMark, tracePrint } from "./sys/start_trace.ts";
+import { traceEnabled, traceMark, tracePrint } from "./sys/start_trace.ts";
 
 if (import.meta.main) {
   traceMark("main.ts runs (Deno runtime started, sys/libc.ts loaded)");
@@ -29,6 +29,11 @@ if (import.meta.main) {
   });
   const door = closeInspectorDoor();
   traceMark("SIGUSR1 locked out");
+  if (traceEnabled()) {
+    // Deno's clock starts once its runtime is up: the exec comes before it.
+    const { processStartEpochMs } = await import("./sys/process_start.ts");
+    traceMark("process started (its exec; to 10 ms)", processStartEpochMs());
+  }
   // vCPU 0's Worker starts loading beside the command's module graph.
   const early = import("./machine/early_start.ts")
     .then((m) => m.startFirstVcpuEarly(Deno.args))

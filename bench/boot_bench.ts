@@ -106,7 +106,7 @@ interface Boot {
   phases?: Map<string, number>;
 }
 
-const PHASE = /^denovmm: trace\s+([\d.]+) ms \(\+\s*[\d.]+\) (.+)$/gm;
+const PHASE = /^denovmm: trace\s+(-?[\d.]+) ms \(\+\s*[\d.]+\) (.+)$/gm;
 
 /** Rss (kB) of the process's guest RAM: its mappings exactly MEMORY_MIB in size. */
 function guestRamRss(pid: number): number {

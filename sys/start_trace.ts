@@ -82,7 +82,8 @@ export function traceMark(phase: string, atEpochMs?: number): void {
 export function traceLines(): string[] {
   if (!traceEnabled()) return [];
   const sorted = [...marks].sort((a, b) => a.ms - b.ms);
-  let prev = 0;
+  // Phases before the time origin (the process's exec) have negative times.
+  let prev = Math.min(0, sorted[0]?.ms ?? 0);
   return sorted.map((m) => {
     const line = `denovmm: trace ${m.ms.toFixed(1).padStart(8)} ms (+${
       (m.ms - prev).toFixed(1).padStart(6)
