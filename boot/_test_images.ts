@@ -120,3 +120,43 @@ export function note(name: string, type: number, desc: Uint8Array): Uint8Array {
   out.set(desc, 12 + pad(n.length));
   return out;
 }
+
+/** The kernel virtual address (low 32 bits, as the relocation table holds it) of a linked physical address. */
+export function relocEntry(paddr: number): number {
+  return (0x8000_0000 + paddr) | 0;
+}
+
+/** An unpacked payload: the ELF, then the relocation table as the relocs tool appends it. */
+export function unpackedPayload(
+  elf: Uint8Array,
+  relocs: { r32?: number[]; inverse32?: number[]; r64?: number[] },
+): Uint8Array<ArrayBuffer> {
+  // Forwards: 0, 64-bit entries, 0, inverse 32-bit entries, 0, 32-bit entries.
+  const table = [0, ...relocs.r64 ?? [], 0, ...relocs.inverse32 ?? [], 0, ...relocs.r32 ?? []];
+  const out = new Uint8Array(elf.length + table.length * 4);
+  out.set(elf);
+  const v = new DataView(out.buffer, elf.length);
+  table.forEach((x, i) => v.setInt32(i * 4, x, true));
+  return out;
+}
+
+/**
+ * A bzImage whose payload is `compressed` followed by the 32-bit unpacked
+ * size, as the kernel's build appends it.
+ */
+export function bzImageWithPayload(
+  compressed: Uint8Array,
+  unpackedSize: number,
+  o: FakeBzImage = {},
+): Uint8Array<ArrayBuffer> {
+  const payloadOffset = 0x400;
+  const kernelSize = Math.ceil((payloadOffset + compressed.length + 4 + 0x100) / 16) * 16;
+  const img = fakeBzImage({ ...o, kernelSize });
+  const setup = ((o.setupSects ?? 4) + 1) * 512;
+  const v = new DataView(img.buffer);
+  setField(v, 0, SETUP_HEADER.payload_offset, payloadOffset);
+  setField(v, 0, SETUP_HEADER.payload_length, compressed.length + 4);
+  img.set(compressed, setup + payloadOffset);
+  v.setUint32(setup + payloadOffset + compressed.length, unpackedSize, true);
+  return img;
+}

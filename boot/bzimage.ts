@@ -30,6 +30,13 @@ import { placeInitrd } from "./initrd.ts";
 import { KernelLoaderError } from "./kernel_loader_error.ts";
 import { encodeCmdline, writeCmdline } from "./cmdline.ts";
 import { CMDLINE_START, FOUR_GIB, HIGH_MEMORY_START, ZERO_PAGE_START } from "./layout.ts";
+import {
+  chooseKaslr,
+  KASLR_FLAG,
+  type KernelPlacement,
+  relocateKernel,
+  type UnpackedKernelBytes,
+} from "./unpacked_kernel.ts";
 
 /** The oldest boot protocol accepted: 2.06 (cmdline_size, relocatable kernels). */
 export const MIN_BOOT_PROTOCOL = 0x0206;
@@ -76,6 +83,14 @@ export interface BzImageOptions {
   readonly e820?: readonly E820Entry[];
   /** The RSDP address to give the kernel in boot_params.acpi_rsdp_addr. */
   readonly rsdp?: number;
+  /**
+   * The kernel already unpacked (its payload's ELF and relocations): loaded
+   * in place of the decompressor, at a KASLR placement unless the command
+   * line says `nokaslr`.
+   */
+  readonly unpacked?: UnpackedKernelBytes;
+  /** A uniform random integer below n, for KASLR (default: crypto.getRandomValues). */
+  readonly random?: (n: number) => number;
 }
 
 /** Where {@link loadBzImage} put things. */
@@ -96,6 +111,21 @@ export interface BootResult {
   readonly initrd?: { readonly addr: number; readonly size: number };
   /** The decoded setup header. */
   readonly header: BzImageHeader;
+  /** Where the unpacked kernel runs, when it was given one. */
+  readonly unpacked?: KernelPlacement & { readonly kaslr: boolean };
+}
+
+/** A uniform random integer in [0, n) from the system's CSPRNG. */
+function cryptoRandom(n: number): number {
+  const limit = Math.floor(0x1_0000_0000 / n) * n;
+  const w = new Uint32Array(1);
+  do crypto.getRandomValues(w); while (w[0] >= limit);
+  return w[0] % n;
+}
+
+/** `nokaslr` as a word of the command line, as the decompressor looks for it. */
+function kaslrOff(cmdline: string): boolean {
+  return /(^|\s)nokaslr(\s|$)/.test(cmdline);
 }
 
 function hex(n: number): string {
@@ -307,6 +337,12 @@ export function loadBzImage(
     );
   }
 
+  // An unpacked kernel runs at its linked base's alignment anywhere in RAM below 4 GiB.
+  const unpacked = options.unpacked !== undefined && header.relocatable &&
+      options.unpacked.layout.linkedBase === header.prefAddress
+    ? options.unpacked
+    : undefined;
+
   // Initrd placement.
   let initrd: { addr: number; size: number } | undefined;
   if (options.initrd && options.initrd.length > 0) {
@@ -320,11 +356,43 @@ export function loadBzImage(
   }
 
   // Everything fits: write it.
-  const kernel = image.subarray(header.setupSize);
-  if (!mem.contains(kernelAddr, kernel.length)) {
-    throw new KernelLoaderError(`Kernel load range ${hex(kernelAddr)} is not guest RAM`);
+  let entry = kernelAddr + 0x200;
+  let placed: (KernelPlacement & { kaslr: boolean }) | undefined;
+  if (unpacked) {
+    const k = unpacked.layout;
+    const kaslr = !kaslrOff(options.cmdline);
+    const at = kaslr
+      ? chooseKaslr(k, {
+        ram: map.filter((e) => e.type === E820_RAM).map((e) => ({
+          start: e.addr,
+          end: e.addr + e.size,
+        })),
+        avoid: initrd ? [{ start: initrd.addr, end: initrd.addr + initrd.size }] : [],
+        size: initSize,
+        virtualSize: Math.max(k.memSize, unpacked.unpackedSize),
+        align: header.kernelAlignment,
+      }, options.random ?? cryptoRandom)
+      : { base: kernelAddr, virtualOffset: 0 };
+    if (!mem.contains(at.base, k.memSize)) {
+      throw new KernelLoaderError(`Kernel load range ${hex(at.base)} is not guest RAM`);
+    }
+    for (const seg of k.segments) {
+      const dest = at.base + (seg.paddr - k.linkedBase);
+      unpacked.copy(mem.slice(dest, seg.fileSize), seg.offset);
+      if (seg.memSize > seg.fileSize) mem.fill(dest + seg.fileSize, seg.memSize - seg.fileSize);
+    }
+    relocateKernel(mem.slice(at.base, k.memSize), k, unpacked.relocations, at.virtualOffset);
+    entry = at.base + (k.entry - k.linkedBase);
+    kernelAddr = at.base;
+    kernelEnd = Math.max(kernelEnd, at.base + initSize);
+    placed = { ...at, kaslr };
+  } else {
+    const kernel = image.subarray(header.setupSize);
+    if (!mem.contains(kernelAddr, kernel.length)) {
+      throw new KernelLoaderError(`Kernel load range ${hex(kernelAddr)} is not guest RAM`);
+    }
+    mem.write(kernelAddr, kernel);
   }
-  mem.write(kernelAddr, kernel);
   if (initrd) mem.write(initrd.addr, options.initrd!);
   writeCmdline(mem, cmdline);
 
@@ -344,10 +412,15 @@ export function loadBzImage(
     setField(v, 0, BOOT_PARAMS.ext_ramdisk_size, Math.floor(initrd.size / FOUR_GIB));
   }
   if (options.rsdp !== undefined) setField(v, 0, BOOT_PARAMS.acpi_rsdp_addr, options.rsdp);
+  // The decompressor tells the kernel it randomized (it then randomizes its memory regions too).
+  if (placed?.kaslr) {
+    setField(v, 0, SETUP_HEADER.loadflags, getField(v, 0, SETUP_HEADER.loadflags) | KASLR_FLAG);
+  }
   writeE820(v, map);
 
   return {
-    entry: kernelAddr + 0x200,
+    entry,
+    unpacked: placed,
     kernelAddr,
     kernelEnd,
     bootParams: ZERO_PAGE_START,

@@ -18,6 +18,7 @@ import {
 import { buildAcpiTables } from "../acpi/tables.ts";
 import type { PciIrqRoute } from "../acpi/dsdt.ts";
 import { type LinearFramebufferInfo, writeScreenInfo } from "../boot/screen_info.ts";
+import type { KernelPlacement, UnpackedKernelBytes } from "../boot/unpacked_kernel.ts";
 
 /** What to boot. */
 export interface LinuxBootOptions {
@@ -35,6 +36,8 @@ export interface LinuxBootOptions {
   pciIrqRoutes?: readonly PciIrqRoute[];
   /** A linear framebuffer to announce in screen_info (bzImage boots only). */
   framebuffer?: LinearFramebufferInfo;
+  /** The bzImage's kernel already unpacked (vm/unpacked_kernel_source.ts). */
+  unpacked?: UnpackedKernelBytes;
 }
 
 /** What the loader decided. */
@@ -45,6 +48,8 @@ export interface LinuxBootResult {
   cpu: CpuBootState;
   /** RSDP address. */
   rsdp: number;
+  /** Where an unpacked kernel runs (bzImage boots given one). */
+  unpacked?: KernelPlacement & { readonly kaslr: boolean };
 }
 
 const ELF_MAGIC = 0x464c457f;
@@ -77,12 +82,21 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       initrd: o.initrd,
       e820,
       rsdp: acpi.rsdp,
+      unpacked: o.unpacked,
     });
     if (o.framebuffer) {
       const zeroPage = mem.slice(boot.bootParams, 0x1000);
       writeScreenInfo(new DataView(zeroPage.buffer, zeroPage.byteOffset, 0x1000), 0, o.framebuffer);
     }
     const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
+    if (boot.unpacked) {
+      return {
+        format: "bzImage (unpacked by the VMM)",
+        cpu,
+        rsdp: acpi.rsdp,
+        unpacked: boot.unpacked,
+      };
+    }
     return { format: "bzImage", cpu, rsdp: acpi.rsdp };
   }
   const pvh = loadPvhKernel(mem, o.kernel, {

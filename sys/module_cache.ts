@@ -51,8 +51,13 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 let dir: string | null | undefined;
 
-/** A 53-bit string hash (cyrb53), not cryptographic: an entry's file name from its URL. */
-function hash53(text: string): string {
+/**
+ * A 53-bit string hash (cyrb53), not cryptographic: an entry's file name from its URL.
+ *
+ * @param text the key
+ * @returns the hash in base 36
+ */
+export function hash53(text: string): string {
   let h1 = 0xdeadbeef, h2 = 0x41c6ce57;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -105,15 +110,30 @@ function private_(path: string): boolean {
 
 /** The cache directory, created on first use; null where there is none. */
 function cacheDir(): string | null {
-  if (dir !== undefined) return dir;
-  dir = null;
+  if (dir === undefined) dir = privateCacheDir("js");
+  return dir;
+}
+
+/**
+ * A directory of the VMM's cache (`$XDG_CACHE_HOME/denovmm/NAME`, else
+ * `$HOME/.cache/denovmm/NAME`), created 0700 on first use. Its entries are
+ * things the VMM runs (modules, kernels), so one that a group or other users
+ * may write is not used.
+ *
+ * @param name the subdirectory
+ * @returns its path, or null where there is none (no HOME, read-only, shared)
+ * @example
+ * ```ts ignore
+ * const kernels = privateCacheDir("kernels");
+ * ```
+ */
+export function privateCacheDir(name: string): string | null {
   const xdg = env("XDG_CACHE_HOME");
   const home = env("HOME");
   const base = xdg ?? (home ? `${home}/.cache` : undefined);
   if (!base?.startsWith("/")) return null;
-  const js = `${base}/denovmm/js`;
-  if (mkdirOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(js) && private_(js)) dir = js;
-  return dir;
+  const sub = `${base}/denovmm/${name}`;
+  return mkdirOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(sub) && private_(sub) ? sub : null;
 }
 
 function entryPath(key: string): string | null {

@@ -14,6 +14,7 @@
  * @module
  */
 import { libc } from "../sys/libc.ts";
+import { sourceStamp } from "../sys/module_cache.ts";
 import {
   hostBuffer,
   MAP_ANONYMOUS,
@@ -49,6 +50,11 @@ export class BootFile {
   #bytes: Uint8Array<ArrayBuffer> | undefined;
   /** Times the file was read (statistics, tests). */
   reads = 0;
+  /**
+   * The file's stamp (sys/module_cache.ts `sourceStamp`) taken just before
+   * its last read: a cache keyed by it never outlives a change to the file.
+   */
+  stamp: string | undefined;
 
   /**
    * Reads the file now (errors surface at configuration time).
@@ -92,6 +98,11 @@ export class BootFile {
 
   #read(): Uint8Array<ArrayBuffer> {
     this.reads++;
+    try {
+      this.stamp = sourceStamp(this.path);
+    } catch {
+      this.stamp = undefined; // the read below reports why
+    }
     return readFileFfi(this.path, this.#maxBytes, {
       alloc: (size) => {
         // The mapping is reused while the file fits; a larger file gets a

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { type UnpackedKernelSource, unpackedKernelSource } from "./unpacked_kernel_source.ts";
 import { Machine, setRealModeEntry, type VcpuSetup } from "../machine/machine.ts";
 import { loadLinux } from "../machine/linux_boot.ts";
 import { applyBootState, setBootMsrs, setupLapicLints } from "../machine/x86_cpu.ts";
@@ -203,16 +204,30 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     }
     let entry: VcpuSetup;
     if (rc.kernel) {
-      const boot = loadLinux(m.memory, {
-        kernel: rc.kernel,
-        initrd: rc.initrd,
-        cmdline: rc.cmdline,
-        cpus: rc.cpus,
-        pci: placed.length > 0 || fb !== undefined,
-        pciIrqRoutes: prt,
-        framebuffer: env.framebuffer?.info,
-      });
-      traceMark("kernel and initrd loaded into guest RAM");
+      const kernel = rc.kernel;
+      const unpacked = rc.unpackKernel && rc.kernelFile
+        ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, kernel)
+        : undefined;
+      let boot;
+      try {
+        boot = loadLinux(m.memory, {
+          kernel,
+          initrd: rc.initrd,
+          cmdline: rc.cmdline,
+          cpus: rc.cpus,
+          pci: placed.length > 0 || fb !== undefined,
+          pciIrqRoutes: prt,
+          framebuffer: env.framebuffer?.info,
+          unpacked,
+        });
+      } finally {
+        unpacked?.close();
+      }
+      traceMark(
+        unpacked
+          ? `kernel (unpacked: ${unpacked.origin}) and initrd loaded into guest RAM`
+          : "kernel and initrd loaded into guest RAM",
+      );
       entry = (v, i) => {
         setBootMsrs(v);
         v.setFpu();
@@ -337,5 +352,27 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   } catch (e) {
     await close();
     throw e;
+  }
+}
+
+/**
+ * The kernel unpacked on the host (vm/unpacked_kernel_source.ts), or
+ * undefined to boot the bzImage as it is; a failure to unpack says so once
+ * and leaves the decompression to the guest.
+ */
+function unpackKernel(
+  path: string,
+  stamp: string | undefined,
+  kernel: Uint8Array,
+): UnpackedKernelSource | undefined {
+  try {
+    return unpackedKernelSource(path, stamp, kernel);
+  } catch (e) {
+    console.error(
+      `denovmm: warning: could not unpack the kernel ${path} (${
+        e instanceof Error ? e.message : e
+      }); the guest decompresses it`,
+    );
+    return undefined;
   }
 }

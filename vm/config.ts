@@ -188,6 +188,12 @@ export interface VmConfig {
   logUnclaimed?: boolean;
   /** The KVM device (default /dev/kvm). */
   kvmPath?: string;
+  /**
+   * Unpack a bzImage's kernel on the host, once, and boot later runs from the
+   * cached copy instead of letting the guest decompress it each time
+   * (default true; xz and zstd payloads, kernels named by path; KASLR kept).
+   */
+  unpackKernel?: boolean;
   /** Serve disk I/O inline on the loop (tests and benchmarks). */
   syncDiskIo?: boolean;
   /** Thread placement and priority. */

@@ -50,6 +50,10 @@ export interface ResolvedConfig {
   readonly initrd?: Uint8Array;
   /** The kernel and initrd that were read from files ({@link releaseBootFiles}). */
   readonly bootFiles: readonly BootFile[];
+  /** The kernel's file, when it was named by path (its unpacked copy is cached by it). */
+  readonly kernelFile?: BootFile;
+  /** Unpack a bzImage's kernel on the host and cache it (vm/unpacked_kernel_source.ts). */
+  readonly unpackKernel: boolean;
   /** Command line. */
   readonly cmdline: string;
   /** Flat image instead of a kernel. */
@@ -255,6 +259,8 @@ function resolveWith(c: VmConfig, files: BootFile[]): ResolvedConfig {
       return bytesOf(initrdIn);
     },
     bootFiles: files,
+    kernelFile: kernelIn instanceof BootFile ? kernelIn : undefined,
+    unpackKernel: c.unpackKernel ?? true,
     cmdline: c.append ?? DEFAULT_CMDLINE,
     flat: c.flat,
     irqchip: c.irqchip ?? kernel !== undefined,

@@ -119,6 +119,26 @@ async function addHostFile(writer: CpioWriter, path: string): Promise<void> {
   writer.file(path, await Deno.readFile(path), { perm: (st.mode ?? 0o755) & 0o7777 });
 }
 
+/**
+ * Libraries the VMM opens with dlopen that Deno itself does not link: libz
+ * (VNC's ZRLE), liblzma and libzstd (unpacking a bzImage's kernel, in
+ * vm/unpacked_kernel_source.ts). The L1 gets those this host has, under
+ * their sonames, so the VMM behaves there as on the host.
+ */
+async function vmmLibraries(): Promise<{ host: string; path: string }[]> {
+  const out: { host: string; path: string }[] = [];
+  for (const soname of ["libz.so.1", "liblzma.so.5", "libzstd.so.1"]) {
+    for (const dir of ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]) {
+      try {
+        const host = await Deno.realPath(`${dir}/${soname}`);
+        out.push({ host, path: `lib/x86_64-linux-gnu/${soname}` });
+        break;
+      } catch { /* try the next folder */ }
+    }
+  }
+  return out;
+}
+
 /** Where the host's QEMU lives; the L1 gets it at the same path. */
 export const L1_QEMU_BINARY = "/usr/bin/qemu-system-x86_64";
 
@@ -189,15 +209,21 @@ export async function buildL1Initramfs(
   options: L1ImageOptions = {},
 ): Promise<string> {
   const libs = await sharedLibraries(denoBinary);
-  const stamps = await fileStamps(libs);
+  const vmmLibs = await vmmLibraries();
+  const stamps = await fileStamps([...libs, ...vmmLibs.map((l) => l.host)]);
   const busybox = await debianPackage("busybox-static");
-  const key: unknown[] = ["l1-v2", busybox, kernel.modulesDir, L1_MODULES, stamps, L1_INIT];
+  const key: unknown[] = ["l1-v3", busybox, kernel.modulesDir, L1_MODULES, stamps, L1_INIT];
   const qemu = options.qemu ? await qemuFiles() : [];
   if (options.qemu) key.push("qemu-v1", await fileStamps(qemu));
   return await cachedCpio(key, async (w) => {
     await addBusyboxRoot(w);
     await addModules(w, kernel.modulesDir, L1_MODULES);
     for (const lib of libs) await addHostFile(w, lib);
+    for (const lib of vmmLibs) {
+      if (!w.has("lib")) w.dir("lib");
+      if (!w.has("lib/x86_64-linux-gnu")) w.dir("lib/x86_64-linux-gnu");
+      if (!w.has(lib.path)) w.file(lib.path, await Deno.readFile(lib.host), { perm: 0o644 });
+    }
     for (const f of qemu) await addHostFile(w, f);
     w.file("init", L1_INIT, { perm: 0o755 });
   });

@@ -1,0 +1,67 @@
+// A bzImage's kernel unpacked by the VMM (vm/unpacked_kernel_source.ts):
+// the stock Debian kernel boots without its own decompressor running, at a
+// KASLR placement the VMM chose and relocated (physical and virtual), at the
+// linked addresses with `nokaslr`, and through its decompressor as before
+// with DENOVMM_KERNEL_UNPACK=0. The start-up trace says which way the VMM
+// loaded the kernel (the only permission added: reading that one variable).
+import assert from "node:assert/strict";
+import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
+import { linuxFixture } from "./fixtures.ts";
+import { runLog, runVmm } from "./_vmm_process.ts";
+
+const MARK = "DENOVMM-KERNEL";
+const SCRIPT =
+  `echo "${MARK} code=$(sed -n 's/^ *\\([0-9a-f]*\\)-[0-9a-f]* : Kernel code$/\\1/p' /proc/iomem)` +
+  ` text=$(sed -n 's/^\\([0-9a-f]*\\) . _text$/\\1/p' /proc/kallsyms)"\n`;
+const LINKED_CODE = "01000000";
+const LINKED_TEXT = "ffffffff81000000";
+
+async function boot(append: string, env: Record<string, string> = {}) {
+  const f = await linuxFixture();
+  const initrd = await buildTestInitramfs({ script: SCRIPT });
+  const r = await runVmm([
+    "--kernel",
+    f.kernel,
+    "--initrd",
+    initrd,
+    "--append",
+    `console=ttyS0 loglevel=1 panic=-1 ${append}`.trim(),
+    "--memory",
+    "512M",
+  ], {
+    env: { DENOVMM_TRACE_START: "1", ...env },
+    permissions: ["--allow-ffi", "--allow-env=DENOVMM_TRACE_START"],
+  });
+  assert.ok(r.stdout.includes(`${INIT_MARKER} action=poweroff`), runLog(r));
+  assert.equal(r.code, 0, runLog(r));
+  const m = r.stdout.match(new RegExp(`${MARK} code=([0-9a-f]+) text=([0-9a-f]+)`));
+  assert.ok(m, runLog(r));
+  const loaded = r.stderr.match(/trace .* kernel (\(unpacked: (\w+)\) )?and initrd loaded/);
+  assert.ok(loaded, runLog(r));
+  return { code: m[1].padStart(8, "0"), text: m[2], unpacked: loaded[2], r };
+}
+
+Deno.test("the VMM unpacks the bzImage's kernel and places it at random, as the decompressor would", async () => {
+  const b = await boot("");
+  assert.match(b.unpacked ?? "", /^(xz|cache)$/, runLog(b.r));
+  assert.doesNotMatch(b.r.stderr, /could not unpack/);
+  // Both at the linked addresses has odds of about 1 in 46000 under KASLR.
+  assert.ok(
+    b.code !== LINKED_CODE || b.text !== LINKED_TEXT,
+    `not randomized: ${b.code} ${b.text}`,
+  );
+  assert.equal(parseInt(b.code, 16) % 0x200000, 0);
+  assert.equal((BigInt(`0x${b.text}`) - BigInt(`0x${LINKED_TEXT}`)) % 0x200000n, 0n);
+});
+
+Deno.test("with nokaslr the unpacked kernel runs where it was linked", async () => {
+  const b = await boot("nokaslr");
+  assert.equal(b.unpacked, "cache", runLog(b.r));
+  assert.equal(b.code, LINKED_CODE);
+  assert.equal(b.text, LINKED_TEXT);
+});
+
+Deno.test("DENOVMM_KERNEL_UNPACK=0 leaves the decompression to the guest", async () => {
+  const b = await boot("", { DENOVMM_KERNEL_UNPACK: "0" });
+  assert.equal(b.unpacked, undefined, runLog(b.r));
+});

@@ -1,0 +1,225 @@
+/**
+ * A bzImage's kernel unpacked on the host and kept in the VMM's cache, so
+ * that boots after the first skip the guest's own decompression (seconds for
+ * a Debian kernel's xz payload under the nested host's emulator; ~1 s
+ * natively). Firecracker and Cloud Hypervisor boot an uncompressed vmlinux
+ * for the same reason; this keeps the user's bzImage and its KASLR (the
+ * loader picks the physical and virtual placement and applies the kernel's
+ * relocations, as its decompressor would: boot/unpacked_kernel.ts).
+ *
+ * One entry per kernel path, `$XDG_CACHE_HOME/denovmm/kernels/HASH.kernel`
+ * (else under `$HOME/.cache`): a 4 KiB header (format, the bzImage's stamp
+ * taken before it was read, the unpacked size) and the unpacked payload. A
+ * stamp that no longer matches means the file changed: unpacked again and
+ * replaced. Written through a temporary name and a rename; a cache directory
+ * others may write is not used; any failure only means no cache. The
+ * segments are read from the entry straight into guest RAM.
+ *
+ * Only xz and zstd payloads are unpacked here (liblzma, libzstd); other
+ * formats, a host without the library, or `DENOVMM_KERNEL_UNPACK=0` (read
+ * through libc) boot the bzImage as it is.
+ *
+ * @module
+ */
+import { libc } from "../sys/libc.ts";
+import { errno } from "../sys/errno.ts";
+import {
+  closeFd,
+  cstring,
+  fstat,
+  hostBuffer,
+  MAP_ANONYMOUS,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  mmap,
+  munmap,
+  O_CLOEXEC,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_WRONLY,
+  openFile,
+  PROT_READ,
+  PROT_WRITE,
+  writeAll,
+} from "../sys/fd.ts";
+import { hash53, privateCacheDir } from "../sys/module_cache.ts";
+import { decompressAvailable, decompressInto } from "../sys/decompress.ts";
+import { parseBzImage } from "../boot/bzimage.ts";
+import {
+  type KernelLayout,
+  kernelPayload,
+  type KernelRelocations,
+  parseKernelLayout,
+  parseKernelRelocations,
+  unpackableFormat,
+} from "../boot/unpacked_kernel.ts";
+
+const FORMAT = "denovmm-kernel 1";
+const HEADER_BYTES = 4096;
+/** The ELF and program headers sit in the payload's first bytes. */
+const HEAD_BYTES = 4096;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** An unpacked kernel ready to load: its layout, relocations and segment bytes. */
+export interface UnpackedKernelSource {
+  /** The ELF layout. */
+  readonly layout: KernelLayout;
+  /** The relocation table. */
+  readonly relocations: KernelRelocations;
+  /** Bytes the payload unpacked to. */
+  readonly unpackedSize: number;
+  /** Where it came from: "cache" or the format it was unpacked from now. */
+  readonly origin: string;
+  /**
+   * Copies `dest.length` bytes of the unpacked payload from `offset` into
+   * `dest` (a view of guest RAM).
+   */
+  copy(dest: Uint8Array, offset: number): void;
+  /** Frees what it holds (a buffer, an fd). */
+  close(): void;
+}
+
+function enabled(): boolean {
+  const p = libc.getenv(cstring("DENOVMM_KERNEL_UNPACK"));
+  return p === null || Deno.UnsafePointerView.getCString(p) !== "0";
+}
+
+function headerLine(stamp: string, size: number): string {
+  return `${FORMAT} ${stamp} ${size}\n`;
+}
+
+/**
+ * The kernel of `bzImage` unpacked: from the cache when its entry matches
+ * `stamp`, else unpacked now (and stored for the next boot).
+ *
+ * @param path the bzImage's file (names the cache entry)
+ * @param stamp the file's stamp taken before `bzImage` was read
+ *   (sys/module_cache.ts `sourceStamp`)
+ * @param bzImage its bytes
+ * @returns the source, or undefined when this kernel is booted as it is
+ *   (not a bzImage with an xz or zstd payload, no library, switched off)
+ * @example
+ * ```ts ignore
+ * const src = unpackedKernelSource(file.path, file.stamp, file.bytes);
+ * ```
+ */
+export function unpackedKernelSource(
+  path: string,
+  stamp: string | undefined,
+  bzImage: Uint8Array,
+): UnpackedKernelSource | undefined {
+  if (!enabled()) return undefined;
+  let header;
+  try {
+    header = parseBzImage(bzImage);
+  } catch {
+    return undefined;
+  }
+  if (!header.relocatable) return undefined;
+  const payload = kernelPayload(bzImage, header);
+  if (payload === undefined || !unpackableFormat(payload.format)) return undefined;
+  if (payload.unpackedSize < HEAD_BYTES || payload.unpackedSize > header.initSize) return undefined;
+  const dir = stamp === undefined ? null : privateCacheDir("kernels");
+  const entry = dir === null ? null : `${dir}/${hash53(path)}.kernel`;
+  const line = headerLine(stamp ?? "", payload.unpackedSize);
+  if (entry !== null) {
+    const hit = fromCache(entry, line, payload.unpackedSize);
+    if (hit !== undefined) return hit;
+  }
+  if (!decompressAvailable(payload.format)) return undefined;
+  const size = payload.unpackedSize;
+  const capacity = Math.ceil(size / 4096) * 4096;
+  const addr = mmap(capacity, {
+    prot: PROT_READ | PROT_WRITE,
+    flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+  });
+  const free = () => munmap(addr, capacity);
+  try {
+    const bytes = new Uint8Array(hostBuffer(addr, capacity), 0, size);
+    decompressInto(payload.format, payload.data, bytes);
+    const layout = parseKernelLayout(bytes.subarray(0, HEAD_BYTES), size);
+    const relocations = parseKernelRelocations(bytes.subarray(layout.elfEnd));
+    if (entry !== null) store(entry, line, bytes);
+    return {
+      layout,
+      relocations,
+      unpackedSize: size,
+      origin: payload.format,
+      copy: (dest, offset) => dest.set(bytes.subarray(offset, offset + dest.length)),
+      close: free,
+    };
+  } catch (e) {
+    free();
+    throw e;
+  }
+}
+
+/** pread until `dest` is full; false on a short file or an error. */
+function preadAll(fd: number, dest: Uint8Array, offset: number): boolean {
+  let done = 0;
+  while (done < dest.length) {
+    const n = Number(
+      libc.pread(fd, dest.subarray(done), BigInt(dest.length - done), BigInt(offset + done)),
+    );
+    if (n < 0 && errno() === 4) continue;
+    if (n <= 0) return false;
+    done += n;
+  }
+  return true;
+}
+
+function fromCache(entry: string, line: string, size: number): UnpackedKernelSource | undefined {
+  let fd: number;
+  try {
+    fd = openFile(entry, O_RDONLY | O_CLOEXEC);
+  } catch {
+    return undefined;
+  }
+  try {
+    if (fstat(fd).size !== HEADER_BYTES + size) throw new Error("size");
+    const head = new Uint8Array(HEADER_BYTES + HEAD_BYTES);
+    if (!preadAll(fd, head, 0)) throw new Error("short");
+    const want = encoder.encode(line);
+    const got = head.subarray(0, want.length);
+    if (decoder.decode(got) !== line) throw new Error("stale");
+    const layout = parseKernelLayout(head.subarray(HEADER_BYTES), size);
+    const table = new Uint8Array(size - layout.elfEnd);
+    if (!preadAll(fd, table, HEADER_BYTES + layout.elfEnd)) throw new Error("short");
+    const relocations = parseKernelRelocations(table);
+    return {
+      layout,
+      relocations,
+      unpackedSize: size,
+      origin: "cache",
+      copy: (dest, offset) => {
+        if (!preadAll(fd, dest, HEADER_BYTES + offset)) {
+          throw new Error(`Kernel cache entry ${entry} was cut short while read`);
+        }
+      },
+      close: () => closeFd(fd),
+    };
+  } catch {
+    closeFd(fd);
+    return undefined;
+  }
+}
+
+function store(entry: string, line: string, bytes: Uint8Array): void {
+  const tmp = `${entry}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+    try {
+      const header = new Uint8Array(HEADER_BYTES);
+      header.set(encoder.encode(line));
+      writeAll(fd, header);
+      writeAll(fd, bytes as Uint8Array<ArrayBuffer>);
+    } finally {
+      closeFd(fd);
+    }
+    if (libc.rename(cstring(tmp), cstring(entry)) !== 0) libc.unlink(cstring(tmp));
+  } catch {
+    libc.unlink(cstring(tmp));
+  }
+}

@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { unpackedKernelSource } from "./unpacked_kernel_source.ts";
+import { sourceStamp } from "../sys/module_cache.ts";
+import { DecompressError } from "../sys/decompress.ts";
+import { bzImageWithPayload, makeElf, relocEntry, unpackedPayload } from "../boot/_test_images.ts";
+
+const BASE = 0x100_0000;
+
+function payload(): Uint8Array<ArrayBuffer> {
+  const text = new Uint8Array(0x6000);
+  for (let i = 0; i < text.length; i++) text[i] = (i * 7) & 0xff;
+  const elf = makeElf(BigInt(BASE), [{ type: 1, paddr: BASE, data: text, memsz: 0x8000 }]);
+  return unpackedPayload(elf, { r32: [relocEntry(BASE + 0x10)], r64: [relocEntry(BASE + 0x40)] });
+}
+
+// The test's own compressors, from the same libraries (no xz or zstd command needed).
+const xzLib = Deno.dlopen("liblzma.so.5", {
+  lzma_easy_buffer_encode: {
+    parameters: ["u32", "i32", "pointer", "buffer", "usize", "buffer", "buffer", "usize"],
+    result: "i32",
+  },
+}).symbols;
+const zstdLib = Deno.dlopen("libzstd.so.1", {
+  ZSTD_compress: { parameters: ["buffer", "usize", "buffer", "usize", "i32"], result: "usize" },
+}).symbols;
+
+/** xz with a CRC32 check, as the kernel's build makes its payload. */
+function xzOf(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(data.length + 4096);
+  const pos = new BigUint64Array(1);
+  const ret = xzLib.lzma_easy_buffer_encode(
+    6,
+    1, // LZMA_CHECK_CRC32
+    null,
+    data,
+    BigInt(data.length),
+    out,
+    new Uint8Array(pos.buffer),
+    BigInt(out.length),
+  );
+  assert.equal(ret, 0);
+  return out.slice(0, Number(pos[0]));
+}
+
+function zstdOf(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(data.length + 4096);
+  const n = zstdLib.ZSTD_compress(out, BigInt(out.length), data, BigInt(data.length), 19);
+  return out.slice(0, Number(n));
+}
+
+async function compress(cmd: string, args: string[], data: Uint8Array): Promise<Uint8Array> {
+  const child = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped" }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(data);
+  await w.close();
+  const out = await child.output();
+  assert.equal(out.code, 0, `${cmd} failed`);
+  return out.stdout;
+}
+
+/** Runs `fn` with the VMM's cache under a fresh XDG_CACHE_HOME. */
+async function withCache(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-kcache-" });
+  const old = Deno.env.get("XDG_CACHE_HOME");
+  Deno.env.set("XDG_CACHE_HOME", dir);
+  try {
+    await fn(dir);
+  } finally {
+    if (old === undefined) Deno.env.delete("XDG_CACHE_HOME");
+    else Deno.env.set("XDG_CACHE_HOME", old);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function contents(src: NonNullable<ReturnType<typeof unpackedKernelSource>>, size: number) {
+  const out = new Uint8Array(size);
+  src.copy(out, 0);
+  return out;
+}
+
+Deno.test("an xz kernel is unpacked once, then read from the cache until the file changes", async () => {
+  await withCache(async (dir) => {
+    const bytes = payload();
+    const xz = xzOf(bytes);
+    const path = `${dir}/bzImage`;
+    await Deno.writeFile(path, bzImageWithPayload(xz, bytes.length));
+    const image = await Deno.readFile(path);
+
+    const first = unpackedKernelSource(path, sourceStamp(path), image)!;
+    assert.equal(first.origin, "xz");
+    assert.deepEqual(contents(first, bytes.length), bytes);
+    assert.equal(first.relocations.relocs32.length, 1);
+    first.close();
+    const entries = [...Deno.readDirSync(`${dir}/denovmm/kernels`)].map((e) => e.name);
+    assert.equal(entries.length, 1);
+    assert.match(entries[0], /\.kernel$/);
+    assert.equal(Deno.statSync(`${dir}/denovmm/kernels`).mode! & 0o777, 0o700);
+
+    const second = unpackedKernelSource(path, sourceStamp(path), image)!;
+    assert.equal(second.origin, "cache");
+    assert.deepEqual(second.layout, first.layout);
+    assert.deepEqual(contents(second, bytes.length), bytes);
+    second.close();
+
+    // Another stamp (the file was written again): unpacked again and replaced.
+    await Deno.writeFile(path, image);
+    const third = unpackedKernelSource(path, sourceStamp(path), image)!;
+    assert.equal(third.origin, "xz");
+    third.close();
+    assert.equal(unpackedKernelSource(path, sourceStamp(path), image)!.origin, "cache");
+
+    // Switched off: the bzImage boots as it is.
+    Deno.env.set("DENOVMM_KERNEL_UNPACK", "0");
+    try {
+      assert.equal(unpackedKernelSource(path, sourceStamp(path), image), undefined);
+    } finally {
+      Deno.env.delete("DENOVMM_KERNEL_UNPACK");
+    }
+  });
+});
+
+Deno.test("zstd payloads unpack too; gzip and unknown ones are left to the guest", async () => {
+  await withCache(async (dir) => {
+    const bytes = payload();
+    const zst = zstdOf(bytes);
+    const z = unpackedKernelSource(`${dir}/z`, "stamp", bzImageWithPayload(zst, bytes.length))!;
+    assert.equal(z.origin, "zstd");
+    assert.deepEqual(contents(z, bytes.length), bytes);
+    z.close();
+    const gz = await compress("gzip", ["-c"], bytes);
+    assert.equal(
+      unpackedKernelSource(`${dir}/g`, "s", bzImageWithPayload(gz, bytes.length)),
+      undefined,
+    );
+    // Not a bzImage at all (an ELF, a flat image): nothing to unpack.
+    assert.equal(unpackedKernelSource(`${dir}/e`, "s", bytes), undefined);
+  });
+});
+
+Deno.test("a corrupt payload or one of another size than declared is an error, not a boot", async () => {
+  await withCache((dir) => {
+    const bytes = payload();
+    const xz = xzOf(bytes);
+    const corrupt = xz.slice();
+    corrupt[corrupt.length >> 1] ^= 0xff;
+    assert.throws(
+      () => unpackedKernelSource(`${dir}/c`, "s", bzImageWithPayload(corrupt, bytes.length)),
+      DecompressError,
+    );
+    assert.throws(
+      () => unpackedKernelSource(`${dir}/d`, "s", bzImageWithPayload(xz, bytes.length + 4)),
+      DecompressError,
+    );
+  });
+});
