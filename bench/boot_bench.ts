@@ -477,15 +477,15 @@ for (const cpus of CPUS) {
   if (runs.length === 0) continue;
   const order = [...runs[0].phases!.entries()].sort((a, b) => a[1] - b[1]).map(([p]) => p);
   console.log(
-    `\n| denovmm timeline, ${cpus} vCPU(s), median of ${runs.length} | ms since process start | + ms |`,
+    `\n| denovmm timeline, ${cpus} vCPU(s), median of ${runs.length} | ms since Deno's time origin (the exec before it) | + ms |`,
   );
   console.log("|---|---|---|");
-  let prev = 0;
-  for (const p of order) {
-    const v = median(runs.map((b) => b.phases!.get(p) ?? NaN));
-    console.log(`| ${p} | ${v.toFixed(1)} | ${(v - prev).toFixed(1)} |`);
-    prev = v;
-  }
+  const values = order.map((p) => median(runs.map((b) => b.phases!.get(p) ?? NaN)));
+  let prev = Math.min(0, values[0] ?? 0);
+  order.forEach((p, i) => {
+    console.log(`| ${p} | ${values[i].toFixed(1)} | ${(values[i] - prev).toFixed(1)} |`);
+    prev = values[i];
+  });
 }
 console.log(
   '\nThe guest runs between the first KVM_RUN and "VM stopped"; "exit" is the last line ' +
