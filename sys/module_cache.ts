@@ -36,6 +36,8 @@ import {
   O_CLOEXEC,
   O_CREAT,
   O_EXCL,
+  O_NOCTTY,
+  O_NONBLOCK,
   O_RDONLY,
   O_WRONLY,
   openFile,
@@ -183,7 +185,9 @@ function writeEntry(path: string, text: string): void {
  * ```
  */
 export function sourceStamp(path: string): string {
-  const fd = openFile(path, O_RDONLY | O_CLOEXEC);
+  // Non-blocking: opening a FIFO to read would wait for a writer (a kernel
+  // named by the user is stamped before it is read and refused).
+  const fd = openFile(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   try {
     const st = new Uint8Array(144);
     if (libc.fstat(fd, st) !== 0) throw new Error(`fstat ${path} failed`);

@@ -11,8 +11,8 @@ Deno.test("the start time field is found after a command name with spaces and pa
 Deno.test("this process started before its runtime's time origin, and after its parent's spawn", async () => {
   const start = processStartEpochMs();
   const origin = performance.timeOrigin;
+  // (A test module's isolate may start long after the process: only the order holds here.)
   assert.ok(start <= origin + 10, `start ${start} vs timeOrigin ${origin}`);
-  assert.ok(origin - start < 60_000, "within a minute of the time origin");
   // A child spawned now reports a start at or after the spawn (to the 10 ms tick).
   const before = performance.timeOrigin + performance.now();
   const src = `import { processStartEpochMs } from ${
