@@ -147,13 +147,36 @@ export function unpackedKernelSource(
       relocations,
       unpackedSize: size,
       origin: payload.format,
-      copy: (dest, offset) => dest.set(bytes.subarray(offset, offset + dest.length)),
+      copy: (dest, offset) => {
+        populate(dest);
+        dest.set(bytes.subarray(offset, offset + dest.length));
+      },
       close: free,
     };
   } catch (e) {
     free();
     throw e;
   }
+}
+
+/** MADV_POPULATE_WRITE (Linux 5.14): fault a range in, writable, in one call. */
+const MADV_POPULATE_WRITE = 23;
+const PAGE = 4096;
+
+/**
+ * Faults in the guest pages a segment is about to be read into, in one call
+ * instead of one fault per page inside read(2): a ~58 MiB kernel is ~15000
+ * pages, each fault costly on a virtualized host (read into fresh memory
+ * ran at a quarter of the speed of read into touched memory on the 2-vCPU
+ * cloud VM measured) and more so under the nested host's emulator. Best
+ * effort: an older kernel (EINVAL) faults them in as before.
+ */
+function populate(dest: Uint8Array): void {
+  const addr = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(dest)));
+  const start = Math.ceil(addr / PAGE) * PAGE;
+  const end = Math.floor((addr + dest.length) / PAGE) * PAGE;
+  if (end <= start) return;
+  libc.madvise(Deno.UnsafePointer.create(BigInt(start)), BigInt(end - start), MADV_POPULATE_WRITE);
 }
 
 /** pread until `dest` is full; false on a short file or an error. */
@@ -194,6 +217,7 @@ function fromCache(entry: string, line: string, size: number): UnpackedKernelSou
       unpackedSize: size,
       origin: "cache",
       copy: (dest, offset) => {
+        populate(dest);
         if (!preadAll(fd, dest, HEADER_BYTES + offset)) {
           throw new Error(`Kernel cache entry ${entry} was cut short while read`);
         }
