@@ -36,30 +36,26 @@ const ZSTD = {
 /** Compression formats this module can undo. */
 export type DecompressFormat = "xz" | "zstd";
 
-let lzma: Deno.DynamicLibrary<typeof LZMA>["symbols"] | null | undefined;
-let zstd: Deno.DynamicLibrary<typeof ZSTD>["symbols"] | null | undefined;
-
-function openLzma() {
-  if (lzma === undefined) {
-    try {
-      lzma = Deno.dlopen("liblzma.so.5", LZMA).symbols;
-    } catch {
-      lzma = null;
+/** A library opened on first use; null where the host lacks it. */
+function opener<S extends Deno.ForeignLibraryInterface>(
+  name: string,
+  symbols: S,
+): () => Deno.DynamicLibrary<S>["symbols"] | null {
+  let lib: Deno.DynamicLibrary<S>["symbols"] | null | undefined;
+  return () => {
+    if (lib === undefined) {
+      try {
+        lib = Deno.dlopen(name, symbols).symbols;
+      } catch {
+        lib = null;
+      }
     }
-  }
-  return lzma;
+    return lib;
+  };
 }
 
-function openZstd() {
-  if (zstd === undefined) {
-    try {
-      zstd = Deno.dlopen("libzstd.so.1", ZSTD).symbols;
-    } catch {
-      zstd = null;
-    }
-  }
-  return zstd;
-}
+const openLzma = opener("liblzma.so.5", LZMA);
+const openZstd = opener("libzstd.so.1", ZSTD);
 
 /**
  * Whether this host has the library for `format`.
