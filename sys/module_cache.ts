@@ -155,13 +155,24 @@ function readEntry(path: string): string | undefined {
   }
 }
 
-/** Writes an entry through a temporary name and a rename (readers never see part of one). */
 function writeEntry(path: string, text: string): void {
+  writeCacheEntry(path, [encoder.encode(text)]);
+}
+
+/**
+ * Writes a cache entry (`parts`, in order) through a temporary name and a
+ * rename, so that readers never see part of one; on any failure there is no
+ * entry and no temporary file.
+ *
+ * @param path the entry, in a {@link privateCacheDir}
+ * @param parts its bytes
+ */
+export function writeCacheEntry(path: string, parts: readonly Uint8Array[]): void {
   const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
     const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
     try {
-      writeAll(fd, encoder.encode(text));
+      for (const part of parts) writeAll(fd, part as Uint8Array<ArrayBuffer>);
     } finally {
       closeFd(fd);
     }

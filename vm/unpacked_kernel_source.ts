@@ -34,16 +34,12 @@ import {
   mmap,
   munmap,
   O_CLOEXEC,
-  O_CREAT,
-  O_EXCL,
   O_RDONLY,
-  O_WRONLY,
   openFile,
   PROT_READ,
   PROT_WRITE,
-  writeAll,
 } from "../sys/fd.ts";
-import { hash53, privateCacheDir } from "../sys/module_cache.ts";
+import { hash53, privateCacheDir, writeCacheEntry } from "../sys/module_cache.ts";
 import { decompressAvailable, decompressInto } from "../sys/decompress.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import {
@@ -231,19 +227,7 @@ function fromCache(entry: string, line: string, size: number): UnpackedKernelSou
 }
 
 function store(entry: string, line: string, bytes: Uint8Array): void {
-  const tmp = `${entry}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  try {
-    const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
-    try {
-      const header = new Uint8Array(HEADER_BYTES);
-      header.set(encoder.encode(line));
-      writeAll(fd, header);
-      writeAll(fd, bytes as Uint8Array<ArrayBuffer>);
-    } finally {
-      closeFd(fd);
-    }
-    if (libc.rename(cstring(tmp), cstring(entry)) !== 0) libc.unlink(cstring(tmp));
-  } catch {
-    libc.unlink(cstring(tmp));
-  }
+  const header = new Uint8Array(HEADER_BYTES);
+  header.set(encoder.encode(line));
+  writeCacheEntry(entry, [header, bytes]);
 }
