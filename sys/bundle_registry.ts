@@ -16,6 +16,19 @@ export const REGISTRY_SYMBOL = "denovmm.modules";
 /** The fragment of a bundle URL that exports one entry: then the entry's file URL, encoded. */
 export const BUNDLE_FRAGMENT = "#denovmm-bundle=";
 
+/**
+ * A bundle URL that names `entry` in its fragment, so that
+ * {@link importServed} finds the entry's exports in an isolate where a
+ * bundle already ran it, without loading `url`.
+ *
+ * @param url a bundle's URL
+ * @param entry the file URL of a module the bundle runs
+ * @returns the URL with the fragment
+ */
+export function bundleUrlNaming(url: string, entry: string): string {
+  return `${url}${BUNDLE_FRAGMENT}${encodeURIComponent(entry)}`;
+}
+
 interface Registered {
   ns: Record<string, unknown>;
   state: number;

@@ -39,7 +39,7 @@
  *
  * @module
  */
-import { BUNDLE_FRAGMENT, REGISTRY_SYMBOL } from "./bundle_registry.ts";
+import { bundleUrlNaming, REGISTRY_SYMBOL } from "./bundle_registry.ts";
 import {
   BundleRefusal,
   type Edit,
@@ -435,7 +435,7 @@ export function bundleModules(
  */
 export function moduleBlobUrl(js: string, entry?: string): string {
   const url = URL.createObjectURL(new Blob([js], { type: "text/javascript" }));
-  return entry === undefined ? url : `${url}${BUNDLE_FRAGMENT}${encodeURIComponent(entry)}`;
+  return entry === undefined ? url : bundleUrlNaming(url, entry);
 }
 
 /**

@@ -22,7 +22,7 @@
  */
 import { workerBundleUrl, workerUrl } from "../sys/worker_url.ts";
 import { traceMark } from "../sys/start_trace.ts";
-import { BUNDLE_FRAGMENT } from "../sys/bundle_registry.ts";
+import { bundleUrlNaming } from "../sys/bundle_registry.ts";
 
 /** A prestarted vCPU Worker, and what its entry already ran. */
 export interface PrestartedVcpuWorker {
@@ -122,7 +122,7 @@ export function moduleUrlFor(pre: PrestartedVcpuWorker | undefined, module: stri
   const href = new URL(module).href;
   // Only a bundle registers what it ran (a data: entry imports served files).
   if (pre !== undefined && pre.entry.startsWith("blob:") && pre.modules.includes(href)) {
-    return `${pre.entry}${BUNDLE_FRAGMENT}${encodeURIComponent(href)}`;
+    return bundleUrlNaming(pre.entry, href);
   }
   return workerUrl(module);
 }
