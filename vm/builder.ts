@@ -223,8 +223,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       } finally {
         unpacked?.close();
       }
+      // What the loader did: it boots the bzImage as it is when the unpacked kernel does not fit it.
       traceMark(
-        unpacked
+        boot.unpacked && unpacked
           ? `kernel (unpacked: ${unpacked.origin}) and initrd loaded into guest RAM`
           : "kernel and initrd loaded into guest RAM",
       );
