@@ -162,13 +162,19 @@ export function unixListen(path: string, options: UnixListenOptions = {}): numbe
     libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
   );
   try {
+    // A client that finds the path between bind and listen is refused, so
+    // nothing may sit between them: libc binds each function on its first
+    // use (a dlopen, milliseconds under an emulator), hence taken first.
+    const { bind, listen } = libc;
+    errno(); // and errno's own function
     const old = libc.umask(~mode & 0o777);
-    const r = libc.bind(fd, addr, len);
-    const bindErr = errno();
+    const r = bind(fd, addr, len);
+    const l = r < 0 ? -1 : listen(fd, options.backlog ?? 4);
+    const err = errno();
     libc.umask(old);
-    if (r < 0) throw new ErrnoError(`bind ${path}`, bindErr);
+    if (r < 0) throw new ErrnoError(`bind ${path}`, err);
+    if (l < 0) throw new ErrnoError("listen", err);
     check(`chmod ${path}`, libc.chmod(cstring(path), mode));
-    check("listen", libc.listen(fd, options.backlog ?? 4));
     return fd;
   } catch (e) {
     closeFd(fd);
