@@ -135,10 +135,13 @@ export function listenSocket(addr: SocketAddress, options: { backlog?: number } 
   if (fd < 0) throw new ErrnoError("socket", errno());
   try {
     if (family !== AF_UNIX) setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    // listen taken before bind: its first use would bind it (a dlopen) while a
+    // client could already find the address and be refused.
+    const { listen } = libc;
     if (libc.bind(fd, bytes, bytes.length) < 0) {
       throw new ErrnoError(`bind ${describe(addr)}`, errno());
     }
-    if (libc.listen(fd, options.backlog ?? 16) < 0) {
+    if (listen(fd, options.backlog ?? 16) < 0) {
       throw new ErrnoError(`listen ${describe(addr)}`, errno());
     }
     return fd;
