@@ -170,3 +170,21 @@ Deno.test("pioLoop embeds its count and port", () => {
   assert.throws(() => pioLoop(2 ** 32), RangeError);
   assert.throws(() => twoVcpus({ timeoutTicks: 0 }), RangeError);
 });
+
+Deno.test("the demo image the CLI boots is the assembler's demo guest, byte for byte", async () => {
+  const { demoGuest } = await import("./demo.ts");
+  const { demoImage, demoImageLines, DEMO_MIN_RAM } = await import("./demo_image.ts");
+  const { GUEST_MIN_RAM } = await import("./guest.ts");
+  const g = demoGuest();
+  const image = demoImage();
+  assert.equal(image.loadAddr, g.loadAddr);
+  assert.equal(image.entry, g.entry);
+  assert.equal(DEMO_MIN_RAM, GUEST_MIN_RAM);
+  // On a mismatch the message carries the lines to paste into demo_image.ts.
+  assert.deepEqual(
+    image.code,
+    g.code,
+    `guests/demo_image.ts is stale; its lines now:\n${demoImageLines(g.code)}`,
+  );
+  assert.notEqual(image.code, demoImage().code, "each call returns its own copy");
+});

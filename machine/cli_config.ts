@@ -33,16 +33,13 @@ export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
     onReboot: o.reboot ? "restart" as const : "exit" as const,
   };
   if (o.kernel === undefined) {
-    const [{ demoGuest }, { GUEST_MIN_RAM }] = await Promise.all([
-      import("../guests/demo.ts"),
-      import("../guests/guest.ts"),
-    ]);
-    const guest = demoGuest();
+    // Assembled ahead of time: the assembler is not loaded on the way to the guest.
+    const { demoImage, DEMO_MIN_RAM } = await import("../guests/demo_image.ts");
     return {
       ...common,
-      flat: { code: guest.code, loadAddr: guest.loadAddr, entry: guest.entry },
+      flat: demoImage(),
       cpus: 1,
-      memory: Math.max(o.memoryBytes, GUEST_MIN_RAM),
+      memory: Math.max(o.memoryBytes, DEMO_MIN_RAM),
     };
   }
   return {
