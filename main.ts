@@ -34,13 +34,14 @@ if (import.meta.main) {
     const { processStartEpochMs } = await import("./sys/process_start.ts");
     traceMark("process started (its exec; to 10 ms)", processStartEpochMs());
   }
-  // vCPU 0's Worker starts loading beside the command's module graph.
-  const early = import("./machine/early_start.ts")
+  // vCPU 0's Worker starts before the command's module graph loads, so its
+  // isolate and modules load on their own thread meanwhile. Its small graph
+  // is awaited first: imported beside the command's, it would resolve only
+  // once most of that graph had been compiled on this thread.
+  await import("./machine/early_start.ts")
     .then((m) => m.startFirstVcpuEarly(Deno.args))
     .catch(() => false); // the builder starts it then, and reports what fails
   const { main } = await import("./machine/command.ts");
   traceMark("machine/command.ts and its module graph loaded");
-  // Before the command can build a machine, which takes the Worker.
-  await early;
   Deno.exit(await main(Deno.args, { door }));
 }

@@ -3,7 +3,8 @@
 // Start-up cost grows with it, so what only some runs need is loaded on
 // demand: the Node layer (node:module's transpiler only on a module cache
 // miss, sys/module_cache.ts; node:crypto only with the VNC server), the
-// built-in guests' assembler (only for the demo guest) and the VNC server.
+// built-in guests' assembler (never: the demo guest is booted from its bytes
+// assembled ahead of time, guests/demo_image.ts) and the VNC server.
 import assert from "node:assert/strict";
 
 const repo = new URL("..", import.meta.url);
@@ -60,9 +61,9 @@ Deno.test("the command's static graph has no Node layer, guest assembler or VNC 
 });
 
 Deno.test("main.ts's early vCPU start loads only the Worker server beside the command's graph", async () => {
-  // machine/early_start.ts loads in parallel with machine/command.ts: what it
-  // imports statically delays vCPU 0's Worker, so it is the served-module
-  // path and nothing of the machine (no kvm/, vm/, devices/, command).
+  // machine/early_start.ts loads before machine/command.ts: what it imports
+  // statically delays vCPU 0's Worker and the command's graph, so it is the
+  // served-module path and nothing of the machine (no kvm/, vm/, devices/, command).
   const g = await staticGraph("machine/early_start.ts");
   assert.deepEqual([...g].sort(), [
     "machine/early_start.ts",
