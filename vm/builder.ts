@@ -185,7 +185,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     const plan = planPciFunctions(placed.map((p) => p.spec.msixVectors ?? p.spec.numQueues + 1));
     const prt = pciIrqRoutesFor(plan.map((p) => p.slot));
 
-    // 3. KVM and RAM, then guest memory, written once.
+    // 3. KVM and RAM (guest memory is written once, in step 6).
     const m = machine = Machine.create({
       memoryBytes: rc.memoryBytes,
       cpus: rc.cpus,
@@ -202,44 +202,46 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       // A reset boots in the configured mode, whatever the guest's display driver set.
       if (rc.display) fb.setMode(rc.display.width, rc.display.height);
     }
-    let entry: VcpuSetup;
-    if (rc.kernel) {
-      const kernel = rc.kernel;
-      const unpacked = rc.unpackKernel && rc.kernelFile
-        ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, kernel)
-        : undefined;
-      let boot;
-      try {
-        boot = loadLinux(m.memory, {
-          kernel,
-          initrd: rc.initrd,
-          cmdline: rc.cmdline,
-          cpus: rc.cpus,
-          pci: placed.length > 0 || fb !== undefined,
-          pciIrqRoutes: prt,
-          framebuffer: env.framebuffer?.info,
-          unpacked,
-        });
-      } finally {
-        unpacked?.close();
+    // The kernel and initrd are written into guest RAM while the vCPU
+    // Workers start (step 6): only their registers depend on where it went.
+    const loadGuest = (): VcpuSetup => {
+      if (rc.kernel) {
+        const kernel = rc.kernel;
+        const unpacked = rc.unpackKernel && rc.kernelFile
+          ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, kernel)
+          : undefined;
+        let boot;
+        try {
+          boot = loadLinux(m.memory, {
+            kernel,
+            initrd: rc.initrd,
+            cmdline: rc.cmdline,
+            cpus: rc.cpus,
+            pci: placed.length > 0 || fb !== undefined,
+            pciIrqRoutes: prt,
+            framebuffer: env.framebuffer?.info,
+            unpacked,
+          });
+        } finally {
+          unpacked?.close();
+        }
+        // What the loader did: it boots the bzImage as it is when the unpacked kernel does not fit it.
+        traceMark(
+          boot.unpacked && unpacked
+            ? `kernel (unpacked: ${unpacked.origin}) and initrd loaded into guest RAM`
+            : "kernel and initrd loaded into guest RAM",
+        );
+        return (v, i) => {
+          setBootMsrs(v);
+          v.setFpu();
+          setupLapicLints(v);
+          if (i === 0) applyBootState(v, boot.cpu);
+        };
       }
-      // What the loader did: it boots the bzImage as it is when the unpacked kernel does not fit it.
-      traceMark(
-        boot.unpacked && unpacked
-          ? `kernel (unpacked: ${unpacked.origin}) and initrd loaded into guest RAM`
-          : "kernel and initrd loaded into guest RAM",
-      );
-      entry = (v, i) => {
-        setBootMsrs(v);
-        v.setFpu();
-        setupLapicLints(v);
-        if (i === 0) applyBootState(v, boot.cpu);
-      };
-    } else {
       const flat = rc.flat!;
       m.memory.write(flat.loadAddr, flat.code);
-      entry = (v, i) => setRealModeEntry(v, i, flat.entry);
-    }
+      return (v, i) => setRealModeEntry(v, i, flat.entry);
+    };
 
     // 4. PC platform devices over shared state.
     const low = m.memory.layout.regions[0].size;
@@ -316,8 +318,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     for (const d of [...specs, ...rc.devices]) m.addDevice(d);
     traceMark("platform and PCI devices wired");
 
-    // 6. vCPUs: their state, then their threads (which build the devices).
-    await m.setup(entry);
+    // 6. vCPUs: their threads (which build the devices), the guest loaded
+    // meanwhile, then their state.
+    await m.setup({ prepare: loadGuest });
 
     // The main thread's handles on COM1 (input) and ACPI PM (power button).
     const irq = (gsi: number) => rc.irqchip ? new KvmIrqLine(m.vm.fd, gsi) : { set() {} };
