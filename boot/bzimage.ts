@@ -34,6 +34,7 @@ import {
   chooseKaslr,
   KASLR_FLAG,
   type KernelPlacement,
+  placePayload,
   relocateKernel,
   type UnpackedKernelBytes,
 } from "./unpacked_kernel.ts";
@@ -378,8 +379,8 @@ export function loadBzImage(
     }
     for (const seg of k.segments) {
       const dest = at.base + (seg.paddr - k.linkedBase);
-      unpacked.copy(mem.slice(dest, seg.fileSize), seg.offset);
-      if (seg.memSize > seg.fileSize) mem.fill(dest + seg.fileSize, seg.memSize - seg.fileSize);
+      placePayload(mem, unpacked, dest, seg.offset, seg.fileSize);
+      if (seg.memSize > seg.fileSize) mem.zero(dest + seg.fileSize, seg.memSize - seg.fileSize);
     }
     relocateKernel(mem.slice(at.base, k.memSize), k, unpacked.relocations, at.virtualOffset);
     entry = at.base + (k.entry - k.linkedBase);

@@ -24,6 +24,7 @@
  */
 import { KernelLoaderError } from "./kernel_loader_error.ts";
 import type { BzImageHeader } from "./bzimage.ts";
+import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { DecompressFormat } from "../sys/decompress.ts";
 
 /** The start of the kernel's virtual mapping (`__START_KERNEL_map`). */
@@ -218,6 +219,105 @@ export interface UnpackedKernelBytes {
   readonly unpackedSize: number;
   /** Copies `dest.length` bytes of the unpacked payload from `offset` into `dest`. */
   copy(dest: Uint8Array, offset: number): void;
+  /**
+   * Page-aligned ranges of the payload known to hold only zeros (sorted,
+   * apart): the loader zeroes them in guest RAM instead of copying them.
+   * A Debian kernel's last segment is ~25 of its 27 MiB zeros (.bss, .brk,
+   * .init.scratch), 40% of what it would copy.
+   */
+  readonly zeroRuns?: readonly ZeroRun[];
+}
+
+/** A range of the unpacked payload, [start, end), that holds only zeros. */
+export interface ZeroRun {
+  /** First byte (page-aligned). */
+  readonly start: number;
+  /** One past the last byte (page-aligned). */
+  readonly end: number;
+}
+
+/** The shortest run {@link zeroRunsOf} reports: shorter ones cost more to list than to copy. */
+export const MIN_ZERO_RUN = 64 << 10;
+
+/**
+ * The page-aligned runs of zeros in `bytes` of at least {@link MIN_ZERO_RUN}.
+ *
+ * @param bytes the unpacked payload (its start page-aligned in the payload)
+ * @returns the runs, in order
+ * @example
+ * ```ts
+ * import { zeroRunsOf } from "./unpacked_kernel.ts";
+ * zeroRunsOf(new Uint8Array(1 << 20)); // [{ start: 0, end: 1048576 }]
+ * ```
+ */
+export function zeroRunsOf(bytes: Uint8Array): ZeroRun[] {
+  const page = 4096;
+  const runs: ZeroRun[] = [];
+  const pages = Math.floor(bytes.length / page);
+  // Words, not bytes: a page with data usually stops the scan at its first word.
+  const aligned = bytes.byteOffset % 4 === 0;
+  const words = aligned
+    ? new Uint32Array(bytes.buffer, bytes.byteOffset, pages * (page / 4))
+    : undefined;
+  const zeroPage = (p: number) => {
+    if (words) {
+      for (let i = p * (page / 4), end = i + page / 4; i < end; i++) {
+        if (words[i] !== 0) return false;
+      }
+      return true;
+    }
+    for (let i = p * page, end = i + page; i < end; i++) if (bytes[i] !== 0) return false;
+    return true;
+  };
+  let start = -1;
+  for (let p = 0; p <= pages; p++) {
+    const zero = p < pages && zeroPage(p);
+    if (zero && start < 0) start = p;
+    if (!zero && start >= 0) {
+      if ((p - start) * page >= MIN_ZERO_RUN) runs.push({ start: start * page, end: p * page });
+      start = -1;
+    }
+  }
+  return runs;
+}
+
+/**
+ * Writes `size` bytes of the unpacked payload from `offset` into guest RAM
+ * at `dest`: its zero runs zeroed (GuestMemory's `zero`, which leaves fresh
+ * RAM untouched), the rest copied.
+ *
+ * @param mem guest RAM
+ * @param k the unpacked kernel
+ * @param dest guest address
+ * @param offset payload offset
+ * @param size bytes
+ * @example
+ * ```ts ignore
+ * placePayload(mem, unpacked, base + seg.paddr - layout.linkedBase, seg.offset, seg.fileSize);
+ * ```
+ */
+export function placePayload(
+  mem: GuestMemory,
+  k: UnpackedKernelBytes,
+  dest: number,
+  offset: number,
+  size: number,
+): void {
+  let at = offset;
+  const end = offset + size;
+  const copyTo = (until: number) => {
+    if (until > at) k.copy(mem.slice(dest + (at - offset), until - at), at);
+  };
+  for (const r of k.zeroRuns ?? []) {
+    if (r.end <= at) continue;
+    if (r.start >= end) break;
+    copyTo(Math.max(r.start, at));
+    const zeroEnd = Math.min(r.end, end);
+    const from = Math.max(r.start, at);
+    mem.zero(dest + (from - offset), zeroEnd - from);
+    at = zeroEnd;
+  }
+  copyTo(end);
 }
 
 /** Where the kernel runs. */

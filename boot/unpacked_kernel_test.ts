@@ -10,8 +10,10 @@ import {
   kernelPayload,
   parseKernelLayout,
   parseKernelRelocations,
+  placePayload,
   relocateKernel,
   type UnpackedKernelBytes,
+  zeroRunsOf,
 } from "./unpacked_kernel.ts";
 import { bzImageWithPayload, makeElf, relocEntry, unpackedPayload } from "./_test_images.ts";
 import { ZERO_PAGE_START } from "./layout.ts";
@@ -201,4 +203,75 @@ Deno.test("the payload's format and unpacked size come from the bzImage header",
   assert.equal(kernelPayload(gz, parseBzImage(gz))!.format, "gzip");
   const odd = bzImageWithPayload(new Uint8Array([1, 2, 3, 4, 5, 6]), 99);
   assert.equal(kernelPayload(odd, parseBzImage(odd))!.format, "unknown");
+});
+
+Deno.test("zero runs: whole pages of zeros, 64 KiB at least, to the payload's last whole page", () => {
+  const page = 4096;
+  const b = new Uint8Array(64 * page + 100);
+  b[0] = 1; // page 0 has data
+  b[17 * page + 4095] = 1; // pages 1-16 zero (64 KiB): a run; page 17 has data
+  b[20 * page] = 1; // pages 18-19: too short
+  // pages 21-63 zero, then a partial page: the run ends at the last whole page
+  b[64 * page + 50] = 0;
+  assert.deepEqual(zeroRunsOf(b), [
+    { start: page, end: 17 * page },
+    { start: 21 * page, end: 64 * page },
+  ]);
+  assert.deepEqual(zeroRunsOf(new Uint8Array(15 * page)), []);
+  // An unaligned view is scanned byte by byte, with the same answer.
+  const odd = new Uint8Array(new ArrayBuffer(b.length + 1), 1);
+  odd.set(b);
+  assert.deepEqual(zeroRunsOf(odd), zeroRunsOf(b));
+});
+
+Deno.test("placePayload copies around the zero runs and zeroes them, in fresh or used RAM", () => {
+  const page = 4096;
+  const payload = new Uint8Array(60 * page);
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 13 + 1) & 0xff || 1;
+  payload.fill(0, 3 * page, 20 * page);
+  payload.fill(0, 30 * page);
+  const copied: Array<[number, number]> = [];
+  const k: UnpackedKernelBytes = {
+    layout: parseKernelLayout(kernelBytes().subarray(0, 4096), kernelBytes().length),
+    relocations: {
+      relocs32: new Int32Array(),
+      relocsInverse32: new Int32Array(),
+      relocs64: new Int32Array(),
+    },
+    unpackedSize: payload.length,
+    copy: (dest, offset) => {
+      copied.push([offset, dest.length]);
+      dest.set(payload.subarray(offset, offset + dest.length));
+    },
+    zeroRuns: zeroRunsOf(payload),
+  };
+  for (
+    const mem of [GuestMemory.allocate(2 * MIB), GuestMemory.fromBuffer(new ArrayBuffer(2 * MIB))]
+  ) {
+    copied.length = 0;
+    mem.fill(0, 2 * MIB, 0xee); // used RAM: the zero runs must be written
+    // From an unaligned offset into the first run, to an unaligned end in the second.
+    const from = 2 * page + 100, size = 50 * page + 7;
+    placePayload(mem, k, 0x10000 + 5, from, size);
+    assert.deepEqual(mem.slice(0x10000 + 5, size), payload.subarray(from, from + size));
+    assert.equal(mem.readU8(0x10000 + 4), 0xee, "nothing before");
+    assert.equal(mem.readU8(0x10000 + 5 + size), 0xee, "nothing after");
+    // Only the data was copied: before the first run, and between the two.
+    assert.deepEqual(copied, [[from, 3 * page - from], [20 * page, 10 * page]]);
+    mem.close();
+  }
+});
+
+Deno.test("GuestMemory.zero zeroes exactly its range, dropping whole pages of allocated RAM", () => {
+  const mem = GuestMemory.allocate(2 * MIB);
+  mem.fill(0, 2 * MIB, 0xab);
+  mem.zero(4096 - 3, 3 * 4096 + 10);
+  assert.equal(mem.readU8(4096 - 4), 0xab);
+  assert.ok(mem.slice(4096 - 3, 3 * 4096 + 10).every((b) => b === 0));
+  assert.equal(mem.readU8(4096 - 3 + 3 * 4096 + 10), 0xab);
+  mem.zero(100, 10); // less than a page
+  assert.ok(mem.slice(100, 10).every((b) => b === 0));
+  assert.equal(mem.readU8(110), 0xab);
+  assert.throws(() => mem.zero(2 * MIB - 10, 20), /outside|guest/i);
+  mem.close();
 });

@@ -35,6 +35,8 @@ import { libc } from "../sys/libc.ts";
 
 const HUGE_PAGE = 2 << 20;
 const MADV_DONTFORK = 10;
+const MADV_DONTNEED = 4;
+const PAGE_SIZE = 4096;
 
 /**
  * One contiguous range of guest RAM.
@@ -308,6 +310,40 @@ export class GuestMemory {
    */
   fill(addr: number, len: number, value = 0): void {
     this.slice(addr, len).fill(value);
+  }
+
+  /**
+   * Makes a guest range read as zeros, without touching the whole pages
+   * inside it where it can: on RAM this instance allocated (private and
+   * anonymous) those are dropped (MADV_DONTNEED: zero-filled on their next
+   * use, and a no-op for pages never touched, as in fresh RAM); the partial
+   * pages at its ends, and memory of any other kind, are filled.
+   *
+   * @param addr guest address
+   * @param len bytes
+   */
+  zero(addr: number, len: number): void {
+    const bytes = this.slice(addr, len);
+    const mapping = this.#mapping;
+    if (!mapping || len < PAGE_SIZE) {
+      bytes.fill(0);
+      return;
+    }
+    const host = Number(this.hostAddress(addr, len));
+    const first = Math.ceil(host / PAGE_SIZE) * PAGE_SIZE;
+    const last = Math.floor((host + len) / PAGE_SIZE) * PAGE_SIZE;
+    if (last <= first) {
+      bytes.fill(0);
+      return;
+    }
+    bytes.subarray(0, first - host).fill(0);
+    bytes.subarray(last - host).fill(0);
+    const r = libc.madvise(
+      Deno.UnsafePointer.create(BigInt(first)),
+      BigInt(last - first),
+      MADV_DONTNEED,
+    );
+    if (r !== 0) bytes.subarray(first - host, last - host).fill(0);
   }
 
   /** Reads a byte. @param addr guest address @returns the value */

@@ -9,7 +9,8 @@
  *
  * One entry per kernel path, `$XDG_CACHE_HOME/denovmm/kernels/HASH.kernel`
  * (else under `$HOME/.cache`): a 4 KiB header (format, the bzImage's stamp
- * taken before it was read, the unpacked size) and the unpacked payload. A
+ * taken before it was read, the unpacked size, the payload's runs of zeros,
+ * which the loader zeroes instead of copying) and the unpacked payload. A
  * stamp that no longer matches means the file changed: unpacked again and
  * replaced. Written through a temporary name and a rename; a cache directory
  * others may write is not used; any failure only means no cache. The
@@ -49,9 +50,13 @@ import {
   parseKernelLayout,
   parseKernelRelocations,
   unpackableFormat,
+  type ZeroRun,
+  zeroRunsOf,
 } from "../boot/unpacked_kernel.ts";
 
-const FORMAT = "denovmm-kernel 1";
+const FORMAT = "denovmm-kernel 2";
+/** Zero runs listed in an entry's header at most (the header is one page). */
+const MAX_ZERO_RUNS = 128;
 const HEADER_BYTES = 4096;
 /** The ELF and program headers sit in the payload's first bytes. */
 const HEAD_BYTES = 4096;
@@ -66,6 +71,8 @@ export interface UnpackedKernelSource {
   readonly relocations: KernelRelocations;
   /** Bytes the payload unpacked to. */
   readonly unpackedSize: number;
+  /** Its page-aligned runs of zeros, which the loader need not copy. */
+  readonly zeroRuns: readonly ZeroRun[];
   /** Where it came from: "cache" or the format it was unpacked from now. */
   readonly origin: string;
   /**
@@ -82,8 +89,29 @@ function enabled(): boolean {
   return p === null || Deno.UnsafePointerView.getCString(p) !== "0";
 }
 
-function headerLine(stamp: string, size: number): string {
-  return `${FORMAT} ${stamp} ${size}\n`;
+/** The header line up to its zero runs: what must match for a hit. */
+function headerKey(stamp: string, size: number): string {
+  return `${FORMAT} ${stamp} ${size} `;
+}
+
+function formatRuns(runs: readonly ZeroRun[]): string {
+  return runs.length === 0 ? "-" : runs.map((r) => `${r.start}+${r.end - r.start}`).join(",");
+}
+
+/** The runs of a header line, or undefined where they are not well formed. */
+function parseRuns(text: string, size: number): ZeroRun[] | undefined {
+  if (text === "-") return [];
+  const runs: ZeroRun[] = [];
+  let last = 0;
+  for (const part of text.split(",")) {
+    const m = /^(\d+)\+(\d+)$/.exec(part);
+    if (!m) return undefined;
+    const start = Number(m[1]), end = start + Number(m[2]);
+    if (start < last || end <= start || end > size || start % 4096 || end % 4096) return undefined;
+    runs.push({ start, end });
+    last = end;
+  }
+  return runs;
 }
 
 /**
@@ -119,9 +147,9 @@ export function unpackedKernelSource(
   if (payload.unpackedSize < HEAD_BYTES || payload.unpackedSize > header.initSize) return undefined;
   const dir = stamp === undefined ? null : privateCacheDir("kernels");
   const entry = dir === null ? null : `${dir}/${hash53(path)}.kernel`;
-  const line = headerLine(stamp ?? "", payload.unpackedSize);
+  const key = headerKey(stamp ?? "", payload.unpackedSize);
   if (entry !== null) {
-    const hit = fromCache(entry, line, payload.unpackedSize);
+    const hit = fromCache(entry, key, payload.unpackedSize);
     if (hit !== undefined) return hit;
   }
   if (!decompressAvailable(payload.format)) return undefined;
@@ -137,11 +165,15 @@ export function unpackedKernelSource(
     decompressInto(payload.format, payload.data, bytes);
     const layout = parseKernelLayout(bytes.subarray(0, HEAD_BYTES), size);
     const relocations = parseKernelRelocations(bytes.subarray(layout.elfEnd));
-    if (entry !== null) store(entry, line, bytes);
+    // The longest runs where there are more than a header holds.
+    const zeroRuns = zeroRunsOf(bytes).sort((a, b) => (b.end - b.start) - (a.end - a.start))
+      .slice(0, MAX_ZERO_RUNS).sort((a, b) => a.start - b.start);
+    if (entry !== null) store(entry, `${key}${formatRuns(zeroRuns)}\n`, bytes);
     return {
       layout,
       relocations,
       unpackedSize: size,
+      zeroRuns,
       origin: payload.format,
       copy: (dest, offset) => {
         populate(dest);
@@ -189,7 +221,7 @@ function preadAll(fd: number, dest: Uint8Array, offset: number): boolean {
   return true;
 }
 
-function fromCache(entry: string, line: string, size: number): UnpackedKernelSource | undefined {
+function fromCache(entry: string, key: string, size: number): UnpackedKernelSource | undefined {
   let fd: number;
   try {
     fd = openFile(entry, O_RDONLY | O_CLOEXEC);
@@ -200,9 +232,11 @@ function fromCache(entry: string, line: string, size: number): UnpackedKernelSou
     if (fstat(fd).size !== HEADER_BYTES + size) throw new Error("size");
     const head = new Uint8Array(HEADER_BYTES + HEAD_BYTES);
     if (!preadAll(fd, head, 0)) throw new Error("short");
-    const want = encoder.encode(line);
-    const got = head.subarray(0, want.length);
-    if (decoder.decode(got) !== line) throw new Error("stale");
+    const newline = head.subarray(0, HEADER_BYTES).indexOf(10);
+    const line = decoder.decode(head.subarray(0, newline < 0 ? 0 : newline));
+    if (!line.startsWith(key)) throw new Error("stale");
+    const zeroRuns = parseRuns(line.slice(key.length), size);
+    if (zeroRuns === undefined) throw new Error("bad zero runs");
     const layout = parseKernelLayout(head.subarray(HEADER_BYTES), size);
     const table = new Uint8Array(size - layout.elfEnd);
     if (!preadAll(fd, table, HEADER_BYTES + layout.elfEnd)) throw new Error("short");
@@ -211,6 +245,7 @@ function fromCache(entry: string, line: string, size: number): UnpackedKernelSou
       layout,
       relocations,
       unpackedSize: size,
+      zeroRuns,
       origin: "cache",
       copy: (dest, offset) => {
         populate(dest);
@@ -227,7 +262,9 @@ function fromCache(entry: string, line: string, size: number): UnpackedKernelSou
 }
 
 function store(entry: string, line: string, bytes: Uint8Array): void {
+  const text = encoder.encode(line);
+  if (text.length > HEADER_BYTES) return; // a stamp that long: no cache
   const header = new Uint8Array(HEADER_BYTES);
-  header.set(encoder.encode(line));
+  header.set(text);
   writeCacheEntry(entry, [header, bytes]);
 }

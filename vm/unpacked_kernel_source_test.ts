@@ -153,3 +153,44 @@ Deno.test("a corrupt payload or one of another size than declared is an error, n
     );
   });
 });
+
+Deno.test("the cache keeps the payload's zero runs; a header with malformed runs is a miss", async () => {
+  await withCache(async (dir) => {
+    // Data, 128 KiB of zeros, data, then a zero tail: runs [a, b) and [c, end).
+    const text = new Uint8Array(0x40000);
+    text.fill(0x5a, 0, 0x3000);
+    text.fill(0x5a, 0x23000, 0x24000);
+    const elf = makeElf(BigInt(BASE), [{ type: 1, paddr: BASE, data: text, memsz: text.length }]);
+    const bytes = unpackedPayload(elf, { r32: [relocEntry(BASE + 0x10)], r64: [] });
+    const path = `${dir}/bzImage`;
+    await Deno.writeFile(path, bzImageWithPayload(xzOf(bytes), bytes.length));
+    const image = await Deno.readFile(path);
+
+    const first = unpackedKernelSource(path, sourceStamp(path), image)!;
+    assert.ok(first.zeroRuns.length >= 2, JSON.stringify(first.zeroRuns));
+    for (const r of first.zeroRuns) {
+      assert.equal(r.start % 4096, 0);
+      assert.ok(bytes.subarray(r.start, r.end).every((b) => b === 0));
+    }
+    first.close();
+    const second = unpackedKernelSource(path, sourceStamp(path), image)!;
+    assert.equal(second.origin, "cache");
+    assert.deepEqual(second.zeroRuns, first.zeroRuns);
+    second.close();
+
+    // A run past the end (a damaged entry): unpacked again, not trusted.
+    const entry = `${dir}/denovmm/kernels/${
+      [...Deno.readDirSync(`${dir}/denovmm/kernels`)][0].name
+    }`;
+    const raw = await Deno.readFile(entry);
+    const line = new TextDecoder().decode(raw.subarray(0, raw.indexOf(10)));
+    const bad = line.replace(/ [^ ]+$/, ` 0+${bytes.length + 4096}`);
+    raw.fill(0, 0, 4096);
+    raw.set(new TextEncoder().encode(`${bad}\n`));
+    await Deno.writeFile(entry, raw);
+    const third = unpackedKernelSource(path, sourceStamp(path), image)!;
+    assert.equal(third.origin, "xz");
+    assert.deepEqual(third.zeroRuns, first.zeroRuns);
+    third.close();
+  });
+});
