@@ -210,18 +210,27 @@ function qemu(cpus: number, image = kernel): Promise<Boot> {
   ], { cpus });
 }
 
-function denovmm(cpus: number, cwd = REPO, image = kernel): Promise<Boot> {
+function denovmm(
+  cpus: number,
+  cwd = REPO,
+  image = kernel,
+  env: Record<string, string> = {},
+): Promise<Boot> {
   // deno-fmt-ignore
   return boot(Deno.execPath(), [
     "run", "--no-check", "--allow-ffi", "--allow-env=DENOVMM_TRACE_START", "main.ts",
     "--kernel", image, "--initrd", initrd, "--append", CMDLINE,
     "--cpus", String(cpus), "--memory", `${MEMORY_MIB}M`,
-  ], { cpus, env: { DENOVMM_TRACE_START: "1" }, cwd });
+  ], { cpus, env: { DENOVMM_TRACE_START: "1", ...env }, cwd });
 }
 
-/** The tree of DENOVMM_BOOT_BASE, booted the same way. */
+/**
+ * The tree of DENOVMM_BOOT_BASE, booted the same way, with a cache of its
+ * own: the two trees' cache formats may differ, and sharing one would make
+ * each boot unpack the kernel again.
+ */
 function base(cpus: number): Promise<Boot> {
-  return denovmm(cpus, BASE_DIR);
+  return denovmm(cpus, BASE_DIR, kernel, { XDG_CACHE_HOME: `${BASE_DIR}/.cache/xdg` });
 }
 
 function median(xs: number[]): number {

@@ -13,6 +13,7 @@ import { KvmVcpu } from "../kvm/vcpu.ts";
 import { kvmVcpuBackendSpec } from "../kvm/vcpu_backend.ts";
 import { GuestMemory } from "../memory/guest_memory.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
+import type { EventLoop } from "../mainloop/types.ts";
 import type { Regs, Sregs } from "../hypervisor/types.ts";
 import { VcpuThread } from "../vcpu/handle.ts";
 import { BigLock, type BigLockState } from "../devices/big_lock.ts";
@@ -49,6 +50,8 @@ export interface MachineConfig {
   rtPriority?: number;
   /** Path of the KVM device. */
   kvmPath?: string;
+  /** The main loop, whose timers pace stopping the vCPU threads (else Deno's timers do). */
+  loop?: EventLoop;
 }
 
 /** How a run ended. */
@@ -201,6 +204,7 @@ export class Machine {
           rtPriority: c.rtPriority,
           logUnclaimed: c.logUnclaimed,
           onHlt: c.onHlt,
+          loop: c.loop,
         }),
       );
     }

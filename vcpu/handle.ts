@@ -20,6 +20,7 @@ import { VCPU_STATE, VCPU_TID, VcpuRunState, type VmControl } from "./vm_control
 import type { VcpuInit, VcpuMessage } from "./worker.ts";
 import { traceMark } from "../sys/start_trace.ts";
 import { awaitDeno } from "../mainloop/deno_work.ts";
+import type { EventLoop } from "../mainloop/types.ts";
 import { moduleUrlFor, takePrestartedVcpuWorker, vcpuWorkerUrl } from "./prestart.ts";
 
 /** How long {@link VcpuThread.stop} waits for a stopped Worker's last message. */
@@ -52,6 +53,12 @@ export interface VcpuThreadOptions {
   logUnclaimed?: boolean;
   /** HLT policy without an irqchip. */
   onHlt?: "resume" | "stop";
+  /**
+   * The main loop, whose timers pace {@link VcpuThread.stop}'s kicks; without
+   * one, Deno's timers do (whose first use loads Deno's Node timer layer:
+   * ~7 ms natively, a third of a second in the nested host, at every exit).
+   */
+  loop?: EventLoop;
 }
 
 /**
@@ -76,6 +83,7 @@ export class VcpuThread {
   readonly #worker: Worker;
   readonly #ctl: VmControl;
   readonly #requestExit: () => void;
+  readonly #loop: EventLoop | undefined;
 
   /**
    * Spawns the Worker.
@@ -88,6 +96,7 @@ export class VcpuThread {
     this.index = index;
     this.#ctl = opts.control;
     this.#requestExit = opts.requestExit;
+    this.#loop = opts.loop;
     traceMark(`vcpu-${index} Worker requested`);
     const pre = takePrestartedVcpuWorker(index);
     this.#worker = pre?.worker ??
@@ -226,8 +235,28 @@ export class VcpuThread {
         this.error ??= "the vCPU thread ended without reporting why";
         break;
       }
-      await Promise.race([this.exited, new Promise((r) => setTimeout(r, 20))]);
+      await this.#exitedOrAfter(20);
     }
     this.#worker.terminate();
+  }
+
+  /** Resolves when the Worker has exited or `ms` have passed. */
+  async #exitedOrAfter(ms: number): Promise<void> {
+    const loop = this.#loop;
+    if (loop === undefined) {
+      let t: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.exited, new Promise((r) => t = setTimeout(r, ms))]);
+      clearTimeout(t);
+      return;
+    }
+    let fire!: () => void;
+    const later = new Promise<void>((r) => fire = r);
+    const timer = loop.timer("monotonic", fire);
+    timer.mod(loop.now("monotonic") + ms * 1e6);
+    try {
+      await Promise.race([this.exited, later]);
+    } finally {
+      timer.del();
+    }
   }
 }

@@ -195,6 +195,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       affinity: rc.placement.vcpuAffinity,
       rtPriority: rc.placement.vcpuFifoPriority,
       kvmPath: rc.kvmPath,
+      loop: env.loop,
     });
     const fb = env.framebuffer;
     if (fb) {
