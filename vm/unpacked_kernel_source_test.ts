@@ -99,6 +99,9 @@ Deno.test("an xz kernel is unpacked once, then read from the cache until the fil
     const second = unpackedKernelSource(path, sourceStamp(path), image)!;
     assert.equal(second.origin, "cache");
     assert.deepEqual(second.layout, first.layout);
+    // The relocation lists as stored in the entry, not parsed again: the same lists.
+    assert.deepEqual(second.relocations, first.relocations);
+    assert.equal(second.relocations.relocs64.length, 1);
     assert.deepEqual(contents(second, bytes.length), bytes);
     second.close();
 
@@ -184,7 +187,9 @@ Deno.test("the cache keeps the payload's zero runs; a header with malformed runs
     }`;
     const raw = await Deno.readFile(entry);
     const line = new TextDecoder().decode(raw.subarray(0, raw.indexOf(10)));
-    const bad = line.replace(/ [^ ]+$/, ` 0+${bytes.length + 4096}`);
+    // ... <zero runs> <relocation list lengths>
+    assert.match(line, / \d+\+\d+(,\d+\+\d+)* 1,0,0$/);
+    const bad = line.replace(/ [^ ]+( [^ ]+)$/, ` 0+${bytes.length + 4096}$1`);
     raw.fill(0, 0, 4096);
     raw.set(new TextEncoder().encode(`${bad}\n`));
     await Deno.writeFile(entry, raw);
