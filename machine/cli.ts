@@ -12,7 +12,7 @@
  */
 import { parseSize } from "./size.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
-import { nicsFromNetdevs, parseNicOption } from "../devices/virtio/net_backend.ts";
+import { nicsFromNetdevs, parseNicOption } from "../devices/virtio/nic_open.ts";
 import { buildRoleTable, PlacementError, type PlacementFlags } from "../placement/policy.ts";
 import { driveToDisk, guestName, memorySize, qmpSocketPath, smpCpus } from "./qemu_options.ts";
 import { parseVncOption } from "../ui/vnc/options.ts";

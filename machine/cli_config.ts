@@ -8,7 +8,7 @@
 import type { VmOptions } from "./cli.ts";
 import type { VmConfig } from "../vm/config.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
-import { parseNicOption } from "../devices/virtio/net_backend.ts";
+import { parseNicOption } from "../devices/virtio/nic_open.ts";
 import { consoleCmdline } from "../vm/console_cmdline.ts";
 
 /**

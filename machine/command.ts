@@ -17,13 +17,12 @@ import { Terminal } from "../ui/terminal.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_USAGE } from "../vcpu/exit_codes.ts";
 import { installSignalPolicy, onTerminate } from "../sys/signals.ts";
 import type { InspectorDoorState } from "../sys/no_inspector.ts";
+import type { ControlPlane } from "../operate/control_plane.ts";
 import {
-  type ControlPlane,
   ControlPlaneError,
   preflightControlPlane,
   preparePlacement,
-  startControlPlane,
-} from "../operate/control_plane.ts";
+} from "../operate/preflight.ts";
 import { daemonize, daemonReady, daemonReadyFd } from "../operate/daemonize.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 
@@ -52,14 +51,18 @@ async function run(vm: Vm, o: VmOptions): Promise<number> {
   });
   let control: ControlPlane | undefined;
   try {
-    // QMP, pid file and statistics before the guest runs (-S: QMP cont starts it).
-    control = startControlPlane(vm, {
-      qmp: o.qmp,
-      statsInterval: o.statsInterval,
-      pidfile: o.pidfile,
-      version: { major: 0, minor: 1, micro: 0 },
-      name: o.name?.guest,
-    });
+    // QMP, pid file and statistics before the guest runs (-S: QMP cont
+    // starts it); their modules load only for a run that asks for one.
+    if (o.qmp !== undefined || o.statsInterval !== undefined || o.pidfile !== undefined) {
+      const { startControlPlane } = await import("../operate/control_plane.ts");
+      control = startControlPlane(vm, {
+        qmp: o.qmp,
+        statsInterval: o.statsInterval,
+        pidfile: o.pidfile,
+        version: { major: 0, minor: 1, micro: 0 },
+        name: o.name?.guest,
+      });
+    }
     const ready = daemonReadyFd();
     if (ready !== undefined) daemonReady(ready);
     term.start();

@@ -60,6 +60,20 @@ Deno.test("the command's static graph has no Node layer, guest assembler or VNC 
   assert.deepEqual(eager, []);
 });
 
+Deno.test("QMP, statistics, the NIC and disk models and the aio pool load only for a VM that uses them", async () => {
+  // Opening taps and disk images stays eager (nic_open.ts, disk_open.ts): a
+  // user's mistake is one line before anything runs.
+  const g = await staticGraph("machine/command.ts");
+  assert.ok(g.has("devices/virtio/nic_open.ts") && g.has("machine/disk_open.ts"));
+  const eager = [...g].filter((s) =>
+    s.startsWith("qmp/") || s === "stats/report.ts" || s === "operate/control_plane.ts" ||
+    s === "operate/pidfile.ts" || s === "devices/virtio/net_backend.ts" ||
+    s === "devices/virtio/net.ts" || s === "devices/virtio/vhost_net.ts" ||
+    s === "machine/disks.ts" || s === "aio/pool_registry.ts" || s === "aio/thread_pool.ts"
+  );
+  assert.deepEqual(eager, []);
+});
+
 Deno.test("main.ts's early vCPU start loads only the Worker server beside the command's graph", async () => {
   // machine/early_start.ts loads before machine/command.ts: what it imports
   // statically delays vCPU 0's Worker and the command's graph, so it is the

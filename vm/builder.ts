@@ -21,7 +21,8 @@ import {
   type PciFunctionArgs,
   syncNotifyIoeventfds,
 } from "../machine/pci_devices.ts";
-import { DISKS_MODULE, type VirtioBlockBackendArgs } from "../machine/disks.ts";
+import { DISKS_MODULE } from "../machine/disk_open.ts";
+import type { VirtioBlockBackendArgs } from "../machine/disks.ts";
 import { VIRTIO_BLK_MAX_QUEUES } from "../devices/virtio/block.ts";
 import { AcpiPm, createLegacyState, I8042, LEGACY_GSI, Serial } from "../devices/legacy/mod.ts";
 import { FRAMEBUFFER_SLOT, type LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
@@ -41,6 +42,7 @@ import { FIRST_PCI_SLOT, pciIrqRoutesFor, planPciFunctions } from "./layout.ts";
 import type { ResolvedConfig } from "./resolve.ts";
 import { attachVirtioBackend, prepareVirtioBackend, stopVirtioBackend } from "./virtio_backend.ts";
 import { consoleInput, netFunctionsOf } from "./net_devices.ts";
+import { NET_BACKEND_MODULE } from "../devices/virtio/nic_open.ts";
 import { traceMark } from "../sys/start_trace.ts";
 import { INPUT_MODULE, type VirtioInput, virtioInputById } from "../devices/virtio/input.ts";
 
@@ -164,6 +166,13 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     // this one builds the rest (the longest step before the first KVM_RUN).
     const pci = fns.length > 0 || env.framebuffer !== undefined;
     Machine.prestart(rc.cpus, [PC_DEVICES, ...pci ? [PCI_DEVICES] : []]);
+    // The disk and NIC models are not in the start-up graph (disk_open.ts,
+    // nic_open.ts); imported by their literal paths they are in the module
+    // graph, so the main loop's factories get these very instances, without
+    // read permission (sys/worker_url.ts would serve copies).
+    const onMainLoop = (m: string) => fns.some((f) => f.iothread === undefined && f.module === m);
+    if (onMainLoop(DISKS_MODULE)) await import("../machine/disks.ts");
+    if (onMainLoop(NET_BACKEND_MODULE)) await import("../devices/virtio/net_backend.ts");
     for (const [i, f] of fns.entries()) {
       const id = nextBackendId++;
       const a = { id, module: f.module, factory: f.factory, args: f.args };

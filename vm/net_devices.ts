@@ -9,12 +9,8 @@
  */
 import type { VirtioFunctionConfig, VmConfig } from "./config.ts";
 import { VmConfigError } from "./config.ts";
-import {
-  NET_BACKEND_MODULE,
-  type NetBackendArgs,
-  type OpenedNic,
-  openNics,
-} from "../devices/virtio/net_backend.ts";
+import { NET_BACKEND_MODULE, type OpenedNic, openNics } from "../devices/virtio/nic_open.ts";
+import type { NetBackendArgs } from "../devices/virtio/net_backend.ts";
 import { RNG_MODULE } from "../devices/virtio/rng.ts";
 import { CONSOLE_MODULE, virtioConsoleById } from "../devices/virtio/console.ts";
 import { TapError } from "../sys/tun.ts";

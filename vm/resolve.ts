@@ -20,7 +20,7 @@ import {
 } from "./config.ts";
 import { checkPciFunctionCount } from "./layout.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
-import { DiskError, openDisks, type OpenedDisk } from "../machine/disks.ts";
+import { DiskError, openDisks, type OpenedDisk } from "../machine/disk_open.ts";
 import { parseSize } from "../machine/size.ts";
 import { ErrnoError } from "../sys/errno.ts";
 import { FileTypeError } from "../sys/fd.ts";

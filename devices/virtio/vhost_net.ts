@@ -34,6 +34,9 @@ import {
 import type { VirtioContext, VirtioDevice } from "./device.ts";
 import { VIRTIO_ID_NET, VIRTIO_NET_CFG_SIZE, VIRTIO_NET_F_MRG_RXBUF } from "./net_constants.ts";
 import { initNetConfig, netDeviceFeatures, offloadsFor } from "./net_features.ts";
+import { VHOST_NET_PATH } from "./nic_open.ts";
+
+export { vhostNetAvailable } from "./nic_open.ts";
 
 /** _IOR(0xAF, 0x00, __u64). */
 export const VHOST_GET_FEATURES = 0x8008af00;
@@ -88,28 +91,6 @@ export const VHOST_ABI: Readonly<Record<string, number>> = {
   "sizeof(struct vhost_vring_file)": 8,
   "sizeof(struct vhost_vring_state)": 8,
 };
-
-const VHOST_NET_PATH = "/dev/vhost-net";
-
-/**
- * Why vhost-net cannot be used here, or null when /dev/vhost-net opens.
- *
- * @returns the reason, or null
- * @example
- * ```ts
- * import { vhostNetAvailable } from "./vhost_net.ts";
- * console.log(typeof vhostNetAvailable()); // "string" or "object"
- * ```
- */
-export function vhostNetAvailable(): string | null {
-  const fd = libc.open(cstring(VHOST_NET_PATH), O_RDWR | 0o2000000, 0);
-  if (fd < 0) {
-    return `${VHOST_NET_PATH}: ${new ErrnoError("open", errno()).message.replace(/^open: /, "")}` +
-      " (load vhost_net, or use vhost=off)";
-  }
-  closeFd(fd);
-  return null;
-}
 
 /**
  * The vhost-net character device as {@link VhostNet} drives it: one open
