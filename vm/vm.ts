@@ -20,6 +20,7 @@ import type { VncDisplay } from "../ui/vnc/display.ts";
 import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { traceMark } from "../sys/start_trace.ts";
+import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
 
 /**
  * Why a VM ended.
@@ -477,7 +478,8 @@ export class Vm {
  * `untrackedYieldNs`, as no other JavaScript shares its thread)
  * @returns the built VM
  * @throws {VmConfigError} one line naming a mistake in the configuration
- * (before any KVM object exists)
+ * (before any KVM object exists; a kernel too big for the RAM is found while
+ * loading it, and what was built is taken apart first)
  * @example
  * ```ts
  * import { createVm } from "./vm.ts";
@@ -500,6 +502,12 @@ export async function createVm(
   } catch (e) {
     // close() also releases what resolveConfig opened.
     await vm.close();
+    // A kernel that does not fit this machine (its RAM too small) is the
+    // configuration's mistake too: one line, not a crash.
+    if (e instanceof KernelLoaderError) {
+      const name = typeof config.kernel === "string" ? config.kernel : "kernel";
+      throw new VmConfigError(`${name}: ${e.message}`);
+    }
     throw e;
   }
   return vm;

@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
 import { echoInitramfs, linuxFixture } from "./fixtures.ts";
-import { runVmm, typeOnce } from "./_vmm_process.ts";
+import { runLog, runVmm, typeOnce } from "./_vmm_process.ts";
+import { createVm, VmConfigError } from "../../mod.ts";
 import { hostCpuBrand } from "../../sys/host_cpuid.ts";
 
 /** Boots the fixture kernel (bzImage, or vmlinux with `elf`) with the test initramfs. */
@@ -65,4 +66,18 @@ Deno.test("the same kernel as a vmlinux ELF boots through its PVH entry", async 
   const r = await bootFixture({ elf: true });
   assert.ok(r.stdout.includes(`${INIT_MARKER} uname=`), r.stdout.slice(-3000) + r.stderr);
   assert.equal(r.code, 0, r.stderr);
+});
+
+Deno.test("a kernel too big for the guest's RAM is one line and exit 1, from the CLI and the library", async () => {
+  const f = await linuxFixture();
+  // Found while loading it, after KVM and the vCPU Workers are up: all of it is taken apart.
+  const r = await runVmm(["--kernel", f.kernel, "--initrd", f.initrd, "--memory", "16M"]);
+  assert.equal(r.code, 1, runLog(r));
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^denovmm: .*vmlinuz.*: Kernel too big for guest RAM/);
+  await assert.rejects(
+    createVm({ kernel: f.kernel, memory: "16M" }),
+    (e: Error) => e instanceof VmConfigError && /too big for guest RAM/.test(e.message),
+  );
 });
