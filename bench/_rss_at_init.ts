@@ -105,12 +105,18 @@ export async function vmmAtInit(
   const kernel = (await debianKernel("amd64")).vmlinuz;
   // The guest waits a few seconds at /init, so the sample is of a live VMM.
   const initrd = await buildTestInitramfs({ script: "sleep 3" });
+  // Another tree gets a cache of its own: the trees' kernel cache formats may
+  // differ, and sharing one would make each boot unpack the kernel again.
+  const tree = options.main?.replace(/\/?main\.ts$/, "");
+  const env = tree === undefined
+    ? undefined
+    : { XDG_CACHE_HOME: `${tree.startsWith("/") ? tree : `${REPO}${tree}`}/.cache/xdg` };
   // deno-fmt-ignore
   return sampleAt([
     "run", "--no-check", "--allow-ffi", options.main ?? "main.ts",
     "--kernel", kernel, "--initrd", initrd, "--append", "console=ttyS0 quiet",
     "--cpus", String(cpus), "--memory", `${MEMORY_MIB}M`,
-  ], new RegExp(`${INIT_MARKER} uname=`));
+  ], new RegExp(`${INIT_MARKER} uname=`), { env });
 }
 
 /**
