@@ -311,11 +311,11 @@ export function placePayload(
   for (const r of k.zeroRuns ?? []) {
     if (r.end <= at) continue;
     if (r.start >= end) break;
-    copyTo(Math.max(r.start, at));
-    const zeroEnd = Math.min(r.end, end);
     const from = Math.max(r.start, at);
-    mem.zero(dest + (from - offset), zeroEnd - from);
-    at = zeroEnd;
+    const until = Math.min(r.end, end);
+    copyTo(from);
+    mem.zero(dest + (from - offset), until - from);
+    at = until;
   }
   copyTo(end);
 }

@@ -23,6 +23,9 @@
 import {
   closeFd,
   hostBuffer,
+  MADV_DONTFORK,
+  MADV_DONTNEED,
+  madviseWholePages,
   MAP_ANONYMOUS,
   MAP_NORESERVE,
   MAP_PRIVATE,
@@ -34,9 +37,6 @@ import {
 import { libc } from "../sys/libc.ts";
 
 const HUGE_PAGE = 2 << 20;
-const MADV_DONTFORK = 10;
-const MADV_DONTNEED = 4;
-const PAGE_SIZE = 4096;
 
 /**
  * One contiguous range of guest RAM.
@@ -324,26 +324,13 @@ export class GuestMemory {
    */
   zero(addr: number, len: number): void {
     const bytes = this.slice(addr, len);
-    const mapping = this.#mapping;
-    if (!mapping || len < PAGE_SIZE) {
+    const dropped = this.#mapping ? madviseWholePages(bytes, MADV_DONTNEED) : undefined;
+    if (dropped === undefined) {
       bytes.fill(0);
       return;
     }
-    const host = Number(this.hostAddress(addr, len));
-    const first = Math.ceil(host / PAGE_SIZE) * PAGE_SIZE;
-    const last = Math.floor((host + len) / PAGE_SIZE) * PAGE_SIZE;
-    if (last <= first) {
-      bytes.fill(0);
-      return;
-    }
-    bytes.subarray(0, first - host).fill(0);
-    bytes.subarray(last - host).fill(0);
-    const r = libc.madvise(
-      Deno.UnsafePointer.create(BigInt(first)),
-      BigInt(last - first),
-      MADV_DONTNEED,
-    );
-    if (r !== 0) bytes.subarray(first - host, last - host).fill(0);
+    bytes.subarray(0, dropped.start).fill(0);
+    bytes.subarray(dropped.end).fill(0);
   }
 
   /** Reads a byte. @param addr guest address @returns the value */

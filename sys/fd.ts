@@ -277,6 +277,35 @@ export function munmap(addr: bigint, length: number): void {
   check("munmap", libc.munmap(Deno.UnsafePointer.create(addr), BigInt(length)));
 }
 
+/** madvise(2): drop the pages (private anonymous memory then reads zeros). */
+export const MADV_DONTNEED = 4;
+/** madvise(2): leave the range out of a forked child. */
+export const MADV_DONTFORK = 10;
+/** madvise(2) (Linux 5.14): fault the range in, writable, in one call. */
+export const MADV_POPULATE_WRITE = 23;
+const PAGE_SIZE = 4096;
+
+/**
+ * madvise(2) on the whole pages inside `view` (the partial pages at its ends
+ * are left alone).
+ *
+ * @param view host memory (a mapping's view)
+ * @param advice an `MADV_*` value
+ * @returns the offsets in `view` of the pages advised, or undefined where it
+ *   holds no whole page or the kernel refused the advice
+ */
+export function madviseWholePages(
+  view: Uint8Array,
+  advice: number,
+): { start: number; end: number } | undefined {
+  const addr = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(view)));
+  const first = Math.ceil(addr / PAGE_SIZE) * PAGE_SIZE;
+  const last = Math.floor((addr + view.length) / PAGE_SIZE) * PAGE_SIZE;
+  if (last <= first) return undefined;
+  const r = libc.madvise(Deno.UnsafePointer.create(BigInt(first)), BigInt(last - first), advice);
+  return r === 0 ? { start: first - addr, end: last - addr } : undefined;
+}
+
 /** memfd_create flags. */
 export const MFD_CLOEXEC = 1;
 

@@ -23,8 +23,7 @@
  */
 import { libc } from "./libc.ts";
 import { readProcText } from "./procfs.ts";
-
-const MADV_DONTNEED = 4;
+import { MADV_DONTNEED } from "./fd.ts";
 
 /**
  * malloc_trim(0): returns the free memory of every malloc arena.

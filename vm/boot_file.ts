@@ -17,6 +17,7 @@ import { libc } from "../sys/libc.ts";
 import { sourceStamp } from "../sys/module_cache.ts";
 import {
   hostBuffer,
+  MADV_DONTNEED,
   MAP_ANONYMOUS,
   MAP_NORESERVE,
   MAP_PRIVATE,
@@ -27,7 +28,6 @@ import {
   readFileFfi,
 } from "../sys/fd.ts";
 
-const MADV_DONTNEED = 4;
 const PAGE = 4096;
 
 /**

@@ -32,6 +32,8 @@ import {
   cstring,
   fstat,
   hostBuffer,
+  MADV_POPULATE_WRITE,
+  madviseWholePages,
   MAP_ANONYMOUS,
   MAP_NORESERVE,
   MAP_PRIVATE,
@@ -190,10 +192,6 @@ export function unpackedKernelSource(
   }
 }
 
-/** MADV_POPULATE_WRITE (Linux 5.14): fault a range in, writable, in one call. */
-const MADV_POPULATE_WRITE = 23;
-const PAGE = 4096;
-
 /**
  * Faults in the guest pages a segment is about to be read into, in one call
  * instead of one fault per page inside read(2): a ~58 MiB kernel is ~15000
@@ -203,11 +201,7 @@ const PAGE = 4096;
  * effort: an older kernel (EINVAL) faults them in as before.
  */
 function populate(dest: Uint8Array): void {
-  const addr = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(dest)));
-  const start = Math.ceil(addr / PAGE) * PAGE;
-  const end = Math.floor((addr + dest.length) / PAGE) * PAGE;
-  if (end <= start) return;
-  libc.madvise(Deno.UnsafePointer.create(BigInt(start)), BigInt(end - start), MADV_POPULATE_WRITE);
+  madviseWholePages(dest, MADV_POPULATE_WRITE);
 }
 
 /** pread until `dest` is full; false on a short file or an error. */
