@@ -67,10 +67,13 @@ export class HostIovec {
     const i = this.count;
     if (4 * i >= this.#words.length) this.#grow();
     const w = this.#words;
-    w[4 * i] = addr % TWO32;
-    w[4 * i + 1] = Math.floor(addr / TWO32);
-    w[4 * i + 2] = len % TWO32;
-    w[4 * i + 3] = Math.floor(len / TWO32);
+    // ToUint32 keeps the low 32 bits of any integer double exactly (no
+    // floating-point modulo); what it drops divides by 2^32 exactly.
+    const addrLo = addr >>> 0, lenLo = len >>> 0;
+    w[4 * i] = addrLo;
+    w[4 * i + 1] = (addr - addrLo) / TWO32;
+    w[4 * i + 2] = lenLo;
+    w[4 * i + 3] = (len - lenLo) / TWO32;
     this.count = i + 1;
     this.bytes += len;
   }

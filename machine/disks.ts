@@ -10,6 +10,7 @@
 import { VirtioBlock } from "../devices/virtio/block.ts";
 import { SyncAio } from "../devices/virtio/sync_io.ts";
 import { acquireAio } from "../aio/pool_registry.ts";
+import { PageCacheInline } from "../aio/page_cache_inline.ts";
 import type { VirtioBackend, VirtioBackendContext } from "../vm/virtio_backend.ts";
 
 export { DiskError, DISKS_MODULE, openDisks, type OpenedDisk } from "./disk_open.ts";
@@ -46,7 +47,9 @@ export function virtioBlockBackend(
   const aio = args.aio === "sync" ? null : acquireAio(ctx.loop, args.aio);
   const device = new VirtioBlock({
     disk: args.disk,
-    aio: aio?.backend ?? new SyncAio(),
+    // What the host's page cache holds is served on this loop, the rest by
+    // the engine (aio/page_cache_inline.ts).
+    aio: aio ? new PageCacheInline(aio.backend, args.disk.fd) : new SyncAio(),
     serial: args.serial,
     numQueues: args.numQueues,
     // A kick handles a bounded batch, then yields to this loop.

@@ -133,6 +133,8 @@ export class GuestMemory {
   /** The layout; post it to a Worker and call {@link GuestMemory.fromLayout}. */
   readonly layout: GuestMemoryLayout;
   readonly #starts: number[];
+  /** Each region's host address as a number (below 2^47), for iovec building. */
+  readonly #hostStarts: number[];
   readonly #ends: number[];
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
@@ -145,6 +147,8 @@ export class GuestMemory {
     this.#ends = layout.regions.map((r) => r.guestAddr + r.size);
     this.#bytes = buffers.map((b) => new Uint8Array(b));
     this.#views = buffers.map((b) => new DataView(b));
+    // -1: no host address (test memory over a plain buffer).
+    this.#hostStarts = layout.regions.map((r) => r.hostAddr === 0n ? -1 : Number(r.hostAddr));
   }
 
   /**
@@ -276,9 +280,9 @@ export class GuestMemory {
    */
   hostAddressNumber(addr: number, len: number): number {
     const i = this.#region(addr, len);
-    const r = this.layout.regions[i];
-    if (r.hostAddr === 0n) throw new GuestMemoryError(addr, len);
-    return Number(r.hostAddr) + (addr - r.guestAddr);
+    const host = this.#hostStarts[i];
+    if (host < 0) throw new GuestMemoryError(addr, len);
+    return host + (addr - this.#starts[i]);
   }
 
   /**

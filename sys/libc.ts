@@ -62,6 +62,25 @@ const symbols = {
   /** getrandom(2): virtio-rng's entropy source. */
   getrandom: { parameters: ["buffer", "usize", "u32"], result: "isize" },
   pwritev: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
+  /**
+   * preadv2/pwritev2 over an iovec array at a host address, with an i32
+   * result (no BigInt per call): the page-cache fast path of the disks
+   * (aio/page_cache_inline.ts), whose requests stay far below 2 GiB.
+   */
+  preadv2_i32: {
+    name: "preadv2",
+    parameters: ["i32", "usize", "i32", "i64", "i32"],
+    result: "i32",
+  },
+  pwritev2_i32: {
+    name: "pwritev2",
+    parameters: ["i32", "usize", "i32", "i64", "i32"],
+    result: "i32",
+  },
+  /** fstatfs(2): which file system holds a disk image (struct statfs, f_type first). */
+  fstatfs: { parameters: ["i32", "buffer"], result: "i32" },
+  /** posix_fadvise(2); returns the error number itself, not -1. */
+  posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
   fsync: { parameters: ["i32"], result: "i32" },
   fdatasync: { parameters: ["i32"], result: "i32" },
   lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
