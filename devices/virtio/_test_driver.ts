@@ -229,6 +229,34 @@ export class DriverQueue {
     return head;
   }
 
+  /**
+   * Offers a chain as one indirect descriptor whose table the caller placed
+   * at `table` (any length the device allows, where `add` holds 64).
+   *
+   * @param table guest address for the table (16 bytes per segment)
+   * @param segs buffers, readable first
+   * @returns the head, or -1 when the ring is full
+   */
+  addIndirectAt(table: number, segs: readonly Segment[]): number {
+    if (this.#free.length < 1) return -1;
+    const head = this.#free.pop()!;
+    for (let i = 0; i < segs.length; i++) {
+      this.#writeDesc(table, i, segs[i], i + 1 < segs.length ? VRING_DESC_F_NEXT : 0, i + 1);
+    }
+    this.#writeDesc(
+      this.desc,
+      head,
+      { addr: table, len: 16 * segs.length },
+      VRING_DESC_F_INDIRECT,
+      0,
+    );
+    this.#chainLen.set(head, 1);
+    this.mem.writeU16(this.avail + 4 + 2 * (this.#availIdx % this.size), head);
+    this.#availIdx = (this.#availIdx + 1) & 0xffff;
+    this.mem.writeU16(this.avail + 2, this.#availIdx);
+    return head;
+  }
+
   /** Sets used_event (EVENT_IDX) so the device interrupts after entry `idx`. */
   setUsedEvent(idx: number): void {
     this.mem.writeU16(this.avail + 4 + 2 * this.size, idx);
