@@ -21,9 +21,11 @@
  *   already takes such a fault whenever it reads a ring.
  * - O_DIRECT (`cache=none`): everything goes to the engine.
  *
- * A request over {@link INLINE_MAX_BYTES} always goes to the engine, so a
- * guest holds its loop for one bounded copy at most. Nothing here allocates
- * per request.
+ * A request over {@link INLINE_MAX_BYTES} always goes to the engine, and so
+ * does everything past {@link INLINE_BUDGET_BYTES} copied inline in one turn
+ * of the loop (a bottom half refills the budget in the next), so a guest
+ * that queues many large requests holds its loop for a bounded time and the
+ * rest waits in the pool, not behind it. Nothing here allocates per request.
  *
  * @module
  */
@@ -31,6 +33,7 @@ import { libc } from "../sys/libc.ts";
 import { EOPNOTSUPP, errno } from "../sys/errno.ts";
 import { O_DIRECT } from "../sys/fd.ts";
 import type { AioCallback, AioRequest } from "./types.ts";
+import type { Bh } from "../mainloop/types.ts";
 
 /** The engine a disk's requests go to when they do not run inline. */
 export interface InlineEngine {
@@ -40,6 +43,12 @@ export interface InlineEngine {
 
 /** The largest request that runs inline (bytes): a few hundred µs of copy at most. */
 export const INLINE_MAX_BYTES = 4 << 20;
+
+/**
+ * Bytes copied inline per turn of the loop, at most (about 1-2 ms natively);
+ * past it, requests go to the engine until the next turn.
+ */
+export const INLINE_BUDGET_BYTES = 16 << 20;
 
 /** preadv2/pwritev2 flag: return EAGAIN rather than wait (linux/fs.h). */
 export const RWF_NOWAIT = 0x08;
@@ -112,6 +121,10 @@ export class PageCacheInline implements InlineEngine {
   readonly #engine: InlineEngine;
   #reads: InlineMode;
   #writes: InlineMode;
+  /** Bytes that may still be copied inline in this turn of the loop. */
+  #budget = INLINE_BUDGET_BYTES;
+  /** Refills the budget in the loop's next turn (null: no budget, for tests). */
+  readonly #refill: Pick<Bh, "schedule" | "delete"> | null;
   /** Requests completed inline. */
   inline = 0;
   /** Requests tried inline and then handed to the engine (not all cached). */
@@ -119,13 +132,30 @@ export class PageCacheInline implements InlineEngine {
 
   /**
    * @param engine where requests go that do not run inline
-   * @param fd the image (its plan is found now; tests may pass one)
-   * @param plan overrides {@link inlinePlanOf}
+   * @param fd the image (its plan is found now)
+   * @param options `loop`: the loop the requests arrive on, whose turns
+   * bound the inline copies ({@link INLINE_BUDGET_BYTES}; without one, no
+   * bound); `plan` overrides {@link inlinePlanOf}
    */
-  constructor(engine: InlineEngine, fd: number, plan: InlinePlan = inlinePlanOf(fd)) {
+  constructor(
+    engine: InlineEngine,
+    fd: number,
+    options: {
+      loop?: { bh(cb: () => void, name?: string): Pick<Bh, "schedule" | "delete"> };
+      plan?: InlinePlan;
+    } = {},
+  ) {
+    const plan = options.plan ?? inlinePlanOf(fd);
     this.#engine = engine;
     this.#reads = plan.reads;
     this.#writes = plan.writes;
+    this.#refill = options.loop?.bh(() => (this.#budget = INLINE_BUDGET_BYTES), "inline-budget") ??
+      null;
+  }
+
+  /** Deletes the budget's bottom half (the engine is the caller's to close). */
+  close(): void {
+    this.#refill?.delete();
   }
 
   /** The plan now (modes turn off when the kernel refuses RWF_NOWAIT). */
@@ -145,7 +175,10 @@ export class PageCacheInline implements InlineEngine {
     if (op === "preadv" || op === "pwritev") {
       const mode = op === "preadv" ? this.#reads : this.#writes;
       const v = req.iovec;
-      if (mode !== "off" && v !== undefined && v.count > 0 && v.bytes <= INLINE_MAX_BYTES) {
+      if (
+        mode !== "off" && v !== undefined && v.count > 0 && v.bytes <= INLINE_MAX_BYTES &&
+        (this.#refill === null || this.#spend(v.bytes))
+      ) {
         const flags = mode === "nowait" ? RWF_NOWAIT : 0;
         const offset = req.offset ?? 0;
         const n = op === "preadv"
@@ -175,5 +208,13 @@ export class PageCacheInline implements InlineEngine {
       }
     }
     return this.#engine.submit(req, cb);
+  }
+
+  /** Takes `bytes` from this turn's budget; false when it is spent. */
+  #spend(bytes: number): boolean {
+    if (bytes > this.#budget) return false;
+    if (this.#budget === INLINE_BUDGET_BYTES) this.#refill!.schedule();
+    this.#budget -= bytes;
+    return true;
   }
 }

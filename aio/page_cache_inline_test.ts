@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   F_GETFL,
+  INLINE_BUDGET_BYTES,
   INLINE_MAX_BYTES,
   type InlineEngine,
   inlinePlanOf,
@@ -157,7 +158,7 @@ Deno.test("O_DIRECT, oversized requests and requests without an iovec go to the 
     assert.deepEqual(inlinePlanOf(-1), { reads: "off", writes: "off" });
     if (direct >= 0) assert.deepEqual(inlinePlanOf(direct), { reads: "off", writes: "off" });
     const engine = new RecordingEngine();
-    const aio = new PageCacheInline(engine, fd);
+    const aio = new PageCacheInline(engine, fd, { plan: { reads: "memory", writes: "memory" } });
     const big = new HostIovec();
     const buf = new Uint8Array(4096);
     // Never run: the addresses only have to be counted.
@@ -202,5 +203,46 @@ Deno.test("the constants and struct statfs match the C headers", async () => {
     assert.deepEqual(c, [RWF_NOWAIT, TMPFS_MAGIC, RAMFS_MAGIC, F_GETFL, O_DIRECT, 0, STATFS_BYTES]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("inline copies stop at the budget of a loop turn and resume in the next", () => {
+  const { path } = imageIn("/dev/shm", 1 << 20);
+  const fd = openPath(path);
+  let refill: (() => void) | null = null;
+  let scheduled = 0, deleted = 0;
+  const loop = {
+    bh(cb: () => void) {
+      refill = cb;
+      return {
+        schedule: () => void scheduled++,
+        cancel: () => {},
+        delete: () => void deleted++,
+      };
+    },
+  };
+  try {
+    const engine = new RecordingEngine();
+    const aio = new PageCacheInline(engine, fd, { loop });
+    const buf = new Uint8Array(1 << 20);
+    const v = new HostIovec();
+    v.push(address(buf), 1 << 20);
+    const perTurn = INLINE_BUDGET_BYTES / (1 << 20);
+    for (let i = 0; i < perTurn; i++) {
+      aio.submit({ op: "preadv", fd, offset: 0, iovec: v }, () => {});
+    }
+    assert.equal(aio.inline, perTurn);
+    assert.equal(scheduled, 1, "one refill per turn that copied inline");
+    aio.submit({ op: "preadv", fd, offset: 0, iovec: v }, () => {});
+    assert.deepEqual(engine.ops, ["preadv"], "past the budget: the engine");
+    refill!();
+    aio.submit({ op: "preadv", fd, offset: 0, iovec: v }, () => {});
+    assert.equal(aio.inline, perTurn + 1);
+    assert.equal(scheduled, 2);
+    aio.close();
+    assert.equal(deleted, 1);
+  } finally {
+    libc.close(fd);
+    Deno.removeSync(path);
   }
 });

@@ -45,15 +45,22 @@ export function virtioBlockBackend(
 ): VirtioBackend {
   // One engine per loop and kind, shared by its disks (QEMU: one per AioContext).
   const aio = args.aio === "sync" ? null : acquireAio(ctx.loop, args.aio);
+  // What the host's page cache holds is served on this loop, the rest by
+  // the engine (aio/page_cache_inline.ts).
+  const inline = aio ? new PageCacheInline(aio.backend, args.disk.fd, { loop: ctx.loop }) : null;
   const device = new VirtioBlock({
     disk: args.disk,
-    // What the host's page cache holds is served on this loop, the rest by
-    // the engine (aio/page_cache_inline.ts).
-    aio: aio ? new PageCacheInline(aio.backend, args.disk.fd) : new SyncAio(),
+    aio: inline ?? new SyncAio(),
     serial: args.serial,
     numQueues: args.numQueues,
     // A kick handles a bounded batch, then yields to this loop.
     loop: ctx.loop,
   });
-  return { device, close: () => aio?.release() };
+  return {
+    device,
+    close: () => {
+      inline?.close();
+      return aio?.release();
+    },
+  };
 }
