@@ -138,6 +138,8 @@ export class GuestMemory {
   readonly #ends: number[];
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
+  /** Each region as little-endian 32-bit words (regions are page-sized). */
+  readonly #words: Uint32Array<ArrayBuffer>[];
   /** The mapping this instance made (allocate()), released by close(). */
   #mapping: { addr: bigint; size: number } | null = null;
 
@@ -147,6 +149,7 @@ export class GuestMemory {
     this.#ends = layout.regions.map((r) => r.guestAddr + r.size);
     this.#bytes = buffers.map((b) => new Uint8Array(b));
     this.#views = buffers.map((b) => new DataView(b));
+    this.#words = buffers.map((b) => new Uint32Array(b, 0, b.byteLength >>> 2));
     // -1: no host address (test memory over a plain buffer).
     this.#hostStarts = layout.regions.map((r) => r.hostAddr === 0n ? -1 : Number(r.hostAddr));
   }
@@ -239,6 +242,54 @@ export class GuestMemory {
    */
   contains(addr: number, len: number): boolean {
     return Number.isSafeInteger(addr) && addr >= 0 && this.#find(addr, len) >= 0;
+  }
+
+  /**
+   * The region holding [addr, addr+len), for a hot path that reads many
+   * fields of one guest structure through {@link GuestMemory.regionWords}
+   * after checking the whole structure once.
+   *
+   * @param addr guest address
+   * @param len bytes
+   * @returns the region's index, or -1 when the range is not RAM
+   */
+  regionOf(addr: number, len: number): number {
+    return Number.isSafeInteger(addr) && addr >= 0 ? this.#find(addr, len) : -1;
+  }
+
+  /**
+   * Region `i` as little-endian 32-bit words from its first byte: the word
+   * holding guest address `a` (4-aligned) is `(a - regionStart(i)) / 4`.
+   * Only for ranges {@link GuestMemory.regionOf} has checked.
+   *
+   * @param i a region index
+   * @returns the words
+   */
+  regionWords(i: number): Uint32Array<ArrayBuffer> {
+    return this.#words[i];
+  }
+
+  /**
+   * @param i a region index
+   * @returns the guest address where region `i` starts
+   */
+  regionStart(i: number): number {
+    return this.#starts[i];
+  }
+
+  /**
+   * {@link GuestMemory.hostAddressNumber} for a range already checked to
+   * lie in region `i` (no region search).
+   *
+   * @param i the range's region, from {@link GuestMemory.regionOf}
+   * @param addr guest address
+   * @param len bytes (for the error)
+   * @returns host virtual address
+   */
+  hostAddressIn(i: number, addr: number, len: number): number {
+    const host = this.#hostStarts[i];
+    if (host < 0) throw new GuestMemoryError(addr, len);
+    return host + (addr - this.#starts[i]);
   }
 
   /**

@@ -105,7 +105,8 @@ export class BlockVq {
         continue;
       }
       const n = Math.min(l - off, left);
-      iov.push(mem.hostAddressNumber(c.addr[i] + off, n), n);
+      // The segment was checked into its region when popped.
+      iov.push(mem.hostAddressIn(c.region[i], c.addr[i] + off, n), n);
       left -= n;
       off = 0;
     }

@@ -177,3 +177,43 @@ Deno.test("a queue reconfigured elsewhere serves the new rings, and a reset one 
   assert.equal(q.enableNotification(), false);
   assert.equal(mem.readU16(used2) & 1, 0);
 });
+
+Deno.test("indirect tables read the same at any address, and their values are validated", () => {
+  // 0x9000 and 0x9004: read as words; 0x9002: through GuestMemory.
+  for (const table of [0x9000, 0x9004, 0x9002]) {
+    const { q, chain, desc, offer } = rig({ indirect: true });
+    desc(0, table, 48, VRING_DESC_F_INDIRECT);
+    desc(0, 0xa000, 16, VRING_DESC_F_NEXT, 2, table);
+    desc(2, 0xb000, 4096, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE, 1, table);
+    desc(1, 0xc000, 1, VRING_DESC_F_WRITE, 0, table);
+    offer(0);
+    assert.ok(q.pop(chain), `table at ${table.toString(16)}`);
+    assert.deepEqual(
+      [chain.count, chain.readableCount, chain.readableBytes, chain.writableBytes],
+      [3, 1, 16, 4097],
+    );
+    assert.deepEqual([...chain.addr.subarray(0, 3)], [0xa000, 0xb000, 0xc000]);
+    assert.deepEqual([...chain.len.subarray(0, 3)], [16, 4096, 1]);
+    const bad: [string, (r: ReturnType<typeof rig>) => void, RegExp][] = [
+      ["next out of range", (r) => r.desc(0, 0xa000, 16, VRING_DESC_F_NEXT, 3, table), /next 3/],
+      ["loop", (r) => {
+        r.desc(0, 0xa000, 16, VRING_DESC_F_NEXT, 1, table);
+        r.desc(1, 0xa000, 16, VRING_DESC_F_NEXT, 0, table);
+      }, /loops/],
+      ["outside RAM", (r) => r.desc(0, RAM - 8, 16, 0, 0, table), /outside guest RAM/],
+      ["high address", (r) => r.desc(0, 2 ** 53, 16, 0, 0, table), /outside guest RAM/],
+      ["nested", (r) => r.desc(0, 0x9000, 16, VRING_DESC_F_INDIRECT, 0, table), /Unexpected/],
+    ];
+    for (const [name, write, re] of bad) {
+      const r = rig({ indirect: true });
+      r.desc(0, table, 48, VRING_DESC_F_INDIRECT);
+      write(r);
+      r.offer(0);
+      assert.throws(
+        () => r.q.pop(r.chain),
+        (e: Error) => e instanceof VirtqueueError && re.test(e.message),
+        `${name} at ${table.toString(16)}`,
+      );
+    }
+  }
+});
