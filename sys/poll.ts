@@ -38,7 +38,7 @@ const SIGSET_BYTES = 8n;
  * ```
  */
 export function ppoll(fds: bigint, nfds: bigint, timeout: bigint): number {
-  const n = Number(libc.syscall(SYS_ppoll, fds, nfds, timeout, 0n, SIGSET_BYTES, 0n));
+  const n = libc.syscall_i32(SYS_ppoll, fds, nfds, timeout, 0n, SIGSET_BYTES, 0n);
   if (n >= 0) return n;
   const e = errno();
   if (e === EINTR) return 0;
