@@ -290,6 +290,32 @@ async function hopTrace(
   return hops;
 }
 
+/** fio's read statistics for one job on `path` with `args` beside the common ones, or null. */
+async function fioRead(
+  path: string,
+  args: string[],
+): Promise<{ iops: number; bw_bytes: number } | null> {
+  try {
+    const out = await new Deno.Command("fio", {
+      args: [
+        "--name=bench",
+        `--filename=${path}`,
+        "--readonly",
+        "--time_based",
+        `--runtime=${SECONDS}`,
+        "--output-format=json",
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (!out.success) return null;
+    return JSON.parse(new TextDecoder().decode(out.stdout)).jobs[0].read;
+  } catch {
+    return null;
+  }
+}
+
 /** IOPS fio reaches with the same workload. */
 async function fio(
   path: string,
@@ -297,33 +323,17 @@ async function fio(
   depth: number,
   jobs: number,
 ): Promise<number | null> {
-  try {
-    const out = await new Deno.Command("fio", {
-      args: [
-        "--name=bench",
-        `--filename=${path}`,
-        "--readonly",
-        "--rw=randread",
-        `--bs=${BS}`,
-        "--direct=1",
-        `--ioengine=${engine}`,
-        `--iodepth=${depth}`,
-        `--numjobs=${jobs}`,
-        "--thread",
-        "--time_based",
-        `--runtime=${SECONDS}`,
-        "--group_reporting",
-        "--output-format=json",
-      ],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (!out.success) return null;
-    const json = JSON.parse(new TextDecoder().decode(out.stdout));
-    return json.jobs[0].read.iops as number;
-  } catch {
-    return null;
-  }
+  const read = await fioRead(path, [
+    "--rw=randread",
+    `--bs=${BS}`,
+    "--direct=1",
+    `--ioengine=${engine}`,
+    `--iodepth=${depth}`,
+    `--numjobs=${jobs}`,
+    "--thread",
+    "--group_reporting",
+  ]);
+  return read?.iops ?? null;
 }
 
 function printHops(what: string, hops: number[][]): void {
@@ -522,30 +532,14 @@ function bigBare(path: string): number {
 
 /** MiB/s of fio psync sequential reads of the same size, buffered. */
 async function fioBig(path: string): Promise<number | null> {
-  try {
-    const out = await new Deno.Command("fio", {
-      args: [
-        "--name=bench",
-        `--filename=${path}`,
-        "--readonly",
-        "--rw=read",
-        `--bs=${BIG_BYTES}`,
-        "--direct=0",
-        "--invalidate=0", // the file stays in the page cache, as for the VMM
-        "--ioengine=psync",
-        "--time_based",
-        `--runtime=${SECONDS}`,
-        "--output-format=json",
-      ],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (!out.success) return null;
-    const json = JSON.parse(new TextDecoder().decode(out.stdout));
-    return json.jobs[0].read.bw_bytes / (1 << 20);
-  } catch {
-    return null;
-  }
+  const read = await fioRead(path, [
+    "--rw=read",
+    `--bs=${BIG_BYTES}`,
+    "--direct=0",
+    "--invalidate=0", // the file stays in the page cache, as for the VMM
+    "--ioengine=psync",
+  ]);
+  return read === null ? null : read.bw_bytes / (1 << 20);
 }
 
 /** The guest-sized table: medians of QD1_ROUNDS rounds, each row once per round. */

@@ -191,42 +191,27 @@ export class DriverQueue {
    * @param options `indirect`: put them in an indirect table (one ring slot)
    */
   add(segs: Segment[], options: { indirect?: boolean } = {}): number {
-    let head: number;
     if (options.indirect) {
       if (this.indirectArea < 0) throw new Error("This queue has no room for indirect tables");
       if (this.#free.length < 1) return -1;
-      head = this.#free.pop()!;
-      const table = this.indirectArea + head * 16 * 64;
-      segs.forEach((s, i) =>
-        this.#writeDesc(table, i, s, i + 1 < segs.length ? VRING_DESC_F_NEXT : 0, i + 1)
-      );
+      // The head addIndirectAt takes next names this head's table.
+      const next = this.#free[this.#free.length - 1];
+      return this.addIndirectAt(this.indirectArea + next * 16 * 64, segs);
+    }
+    if (this.#free.length < segs.length) return -1;
+    const ids = segs.map(() => this.#free.pop()!);
+    segs.forEach((s, i) =>
       this.#writeDesc(
         this.desc,
-        head,
-        { addr: table, len: 16 * segs.length },
-        VRING_DESC_F_INDIRECT,
-        0,
-      );
-      this.#chainLen.set(head, 1);
-    } else {
-      if (this.#free.length < segs.length) return -1;
-      const ids = segs.map(() => this.#free.pop()!);
-      segs.forEach((s, i) =>
-        this.#writeDesc(
-          this.desc,
-          ids[i],
-          s,
-          i + 1 < segs.length ? VRING_DESC_F_NEXT : 0,
-          i + 1 < segs.length ? ids[i + 1] : 0,
-        )
-      );
-      head = ids[0];
-      this.#chainLen.set(head, segs.length);
-    }
-    this.mem.writeU16(this.avail + 4 + 2 * (this.#availIdx % this.size), head);
-    this.#availIdx = (this.#availIdx + 1) & 0xffff;
-    this.mem.writeU16(this.avail + 2, this.#availIdx);
-    return head;
+        ids[i],
+        s,
+        i + 1 < segs.length ? VRING_DESC_F_NEXT : 0,
+        i + 1 < segs.length ? ids[i + 1] : 0,
+      )
+    );
+    this.#chainLen.set(ids[0], segs.length);
+    this.#offer(ids[0]);
+    return ids[0];
   }
 
   /**
@@ -251,10 +236,15 @@ export class DriverQueue {
       0,
     );
     this.#chainLen.set(head, 1);
+    this.#offer(head);
+    return head;
+  }
+
+  /** Puts a chain's head in the avail ring and publishes it. */
+  #offer(head: number): void {
     this.mem.writeU16(this.avail + 4 + 2 * (this.#availIdx % this.size), head);
     this.#availIdx = (this.#availIdx + 1) & 0xffff;
     this.mem.writeU16(this.avail + 2, this.#availIdx);
-    return head;
   }
 
   /** Sets used_event (EVENT_IDX) so the device interrupts after entry `idx`. */
