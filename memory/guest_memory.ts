@@ -270,8 +270,10 @@ export class GuestMemory {
   }
 
   /**
+   * Where region `i` starts in guest-physical memory.
+   *
    * @param i a region index
-   * @returns the guest address where region `i` starts
+   * @returns its first guest address
    */
   regionStart(i: number): number {
     return this.#starts[i];
