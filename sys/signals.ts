@@ -9,6 +9,9 @@
  * | SIGQUIT, SIGTRAP, SIGABRT, SIGALRM, SIGSTKFLT, | restore hooks run (the terminal), then|
  * | SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO,   | the process dies of the same signal   |
  * | SIGPWR, SIGSYS                                 | (default action, as the parent expects)|
+ * |                                                | - except SIGPROF under `deno run      |
+ * |                                                | --cpu-prof`: V8's sampling profiler's |
+ * |                                                | own signal, left to it                |
  * | SIGUSR2                                        | the vCPU kick: interrupts KVM_RUN only|
  * | SIGPIPE                                        | ignored (Deno's default): writes fail |
  * |                                                | with EPIPE instead                    |
@@ -32,6 +35,7 @@
  * @module
  */
 import { libc } from "./libc.ts";
+import { readProcText } from "./procfs.ts";
 
 /** Signals that end the VMM cleanly, with their numbers. */
 export const GRACEFUL_SIGNALS: Readonly<Record<string, number>> = {
@@ -121,6 +125,18 @@ function onGraceful(signo: number): void {
 
 function kickNoop(): void {}
 
+/**
+ * Whether Deno runs this process with V8's CPU profiler (`--cpu-prof`),
+ * which samples with SIGPROF: read from /proc/self/cmdline through libc.
+ */
+function v8Profiling(): boolean {
+  try {
+    return readProcText("/proc/self/cmdline").split("\0").includes("--cpu-prof");
+  } catch {
+    return false;
+  }
+}
+
 /** Listens to the graceful and fatal signals while a hook or handler exists. */
 function syncListeners(): void {
   const want = restoreHooks.size > 0 || terminateHandlers.length > 0;
@@ -131,7 +147,10 @@ function syncListeners(): void {
       for (const [name, signo] of Object.entries(GRACEFUL_SIGNALS)) {
         listeners.push({ name: name as Deno.Signal, fn: () => onGraceful(signo) });
       }
+      const profiling = v8Profiling();
       for (const [name, signo] of Object.entries(FATAL_SIGNALS)) {
+        // A listener would take V8's sampling signal: the first sample would end the VMM.
+        if (name === "SIGPROF" && profiling) continue;
         listeners.push({ name: name as Deno.Signal, fn: () => dieBySignal(signo) });
       }
     }

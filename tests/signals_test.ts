@@ -37,10 +37,17 @@ function cooked(fd: number): boolean {
 }
 
 /** Starts tests/testdata/raw_terminal.ts on a fresh pty; resolves once it is in raw mode. */
-async function rawTerminalProcess() {
+async function rawTerminalProcess(denoFlags: string[] = []) {
   const p = openPty();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-ffi", `${repo}tests/testdata/raw_terminal.ts`, p.path],
+    args: [
+      "run",
+      "--no-check",
+      "--allow-ffi",
+      ...denoFlags,
+      `${repo}tests/testdata/raw_terminal.ts`,
+      p.path,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -105,6 +112,25 @@ Deno.test("every signal that ends the process restores the terminal first", asyn
     }
   }
   assert.deepEqual(failures, []);
+});
+
+Deno.test("under deno run --cpu-prof, V8's SIGPROF samples do not end it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-cpu-prof-" });
+  const p = await rawTerminalProcess(["--cpu-prof", `--cpu-prof-dir=${dir}`]);
+  try {
+    // The profiler samples about every millisecond, each sample a SIGPROF.
+    await new Promise((r) => setTimeout(r, 500));
+    p.child.kill("SIGTERM");
+    const st = await p.child.status;
+    await p.child.stdout.cancel();
+    await p.child.stderr.cancel();
+    assert.equal(st.signal, null, "not ended by a signal");
+    assert.equal(st.code, 143, "the clean end SIGTERM asks for");
+    assert.ok(cooked(p.slave), "terminal restored");
+  } finally {
+    p.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("SIGPIPE and real-time signals do not end it; the terminal stays its own", async () => {
