@@ -27,8 +27,7 @@
  * round in reverse order; medians are shown, default 1). `base` is denovmm from another tree, for before/after
  * in one run: `DENOVMM_DD_BASE=.cache/dd_base` holding `git archive` of the
  * old commit (inside the repository, so the nested host sees it).
- * `DENOVMM_DD_STATS=1` adds denovmm's `--stats-interval 1` lines per phase;
- * `DENOVMM_DD_PROFILE=DIR` writes V8 CPU profiles of denovmm's threads there.
+ * `DENOVMM_DD_STATS=1` adds denovmm's `--stats-interval 1` lines per phase.
  * A VMM run still going after `DENOVMM_DD_LIMIT_S` (240 s) is killed with
  * SIGKILL and its round reported as hung, with the guest's last lines.
  *
@@ -81,7 +80,6 @@ if (kvmRoute() === "nested") {
       "DENOVMM_DD_BASE",
       "DENOVMM_DD_STATS",
       "DENOVMM_DD_LIMIT_S",
-      "DENOVMM_DD_PROFILE",
     ]
   ) {
     const v = Deno.env.get(k);
@@ -95,15 +93,6 @@ if (kvmRoute() === "nested") {
   });
   Deno.exit(r.code);
 }
-
-/**
- * DENOVMM_DD_PROFILE=DIR: V8 CPU profiles of every denovmm run (each thread's
- * `.cpuprofile`, written at exit) into DIR, a path in the repository.
- */
-const PROFILE_DIR = Deno.env.get("DENOVMM_DD_PROFILE");
-const PROFILE = PROFILE_DIR === undefined
-  ? []
-  : ["--cpu-prof", `--cpu-prof-dir=${new URL(PROFILE_DIR, `file://${REPO}`).pathname}`];
 
 /** Seconds one VMM run may take before it is killed (DENOVMM_DD_LIMIT_S). */
 const LIMIT_S = Number(Deno.env.get("DENOVMM_DD_LIMIT_S") ?? 240);
@@ -312,7 +301,7 @@ try {
         ])
         // deno-fmt-ignore
         : run(Deno.execPath(), [
-          "run", "--no-check", "--allow-ffi", ...PROFILE, "main.ts", "--memory", "256M",
+          "run", "--no-check", "--allow-ffi", "main.ts", "--memory", "256M",
           "--kernel", kernel, "--initrd", initrd, "--append", cmdline, "--disk", disk,
           ...(STATS ? ["--stats-interval", "1"] : []),
         ], vmm === "base" ? new URL(BASE!, `file://${REPO}`).pathname : REPO);
