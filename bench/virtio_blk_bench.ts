@@ -26,7 +26,7 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { ThreadPool } from "../aio/thread_pool.ts";
 import { IoUring, ioUringAvailable } from "../aio/io_uring.ts";
-import { blkHeader, type Segment, TestDriver } from "../devices/virtio/_test_driver.ts";
+import { blkHeader, type Segment, TestDriver, wireDevice } from "../devices/virtio/_test_driver.ts";
 import {
   featureBit,
   VIRTIO_BLK_S_OK,
@@ -36,9 +36,6 @@ import {
 import type { InterruptSink } from "../devices/virtio/device.ts";
 import { VirtioBlock } from "../devices/virtio/block.ts";
 import { openDisk, parseDiskOption } from "../devices/virtio/disk_file.ts";
-import { VirtioPciDevice, virtioPciSpecOf } from "../devices/virtio/pci.ts";
-import { VirtioPciBackend } from "../devices/virtio/pci_backend.ts";
-import { forwardingLink } from "../devices/virtio/_test_driver.ts";
 import { type BlockAio, SyncAio } from "../devices/virtio/sync_io.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import type { AioCallback, AioRequest } from "../aio/types.ts";
@@ -99,11 +96,7 @@ async function virtio(
       else reapBh.schedule();
     },
   };
-  let be: VirtioPciBackend | null = null;
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
-    interrupt: sink,
-    link: forwardingLink(() => be),
-  });
+  const { dev } = wireDevice(blk, mem, { interrupt: sink });
   const blocks = disk.size / BS;
   const slotOf = new Map<number, number>();
   let done = 0, errors = 0, stopAt = 0, inFlight = 0;
@@ -153,7 +146,6 @@ async function virtio(
     if (inFlight === 0 && finish) finish();
   };
   const reapBh = loop.bh(reap, "bench-reap");
-  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }
@@ -231,7 +223,6 @@ async function hopTrace(
   const blocks = disk.size / BS;
   const hops: number[][] = HOPS.map(() => []);
   let next: (() => void) | null = null;
-  let be: VirtioPciBackend | null = null;
   // deno-lint-ignore prefer-const
   let drv: TestDriver;
   const reapBh = loop.bh(() => {
@@ -247,12 +238,7 @@ async function hopTrace(
       reapBh.schedule();
     },
   };
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
-    interrupt: sink,
-    link: forwardingLink(() => be),
-  });
-  drv = new TestDriver(mem, dev, { size: 256 });
-  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
+  drv = new TestDriver(mem, wireDevice(blk, mem, { interrupt: sink }).dev, { size: 256 });
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }
@@ -460,7 +446,6 @@ async function bigReads(path: string, how: "inline" | "threads"): Promise<number
   const pool = new ThreadPool(loop, { minThreads: 1, maxThreads: 1 });
   const aio: BlockAio = how === "inline" ? new PageCacheInline(pool, disk.fd) : pool;
   const blk = new VirtioBlock({ disk, aio, queueSize: 256 });
-  let be: VirtioPciBackend | null = null;
   let done = 0, stopAt = 0;
   let finish: (() => void) | null = null;
   const perFile = Math.floor(disk.size / BIG_BYTES);
@@ -481,16 +466,11 @@ async function bigReads(path: string, how: "inline" | "threads"): Promise<number
       else finish?.();
     }
   };
-  // Completions inline (the page-cache path) reap in the kick's own turn, as
-  // the vCPU would see the used ring on its return; the pool's in a BH.
+  // Either way the driver reaps in a bottom half, one loop iteration after
+  // the interrupt, as the IOPS rows do.
   const reapBh = loop.bh(reap, "bench-reap");
   const sink: InterruptSink = { msix() {}, intx: (level) => void (level && reapBh.schedule()) };
-  const dev = new VirtioPciDevice(virtioPciSpecOf(blk), {
-    interrupt: sink,
-    link: forwardingLink(() => be),
-  });
-  const drv = new TestDriver(mem, dev, { size: 256 });
-  be = new VirtioPciBackend({ transport: dev, device: blk, mem });
+  const drv = new TestDriver(mem, wireDevice(blk, mem, { interrupt: sink }).dev, { size: 256 });
   if (!drv.init(~featureBit(VIRTIO_RING_F_EVENT_IDX) & 0xffff_ffff_ffffn)) {
     throw new Error("Feature negotiation failed");
   }
