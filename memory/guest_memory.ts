@@ -138,8 +138,6 @@ export class GuestMemory {
   readonly #ends: number[];
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
-  /** Each region as little-endian 32-bit words (regions are page-sized). */
-  readonly #words: Uint32Array<ArrayBuffer>[];
   /** The mapping this instance made (allocate()), released by close(). */
   #mapping: { addr: bigint; size: number } | null = null;
 
@@ -149,7 +147,6 @@ export class GuestMemory {
     this.#ends = layout.regions.map((r) => r.guestAddr + r.size);
     this.#bytes = buffers.map((b) => new Uint8Array(b));
     this.#views = buffers.map((b) => new DataView(b));
-    this.#words = buffers.map((b) => new Uint32Array(b, 0, b.byteLength >>> 2));
     // -1: no host address (test memory over a plain buffer).
     this.#hostStarts = layout.regions.map((r) => r.hostAddr === 0n ? -1 : Number(r.hostAddr));
   }
@@ -241,12 +238,12 @@ export class GuestMemory {
    * @returns true if the range is RAM
    */
   contains(addr: number, len: number): boolean {
-    return Number.isSafeInteger(addr) && addr >= 0 && this.#find(addr, len) >= 0;
+    return this.regionOf(addr, len) >= 0;
   }
 
   /**
    * The region holding [addr, addr+len), for a hot path that reads many
-   * fields of one guest structure through {@link GuestMemory.regionWords}
+   * fields of one guest structure through {@link GuestMemory.regionView}
    * after checking the whole structure once.
    *
    * @param addr guest address
@@ -258,15 +255,15 @@ export class GuestMemory {
   }
 
   /**
-   * Region `i` as little-endian 32-bit words from its first byte: the word
-   * holding guest address `a` (4-aligned) is `(a - regionStart(i)) / 4`.
-   * Only for ranges {@link GuestMemory.regionOf} has checked.
+   * Region `i`'s bytes as a DataView from its first byte: guest address `a`
+   * is at offset `a - regionStart(i)`. Only for ranges
+   * {@link GuestMemory.regionOf} has checked.
    *
    * @param i a region index
-   * @returns the words
+   * @returns the view
    */
-  regionWords(i: number): Uint32Array<ArrayBuffer> {
-    return this.#words[i];
+  regionView(i: number): DataView<ArrayBuffer> {
+    return this.#views[i];
   }
 
   /**
@@ -332,10 +329,7 @@ export class GuestMemory {
    * @returns host virtual address
    */
   hostAddressNumber(addr: number, len: number): number {
-    const i = this.#region(addr, len);
-    const host = this.#hostStarts[i];
-    if (host < 0) throw new GuestMemoryError(addr, len);
-    return host + (addr - this.#starts[i]);
+    return this.hostAddressIn(this.#region(addr, len), addr, len);
   }
 
   /**

@@ -126,7 +126,6 @@ const symbols = {
     parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
     result: "i64",
   },
-  /** syscall() on Deno's blocking thread pool (io_uring_enter with waits). */
   /**
    * syscall() with an i32 result, for hot paths whose result fits (ppoll's
    * count or -1): an i64 result is a BigInt per call, ~0.2-0.4 µs more.
@@ -136,6 +135,7 @@ const symbols = {
     parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
     result: "i32",
   },
+  /** syscall() on Deno's blocking thread pool (io_uring_enter with waits). */
   syscall_nb: {
     name: "syscall",
     parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],

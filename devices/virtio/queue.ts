@@ -369,30 +369,26 @@ export class SplitQueue {
     if (region < 0) {
       throw new VirtqueueError("Indirect table outside guest RAM", "indirect-table");
     }
-    if (addr % 4 === 0) this.#walkIndirectWords(chain, addr, len / 16, region);
-    else this.#walkIndirect(chain, addr, len / 16);
+    this.#walkIndirect(chain, addr, len / 16, region);
   }
 
   /**
-   * Walks an indirect table at a 4-aligned address (as drivers place them)
-   * through its region's words: a descriptor is four element loads, not
-   * five method calls with a region search each (a 1 MiB block request is
-   * 256 of them).
+   * Walks an indirect table (checked to lie in guest RAM region `region`)
+   * through that region's view: a descriptor is four loads, not five method
+   * calls with a region search each (a 1 MiB block request is 256 of them).
    */
-  #walkIndirectWords(chain: DescriptorChain, table: number, tableSize: number, region: number) {
+  #walkIndirect(chain: DescriptorChain, table: number, tableSize: number, region: number) {
     const mem = this.#mem;
-    const w = mem.regionWords(region);
-    const base = (table - mem.regionStart(region)) / 4;
+    const v = mem.regionView(region);
+    const base = table - mem.regionStart(region);
     let index = 0;
     for (let visited = 0;; visited++) {
       if (visited >= tableSize) {
         throw new VirtqueueError("Descriptor chain loops", "descriptor-loop");
       }
-      const d = base + 4 * index;
-      const hi = w[d + 1];
-      // flags in the low half of the last word, next in the high half.
-      const flagsNext = w[d + 3];
-      const flags = flagsNext & 0xffff;
+      const d = base + 16 * index;
+      const hi = v.getUint32(d + 4, true);
+      const flags = v.getUint16(d + 12, true);
       if (hi >= 0x20_0000) {
         throw new VirtqueueError("Descriptor address outside guest RAM", "buffer-outside-ram");
       }
@@ -401,41 +397,12 @@ export class SplitQueue {
       }
       this.#addSegment(
         chain,
-        hi * 0x1_0000_0000 + w[d],
-        w[d + 2],
+        hi * 0x1_0000_0000 + v.getUint32(d, true),
+        v.getUint32(d + 8, true),
         (flags & VRING_DESC_F_WRITE) !== 0,
       );
       if (!(flags & VRING_DESC_F_NEXT)) return;
-      const next = flagsNext >>> 16;
-      if (next >= tableSize) {
-        throw new VirtqueueError(`Descriptor next ${next} out of range`, "descriptor-next");
-      }
-      index = next;
-    }
-  }
-
-  /** Walks an unaligned indirect table (read through GuestMemory). */
-  #walkIndirect(chain: DescriptorChain, table: number, tableSize: number): void {
-    const mem = this.#mem;
-    let index = 0;
-    for (let visited = 0;; visited++) {
-      if (visited >= tableSize) {
-        throw new VirtqueueError("Descriptor chain loops", "descriptor-loop");
-      }
-      const d = table + 16 * index;
-      const lo = mem.readU32(d);
-      const hi = mem.readU32(d + 4);
-      const len = mem.readU32(d + 8);
-      const flags = mem.readU16(d + 12);
-      const next = mem.readU16(d + 14);
-      if (hi >= 0x20_0000) {
-        throw new VirtqueueError("Descriptor address outside guest RAM", "buffer-outside-ram");
-      }
-      if (flags & VRING_DESC_F_INDIRECT) {
-        throw new VirtqueueError("Unexpected indirect descriptor", "unexpected-indirect");
-      }
-      this.#addSegment(chain, hi * 0x1_0000_0000 + lo, len, (flags & VRING_DESC_F_WRITE) !== 0);
-      if (!(flags & VRING_DESC_F_NEXT)) return;
+      const next = v.getUint16(d + 14, true);
       if (next >= tableSize) {
         throw new VirtqueueError(`Descriptor next ${next} out of range`, "descriptor-next");
       }
