@@ -38,10 +38,15 @@ if (import.meta.main) {
   // isolate and modules load on their own thread meanwhile. Its small graph
   // is awaited first: imported beside the command's, it would resolve only
   // once most of that graph had been compiled on this thread.
-  await import("./machine/early_start.ts")
-    .then((m) => m.startFirstVcpuEarly(Deno.args))
-    .catch(() => false); // the builder starts it then, and reports what fails
-  const { main } = await import("./machine/command.ts");
+  const early = await import("./machine/early_start.ts");
+  try {
+    early.startFirstVcpuEarly(Deno.args);
+  } catch {
+    // The builder starts it then, and reports what fails.
+  }
+  // Not a literal import(): Deno would read the command's whole graph before
+  // this module runs. One bundle of it instead (machine/early_start.ts).
+  const { main } = await early.importCommand();
   traceMark("machine/command.ts and its module graph loaded");
   Deno.exit(await main(Deno.args, { door }));
 }

@@ -23,6 +23,10 @@
  * @module
  */
 import { prestartVcpuWorkers } from "../vcpu/prestart.ts";
+import { importBundled } from "../sys/worker_url.ts";
+
+/** What machine/command.ts exports. */
+type CommandModule = typeof import("./command.ts");
 
 /** The module a KVM vCPU thread gets its backend from (kvm/vcpu_backend.ts). */
 export const KVM_BACKEND_MODULE: string = new URL("../kvm/vcpu_backend.ts", import.meta.url).href;
@@ -67,4 +71,21 @@ export function startFirstVcpuEarly(args: readonly string[]): boolean {
   if (linux) modules.push(PCI_DEVICES_MODULE);
   prestartVcpuWorkers(1, modules);
   return true;
+}
+
+/**
+ * Loads machine/command.ts for main.ts: under `--allow-ffi` alone as one
+ * bundle of its graph (sys/worker_url.ts `importBundled`), sharing the
+ * modules main.ts and this module already run; otherwise a plain import.
+ *
+ * @returns the command module
+ * @example
+ * ```ts ignore
+ * import { importCommand } from "./early_start.ts";
+ * const { main } = await importCommand();
+ * ```
+ */
+export async function importCommand(): Promise<CommandModule> {
+  const roots = [Deno.mainModule, import.meta.url];
+  return await importBundled(new URL("./command.ts", import.meta.url), roots) as CommandModule;
 }

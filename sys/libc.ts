@@ -87,6 +87,8 @@ const symbols = {
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   fallocate: { parameters: ["i32", "i32", "i64", "i64"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  /** fstatat(2) (glibc 2.33+): a file's struct stat without opening it. */
+  fstatat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i64"], result: "i32" },
   dup: { parameters: ["i32"], result: "i32" },

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { bundleModules, moduleBlobUrl, moduleDataUrl } from "./module_bundle.ts";
+import {
+  bundleModules,
+  bundleScript,
+  moduleBlobUrl,
+  moduleDataUrl,
+  runBundleScript,
+} from "./module_bundle.ts";
 import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
 import { BUNDLE_FRAGMENT, importServed } from "./bundle_registry.ts";
 
@@ -215,4 +221,46 @@ Deno.test("moduleDataUrl encodes only what a URL cannot carry, and round-trips",
   assert.ok(!/[#\n\t]/.test(url.slice(5)), url);
   assert.ok(url.includes("export const s"), "plain text stays plain");
   assert.equal((await import(url)).s, "50% #1 \t é ∑ ?x=1");
+});
+
+Deno.test("a bundle run as a script: provided modules shared, node: modules loaded on first use", async () => {
+  const { root, shapes } = graph({
+    "state.js": `export let n = 0;
+export function inc() { n++; }`,
+    "lazy.js": `import { createHash } from "node:crypto";
+export const digest = createHash("sha1").update("a").digest("hex");`,
+    "main.js": `import { inc, n } from "./state.js";
+inc();
+export const seen = n;
+export function now() { return n; }
+export const lazy = () => import("./lazy.js");`,
+  });
+  const script = bundleScript(shapes, [root + "main.js"], {
+    provided: new Set([root + "state.js"]),
+  });
+  assert.deepEqual(script.provided, [root + "state.js"]);
+  assert.deepEqual(script.externals, ["node:crypto"]);
+  assert.deepEqual([...script.exportNames].sort(), ["lazy", "now", "seen"]);
+  assert.ok(!script.body.includes("export let n"), "the provided module is not in the bundle");
+  // The "running" instance of state.js, as the isolate would have it.
+  let n = 5;
+  const state = {
+    get n() {
+      return n;
+    },
+    inc: () => void n++,
+  };
+  assert.throws(
+    () => runBundleScript(script, new Map(), "t"),
+    /state\.js: its namespace was not given/,
+  );
+  const ns = runBundleScript(script, new Map([[root + "state.js", state]]), "t");
+  assert.equal(ns.seen, 6);
+  state.inc();
+  assert.equal((ns.now as () => number)(), 7, "the import is live");
+  const lazy = await (ns.lazy as () => Promise<{ digest: string }>)();
+  assert.equal(lazy.digest, "86f7e437faa5a7fce15d1ddcb9eaeaea377667b8");
+  // The module form of the same script exports the same names.
+  const m = await import(moduleDataUrl(bundleModules(shapes, [root + "lazy.js"])));
+  assert.equal(m.digest, lazy.digest);
 });

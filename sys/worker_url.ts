@@ -22,6 +22,10 @@
  * thread's backend and devices) gets it at once through
  * sys/bundle_registry.ts's `importServed`.
  *
+ * **The main thread too.** {@link importBundled} runs a bundle in the
+ * calling isolate as a script (main.ts's command): no module load, the
+ * modules the isolate already runs shared rather than copied.
+ *
  * **Fallback.** A graph the bundler cannot prove it bundles faithfully
  * (sys/module_shape.ts lists what it refuses) is served as before: one
  * `blob:` JavaScript module per file, importing each other, built once per
@@ -58,7 +62,15 @@ import {
   storeBundle,
   storeModule,
 } from "./module_cache.ts";
-import { BUNDLE_FORMAT, bundleModules, moduleBlobUrl, moduleDataUrl } from "./module_bundle.ts";
+import {
+  BUNDLE_FORMAT,
+  type BundleScript,
+  bundleScript,
+  moduleBlobUrl,
+  moduleDataUrl,
+  runBundleScript,
+  scriptModule,
+} from "./module_bundle.ts";
 import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
 
 /** `stripTypeScriptTypes` of `node:module`. */
@@ -101,7 +113,9 @@ function prepareSource(text: string, key: string, strip: StripTypes): string {
   const source = text
     .replace(/\/\*[\s\S]*?\*\//g, "")
     .replace(/^\s*\/\/.*$/gm, "")
-    .replace(/\bimport\.meta\.url\b/g, JSON.stringify(key));
+    .replace(/\bimport\.meta\.url\b/g, JSON.stringify(key))
+    // A served module is never the program's main module.
+    .replace(/\bimport\.meta\.main\b/g, "false");
   if (!/\.[cm]?tsx?$/.test(new URL(key).pathname)) return source;
   return strip(source, { mode: "transform", sourceUrl: key });
 }
@@ -137,57 +151,132 @@ function prepared(url: URL): { source: string; stamp: string } {
  * cannot be bundled (the reason is kept: {@link bundleRefusals}).
  */
 function bundle(entries: readonly string[], exports: boolean): string | undefined {
-  bundlesOff ??= libc.getenv(cstring("DENOVMM_NO_BUNDLE")) !== null;
-  if (bundlesOff) return undefined;
-  const key = `${BUNDLE_FORMAT} ${exports ? "exports" : "run"}\n${entries.join("\n")}`;
+  const key = `${exports ? "exports" : "run"}\n${entries.join("\n")}`;
   const known = bundles.get(key);
   if (known !== undefined) return known || undefined;
-  let url: string | undefined;
-  const hit = cachedBundle(key);
+  const script = bundledScript(key, entries, exports, []);
   // Served as a blob: module (sys/module_bundle.ts says why not data:).
-  const serveJs = (js: string) => moduleBlobUrl(js, exports ? entries[0] : undefined);
-  if (hit !== undefined) {
-    counts.bundlesCached++;
-    if (hit.text.startsWith(REFUSED)) refuse(hit.text.slice(REFUSED.length));
-    else url = serveJs(hit.text);
-  } else {
-    const shapes = new Map<string, ModuleShape>();
-    // The bundler's own files count as sources: a change to them rebuilds every bundle.
-    const modules: Array<[string, string]> = BUNDLER_FILES.map((u) => [
-      u,
-      sourceStamp(decodeURIComponent(new URL(u).pathname)),
-    ]);
-    const read = (u: string) => {
-      if (shapes.has(u)) return;
-      let known = recentShapes.get(u);
-      if (known === undefined) {
-        const { source, stamp } = prepared(new URL(u));
-        known = { shape: readModuleShape(u, source), stamp };
-        rememberShape(u, known);
-      }
-      modules.push([u, known.stamp]);
-      const s = known.shape;
-      shapes.set(u, s);
-      for (const r of [...s.requests, ...s.dynamic]) if (r.startsWith("file:")) read(r);
-    };
-    let text: string;
-    try {
-      for (const e of entries) read(e);
-      text = bundleModules(shapes, entries, { exports });
-      url = serveJs(text);
-      counts.bundlesBuilt++;
-    } catch (e) {
-      // A module not on disk is the caller's case (a compiled binary); any
-      // other failure of the bundler only costs the bundle.
-      if (!(e instanceof Error) || /ENOENT/.test(e.message)) throw e;
-      const why = e instanceof BundleRefusal ? e.message : `bundler failed: ${e.stack}`;
-      refuse(why);
-      text = REFUSED + why;
-    }
-    storeBundle(key, { modules, text });
-  }
+  const url = script === undefined
+    ? undefined
+    : moduleBlobUrl(scriptModule(script), exports ? entries[0] : undefined);
   bundles.set(key, url ?? "");
   return url;
+}
+
+/**
+ * The bundle script of the graph under `entries`, from the on-disk cache
+ * when no module of it (nor of the bundler) changed; undefined when bundles
+ * are off or the graph cannot be bundled (the reason is kept).
+ *
+ * @param roots modules this isolate already runs: their static graph is
+ *   read for linking but provided, not bundled
+ */
+function bundledScript(
+  name: string,
+  entries: readonly string[],
+  exports: boolean,
+  roots: readonly string[],
+): BundleScript | undefined {
+  bundlesOff ??= libc.getenv(cstring("DENOVMM_NO_BUNDLE")) !== null;
+  if (bundlesOff) return undefined;
+  const key = `${BUNDLE_FORMAT} ${name}${
+    roots.length > 0 ? `\nprovided by ${roots.join(" ")}` : ""
+  }`;
+  const hit = cachedBundle(key);
+  if (hit !== undefined) {
+    counts.bundlesCached++;
+    if (hit.text.startsWith(REFUSED)) {
+      refuse(hit.text.slice(REFUSED.length));
+      return undefined;
+    }
+    const nl = hit.text.indexOf("\n");
+    const meta = JSON.parse(hit.text.slice(0, nl)) as Omit<BundleScript, "body">;
+    return { ...meta, body: hit.text.slice(nl + 1) };
+  }
+  const shapes = new Map<string, ModuleShape>();
+  // The bundler's own files count as sources: a change to them rebuilds every bundle.
+  const modules: Array<[string, string]> = BUNDLER_FILES.map((u) => [
+    u,
+    sourceStamp(decodeURIComponent(new URL(u).pathname)),
+  ]);
+  const read = (u: string, dynamic: boolean) => {
+    if (shapes.has(u)) return;
+    let known = recentShapes.get(u);
+    if (known === undefined) {
+      const { source, stamp } = prepared(new URL(u));
+      known = { shape: readModuleShape(u, source), stamp };
+      rememberShape(u, known);
+    }
+    modules.push([u, known.stamp]);
+    const s = known.shape;
+    shapes.set(u, s);
+    for (const r of s.requests) if (r.startsWith("file:")) read(r, dynamic);
+    if (dynamic) { for (const r of s.dynamic) read(r, dynamic); }
+  };
+  let text: string;
+  let script: BundleScript | undefined;
+  try {
+    // What the isolate runs already: static imports only (those ran).
+    for (const r of roots) read(r, false);
+    const provided = new Set(shapes.keys());
+    for (const e of entries) read(e, true);
+    script = bundleScript(shapes, entries, { exports, provided });
+    const { body, ...meta } = script;
+    text = `${JSON.stringify(meta)}\n${body}`;
+    counts.bundlesBuilt++;
+  } catch (e) {
+    // A module not on disk is the caller's case (a compiled binary); any
+    // other failure of the bundler only costs the bundle.
+    if (!(e instanceof Error) || /ENOENT/.test(e.message)) throw e;
+    const why = e instanceof BundleRefusal ? e.message : `bundler failed: ${e.stack}`;
+    refuse(why);
+    text = REFUSED + why;
+  }
+  storeBundle(key, { modules, text });
+  return script;
+}
+
+/**
+ * Imports a local module in this isolate under `--allow-ffi` alone, as one
+ * bundle of its graph run without a module load (sys/module_bundle.ts
+ * `runBundleScript`): for the main thread's command, whose ~200 modules
+ * Deno loads in ~55-75 ms on the 2-vCPU host against ~25 ms for the same
+ * code as one script, and whose literal `import()` alone would make Deno
+ * read its whole graph before main.ts starts (~25 ms more). The modules
+ * `roots` import statically are already running here: the bundle shares
+ * them (their namespaces, by a dynamic import of each, which loads
+ * nothing) instead of running copies. With read permission, in a compiled
+ * binary (no sources on disk), with `DENOVMM_NO_BUNDLE` or for a graph the
+ * bundler refuses, it is a plain `import()`.
+ *
+ * @param url the module's file URL
+ * @param roots the modules this isolate runs whose static imports it shares
+ * @returns the module's namespace
+ * @example
+ * ```ts ignore
+ * const { main } = await importBundled(new URL("./command.ts", import.meta.url), [Deno.mainModule]);
+ * ```
+ */
+export async function importBundled(
+  url: URL,
+  roots: ReadonlyArray<URL | string>,
+): Promise<Record<string, unknown>> {
+  const rootUrls = roots.map((r) => new URL(r).href);
+  if (url.protocol === "file:" && !readGranted(url)) {
+    let script: BundleScript | undefined;
+    try {
+      script = bundledScript(`script\n${url.href}`, [url.href], true, rootUrls);
+    } catch (e) {
+      if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
+    }
+    if (script !== undefined) {
+      const provided = new Map<string, Record<string, unknown>>();
+      // Each is running: import() returns its namespace without a load.
+      for (const p of script.provided) provided.set(p, await import(p));
+      return runBundleScript(script, provided, `${url.href}#denovmm-bundle`);
+    }
+  }
+  return await import(url.href);
 }
 
 /**

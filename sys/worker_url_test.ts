@@ -324,3 +324,44 @@ console.log(JSON.stringify({ kinds: urls.map(kind), refusals: bundleRefusals() }
     assert.deepEqual(out.kinds, [...entries.map(() => "bundle"), "blob:"]);
   });
 });
+
+Deno.test("importBundled under --allow-ffi: one bundle, sharing the modules the isolate runs", async () => {
+  const worker = new URL("./worker_url.ts", import.meta.url).href;
+  const counter = new URL("./testdata/shared_counter.ts", import.meta.url).href;
+  const entry = new URL("./testdata/bundled_entry.ts", import.meta.url).href;
+  const code = `import { importBundled, servedModuleCounts } from ${JSON.stringify(worker)};
+import { bump, count } from ${JSON.stringify(counter)};
+bump();
+const m = await importBundled(new URL(${JSON.stringify(entry)}), [Deno.mainModule]);
+const { digest } = await m.lazy();
+const c = servedModuleCounts();
+console.log(JSON.stringify({ seen: m.seen, count, main: m.main, digest, bundles: c.bundlesBuilt + c.bundlesCached }));`;
+  const cache = await Deno.makeTempDir({ prefix: "denovmm-wurl-cache-" });
+  try {
+    const env = { XDG_CACHE_HOME: cache };
+    const sha1 = "86f7e437faa5a7fce15d1ddcb9eaeaea377667b8";
+    // Built, then read back from the cache: the same behaviour.
+    for (let run = 0; run < 2; run++) {
+      assert.deepEqual(JSON.parse(await runScript(code, ["--allow-ffi"], { env })), {
+        seen: 2,
+        count: 2,
+        main: false,
+        digest: sha1,
+        bundles: 1,
+      });
+    }
+    // A plain import() with read permission, and with bundles off.
+    const plain = { seen: 2, count: 2, main: false, digest: sha1, bundles: 0 };
+    assert.deepEqual(
+      JSON.parse(await runScript(code, ["--allow-ffi", "--allow-read"], { env })),
+      plain,
+    );
+    const off = { ...env, DENOVMM_NO_BUNDLE: "1" };
+    assert.deepEqual(
+      JSON.parse(await runScript(code, ["--allow-ffi", "--allow-read"], { env: off })),
+      plain,
+    );
+  } finally {
+    await Deno.remove(cache, { recursive: true });
+  }
+});
