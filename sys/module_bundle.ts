@@ -550,6 +550,91 @@ export function runBundleScript(
   return run(externals) as Record<string, unknown>;
 }
 
+/**
+ * A small ES module that runs a {@link BundleScript} stored in a file: for
+ * a Worker, which cannot load a local file under `--allow-ffi` alone, it
+ * reads the file through libc (its own `dlopen`, so it imports nothing),
+ * checks that the file's first line is still `head` (the stamps the bundle
+ * was checked against), compiles the rest after the script's metadata line
+ * with `new Function` and re-exports the entry's names. Deno then analyses
+ * only this small module's source instead of the bundle's (~0.25 ms per KB,
+ * measured: a vCPU thread's Worker starts in 77 ms instead of 91).
+ * Only `node:` externals (loaded on first use) can be served this way.
+ *
+ * @param script the bundle (its body is read from the file, not used here)
+ * @param path the file: `head`, a newline, the metadata line, the body
+ * @param head the file's first line as it was when the bundle was checked
+ * @param sourceUrl the name stack traces give the bundle
+ * @returns the module's JavaScript, or undefined for a non-`node:` external
+ * @example
+ * ```ts ignore
+ * const js = scriptLoaderModule(script, file.path, file.head, entry);
+ * new Worker(moduleBlobUrl(js), { type: "module" });
+ * ```
+ */
+export function scriptLoaderModule(
+  script: BundleScript,
+  path: string,
+  head: string,
+  sourceUrl: string,
+): string | undefined {
+  if (script.provided.length > 0 || script.externals.some((x) => !x.startsWith("node:"))) {
+    return undefined;
+  }
+  const externals = script.externals.map((x, i) => {
+    const k = JSON.stringify(x);
+    return `let __b$n${i};
+Object.defineProperty(__b$X, ${k}, {
+  enumerable: true,
+  get: () => (__b$n${i} ??= globalThis.process.getBuiltinModule(${k})),
+});
+`;
+  }).join("");
+  return `const __b$text = (() => {
+  const lib = Deno.dlopen("libc.so.6", {
+    open: { parameters: ["buffer", "i32"], result: "i32" },
+    read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+    fstat: { parameters: ["i32", "buffer"], result: "i32" },
+    close: { parameters: ["i32"], result: "i32" },
+  });
+  try {
+    const s = lib.symbols;
+    const fd = s.open(new TextEncoder().encode(${JSON.stringify(path)} + "\\0"), 0o2000000);
+    if (fd < 0) throw new Error(${JSON.stringify(`cannot open the module bundle ${path}`)});
+    try {
+      const st = new BigUint64Array(18);
+      if (s.fstat(fd, st) !== 0) throw new Error(${JSON.stringify(`fstat ${path} failed`)});
+      const buf = new Uint8Array(Number(st[6]));
+      let n = 0;
+      while (n < buf.length) {
+        const r = Number(s.read(fd, buf.subarray(n), BigInt(buf.length - n)));
+        if (r <= 0) break;
+        n += r;
+      }
+      return new TextDecoder().decode(buf.subarray(0, n));
+    } finally {
+      s.close(fd);
+    }
+  } finally {
+    lib.close();
+  }
+})();
+const __b$nl = __b$text.indexOf("\\n");
+if (__b$text.slice(0, __b$nl) !== ${JSON.stringify(head)}) {
+  throw new Error(${
+    JSON.stringify(`the module bundle ${path} changed while the VMM started (a source changed?)`)
+  });
+}
+const __b$X = {};
+${externals}const __b$E = new Function("__b$X", '"use strict";\\n' +
+  __b$text.slice(__b$text.indexOf("\\n", __b$nl + 1) + 1) +
+  ${
+    JSON.stringify(`//# sourceURL=${sourceUrl}
+`)
+  })(__b$X);
+${exportList(script.exportNames)}`;
+}
+
 /** A Node built-in module's exports, loaded synchronously. */
 function nodeBuiltin(specifier: string): unknown {
   const process = (globalThis as unknown as {

@@ -154,8 +154,8 @@ function readEntry(path: string): string | undefined {
   }
 }
 
-function writeEntry(path: string, text: string): void {
-  writeCacheEntry(path, [encoder.encode(text)]);
+function writeEntry(path: string, text: string): boolean {
+  return writeCacheEntry(path, [encoder.encode(text)]);
 }
 
 /**
@@ -165,8 +165,9 @@ function writeEntry(path: string, text: string): void {
  *
  * @param path the entry, in a {@link privateCacheDir}
  * @param parts its bytes
+ * @returns whether the entry was written
  */
-export function writeCacheEntry(path: string, parts: readonly Uint8Array[]): void {
+export function writeCacheEntry(path: string, parts: readonly Uint8Array[]): boolean {
   const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
     const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
@@ -175,10 +176,12 @@ export function writeCacheEntry(path: string, parts: readonly Uint8Array[]): voi
     } finally {
       closeFd(fd);
     }
-    if (libc.rename(cstring(tmp), cstring(path)) !== 0) libc.unlink(cstring(tmp));
+    if (libc.rename(cstring(tmp), cstring(path)) === 0) return true;
+    libc.unlink(cstring(tmp));
   } catch {
     libc.unlink(cstring(tmp));
   }
+  return false;
 }
 
 /**
@@ -256,6 +259,14 @@ export interface BundleEntry {
   readonly text: string;
 }
 
+/** Where a bundle entry is on disk: the file holds `head`, a newline, then the text. */
+export interface BundleFile {
+  /** The entry's path. */
+  readonly path: string;
+  /** Its first line (the stamps it was checked against). */
+  readonly head: string;
+}
+
 function bundlePath(key: string): string | null {
   const d = cacheDir();
   return d === null ? null : `${d}/bundle-${hash53(key)}.js`;
@@ -266,13 +277,13 @@ function bundlePath(key: string): string | null {
  * built from still has the stamp it had (fstat each: no source is read).
  *
  * @param key what identifies the bundle (its entry URLs)
- * @returns the entry, or undefined on a miss or a stale entry
+ * @returns the entry and its file, or undefined on a miss or a stale entry
  * @example
  * ```ts ignore
  * const hit = cachedBundle(entries.join("\n"));
  * ```
  */
-export function cachedBundle(key: string): BundleEntry | undefined {
+export function cachedBundle(key: string): (BundleEntry & { file: BundleFile }) | undefined {
   const path = bundlePath(key);
   const text = path === null ? undefined : readEntry(path);
   const nl = text?.indexOf("\n") ?? -1;
@@ -299,7 +310,7 @@ export function cachedBundle(key: string): BundleEntry | undefined {
     }
     if (now !== stamp) return undefined;
   }
-  return { modules, text: text.slice(nl + 1) };
+  return { modules, text: text.slice(nl + 1), file: { path: path!, head: text.slice(0, nl) } };
 }
 
 /**
@@ -329,19 +340,20 @@ function rememberStamp(url: string, stamp: string): void {
  *
  * @param key what identifies the bundle (its entry URLs)
  * @param entry the modules' stamps (taken before they were read) and the text
+ * @returns where it was written, or undefined where it was not
  * @example
  * ```ts ignore
  * storeBundle(key, { modules: [[url, stamp]], text: js });
  * ```
  */
-export function storeBundle(key: string, entry: BundleEntry): void {
+export function storeBundle(key: string, entry: BundleEntry): BundleFile | undefined {
   const path = bundlePath(key);
-  if (path === null) return;
+  if (path === null) return undefined;
   const head = JSON.stringify({
     format: FORMAT,
     deno: Deno.version.deno,
     key,
     modules: entry.modules,
   });
-  writeEntry(path, `${head}\n${entry.text}`);
+  return writeEntry(path, `${head}\n${entry.text}`) ? { path, head } : undefined;
 }

@@ -56,6 +56,7 @@
 import { cstring, readFileFfi } from "./fd.ts";
 import { libc } from "./libc.ts";
 import {
+  type BundleFile,
   cachedBundle,
   cachedModule,
   sourceStamp,
@@ -69,6 +70,7 @@ import {
   moduleBlobUrl,
   moduleDataUrl,
   runBundleScript,
+  scriptLoaderModule,
   scriptModule,
 } from "./module_bundle.ts";
 import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape.ts";
@@ -154,11 +156,18 @@ function bundle(entries: readonly string[], exports: boolean): string | undefine
   const key = `${exports ? "exports" : "run"}\n${entries.join("\n")}`;
   const known = bundles.get(key);
   if (known !== undefined) return known || undefined;
-  const script = bundledScript(key, entries, exports, []);
-  // Served as a blob: module (sys/module_bundle.ts says why not data:).
-  const url = script === undefined
-    ? undefined
-    : moduleBlobUrl(scriptModule(script), exports ? entries[0] : undefined);
+  const served = bundledScript(key, entries, exports, []);
+  let url: string | undefined;
+  if (served !== undefined) {
+    const { script, file } = served;
+    // A small loader module that runs the bundle from its cache file, or
+    // the bundle itself as a blob: module (sys/module_bundle.ts says why
+    // not data:) where it has no file.
+    const name = `${entries[0]}#denovmm-bundle`;
+    const js = (file && scriptLoaderModule(script, file.path, file.head, name)) ??
+      scriptModule(script);
+    url = moduleBlobUrl(js, exports ? entries[0] : undefined);
+  }
   bundles.set(key, url ?? "");
   return url;
 }
@@ -176,7 +185,7 @@ function bundledScript(
   entries: readonly string[],
   exports: boolean,
   roots: readonly string[],
-): BundleScript | undefined {
+): { script: BundleScript; file: BundleFile | undefined } | undefined {
   bundlesOff ??= libc.getenv(cstring("DENOVMM_NO_BUNDLE")) !== null;
   if (bundlesOff) return undefined;
   const key = `${BUNDLE_FORMAT} ${name}${
@@ -191,7 +200,7 @@ function bundledScript(
     }
     const nl = hit.text.indexOf("\n");
     const meta = JSON.parse(hit.text.slice(0, nl)) as Omit<BundleScript, "body">;
-    return { ...meta, body: hit.text.slice(nl + 1) };
+    return { script: { ...meta, body: hit.text.slice(nl + 1) }, file: hit.file };
   }
   const shapes = new Map<string, ModuleShape>();
   // The bundler's own files count as sources: a change to them rebuilds every bundle.
@@ -232,8 +241,8 @@ function bundledScript(
     refuse(why);
     text = REFUSED + why;
   }
-  storeBundle(key, { modules, text });
-  return script;
+  const file = storeBundle(key, { modules, text });
+  return script === undefined ? undefined : { script, file };
 }
 
 /**
@@ -265,7 +274,7 @@ export async function importBundled(
   if (url.protocol === "file:" && !readGranted(url)) {
     let script: BundleScript | undefined;
     try {
-      script = bundledScript(`script\n${url.href}`, [url.href], true, rootUrls);
+      script = bundledScript(`script\n${url.href}`, [url.href], true, rootUrls)?.script;
     } catch (e) {
       if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
     }

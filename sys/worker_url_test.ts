@@ -93,13 +93,22 @@ Deno.test("served modules write nothing new under DENO_DIR after the first run",
  */
 function serveScript(target: string): string {
   const workerUrl = new URL("./worker_url.ts", import.meta.url).href;
+  const fd = new URL("./fd.ts", import.meta.url).href;
+  // A served loader module stands for the bundle file it runs (its path
+  // and stamps left out: they differ between processes and caches).
   return `import { bundleRefusals, servedModuleCounts, workerUrl } from ${
     JSON.stringify(workerUrl)
   };
+import { readFileFfi } from ${JSON.stringify(fd)};
 const served = workerUrl(${JSON.stringify(target)});
 const seen = new Map();
 async function text(u) {
   let t = await (await fetch(u.split("#")[0])).text();
+  const loader = t.match(/encode\\("([^"]+)" \\+/);
+  if (loader) {
+    const file = new TextDecoder().decode(readFileFfi(loader[1]));
+    t = "loader of:" + file.slice(file.indexOf("\\n") + 1);
+  }
   for (const b of t.match(/(?<=["'])blob:[^"']+/g) ?? []) {
     if (!seen.has(b)) seen.set(b, "M" + seen.size + ":" + (await text(b)));
   }
@@ -364,4 +373,34 @@ console.log(JSON.stringify({ seen: m.seen, count, main: m.main, digest, bundles:
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
+});
+
+Deno.test("a Worker runs its bundle from the cache file; a file changed under it is refused by name", async () => {
+  const worker = new URL("./worker_url.ts", import.meta.url).href;
+  const cacheMod = new URL("./module_cache.ts", import.meta.url).href;
+  const fd = new URL("./fd.ts", import.meta.url).href;
+  const echo = new URL("./testdata/echo_worker.ts", import.meta.url).href;
+  const code = `import { workerUrl } from ${JSON.stringify(worker)};
+import { writeCacheEntry } from ${JSON.stringify(cacheMod)};
+import { readFileFfi } from ${JSON.stringify(fd)};
+const served = workerUrl(${JSON.stringify(echo)});
+const loader = await (await fetch(served.split("#")[0])).text();
+const path = loader.match(/encode\\("([^"]+)" \\+/)[1];
+const start = () => new Promise((res) => {
+  const w = new Worker(served, { type: "module" });
+  w.onmessage = (e) => { w.terminate(); res("started " + (e.data.tid > 0)); };
+  w.onerror = (e) => { e.preventDefault(); w.terminate(); res("error " + e.message); };
+});
+const first = await start();
+const file = new TextDecoder().decode(readFileFfi(path));
+writeCacheEntry(path, [new TextEncoder().encode('{"changed":1}' + file.slice(file.indexOf("\\n")))]);
+console.log(JSON.stringify({ small: loader.length < 4000, first, second: await start() }));`;
+  await withTempDir(async (cache) => {
+    const text = await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: cache } });
+    // stdout, then stderr (where the Worker's error is reported too).
+    const out = JSON.parse(text.slice(0, text.indexOf("}") + 1));
+    assert.equal(out.small, true, "the Worker's module is the loader, not the bundle");
+    assert.equal(out.first, "started true");
+    assert.match(out.second, /^error .*module bundle .* changed while the VMM started/);
+  });
 });
