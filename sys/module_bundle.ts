@@ -590,7 +590,11 @@ Object.defineProperty(__b$X, ${k}, {
 });
 `;
   }).join("");
-  return `const __b$text = (() => {
+  // The file's text is local to the function, so only the compiled
+  // function's source stays alive once it has run.
+  return `const __b$X = {};
+${externals}const __b$E = (() => {
+  const text = (() => {
   const lib = Deno.dlopen("libc.so.6", {
     open: { parameters: ["buffer", "i32"], result: "i32" },
     read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -618,20 +622,18 @@ Object.defineProperty(__b$X, ${k}, {
   } finally {
     lib.close();
   }
-})();
-const __b$nl = __b$text.indexOf("\\n");
-if (__b$text.slice(0, __b$nl) !== ${JSON.stringify(head)}) {
-  throw new Error(${
+  })();
+  const nl = text.indexOf("\\n");
+  if (text.slice(0, nl) !== ${JSON.stringify(head)}) {
+    throw new Error(${
     JSON.stringify(`the module bundle ${path} changed while the VMM started (a source changed?)`)
   });
-}
-const __b$X = {};
-${externals}const __b$E = new Function("__b$X", '"use strict";\\n' +
-  __b$text.slice(__b$text.indexOf("\\n", __b$nl + 1) + 1) +
-  ${
-    JSON.stringify(`//# sourceURL=${sourceUrl}
-`)
+  }
+  const body = text.slice(text.indexOf("\\n", nl + 1) + 1);
+  return new Function("__b$X", '"use strict";\\n' + body + ${
+    JSON.stringify(`//# sourceURL=${sourceUrl}\n`)
   })(__b$X);
+})();
 ${exportList(script.exportNames)}`;
 }
 
