@@ -78,9 +78,13 @@ import { BundleRefusal, type ModuleShape, readModuleShape } from "./module_shape
 /** `stripTypeScriptTypes` of `node:module`. */
 type StripTypes = (code: string, options: { mode: "transform"; sourceUrl: string }) => string;
 
-/** Static imports, re-exports and literal `import()`: group 3 is the specifier. */
+/**
+ * Static imports, re-exports and literal `import()` (after any character
+ * that cannot end a name: the transpiler writes `()=>import("./x.ts")`):
+ * group 3 is the specifier.
+ */
 const IMPORT_RE =
-  /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[\s;])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
+  /((?:^|[\s;}])(?:import|export)\b[^"';]*?\bfrom\s*|(?:^|[^\w$.])import\s*\(?\s*)(["'])([^"'\n]+)\2/g;
 const cache = new Map<string, string>();
 /** Bundle URLs served so far, by entry list. */
 const bundles = new Map<string, string>();
@@ -254,9 +258,10 @@ function bundledScript(
  * read its whole graph before main.ts starts (~25 ms more). The modules
  * `roots` import statically are already running here: the bundle shares
  * them (their namespaces, by a dynamic import of each, which loads
- * nothing) instead of running copies. With read permission, in a compiled
- * binary (no sources on disk), with `DENOVMM_NO_BUNDLE` or for a graph the
- * bundler refuses, it is a plain `import()`.
+ * nothing) instead of running copies. With `DENOVMM_NO_BUNDLE` or for a
+ * graph the bundler refuses, the graph is served as separate `blob:`
+ * modules ({@link workerUrl}); with read permission or in a compiled binary
+ * (no sources on disk) it is a plain `import()`.
  *
  * @param url the module's file URL
  * @param roots the modules this isolate runs whose static imports it shares
@@ -283,6 +288,14 @@ export async function importBundled(
       // Each is running: import() returns its namespace without a load.
       for (const p of script.provided) provided.set(p, await import(p));
       return runBundleScript(script, provided, `${url.href}#denovmm-bundle`);
+    }
+    // Bundles off or refused: its graph as separate blob: modules (as a
+    // Worker gets it), which need no read permission either; they run
+    // their own copies of the modules this isolate runs.
+    try {
+      return await import(workerUrl(url));
+    } catch (e) {
+      if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
     }
   }
   return await import(url.href);

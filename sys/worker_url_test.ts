@@ -370,6 +370,13 @@ console.log(JSON.stringify({ seen: m.seen, count, main: m.main, digest, bundles:
       JSON.parse(await runScript(code, ["--allow-ffi", "--allow-read"], { env: off })),
       plain,
     );
+    // Bundles off under --allow-ffi alone: the graph as blob: modules, which
+    // run their own copy of the counter (so each side counts one bump).
+    assert.deepEqual(JSON.parse(await runScript(code, ["--allow-ffi"], { env: off })), {
+      ...plain,
+      seen: 1,
+      count: 1,
+    });
   } finally {
     await Deno.remove(cache, { recursive: true });
   }
