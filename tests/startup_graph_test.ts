@@ -94,3 +94,34 @@ Deno.test("main.ts's early vCPU start loads only the Worker server beside the co
     "vcpu/prestart.ts",
   ]);
 });
+
+Deno.test("main.ts names no module of the command in a literal import()", async () => {
+  // Deno reads the whole graph behind a literal import() before the module
+  // runs (~25 ms natively for the command's, measured): main.ts gets the
+  // command through machine/early_start.ts importCommand (one bundle run as
+  // a script under --allow-ffi, sys/worker_url.ts importBundled) instead.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL("main.ts", repo).pathname],
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: InfoModule[] };
+  // Code dependencies, static and dynamic (a type-only one is not loaded by `deno run`).
+  const code = new Map(
+    info.modules.map((
+      m,
+    ) => [m.specifier, (m.dependencies ?? []).flatMap((d) => d.code ? [d.code.specifier] : [])]),
+  );
+  const all = new Set<string>();
+  const stack = [new URL("main.ts", repo).href];
+  while (stack.length > 0) {
+    const s = stack.pop()!;
+    if (all.has(s)) continue;
+    all.add(s);
+    stack.push(...(code.get(s) ?? []));
+  }
+  for (const s of [...all]) all.add(s.replace(repo.href, ""));
+  assert.ok(all.has("machine/early_start.ts"), "the graph was read");
+  assert.ok(!all.has("machine/command.ts"), "machine/command.ts is in main.ts's graph");
+  assert.ok(!all.has("vm/vm.ts"), "vm/vm.ts is in main.ts's graph");
+});
