@@ -529,16 +529,10 @@ export function runBundleScript(
   provided: ReadonlyMap<string, Record<string, unknown>>,
   sourceUrl: string,
 ): Record<string, unknown> {
-  const externals: Record<string, unknown> = {};
-  for (const x of script.externals) {
-    if (!x.startsWith("node:")) {
-      throw new BundleRefusal(`${x}: only node: modules load without a module load`);
-    }
-    let ns: unknown;
-    Object.defineProperty(externals, x, {
-      get: () => (ns ??= nodeBuiltin(x)),
-      enumerable: true,
-    });
+  const externals = nodeExternals(script);
+  if (externals === undefined) {
+    const x = script.externals.find((x) => !x.startsWith("node:"));
+    throw new BundleRefusal(`${x}: only node: modules load without a module load`);
   }
   const registry = moduleRegistry();
   for (const url of script.provided) {
@@ -546,8 +540,30 @@ export function runBundleScript(
     if (ns === undefined) throw new Error(`${url}: its namespace was not given`);
     if (!registry.has(url)) registry.set(url, { ns, state: 1, error: undefined });
   }
-  const run = new Function("__b$X", `"use strict";\n${script.body}//# sourceURL=${sourceUrl}\n`);
-  return run(externals) as Record<string, unknown>;
+  const run = new Function(
+    "__b$X",
+    `"use strict";\n${externals}${script.body}//# sourceURL=${sourceUrl}\n`,
+  );
+  return run({}) as Record<string, unknown>;
+}
+
+/**
+ * Statements that make each of the script's externals a getter on `__b$X`
+ * loading its `node:` module on first use (`process.getBuiltinModule`); for
+ * {@link runBundleScript} and {@link scriptLoaderModule}, which run the body
+ * without a module load. Undefined when an external is not a `node:` module.
+ */
+function nodeExternals(script: BundleScript): string | undefined {
+  if (script.externals.some((x) => !x.startsWith("node:"))) return undefined;
+  return script.externals.map((x, i) => {
+    const k = JSON.stringify(x);
+    return `let __b$n${i};
+Object.defineProperty(__b$X, ${k}, {
+  enumerable: true,
+  get: () => (__b$n${i} ??= globalThis.process.getBuiltinModule(${k})),
+});
+`;
+  }).join("");
 }
 
 /**
@@ -578,22 +594,11 @@ export function scriptLoaderModule(
   head: string,
   sourceUrl: string,
 ): string | undefined {
-  if (script.provided.length > 0 || script.externals.some((x) => !x.startsWith("node:"))) {
-    return undefined;
-  }
-  const externals = script.externals.map((x, i) => {
-    const k = JSON.stringify(x);
-    return `let __b$n${i};
-Object.defineProperty(__b$X, ${k}, {
-  enumerable: true,
-  get: () => (__b$n${i} ??= globalThis.process.getBuiltinModule(${k})),
-});
-`;
-  }).join("");
+  const externals = nodeExternals(script);
+  if (script.provided.length > 0 || externals === undefined) return undefined;
   // The file's text is local to the function, so only the compiled
   // function's source stays alive once it has run.
-  return `const __b$X = {};
-${externals}const __b$E = (() => {
+  return `const __b$E = (() => {
   const text = (() => {
   const lib = Deno.dlopen("libc.so.6", {
     open: { parameters: ["buffer", "i32"], result: "i32" },
@@ -630,19 +635,11 @@ ${externals}const __b$E = (() => {
   });
   }
   const body = text.slice(text.indexOf("\\n", nl + 1) + 1);
-  return new Function("__b$X", '"use strict";\\n' + body + ${
+  return new Function("__b$X", ${JSON.stringify(`"use strict";\n${externals}`)} + body + ${
     JSON.stringify(`//# sourceURL=${sourceUrl}\n`)
-  })(__b$X);
+  })({});
 })();
 ${exportList(script.exportNames)}`;
-}
-
-/** A Node built-in module's exports, loaded synchronously. */
-function nodeBuiltin(specifier: string): unknown {
-  const process = (globalThis as unknown as {
-    process: { getBuiltinModule(id: string): unknown };
-  }).process;
-  return process.getBuiltinModule(specifier);
 }
 
 /** The isolate's module registry the bundles share (sys/bundle_registry.ts). */

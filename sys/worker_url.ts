@@ -260,7 +260,7 @@ function bundledScript(
  * them (their namespaces, by a dynamic import of each, which loads
  * nothing) instead of running copies. With `DENOVMM_NO_BUNDLE` or for a
  * graph the bundler refuses, the graph is served as separate `blob:`
- * modules ({@link workerUrl}); with read permission or in a compiled binary
+ * modules (as {@link workerUrl} serves one it cannot bundle); with read permission or in a compiled binary
  * (no sources on disk) it is a plain `import()`.
  *
  * @param url the module's file URL
@@ -290,10 +290,11 @@ export async function importBundled(
       return runBundleScript(script, provided, `${url.href}#denovmm-bundle`);
     }
     // Bundles off or refused: its graph as separate blob: modules (as a
-    // Worker gets it), which need no read permission either; they run
-    // their own copies of the modules this isolate runs.
+    // Worker gets it; not through workerUrl, which would try to bundle it
+    // again), which need no read permission either; they run their own
+    // copies of the modules this isolate runs.
     try {
-      return await import(workerUrl(url));
+      return await import(serve(url, []));
     } catch (e) {
       if (!(e instanceof Error && /ENOENT/.test(e.message))) throw e;
     }

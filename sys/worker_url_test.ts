@@ -411,3 +411,17 @@ console.log(JSON.stringify({ small: loader.length < 4000, first, second: await s
     assert.match(out.second, /^error .*module bundle .* changed while the VMM started/);
   });
 });
+
+Deno.test("importBundled of a graph the bundler refuses: blob: modules, refused once", async () => {
+  const worker = new URL("./worker_url.ts", import.meta.url).href;
+  const dep = new URL("./testdata/unbundled_dep.ts", import.meta.url).href;
+  const code = `import { importBundled, servedModuleCounts } from ${JSON.stringify(worker)};
+const m = await importBundled(new URL(${JSON.stringify(dep)}), [Deno.mainModule]);
+console.log(JSON.stringify({ a: m.a, b: m.b, refused: servedModuleCounts().refused }));`;
+  await withTempDir(async (cache) => {
+    const out = JSON.parse(
+      await runScript(code, ["--allow-ffi"], { env: { XDG_CACHE_HOME: cache } }),
+    );
+    assert.deepEqual(out, { a: 1, b: 2, refused: 1 });
+  });
+});
