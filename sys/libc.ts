@@ -42,6 +42,17 @@ const symbols = {
     result: "isize",
   },
   preadv: { parameters: ["i32", "pointer", "i32", "i64"], result: "isize" },
+  /**
+   * pread/pwrite at a host address given as a number, with an i32 result:
+   * no pointer object and no BigInt per call (the aio threads' hot path).
+   * Exact: Linux moves at most MAX_RW_COUNT (2 GiB - 4 KiB) per call.
+   */
+  pread_addr_i32: { name: "pread", parameters: ["i32", "usize", "usize", "i64"], result: "i32" },
+  pwrite_addr_i32: {
+    name: "pwrite",
+    parameters: ["i32", "usize", "usize", "i64"],
+    result: "i32",
+  },
   /** readv/writev over an iovec array in a JS buffer (tap frames to and from guest RAM). */
   readv: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   writev: { parameters: ["i32", "buffer", "i32"], result: "isize" },
