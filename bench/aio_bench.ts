@@ -4,7 +4,8 @@
  * the same thread count, io_uring with the same depth) and glibc's POSIX AIO
  * (aio_read/aio_write + aio_suspend, a small C program built here with cc).
  *
- * `deno run -A bench/aio_bench.ts [--size-mib=256] [--seconds=2]`
+ * `deno run -A bench/aio_bench.ts [--size-mib=256] [--seconds=2] [--turns-only]`
+ * (`--turns-only`: only the interleaved depth-1 turns against glibc, the target row)
  *
  * The file defaults to 256 MiB rather than 1 GiB to keep the run to about a
  * minute on a shared machine; it is written once and stays in the page cache,
@@ -25,7 +26,7 @@ const SIZE = Number(args["size-mib"] ?? 256) * 1024 * 1024;
 const SECONDS = Number(args["seconds"] ?? 2);
 const BS = 4096;
 const BLOCKS = SIZE / BS;
-const DEPTHS = [1, 4, 16];
+const DEPTHS = "turns-only" in args ? [] : [1, 4, 16];
 
 const dir = await Deno.makeTempDir({ prefix: "denovmm-aio-bench-" });
 const file = `${dir}/data`;
@@ -255,17 +256,19 @@ if (glibc) {
 }
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
-console.log(
-  `\n4 KiB random I/O on a ${SIZE >> 20} MiB page-cached file, ${SECONDS} s per cell, IOPS`,
-);
-console.log(
-  `(threads = pool threads = fio psync numjobs = glibc aio_threads = requests in flight; depth = io_uring iodepth)\n`,
-);
-console.log(
-  "| op | threads/depth | pool | fio psync | pool/psync | glibc aio | pool/glibc | io_uring | fio io_uring | uring/fio |",
-);
-console.log("|---|---|---|---|---|---|---|---|---|---|");
-for (const r of rows) console.log(r);
+if (rows.length) {
+  console.log(
+    `\n4 KiB random I/O on a ${SIZE >> 20} MiB page-cached file, ${SECONDS} s per cell, IOPS`,
+  );
+  console.log(
+    `(threads = pool threads = fio psync numjobs = glibc aio_threads = requests in flight; depth = io_uring iodepth)\n`,
+  );
+  console.log(
+    "| op | threads/depth | pool | fio psync | pool/psync | glibc aio | pool/glibc | io_uring | fio io_uring | uring/fio |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const r of rows) console.log(r);
+}
 if (turns.length) {
   const ratios = turns.map((t) => t.pool / t.glibc);
   console.log(

@@ -28,6 +28,7 @@ import { L1_QEMU_BINARY } from "../tests/nested/l1_image.ts";
 import { debianKernel, ensureAptPackages } from "../tests/fixtures/debian.ts";
 import { buildTestInitramfs, INIT_MARKER } from "../tests/fixtures/initramfs.ts";
 import { vmlinuxOf } from "../tests/fixtures/vmlinux.ts";
+import { cpuDelta, threadCpu } from "./_thread_cpu.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
@@ -94,6 +95,12 @@ interface Boot {
   guestMs: number;
   /** /proc/<pid>/status fields (kB) read when the marker arrived. */
   status: Record<string, number>;
+  /**
+   * CPU seconds by thread role while the guest kernel booted: from the
+   * sample nearest after its clock started (spawn + ms - guestMs; samples
+   * every CPU_SAMPLE_MS) to the marker.
+   */
+  guestCpu: Map<string, number>;
   /** denovmm only: process start (its timeOrigin) -> first KVM_RUN. */
   firstRunMs?: number;
   /** denovmm only: spawn -> first KVM_RUN, by this process's clock. */
@@ -105,6 +112,9 @@ interface Boot {
   /** denovmm only: the start-up/shutdown trace, phase -> ms since process start. */
   phases?: Map<string, number>;
 }
+
+/** How often a boot samples its VMM's threads' CPU time (/proc/PID/task). */
+const CPU_SAMPLE_MS = 250;
 
 const PHASE = /^denovmm: trace\s+(-?[\d.]+) ms \(\+\s*[\d.]+\) (.+)$/gm;
 
@@ -157,6 +167,13 @@ async function boot(
     stderr: "piped",
   }).spawn();
   const killer = setTimeout(() => child.kill("SIGKILL"), BOOT_TIMEOUT_MS);
+  // Where the VMM's threads spend CPU while the guest boots (on a host with
+  // as many CPUs as vCPUs, any other busy thread takes time from a vCPU).
+  const cpuSamples: { ms: number; cpu: Map<string, number> | null }[] = [];
+  const sampler = setInterval(
+    () => cpuSamples.push({ ms: performance.now() - t0, cpu: threadCpu(child.pid) }),
+    CPU_SAMPLE_MS,
+  );
   const stderr = new Response(child.stderr).text();
   const dec = new TextDecoder();
   let out = "";
@@ -170,6 +187,8 @@ async function boot(
     const m = MARKER.exec(out);
     if (m) {
       ms = performance.now() - t0;
+      clearInterval(sampler);
+      cpuSamples.push({ ms, cpu: threadCpu(child.pid) });
       status = readStatus(child.pid);
       nproc = m[1];
       guestMs = Number(m[2]) * 1000;
@@ -177,6 +196,7 @@ async function boot(
   }
   const { code } = await child.status;
   clearTimeout(killer);
+  clearInterval(sampler);
   const err = await stderr;
   const what = `${cmd.split("/").pop()} ${opts.cpus} vCPU`;
   if (ms === undefined) {
@@ -184,7 +204,10 @@ async function boot(
   }
   if (nproc !== String(opts.cpus)) throw new Error(`${what}: guest saw nproc=${nproc}`);
   if (code !== 0) throw new Error(`${what}: exit code ${code}\n${tail(err)}`);
-  const b: Boot = { ms, guestMs, status };
+  const kernelStart = ms - guestMs;
+  const from = cpuSamples.find((x) => x.ms >= kernelStart)?.cpu ?? null;
+  const guestCpu = cpuDelta(from, cpuSamples[cpuSamples.length - 1].cpu);
+  const b: Boot = { ms, guestMs, status, guestCpu };
   const t = TRACE.exec(err);
   if (t) {
     b.firstRunMs = Number(t[1]);
@@ -207,6 +230,8 @@ function qemu(cpus: number, image = kernel): Promise<Boot> {
     "-enable-kvm", "-cpu", "host", "-nographic", "-no-reboot",
     "-kernel", image, "-initrd", initrd, "-append", CMDLINE,
     "-m", String(MEMORY_MIB), "-smp", String(cpus),
+    // Names its threads (CPU n/KVM, worker), so the CPU table splits them by role.
+    "-name", "debug-threads=on",
   ], { cpus });
 }
 
@@ -407,6 +432,31 @@ console.log(
     "the kernel, firmware where there is one, a bzImage's decompression of itself, and the " +
     "kernel's first steps.\n",
 );
+
+// CPU by thread role while the guest kernel booted, medians per role.
+const roleSet = new Set<string>();
+for (const bs of results.values()) {
+  for (const b of bs) for (const r of b.guestCpu.keys()) roleSet.add(r);
+}
+const cols = [...results.keys()].sort();
+console.log(
+  `CPU seconds by thread role while the guest kernel booted (its uptime window before /init; ` +
+    `samples every ${CPU_SAMPLE_MS} ms), medians; the host has ${navigator.hardwareConcurrency} CPUs\n`,
+);
+console.log(`| thread role | ${cols.join(" | ")} |`);
+console.log(`|---|${cols.map(() => "---").join("|")}|`);
+const cpuCell = (bs: Boot[], role: string) => {
+  const xs = bs.map((b) => b.guestCpu.get(role)).filter((x) => x !== undefined);
+  return xs.length ? median(xs).toFixed(2) : "";
+};
+for (const role of [...roleSet].sort()) {
+  console.log(`| ${role} | ${cols.map((k) => cpuCell(results.get(k)!, role)).join(" | ")} |`);
+}
+const guestSpan = (bs: Boot[]) => s(median(bs.map((b) => b.guestMs)));
+console.log(
+  `| (guest kernel's boot, s) | ${cols.map((k) => guestSpan(results.get(k)!)).join(" | ")} |`,
+);
+console.log();
 
 const all = [...results.entries()].filter(([k]) => k.startsWith("denovmm/")).flatMap(([, v]) => v);
 const firstRun = all.map((b) => b.firstRunMs).filter((x) => x !== undefined);
