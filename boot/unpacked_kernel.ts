@@ -402,27 +402,32 @@ export function relocateKernel(
   // An entry is the low 32 bits of a kernel virtual address, sign-extended
   // (0xffffffff8xxxxxxx = __START_KERNEL_map + the linked physical address).
   const map = Number(BigInt.asIntN(32, START_KERNEL_MAP)) + k.linkedBase;
-  const where = (e: number, size: number) => {
-    const at = e - map;
-    if (at < 0 || at + size > kernel.length) {
-      bad(`relocation 0x${(e >>> 0).toString(16)} outside the kernel`);
-    }
-    return at;
-  };
-  for (const e of r.relocs32) {
-    const p = where(e, 4);
-    v.setUint32(p, (v.getUint32(p, true) + virtualOffset) >>> 0, true);
-  }
-  for (const e of r.relocsInverse32) {
-    const p = where(e, 4);
-    v.setUint32(p, (v.getUint32(p, true) - virtualOffset) >>> 0, true);
-  }
+  add32(v, r.relocs32, map, virtualOffset);
+  add32(v, r.relocsInverse32, map, -virtualOffset);
   // 64-bit adds as two 32-bit halves with the carry: no BigInt per entry
   // (the offset is below 2^32 and not negative).
-  for (const e of r.relocs64) {
-    const p = where(e, 8);
+  const list = r.relocs64, last = kernel.length - 8;
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i] - map;
+    if (p < 0 || p > last) outside(list[i]);
     const low = v.getUint32(p, true) + virtualOffset;
     v.setUint32(p, low >>> 0, true);
     if (low > 0xffff_ffff) v.setUint32(p + 4, (v.getUint32(p + 4, true) + 1) >>> 0, true);
   }
+}
+
+// The relocation loops run once a boot, so mostly before V8 optimizes them:
+// indexed loops with the bounds check inline (a for-of over a typed array,
+// an iterator step each, and a closure per entry took ~3x as long cold).
+function add32(v: DataView, list: Int32Array, map: number, delta: number): void {
+  const last = v.byteLength - 4;
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i] - map;
+    if (p < 0 || p > last) outside(list[i]);
+    v.setUint32(p, (v.getUint32(p, true) + delta) >>> 0, true);
+  }
+}
+
+function outside(entry: number): never {
+  bad(`relocation 0x${(entry >>> 0).toString(16)} outside the kernel`);
 }
