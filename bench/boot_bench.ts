@@ -20,6 +20,13 @@
  * PVH entry) under both VMMs too: no decompression in the guest, which
  * takes seconds of a nested boot.
  *
+ * `DENOVMM_BOOT_KERNEL=cloud-amd64` boots Debian's other stock kernel (the
+ * small cloud flavour) instead of the generic one.
+ *
+ * Where the host lets it (root: the nested host does), every boot's exits
+ * are counted by the host kernel too (bench/_kvm_exit_trace.ts): all of
+ * them, by hardware reason, and those that reached the VMM.
+ *
  * @module
  */
 import { kvmRoute } from "../tests/nested/route.ts";
@@ -29,6 +36,7 @@ import { debianKernel, ensureAptPackages } from "../tests/fixtures/debian.ts";
 import { buildTestInitramfs, INIT_MARKER } from "../tests/fixtures/initramfs.ts";
 import { vmlinuxOf } from "../tests/fixtures/vmlinux.ts";
 import { cpuDelta, threadCpu } from "./_thread_cpu.ts";
+import { type ExitCounts, KvmExitTrace } from "./_kvm_exit_trace.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
@@ -46,6 +54,7 @@ const TRACE = new RegExp(
 
 const BASE = Deno.env.get("DENOVMM_BOOT_BASE");
 const ELF = Deno.env.get("DENOVMM_BOOT_ELF") === "1";
+const FLAVOUR = Deno.env.get("DENOVMM_BOOT_KERNEL") ?? "amd64";
 const BASE_DIR = BASE ? new URL(BASE, `file://${REPO}`).pathname : undefined;
 
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
@@ -53,7 +62,10 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
 }
 
 // Fixtures are made ready on the host (apt is unreachable inside the nested host).
-const kernel = (await debianKernel("amd64")).vmlinuz;
+if (FLAVOUR !== "amd64" && FLAVOUR !== "cloud-amd64") {
+  throw new RangeError(`Invalid DENOVMM_BOOT_KERNEL: ${FLAVOUR} (amd64 or cloud-amd64)`);
+}
+const kernel = (await debianKernel(FLAVOUR)).vmlinuz;
 const initrd = await buildTestInitramfs();
 const vmlinux = ELF ? await vmlinuxOf(kernel) : "";
 
@@ -66,7 +78,7 @@ if (kvmRoute() === "nested") {
   }
   const r = await runNested(
     `DENOVMM_BOOT_ROUNDS=${ROUNDS} ${BASE ? `DENOVMM_BOOT_BASE=${BASE} ` : ""}` +
-      `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}` +
+      `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}DENOVMM_BOOT_KERNEL=${FLAVOUR} ` +
       `deno run --no-check -A bench/boot_bench.ts`,
     {
       stream: true,
@@ -82,6 +94,8 @@ if (kvmRoute() === "nested") {
 }
 if (!NESTED) await ensureAptPackages(["qemu-system-x86"]);
 console.error(`boot bench: ${ROUNDS} rounds, kernel ${kernel}, initrd ${initrd}`);
+const exitTrace = KvmExitTrace.open();
+if (typeof exitTrace === "string") console.error(`boot bench: exits not counted: ${exitTrace}`);
 
 /** What one boot measured. */
 interface Boot {
@@ -111,6 +125,8 @@ interface Boot {
   readyMs?: number;
   /** denovmm only: the start-up/shutdown trace, phase -> ms since process start. */
   phases?: Map<string, number>;
+  /** The host kernel's count of the guest's exits, spawn -> process exit (see exitTrace). */
+  exits?: ExitCounts;
 }
 
 /** How often a boot samples its VMM's threads' CPU time (/proc/PID/task). */
@@ -157,6 +173,7 @@ async function boot(
   args: string[],
   opts: { cpus: number; env?: Record<string, string>; cwd?: string },
 ): Promise<Boot> {
+  if (typeof exitTrace !== "string") exitTrace.start();
   const t0 = performance.now();
   const child = new Deno.Command(cmd, {
     args,
@@ -195,6 +212,7 @@ async function boot(
     }
   }
   const { code } = await child.status;
+  const exits = typeof exitTrace !== "string" ? exitTrace.stop() : undefined;
   clearTimeout(killer);
   clearInterval(sampler);
   const err = await stderr;
@@ -207,7 +225,7 @@ async function boot(
   const kernelStart = ms - guestMs;
   const from = cpuSamples.find((x) => x.ms >= kernelStart)?.cpu ?? null;
   const guestCpu = cpuDelta(from, cpuSamples[cpuSamples.length - 1].cpu);
-  const b: Boot = { ms, guestMs, status, guestCpu };
+  const b: Boot = { ms, guestMs, status, guestCpu, exits };
   const t = TRACE.exec(err);
   if (t) {
     b.firstRunMs = Number(t[1]);
@@ -458,6 +476,8 @@ console.log(
 );
 console.log();
 
+printExits();
+
 const all = [...results.entries()].filter(([k]) => k.startsWith("denovmm/")).flatMap(([, v]) => v);
 const firstRun = all.map((b) => b.firstRunMs).filter((x) => x !== undefined);
 const spawnFirst = all.map((b) => b.spawnToFirstRunMs).filter((x) => x !== undefined);
@@ -550,3 +570,67 @@ console.log(
   '\nThe guest runs between the first KVM_RUN and "VM stopped"; "exit" is the last line ' +
     "of main.ts before Deno.exit.",
 );
+
+/**
+ * The guest's exits by reason, per VMM (medians): whether the VMMs' guests
+ * took the same exits, and how many reached the VMM's own code.
+ */
+function printExits(): void {
+  if (typeof exitTrace === "string") {
+    console.log(`Exits by reason: not counted here (${exitTrace}).\n`);
+    return;
+  }
+  const reasons = new Map<string, number>();
+  for (const bs of results.values()) {
+    for (const b of bs) {
+      for (const [r, n] of b.exits?.byReason ?? []) {
+        reasons.set(r, (reasons.get(r) ?? 0) + n);
+      }
+    }
+  }
+  const toVmm = new Set<string>();
+  for (const bs of results.values()) {
+    for (const b of bs) {
+      for (const r of b.exits?.toVmm.keys() ?? []) toVmm.add(r);
+    }
+  }
+  const cell = (k: string, f: (e: ExitCounts) => number) => {
+    const xs = results.get(k)!.map((b) => (b.exits ? f(b.exits) : NaN)).filter((x) => !isNaN(x));
+    return xs.length ? String(Math.round(median(xs))) : "";
+  };
+  const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  console.log(
+    "Guest exits from spawn to the VMM's exit, counted by the host kernel (kvm_exit, " +
+      "kvm_userspace_exit and kvm_pio hist triggers), medians\n",
+  );
+  console.log(`| exits | ${cols.join(" | ")} |`);
+  console.log(`|---|${cols.map(() => "---").join("|")}|`);
+  console.log(`| all | ${cols.map((k) => cell(k, (e) => sum(e.byReason))).join(" | ")} |`);
+  for (const [r] of [...reasons].sort((a, b) => b[1] - a[1])) {
+    console.log(
+      `| ${r} | ${cols.map((k) => cell(k, (e) => e.byReason.get(r) ?? 0)).join(" | ")} |`,
+    );
+  }
+  console.log(
+    `| to the VMM (KVM_RUN returned) | ${
+      cols.map((k) => cell(k, (e) => sum(e.toVmm))).join(" | ")
+    } |`,
+  );
+  for (const r of [...toVmm].sort()) {
+    console.log(
+      `| to the VMM: ${r} | ${cols.map((k) => cell(k, (e) => e.toVmm.get(r) ?? 0)).join(" | ")} |`,
+    );
+  }
+  console.log(
+    `| of which PCI configuration ports (0xcf8, 0xcfc) | ${
+      cols.map((k) => cell(k, (e) => e.pciConfig)).join(" | ")
+    } |`,
+  );
+  console.log(
+    "\nQEMU's count includes its firmware (SeaBIOS, the linuxboot option ROM). Nearly all " +
+      "port exits are PCI configuration reads through 0xcf8/0xcfc, two exits each unless " +
+      "CONFIG_ADDRESS writes are coalesced: on AMD family 0xf-0x11 (what the nested host's " +
+      "emulated CPU reports) Linux searches every slot of all 256 buses for an AGP bridge, " +
+      "twice (arch/x86/kernel/aperture_64.c), about 16,400 reads.\n",
+  );
+}

@@ -154,6 +154,15 @@ export interface Vcpu extends VcpuExitData {
   setSregs(sregs: Sregs): void;
   /** Sets or clears immediate_exit (kick protocol). */
   setImmediateExit(on: boolean): void;
+  /**
+   * Hands the guest's writes to coalesced ports (see {@link Vm.coalescePio})
+   * that wait in the VM's ring to `write`, oldest first, and frees their
+   * entries. Call it under the lock that orders device access, before
+   * handling a port or MMIO exit. The data view is reused by the next call.
+   *
+   * @returns how many writes it handed over
+   */
+  drainCoalesced?(write: (port: number, data: Uint8Array) => void): number;
 }
 
 /** A GSI routing entry: an interrupt controller pin, or an MSI message. */
@@ -192,6 +201,17 @@ export interface Vm {
   ioeventfd(e: IoEventFd, deassign?: boolean): void;
   /** Replaces the whole GSI routing table. */
   setGsiRouting(routes: readonly GsiRoute[]): void;
+  /**
+   * Lets the guest's writes to ports `port .. port+size-1` queue in a ring
+   * instead of exiting (KVM's coalesced PIO; QEMU does it for the RTC's
+   * index port): for a register whose write only latches a value that a
+   * later access, which does exit, uses. The vCPU threads replay the ring
+   * before each exit they handle ({@link Vcpu.drainCoalesced}). Reads still
+   * exit.
+   *
+   * @returns false where the host cannot (the writes keep exiting)
+   */
+  coalescePio?(port: number, size: number): boolean;
   /** Releases the VM. */
   close(): void;
 }

@@ -243,6 +243,33 @@ export const kvm_irq_routing_entry = layout("struct kvm_irq_routing_entry", 48, 
 export const kvm_mp_state = layout("struct kvm_mp_state", 4, { mp_state: 0 });
 
 /** struct kvm_enable_cap. */
+/** struct kvm_coalesced_mmio_zone: a range whose writes queue in the ring instead of exiting. */
+export const kvm_coalesced_mmio_zone = layout("struct kvm_coalesced_mmio_zone", 16, {
+  addr: 0,
+  size: 8,
+  pio: 12,
+});
+
+/** struct kvm_coalesced_mmio: one queued write in the ring. */
+export const kvm_coalesced_mmio = layout("struct kvm_coalesced_mmio", 24, {
+  phys_addr: 0,
+  len: 8,
+  pio: 12,
+  data: 16,
+});
+
+/** struct kvm_coalesced_mmio_ring: `first` is the VMM's, `last` the kernel's. */
+export const kvm_coalesced_mmio_ring = layout("struct kvm_coalesced_mmio_ring", 8, {
+  first: 0,
+  last: 4,
+  coalesced_mmio: 8,
+});
+
+/** Entries in the ring: a 4 KiB page less its header (KVM_COALESCED_MMIO_MAX). */
+export const KVM_COALESCED_MMIO_MAX = Math.floor(
+  (4096 - kvm_coalesced_mmio_ring.size) / kvm_coalesced_mmio.size,
+);
+
 export const kvm_enable_cap = layout("struct kvm_enable_cap", 104, {
   cap: 0,
   flags: 4,
@@ -272,6 +299,9 @@ export const LAYOUTS: readonly StructLayout[] = [
   kvm_irq_routing_entry,
   kvm_mp_state,
   kvm_enable_cap,
+  kvm_coalesced_mmio_zone,
+  kvm_coalesced_mmio,
+  kvm_coalesced_mmio_ring,
 ];
 
 /** ioctl request numbers, by their `<linux/kvm.h>` names. */
@@ -291,6 +321,7 @@ export const IOCTLS = Object.freeze({
   KVM_IRQFD: iow(0x76, kvm_irqfd.size),
   KVM_CREATE_PIT2: iow(0x77, kvm_pit_config.size),
   KVM_IOEVENTFD: iow(0x79, kvm_ioeventfd.size),
+  KVM_REGISTER_COALESCED_MMIO: iow(0x67, kvm_coalesced_mmio_zone.size),
   KVM_ENABLE_CAP: iow(0xa3, kvm_enable_cap.size),
   KVM_SIGNAL_MSI: iow(0xa5, kvm_msi.size),
   KVM_RUN: io(0x80),
@@ -366,6 +397,10 @@ export const KVM_CAP_TSC_DEADLINE_TIMER = 72;
 export const KVM_CAP_SIGNAL_MSI = 77;
 /** kvm_run.immediate_exit. */
 export const KVM_CAP_IMMEDIATE_EXIT = 136;
+/** KVM_CHECK_EXTENSION: the coalesced ring's page in a vCPU's mapping (0: none). */
+export const KVM_CAP_COALESCED_MMIO = 15;
+/** Coalesced zones may be port ranges (Linux 4.20+). */
+export const KVM_CAP_COALESCED_PIO = 162;
 
 /** KVM_IRQFD flags. */
 export const KVM_IRQFD_FLAG_DEASSIGN = 1;
@@ -422,6 +457,8 @@ export const CONSTANTS: Readonly<Record<string, number>> = Object.freeze({
   KVM_CAP_SIGNAL_MSI,
   KVM_CAP_TSC_DEADLINE_TIMER,
   KVM_CAP_IMMEDIATE_EXIT,
+  KVM_CAP_COALESCED_MMIO,
+  KVM_CAP_COALESCED_PIO,
   KVM_IRQFD_FLAG_DEASSIGN,
   KVM_IOEVENTFD_FLAG_DATAMATCH,
   KVM_IOEVENTFD_FLAG_PIO,

@@ -7,7 +7,14 @@
 import { libc } from "../sys/libc.ts";
 import { check, errno, ErrnoError } from "../sys/errno.ts";
 import { closeFd, O_RDWR, openFile } from "../sys/fd.ts";
-import { IOCTLS, KVM_API_VERSION, kvm_cpuid2, kvm_cpuid_entry2 } from "./abi.ts";
+import {
+  IOCTLS,
+  KVM_API_VERSION,
+  KVM_CAP_COALESCED_MMIO,
+  KVM_CAP_COALESCED_PIO,
+  kvm_cpuid2,
+  kvm_cpuid_entry2,
+} from "./abi.ts";
 import { KvmVm } from "./vm.ts";
 
 /** One CPUID leaf as KVM reports and takes it. */
@@ -122,7 +129,11 @@ export class Kvm {
   /** @returns a new VM (KVM_CREATE_VM) */
   createVm(): KvmVm {
     const fd = check("KVM_CREATE_VM", libc.ioctl_u64(this.fd, BigInt(IOCTLS.KVM_CREATE_VM), 0n));
-    return new KvmVm(fd, this.vcpuMmapSize());
+    // The ring's page, where port ranges may be coalesced too (Linux 4.20+).
+    const coalesced = this.checkExtension(KVM_CAP_COALESCED_PIO) > 0
+      ? this.checkExtension(KVM_CAP_COALESCED_MMIO)
+      : 0;
+    return new KvmVm(fd, this.vcpuMmapSize(), coalesced);
   }
 
   /** Closes the system fd (VMs stay valid). */

@@ -11,6 +11,9 @@ import { hostBuffer } from "../sys/fd.ts";
 import { ExitKind, type Regs, type Sregs, type Vcpu } from "../hypervisor/types.ts";
 import {
   IOCTLS,
+  kvm_coalesced_mmio,
+  KVM_COALESCED_MMIO_MAX,
+  kvm_coalesced_mmio_ring,
   kvm_cpuid2,
   kvm_cpuid_entry2,
   KVM_EXIT_FAIL_ENTRY,
@@ -36,6 +39,8 @@ import type { CpuidEntry } from "./kvm.ts";
 import { decodeRegs, decodeSregs, encodeRegs, encodeSregs } from "./_codec.ts";
 
 const R = kvm_run.fields;
+const CM = kvm_coalesced_mmio.fields;
+const CR = kvm_coalesced_mmio_ring.fields;
 
 /**
  * A vCPU over its fd and kvm_run mapping.
@@ -60,6 +65,10 @@ export class KvmVcpu implements Vcpu {
   readonly #regsBuf = new Uint8Array(kvm_regs.size);
   readonly #sregsBuf = new Uint8Array(kvm_sregs.size);
   readonly #kvmRun = BigInt(IOCTLS.KVM_RUN);
+  /** Byte offset of the VM's coalesced ring in the mapping; -1 without one. */
+  readonly #ring: number;
+  /** A coalesced write's bytes, copied out of its entry (views of lengths 0..8). */
+  readonly #coalescedViews: Uint8Array[];
 
   /** @param h the handle the main thread created */
   constructor(h: VcpuHandleData) {
@@ -72,6 +81,50 @@ export class KvmVcpu implements Vcpu {
     for (let len = 0; len <= 8; len++) {
       this.#mmioViews.push(this.#bytes.subarray(R["mmio.data"], R["mmio.data"] + len));
     }
+    this.#ring = h.coalescedRing;
+    const scratch = new Uint8Array(8);
+    this.#coalescedViews = [];
+    for (let len = 0; len <= 8; len++) this.#coalescedViews.push(scratch.subarray(0, len));
+  }
+
+  /**
+   * See hypervisor/types.ts {@link Vcpu.drainCoalesced}. The ring is the
+   * VM's (every vCPU maps the same page): the caller's lock keeps two vCPU
+   * threads from taking the same entry. Writes queued after the call began
+   * wait for the next one.
+   *
+   * @param write called per queued port write, oldest first
+   * @returns how many it handed over
+   */
+  drainCoalesced(write: (port: number, data: Uint8Array) => void): number {
+    const ring = this.#ring;
+    if (ring < 0) return 0;
+    const run = this.#run;
+    let first = run.getUint32(ring + CR.first, true);
+    const last = run.getUint32(ring + CR.last, true);
+    // The kernel keeps both below the ring's size; anything else is not a ring.
+    if (first === last || first >= KVM_COALESCED_MMIO_MAX || last >= KVM_COALESCED_MMIO_MAX) {
+      return 0;
+    }
+    const bytes = this.#bytes;
+    let n = 0;
+    while (first !== last) {
+      const e = ring + CR.coalesced_mmio + first * kvm_coalesced_mmio.size;
+      const len = Math.min(run.getUint32(e + CM.len, true), 8);
+      const pio = run.getUint32(e + CM.pio, true) !== 0;
+      const port = run.getUint32(e + CM.phys_addr, true);
+      const data = this.#coalescedViews[len];
+      for (let i = 0; i < len; i++) data[i] = bytes[e + CM.data + i];
+      // The entry is copied out: give it back before the write runs.
+      first = (first + 1) % KVM_COALESCED_MMIO_MAX;
+      run.setUint32(ring + CR.first, first, true);
+      // Only port zones are registered (Vm.coalescePio).
+      if (pio) {
+        write(port, data);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** @returns the kind of exit; details through the getters */

@@ -11,6 +11,7 @@ import { closeFd, MAP_SHARED, mmap, munmap, PROT_READ, PROT_WRITE } from "../sys
 import type { IrqLine } from "../devices/irq.ts";
 import {
   IOCTLS,
+  kvm_coalesced_mmio_zone,
   kvm_ioeventfd,
   KVM_IOEVENTFD_FLAG_DATAMATCH,
   KVM_IOEVENTFD_FLAG_DEASSIGN,
@@ -38,6 +39,8 @@ export interface VcpuHandleData {
   readonly runAddr: bigint;
   /** Size of that mapping. */
   readonly runSize: number;
+  /** Byte offset of the VM's coalesced ring in that mapping; -1 without one. */
+  readonly coalescedRing: number;
 }
 
 export type { GsiRoute, IoEventFd } from "../hypervisor/types.ts";
@@ -56,16 +59,41 @@ export class KvmVm implements Vm {
   /** The VM fd. */
   readonly fd: number;
   readonly #runSize: number;
+  /** Byte offset of the coalesced ring in a vCPU mapping; -1: no coalesced PIO. */
+  readonly #coalescedRing: number;
   /** vCPUs created on this VM: close() releases their fds and kvm_run mappings. */
   readonly #vcpus: VcpuHandleData[] = [];
 
   /**
    * @param fd VM fd from KVM_CREATE_VM
    * @param runSize KVM_GET_VCPU_MMAP_SIZE
+   * @param coalescedPage the coalesced ring's page in a vCPU mapping where
+   *   the host supports coalesced PIO (KVM_CAP_COALESCED_MMIO's value), else 0
    */
-  constructor(fd: number, runSize: number) {
+  constructor(fd: number, runSize: number, coalescedPage = 0) {
     this.fd = fd;
     this.#runSize = runSize;
+    const ring = coalescedPage * 4096;
+    this.#coalescedRing = coalescedPage > 0 && ring + 4096 <= runSize ? ring : -1;
+  }
+
+  /**
+   * KVM_REGISTER_COALESCED_MMIO for a port range (see hypervisor/types.ts
+   * {@link Vm.coalescePio}).
+   *
+   * @param port first port
+   * @param size ports in the range
+   * @returns false where the host has no coalesced PIO or refused the range
+   */
+  coalescePio(port: number, size: number): boolean {
+    if (this.#coalescedRing < 0) return false;
+    const buf = new Uint8Array(kvm_coalesced_mmio_zone.size);
+    const v = new DataView(buf.buffer);
+    const f = kvm_coalesced_mmio_zone.fields;
+    v.setUint32(f.addr, port, true);
+    v.setUint32(f.size, size, true);
+    v.setUint32(f.pio, 1, true);
+    return libc.ioctl_buf(this.fd, BigInt(IOCTLS.KVM_REGISTER_COALESCED_MMIO), buf) === 0;
   }
 
   #ioctl(name: keyof typeof IOCTLS, buf: Uint8Array<ArrayBuffer>): number {
@@ -236,7 +264,13 @@ export class KvmVm implements Vm {
       closeFd(fd);
       throw e;
     }
-    const handle = { index, fd, runAddr, runSize: this.#runSize };
+    const handle = {
+      index,
+      fd,
+      runAddr,
+      runSize: this.#runSize,
+      coalescedRing: this.#coalescedRing,
+    };
     this.#vcpus.push(handle);
     return handle;
   }

@@ -136,6 +136,23 @@ async function main(init: VcpuInit): Promise<void> {
       }`,
     );
   };
+  // Writes the guest queued in the coalesced ring (Vm.coalescePio), replayed
+  // in order before this thread handles its own exit, under the big lock.
+  const replayPortWrite = (port: number, data: Uint8Array) => {
+    if (!pio.write(port, data)) unclaimed("port", port, true);
+  };
+  const coalesced = vcpu.drainCoalesced !== undefined;
+  // The same for an exit that touches no device (HLT, system event,
+  // shutdown): what the guest wrote before it takes effect first.
+  const drainRing = () => {
+    lock.lock();
+    try {
+      vcpu.drainCoalesced!(replayPortWrite);
+    } finally {
+      for (let i = 0; i < flushers.length; i++) flushers[i]();
+      lock.unlock();
+    }
+  };
 
   post({
     type: "ready",
@@ -184,6 +201,7 @@ async function main(init: VcpuInit): Promise<void> {
         const count = vcpu.ioCount;
         lock.lock();
         try {
+          if (coalesced) vcpu.drainCoalesced!(replayPortWrite);
           for (let i = 0; i < count; i++) {
             const data = count === 1 ? vcpu.ioData() : vcpu.ioDataAt(i);
             if (write) {
@@ -206,6 +224,7 @@ async function main(init: VcpuInit): Promise<void> {
         const write = vcpu.mmioIsWrite;
         lock.lock();
         try {
+          if (coalesced) vcpu.drainCoalesced!(replayPortWrite);
           if (write) {
             if (!mmio.write(addr, data)) unclaimed("MMIO", addr, true);
           } else if (!mmio.read(addr, data)) {
@@ -222,14 +241,19 @@ async function main(init: VcpuInit): Promise<void> {
       case ExitKind.Interrupted:
         break;
       case ExitKind.Hlt:
+        if (coalesced) drainRing();
         if (init.onHlt === "stop") ctl.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF);
         break;
       case ExitKind.SystemEvent:
+        if (coalesced) drainRing();
         if (vcpu.systemEventType === SystemEventType.Reset) {
           ctl.requestStop(VmState.Reset, EXIT_CODE_REBOOT);
         } else ctl.requestStop(VmState.PowerOff, EXIT_CODE_POWEROFF);
         break;
       default: {
+        // A reset the guest wrote to 0xcf9 just before (reboot=pci: then a
+        // triple fault) wins over the crash.
+        if (coalesced) drainRing();
         if (ctl.requestStop(VmState.Crashed, EXIT_CODE_CRASH)) {
           console.error(dumpVcpu(vcpu, kind));
         }

@@ -31,7 +31,11 @@ import type { DeviceSpec } from "../devices/device_spec.ts";
 import { PciBarAllocator } from "../devices/pci/bar_allocator.ts";
 import { PciHostBridge } from "../devices/pci/host_bridge.ts";
 import { PciBus } from "../devices/pci/pci_bus.ts";
-import { PCI_COMMAND, PCI_COMMAND_MEMORY } from "../devices/pci/constants.ts";
+import {
+  PCI_COMMAND,
+  PCI_COMMAND_MEMORY,
+  PCI_CONFIG_ADDRESS_PORT,
+} from "../devices/pci/constants.ts";
 import { VirtioPciDevice, type VirtioPciSpec } from "../devices/virtio/pci.ts";
 import { KvmIrqLine } from "../kvm/vm.ts";
 import type { MainLoop } from "../mainloop/main_loop.ts";
@@ -324,6 +328,15 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
         display,
       };
       specs.push({ module: PCI_DEVICES, factory: "pciDevices", args });
+      // CONFIG_ADDRESS only latches what the next CONFIG_DATA access, which
+      // exits, uses: its writes queue in KVM's ring, and a configuration
+      // read costs one exit instead of two (Linux reads thousands at boot;
+      // on AMD family 0xf-0x11, the nested host's CPU, its GART aperture
+      // search reads every slot of all 256 buses, twice). QEMU's q35
+      // coalesces the same 4 ports. They hold 0xcf9 too: a reset written
+      // there takes effect at that vCPU's next exit of any kind, which
+      // Linux's reboot paths make at once (the i8042, or a triple fault).
+      m.vm.coalescePio(PCI_CONFIG_ADDRESS_PORT, 4);
     }
     for (const d of [...specs, ...rc.devices]) m.addDevice(d);
     traceMark("platform and PCI devices wired");
