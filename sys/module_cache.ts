@@ -134,7 +134,18 @@ export function privateCacheDir(name: string): string | null {
   const base = xdg ?? (home ? `${home}/.cache` : undefined);
   if (!base?.startsWith("/")) return null;
   const sub = `${base}/denovmm/${name}`;
-  return mkdirOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(sub) && private_(sub) ? sub : null;
+  return mkdirsOk(base) && mkdirOk(`${base}/denovmm`) && mkdirOk(sub) && private_(sub) ? sub : null;
+}
+
+/**
+ * The base directory and whichever of its parents are missing, 0700 (the
+ * XDG spec: a missing destination directory is created; a `~/.cache` or an
+ * `XDG_CACHE_HOME` not made yet would otherwise leave the VMM uncached).
+ */
+function mkdirsOk(path: string): boolean {
+  if (mkdirOk(path)) return true;
+  const parent = path.slice(0, path.lastIndexOf("/"));
+  return parent.length > 0 && mkdirsOk(parent) && mkdirOk(path);
 }
 
 function entryPath(key: string): string | null {

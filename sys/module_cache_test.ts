@@ -20,3 +20,28 @@ Deno.test("a file's stamp holds while it is untouched and moves on any rewrite, 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the cache directory is made with its missing parents (XDG_CACHE_HOME not created yet), each 0700", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-xdg-" });
+  try {
+    const base = `${dir}/not/yet/there`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { privateCacheDir } from ${
+          JSON.stringify(new URL("./module_cache.ts", import.meta.url).href)
+        };
+console.log(privateCacheDir("kernels"));`,
+      ],
+      // DENO_DIR set, or Deno would make its own cache under XDG_CACHE_HOME first.
+      env: { XDG_CACHE_HOME: base, DENO_DIR: `${dir}/deno` },
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), `${base}/denovmm/kernels`);
+    for (const p of [`${dir}/not`, `${dir}/not/yet`, base, `${base}/denovmm/kernels`]) {
+      assert.equal((await Deno.stat(p)).mode! & 0o777, 0o700, p);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
