@@ -13,6 +13,7 @@
  */
 import { kvmRoute } from "./nested/route.ts";
 import { runKvmSuite } from "./nested/kvm_suite.ts";
+import { defaultLanes } from "./nested/kvm_lanes.ts";
 import { prepareKvmFixtures } from "./kvm/fixtures.ts";
 import { ensureAptPackages } from "./fixtures/debian.ts";
 
@@ -112,9 +113,13 @@ if (!unitOnly) {
       console.log("== KVM tests, directly on this host's KVM");
       r = await runLocal(testArgs);
     } else {
-      console.log("== KVM tests, inside the nested KVM host (no hardware KVM here)");
+      const lanes = defaultLanes();
+      console.log(
+        `== KVM tests, inside nested KVM hosts (no hardware KVM here), ${lanes} at once`,
+      );
       const suite = await runKvmSuite(kvmTestFiles(filters), {
         testArgs: filters.filter((f) => !isTestFile(f)),
+        lanes,
       });
       for (const f of suite.finished) {
         const t = tally(f.output);

@@ -8,9 +8,18 @@
  * in a fresh host, up to `attempts` hosts in all, within one time budget.
  * Files that finished keep their results; a test failure is never retried.
  *
+ * With `lanes` above one, the files are split into that many lanes of about
+ * equal expected time (kvm_lanes.ts), each run in a nested host of its own at
+ * the same time: a host has one L1 CPU, which QEMU emulates on one host
+ * thread, so a second host uses the host's second core instead of leaving it
+ * idle. Each lane retries its own failed hosts; the budget is shared.
+ *
  * @module
  */
 import { NestedHostError, type NestedOptions, runNested, shellQuote } from "./run_nested.ts";
+import { splitIntoLanes } from "./kvm_lanes.ts";
+
+const encoder = new TextEncoder();
 
 /** The line each file's run ends with inside the host: marker, file, exit status. */
 const DONE = "#denovmm-kvm-file-done";
@@ -55,7 +64,16 @@ export interface KvmSuiteOptions {
    * threads take turns on it.
    */
   cpus?: number;
-  /** Copy output to this process's stdout/stderr as it arrives (default true). */
+  /**
+   * Nested hosts running at once, each with a share of the files (default
+   * 1; see kvm_lanes.ts `defaultLanes`).
+   */
+  lanes?: number;
+  /**
+   * Copy output to this process's stdout/stderr as it arrives (default
+   * true); with more than one lane, line by line, each line marked with its
+   * lane.
+   */
   stream?: boolean;
   /** Runs the command in a nested host; tests replace it. */
   run?: (command: string, opts: NestedOptions) => Promise<{ code: number; output: string }>;
@@ -104,10 +122,75 @@ export async function runKvmSuite(
   files: string[],
   opts: KvmSuiteOptions = {},
 ): Promise<KvmSuiteResult> {
-  const attempts = opts.attempts ?? 3;
   const deadline = performance.now() + (opts.budgetS ?? 3000) * 1000;
-  const run = opts.run ?? runNested;
+  const lanes = splitIntoLanes(files, Math.max(1, Math.floor(opts.lanes ?? 1)));
+  if (lanes.length <= 1) return await runLane(files, opts, deadline, "");
   const log = opts.log ?? ((l: string) => console.log(l));
+  lanes.forEach((l, i) => log(`== lane ${i + 1}: ${l.join(" ")}`));
+  const results = await Promise.all(
+    lanes.map((l, i) => runLane(l, opts, deadline, `[lane ${i + 1}] `)),
+  );
+  // In the order the files were given, whichever lane ran them.
+  const order = (f: string) => files.indexOf(f);
+  return {
+    finished: results.flatMap((r) => r.finished).sort((a, b) => order(a.file) - order(b.file)),
+    unfinished: results.flatMap((r) => r.unfinished).sort((a, b) => order(a) - order(b)),
+    hostFailures: results.flatMap((r, i) => r.hostFailures.map((h) => `lane ${i + 1}: ${h}`)),
+  };
+}
+
+/**
+ * Output cut into lines, each written with a prefix once it is whole (a
+ * lane's lines, among the other lane's).
+ *
+ * @param prefix what each line starts with
+ * @param emit where whole lines go (default: this process's stdout)
+ * @returns `write` for each chunk, `flush` for the last line without its newline
+ * @example
+ * ```ts
+ * import { linePrinter } from "./kvm_suite.ts";
+ * const out: string[] = [];
+ * const p = linePrinter("[1] ", (t) => out.push(t));
+ * p.write("a\nb");
+ * p.flush();
+ * console.log(out.join("")); // "[1] a\n[1] b\n"
+ * ```
+ */
+export function linePrinter(
+  prefix: string,
+  emit: (lines: string) => void = (lines) => Deno.stdout.writeSync(encoder.encode(lines)),
+): { write: (text: string) => void; flush: () => void } {
+  let partial = "";
+  return {
+    write(text) {
+      const all = partial + text;
+      const end = all.lastIndexOf("\n");
+      if (end < 0) {
+        partial = all;
+        return;
+      }
+      partial = all.slice(end + 1);
+      emit(all.slice(0, end + 1).replace(/^/gm, prefix).slice(0, -prefix.length));
+    },
+    flush() {
+      if (partial !== "") emit(`${prefix}${partial}\n`);
+      partial = "";
+    },
+  };
+}
+
+/** One lane: its files in one nested host after another, retried as above. */
+async function runLane(
+  files: string[],
+  opts: KvmSuiteOptions,
+  deadline: number,
+  label: string,
+): Promise<KvmSuiteResult> {
+  const attempts = opts.attempts ?? 3;
+  const run = opts.run ?? runNested;
+  const logLine = opts.log ?? ((l: string) => console.log(l));
+  const log = (l: string) => logLine(`${label}${l}`);
+  const stream = opts.stream ?? true;
   const result: KvmSuiteResult = { finished: [], unfinished: [], hostFailures: [] };
   let pending = [...files];
   for (let attempt = 1; attempt <= attempts && pending.length > 0; attempt++) {
@@ -121,10 +204,12 @@ export async function runKvmSuite(
         `== a fresh nested host for the ${pending.length} unfinished file(s): ${pending.join(" ")}`,
       );
     }
+    const printer = stream && label !== "" ? linePrinter(label) : undefined;
     let output: string;
     try {
       const r = await run(suiteCommand(pending, opts.testArgs), {
-        stream: opts.stream ?? true,
+        stream: stream && printer === undefined,
+        onOutput: printer?.write,
         timeoutS: leftS,
         idleTimeoutS: opts.idleTimeoutS ?? 300,
         cpus: opts.cpus ?? 1,
@@ -136,6 +221,8 @@ export async function runKvmSuite(
       result.hostFailures.push(first);
       log(`nested KVM host failed: ${e.message}`);
       output = e.output;
+    } finally {
+      printer?.flush();
     }
     const parsed = parseSuiteOutput(output, pending);
     result.finished.push(...parsed.finished);

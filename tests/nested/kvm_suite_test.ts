@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseSuiteOutput, runKvmSuite, suiteCommand } from "./kvm_suite.ts";
+import { linePrinter, parseSuiteOutput, runKvmSuite, suiteCommand } from "./kvm_suite.ts";
 import { NestedHostError, type NestedOptions } from "./run_nested.ts";
 
 /** Runs a suite command with the local shell and Deno, as the nested host would. */
@@ -95,5 +95,61 @@ Deno.test("hosts that keep failing leave the rest unfinished after the last atte
   await assert.rejects(
     runKvmSuite(["x_test.ts"], { run: () => Promise.reject(new TypeError("bug")), log: () => {} }),
     TypeError,
+  );
+});
+
+Deno.test("lanes run at once, each with its share, and their results merge in the given order", async () => {
+  const files = ["tests/kvm/b_test.ts", "tests/kvm/c_test.ts", "tests/kvm/qmp_test.ts"];
+  const started: string[] = [];
+  let release!: () => void;
+  const bothStarted = new Promise<void>((r) => release = r);
+  const lines: string[] = [];
+  const run = async (command: string) => {
+    started.push(command);
+    if (started.length === 2) release();
+    // Neither host ends before the other has started: they run at once.
+    await bothStarted;
+    const mine = files.filter((f) => command.includes(f));
+    if (mine.includes("tests/kvm/c_test.ts") && started.length === 2) {
+      // c's lane: its first host dies before c ends; the lane retries it alone.
+      throw new NestedHostError("The nested host stopped", "", "", true);
+    }
+    return {
+      code: 0,
+      output: mine.map((f) => `ok | 1 passed | 0 failed\n#denovmm-kvm-file-done ${f} 0\n`)
+        .join(""),
+    };
+  };
+  const r = await runKvmSuite(files, {
+    run,
+    lanes: 2,
+    stream: false,
+    log: (l) => lines.push(l),
+    budgetS: 1000,
+  });
+  assert.equal(started.length, 3);
+  // qmp (200 s) has a lane of its own; b and c (30 s each, not listed) share the other.
+  assert.deepEqual(lines.slice(0, 2), [
+    "== lane 1: tests/kvm/qmp_test.ts",
+    "== lane 2: tests/kvm/b_test.ts tests/kvm/c_test.ts",
+  ]);
+  assert.deepEqual(r.finished.map((f) => f.file), files);
+  assert.deepEqual(r.unfinished, []);
+  assert.deepEqual(r.hostFailures, ["lane 2: The nested host stopped"]);
+  assert.ok(lines.some((l) => l.startsWith("[lane 2] == a fresh nested host for the 2")));
+});
+
+Deno.test("linePrinter marks whole lines only, however the chunks fall", () => {
+  const out: string[] = [];
+  const p = linePrinter("[lane 2] ", (t) => out.push(t));
+  p.write("runn");
+  assert.deepEqual(out, []);
+  p.write("ing 3 tests\nok\n\nFAIL");
+  p.write("ED | 0 passed");
+  p.flush();
+  p.flush();
+  assert.equal(
+    out.join(""),
+    "[lane 2] running 3 tests\n[lane 2] ok\n[lane 2] \n[lane 2] FAILED | 0 passed\n",
   );
 });

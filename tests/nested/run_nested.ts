@@ -48,6 +48,8 @@ export interface NestedOptions {
   signal?: AbortSignal;
   /** Copy the command's stdout/stderr to this process's as they arrive (default false). */
   stream?: boolean;
+  /** Called with the command's output, decoded, as it arrives (stdout and stderr). */
+  onOutput?: (text: string) => void;
   /**
    * Put the host's QEMU (binary, libraries, firmware) in the L1 at the same
    * paths, for baselines that run `qemu-system-x86_64 -enable-kvm` inside (default false).
@@ -242,6 +244,28 @@ function checkRange(name: string, value: number, min: number, max: number): numb
   return value;
 }
 
+/** The L1's kernel and initramfs, made once per process (hosts started at once share it). */
+const prepared = new Map<boolean, Promise<{ kernelImage: string; deno: string; initrd: string }>>();
+
+function prepareL1(qemu: boolean): Promise<{ kernelImage: string; deno: string; initrd: string }> {
+  let p = prepared.get(qemu);
+  if (p === undefined) {
+    p = (async () => {
+      await ensureAptPackages(["qemu-system-x86", "xz-utils"]);
+      const kernel = await debianKernel("amd64");
+      // PVH boot of the plain ELF saves the emulated xz decompression (~3-5 s).
+      const kernelImage = await vmlinuxOf(kernel.vmlinuz).catch(() => kernel.vmlinuz);
+      const deno = await Deno.realPath(Deno.execPath());
+      const initrd = await buildL1Initramfs(kernel, deno, { qemu });
+      return { kernelImage, deno, initrd };
+    })();
+    // A failure is not kept: the next host tries again.
+    p.catch(() => prepared.delete(qemu));
+    prepared.set(qemu, p);
+  }
+  return p;
+}
+
 /**
  * Runs `command` with `sh -c` in the repository root inside the nested KVM host
  * and returns its exit status and output. Inside, PATH starts with
@@ -274,12 +298,7 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
     if (!ENV_NAME.test(k)) throw new TypeError(`Invalid environment variable name: ${k}`);
   }
 
-  await ensureAptPackages(["qemu-system-x86", "xz-utils"]);
-  const kernel = await debianKernel("amd64");
-  // PVH boot of the plain ELF saves the emulated xz decompression (~3-5 s).
-  const kernelImage = await vmlinuxOf(kernel.vmlinuz).catch(() => kernel.vmlinuz);
-  const deno = await Deno.realPath(Deno.execPath());
-  const initrd = await buildL1Initramfs(kernel, deno, { qemu: opts.qemu });
+  const { kernelImage, deno, initrd } = await prepareL1(opts.qemu ?? false);
 
   const shares = [{ tag: "denovmm_repo", path: REPO_ROOT }];
   const denoDir = dirname(deno);
@@ -306,7 +325,9 @@ export async function runNested(command: string, opts: NestedOptions = {}): Prom
     let lastOutput = performance.now();
     const sink = (stream: "stdout" | "stderr") => (chunk: Uint8Array) => {
       lastOutput = performance.now();
-      output += decoders[stream].decode(chunk, { stream: true });
+      const text = decoders[stream].decode(chunk, { stream: true });
+      output += text;
+      opts.onOutput?.(text);
       if (opts.stream) (stream === "stdout" ? Deno.stdout : Deno.stderr).writeSync(chunk);
     };
     const pumps: Promise<void>[] = [];
