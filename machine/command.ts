@@ -10,6 +10,7 @@ import { parseCli, USAGE, UsageError, type VmOptions } from "./cli.ts";
 import { vmConfigFromCli } from "./cli_config.ts";
 import { describeKvmOpenError } from "./kvm_errors.ts";
 import { createVm, type Vm } from "../vm/vm.ts";
+import { dropReadAheads, settleReadAheads } from "../vm/read_ahead.ts";
 import { CLI_UNTRACKED_YIELD_NS } from "../mainloop/main_loop.ts";
 import { VmConfigError } from "../vm/config.ts";
 import { ErrnoError } from "../sys/errno.ts";
@@ -141,10 +142,14 @@ export async function main(args: string[], context: CommandContext = {}): Promis
     preflightControlPlane({ qmp: o.qmp });
     // Only the VMM's own code runs on this thread, and it starts no async op
     // that Deno's fd does not announce: turns for such work can be rare.
+    // What main.ts read ahead (vm/read_ahead.ts) is in by now; BootFiles take it.
+    await settleReadAheads();
     vm = await createVm(await vmConfigFromCli(o), {
       loop: { untrackedYieldNs: CLI_UNTRACKED_YIELD_NS },
     });
+    dropReadAheads();
   } catch (e) {
+    dropReadAheads();
     if (e instanceof VmConfigError || e instanceof ControlPlaneError) fail(e.message);
     const kvm = describeKvmOpenError(e);
     if (kvm) fail(kvm);

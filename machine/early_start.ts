@@ -24,6 +24,7 @@
  */
 import { prestartVcpuWorkers } from "../vcpu/prestart.ts";
 import { importBundled } from "../sys/worker_url.ts";
+import { readAhead } from "../vm/read_ahead.ts";
 
 /** What machine/command.ts exports. */
 type CommandModule = typeof import("./command.ts");
@@ -65,12 +66,47 @@ export const NO_EARLY_START_FLAGS: readonly string[] = [
 export function startFirstVcpuEarly(args: readonly string[]): boolean {
   const flag = (a: string) => a.replace(/=.*$/s, "");
   if (args.some((a) => NO_EARLY_START_FLAGS.includes(flag(a)))) return false;
+  // The kernel and initrd are read on Deno's pool while new Worker() below
+  // holds this thread (vm/read_ahead.ts); the command line is parsed for
+  // real later, and a file named wrongly is reported then.
+  for (const path of bootFilesNamed(args)) readAhead(path);
   // With a kernel, the machine has PCI (virtio-rng at least); the demo guest has none.
   const linux = args.some((a) => flag(a) === "--kernel" || flag(a) === "-kernel");
   const modules = [KVM_BACKEND_MODULE, PC_DEVICES_MODULE];
   if (linux) modules.push(PCI_DEVICES_MODULE);
   prestartVcpuWorkers(1, modules);
   return true;
+}
+
+/** Flags that name a file the machine boots from (machine/cli.ts spells them so). */
+const BOOT_FILE_FLAGS = ["--kernel", "-kernel", "--initrd", "-initrd"];
+
+/**
+ * The kernel and initrd paths the arguments name, as machine/cli.ts reads
+ * them (`--kernel F`, `--kernel=F`, `-kernel F`); a value that is not one
+ * (a flag's own value that merely looks like one) costs only a read-ahead
+ * nobody takes.
+ *
+ * @param args the command-line arguments
+ * @returns the paths, in order
+ * @example
+ * ```ts
+ * import { bootFilesNamed } from "./early_start.ts";
+ * console.log(bootFilesNamed(["-kernel", "bzImage", "--initrd=rd.cpio", "-m", "1G"]));
+ * // ["bzImage", "rd.cpio"]
+ * ```
+ */
+export function bootFilesNamed(args: readonly string[]): string[] {
+  const paths: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.startsWith("--") ? a.indexOf("=") : -1;
+    const name = eq < 0 ? a : a.slice(0, eq);
+    if (!BOOT_FILE_FLAGS.includes(name)) continue;
+    if (eq >= 0) paths.push(a.slice(eq + 1));
+    else if (i + 1 < args.length) paths.push(args[++i]);
+  }
+  return paths;
 }
 
 /**

@@ -15,6 +15,7 @@
  */
 import { libc } from "../sys/libc.ts";
 import { sourceStamp } from "../sys/module_cache.ts";
+import { takeReadAhead } from "./read_ahead.ts";
 import {
   hostBuffer,
   MADV_DONTNEED,
@@ -59,7 +60,9 @@ export class BootFile {
   stamp: string | undefined;
 
   /**
-   * Reads the file now (errors surface at configuration time).
+   * Reads the file now (errors surface at configuration time), or takes
+   * what the command line read ahead of it, unchanged since
+   * (vm/read_ahead.ts).
    *
    * @param path the file
    * @param maxBytes refuse a larger file (RangeError)
@@ -68,7 +71,16 @@ export class BootFile {
   constructor(path: string, maxBytes: number) {
     this.path = path;
     this.#maxBytes = maxBytes;
-    this.#bytes = this.#read();
+    const ahead = takeReadAhead(path, maxBytes);
+    if (ahead === undefined) {
+      this.#bytes = this.#read();
+      return;
+    }
+    this.reads++;
+    this.stamp = ahead.stamp;
+    this.#addr = ahead.addr;
+    this.#capacity = ahead.capacity;
+    this.#bytes = new Uint8Array(hostBuffer(ahead.addr, ahead.capacity), 0, ahead.size);
   }
 
   /** The contents: read again from the file if {@link release}d. */
