@@ -128,7 +128,7 @@ Deno.test("lanes run at once, each with its share, and their results merge in th
     budgetS: 1000,
   });
   assert.equal(started.length, 3);
-  // qmp (200 s) has a lane of its own; b and c (30 s each, not listed) share the other.
+  // qmp (217 s) has a lane of its own; b and c (30 s each, not listed) share the other.
   assert.deepEqual(lines.slice(0, 2), [
     "== lane 1: tests/kvm/qmp_test.ts",
     "== lane 2: tests/kvm/b_test.ts tests/kvm/c_test.ts",
