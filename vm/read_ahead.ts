@@ -94,11 +94,12 @@ export function readAhead(path: string): boolean {
       closeFd(fd);
       return false;
     }
-    capacity = Math.ceil(size / PAGE) * PAGE;
-    addr = mmap(capacity, {
+    const pages = Math.ceil(size / PAGE) * PAGE;
+    addr = mmap(pages, {
       prot: PROT_READ | PROT_WRITE,
       flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
     });
+    capacity = pages; // mapped: the catch below unmaps it
     const file = fd;
     const entry: Entry = {
       stamp,
