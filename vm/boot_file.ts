@@ -15,23 +15,15 @@
  */
 import { libc } from "../sys/libc.ts";
 import { sourceStamp } from "../sys/module_cache.ts";
-import { takeReadAhead } from "./read_ahead.ts";
+import { mapBootFileMemory, takeReadAhead } from "./read_ahead.ts";
 import {
   hostBuffer,
   MADV_DONTNEED,
   MADV_POPULATE_WRITE,
   madviseWholePages,
-  MAP_ANONYMOUS,
-  MAP_NORESERVE,
-  MAP_PRIVATE,
-  mmap,
   munmap,
-  PROT_READ,
-  PROT_WRITE,
   readFileFfi,
 } from "../sys/fd.ts";
-
-const PAGE = 4096;
 
 /**
  * A boot file read into memory of its own.
@@ -122,12 +114,7 @@ export class BootFile {
         // The mapping is reused while the file fits; a larger file gets a
         // new one (the old one stays mapped, holding no pages, for old views).
         if (size > this.#capacity || this.#capacity === 0) {
-          const capacity = Math.max(PAGE, Math.ceil(size / PAGE) * PAGE);
-          this.#addr = mmap(capacity, {
-            prot: PROT_READ | PROT_WRITE,
-            flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-          });
-          this.#capacity = capacity;
+          ({ addr: this.#addr, capacity: this.#capacity } = mapBootFileMemory(size));
         }
         const view = new Uint8Array(hostBuffer(this.#addr, this.#capacity), 0, size);
         // Fault the pages in with one call, not one fault per page inside

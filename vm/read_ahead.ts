@@ -42,6 +42,22 @@ import {
 const SYS_pread64 = 17n;
 const PAGE = 4096;
 
+/**
+ * The memory a boot file is read into (here and by vm/boot_file.ts): an
+ * anonymous mapping of whole pages, at least one, outside V8's heap.
+ *
+ * @param size the file's length
+ * @returns the mapping's address and length
+ */
+export function mapBootFileMemory(size: number): { addr: bigint; capacity: number } {
+  const capacity = Math.max(PAGE, Math.ceil(size / PAGE) * PAGE);
+  const addr = mmap(capacity, {
+    prot: PROT_READ | PROT_WRITE,
+    flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+  });
+  return { addr, capacity };
+}
+
 /** The largest file read ahead (a BootFile's own limit for a kernel or initrd). */
 export const READ_AHEAD_MAX_BYTES = 2 ** 31;
 
@@ -94,12 +110,8 @@ export function readAhead(path: string): boolean {
       closeFd(fd);
       return false;
     }
-    const pages = Math.ceil(size / PAGE) * PAGE;
-    addr = mmap(pages, {
-      prot: PROT_READ | PROT_WRITE,
-      flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-    });
-    capacity = pages; // mapped: the catch below unmaps it
+    // Mapped, then kept for the catch below to unmap.
+    ({ addr, capacity } = mapBootFileMemory(size));
     const file = fd;
     const entry: Entry = {
       stamp,

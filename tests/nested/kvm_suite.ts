@@ -123,7 +123,7 @@ export async function runKvmSuite(
   opts: KvmSuiteOptions = {},
 ): Promise<KvmSuiteResult> {
   const deadline = performance.now() + (opts.budgetS ?? 3000) * 1000;
-  const lanes = splitIntoLanes(files, Math.max(1, Math.floor(opts.lanes ?? 1)));
+  const lanes = splitIntoLanes(files, opts.lanes ?? 1);
   if (lanes.length <= 1) return await runLane(files, opts, deadline, "");
   const log = opts.log ?? ((l: string) => console.log(l));
   lanes.forEach((l, i) => log(`== lane ${i + 1}: ${l.join(" ")}`));
