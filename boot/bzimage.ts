@@ -38,6 +38,7 @@ import {
   relocateKernel,
   type UnpackedKernelBytes,
 } from "./unpacked_kernel.ts";
+import { relocationTableBytes, writeRelocationStub } from "./relocation_stub.ts";
 
 /** The oldest boot protocol accepted: 2.06 (cmdline_size, relocatable kernels). */
 export const MIN_BOOT_PROTOCOL = 0x0206;
@@ -114,6 +115,11 @@ export interface BootResult {
   readonly header: BzImageHeader;
   /** Where the unpacked kernel runs, when it was given one. */
   readonly unpacked?: KernelPlacement & { readonly kaslr: boolean };
+  /**
+   * RBX at entry when {@link BootResult.entry} is the relocation stub
+   * (boot/relocation_stub.ts): its parameters, which hold the kernel's entry.
+   */
+  readonly relocationParams?: number;
 }
 
 /** A uniform random integer in [0, n) from the system's CSPRNG. */
@@ -261,6 +267,29 @@ function versionString(image: Uint8Array, ptr: number, setupSize: number): strin
 }
 
 /** Whether [start, start+len) lies in one usable e820 RAM entry. */
+/**
+ * The lowest page-aligned range of `len` bytes of RAM from 1 MiB to 4 GiB
+ * (what the boot page tables map) that overlaps none of `avoid`, or
+ * undefined when there is none.
+ */
+function freeRam(
+  map: readonly E820Entry[],
+  len: number,
+  avoid: readonly { start: number; end: number }[],
+): number | undefined {
+  const sorted = [...avoid].sort((a, b) => a.start - b.start);
+  for (const e of map) {
+    if (e.type !== E820_RAM) continue;
+    const end = Math.min(e.addr + e.size, FOUR_GIB);
+    let at = alignUp(Math.max(e.addr, HIGH_MEMORY_START), 0x1000);
+    for (const x of sorted) {
+      if (at < x.end && x.start < at + len) at = alignUp(x.end, 0x1000);
+    }
+    if (at + len <= end) return at;
+  }
+  return undefined;
+}
+
 function fitsRam(map: readonly E820Entry[], start: number, len: number): boolean {
   for (const e of map) {
     if (e.type === E820_RAM && e.addr <= start && start + len <= e.addr + e.size) return true;
@@ -359,6 +388,7 @@ export function loadBzImage(
   // Everything fits: write it.
   let entry = kernelAddr + 0x200;
   let placed: (KernelPlacement & { kaslr: boolean }) | undefined;
+  let relocationParams: number | undefined;
   if (unpacked) {
     const k = unpacked.layout;
     const kaslr = !kaslrOff(options.cmdline);
@@ -382,8 +412,31 @@ export function loadBzImage(
       placePayload(mem, unpacked, dest, seg.offset, seg.fileSize);
       if (seg.memSize > seg.fileSize) mem.zero(dest + seg.fileSize, seg.memSize - seg.fileSize);
     }
-    relocateKernel(mem.slice(at.base, k.memSize), k, unpacked.relocations, at.virtualOffset);
     entry = at.base + (k.entry - k.linkedBase);
+    if (at.virtualOffset !== 0) {
+      // Applied in the guest before the kernel's entry when its lists fit
+      // in free RAM (the decompressor's way), else here.
+      const kernelRange = { start: at.base, end: at.base + Math.max(initSize, k.memSize) };
+      const taken = initrd
+        ? [kernelRange, { start: initrd.addr, end: initrd.addr + initrd.size }]
+        : [kernelRange];
+      const table = freeRam(map, relocationTableBytes(unpacked.relocations), taken);
+      if (table === undefined) {
+        relocateKernel(mem.slice(at.base, k.memSize), k, unpacked.relocations, at.virtualOffset);
+      } else {
+        const stub = writeRelocationStub(mem, {
+          entry,
+          base: at.base,
+          memSize: k.memSize,
+          linkedBase: k.linkedBase,
+          virtualOffset: at.virtualOffset,
+          relocations: unpacked.relocations,
+          table,
+        });
+        entry = stub.rip;
+        relocationParams = stub.rbx;
+      }
+    }
     kernelAddr = at.base;
     kernelEnd = Math.max(kernelEnd, at.base + initSize);
     placed = { ...at, kaslr };
@@ -429,6 +482,7 @@ export function loadBzImage(
     cmdlineSize: cmdline.length,
     initrd,
     header,
+    relocationParams,
   };
 }
 

@@ -4,6 +4,8 @@
  * ```
  * 0x0000_0000 .. 0x0000_04ff  real-mode IVT and BIOS data area (left zero)
  * 0x0000_0500 .. 0x0000_052f  GDT: null, code32 0x08, code64 0x10, data 0x18, TSS 0x20
+ * 0x0000_1000 .. 0x0000_1147  relocation stub and its parameters (relocation_stub.ts; an
+ *                             unpacked bzImage moved virtually by KASLR)
  * 0x0000_6000 .. 0x0000_603f  PVH: struct hvm_start_info
  * 0x0000_6040 .. 0x0000_6c3f  PVH: hvm_memmap_table_entry[] (up to 128 entries)
  * 0x0000_6c80 .. 0x0000_6c9f  PVH: hvm_modlist_entry[] (the initrd)

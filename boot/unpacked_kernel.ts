@@ -416,6 +416,32 @@ export function relocateKernel(
   }
 }
 
+/**
+ * Whether every entry points inside the kernel, as {@link relocateKernel}
+ * and the relocation stub (boot/relocation_stub.ts) require: checked once,
+ * when a kernel is unpacked, since the stub can only stop the guest.
+ *
+ * @param k the kernel's layout
+ * @param r its relocation table
+ * @returns true when all entries are inside
+ * @example
+ * ```ts ignore
+ * if (!relocationsInside(layout, relocations)) return undefined;
+ * ```
+ */
+export function relocationsInside(k: KernelLayout, r: KernelRelocations): boolean {
+  const map = Number(BigInt.asIntN(32, START_KERNEL_MAP)) + k.linkedBase;
+  const inside = (list: Int32Array, last: number) => {
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i] - map;
+      if (p < 0 || p > last) return false;
+    }
+    return true;
+  };
+  return inside(r.relocs32, k.memSize - 4) && inside(r.relocsInverse32, k.memSize - 4) &&
+    inside(r.relocs64, k.memSize - 8);
+}
+
 // The relocation loops run once a boot, so mostly before V8 optimizes them:
 // indexed loops with the bounds check inline (a for-of over a typed array,
 // an iterator step each, and a closure per entry took ~3x as long cold).

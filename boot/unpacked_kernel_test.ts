@@ -12,11 +12,14 @@ import {
   parseKernelRelocations,
   placePayload,
   relocateKernel,
+  relocationsInside,
   type UnpackedKernelBytes,
   zeroRunsOf,
 } from "./unpacked_kernel.ts";
 import { bzImageWithPayload, makeElf, relocEntry, unpackedPayload } from "./_test_images.ts";
 import { ZERO_PAGE_START } from "./layout.ts";
+import { RELOCATION_PARAMS_START, RELOCATION_STUB_START } from "./relocation_stub.ts";
+import { runRelocationStubModel } from "./testdata/relocation_stub_model.ts";
 
 const MIB = 1 << 20;
 const BASE = 0x100_0000; // LOAD_PHYSICAL_ADDR
@@ -157,9 +160,24 @@ Deno.test("a bzImage loads from its unpacked kernel: segments, zeroed memory, re
   const at = boot.unpacked!;
   assert.equal(at.kaslr, true);
   assert.ok(at.base > BASE && at.virtualOffset > 0);
-  assert.equal(boot.entry, at.base);
+  // The relocations are the guest's to apply, in the stub vCPU 0 starts at.
+  assert.equal(boot.entry, RELOCATION_STUB_START);
+  assert.equal(boot.relocationParams, RELOCATION_PARAMS_START);
+  assert.equal(mem.readU32(at.base + 0x10), 0x8100_0100, "not relocated yet");
+  const table = Number(mem.readU64(RELOCATION_PARAMS_START + 8));
+  assert.ok(table >= 0x10_0000 && table % 4096 === 0);
+  assert.ok(table + 16 <= at.base || table >= at.base + 0x80_0000, "clear of the kernel");
+  assert.ok(
+    table + 16 <= boot.initrd!.addr || table >= boot.initrd!.addr + 0x1000,
+    "and the initrd",
+  );
+  assert.equal(runRelocationStubModel(mem, boot.relocationParams!), at.base, "then its entry");
   assert.equal(mem.readU8(at.base + 0x100), 0x90);
   assert.equal(mem.readU32(at.base + 0x10), 0x8100_0100 + at.virtualOffset);
+  assert.equal(mem.readU32(at.base + 0x20), (0x5000 - at.virtualOffset) >>> 0);
+  const delta = BigInt(at.virtualOffset);
+  assert.equal(mem.readU64(at.base + 0x30), BigInt.asUintN(64, 0xffff_ffff_8100_0200n + delta));
+  assert.equal(mem.readU64(at.base + 0x40), 0x0000_0001_ffff_ff00n + delta);
   assert.equal(mem.readU8(at.base + 0x4000), 0xd0);
   assert.equal(mem.readU8(at.base + 0x5000), 0, "beyond the file size: zero");
   assert.equal(mem.readU8(at.base + 0x6fff), 0);
@@ -189,6 +207,43 @@ Deno.test("a bzImage loads from its unpacked kernel: segments, zeroed memory, re
     unpacked: source(bytes),
   });
   assert.equal(on.unpacked!.kaslr, true);
+});
+
+Deno.test("relocationsInside: every entry within the kernel's memory, fields whole", () => {
+  const k = parseKernelLayout(kernelBytes().subarray(0, 4096), kernelBytes().length);
+  const none = new Int32Array();
+  const ok = { relocs32: Int32Array.of(relocEntry(BASE)), relocsInverse32: none, relocs64: none };
+  assert.equal(relocationsInside(k, ok), true);
+  const past = { ...ok, relocs64: Int32Array.of(relocEntry(BASE + k.memSize - 4)) };
+  assert.equal(relocationsInside(k, past), false);
+  const below = { ...ok, relocs32: Int32Array.of(relocEntry(BASE - 4)) };
+  assert.equal(relocationsInside(k, below), false);
+});
+
+Deno.test("with no free RAM for the relocation lists, the loader applies them itself", () => {
+  const bytes = kernelBytes();
+  const image = bzImageWithPayload(
+    new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]),
+    bytes.length,
+    {
+      initSize: 0x80_0000,
+    },
+  );
+  const mem = GuestMemory.allocate(64 * MIB);
+  // RAM above 1 MiB is the kernel's window alone.
+  const e820 = [{ addr: 0, size: 0x9fc00, type: 1 }, { addr: BASE, size: 0x80_0000, type: 1 }];
+  const boot = loadBzImage(mem, image, {
+    cmdline: "",
+    e820,
+    unpacked: source(bytes),
+    random: (n) => n - 1,
+  });
+  const at = boot.unpacked!;
+  assert.equal(at.base, BASE);
+  assert.ok(at.virtualOffset > 0);
+  assert.equal(boot.entry, BASE);
+  assert.equal(boot.relocationParams, undefined);
+  assert.equal(mem.readU32(BASE + 0x10), 0x8100_0100 + at.virtualOffset);
 });
 
 Deno.test("the payload's format and unpacked size come from the bzImage header", () => {

@@ -256,6 +256,8 @@ export interface LongModeOptions {
   readonly entry: number;
   /** The zero page address, passed in RSI. */
   readonly bootParams: number;
+  /** RBX (default 0): the relocation stub's parameters when the entry is that stub. */
+  readonly rbx?: number;
 }
 
 /**
@@ -285,7 +287,7 @@ export function setupLongMode(mem: GuestMemory, options: LongModeOptions): CpuBo
       rsp: BOOT_STACK_POINTER,
       rbp: BOOT_STACK_POINTER,
       rsi: options.bootParams,
-      rbx: 0,
+      rbx: options.rbx ?? 0,
       rflags: X86_EFLAGS_FIXED,
     },
     sregs: {

@@ -24,7 +24,7 @@
  */
 import { prestartVcpuWorkers } from "../vcpu/prestart.ts";
 import { importBundled } from "../sys/worker_url.ts";
-import { readAhead } from "../vm/read_ahead.ts";
+import { readAhead, readAheadOverlaps } from "../vm/read_ahead.ts";
 
 /** What machine/command.ts exports. */
 type CommandModule = typeof import("./command.ts");
@@ -68,8 +68,9 @@ export function startFirstVcpuEarly(args: readonly string[]): boolean {
   if (args.some((a) => NO_EARLY_START_FLAGS.includes(flag(a)))) return false;
   // The kernel and initrd are read on Deno's pool while new Worker() below
   // holds this thread (vm/read_ahead.ts); the command line is parsed for
-  // real later, and a file named wrongly is reported then.
-  for (const path of bootFilesNamed(args)) readAhead(path);
+  // real later, and a file named wrongly is reported then. Not on one CPU,
+  // where the read would only take turns with the Worker's start.
+  if (readAheadOverlaps()) { for (const path of bootFilesNamed(args)) readAhead(path); }
   // With a kernel, the machine has PCI (virtio-rng at least); the demo guest has none.
   const linux = args.some((a) => flag(a) === "--kernel" || flag(a) === "-kernel");
   const modules = [KVM_BACKEND_MODULE, PC_DEVICES_MODULE];

@@ -88,7 +88,11 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       const zeroPage = mem.slice(boot.bootParams, 0x1000);
       writeScreenInfo(new DataView(zeroPage.buffer, zeroPage.byteOffset, 0x1000), 0, o.framebuffer);
     }
-    const cpu = setupLongMode(mem, { entry: boot.entry, bootParams: boot.bootParams });
+    const cpu = setupLongMode(mem, {
+      entry: boot.entry,
+      bootParams: boot.bootParams,
+      rbx: boot.relocationParams,
+    });
     if (boot.unpacked) {
       return {
         format: "bzImage (unpacked by the VMM)",

@@ -3,7 +3,14 @@
 // file drops the read-ahead and leaves the BootFile to read (and report).
 import assert from "node:assert/strict";
 import { BootFile } from "./boot_file.ts";
-import { dropReadAheads, readAhead, settleReadAheads, takeReadAhead } from "./read_ahead.ts";
+import {
+  dropReadAheads,
+  readAhead,
+  readAheadOverlaps,
+  settleReadAheads,
+  takeReadAhead,
+} from "./read_ahead.ts";
+import { availableCpus } from "../sys/sched.ts";
 import { bootFilesNamed } from "../machine/early_start.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -117,4 +124,23 @@ Deno.test("bootFilesNamed finds the kernel and initrd as machine/cli.ts spells t
   // "--kernel" makes it name the wrong file, which costs only a read-ahead
   // nobody takes (the real parse finds the kernel).
   assert.deepEqual(bootFilesNamed(["--append", "--kernel", "--kernel", "k"]), ["--kernel"]);
+});
+
+Deno.test("reading ahead only where it can overlap: more than one CPU available", async () => {
+  assert.equal(readAheadOverlaps(), availableCpus().length > 1);
+  // Pinned to one CPU (taskset, where it is installed), a process says no.
+  const probe = `import { readAheadOverlaps } from ${
+    JSON.stringify(new URL("./read_ahead.ts", import.meta.url).href)
+  };
+console.log(readAheadOverlaps());`;
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-c", "0", Deno.execPath(), "eval", "--no-check", probe],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "false");
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
 });

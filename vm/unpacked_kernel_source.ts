@@ -54,12 +54,13 @@ import {
   type KernelRelocations,
   parseKernelLayout,
   parseKernelRelocations,
+  relocationsInside,
   unpackableFormat,
   type ZeroRun,
   zeroRunsOf,
 } from "../boot/unpacked_kernel.ts";
 
-const FORMAT = "denovmm-kernel 2";
+const FORMAT = "denovmm-kernel 3";
 /** Zero runs listed in an entry's header at most (the header is one page). */
 const MAX_ZERO_RUNS = 128;
 const HEADER_BYTES = 4096;
@@ -170,6 +171,11 @@ export function unpackedKernelSource(
     decompressInto(payload.format, payload.data, bytes);
     const layout = parseKernelLayout(bytes.subarray(0, HEAD_BYTES), size);
     const relocations = parseKernelRelocations(bytes.subarray(layout.elfEnd));
+    // Entries outside the kernel: its own decompressor, in the guest, judges it.
+    if (!relocationsInside(layout, relocations)) {
+      free();
+      return undefined;
+    }
     // The longest runs where there are more than a header holds.
     const zeroRuns = zeroRunsOf(bytes).sort((a, b) => (b.end - b.start) - (a.end - a.start))
       .slice(0, MAX_ZERO_RUNS).sort((a, b) => a.start - b.start);
