@@ -266,7 +266,6 @@ function versionString(image: Uint8Array, ptr: number, setupSize: number): strin
   return new TextDecoder().decode(image.subarray(start, end));
 }
 
-/** Whether [start, start+len) lies in one usable e820 RAM entry. */
 /**
  * The lowest page-aligned range of `len` bytes of RAM from 1 MiB to 4 GiB
  * (what the boot page tables map) that overlaps none of `avoid`, or
@@ -290,6 +289,7 @@ function freeRam(
   return undefined;
 }
 
+/** Whether [start, start+len) lies in one usable e820 RAM entry. */
 function fitsRam(map: readonly E820Entry[], start: number, len: number): boolean {
   for (const e of map) {
     if (e.type === E820_RAM && e.addr <= start && start + len <= e.addr + e.size) return true;
