@@ -19,7 +19,7 @@
  * @module
  */
 import type { GuestMemory } from "../memory/guest_memory.ts";
-import type { KernelRelocations } from "./unpacked_kernel.ts";
+import { type KernelRelocations, relocationOrigin } from "./unpacked_kernel.ts";
 
 /** Guest address of the stub (free low memory, see boot/layout.ts). */
 export const RELOCATION_STUB_START = 0x1000;
@@ -144,10 +144,9 @@ export function writeRelocationStub(
   mem.write(RELOCATION_STUB_START, RELOCATION_STUB_CODE);
   const p = mem.slice(RELOCATION_PARAMS_START, RELOCATION_PARAMS_SIZE);
   const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
-  // An entry e (0x8xxxxxxx..0xffffffff) is the virtual address
-  // 0xffffffff_00000000 | e, linked at physical e - 0x80000000
-  // (__START_KERNEL_map = 0xffffffff_80000000), placed at base + that - linkedBase.
-  const bias = BigInt(o.base) - BigInt(o.linkedBase) - 0x8000_0000n;
+  // The stub reads an entry zero-extended (e + 2^32 for the negative
+  // Int32Array element e) and adds the bias: base + e - relocationOrigin.
+  const bias = BigInt(o.base) - BigInt(relocationOrigin(o.linkedBase)) - (1n << 32n);
   v.setBigUint64(0, BigInt(o.entry), true);
   v.setBigUint64(8, BigInt(o.table), true);
   v.setBigUint64(16, BigInt.asUintN(64, bias), true);

@@ -399,9 +399,7 @@ export function relocateKernel(
 ): void {
   if (virtualOffset === 0) return;
   const v = new DataView(kernel.buffer, kernel.byteOffset, kernel.byteLength);
-  // An entry is the low 32 bits of a kernel virtual address, sign-extended
-  // (0xffffffff8xxxxxxx = __START_KERNEL_map + the linked physical address).
-  const map = Number(BigInt.asIntN(32, START_KERNEL_MAP)) + k.linkedBase;
+  const map = relocationOrigin(k.linkedBase);
   add32(v, r.relocs32, map, virtualOffset);
   add32(v, r.relocsInverse32, map, -virtualOffset);
   // 64-bit adds as two 32-bit halves with the carry: no BigInt per entry
@@ -414,6 +412,25 @@ export function relocateKernel(
     v.setUint32(p, low >>> 0, true);
     if (low > 0xffff_ffff) v.setUint32(p + 4, (v.getUint32(p + 4, true) + 1) >>> 0, true);
   }
+}
+
+/**
+ * The value a relocation entry has for the kernel's first byte: an entry
+ * (an `Int32Array` element) minus this is its offset into the kernel. An
+ * entry is the low 32 bits of a kernel virtual address, sign-extended
+ * (0xffffffff8xxxxxxx = `__START_KERNEL_map` + the linked physical address).
+ * {@link relocateKernel}, {@link relocationsInside} and the relocation stub
+ * (boot/relocation_stub.ts) all map entries through it.
+ *
+ * @param linkedBase the kernel's linked physical base ({@link KernelLayout.linkedBase})
+ * @returns the entry that addresses offset 0 (negative: the entries are)
+ * @example
+ * ```ts ignore
+ * const offset = relocs32[i] - relocationOrigin(layout.linkedBase);
+ * ```
+ */
+export function relocationOrigin(linkedBase: number): number {
+  return Number(BigInt.asIntN(32, START_KERNEL_MAP)) + linkedBase;
 }
 
 /**
@@ -430,7 +447,7 @@ export function relocateKernel(
  * ```
  */
 export function relocationsInside(k: KernelLayout, r: KernelRelocations): boolean {
-  const map = Number(BigInt.asIntN(32, START_KERNEL_MAP)) + k.linkedBase;
+  const map = relocationOrigin(k.linkedBase);
   const inside = (list: Int32Array, last: number) => {
     for (let i = 0; i < list.length; i++) {
       const p = list[i] - map;
