@@ -23,6 +23,11 @@
  * `DENOVMM_BOOT_KERNEL=cloud-amd64` boots Debian's other stock kernel (the
  * small cloud flavour) instead of the generic one.
  *
+ * Nested, every finished boot is logged (`.cache/boot_bench/*.jsonl`, or
+ * `DENOVMM_BOOT_LOG`) and a nested host that hangs (seen with 2 L1 CPUs) is
+ * replaced by a fresh one that goes on from the log, up to
+ * `DENOVMM_BOOT_RESUMES` times (default 2): a hang loses one boot, not the run.
+ *
  * Where the host lets it (root: the nested host does), every boot's exits
  * are counted by the host kernel too (bench/_kvm_exit_trace.ts): all of
  * them, by hardware reason, and those that reached the VMM.
@@ -37,6 +42,7 @@ import { buildTestInitramfs, INIT_MARKER } from "../tests/fixtures/initramfs.ts"
 import { vmlinuxOf } from "../tests/fixtures/vmlinux.ts";
 import { cpuDelta, threadCpu } from "./_thread_cpu.ts";
 import { type ExitCounts, KvmExitTrace } from "./_kvm_exit_trace.ts";
+import { appendBootLog, readBootLog } from "./_boot_log.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const NESTED = Deno.env.get("DENOVMM_NESTED") === "1";
@@ -78,21 +84,40 @@ if (kvmRoute() === "nested") {
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(sig, () => abort.abort());
   }
-  const r = await runNested(
-    `DENOVMM_BOOT_ROUNDS=${ROUNDS} ${BASE ? `DENOVMM_BOOT_BASE=${BASE} ` : ""}` +
-      `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}DENOVMM_BOOT_KERNEL=${FLAVOUR} ` +
-      `deno run --no-check -A bench/boot_bench.ts`,
-    {
-      stream: true,
-      qemu: true,
-      timeoutS: 300 + ROUNDS * (300 + (BASE ? 150 : 0) + (ELF ? 300 : 0)),
-      // Every boot prints a line: a run silent for longer than a boot's own
-      // limit is a hung nested host, reported with its CPUs' RIPs.
-      idleTimeoutS: BOOT_TIMEOUT_MS / 1000 + 120,
-      signal: abort.signal,
-    },
-  );
-  Deno.exit(r.code);
+  // Inside the repository, which the nested host shares at the same path.
+  const log = Deno.env.get("DENOVMM_BOOT_LOG") ??
+    `${REPO}.cache/boot_bench/boot-${Date.now()}.jsonl`;
+  Deno.mkdirSync(log.replace(/\/[^/]*$/, ""), { recursive: true });
+  const resumes = Number(Deno.env.get("DENOVMM_BOOT_RESUMES") ?? 2);
+  for (let attempt = 0;; attempt++) {
+    const before = readBootLog(log).boots.size;
+    try {
+      const r = await runNested(
+        `DENOVMM_BOOT_ROUNDS=${ROUNDS} DENOVMM_BOOT_LOG=${log} ` +
+          `${BASE ? `DENOVMM_BOOT_BASE=${BASE} ` : ""}` +
+          `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}DENOVMM_BOOT_KERNEL=${FLAVOUR} ` +
+          `deno run --no-check -A bench/boot_bench.ts`,
+        {
+          stream: true,
+          qemu: true,
+          timeoutS: 300 + ROUNDS * (300 + (BASE ? 150 : 0) + (ELF ? 300 : 0)),
+          // Every boot prints a line: a run silent for longer than a boot's own
+          // limit is a hung nested host, reported with its CPUs' RIPs.
+          idleTimeoutS: BOOT_TIMEOUT_MS / 1000 + 120,
+          signal: abort.signal,
+        },
+      );
+      Deno.exit(r.code);
+    } catch (e) {
+      // A hung host: go on in a fresh one while each host adds boots.
+      const progress = readBootLog(log).boots.size > before;
+      if (abort.signal.aborted || attempt >= resumes || !progress) throw e;
+      console.error(
+        `boot bench: ${(e as Error).message.split("\n")[0]}; ` +
+          `${readBootLog(log).boots.size} boots logged in ${log}, going on in a fresh nested host`,
+      );
+    }
+  }
 }
 if (!NESTED) await ensureAptPackages(["qemu-system-x86"]);
 console.error(`boot bench: ${ROUNDS} rounds, kernel ${kernel}, initrd ${initrd}`);
@@ -343,7 +368,10 @@ for (const [name, fn] of warmUps) {
   console.error(`warm-up: ${name}/1 vCPU ${(b.ms / 1000).toFixed(2)} s`);
 }
 
-const floorMs = await floor();
+const LOG = Deno.env.get("DENOVMM_BOOT_LOG");
+const logged = readBootLog<Boot>(LOG);
+const floorMs = logged.floor ?? await floor();
+if (LOG && !logged.floor) appendBootLog(LOG, { floor: floorMs });
 const results = new Map<string, Boot[]>();
 for (let r = 0; r < ROUNDS; r++) {
   for (const cpus of CPUS) {
@@ -362,10 +390,14 @@ for (let r = 0; r < ROUNDS; r++) {
     if (r % 2) vmms.reverse();
     for (const [name, fn] of vmms) {
       const key = `${name}/${cpus}`;
-      const b = await bootOnceMore(key, () => fn(cpus));
+      const done = logged.boots.get(`${r}:${key}`);
+      const b = done ?? await bootOnceMore(key, () => fn(cpus));
+      if (LOG && !done) appendBootLog(LOG, { round: r, key, boot: b });
       if (!results.has(key)) results.set(key, []);
       results.get(key)!.push(b);
-      console.error(`round ${r + 1}: ${key} vCPU ${(b.ms / 1000).toFixed(2)} s`);
+      console.error(
+        `round ${r + 1}: ${key} vCPU ${(b.ms / 1000).toFixed(2)} s${done ? " (logged)" : ""}`,
+      );
     }
   }
 }
