@@ -88,10 +88,10 @@ export function kernelPayload(image: Uint8Array, header: BzImageHeader): KernelP
  * Whether the VMM can unpack this format itself.
  *
  * @param format a {@link KernelPayload} format
- * @returns true for xz and zstd
+ * @returns true for xz, zstd and lz4
  */
 export function unpackableFormat(format: string): format is DecompressFormat {
-  return format === "xz" || format === "zstd";
+  return format === "xz" || format === "zstd" || format === "lz4";
 }
 
 /** One PT_LOAD segment of the kernel ELF. */

@@ -1,8 +1,10 @@
 /**
  * One-shot decompression of a whole buffer whose decompressed size is known
  * (a kernel's payload: the bzImage says how big it unpacks), through the
- * system's own libraries: liblzma for xz (`lzma_stream_buffer_decode`) and
- * libzstd for zstd (`ZSTD_decompress`). Each library is opened on first use;
+ * system's own libraries: liblzma for xz (`lzma_stream_buffer_decode`),
+ * libzstd for zstd (`ZSTD_decompress`) and liblz4 for the LZ4 legacy frames
+ * the kernel's build makes (`lz4 -l`; each block `LZ4_decompress_safe`, the
+ * framing read here as lib/decompress_unlz4.c does). Each library is opened on first use;
  * a host without it reports the format as unavailable and the caller does
  * without (the guest decompresses its kernel itself).
  *
@@ -33,8 +35,13 @@ const ZSTD = {
   ZSTD_getErrorName: { parameters: ["usize"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
+const LZ4 = {
+  // src, dst, compressedSize, dstCapacity -> bytes written, or < 0 for bad input
+  LZ4_decompress_safe: { parameters: ["buffer", "buffer", "i32", "i32"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
 /** Compression formats this module can undo. */
-export type DecompressFormat = "xz" | "zstd";
+export type DecompressFormat = "xz" | "zstd" | "lz4";
 
 /** A library opened on first use; null where the host lacks it. */
 function opener<S extends Deno.ForeignLibraryInterface>(
@@ -56,6 +63,7 @@ function opener<S extends Deno.ForeignLibraryInterface>(
 
 const openLzma = opener("liblzma.so.5", LZMA);
 const openZstd = opener("libzstd.so.1", ZSTD);
+const openLz4 = opener("liblz4.so.1", LZ4);
 
 /**
  * Whether this host has the library for `format`.
@@ -69,7 +77,7 @@ const openZstd = opener("libzstd.so.1", ZSTD);
  * ```
  */
 export function decompressAvailable(format: DecompressFormat): boolean {
-  return (format === "xz" ? openLzma() : openZstd()) !== null;
+  return (format === "xz" ? openLzma() : format === "zstd" ? openZstd() : openLz4()) !== null;
 }
 
 /** A failed decompression: corrupt input, or not the size it claimed. */
@@ -94,7 +102,7 @@ const LZMA_RET = [
 ];
 
 /**
- * Decompresses `input` (one xz stream, or zstd frames) into `output`, which
+ * Decompresses `input` (one xz stream, zstd frames, or LZ4 legacy frames) into `output`, which
  * must be exactly the decompressed size.
  *
  * @param format the input's format
@@ -136,6 +144,7 @@ export function decompressInto(
     }
     return;
   }
+  if (format === "lz4") return lz4LegacyInto(input, output);
   const lib = openZstd();
   if (lib === null) throw new Error("libzstd.so.1 is not available");
   const n = lib.ZSTD_decompress(output, BigInt(output.length), input, BigInt(input.length));
@@ -147,5 +156,51 @@ export function decompressInto(
   }
   if (Number(n) !== output.length) {
     throw new DecompressError(`zstd: ${n} bytes instead of ${output.length}`);
+  }
+}
+
+/** The legacy frame's magic, which may also start another frame after a block. */
+const LZ4_LEGACY_MAGIC = 0x184c_2102;
+/** What each legacy block unpacks to, the last one less (lz4's LEGACY_BLOCKSIZE). */
+const LZ4_LEGACY_BLOCK = 8 << 20;
+/** LZ4_compressBound(8 MiB): no valid block is longer. */
+const LZ4_LEGACY_BOUND = LZ4_LEGACY_BLOCK + Math.floor(LZ4_LEGACY_BLOCK / 255) + 16;
+
+/**
+ * LZ4 legacy frames: the magic, then blocks of a u32 compressed length and
+ * the block, each unpacking to 8 MiB but the last; the magic again starts
+ * another frame. Every length is checked against what is left on both
+ * sides before liblz4 sees it (it never writes past the capacity given).
+ */
+function lz4LegacyInto(input: Uint8Array, output: Uint8Array): void {
+  const lib = openLz4();
+  if (lib === null) throw new Error("liblz4.so.1 is not available");
+  const v = new DataView(input.buffer, input.byteOffset, input.byteLength);
+  if (input.length < 4 || v.getUint32(0, true) !== LZ4_LEGACY_MAGIC) {
+    throw new DecompressError("lz4: not a legacy frame (lz4 -l)");
+  }
+  let inPos = 4, outPos = 0;
+  while (inPos < input.length) {
+    if (input.length - inPos < 4) throw new DecompressError("lz4: truncated block length");
+    const n = v.getUint32(inPos, true);
+    inPos += 4;
+    if (n === LZ4_LEGACY_MAGIC) continue;
+    if (n === 0 || n > LZ4_LEGACY_BOUND || n > input.length - inPos) {
+      throw new DecompressError(`lz4: block of ${n} bytes at ${inPos - 4}`);
+    }
+    const room = Math.min(LZ4_LEGACY_BLOCK, output.length - outPos);
+    if (room === 0) throw new DecompressError(`lz4: more than ${output.length} bytes`);
+    const got = lib.LZ4_decompress_safe(
+      input.subarray(inPos, inPos + n),
+      output.subarray(outPos, outPos + room),
+      n,
+      room,
+    );
+    if (got < 0) throw new DecompressError(`lz4: corrupt block at ${inPos - 4}`);
+    inPos += n;
+    outPos += got;
+  }
+  if (outPos !== output.length) {
+    throw new DecompressError(`lz4: ${outPos} bytes instead of ${output.length}`);
   }
 }

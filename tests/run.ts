@@ -83,9 +83,10 @@ function kvmTestFiles(args: string[]): string[] {
 
 if (!kvmOnly) {
   // The peers some unit tests compare against (QEMU running the test guests,
-  // the L1 image with QEMU inside, a real cpio, qemu-io for the image locks):
+  // the L1 image with QEMU inside, a real cpio, qemu-io for the image locks,
+  // lz4 for the kernel payloads):
   // installed here, so a fresh machine runs those tests instead of ignoring them.
-  await ensureAptPackages(["qemu-system-x86", "qemu-utils", "cpio"]);
+  await ensureAptPackages(["qemu-system-x86", "qemu-utils", "cpio", "lz4"]);
   console.log("== unit tests (no KVM needed)");
   const r = await runLocal([
     "test",

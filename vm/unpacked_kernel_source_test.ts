@@ -122,7 +122,7 @@ Deno.test("an xz kernel is unpacked once, then read from the cache until the fil
   });
 });
 
-Deno.test("zstd payloads unpack too; gzip and unknown ones are left to the guest", async () => {
+Deno.test("zstd and LZ4 payloads unpack too; gzip and unknown ones are left to the guest", async () => {
   await withCache(async (dir) => {
     const bytes = payload();
     const zst = zstdOf(bytes);
@@ -130,6 +130,12 @@ Deno.test("zstd payloads unpack too; gzip and unknown ones are left to the guest
     assert.equal(z.origin, "zstd");
     assert.deepEqual(contents(z, bytes.length), bytes);
     z.close();
+    // LZ4 legacy frames, as the kernel's build makes them (`lz4 -l`).
+    const lz = await compress("lz4", ["-l", "-12", "-c"], bytes);
+    const l = unpackedKernelSource(`${dir}/l`, "stamp", bzImageWithPayload(lz, bytes.length))!;
+    assert.equal(l.origin, "lz4");
+    assert.deepEqual(contents(l, bytes.length), bytes);
+    l.close();
     const gz = await compress("gzip", ["-c"], bytes);
     assert.equal(
       unpackedKernelSource(`${dir}/g`, "s", bzImageWithPayload(gz, bytes.length)),

@@ -318,6 +318,7 @@ export async function acpidInitramfs(): Promise<string> {
 /** Everything the KVM tests need, made ready on this host. */
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
+  await debianKernel("cloud-amd64"); // kernel_unpack_test: an LZ4 payload
   await echoInitramfs();
   await diskInitramfs();
   await smokeInitramfs();

@@ -1,12 +1,14 @@
 // A bzImage's kernel unpacked by the VMM (vm/unpacked_kernel_source.ts):
-// the stock Debian kernel boots without its own decompressor running, at a
-// KASLR placement the VMM chose and relocated (physical and virtual), at the
-// linked addresses with `nokaslr`, and through its decompressor as before
+// the stock Debian kernel (xz; its cloud flavour, LZ4, too) boots without
+// its own decompressor running, at a KASLR placement the VMM chose and
+// relocated (physical and virtual), at the linked addresses with `nokaslr`,
+// and through its decompressor as before
 // with DENOVMM_KERNEL_UNPACK=0. The start-up trace says which way the VMM
 // loaded the kernel (the only permission added: reading that one variable).
 import assert from "node:assert/strict";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
+import { debianKernel } from "../fixtures/debian.ts";
 import { runLog, runVmm } from "./_vmm_process.ts";
 
 const MARK = "DENOVMM-KERNEL";
@@ -16,12 +18,12 @@ const SCRIPT =
 const LINKED_CODE = "01000000";
 const LINKED_TEXT = "ffffffff81000000";
 
-async function boot(append: string, env: Record<string, string> = {}) {
+async function boot(append: string, env: Record<string, string> = {}, kernel?: string) {
   const f = await linuxFixture();
   const initrd = await buildTestInitramfs({ script: SCRIPT });
   const r = await runVmm([
     "--kernel",
-    f.kernel,
+    kernel ?? f.kernel,
     "--initrd",
     initrd,
     "--append",
@@ -64,4 +66,13 @@ Deno.test("with nokaslr the unpacked kernel runs where it was linked", async () 
 Deno.test("DENOVMM_KERNEL_UNPACK=0 leaves the decompression to the guest", async () => {
   const b = await boot("", { DENOVMM_KERNEL_UNPACK: "0" });
   assert.equal(b.unpacked, undefined, runLog(b.r));
+});
+
+Deno.test("Debian's cloud kernel, an LZ4 payload, is unpacked by the VMM and boots relocated", async () => {
+  const cloud = await debianKernel("cloud-amd64");
+  const b = await boot("", {}, cloud.vmlinuz);
+  assert.match(b.unpacked ?? "", /^(lz4|cache)$/, runLog(b.r));
+  assert.doesNotMatch(b.r.stderr, /could not unpack/);
+  assert.equal(parseInt(b.code, 16) % 0x200000, 0);
+  assert.equal((BigInt(`0x${b.text}`) - BigInt(`0x${LINKED_TEXT}`)) % 0x200000n, 0n);
 });

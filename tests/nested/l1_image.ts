@@ -123,13 +123,13 @@ async function addHostFile(writer: CpioWriter, path: string): Promise<void> {
 
 /**
  * Libraries the VMM opens with dlopen that Deno itself does not link: libz
- * (VNC's ZRLE), liblzma and libzstd (unpacking a bzImage's kernel, in
+ * (VNC's ZRLE), liblzma, libzstd and liblz4 (unpacking a bzImage's kernel, in
  * vm/unpacked_kernel_source.ts). The L1 gets those this host has, under
  * their sonames, so the VMM behaves there as on the host.
  */
 async function vmmLibraries(): Promise<{ host: string; path: string }[]> {
   const out: { host: string; path: string }[] = [];
-  for (const soname of ["libz.so.1", "liblzma.so.5", "libzstd.so.1"]) {
+  for (const soname of ["libz.so.1", "liblzma.so.5", "libzstd.so.1", "liblz4.so.1"]) {
     for (const dir of ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]) {
       try {
         const host = await Deno.realPath(`${dir}/${soname}`);

@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { decompressAvailable, DecompressError, decompressInto } from "./decompress.ts";
+
+/** The lz4 command's legacy frames (`lz4 -l`), as the kernel's build makes its payload. */
+async function lz4Legacy(data: Uint8Array): Promise<Uint8Array> {
+  const child = new Deno.Command("lz4", {
+    args: ["-l", "-9", "-c"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  // Read while writing: 20 MiB would fill the pipe both ways.
+  const output = child.output();
+  const w = child.stdin.getWriter();
+  await w.write(data);
+  await w.close();
+  const out = await output;
+  assert.equal(out.code, 0);
+  return out.stdout;
+}
+
+/** Bytes that compress but not to nothing: a 20 MiB mix spanning three 8 MiB blocks. */
+function sample(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let x = 12345;
+  for (let i = 0; i < size; i++) {
+    if ((i & 0xfff) < 0x800) out[i] = i & 0xff;
+    else {
+      x = (x * 1103515245 + 12345) >>> 0;
+      out[i] = x >>> 24;
+    }
+  }
+  return out;
+}
+
+Deno.test("lz4 legacy frames unpack across 8 MiB blocks and concatenated frames", async () => {
+  assert.ok(decompressAvailable("lz4"));
+  const data = sample(20 << 20);
+  const lz = await lz4Legacy(data);
+  // Three blocks: 8 + 8 + 4 MiB.
+  const out = new Uint8Array(data.length);
+  decompressInto("lz4", lz, out);
+  assert.ok(out.every((b, i) => b === data[i]));
+
+  // A second frame after the first (the magic again), as decompress_unlz4 accepts.
+  const tail = sample(3 << 20).map((b) => b ^ 0x5a);
+  const two = new Uint8Array([...lz, ...await lz4Legacy(tail)]);
+  const out2 = new Uint8Array(data.length + tail.length);
+  decompressInto("lz4", two, out2);
+  assert.ok(out2.subarray(data.length).every((b, i) => b === tail[i]));
+});
+
+Deno.test("damaged lz4 input is a DecompressError naming it, never a write past the output", async () => {
+  const data = sample(1 << 20);
+  const lz = await lz4Legacy(data);
+  const tryIt = (input: Uint8Array, size = data.length) => {
+    const out = new Uint8Array(size + 64);
+    out.fill(0xee, size);
+    assert.throws(() => decompressInto("lz4", input, out.subarray(0, size)), DecompressError);
+    // Nothing past the capacity given.
+    assert.ok(out.subarray(size).every((b) => b === 0xee));
+  };
+  tryIt(lz.slice(4)); // no magic
+  tryIt(lz.slice(0, lz.length - 10)); // block cut short: its length runs past the input
+  tryIt(lz.slice(0, 6)); // a block length cut short
+  const long = lz.slice();
+  new DataView(long.buffer).setUint32(4, 0x7fff_ffff, true);
+  tryIt(long); // a block length beyond any block
+  const corrupt = lz.slice();
+  corrupt.fill(0xff, 8, 40); // a literal run's length that runs past the input
+  tryIt(corrupt);
+  tryIt(lz, data.length - 1); // more than declared
+  tryIt(lz, data.length + 1); // less than declared
+});
