@@ -91,14 +91,6 @@ export interface BzImageOptions {
    * line says `nokaslr`.
    */
   readonly unpacked?: UnpackedKernelBytes;
-  /**
-   * Where to put the unpacked kernel's copies made on another thread
-   * ({@link UnpackedKernelBytes.copyLater}); the caller waits for them all
-   * to settle before the guest runs or its RAM goes. Without it, or when
-   * the relocations are applied here (they need the bytes), copies are
-   * done before this returns.
-   */
-  readonly later?: Promise<void>[];
   /** A uniform random integer below n, for KASLR (default: crypto.getRandomValues). */
   readonly random?: (n: number) => number;
 }
@@ -415,24 +407,20 @@ export function loadBzImage(
     if (!mem.contains(at.base, k.memSize)) {
       throw new KernelLoaderError(`Kernel load range ${hex(at.base)} is not guest RAM`);
     }
-    // The relocations are applied in the guest before the kernel's entry
-    // when their lists fit in free RAM (the decompressor's way), else here.
-    let table: number | undefined;
-    if (at.virtualOffset !== 0) {
-      const kernelRange = { start: at.base, end: at.base + Math.max(initSize, k.memSize) };
-      const taken = initrd
-        ? [kernelRange, { start: initrd.addr, end: initrd.addr + initrd.size }]
-        : [kernelRange];
-      table = freeRam(map, relocationTableBytes(unpacked.relocations), taken);
-    }
-    const later = at.virtualOffset === 0 || table !== undefined ? options.later : undefined;
     for (const seg of k.segments) {
       const dest = at.base + (seg.paddr - k.linkedBase);
-      placePayload(mem, unpacked, dest, seg.offset, seg.fileSize, later);
+      placePayload(mem, unpacked, dest, seg.offset, seg.fileSize);
       if (seg.memSize > seg.fileSize) mem.zero(dest + seg.fileSize, seg.memSize - seg.fileSize);
     }
     entry = at.base + (k.entry - k.linkedBase);
     if (at.virtualOffset !== 0) {
+      // Applied in the guest before the kernel's entry when its lists fit
+      // in free RAM (the decompressor's way), else here.
+      const kernelRange = { start: at.base, end: at.base + Math.max(initSize, k.memSize) };
+      const taken = initrd
+        ? [kernelRange, { start: initrd.addr, end: initrd.addr + initrd.size }]
+        : [kernelRange];
+      const table = freeRam(map, relocationTableBytes(unpacked.relocations), taken);
       if (table === undefined) {
         relocateKernel(mem.slice(at.base, k.memSize), k, unpacked.relocations, at.virtualOffset);
       } else {

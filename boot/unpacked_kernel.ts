@@ -220,12 +220,6 @@ export interface UnpackedKernelBytes {
   /** Copies `dest.length` bytes of the unpacked payload from `offset` into `dest`. */
   copy(dest: Uint8Array, offset: number): void;
   /**
-   * The same copy on another thread (Deno's blocking pool), where the
-   * source can: settles when `dest` is written or the copy failed. `dest`
-   * must stay mapped until then; the source must not be closed before.
-   */
-  copyLater?(dest: Uint8Array, offset: number): Promise<void>;
-  /**
    * Page-aligned ranges of the payload known to hold only zeros (sorted,
    * apart): the loader zeroes them in guest RAM instead of copying them.
    * A Debian kernel's last segment is ~25 of its 27 MiB zeros (.bss, .brk,
@@ -297,9 +291,6 @@ export function zeroRunsOf(bytes: Uint8Array): ZeroRun[] {
  * @param dest guest address
  * @param offset payload offset
  * @param size bytes
- * @param later where to put the copies made on another thread
- *   ({@link UnpackedKernelBytes.copyLater}), if the caller waits for them;
- *   without it, or a source that cannot, the copies are done here
  * @example
  * ```ts ignore
  * placePayload(mem, unpacked, base + seg.paddr - layout.linkedBase, seg.offset, seg.fileSize);
@@ -311,15 +302,11 @@ export function placePayload(
   dest: number,
   offset: number,
   size: number,
-  later?: Promise<void>[],
 ): void {
   let at = offset;
   const end = offset + size;
   const copyTo = (until: number) => {
-    if (until <= at) return;
-    const view = mem.slice(dest + (at - offset), until - at);
-    if (later && k.copyLater) later.push(k.copyLater(view, at));
-    else k.copy(view, at);
+    if (until > at) k.copy(mem.slice(dest + (at - offset), until - at), at);
   };
   for (const r of k.zeroRuns ?? []) {
     if (r.end <= at) continue;

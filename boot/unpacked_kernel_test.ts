@@ -209,58 +209,6 @@ Deno.test("a bzImage loads from its unpacked kernel: segments, zeroed memory, re
   assert.equal(on.unpacked!.kaslr, true);
 });
 
-/** source() whose copies wait for `go` when the loader leaves them to another thread. */
-function laterSource(bytes: Uint8Array, go: Promise<void>): UnpackedKernelBytes {
-  const s = source(bytes);
-  return { ...s, copyLater: async (dest, offset) => (await go, s.copy(dest, offset)) };
-}
-
-Deno.test("the loader leaves the kernel's copies to another thread when told to, not when it relocates itself", async () => {
-  const bytes = kernelBytes();
-  const image = bzImageWithPayload(
-    new Uint8Array([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0]),
-    bytes.length,
-    {
-      initSize: 0x80_0000,
-    },
-  );
-  const options = { cmdline: "console=ttyS0", random: (n: number) => n - 1 };
-  const mem = GuestMemory.allocate(128 * MIB);
-  const sync = loadBzImage(mem, image, { ...options, unpacked: source(bytes) });
-
-  let go!: () => void;
-  const gate = new Promise<void>((r) => go = r);
-  const mem2 = GuestMemory.allocate(128 * MIB);
-  const later: Promise<void>[] = [];
-  const boot = loadBzImage(mem2, image, { ...options, unpacked: laterSource(bytes, gate), later });
-  assert.deepEqual(boot.unpacked, sync.unpacked);
-  assert.equal(boot.entry, RELOCATION_STUB_START);
-  assert.ok(later.length > 0);
-  assert.equal(mem2.readU8(boot.unpacked!.base + 0x100), 0, "not copied yet");
-  go();
-  await Promise.all(later);
-  // Then guest RAM is what the synchronous load wrote, byte for byte.
-  const a = mem.slice(0, 128 * MIB), b = mem2.slice(0, 128 * MIB);
-  const wa = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
-  const wb = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
-  let differ = -1;
-  for (let i = 0; i < wa.length && differ < 0; i++) if (wa[i] !== wb[i]) differ = i * 4;
-  assert.equal(differ, -1, `guest RAM differs at ${differ}`);
-
-  // With no free RAM for the lists the loader relocates the bytes itself: copied at once.
-  const e820 = [{ addr: 0, size: 0x9fc00, type: 1 }, { addr: BASE, size: 0x80_0000, type: 1 }];
-  const mem3 = GuestMemory.allocate(64 * MIB);
-  const none: Promise<void>[] = [];
-  const own = loadBzImage(mem3, image, {
-    ...options,
-    e820,
-    unpacked: laterSource(bytes, new Promise(() => {})),
-    later: none,
-  });
-  assert.equal(none.length, 0);
-  assert.equal(mem3.readU32(BASE + 0x10), 0x8100_0100 + own.unpacked!.virtualOffset);
-});
-
 Deno.test("relocationsInside: every entry within the kernel's memory, fields whole", () => {
   const k = parseKernelLayout(kernelBytes().subarray(0, 4096), kernelBytes().length);
   const none = new Int32Array();

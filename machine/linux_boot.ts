@@ -38,8 +38,6 @@ export interface LinuxBootOptions {
   framebuffer?: LinearFramebufferInfo;
   /** The bzImage's kernel already unpacked (vm/unpacked_kernel_source.ts). */
   unpacked?: UnpackedKernelBytes;
-  /** Copies of it left to another thread, for the caller to wait for (boot/bzimage.ts `later`). */
-  later?: Promise<void>[];
 }
 
 /** What the loader decided. */
@@ -85,7 +83,6 @@ export function loadLinux(mem: GuestMemory, o: LinuxBootOptions): LinuxBootResul
       e820,
       rsdp: acpi.rsdp,
       unpacked: o.unpacked,
-      later: o.later,
     });
     if (o.framebuffer) {
       const zeroPage = mem.slice(boot.bootParams, 0x1000);

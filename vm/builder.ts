@@ -147,11 +147,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   const placed: Placed[] = [];
   const fds: number[] = [];
   let machine: Machine | undefined;
-  // The kernel's copies into guest RAM on Deno's blocking pool (step 3b):
-  // settled before guest RAM is unmapped, whatever else failed.
-  let kernelCopies: Promise<void> | undefined;
   const close = async () => {
-    await kernelCopies?.catch(() => {});
     for (const p of placed) {
       if (p.io) await p.io.call(VIRTIO_BACKEND, "stopVirtioBackend", p.id).catch(() => {});
       else await stopVirtioBackend(env.loop, p.id);
@@ -220,17 +216,14 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       // A reset boots in the configured mode, whatever the guest's display driver set.
       if (rc.display) fb.setMode(rc.display.width, rc.display.height);
     }
-    // 3b. The kernel and initrd are written into guest RAM now, the
-    // kernel's bytes (tens of MiB from the unpacked cache) by pool threads
-    // while this one wires the devices and the vCPU Workers start (step 6):
-    // only the vCPUs' registers depend on where it went.
+    // The kernel and initrd are written into guest RAM while the vCPU
+    // Workers start (step 6): only their registers depend on where it went.
     const loadGuest = (): VcpuSetup => {
       if (rc.kernel) {
         const kernel = rc.kernel;
         const unpacked = rc.unpackKernel && rc.kernelFile
           ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, kernel)
           : undefined;
-        const later: Promise<void>[] = [];
         let boot;
         try {
           boot = loadLinux(m.memory, {
@@ -242,16 +235,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
             pciIrqRoutes: prt,
             framebuffer: env.framebuffer?.info,
             unpacked,
-            later,
           });
         } finally {
-          // The source stays open until its copies are done.
-          kernelCopies = Promise.allSettled(later).then((results) => {
-            unpacked?.close();
-            for (const r of results) if (r.status === "rejected") throw r.reason;
-            if (later.length > 0) traceMark("kernel's copies into guest RAM done (pool)");
-          });
-          kernelCopies.catch(() => {}); // awaited after step 6, or by close()
+          unpacked?.close();
         }
         // What the loader did: it boots the bzImage as it is when the unpacked kernel does not fit it.
         traceMark(
@@ -270,8 +256,6 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
       m.memory.write(flat.loadAddr, flat.code);
       return (v, i) => setRealModeEntry(v, i, flat.entry);
     };
-
-    const vcpuSetup = loadGuest();
 
     // 4. PC platform devices over shared state.
     const low = m.memory.layout.regions[0].size;
@@ -357,10 +341,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     for (const d of [...specs, ...rc.devices]) m.addDevice(d);
     traceMark("platform and PCI devices wired");
 
-    // 6. vCPUs: their threads (which build the devices), then their state;
-    // the guest runs only once its kernel is in RAM.
-    await m.setup(vcpuSetup);
-    await kernelCopies;
+    // 6. vCPUs: their threads (which build the devices), the guest loaded
+    // meanwhile, then their state.
+    await m.setup({ prepare: loadGuest });
 
     // The main thread's handles on COM1 (input) and ACPI PM (power button).
     const irq = (gsi: number) => rc.irqchip ? new KvmIrqLine(m.vm.fd, gsi) : { set() {} };

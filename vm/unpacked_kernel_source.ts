@@ -86,12 +86,6 @@ export interface UnpackedKernelSource {
    * `dest` (a view of guest RAM).
    */
   copy(dest: Uint8Array, offset: number): void;
-  /**
-   * The same on Deno's blocking pool, from the cache only (a fresh unpack
-   * copies from a buffer it frees on close): settles when done or failed.
-   * Not closed before it settles.
-   */
-  copyLater?(dest: Uint8Array, offset: number): Promise<void>;
   /** Frees what it holds (a buffer, an fd). */
   close(): void;
 }
@@ -216,10 +210,6 @@ function populate(dest: Uint8Array): void {
   madviseWholePages(dest, MADV_POPULATE_WRITE);
 }
 
-const SYS_pread64 = 17n;
-const SYS_madvise = 28n;
-const PAGE = 4096n;
-
 /** pread until `dest` is full; false on a short file or an error. */
 function preadAll(fd: number, dest: Uint8Array, offset: number): boolean {
   let done = 0;
@@ -232,42 +222,6 @@ function preadAll(fd: number, dest: Uint8Array, offset: number): boolean {
     done += n;
   }
   return true;
-}
-
-/**
- * {@link preadAll} on Deno's blocking pool, with the pages faulted in by a
- * second pool call at the same time (`MADV_POPULATE_WRITE` only maps pages,
- * never writes them, so it may run beside the read): the main thread goes
- * on building the machine meanwhile.
- */
-async function preadAllLater(fd: number, dest: Uint8Array, offset: number): Promise<boolean> {
-  const addr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(dest)));
-  const first = (addr + PAGE - 1n) / PAGE * PAGE, last = (addr + BigInt(dest.length)) / PAGE * PAGE;
-  const populated = last > first
-    ? libc.syscall_nb(SYS_madvise, first, last - first, BigInt(MADV_POPULATE_WRITE), 0n, 0n, 0n)
-    : Promise.resolve(0n);
-  let done = 0, ok = true;
-  while (done < dest.length) {
-    const n = Number(
-      await libc.syscall_nb(
-        SYS_pread64,
-        BigInt(fd),
-        addr + BigInt(done),
-        BigInt(dest.length - done),
-        BigInt(offset + done),
-        0n,
-        0n,
-      ),
-    );
-    // The pool thread's errno is not ours to read: the caller reads again here.
-    if (n <= 0) {
-      ok = false;
-      break;
-    }
-    done += n;
-  }
-  await populated; // best effort, as populate(): its result does not matter
-  return ok;
 }
 
 function fromCache(entry: string, key: string, size: number): UnpackedKernelSource | undefined {
@@ -309,16 +263,6 @@ function fromCache(entry: string, key: string, size: number): UnpackedKernelSour
       copy: (dest, offset) => {
         populate(dest);
         if (!preadAll(fd, dest, HEADER_BYTES + offset)) {
-          throw new Error(`Kernel cache entry ${entry} was cut short while read`);
-        }
-      },
-      copyLater: async (dest, offset) => {
-        // A failed read on the pool is read again on this thread, which
-        // retries EINTR and knows the error.
-        if (
-          !await preadAllLater(fd, dest, HEADER_BYTES + offset) &&
-          !preadAll(fd, dest, HEADER_BYTES + offset)
-        ) {
           throw new Error(`Kernel cache entry ${entry} was cut short while read`);
         }
       },

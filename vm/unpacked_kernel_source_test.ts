@@ -122,34 +122,6 @@ Deno.test("an xz kernel is unpacked once, then read from the cache until the fil
   });
 });
 
-Deno.test("a cache entry copies on the pool too (copyLater), and a cut-short entry rejects", async () => {
-  await withCache(async (dir) => {
-    const bytes = payload();
-    const path = `${dir}/bzImage`;
-    await Deno.writeFile(path, bzImageWithPayload(xzOf(bytes), bytes.length));
-    const image = await Deno.readFile(path);
-    unpackedKernelSource(path, sourceStamp(path), image)!.close();
-    const hit = unpackedKernelSource(path, sourceStamp(path), image)!;
-    assert.equal(hit.origin, "cache");
-    // Into page-aligned RAM and at an odd offset, as guest RAM views are.
-    const ram = new Uint8Array(bytes.length + 8192);
-    await hit.copyLater!(ram.subarray(4096, 4096 + bytes.length), 0);
-    assert.deepEqual(ram.subarray(4096, 4096 + bytes.length), bytes);
-    await hit.copyLater!(ram.subarray(3, 3 + 100), 0x1003);
-    assert.deepEqual(ram.subarray(3, 103), bytes.subarray(0x1003, 0x1003 + 100));
-    // More than the entry holds: neither the pool nor the retry can read it.
-    await assert.rejects(
-      hit.copyLater!(new Uint8Array(bytes.length + 4096 * 1024), 0),
-      /cut short/,
-    );
-    hit.close();
-    // A fresh unpack has no pool copy (its buffer goes at close).
-    const fresh = unpackedKernelSource(`${dir}/other`, "s", image)!;
-    assert.equal(fresh.copyLater, undefined);
-    fresh.close();
-  });
-});
-
 Deno.test("zstd and LZ4 payloads unpack too; gzip and unknown ones are left to the guest", async () => {
   await withCache(async (dir) => {
     const bytes = payload();
