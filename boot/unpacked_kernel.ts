@@ -88,10 +88,10 @@ export function kernelPayload(image: Uint8Array, header: BzImageHeader): KernelP
  * Whether the VMM can unpack this format itself.
  *
  * @param format a {@link KernelPayload} format
- * @returns true for xz, zstd and lz4
+ * @returns true for xz, zstd, lz4 and gzip
  */
 export function unpackableFormat(format: string): format is DecompressFormat {
-  return format === "xz" || format === "zstd" || format === "lz4";
+  return format === "xz" || format === "zstd" || format === "lz4" || format === "gzip";
 }
 
 /** One PT_LOAD segment of the kernel ELF. */

@@ -2,7 +2,7 @@
  * One-shot decompression of a whole buffer whose decompressed size is known
  * (a kernel's payload: the bzImage says how big it unpacks), through the
  * system's own libraries: liblzma for xz (`lzma_stream_buffer_decode`),
- * libzstd for zstd (`ZSTD_decompress`) and liblz4 for the LZ4 legacy frames
+ * libzstd for zstd (`ZSTD_decompress`), libz for gzip (`inflate`, sys/zlib.ts) and liblz4 for the LZ4 legacy frames
  * the kernel's build makes (`lz4 -l`; each block `LZ4_decompress_safe`, the
  * framing read here as lib/decompress_unlz4.c does). Each library is opened on first use;
  * a host without it reports the format as unavailable and the caller does
@@ -10,6 +10,8 @@
  *
  * @module
  */
+
+import { gunzipInto, zlibAvailable } from "./zlib.ts";
 
 const LZMA = {
   lzma_stream_buffer_decode: {
@@ -41,7 +43,7 @@ const LZ4 = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Compression formats this module can undo. */
-export type DecompressFormat = "xz" | "zstd" | "lz4";
+export type DecompressFormat = "xz" | "zstd" | "lz4" | "gzip";
 
 /** A library opened on first use; null where the host lacks it. */
 function opener<S extends Deno.ForeignLibraryInterface>(
@@ -77,6 +79,7 @@ const openLz4 = opener("liblz4.so.1", LZ4);
  * ```
  */
 export function decompressAvailable(format: DecompressFormat): boolean {
+  if (format === "gzip") return zlibAvailable();
   return (format === "xz" ? openLzma() : format === "zstd" ? openZstd() : openLz4()) !== null;
 }
 
@@ -102,7 +105,7 @@ const LZMA_RET = [
 ];
 
 /**
- * Decompresses `input` (one xz stream, zstd frames, or LZ4 legacy frames) into `output`, which
+ * Decompresses `input` (one xz stream, zstd frames, LZ4 legacy frames or one gzip member) into `output`, which
  * must be exactly the decompressed size.
  *
  * @param format the input's format
@@ -145,6 +148,14 @@ export function decompressInto(
     return;
   }
   if (format === "lz4") return lz4LegacyInto(input, output);
+  if (format === "gzip") {
+    if (!zlibAvailable()) throw new Error("libz.so.1 is not available");
+    try {
+      return gunzipInto(input, output);
+    } catch (e) {
+      throw new DecompressError((e as Error).message);
+    }
+  }
   const lib = openZstd();
   if (lib === null) throw new Error("libzstd.so.1 is not available");
   const n = lib.ZSTD_decompress(output, BigInt(output.length), input, BigInt(input.length));

@@ -2,9 +2,14 @@ import assert from "node:assert/strict";
 import { decompressAvailable, DecompressError, decompressInto } from "./decompress.ts";
 
 /** The lz4 command's legacy frames (`lz4 -l`), as the kernel's build makes its payload. */
-async function lz4Legacy(data: Uint8Array): Promise<Uint8Array> {
-  const child = new Deno.Command("lz4", {
-    args: ["-l", "-9", "-c"],
+function lz4Legacy(data: Uint8Array): Promise<Uint8Array> {
+  return compress("lz4", ["-l", "-9", "-c"], data);
+}
+
+/** A compressor command over `data`. */
+async function compress(cmd: string, args: string[], data: Uint8Array): Promise<Uint8Array> {
+  const child = new Deno.Command(cmd, {
+    args,
     stdin: "piped",
     stdout: "piped",
   }).spawn();
@@ -70,4 +75,27 @@ Deno.test("damaged lz4 input is a DecompressError naming it, never a write past 
   tryIt(corrupt);
   tryIt(lz, data.length - 1); // more than declared
   tryIt(lz, data.length + 1); // less than declared
+});
+
+Deno.test("a gzip payload inflates through libz; damage or another size is a DecompressError", async () => {
+  assert.ok(decompressAvailable("gzip"));
+  const data = sample(12 << 20);
+  const gz = await compress("gzip", ["-n", "-9", "-c"], data);
+  const out = new Uint8Array(data.length);
+  decompressInto("gzip", gz, out);
+  assert.ok(out.every((b, i) => b === data[i]));
+
+  const tryIt = (input: Uint8Array, size: number, why: RegExp) => {
+    const room = new Uint8Array(size + 64).fill(0xee);
+    assert.throws(() => decompressInto("gzip", input, room.subarray(0, size)), why);
+    assert.ok(room.subarray(size).every((b) => b === 0xee), "nothing past the output");
+  };
+  tryIt(gz, data.length - 1, /gzip: more than/);
+  tryIt(gz, data.length + 1, /gzip: .*cut short|bytes instead/);
+  tryIt(gz.slice(0, gz.length >> 1), data.length, /gzip: .*cut short/);
+  const corrupt = gz.slice();
+  corrupt.fill(0xff, 100, 140);
+  tryIt(corrupt, data.length, /gzip: corrupt|gzip: more than|cut short/);
+  tryIt(new Uint8Array([...gz, 1, 2, 3]), data.length, /gzip: 3 bytes after/);
+  assert.throws(() => decompressInto("gzip", gz, new Uint8Array(data.length - 1)), DecompressError);
 });

@@ -19,6 +19,7 @@ const symbols = {
   deflateEnd: { parameters: ["buffer"], result: "i32" },
   deflateBound: { parameters: ["buffer", "u64"], result: "u64" },
   inflateInit_: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
+  inflateInit2_: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
   inflate: { parameters: ["buffer", "i32"], result: "i32" },
   inflateEnd: { parameters: ["buffer"], result: "i32" },
   zlibVersion: { parameters: [], result: "pointer" },
@@ -72,6 +73,7 @@ const AVAIL_OUT = 32;
 export const Z_NO_FLUSH = 0;
 /** Flush to a byte boundary; the receiver can decode everything so far. */
 export const Z_SYNC_FLUSH = 2;
+const Z_FINISH = 4;
 const Z_OK = 0;
 const Z_STREAM_END = 1;
 const Z_BUF_ERROR = -5;
@@ -214,4 +216,51 @@ export class Inflater extends ZStream {
     this.closed = true;
     z().inflateEnd(this.strm);
   }
+}
+
+/** windowBits for inflateInit2: a 32 KiB window, the gzip wrapper (+16). */
+const GZIP_WINDOW_BITS = 15 + 16;
+
+/**
+ * Inflates one whole gzip member (a kernel's gzip payload) into `output`,
+ * which must be exactly its size: one `inflate(Z_FINISH)` over both
+ * buffers, which libz never reads or writes past.
+ *
+ * @param input the gzip member, nothing after it
+ * @param output where it goes; its length is the size expected
+ * @throws Error naming what is wrong: corrupt data, or another size
+ * @example
+ * ```ts
+ * import { gunzipInto } from "./zlib.ts";
+ * const out = new Uint8Array(0);
+ * try { gunzipInto(new Uint8Array([1, 2]), out); } catch (e) { console.log((e as Error).message); }
+ * ```
+ */
+export function gunzipInto(input: Uint8Array, output: Uint8Array): void {
+  const s = new (class extends ZStream {
+    run(): string | undefined {
+      const lz = z();
+      if (lz.inflateInit2_(this.strm, GZIP_WINDOW_BITS, version!, Z_STREAM_SIZE) !== Z_OK) {
+        return "inflateInit2 failed";
+      }
+      try {
+        this.setIn(input, input.length);
+        this.setOut(output, 0, output.length);
+        const r = lz.inflate(this.strm, Z_FINISH);
+        const got = output.length - this.availOut;
+        if (r !== Z_STREAM_END) {
+          return r === Z_OK || r === Z_BUF_ERROR
+            ? `more than ${output.length} bytes, or cut short (${got} written)`
+            : `corrupt data (inflate ${r})`;
+        }
+        if (got !== output.length) return `${got} bytes instead of ${output.length}`;
+        if (this.availIn !== 0) return `${this.availIn} bytes after the gzip member`;
+        return undefined;
+      } finally {
+        lz.inflateEnd(this.strm);
+      }
+    }
+  })();
+  const problem = s.run();
+  if (problem !== undefined) throw new Error(`gzip: ${problem}`);
 }

@@ -84,9 +84,9 @@ function kvmTestFiles(args: string[]): string[] {
 if (!kvmOnly) {
   // The peers some unit tests compare against (QEMU running the test guests,
   // the L1 image with QEMU inside, a real cpio, qemu-io for the image locks,
-  // lz4 for the kernel payloads):
+  // lz4 and bzip2 for the kernel payloads):
   // installed here, so a fresh machine runs those tests instead of ignoring them.
-  await ensureAptPackages(["qemu-system-x86", "qemu-utils", "cpio", "lz4"]);
+  await ensureAptPackages(["qemu-system-x86", "qemu-utils", "cpio", "lz4", "bzip2"]);
   console.log("== unit tests (no KVM needed)");
   const r = await runLocal([
     "test",

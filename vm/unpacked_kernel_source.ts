@@ -19,7 +19,7 @@
  * others may write is not used; any failure only means no cache. The
  * segments are read from the entry straight into guest RAM.
  *
- * xz, zstd and LZ4 payloads are unpacked here (liblzma, libzstd, liblz4); other
+ * xz, zstd, LZ4 and gzip payloads are unpacked here (liblzma, libzstd, liblz4, libz); other
  * formats, a host without the library, or `DENOVMM_KERNEL_UNPACK=0` (read
  * through libc) boot the bzImage as it is.
  *
@@ -129,7 +129,7 @@ function parseRuns(text: string, size: number): ZeroRun[] | undefined {
  *   (sys/module_cache.ts `sourceStamp`)
  * @param bzImage its bytes
  * @returns the source, or undefined when this kernel is booted as it is
- *   (not a bzImage with an xz, zstd or LZ4 payload, no library, switched off)
+ *   (not a bzImage with an xz, zstd, LZ4 or gzip payload, no library, switched off)
  * @example
  * ```ts ignore
  * const src = unpackedKernelSource(file.path, file.stamp, file.bytes);
