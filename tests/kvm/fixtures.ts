@@ -12,6 +12,7 @@ import {
   buildTestInitramfs,
   cachedCpio,
   debianKernel,
+  gzipPayloadKernel,
   TEST_INIT,
   vmlinuxOf,
 } from "../fixtures/mod.ts";
@@ -319,6 +320,7 @@ export async function acpidInitramfs(): Promise<string> {
 export async function prepareKvmFixtures(): Promise<void> {
   await linuxFixture();
   await debianKernel("cloud-amd64"); // kernel_unpack_test: an LZ4 payload
+  await gzipPayloadKernel((await debianKernel("amd64")).vmlinuz); // and a gzip one
   await echoInitramfs();
   await diskInitramfs();
   await smokeInitramfs();

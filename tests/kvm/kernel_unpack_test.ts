@@ -1,14 +1,15 @@
 // A bzImage's kernel unpacked by the VMM (vm/unpacked_kernel_source.ts):
-// the stock Debian kernel (xz; its cloud flavour, LZ4, too) boots without
-// its own decompressor running, at a KASLR placement the VMM chose and
-// relocated (physical and virtual), at the linked addresses with `nokaslr`,
-// and through its decompressor as before
-// with DENOVMM_KERNEL_UNPACK=0. The start-up trace says which way the VMM
-// loaded the kernel (the only permission added: reading that one variable).
+// the stock Debian kernel (xz; its cloud flavour, LZ4, and a gzip twin too)
+// boots without its own decompressor running, at a KASLR placement the VMM
+// chose and relocated (physical and virtual), at the linked addresses with
+// `nokaslr`, and through its decompressor as before with
+// DENOVMM_KERNEL_UNPACK=0. The start-up trace says which way the VMM loaded
+// the kernel (the only permission added: reading that one variable).
 import assert from "node:assert/strict";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
 import { debianKernel } from "../fixtures/debian.ts";
+import { gzipPayloadKernel } from "../fixtures/gzip_kernel.ts";
 import { runLog, runVmm } from "./_vmm_process.ts";
 
 const MARK = "DENOVMM-KERNEL";
@@ -75,4 +76,12 @@ Deno.test("Debian's cloud kernel, an LZ4 payload, is unpacked by the VMM and boo
   assert.doesNotMatch(b.r.stderr, /could not unpack/);
   assert.equal(parseInt(b.code, 16) % 0x200000, 0);
   assert.equal((BigInt(`0x${b.text}`) - BigInt(`0x${LINKED_TEXT}`)) % 0x200000n, 0n);
+});
+
+Deno.test("a gzip payload (the Debian kernel's, gzipped) is unpacked by the VMM and boots", async () => {
+  const gz = await gzipPayloadKernel((await linuxFixture()).kernel);
+  const b = await boot("", {}, gz);
+  assert.match(b.unpacked ?? "", /^(gzip|cache)$/, runLog(b.r));
+  assert.doesNotMatch(b.r.stderr, /could not unpack/);
+  assert.equal(parseInt(b.code, 16) % 0x200000, 0);
 });
