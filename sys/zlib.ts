@@ -237,30 +237,33 @@ const GZIP_WINDOW_BITS = 15 + 16;
  * ```
  */
 export function gunzipInto(input: Uint8Array, output: Uint8Array): void {
-  const s = new (class extends ZStream {
-    run(): string | undefined {
-      const lz = z();
-      if (lz.inflateInit2_(this.strm, GZIP_WINDOW_BITS, version!, Z_STREAM_SIZE) !== Z_OK) {
-        return "inflateInit2 failed";
-      }
-      try {
-        this.setIn(input, input.length);
-        this.setOut(output, 0, output.length);
-        const r = lz.inflate(this.strm, Z_FINISH);
-        const got = output.length - this.availOut;
-        if (r !== Z_STREAM_END) {
-          return r === Z_OK || r === Z_BUF_ERROR
-            ? `more than ${output.length} bytes, or cut short (${got} written)`
-            : `corrupt data (inflate ${r})`;
-        }
-        if (got !== output.length) return `${got} bytes instead of ${output.length}`;
-        if (this.availIn !== 0) return `${this.availIn} bytes after the gzip member`;
-        return undefined;
-      } finally {
-        lz.inflateEnd(this.strm);
-      }
-    }
-  })();
-  const problem = s.run();
+  const problem = new GzipMember().inflateInto(input, output);
   if (problem !== undefined) throw new Error(`gzip: ${problem}`);
+}
+
+/** A one-shot inflate stream with the gzip wrapper, ended after its one call. */
+class GzipMember extends ZStream {
+  /** @returns what went wrong, or undefined when `output` holds the whole member */
+  inflateInto(input: Uint8Array, output: Uint8Array): string | undefined {
+    const lz = z();
+    if (lz.inflateInit2_(this.strm, GZIP_WINDOW_BITS, version!, Z_STREAM_SIZE) !== Z_OK) {
+      return "inflateInit2 failed";
+    }
+    try {
+      this.setIn(input, input.length);
+      this.setOut(output, 0, output.length);
+      const r = lz.inflate(this.strm, Z_FINISH);
+      const got = output.length - this.availOut;
+      if (r !== Z_STREAM_END) {
+        return r === Z_OK || r === Z_BUF_ERROR
+          ? `more than ${output.length} bytes, or cut short (${got} written)`
+          : `corrupt data (inflate ${r})`;
+      }
+      if (got !== output.length) return `${got} bytes instead of ${output.length}`;
+      if (this.availIn !== 0) return `${this.availIn} bytes after the gzip member`;
+      return undefined;
+    } finally {
+      lz.inflateEnd(this.strm);
+    }
+  }
 }
