@@ -110,11 +110,11 @@ if (kvmRoute() === "nested") {
       Deno.exit(r.code);
     } catch (e) {
       // A hung host: go on in a fresh one while each host adds boots.
-      const progress = readBootLog(log).boots.size > before;
-      if (abort.signal.aborted || attempt >= resumes || !progress) throw e;
+      const after = readBootLog(log).boots.size;
+      if (abort.signal.aborted || attempt >= resumes || after <= before) throw e;
       console.error(
         `boot bench: ${(e as Error).message.split("\n")[0]}; ` +
-          `${readBootLog(log).boots.size} boots logged in ${log}, going on in a fresh nested host`,
+          `${after} boots logged in ${log}, going on in a fresh nested host`,
       );
     }
   }

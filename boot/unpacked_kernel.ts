@@ -25,7 +25,7 @@
 import { KernelLoaderError } from "./kernel_loader_error.ts";
 import type { BzImageHeader } from "./bzimage.ts";
 import type { GuestMemory } from "../memory/guest_memory.ts";
-import type { DecompressFormat } from "../sys/decompress.ts";
+import { DECOMPRESS_FORMATS, type DecompressFormat } from "../sys/decompress.ts";
 
 /** The start of the kernel's virtual mapping (`__START_KERNEL_map`). */
 export const START_KERNEL_MAP = 0xffff_ffff_8000_0000n;
@@ -88,10 +88,10 @@ export function kernelPayload(image: Uint8Array, header: BzImageHeader): KernelP
  * Whether the VMM can unpack this format itself.
  *
  * @param format a {@link KernelPayload} format
- * @returns true for xz, zstd, lz4 and gzip
+ * @returns true for the formats sys/decompress.ts undoes
  */
 export function unpackableFormat(format: string): format is DecompressFormat {
-  return format === "xz" || format === "zstd" || format === "lz4" || format === "gzip";
+  return (DECOMPRESS_FORMATS as readonly string[]).includes(format);
 }
 
 /** One PT_LOAD segment of the kernel ELF. */

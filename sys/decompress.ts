@@ -2,11 +2,12 @@
  * One-shot decompression of a whole buffer whose decompressed size is known
  * (a kernel's payload: the bzImage says how big it unpacks), through the
  * system's own libraries: liblzma for xz (`lzma_stream_buffer_decode`),
- * libzstd for zstd (`ZSTD_decompress`), libz for gzip (`inflate`, sys/zlib.ts) and liblz4 for the LZ4 legacy frames
- * the kernel's build makes (`lz4 -l`; each block `LZ4_decompress_safe`, the
- * framing read here as lib/decompress_unlz4.c does). Each library is opened on first use;
- * a host without it reports the format as unavailable and the caller does
- * without (the guest decompresses its kernel itself).
+ * libzstd for zstd (`ZSTD_decompress`), libz for gzip (`inflate`,
+ * sys/zlib.ts) and liblz4 for the LZ4 legacy frames the kernel's build makes
+ * (`lz4 -l`; each block `LZ4_decompress_safe`, the framing read here as
+ * lib/decompress_unlz4.c does). Each library is opened on first use; a host
+ * without it reports the format as unavailable and the caller does without
+ * (the guest decompresses its kernel itself).
  *
  * @module
  */
@@ -43,7 +44,9 @@ const LZ4 = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Compression formats this module can undo. */
-export type DecompressFormat = "xz" | "zstd" | "lz4" | "gzip";
+export const DECOMPRESS_FORMATS = ["xz", "zstd", "lz4", "gzip"] as const;
+/** One of {@link DECOMPRESS_FORMATS}. */
+export type DecompressFormat = typeof DECOMPRESS_FORMATS[number];
 
 /** A library opened on first use; null where the host lacks it. */
 function opener<S extends Deno.ForeignLibraryInterface>(
@@ -105,8 +108,8 @@ const LZMA_RET = [
 ];
 
 /**
- * Decompresses `input` (one xz stream, zstd frames, LZ4 legacy frames or one gzip member) into `output`, which
- * must be exactly the decompressed size.
+ * Decompresses `input` (one xz stream, zstd frames, LZ4 legacy frames or one
+ * gzip member) into `output`, which must be exactly the decompressed size.
  *
  * @param format the input's format
  * @param input the compressed bytes (nothing after them)

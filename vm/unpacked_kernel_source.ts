@@ -19,9 +19,9 @@
  * others may write is not used; any failure only means no cache. The
  * segments are read from the entry straight into guest RAM.
  *
- * xz, zstd, LZ4 and gzip payloads are unpacked here (liblzma, libzstd, liblz4, libz); other
- * formats, a host without the library, or `DENOVMM_KERNEL_UNPACK=0` (read
- * through libc) boot the bzImage as it is.
+ * xz, zstd, LZ4 and gzip payloads are unpacked here (liblzma, libzstd,
+ * liblz4, libz); other formats, a host without the library, or
+ * `DENOVMM_KERNEL_UNPACK=0` (read through libc) boot the bzImage as it is.
  *
  * @module
  */
