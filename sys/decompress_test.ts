@@ -1,26 +1,10 @@
 import assert from "node:assert/strict";
+import { pipeThrough } from "../tests/fixtures/_exec.ts";
 import { decompressAvailable, DecompressError, decompressInto } from "./decompress.ts";
 
 /** The lz4 command's legacy frames (`lz4 -l`), as the kernel's build makes its payload. */
 function lz4Legacy(data: Uint8Array): Promise<Uint8Array> {
-  return compress("lz4", ["-l", "-9", "-c"], data);
-}
-
-/** A compressor command over `data`. */
-async function compress(cmd: string, args: string[], data: Uint8Array): Promise<Uint8Array> {
-  const child = new Deno.Command(cmd, {
-    args,
-    stdin: "piped",
-    stdout: "piped",
-  }).spawn();
-  // Read while writing: 20 MiB would fill the pipe both ways.
-  const output = child.output();
-  const w = child.stdin.getWriter();
-  await w.write(data);
-  await w.close();
-  const out = await output;
-  assert.equal(out.code, 0);
-  return out.stdout;
+  return pipeThrough("lz4", ["-l", "-9", "-c"], data);
 }
 
 /** Bytes that compress but not to nothing: a 20 MiB mix spanning three 8 MiB blocks. */
@@ -80,7 +64,7 @@ Deno.test("damaged lz4 input is a DecompressError naming it, never a write past 
 Deno.test("a gzip payload inflates through libz; damage or another size is a DecompressError", async () => {
   assert.ok(decompressAvailable("gzip"));
   const data = sample(12 << 20);
-  const gz = await compress("gzip", ["-n", "-9", "-c"], data);
+  const gz = await pipeThrough("gzip", ["-n", "-9", "-c"], data);
   const out = new Uint8Array(data.length);
   decompressInto("gzip", gz, out);
   assert.ok(out.every((b, i) => b === data[i]));

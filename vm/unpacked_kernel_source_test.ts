@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pipeThrough } from "../tests/fixtures/_exec.ts";
 import { unpackedKernelSource } from "./unpacked_kernel_source.ts";
 import { sourceStamp } from "../sys/module_cache.ts";
 import { DecompressError } from "../sys/decompress.ts";
@@ -46,16 +47,6 @@ function zstdOf(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(data.length + 4096);
   const n = zstdLib.ZSTD_compress(out, BigInt(out.length), data, BigInt(data.length), 19);
   return out.slice(0, Number(n));
-}
-
-async function compress(cmd: string, args: string[], data: Uint8Array): Promise<Uint8Array> {
-  const child = new Deno.Command(cmd, { args, stdin: "piped", stdout: "piped" }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(data);
-  await w.close();
-  const out = await child.output();
-  assert.equal(out.code, 0, `${cmd} failed`);
-  return out.stdout;
 }
 
 /** Runs `fn` with the VMM's cache under a fresh XDG_CACHE_HOME. */
@@ -131,18 +122,18 @@ Deno.test("zstd, LZ4 and gzip payloads unpack too; bzip2 and unknown ones are le
     assert.deepEqual(contents(z, bytes.length), bytes);
     z.close();
     // LZ4 legacy frames, as the kernel's build makes them (`lz4 -l`).
-    const lz = await compress("lz4", ["-l", "-12", "-c"], bytes);
+    const lz = await pipeThrough("lz4", ["-l", "-12", "-c"], bytes);
     const l = unpackedKernelSource(`${dir}/l`, "stamp", bzImageWithPayload(lz, bytes.length))!;
     assert.equal(l.origin, "lz4");
     assert.deepEqual(contents(l, bytes.length), bytes);
     l.close();
     // gzip, as the kernel's build makes it (`gzip -n -f -9`).
-    const gz = await compress("gzip", ["-n", "-9", "-c"], bytes);
+    const gz = await pipeThrough("gzip", ["-n", "-9", "-c"], bytes);
     const g = unpackedKernelSource(`${dir}/g`, "s", bzImageWithPayload(gz, bytes.length))!;
     assert.equal(g.origin, "gzip");
     assert.deepEqual(contents(g, bytes.length), bytes);
     g.close();
-    const bz = await compress("bzip2", ["-9", "-c"], bytes);
+    const bz = await pipeThrough("bzip2", ["-9", "-c"], bytes);
     assert.equal(
       unpackedKernelSource(`${dir}/b`, "s", bzImageWithPayload(bz, bytes.length)),
       undefined,
