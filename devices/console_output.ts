@@ -3,17 +3,22 @@
  *
  * @module
  */
-import { ErrnoError } from "../sys/errno.ts";
-import { writeAll } from "../sys/fd.ts";
+import { errno, ErrnoError } from "../sys/errno.ts";
+import { writeI32 } from "../sys/libc.ts";
 
 /** EPIPE: the console's reader is gone. */
 const EPIPE = 32;
+/** EINTR and EAGAIN: write again. */
+const EINTR = 4;
+const EAGAIN = 11;
 
 /**
  * Console output for a vCPU thread's serial sink: bytes are collected and
  * written with one write(2) per flush (the vCPU thread calls it at the end of
  * each exit), so a line of guest output costs one system call instead of one
- * per character.
+ * per character. A flush allocates nothing (a guest that prints takes an exit
+ * per byte): the buffer goes to write(2) whole with its length, and the rest
+ * of a partial write moves to its start.
  *
  * @example
  * ```ts
@@ -56,14 +61,19 @@ export class ConsoleOutput {
 
   /** Writes what is queued. */
   flush(): void {
-    if (this.#len === 0) return;
-    const n = this.#len;
+    let n = this.#len;
     this.#len = 0;
-    try {
-      writeAll(this.#fd, this.#buf.subarray(0, n));
-    } catch (e) {
-      // A closed stdout (EPIPE) must not take the vCPU down with it.
-      if (!(e instanceof ErrnoError) || e.errno !== EPIPE) throw e;
+    while (n > 0) {
+      const w = writeI32(this.#fd, this.#buf, n);
+      if (w < 0) {
+        const e = errno();
+        if (e === EINTR || e === EAGAIN) continue;
+        // A closed stdout (EPIPE) must not take the vCPU down with it.
+        if (e === EPIPE) return;
+        throw new ErrnoError("write", e);
+      }
+      if (w < n) this.#buf.copyWithin(0, w, n);
+      n -= w;
     }
   }
 }
