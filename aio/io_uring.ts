@@ -102,6 +102,13 @@ export function ioUringAvailable(): string | null {
 export interface IoUringOptions {
   /** Submission queue entries, a power of two (default 256); also the in-flight limit. */
   entries?: number;
+  /**
+   * The requests' callbacks start no promise reactions (a disk's device
+   * model): completions run in `sync` callbacks of the loop
+   * (mainloop/types.ts `CallbackOptions`), which then allocates nothing for
+   * them. Default false.
+   */
+  syncCallbacks?: boolean;
 }
 
 /** An io_uring instance bound to one event loop. */
@@ -138,7 +145,13 @@ export class IoUring implements AioBackend {
   #closed = false;
   #drained: (() => void) | null = null;
 
-  private constructor(loop: EventLoop, fd: number, params: Uint8Array, entries: number) {
+  private constructor(
+    loop: EventLoop,
+    fd: number,
+    params: Uint8Array,
+    entries: number,
+    sync: boolean,
+  ) {
     this.#loop = loop;
     this.#fd = fd;
     const pv = new DataView(params.buffer);
@@ -196,8 +209,8 @@ export class IoUring implements AioBackend {
     // (IORING_REGISTER_EVENTFD_ASYNC would also spare their eventfd signal,
     // but completions posted from task_work in this thread then went
     // unsignalled and the ring hung.)
-    this.#reapBh = loop.bh(() => this.#reap(false), "io_uring-reap");
-    loop.setFdHandler(this.#efd, { read: () => this.#reap(true) });
+    this.#reapBh = loop.bh(() => this.#reap(false), "io_uring-reap", { sync });
+    loop.setFdHandler(this.#efd, { read: () => this.#reap(true), sync });
   }
 
   /**
@@ -224,7 +237,7 @@ export class IoUring implements AioBackend {
       throw new Error(`io_uring is unavailable (${e.message}); use aio=threads`, { cause: e });
     }
     try {
-      return new IoUring(loop, fd, params, entries);
+      return new IoUring(loop, fd, params, entries, options.syncCallbacks === true);
     } catch (e) {
       closeFd(fd);
       throw e;

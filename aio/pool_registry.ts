@@ -68,9 +68,11 @@ export function acquireAio(
   let entry = byKind.get(kind);
   if (!entry) {
     // Disks keep two pool threads once they have worked (a guest's readahead
-    // keeps one or two requests in flight; see _pool_growth.ts).
-    const pool = { warmThreads: DISK_WARM_THREADS, ...options.pool };
-    entry = { backend: createAioBackend(loop, kind, { ...options, pool }), users: 0 };
+    // keeps one or two requests in flight; see _pool_growth.ts). Their
+    // callbacks are the block device's, which start no promise reactions.
+    const pool = { warmThreads: DISK_WARM_THREADS, syncCallbacks: true, ...options.pool };
+    const ring = { syncCallbacks: true, ...options.ring };
+    entry = { backend: createAioBackend(loop, kind, { ...options, pool, ring }), users: 0 };
     byKind.set(kind, entry);
   }
   entry.users++;

@@ -59,6 +59,13 @@ export interface ThreadPoolOptions {
   /** Requests in flight at once, a power of two (default 4096). */
   queueSize?: number;
   /**
+   * The requests' callbacks start no promise reactions (a disk's device
+   * model): completions run in `sync` callbacks of the loop
+   * (mainloop/types.ts `CallbackOptions`), which then allocates nothing for
+   * them. Default false.
+   */
+  syncCallbacks?: boolean;
+  /**
    * For benchmarks: 2 f64 per slot (slot = handle % queueSize) that the pool
    * threads fill with CLOCK_MONOTONIC ns when each system call starts and ends.
    */
@@ -173,8 +180,9 @@ export class ThreadPool implements AioBackend {
     this.#gen = new Uint32Array(size);
     this.#cbs = new Array(size).fill(null);
     for (let i = size - 1; i >= 0; i--) this.#free.push(i);
-    this.#doneBh = loop.bh(() => this.#complete(), "aio-complete");
-    this.#cancelBh = loop.bh(() => this.#completeCanceled(), "aio-cancel");
+    const sync = { sync: options.syncCallbacks === true };
+    this.#doneBh = loop.bh(() => this.#complete(), "aio-complete", sync);
+    this.#cancelBh = loop.bh(() => this.#completeCanceled(), "aio-cancel", sync);
     this.#shared.bh = this.#doneBh.handle();
     this.#h[H_THREADS] = min;
     for (let i = 0; i < min; i++) this.#spawn();

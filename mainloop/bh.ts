@@ -77,7 +77,14 @@ export class BhTable {
   #words: Int32Array<SharedArrayBuffer>;
   #fd: number;
   #cbs: ((() => void) | null)[] = [];
+  /** Per index: the callback starts no promise reactions (CallbackOptions.sync). */
+  #sync: boolean[] = [];
   #free: number[] = [];
+  /**
+   * Set by {@link BhTable.run} when it ran a BH not created `sync`; the loop
+   * clears it.
+   */
+  ranAsync = false;
   /** Set by the loop while it is blocked in poll; local schedules must then notify. */
   polling = false;
 
@@ -104,12 +111,14 @@ export class BhTable {
    *
    * @param cb runs on the loop's thread
    * @param name for diagnostics
+   * @param sync cb starts no promise reactions (CallbackOptions.sync)
    * @returns the BH
    */
-  create(cb: () => void, name = "bh"): Bh {
+  create(cb: () => void, name = "bh", sync = false): Bh {
     const index = this.#free.length > 0 ? this.#free.pop()! : this.#cbs.length;
     if (index >= MAX_BHS) throw new RangeError(`Too many bottom halves (max ${MAX_BHS})`);
     this.#cbs[index] = cb;
+    this.#sync[index] = sync;
     return new LoopBh(this, index, name);
   }
 
@@ -135,9 +144,11 @@ export class BhTable {
       while (bits !== 0) {
         const b = 31 - Math.clz32(bits & -bits);
         bits &= bits - 1;
-        const cb = this.#cbs[(w << 5) | b];
+        const i = (w << 5) | b;
+        const cb = this.#cbs[i];
         if (cb) {
           ran++;
+          if (!this.#sync[i]) this.ranAsync = true;
           cb();
         }
       }

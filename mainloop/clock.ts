@@ -61,3 +61,63 @@ export function clockNs(id: number): number {
   // tv_sec: low word unsigned, high word signed; tv_nsec < 1e9 fits the low word.
   return ((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2];
 }
+
+/** performance.now() minus the monotonic clock in ms: both count CLOCK_MONOTONIC. */
+const PERFORMANCE_OFFSET_MS = performance.now() - clockNs(CLOCK_MONOTONIC) / 1e6;
+
+/**
+ * {@link clockNs}, written into `out[at]`: for the loops, which read clocks
+ * every iteration, and where a double returned from a call V8 does not
+ * inline is a new heap number each time.
+ *
+ * @param id CLOCK_REALTIME or CLOCK_MONOTONIC
+ * @param out where the ns go
+ * @param at the index in `out`
+ * @example
+ * ```ts
+ * import { CLOCK_MONOTONIC, clockNsInto } from "./clock.ts";
+ * const t = new Float64Array(1);
+ * clockNsInto(CLOCK_MONOTONIC, t, 0);
+ * console.log(t[0] > 0);
+ * ```
+ */
+export function clockNsInto(id: number, out: Float64Array, at: number): void {
+  libc.clock_gettime(id, tsBytes);
+  out[at] = ((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2];
+}
+
+/**
+ * `performance.now()` read through clock_gettime, written into `out[at]`:
+ * the same milliseconds (Deno's clock is CLOCK_MONOTONIC since its time
+ * origin) without the heap number `performance.now()` makes on each call,
+ * for the loops' own bookkeeping.
+ *
+ * @param out where the ms go
+ * @param at the index in `out`
+ * @example
+ * ```ts
+ * import { loopNowMsInto } from "./clock.ts";
+ * const t = new Float64Array(1);
+ * loopNowMsInto(t, 0);
+ * console.log(Math.abs(t[0] - performance.now()) < 1);
+ * ```
+ */
+export function loopNowMsInto(out: Float64Array, at: number): void {
+  libc.clock_gettime(CLOCK_MONOTONIC, tsBytes);
+  out[at] = (((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2]) / 1e6 +
+    PERFORMANCE_OFFSET_MS;
+}
+
+/**
+ * {@link loopNowMsInto}, returned (for code that reads it rarely).
+ *
+ * @returns milliseconds since this process's time origin
+ * @example
+ * ```ts
+ * import { loopNowMs } from "./clock.ts";
+ * console.log(Math.abs(loopNowMs() - performance.now()) < 1);
+ * ```
+ */
+export function loopNowMs(): number {
+  return clockNs(CLOCK_MONOTONIC) / 1e6 + PERFORMANCE_OFFSET_MS;
+}

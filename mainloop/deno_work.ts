@@ -33,6 +33,7 @@
  */
 
 import { traceMark } from "../sys/start_trace.ts";
+import { loopNowMsInto } from "./clock.ts";
 
 type Callback = (...args: unknown[]) => unknown;
 /** Deno 2.9 returns Node-style `Timeout` objects; their number (`+t`) clears them too. */
@@ -42,8 +43,13 @@ type ClearTimer = (id?: TimerId) => void;
 
 /** Live timers that went through the wrappers: `+id` → due, `performance.now()` ms. */
 const due = new Map<number, number>();
-/** The earliest of `due` (Infinity if none), valid unless `stale`. */
-let earliest = Infinity;
+/**
+ * [0]: the earliest of `due` (Infinity if none), valid unless `stale`. In an
+ * array: a double stored in a module variable is a new heap number each time.
+ */
+const earliest = new Float64Array([Infinity]);
+/** A clock read (loopNowMsInto: no heap number per read). */
+const clock = new Float64Array(1);
 let stale = false;
 /** Pending {@link awaitDeno} promises. */
 let waits = 0;
@@ -63,21 +69,21 @@ const OVERDUE_MS = 100;
 function note(id: number, at: number): void {
   const old = due.get(id);
   due.set(id, at);
-  if (at < earliest) earliest = at;
-  else if (old !== undefined && old <= earliest) stale = true;
+  if (at < earliest[0]) earliest[0] = at;
+  else if (old !== undefined && old <= earliest[0]) stale = true;
 }
 
 function forget(id: number): void {
   const old = due.get(id);
   if (old === undefined) return;
   due.delete(id);
-  if (old <= earliest) stale = true;
+  if (old <= earliest[0]) stale = true;
 }
 
 let now = 0;
 function keepEarliest(at: number, id: number): void {
   if (at < now - OVERDUE_MS) due.delete(id);
-  else if (at < earliest) earliest = at;
+  else if (at < earliest[0]) earliest[0] = at;
 }
 
 /** A delay as Deno takes it (NaN and negatives are 0), or -1 when not tracked. */
@@ -179,19 +185,37 @@ function wrapOnFirstRead(name: string, wrap: (original: unknown) => unknown): vo
   });
 }
 
+/** Recomputes the earliest due time when a change or an overdue timer asks. */
+function refreshEarliest(): void {
+  loopNowMsInto(clock, 0);
+  if (stale || earliest[0] < clock[0] - OVERDUE_MS) {
+    stale = false;
+    earliest[0] = Infinity;
+    now = clock[0];
+    due.forEach(keepEarliest);
+  }
+}
+
 /**
  * When the earliest tracked Deno timer is due.
  *
  * @returns `performance.now()` milliseconds; Infinity when none is pending
  */
 export function nextTimerDue(): number {
-  if (stale || earliest < performance.now() - OVERDUE_MS) {
-    stale = false;
-    earliest = Infinity;
-    now = performance.now();
-    due.forEach(keepEarliest);
-  }
-  return earliest;
+  refreshEarliest();
+  return earliest[0];
+}
+
+/**
+ * {@link nextTimerDue}, written into `out[at]`: the main loop reads it every
+ * iteration, and a double returned would be a new heap number each time.
+ *
+ * @param out where the answer goes
+ * @param at the index in `out`
+ */
+export function nextTimerDueInto(out: Float64Array, at: number): void {
+  refreshEarliest();
+  out[at] = earliest[0];
 }
 
 /**

@@ -30,6 +30,9 @@
  * functions up the caller's stack) runs before the loop sleeps. Longer chains
  * finish in Deno's next turn (JavaScript has no way to drain the microtask
  * queue from inside it, and the loop's own continuation is one of them).
+ * Callbacks registered `sync` (types.ts `CallbackOptions`: a device's queue
+ * kick, an aio completion) start none, and an iteration that ran only those
+ * skips the awaits, which allocate (~340 bytes for the eight).
  *
  * One iteration, in this order (QEMU's aio_dispatch order):
  * 1. timeout = 0 if a BH is pending, else until the nearest timer on any
@@ -50,14 +53,14 @@
  */
 import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, ppoll, ppollAsync } from "../sys/poll.ts";
 import { BH_WORDS, BhTable } from "./bh.ts";
-import { clockId, clockNs } from "./clock.ts";
+import { clockId, clockNs, loopNowMs, loopNowMsInto } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
 import { viewAddress } from "../sys/address.ts";
 import { denoReactorFd, denoTurn } from "../sys/deno_reactor.ts";
 import { TimerGroup } from "./timer.ts";
-import { denoWaits, nextTimerDue, watchDenoTimers } from "./deno_work.ts";
+import { denoWaits, nextTimerDueInto, watchDenoTimers } from "./deno_work.ts";
 import { LoopStats } from "./loop_stats.ts";
-import type { Bh, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
+import type { Bh, CallbackOptions, ClockType, EventLoop, FdHandlers, Timer } from "./types.ts";
 
 export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from "../sys/poll.ts";
 
@@ -105,6 +108,13 @@ export const MICROTASK_HOPS = 8;
  */
 const SETTLED = Promise.resolve();
 
+/** Slots of MainLoop's `#f`: the iteration's timeout and time, Deno's next turn, a sleep. */
+const F_TIMEOUT = 0;
+const F_NOW = 1;
+const F_TURN_AT = 2;
+const F_SLEEP = 3;
+const F_SCRATCH = 4;
+
 /** The least time between two turns given for a due timer (ms). */
 const TIMER_TURN_GAP_MS = 1;
 
@@ -113,7 +123,14 @@ interface FdRecord {
   read: (() => void) | null;
   write: (() => void) | null;
   live: boolean;
+  /** The handlers start no promise reactions (CallbackOptions.sync). */
+  sync: boolean;
 }
+
+/** What an iteration's dispatch ran: nothing, only `sync` callbacks, or others too. */
+const RAN_NOTHING = 0;
+const RAN_SYNC = 1;
+const RAN_ASYNC = 2;
 
 /** Options for {@link MainLoop}. */
 export interface MainLoopOptions {
@@ -218,6 +235,12 @@ export class MainLoop implements EventLoop {
   /** performance.now() of the last dispatch that did something, and of the last yield. */
   #activeAt = -Infinity;
   #yieldedAt = 0;
+  /**
+   * Times an iteration passes between its methods (F_*): a double passed as
+   * an argument or returned from a call V8 does not inline is boxed in a new
+   * heap number, and ns deadlines are rarely small integers.
+   */
+  #f = new Float64Array(5);
   /** Iterations completed (for tests and benchmarks). */
   iterations = 0;
   #stats: LoopStats | null = null;
@@ -275,7 +298,9 @@ export class MainLoop implements EventLoop {
       old.live = false;
       this.#fds.delete(fd);
     }
-    if (read || write) this.#fds.set(fd, { fd, read, write, live: true });
+    if (read || write) {
+      this.#fds.set(fd, { fd, read, write, live: true, sync: handlers?.sync === true });
+    }
     this.#dirty = true;
     if (this.#bhs.polling) this.#notifier.notify();
   }
@@ -286,10 +311,11 @@ export class MainLoop implements EventLoop {
    *
    * @param cb runs on the loop's thread
    * @param name for diagnostics
+   * @param options `sync`: cb starts no promise reactions
    * @returns the BH
    */
-  bh(cb: () => void, name?: string): Bh {
-    return this.#bhs.create(cb, name);
+  bh(cb: () => void, name?: string, options?: CallbackOptions): Bh {
+    return this.#bhs.create(cb, name, options?.sync === true);
   }
 
   /**
@@ -298,10 +324,11 @@ export class MainLoop implements EventLoop {
    *
    * @param clock realtime, host/monotonic or virtual
    * @param cb runs on the loop's thread when it expires
+   * @param options `sync`: cb starts no promise reactions
    * @returns the timer
    */
-  timer(clock: ClockType, cb: () => void): Timer {
-    return new WakingTimer(this.#timers.create(clock, cb), this);
+  timer(clock: ClockType, cb: () => void, options?: CallbackOptions): Timer {
+    return new WakingTimer(this.#timers.create(clock, cb, options?.sync === true), this);
   }
 
   /**
@@ -375,7 +402,7 @@ export class MainLoop implements EventLoop {
       this.#base = this.#denoFd >= 0 ? 2 : 1;
       this.#dirty = true;
     }
-    this.#yieldedAt = performance.now();
+    this.#yieldedAt = loopNowMs();
     if (this.#denoFd >= 0) {
       // run() returns before the first wait (a turn): the caller's code runs
       // first; and the loop starts on its own thread, as if just active.
@@ -385,17 +412,21 @@ export class MainLoop implements EventLoop {
     while (!this.#stop) {
       if (this.#dirty) this.#rebuild();
       const nfds = this.#nfds;
-      const timeout = this.#bhs.pending ? 0 : this.#timers.deadlineNs();
-      const now = performance.now();
+      const f = this.#f;
+      if (this.#bhs.pending) f[F_TIMEOUT] = 0;
+      else this.#timers.deadlineNsInto(f, F_TIMEOUT);
+      const timeout = f[F_TIMEOUT];
+      loopNowMsInto(f, F_NOW);
+      const now = f[F_NOW];
       if (this.#denoFd >= 0) {
         if ((now - this.#activeAt) * 1e6 < this.#ownThreadNs) {
           // Synchronous unless Deno's turn is due: no promise per iteration.
-          const n = this.#waitBesideDeno(nfds, timeout, now);
+          const n = this.#waitBesideDeno(nfds);
           if (n < 0) {
             this.denoTurns++;
             await denoTurn();
-            this.#yieldedAt = performance.now();
-          } else if (this.#afterPoll(n)) {
+            this.#yieldedAt = loopNowMs();
+          } else if (this.#afterPoll(n) === RAN_ASYNC) {
             for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
           }
         } else {
@@ -433,12 +464,13 @@ export class MainLoop implements EventLoop {
           // yields or goes idle).
           let wait = Math.min(busyNs, holdNs);
           if (timeout > 0) wait = Math.min(wait, timeout);
-          n = this.#pollSync(nfds, wait);
+          this.#f[F_SLEEP] = wait;
+          n = this.#pollSync(nfds, -1);
         } else {
           n = await this.#pollAsync(nfds, timeout);
         }
       }
-      if (this.#afterPoll(n)) {
+      if (this.#afterPoll(n) === RAN_ASYNC) {
         // Let promise reactions the callbacks started run before sleeping
         // on this thread again (a microtask checkpoint; Deno's macrotasks
         // still wait for the next yield).
@@ -447,15 +479,20 @@ export class MainLoop implements EventLoop {
     }
   }
 
-  /** Dispatches after a poll that found n fds ready; returns whether anything ran. */
-  #afterPoll(n: number): boolean {
+  /** Dispatches after a poll that found n fds ready; returns what ran (RAN_*). */
+  #afterPoll(n: number): number {
     this.iterations++;
     const stats = this.#stats;
     const t0 = stats === null ? 0 : performance.now();
-    const active = this.#dispatch(n);
+    const ran = this.#dispatch(n);
+    const active = ran !== RAN_NOTHING;
     if (stats !== null) stats.record(active, performance.now() - t0);
-    if (active) this.#activeAt = performance.now();
-    return active;
+    if (active) {
+      const f = this.#f;
+      loopNowMsInto(f, F_SCRATCH);
+      this.#activeAt = f[F_SCRATCH];
+    }
+    return ran;
   }
 
   /**
@@ -463,14 +500,18 @@ export class MainLoop implements EventLoop {
    * due (it asked, or its hold is over), else ppoll here until our fds,
    * Deno's fd, the timeout or the hold end; returns ready fds.
    */
-  #waitBesideDeno(nfds: bigint, timeout: number, now: number): number {
-    const holdNs = (this.#turnAt() - now) * 1e6;
+  #waitBesideDeno(nfds: bigint): number {
+    const f = this.#f;
+    const timeout = f[F_TIMEOUT];
+    this.#turnAt();
+    const holdNs = (f[F_TURN_AT] - f[F_NOW]) * 1e6;
     if (this.#denoWants || holdNs <= 0) {
       this.#denoWants = false;
       return -1;
     }
     if (timeout === 0) return this.#pollSync(nfds, 0);
-    return this.#pollSync(nfds, timeout < 0 ? holdNs : Math.min(timeout, holdNs));
+    f[F_SLEEP] = timeout < 0 ? holdNs : Math.min(timeout, holdNs);
+    return this.#pollSync(nfds, -1);
   }
 
   /**
@@ -478,20 +519,26 @@ export class MainLoop implements EventLoop {
    * least TIMER_TURN_GAP_MS after the last, as a timer is not always ripe to
    * the millisecond), else the period for announced waits or for the rest.
    */
-  #turnAt(): number {
+  #turnAt(): void {
+    const f = this.#f;
     const at = this.#yieldedAt + (denoWaits() > 0 ? this.#yieldMs : this.#untrackedMs);
-    const timer = nextTimerDue();
-    return timer < at ? Math.max(timer, this.#yieldedAt + TIMER_TURN_GAP_MS) : at;
+    nextTimerDueInto(f, F_TURN_AT);
+    const timer = f[F_TURN_AT];
+    f[F_TURN_AT] = timer < at ? Math.max(timer, this.#yieldedAt + TIMER_TURN_GAP_MS) : at;
   }
 
-  /** ppoll on this thread, up to ns (0: only what is ready); returns ready fds. */
-  #pollSync(nfds: bigint, ns: number): number {
-    const sleeps = ns > 0;
-    if (sleeps) {
+  /**
+   * ppoll on this thread; returns ready fds. `zero` 0: only what is ready;
+   * -1: up to `#f[F_SLEEP]` ns.
+   */
+  #pollSync(nfds: bigint, zero: 0 | -1): number {
+    const f = this.#f;
+    if (zero === 0) f[F_SLEEP] = 0;
+    else if (f[F_SLEEP] > 0) {
       this.#notifier.arm();
-      if (this.#bhs.pending || this.#stop || this.#dirty) ns = 0;
+      if (this.#bhs.pending || this.#stop || this.#dirty) f[F_SLEEP] = 0;
     }
-    return ppoll(this.#pollPtr, nfds, this.#setTs(ns));
+    return ppoll(this.#pollPtr, nfds, this.#setTs());
   }
 
   /** ppoll on Deno's blocking pool: yields to Deno's event loop meanwhile. */
@@ -499,16 +546,19 @@ export class MainLoop implements EventLoop {
     this.#bhs.polling = true;
     this.#notifier.arm();
     if (this.#bhs.pending || this.#stop || this.#dirty) timeout = 0;
-    const tsp = timeout < 0 ? 0n : this.#setTs(timeout);
+    this.#f[F_SLEEP] = timeout;
+    const tsp = timeout < 0 ? 0n : this.#setTs();
     // Changes made on this thread while ppoll sleeps (from Deno callbacks)
     // notify; records replaced meanwhile are marked dead and skipped.
     const n = await ppollAsync(this.#pollPtr, nfds, tsp);
     this.#bhs.polling = false;
-    this.#yieldedAt = performance.now();
+    this.#yieldedAt = loopNowMs();
     return n;
   }
 
-  #setTs(ns: number): bigint {
+  /** The timespec ppoll gets, of `#f[F_SLEEP]` ns (none: 0). */
+  #setTs(): bigint {
+    let ns = this.#f[F_SLEEP];
     if (!(ns > 0)) ns = 0;
     const sec = Math.floor(ns / 1e9);
     this.#ts[0] = Math.min(sec, 0x7fffffff);
@@ -544,8 +594,8 @@ export class MainLoop implements EventLoop {
     }
   }
 
-  /** Runs what is due; returns whether anything ran. */
-  #dispatch(n: number): boolean {
+  /** Runs what is due; returns what ran (RAN_*). */
+  #dispatch(n: number): number {
     const i16 = this.#pollI16;
     // The wake-up eventfd is drained after the work it announced has run:
     // the BH that woke us runs one read(2) sooner.
@@ -561,7 +611,12 @@ export class MainLoop implements EventLoop {
       n--;
     }
     const base = this.#base;
-    const ran = this.#bhs.run() > 0 || n > 0;
+    const bhs = this.#bhs;
+    const timers = this.#timers;
+    bhs.ranAsync = false;
+    timers.ranAsync = false;
+    let ranAsync = false;
+    const ran = bhs.run() > 0 || n > 0;
     if (n > 0) {
       const records = this.#records;
       for (let i = 0; i < records.length; i++) {
@@ -575,13 +630,15 @@ export class MainLoop implements EventLoop {
           this.setFdHandler(r.fd, null);
           continue;
         }
+        if (!r.sync) ranAsync = true;
         if (r.read && (rev & (POLLIN | POLLHUP | POLLERR))) r.read();
         if (r.live && r.write && (rev & (POLLOUT | POLLERR))) r.write();
       }
     }
-    const timed = this.#timers.run() > 0;
+    const timed = timers.run() > 0;
     if (woken) this.#notifier.drain();
-    return timed || ran;
+    if (!timed && !ran) return RAN_NOTHING;
+    return ranAsync || bhs.ranAsync || timers.ranAsync ? RAN_ASYNC : RAN_SYNC;
   }
 }
 

@@ -297,6 +297,66 @@ Deno.test("promise reactions started by a callback run before the loop sleeps ag
   }
 });
 
+Deno.test("an iteration of sync callbacks goes on without the microtask awaits; others wait for them", async () => {
+  for (const [sync, expected] of [[true, "next,reaction"], [false, "reaction,next"]] as const) {
+    // Not watching Deno's fd: a turn it asks for (reactions run then too)
+    // cannot fall between the two iterations.
+    const loop = new MainLoop({ pollNs: 5e9, yieldNs: 2e9, watchDeno: false });
+    const log: string[] = [];
+    const next = loop.bh(
+      () => {
+        log.push("next");
+        loop.stop();
+      },
+      "next",
+      { sync: true },
+    );
+    const first = loop.bh(
+      () => {
+        // Breaks the contract when `sync`, to show where the reaction runs:
+        // after the loop's next iteration instead of before it.
+        void Promise.resolve().then(() => log.push("reaction"));
+        next.schedule();
+      },
+      "first",
+      { sync },
+    );
+    const running = loop.run();
+    first.schedule();
+    await running;
+    await Promise.resolve();
+    loop.close();
+    assert.equal(log.join(), expected, `sync: ${sync}`);
+  }
+});
+
+Deno.test("sync fd handlers and timers run as others do", async () => {
+  const loop = new MainLoop();
+  const running = loop.run();
+  const efd = eventFd();
+  try {
+    const { promise: read, resolve: readDone } = Promise.withResolvers<void>();
+    loop.setFdHandler(efd, {
+      read: () => {
+        eventFdRead(efd);
+        readDone();
+      },
+      sync: true,
+    });
+    eventFdWrite(efd);
+    await read;
+    const { promise: fired, resolve: timerDone } = Promise.withResolvers<void>();
+    loop.timer("monotonic", timerDone, { sync: true }).mod(loop.now("monotonic") + 1e6);
+    await fired;
+  } finally {
+    loop.setFdHandler(efd, null);
+    loop.stop();
+    await running;
+    loop.close();
+    closeFd(efd);
+  }
+});
+
 Deno.test("Deno's timers run while the loop sleeps on its own thread", async () => {
   // The loop stays in its synchronous window (pollNs 10 s) because a
   // Deno interval keeps waking it; setTimeout must still fire within about

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { clockId, clockNs } from "./clock.ts";
+import { clockId, clockNsInto } from "./clock.ts";
 import type { ClockType, Timer } from "./types.ts";
 
 class TimerList {
@@ -38,10 +38,13 @@ class LoopTimer implements Timer {
   #cb: () => void;
   expireNs = 0;
   #pending = false;
+  /** The callback starts no promise reactions (CallbackOptions.sync). */
+  readonly sync: boolean;
 
-  constructor(list: TimerList, cb: () => void) {
+  constructor(list: TimerList, cb: () => void, sync: boolean) {
     this.#list = list;
     this.#cb = cb;
+    this.sync = sync;
   }
 
   get pending(): boolean {
@@ -73,12 +76,21 @@ class LoopTimer implements Timer {
 export class TimerGroup {
   #lists = new Map<number, TimerList>();
   #order: TimerList[] = [];
+  #out = new Float64Array(1);
+  /** A clock read (clockNsInto: no heap number per read). */
+  #now = new Float64Array(1);
+  /**
+   * Set by {@link TimerGroup.run} when it fired a timer not created `sync`;
+   * the loop clears it.
+   */
+  ranAsync = false;
 
   /**
    * Creates a timer; it fires once per `mod`, on the loop's thread.
    *
    * @param clock which clock `mod` values are on
    * @param cb the callback
+   * @param sync cb starts no promise reactions (CallbackOptions.sync)
    * @returns the timer
    * @example
    * ```ts
@@ -89,7 +101,7 @@ export class TimerGroup {
    * g.run();
    * ```
    */
-  create(clock: ClockType, cb: () => void): Timer {
+  create(clock: ClockType, cb: () => void, sync = false): Timer {
     const id = clockId(clock);
     let list = this.#lists.get(id);
     if (!list) {
@@ -97,7 +109,7 @@ export class TimerGroup {
       this.#lists.set(id, list);
       this.#order.push(list);
     }
-    return new LoopTimer(list, cb);
+    return new LoopTimer(list, cb, sync);
   }
 
   /**
@@ -107,13 +119,29 @@ export class TimerGroup {
    * @returns the delay in ns, or -1
    */
   deadlineNs(): number {
+    this.deadlineNsInto(this.#out, 0);
+    return this.#out[0];
+  }
+
+  /**
+   * {@link TimerGroup.deadlineNs}, written into `out[at]`: a loop reads it
+   * every iteration, and a double returned would be a new heap number each
+   * time.
+   *
+   * @param out where the delay goes (ns, or -1)
+   * @param at the index in `out`
+   */
+  deadlineNsInto(out: Float64Array, at: number): void {
     let best = -1;
-    for (const list of this.#order) {
+    const order = this.#order;
+    for (let i = 0; i < order.length; i++) {
+      const list = order[i];
       if (list.timers.length === 0) continue;
-      const d = Math.max(0, list.timers[0].expireNs - clockNs(list.id));
+      clockNsInto(list.id, this.#now, 0);
+      const d = Math.max(0, list.timers[0].expireNs - this.#now[0]);
       if (best < 0 || d < best) best = d;
     }
-    return best;
+    out[at] = best;
   }
 
   /**
@@ -125,10 +153,13 @@ export class TimerGroup {
    */
   run(): number {
     let fired = 0;
-    for (const list of this.#order) {
+    const order = this.#order;
+    for (let i = 0; i < order.length; i++) {
+      const list = order[i];
       const a = list.timers;
       if (a.length === 0) continue;
-      const now = clockNs(list.id);
+      clockNsInto(list.id, this.#now, 0);
+      const now = this.#now[0];
       let n = 0;
       while (n < a.length && a[n].expireNs <= now) n++;
       if (n === 0) continue;
@@ -137,6 +168,7 @@ export class TimerGroup {
         // A callback earlier in this round may have re-armed or deleted it.
         if (!t.pending || t.expireNs > now || a.includes(t)) continue;
         fired++;
+        if (!t.sync) this.ranAsync = true;
         t.fire();
       }
     }

@@ -18,11 +18,36 @@
  * }
  * ```
  */
-export interface FdHandlers {
+export interface FdHandlers extends CallbackOptions {
   /** Called while the fd is readable. */
   read?: (() => void) | null;
   /** Called while the fd is writable. */
   write?: (() => void) | null;
+}
+
+/**
+ * What a loop may assume of a callback.
+ *
+ * @example
+ * ```ts
+ * import type { EventLoop } from "./types.ts";
+ * export function onKick(loop: EventLoop, fd: number, process: () => void): void {
+ *   // Device code: plain calls, no promise anywhere on the way.
+ *   loop.setFdHandler(fd, { read: process, sync: true });
+ * }
+ * ```
+ */
+export interface CallbackOptions {
+  /**
+   * The callback starts no promise reactions: it resolves no promise and
+   * calls no async function, and neither does anything it calls. An
+   * iteration that ran only such callbacks sleeps again at once, without the
+   * awaits that otherwise let reactions a callback started run first (each
+   * allocates), so a device's hot path (a queue kick, a completion) costs the
+   * loop no heap. Default false: reactions a callback starts run before the
+   * loop sleeps.
+   */
+  sync?: boolean;
 }
 
 /**
@@ -125,9 +150,9 @@ export interface EventLoop {
   /** Registers (or with null, removes) handlers for fd. */
   setFdHandler(fd: number, handlers: FdHandlers | null): void;
   /** Creates a bottom half running cb on this loop. */
-  bh(cb: () => void, name?: string): Bh;
+  bh(cb: () => void, name?: string, options?: CallbackOptions): Bh;
   /** Creates a timer running cb on this loop. */
-  timer(clock: ClockType, cb: () => void): Timer;
+  timer(clock: ClockType, cb: () => void, options?: CallbackOptions): Timer;
   /** Current time on a clock, in ns. */
   now(clock: ClockType): number;
   /** Wakes the loop from poll (any thread). */

@@ -12,7 +12,7 @@
  * @module
  */
 import { AioQueueFullError } from "../../aio/types.ts";
-import type { Bh } from "../../mainloop/types.ts";
+import type { Bh, CallbackOptions } from "../../mainloop/types.ts";
 import {
   featureBit,
   VIRTIO_BLK_CFG_BLK_SIZE,
@@ -101,7 +101,9 @@ export interface VirtioBlockOptions {
    * the rest runs from a bottom half of this loop, so other fds, timers and
    * devices get their turn. Without it (unit tests) a kick drains the queue.
    */
-  loop?: { bh(cb: () => void, name?: string): Pick<Bh, "schedule"> };
+  loop?: {
+    bh(cb: () => void, name?: string, options?: CallbackOptions): Pick<Bh, "schedule">;
+  };
   /** Chains per turn (default {@link VIRTIO_BLK_BATCH}). */
   batch?: number;
 }
@@ -118,6 +120,8 @@ export interface VirtioBlockOptions {
 export class VirtioBlock implements VirtioDevice {
   /** VIRTIO_ID_BLOCK. */
   readonly deviceType = VIRTIO_ID_BLOCK;
+  /** processQueue starts no promise reactions: kicks are registered `sync`. */
+  readonly syncQueues = true;
   /** Request queues. */
   readonly numQueues: number;
   /** Maximum queue size. */
@@ -194,7 +198,7 @@ export class VirtioBlock implements VirtioDevice {
     this.deviceFeatures = f;
     for (let i = 0; i < this.numQueues; i++) {
       const vq = new BlockVq(i, { size: this.queueMaxSize, complete: this.#complete });
-      vq.bh = options.loop?.bh(() => this.#resume(vq), `virtio-blk-q${i}`) ?? null;
+      vq.bh = options.loop?.bh(() => this.#resume(vq), `virtio-blk-q${i}`, { sync: true }) ?? null;
       this.#vqs.push(vq);
     }
   }

@@ -101,6 +101,13 @@ export interface VirtioDevice {
   /** The driver kicked queue `index` (loop thread). */
   processQueue(index: number): void;
   /**
+   * `processQueue` starts no promise reactions (it resolves no promise and
+   * calls no async function or callback that may): the transport then
+   * registers the queues' kick eventfds `sync` (mainloop/types.ts
+   * `CallbackOptions`), and a kick costs the loop no heap.
+   */
+  readonly syncQueues?: boolean;
+  /**
    * Device reset: forget in-flight work. Call `drained` (at once, or later
    * on the loop thread) when no request started before the reset can still
    * touch guest RAM; until then the driver reads a non-zero device_status,

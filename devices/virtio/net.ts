@@ -86,6 +86,8 @@ const RX_BUF_BYTES = VIRTIO_NET_HDR_SIZE + VIRTIO_NET_MAX_FRAME;
 export class VirtioNet implements VirtioDevice {
   /** VIRTIO_ID_NET. */
   readonly deviceType = VIRTIO_ID_NET;
+  /** processQueue starts no promise reactions: kicks are registered `sync`. */
+  readonly syncQueues = true;
   /** One RX and one TX queue. */
   readonly numQueues = 2;
   /** Maximum queue size. */
@@ -179,7 +181,9 @@ export class VirtioNet implements VirtioDevice {
     setIovec(new DataView(this.#rxIov.buffer), 0, this.#rxBase, RX_BUF_BYTES);
     this.#heads = new Uint32Array(this.queueMaxSize);
     this.#lens = new Uint32Array(this.queueMaxSize);
-    this.#txBh = options.loop.bh(() => this.processQueue(NET_TX_QUEUE), "virtio-net-tx");
+    this.#txBh = options.loop.bh(() => this.processQueue(NET_TX_QUEUE), "virtio-net-tx", {
+      sync: true,
+    });
     this.deviceFeatures = netDeviceFeatures(
       options.ufo ?? this.#tap.supportsOffload(TUN_F_CSUM | TUN_F_UFO),
     );
@@ -287,7 +291,7 @@ export class VirtioNet implements VirtioDevice {
   #syncFdHandler(): void {
     const read = this.#reading ? this.#onReadable : null;
     const write = this.#txWaitWritable ? this.#onWritable : null;
-    this.#loop.setFdHandler(this.#tap.fd, read || write ? { read, write } : null);
+    this.#loop.setFdHandler(this.#tap.fd, read || write ? { read, write, sync: true } : null);
   }
 
   /** Moves up to NET_BATCH frames from the tap into the RX queue. */

@@ -134,12 +134,14 @@ export class VirtioPciBackend implements VirtioTransportLink, VirtioContext {
         },
       });
     }
+    const sync = this.#device.syncQueues === true;
     notifyFds.forEach((fd, q) => {
       loop.setFdHandler(fd, {
         read: () => {
           eventFdDrain(fd);
           this.notify(q);
         },
+        sync,
       });
     });
   }

@@ -42,6 +42,8 @@ export interface VirtioRngOptions {
 export class VirtioRng implements VirtioDevice {
   /** VIRTIO_ID_RNG. */
   readonly deviceType = VIRTIO_ID_RNG;
+  /** processQueue starts no promise reactions: kicks are registered `sync`. */
+  readonly syncQueues = true;
   /** One request queue. */
   readonly numQueues = 1;
   /** Maximum queue size. */
@@ -76,7 +78,7 @@ export class VirtioRng implements VirtioDevice {
     this.#tokens = rate;
     this.queueMaxSize = options.queueSize ?? 64;
     this.#chain = new DescriptorChain(this.queueMaxSize);
-    this.#timer = options.loop.timer("monotonic", () => this.processQueue(0));
+    this.#timer = options.loop.timer("monotonic", () => this.processQueue(0), { sync: true });
   }
 
   /** @param _config nothing to fill */

@@ -161,6 +161,8 @@ export interface VhostNetOptions {
 export class VhostNet implements VirtioDevice {
   /** VIRTIO_ID_NET. */
   readonly deviceType = VIRTIO_ID_NET;
+  /** processQueue starts no promise reactions: kicks are registered `sync`. */
+  readonly syncQueues = true;
   /** RX and TX. */
   readonly numQueues = 2;
   /** Maximum queue size. */
@@ -255,6 +257,7 @@ export class VhostNet implements VirtioDevice {
             eventFdDrain(call);
             this.#ctx?.interruptQueue?.(q);
           },
+          sync: true,
         });
       } else this.#loop.setFdHandler(this.#callFds[q], null);
       this.#directCalls[q] = irqfd !== null;
