@@ -115,6 +115,13 @@ const F_TURN_AT = 2;
 const F_SLEEP = 3;
 const F_SCRATCH = 4;
 
+/**
+ * More turns than this in a second (each ~40 µs of this thread's CPU) and
+ * the loop stops watching Deno's fd: spinning through turns, a wrongly found
+ * fd made ~50,000.
+ */
+const MAX_TURNS_PER_SECOND = 2000;
+
 /** The least time between two turns given for a due timer (ms). */
 const TIMER_TURN_GAP_MS = 1;
 
@@ -175,6 +182,11 @@ export interface MainLoopOptions {
    */
   watchDeno?: boolean;
   /**
+   * @internal With `watchDeno`, the fd to take for Deno's instead of finding
+   * it (sys/deno_reactor.ts): for tests.
+   */
+  denoFd?: number;
+  /**
    * With `watchDeno`, the longest the loop holds its thread away from Deno
    * when no tracked timer is due and no wait is announced: how late a timer
    * that bypassed the timer globals (`node:timers`, `AbortSignal.timeout`)
@@ -224,6 +236,7 @@ export class MainLoop implements EventLoop {
   #ownThreadNs: number;
   #mailbox: Int32Array<SharedArrayBuffer> | null;
   #watchDeno: boolean;
+  readonly #denoFdOption: number | undefined;
   /** Deno's event-loop fd, polled beside ours (-1: not watched). */
   #denoFd = -1;
   /** First pollfd entry of the handlers (after the notifier and Deno's fd). */
@@ -232,6 +245,9 @@ export class MainLoop implements EventLoop {
   #denoWants = false;
   /** Turns given to Deno (for tests and benchmarks). */
   denoTurns = 0;
+  /** The current one-second window of turns (#checkTurnRate). */
+  #turnWindowAt = -Infinity;
+  #turnsInWindow = 0;
   /** performance.now() of the last dispatch that did something, and of the last yield. */
   #activeAt = -Infinity;
   #yieldedAt = 0;
@@ -276,6 +292,7 @@ export class MainLoop implements EventLoop {
     this.#mailbox = options.mailbox ?? null;
     // An iothread (mailbox) keeps its own way: always on its own thread.
     this.#watchDeno = this.#mailbox === null && (options.watchDeno ?? true);
+    this.#denoFdOption = options.denoFd;
     if (this.#watchDeno) watchDenoTimers();
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
@@ -398,7 +415,7 @@ export class MainLoop implements EventLoop {
 
   async #loop(): Promise<void> {
     if (this.#watchDeno && this.#denoFd < 0) {
-      this.#denoFd = await denoReactorFd();
+      this.#denoFd = this.#denoFdOption ?? await denoReactorFd();
       this.#base = this.#denoFd >= 0 ? 2 : 1;
       this.#dirty = true;
     }
@@ -424,6 +441,7 @@ export class MainLoop implements EventLoop {
           const n = this.#waitBesideDeno(nfds);
           if (n < 0) {
             this.denoTurns++;
+            this.#checkTurnRate(now);
             await denoTurn();
             this.#yieldedAt = loopNowMs();
           } else if (this.#afterPoll(n) === RAN_ASYNC) {
@@ -477,6 +495,27 @@ export class MainLoop implements EventLoop {
         for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
       }
     }
+  }
+
+  /**
+   * Stops watching Deno's fd when turns come faster than any work Deno has
+   * could ask for: a fd readable whatever Deno does (not Deno's, or never
+   * drained by its turns) would otherwise make every iteration a turn and
+   * keep this thread busy. The loop then yields on its older schedule.
+   */
+  #checkTurnRate(now: number): void {
+    if (now - this.#turnWindowAt >= 1000) {
+      this.#turnWindowAt = now;
+      this.#turnsInWindow = 0;
+    }
+    if (++this.#turnsInWindow <= MAX_TURNS_PER_SECOND) return;
+    console.error(
+      `${this.name}: Deno's event-loop fd ${this.#denoFd} stays readable ` +
+        `(${this.#turnsInWindow} turns in a second); no longer watching it`,
+    );
+    this.#denoFd = -1;
+    this.#base = 1;
+    this.#dirty = true;
   }
 
   /** Dispatches after a poll that found n fds ready; returns what ran (RAN_*). */

@@ -357,6 +357,36 @@ Deno.test("sync fd handlers and timers run as others do", async () => {
   }
 });
 
+Deno.test("a Deno fd that stays readable stops being watched, and the loop goes on", async () => {
+  // An eventfd never drained stands for a wrongly found fd: every iteration
+  // would be a turn.
+  const stuck = eventFd();
+  eventFdWrite(stuck);
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => void errors.push(a.join(" "));
+  const loop = new MainLoop({ denoFd: stuck });
+  const running = loop.run();
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    const turns = loop.denoTurns;
+    assert.ok(turns > 2000, `only ${turns} turns: the fd was not watched`);
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.match(errors[0], /stays readable/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(loop.denoTurns, turns, "still turning after it stopped watching");
+    const { promise, resolve } = Promise.withResolvers<void>();
+    loop.bh(resolve).schedule();
+    await promise;
+  } finally {
+    console.error = error;
+    loop.stop();
+    await running;
+    loop.close();
+    closeFd(stuck);
+  }
+});
+
 Deno.test("Deno's timers run while the loop sleeps on its own thread", async () => {
   // The loop stays in its synchronous window (pollNs 10 s) because a
   // Deno interval keeps waking it; setTimeout must still fire within about

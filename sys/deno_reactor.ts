@@ -33,6 +33,10 @@ const GAP = 64;
 const PROBE_WAIT_NS = 500_000_000n;
 /** Rounds that must agree. */
 const ROUNDS = 3;
+/** How often to look whether a round's pool call has ended. */
+const POLL_STEP_NS = 200_000n;
+/** How long the wake-up of this thread's event loop gets to land after it. */
+const SETTLE_NS = 5_000_000n;
 
 let found: Promise<number> | undefined;
 
@@ -97,14 +101,27 @@ const probeTs = new BigInt64Array(new ArrayBuffer(16));
 const probeSetAddress = viewAddress(probeSet);
 const probeTsAddress = viewAddress(probeTs);
 
+/** Sleeps this thread for ns (a ppoll on no fds). */
+function sleepNs(ns: bigint): void {
+  const ts = new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
+  ppoll(0n, 0n, viewAddress(ts));
+}
+
 /**
  * One round: a call on Deno's pool waits for an eventfd; once Deno has
- * started it (a turn), this thread writes the eventfd and blocks until some
- * candidate is readable. The call's end wakes this thread's event loop, so
+ * started it (a turn), this thread writes the eventfd and blocks until the
+ * call has ended (the kernel wrote its revents) and the wake-up it sends
+ * this thread's event loop has had time to land, then takes every candidate
+ * readable at that moment. The call's end wakes this thread's event loop, so
  * its fd is readable by then (or already was, from a wake-up Deno posted to
  * itself in its last turn and has not consumed yet: the JavaScript after a
- * turn runs before Deno's next epoll_wait). The call cannot end early, as a
- * timed one could on a loaded host.
+ * turn runs before Deno's next epoll_wait). Waiting for the first readable
+ * candidate instead let another runtime's fd, readable already, answer
+ * alone: the main loop then took a Worker's fd for its own and gave Deno a
+ * turn every iteration (seen while a Worker was starting and kicking the
+ * loop). A fd readable regardless stays in every round beside this
+ * thread's, and the probe then gives no answer (the loop keeps its older
+ * way).
  */
 async function probeOnce(candidates: number[], efd: number): Promise<number[]> {
   probeSet[0] = efd;
@@ -114,7 +131,10 @@ async function probeOnce(candidates: number[], efd: number): Promise<number[]> {
   const call = ppollAsync(probeSetAddress, 1n, probeTsAddress);
   await denoTurn(); // Deno starts the call only when it polls the op
   eventFdWrite(efd);
-  const woken = readable(candidates, PROBE_WAIT_NS);
+  const deadline = performance.now() + Number(PROBE_WAIT_NS) / 1e6;
+  while ((probeSet[1] >>> 16) === 0 && performance.now() < deadline) sleepNs(POLL_STEP_NS);
+  sleepNs(SETTLE_NS);
+  const woken = readable(candidates, 0n);
   await call;
   eventFdDrain(efd);
   return woken;

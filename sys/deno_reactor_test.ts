@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { denoReactorFd, denoTurn } from "./deno_reactor.ts";
 import { POLLIN, ppoll } from "./poll.ts";
+import { closeFd, eventFd, eventFdWrite } from "./fd.ts";
+import { libc } from "./libc.ts";
+import { viewAddress } from "./address.ts";
 
 function pollOne(fd: number, ms: number): number {
   const fds = new Int32Array([fd, POLLIN]);
@@ -61,5 +64,44 @@ Deno.test("a Worker finds its own runtime's fd, not this thread's", async () => 
     assert.notEqual(theirs, mine);
   } finally {
     w.terminate();
+  }
+});
+
+Deno.test("an epoll fd readable all along is never taken for this thread's", async () => {
+  const mine = await denoReactorFd();
+  // Another epoll instance with a readable eventfd in its set: readable
+  // until closed, as another runtime's can be while its thread is busy.
+  const SYS_epoll_create1 = 291n, SYS_epoll_ctl = 233n, EPOLL_CTL_ADD = 1n;
+  const epfd = Number(libc.syscall(SYS_epoll_create1, 0n, 0n, 0n, 0n, 0n, 0n));
+  assert.ok(epfd >= 0);
+  const efd = eventFd();
+  try {
+    eventFdWrite(efd);
+    const ev = new Uint8Array(12); // struct epoll_event (packed on x86-64)
+    new DataView(ev.buffer).setUint32(0, POLLIN, true);
+    assert.equal(
+      libc.syscall(
+        SYS_epoll_ctl,
+        BigInt(epfd),
+        EPOLL_CTL_ADD,
+        BigInt(efd),
+        viewAddress(ev),
+        0n,
+        0n,
+      ),
+      0n,
+    );
+    assert.equal(pollOne(epfd, 0) & POLLIN, POLLIN, "the other epoll fd is readable");
+    const url = new URL("./deno_reactor.ts", import.meta.url).href;
+    for (let i = 0; i < 3; i++) {
+      // A fresh instance of the module probes again.
+      const { denoReactorFd: probeAgain } = await import(`${url}?probe=${i}`);
+      const found = await probeAgain();
+      assert.notEqual(found, epfd, "took the other epoll fd");
+      assert.ok(found === mine || found === -1, `took fd ${found}`);
+    }
+  } finally {
+    closeFd(efd);
+    closeFd(epfd);
   }
 });
