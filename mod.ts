@@ -43,7 +43,15 @@ export type {
 } from "./vm/config.ts";
 export { SERIAL_HISTORY_CHARS, SerialTimeoutError } from "./vm/serial_console.ts";
 export type { VmSerial } from "./vm/serial_console.ts";
-export type { Bh, BhHandle, ClockType, EventLoop, FdHandlers, Timer } from "./mainloop/types.ts";
+export type {
+  Bh,
+  BhHandle,
+  CallbackOptions,
+  ClockType,
+  EventLoop,
+  FdHandlers,
+  Timer,
+} from "./mainloop/types.ts";
 export type { MainLoopOptions } from "./mainloop/main_loop.ts";
 export type {
   BusMapping,
