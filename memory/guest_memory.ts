@@ -31,6 +31,7 @@ import {
   MAP_PRIVATE,
   mmap,
   munmap,
+  PROT_NONE,
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
@@ -76,6 +77,12 @@ export interface GuestMemoryLayout {
   readonly regions: readonly MemoryRegion[];
   /** A backing fd to close with the memory (-1: none; guest RAM is anonymous). */
   readonly fd: number;
+  /**
+   * Where guest RAM lives in a SharedArrayBuffer (see
+   * {@link GuestMemory.allocate}): every isolate views it through the buffer
+   * itself (posted along with the layout), at the regions' host addresses.
+   */
+  readonly shared?: SharedArrayBuffer;
 }
 
 /**
@@ -139,14 +146,20 @@ export class GuestMemory {
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
   /** The mapping this instance made (allocate()), released by close(). */
-  #mapping: { addr: bigint; size: number } | null = null;
+  #mapping: { addr: bigint; size: number; shared: boolean } | null = null;
 
-  private constructor(layout: GuestMemoryLayout, buffers: ArrayBuffer[]) {
+  private constructor(layout: GuestMemoryLayout, buffers: RegionBuffer[]) {
     this.layout = layout;
     this.#starts = layout.regions.map((r) => r.guestAddr);
     this.#ends = layout.regions.map((r) => r.guestAddr + r.size);
-    this.#bytes = buffers.map((b) => new Uint8Array(b));
-    this.#views = buffers.map((b) => new DataView(b));
+    // Views over a SharedArrayBuffer are typed as over an ArrayBuffer: the
+    // FFI and the Web APIs the devices hand guest memory to take shared
+    // views too (Deno 2.9: write(2) and the other buffer parameters,
+    // TextDecoder, TextEncoder.encodeInto, crypto.getRandomValues).
+    this.#bytes = buffers.map((b) =>
+      new Uint8Array(b.buffer, b.at, b.size) as Uint8Array<ArrayBuffer>
+    );
+    this.#views = buffers.map((b) => new DataView(b.buffer, b.at, b.size) as DataView<ArrayBuffer>);
     // -1: no host address (test memory over a plain buffer).
     this.#hostStarts = layout.regions.map((r) => r.hostAddr === 0n ? -1 : Number(r.hostAddr));
   }
@@ -162,7 +175,8 @@ export class GuestMemory {
     if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
       throw new RangeError(`Invalid guest memory size ${size}`);
     }
-    const hostAddr = mapHugeAligned(size);
+    const shared = sharedRam(size);
+    const hostAddr = shared ? shared.addr : mapHugeAligned(size);
     const fd = -1;
     const low = Math.min(size, PCI_HOLE_START);
     const regions: MemoryRegion[] = [{ guestAddr: 0, size: low, hostAddr, fdOffset: 0 }];
@@ -174,8 +188,8 @@ export class GuestMemory {
         fdOffset: low,
       });
     }
-    const m = GuestMemory.fromLayout({ regions, fd });
-    m.#mapping = { addr: hostAddr, size };
+    const m = GuestMemory.fromLayout({ regions, fd, shared: shared?.buffer });
+    m.#mapping = { addr: hostAddr, size, shared: shared !== undefined };
     return m;
   }
 
@@ -186,9 +200,24 @@ export class GuestMemory {
    * @returns a view over the same memory
    */
   static fromLayout(layout: GuestMemoryLayout): GuestMemory {
+    const shared = layout.shared;
+    if (shared) {
+      // Same process, same addresses: the regions' offsets in the buffer.
+      const base = Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(shared)));
+      return new GuestMemory(
+        layout,
+        layout.regions.map((r) => {
+          const at = Number(r.hostAddr - BigInt(base));
+          if (!(at >= 0 && at + r.size <= shared.byteLength)) {
+            throw new RangeError("Guest memory region outside its shared buffer");
+          }
+          return { buffer: shared, at, size: r.size };
+        }),
+      );
+    }
     return new GuestMemory(
       layout,
-      layout.regions.map((r) => hostBuffer(r.hostAddr, r.size)),
+      layout.regions.map((r) => ({ buffer: hostBuffer(r.hostAddr, r.size), at: 0, size: r.size })),
     );
   }
 
@@ -203,7 +232,7 @@ export class GuestMemory {
       regions: [{ guestAddr: 0, size: buffer.byteLength, hostAddr: 0n, fdOffset: 0 }],
       fd: -1,
     };
-    return new GuestMemory(layout, [buffer]);
+    return new GuestMemory(layout, [{ buffer, at: 0, size: buffer.byteLength }]);
   }
 
   /** Total RAM bytes. */
@@ -439,9 +468,75 @@ export class GuestMemory {
     const mapping = this.#mapping;
     if (!mapping) return; // a view (fromLayout/fromBuffer): the owner releases the RAM
     this.#mapping = null;
-    munmap(mapping.addr, mapping.size);
+    const p = Deno.UnsafePointer.create(mapping.addr);
+    if (mapping.shared && this.layout.shared) {
+      // The buffer's memory is the allocator's to unmap when the last
+      // isolate drops it: give the pages back now, fault any late access,
+      // and keep it for the next RAM of its size (a machine that resets in
+      // a loop), which then needs no collection to free this one.
+      libc.madvise(p, BigInt(mapping.size), MADV_DONTNEED);
+      libc.mprotect(p, BigInt(mapping.size), PROT_NONE);
+      spareRam = { buffer: this.layout.shared, addr: mapping.addr, size: mapping.size };
+    } else munmap(mapping.addr, mapping.size);
     if (this.layout.fd >= 0) closeFd(this.layout.fd);
   }
+}
+
+/** A region's bytes: `size` of them from `at` in `buffer`. */
+interface RegionBuffer {
+  buffer: ArrayBuffer | SharedArrayBuffer;
+  at: number;
+  size: number;
+}
+
+/**
+ * Below this, guest RAM is mapped by hand: glibc serves smaller allocations
+ * from its heap rather than a mapping of their own (its mmap threshold is
+ * at most 32 MiB), and close() must be able to give the pages back.
+ */
+const SHARED_RAM_MIN = 64 << 20;
+/** The last shared RAM closed, kept for the next of its size (see close()). */
+let spareRam: { buffer: SharedArrayBuffer; addr: bigint; size: number } | undefined;
+const _SC_PAGESIZE = 30;
+const _SC_PHYS_PAGES = 85;
+
+/**
+ * Guest RAM of `size` bytes in a SharedArrayBuffer, at a 2 MiB boundary
+ * inside it, excluded from fork; undefined where it should not or cannot
+ * be (small RAM; more than half the host's memory, which an allocation
+ * without MAP_NORESERVE may be refused, and a refused one costs V8 several
+ * full collections first; the allocation failed).
+ *
+ * Why: V8 counts an ArrayBuffer over foreign memory (what
+ * `Deno.UnsafePointerView.getArrayBuffer` makes) as external memory of each
+ * isolate that views it, and 256 MiB of it, over V8's 64 MiB limit, made
+ * the main thread and each vCPU Worker collect garbage on the way to the
+ * first KVM_RUN (natively ~7 ms on the main thread, 100-200 ms under the
+ * nested host's emulator). A shared buffer is never counted. glibc maps it
+ * on its own and lazily zero-fills it, as the mapping it replaces.
+ */
+function sharedRam(size: number): { buffer: SharedArrayBuffer; addr: bigint } | undefined {
+  if (size < SHARED_RAM_MIN) return undefined;
+  const spare = spareRam;
+  if (spare?.size === size) {
+    // Zero since close() dropped its pages.
+    spareRam = undefined;
+    const p = Deno.UnsafePointer.create(spare.addr);
+    if (libc.mprotect(p, BigInt(size), PROT_READ | PROT_WRITE) === 0) return spare;
+  }
+  const host = Number(libc.sysconf(_SC_PHYS_PAGES)) * Number(libc.sysconf(_SC_PAGESIZE));
+  if (!(size <= host / 2)) return undefined;
+  let buffer: SharedArrayBuffer;
+  try {
+    buffer = new SharedArrayBuffer(size + HUGE_PAGE);
+  } catch {
+    return undefined;
+  }
+  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer))));
+  const mask = BigInt(HUGE_PAGE - 1);
+  const addr = (base + mask) & ~mask;
+  libc.madvise(Deno.UnsafePointer.create(addr), BigInt(size), MADV_DONTFORK);
+  return { buffer, addr };
 }
 
 /**

@@ -28,3 +28,65 @@ Deno.test("guest RAM is one 2 MiB-aligned anonymous mapping, huge pages where TH
     m.close();
   }
 });
+
+Deno.test("guest RAM from 64 MiB lives in a SharedArrayBuffer that no isolate counts as external memory", async () => {
+  const size = 64 << 20;
+  const external0 = Deno.memoryUsage().external;
+  const m = GuestMemory.allocate(size);
+  const w = new Worker(
+    `data:text/javascript,import{GuestMemory}from"${
+      new URL("./guest_memory.ts", import.meta.url).href
+    }";self.onmessage=(e)=>{const external0=Deno.memoryUsage().external;` +
+      `const v=GuestMemory.fromLayout(e.data);v.writeU32(0x1000,v.readU32(0x2000)+1);` +
+      `self.postMessage(Deno.memoryUsage().external-external0)}`,
+    { type: "module" },
+  );
+  try {
+    assert.ok(m.layout.shared instanceof SharedArrayBuffer);
+    // What made V8 collect garbage at start-up: 64 MiB of external memory per isolate.
+    assert.ok(Deno.memoryUsage().external - external0 < 1 << 20, "counted as external memory");
+    const r = m.layout.regions[0];
+    assert.equal(r.hostAddr % BigInt(2 << 20), 0n);
+    const smaps = smapsOf(r.hostAddr);
+    assert.match(smaps, new RegExp(`^Size:\\s+${size / 1024} kB`, "m"));
+    assert.match(smaps, /^VmFlags:.*\bdc\b/m); // MADV_DONTFORK
+    m.writeU32(0x2000, 41);
+    const grew = await new Promise<number>((res) => {
+      w.onmessage = (e) => res(e.data);
+      w.postMessage(m.layout);
+    });
+    assert.equal(m.readU32(0x1000), 42, "the Worker's view is the same memory");
+    assert.ok(grew < 1 << 20, `the Worker counted ${grew} bytes as external memory`);
+  } finally {
+    w.terminate();
+    m.close();
+  }
+  assert.throws(() => m.readU32(0x1000));
+  // The pages went back, and a late access through a stale view would fault.
+  assert.match(smapsOf(m.layout.regions[0].hostAddr).split("\n")[0], /^[0-9a-f]+-[0-9a-f]+ ---p /);
+  assert.match(smapsOf(m.layout.regions[0].hostAddr), /^Rss:\s+0 kB/m);
+});
+
+Deno.test("shared guest RAM closed is reused, zeroed, by the next of its size", () => {
+  const size = 64 << 20;
+  const a = GuestMemory.allocate(size);
+  a.writeU32(0x3000, 7);
+  const addr = a.layout.regions[0].hostAddr;
+  a.close();
+  const maps = Deno.readTextFileSync("/proc/self/maps").split("\n").length;
+  const b = GuestMemory.allocate(size);
+  try {
+    assert.equal(b.layout.regions[0].hostAddr, addr, "a new buffer, not the closed one");
+    assert.equal(b.readU32(0x3000), 0);
+    b.writeU32(0x3000, 9);
+    assert.equal(Deno.readTextFileSync("/proc/self/maps").split("\n").length, maps);
+  } finally {
+    b.close();
+  }
+  const c = GuestMemory.allocate(size + (2 << 20));
+  try {
+    assert.notEqual(c.layout.regions[0].hostAddr, addr, "another size takes a buffer of its own");
+  } finally {
+    c.close();
+  }
+});

@@ -224,6 +224,8 @@ export function fileSize(fd: number): number {
   return size;
 }
 
+/** mmap/mprotect protection: no access. */
+export const PROT_NONE = 0;
 /** mmap protections and flags. */
 export const PROT_READ = 1;
 /** Writable mapping. */

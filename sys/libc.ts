@@ -114,6 +114,7 @@ const symbols = {
   mprotect: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   malloc_trim: { parameters: ["usize"], result: "i32" },
+  sysconf: { parameters: ["i32"], result: "i64" },
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
