@@ -27,6 +27,7 @@ import type { BhHandle } from "../mainloop/types.ts";
 import { CLOCK_MONOTONIC, clockNs } from "../mainloop/clock.ts";
 import { closeFd, eventFd, eventFdRead, eventFdWrite } from "../sys/fd.ts";
 import { libc } from "../sys/libc.ts";
+import { youngGenProbe } from "./_young_gen_probe.ts";
 
 const args = Object.fromEntries(
   Deno.args.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")),
@@ -317,22 +318,11 @@ const turns = new Map<string, number[]>();
 for (let r = 0; r < 3; r++) {
   for (const [name, tree] of allocTrees) {
     for (const [mode, extra] of MODES) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--no-check",
-          "--v8-flags=--min-semi-space-size=64,--max-semi-space-size=64",
-          new URL("./_loop_alloc.ts", import.meta.url).pathname,
-          tree,
-          ...extra,
-        ],
-        stderr: "inherit",
-      }).output();
-      const j = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+      const j = await youngGenProbe("./_loop_alloc.ts", [tree, ...extra]);
       const key = `${name}|${mode}`;
-      if (!j.shrank) alloc.set(key, [...(alloc.get(key) ?? []), j.bytesPerIteration]);
-      turns.set(key, [...(turns.get(key) ?? []), (j.denoTurns ?? NaN) / (j.iterations / 1000)]);
+      if (!j.shrank) alloc.set(key, [...(alloc.get(key) ?? []), Number(j.bytesPerIteration)]);
+      const perK = Number(j.denoTurns ?? NaN) / (Number(j.iterations) / 1000);
+      turns.set(key, [...(turns.get(key) ?? []), perK]);
     }
   }
 }

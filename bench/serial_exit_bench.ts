@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { youngGenProbe } from "./_young_gen_probe.ts";
 
 const VARIANTS = [
   ["this tree: ConsoleOutput.flush", "flush"],
@@ -29,21 +30,9 @@ const bytes = new Map<string, number[]>();
 const ns = new Map<string, number[]>();
 for (let r = 0; r < ROUNDS; r++) {
   for (const [, v] of VARIANTS) {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--no-check",
-        "--v8-flags=--min-semi-space-size=64,--max-semi-space-size=64",
-        new URL("./_serial_alloc.ts", import.meta.url).pathname,
-        v,
-      ],
-      stderr: "inherit",
-    }).output();
-    if (out.code !== 0) throw new Error(`_serial_alloc.ts ${v}: exit ${out.code}`);
-    const j = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
-    ns.set(v, [...(ns.get(v) ?? []), j.nsPerExit]);
-    if (!j.shrank) bytes.set(v, [...(bytes.get(v) ?? []), j.bytesPerExit]);
+    const j = await youngGenProbe("./_serial_alloc.ts", [v]);
+    ns.set(v, [...(ns.get(v) ?? []), Number(j.nsPerExit)]);
+    if (!j.shrank) bytes.set(v, [...(bytes.get(v) ?? []), Number(j.bytesPerExit)]);
   }
 }
 
