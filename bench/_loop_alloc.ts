@@ -16,12 +16,13 @@
  * and the timer with `sync: true` (types.ts `CallbackOptions`), as the
  * VMM's device kicks and completions are (a tree without the option ignores
  * it). `cli` gives Deno's event loop its turns as the CLI's main loop does
- * (`untrackedYieldNs` 200 ms, not 10 ms: each turn allocates ~12 KB).
+ * (`untrackedYieldNs` 200 ms, not 10 ms: each turn allocates ~7 KB).
  * Deno's event-loop fd is found before the kicking Worker starts, as the
- * VMM's loop finds it before a guest runs (found while the Worker kicked, a
- * runtime's fd that stays readable could be taken for it). Prints one JSON line: bytes
- * per iteration, iterations, and whether the heap shrank (a GC ran between
- * the readings: the reading is not clean).
+ * VMM's loop finds it before a guest runs (found while the Worker kicked,
+ * another runtime's fd that stays readable could be taken for it). Prints
+ * one JSON line: bytes per iteration, iterations, the turns given to Deno's
+ * event loop meanwhile, and whether the heap shrank (a GC ran between the
+ * readings: the reading is not clean).
  *
  * @module
  */

@@ -16,6 +16,8 @@ export const CLOCK_MONOTONIC = 1;
 // list per iteration).
 const tsWords = new Int32Array(4);
 const tsBytes = new Uint8Array(tsWords.buffer);
+/** Where {@link clockNs} reads its answer from. */
+const scratch = new Float64Array(1);
 
 /**
  * The clock id behind a {@link ClockType}. `host` and `monotonic` are the
@@ -57,9 +59,8 @@ export function clockId(clock: ClockType): number {
  * ```
  */
 export function clockNs(id: number): number {
-  libc.clock_gettime(id, tsBytes);
-  // tv_sec: low word unsigned, high word signed; tv_nsec < 1e9 fits the low word.
-  return ((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2];
+  clockNsInto(id, scratch, 0);
+  return scratch[0];
 }
 
 /** performance.now() minus the monotonic clock in ms: both count CLOCK_MONOTONIC. */
@@ -83,6 +84,7 @@ const PERFORMANCE_OFFSET_MS = performance.now() - clockNs(CLOCK_MONOTONIC) / 1e6
  */
 export function clockNsInto(id: number, out: Float64Array, at: number): void {
   libc.clock_gettime(id, tsBytes);
+  // tv_sec: low word unsigned, high word signed; tv_nsec < 1e9 fits the low word.
   out[at] = ((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2];
 }
 
@@ -103,9 +105,8 @@ export function clockNsInto(id: number, out: Float64Array, at: number): void {
  * ```
  */
 export function loopNowMsInto(out: Float64Array, at: number): void {
-  libc.clock_gettime(CLOCK_MONOTONIC, tsBytes);
-  out[at] = (((tsWords[0] >>> 0) + tsWords[1] * 4294967296) * 1e9 + tsWords[2]) / 1e6 +
-    PERFORMANCE_OFFSET_MS;
+  clockNsInto(CLOCK_MONOTONIC, out, at);
+  out[at] = out[at] / 1e6 + PERFORMANCE_OFFSET_MS;
 }
 
 /**

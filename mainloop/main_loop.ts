@@ -473,7 +473,10 @@ export class MainLoop implements EventLoop {
         n = await this.#pollAsync(nfds, busy ? 0 : timeout);
       } else if (timeout === 0) {
         // Work is pending: only collect fd events that are ready now.
-        if (this.#records.length > 0) n = this.#pollSync(nfds, 0);
+        if (this.#records.length > 0) {
+          this.#f[F_SLEEP] = 0;
+          n = this.#pollSync(nfds);
+        }
       } else {
         const busyNs = owned ? Infinity : (this.#activeAt - now) * 1e6 + this.#pollNs;
         if (busyNs > 0) {
@@ -483,7 +486,7 @@ export class MainLoop implements EventLoop {
           let wait = Math.min(busyNs, holdNs);
           if (timeout > 0) wait = Math.min(wait, timeout);
           this.#f[F_SLEEP] = wait;
-          n = this.#pollSync(nfds, -1);
+          n = this.#pollSync(nfds);
         } else {
           n = await this.#pollAsync(nfds, timeout);
         }
@@ -548,9 +551,8 @@ export class MainLoop implements EventLoop {
       this.#denoWants = false;
       return -1;
     }
-    if (timeout === 0) return this.#pollSync(nfds, 0);
-    f[F_SLEEP] = timeout < 0 ? holdNs : Math.min(timeout, holdNs);
-    return this.#pollSync(nfds, -1);
+    f[F_SLEEP] = timeout === 0 ? 0 : timeout < 0 ? holdNs : Math.min(timeout, holdNs);
+    return this.#pollSync(nfds);
   }
 
   /**
@@ -566,14 +568,10 @@ export class MainLoop implements EventLoop {
     f[F_TURN_AT] = timer < at ? Math.max(timer, this.#yieldedAt + TIMER_TURN_GAP_MS) : at;
   }
 
-  /**
-   * ppoll on this thread; returns ready fds. `zero` 0: only what is ready;
-   * -1: up to `#f[F_SLEEP]` ns.
-   */
-  #pollSync(nfds: bigint, zero: 0 | -1): number {
+  /** ppoll on this thread, up to `#f[F_SLEEP]` ns (0: only what is ready); returns ready fds. */
+  #pollSync(nfds: bigint): number {
     const f = this.#f;
-    if (zero === 0) f[F_SLEEP] = 0;
-    else if (f[F_SLEEP] > 0) {
+    if (f[F_SLEEP] > 0) {
       this.#notifier.arm();
       if (this.#bhs.pending || this.#stop || this.#dirty) f[F_SLEEP] = 0;
     }

@@ -76,7 +76,6 @@ class LoopTimer implements Timer {
 export class TimerGroup {
   #lists = new Map<number, TimerList>();
   #order: TimerList[] = [];
-  #out = new Float64Array(1);
   /** A clock read (clockNsInto: no heap number per read). */
   #now = new Float64Array(1);
   /**
@@ -113,22 +112,11 @@ export class TimerGroup {
   }
 
   /**
-   * Nanoseconds until the earliest armed timer expires: 0 if one is due,
-   * -1 if none is armed.
+   * Nanoseconds until the earliest armed timer expires (0 if one is due, -1
+   * if none is armed), written into `out[at]`: a loop reads it every
+   * iteration, and a double returned would be a new heap number each time.
    *
-   * @returns the delay in ns, or -1
-   */
-  deadlineNs(): number {
-    this.deadlineNsInto(this.#out, 0);
-    return this.#out[0];
-  }
-
-  /**
-   * {@link TimerGroup.deadlineNs}, written into `out[at]`: a loop reads it
-   * every iteration, and a double returned would be a new heap number each
-   * time.
-   *
-   * @param out where the delay goes (ns, or -1)
+   * @param out where the delay goes
    * @param at the index in `out`
    */
   deadlineNsInto(out: Float64Array, at: number): void {

@@ -36,6 +36,7 @@ import {
   PROT_WRITE,
 } from "../sys/fd.ts";
 import { libc } from "../sys/libc.ts";
+import { viewAddress } from "../sys/address.ts";
 
 const HUGE_PAGE = 2 << 20;
 
@@ -146,7 +147,7 @@ export class GuestMemory {
   readonly #bytes: Uint8Array<ArrayBuffer>[];
   readonly #views: DataView<ArrayBuffer>[];
   /** The mapping this instance made (allocate()), released by close(). */
-  #mapping: { addr: bigint; size: number; shared: boolean } | null = null;
+  #mapping: { addr: bigint; size: number } | null = null;
 
   private constructor(layout: GuestMemoryLayout, buffers: RegionBuffer[]) {
     this.layout = layout;
@@ -189,7 +190,7 @@ export class GuestMemory {
       });
     }
     const m = GuestMemory.fromLayout({ regions, fd, shared: shared?.buffer });
-    m.#mapping = { addr: hostAddr, size, shared: shared !== undefined };
+    m.#mapping = { addr: hostAddr, size };
     return m;
   }
 
@@ -203,11 +204,11 @@ export class GuestMemory {
     const shared = layout.shared;
     if (shared) {
       // Same process, same addresses: the regions' offsets in the buffer.
-      const base = Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(shared)));
+      const base = viewAddress(new Uint8Array(shared));
       return new GuestMemory(
         layout,
         layout.regions.map((r) => {
-          const at = Number(r.hostAddr - BigInt(base));
+          const at = Number(r.hostAddr - base);
           if (!(at >= 0 && at + r.size <= shared.byteLength)) {
             throw new RangeError("Guest memory region outside its shared buffer");
           }
@@ -469,14 +470,15 @@ export class GuestMemory {
     if (!mapping) return; // a view (fromLayout/fromBuffer): the owner releases the RAM
     this.#mapping = null;
     const p = Deno.UnsafePointer.create(mapping.addr);
-    if (mapping.shared && this.layout.shared) {
+    const shared = this.layout.shared;
+    if (shared) {
       // The buffer's memory is the allocator's to unmap when the last
       // isolate drops it: give the pages back now, fault any late access,
       // and keep it for the next RAM of its size (a machine that resets in
       // a loop), which then needs no collection to free this one.
       libc.madvise(p, BigInt(mapping.size), MADV_DONTNEED);
       libc.mprotect(p, BigInt(mapping.size), PROT_NONE);
-      spareRam = { buffer: this.layout.shared, addr: mapping.addr, size: mapping.size };
+      spareRam = { buffer: shared, addr: mapping.addr, size: mapping.size };
     } else munmap(mapping.addr, mapping.size);
     if (this.layout.fd >= 0) closeFd(this.layout.fd);
   }
@@ -532,7 +534,7 @@ function sharedRam(size: number): { buffer: SharedArrayBuffer; addr: bigint } | 
   } catch {
     return undefined;
   }
-  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(new Uint8Array(buffer))));
+  const base = viewAddress(new Uint8Array(buffer));
   const mask = BigInt(HUGE_PAGE - 1);
   const addr = (base + mask) & ~mask;
   libc.madvise(Deno.UnsafePointer.create(addr), BigInt(size), MADV_DONTFORK);

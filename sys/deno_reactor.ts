@@ -117,8 +117,8 @@ function sleepNs(ns: bigint): void {
  * itself in its last turn and has not consumed yet: the JavaScript after a
  * turn runs before Deno's next epoll_wait). Waiting for the first readable
  * candidate instead let another runtime's fd, readable already, answer
- * alone: the main loop then took a Worker's fd for its own and gave Deno a
- * turn every iteration (seen while a Worker was starting and kicking the
+ * alone: the main loop then took another epoll fd for Deno's and gave Deno
+ * a turn every iteration (seen while a Worker was starting and kicking the
  * loop). A fd readable regardless stays in every round beside this
  * thread's, and the probe then gives no answer (the loop keeps its older
  * way).
