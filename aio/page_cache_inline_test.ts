@@ -123,13 +123,26 @@ Deno.test("a disk file system: cached reads inline, evicted ones and writes go t
       assert.equal(got, 16 * 4096);
       assert.deepEqual(buf.subarray(8192, 8192 + 4096), data.subarray(4096, 8192));
       // Clean pages dropped from the cache: RWF_NOWAIT does not wait for the
-      // disk, the engine reads them.
-      assert.equal(libc.fdatasync(fd), 0);
-      assert.equal(libc.posix_fadvise(fd, 0n, 0n, POSIX_FADV_DONTNEED), 0);
-      aio.submit({ op: "preadv", fd, offset: 0, iovec: v }, (r) => (got = r));
-      assert.deepEqual(engine.ops, ["preadv"]);
+      // disk, the engine reads them. A RWF_NOWAIT miss still starts the
+      // kernel's readahead, and a fast disk can bring the pages in before the
+      // read looks again (1 in 4 here): then it completes inline with the
+      // file's bytes, and the test evicts and reads again.
+      let raced = 0;
+      for (; engine.ops.length === 0 && raced < 20; raced++) {
+        assert.equal(libc.fdatasync(fd), 0);
+        assert.equal(libc.posix_fadvise(fd, 0n, 0n, POSIX_FADV_DONTNEED), 0);
+        buf.fill(0);
+        got = 0;
+        aio.submit({ op: "preadv", fd, offset: 0, iovec: v }, (r) => (got = r));
+        if (engine.ops.length === 0) {
+          assert.equal(got, 16 * 4096, "inline only with the whole read");
+          assert.deepEqual(buf.subarray(8192 * 15, 8192 * 15 + 4096), data.subarray(61440, 65536));
+        }
+      }
+      assert.deepEqual(engine.ops, ["preadv"], `no miss in ${raced} evictions`);
       assert.equal(got, -11);
       assert.equal(aio.missed, 1);
+      assert.equal(aio.inline, raced);
       assert.equal(aio.plan.reads, "nowait");
     }
     // Flushes of a disk file always go to the engine; a write goes there
