@@ -9,6 +9,11 @@
  * declared with fixed integer/pointer arguments: on x86-64 System V, variadic
  * integer arguments travel in the same registers as fixed ones.
  *
+ * Binding a symbol costs its isolate ~0.2-0.4 ms (V8 makes it a function
+ * with a fast-call trampoline), so cold calls that are one x86-64 system call
+ * each ({@link LIBC_VIA_SYSCALL}) are served through `syscall()`, bound once,
+ * with the same arguments, results and errno as their glibc wrappers.
+ *
  * @module
  */
 
@@ -220,20 +225,118 @@ export function libcBoundSymbols(): string[] {
 }
 
 /**
+ * The table's cold calls that are one x86-64 system call each, by number:
+ * served through `syscall()` (see {@link LazyLibc}). `open` is `openat` from
+ * the working directory, `eventfd` is `eventfd2`, `pread` is `pread64`, and
+ * `sched_getaffinity` returns 0 on success as glibc's does (the system call
+ * returns the mask's size). Hot paths keep their own bindings (read, write,
+ * ioctl, poll, send/recv, the `_i32` aliases); calls whose glibc wrapper
+ * does more than the system call (`posix_fadvise` returns the error,
+ * `getpriority` converts the nice value, `isatty`, the termios calls,
+ * `waitpid`) keep theirs too. Numbers checked against `<sys/syscall.h>`
+ * (sys/libc_test.ts).
+ */
+export const LIBC_VIA_SYSCALL: Readonly<Partial<Record<SymbolName, number>>> = {
+  open: 257,
+  close: 3,
+  pread: 17,
+  fstat: 5,
+  fstatat: 262,
+  lseek: 8,
+  mmap: 9,
+  mprotect: 10,
+  munmap: 11,
+  madvise: 28,
+  dup: 32,
+  dup2: 33,
+  getpid: 39,
+  socket: 41,
+  connect: 42,
+  shutdown: 48,
+  bind: 49,
+  listen: 50,
+  getsockname: 51,
+  socketpair: 53,
+  setsockopt: 54,
+  fcntl: 72,
+  flock: 73,
+  fsync: 74,
+  fdatasync: 75,
+  ftruncate: 77,
+  rename: 82,
+  mkdir: 83,
+  unlink: 87,
+  chmod: 90,
+  umask: 95,
+  getrusage: 98,
+  fstatfs: 138,
+  setpriority: 141,
+  sched_getparam: 143,
+  sched_setscheduler: 144,
+  sched_getscheduler: 145,
+  prctl: 157,
+  sched_setaffinity: 203,
+  sched_getaffinity: 204,
+  accept4: 288,
+  fallocate: 285,
+  eventfd: 290,
+  pipe2: 293,
+  memfd_create: 319,
+};
+
+const AT_FDCWD = -100;
+
+/** An argument of a table symbol as `syscall()` takes it: a number or a 64-bit integer. */
+function syscallArg(type: Deno.NativeType, v: unknown): number | bigint {
+  if (v === null || v === undefined) return 0;
+  if (type === "buffer") return Deno.UnsafePointer.value(Deno.UnsafePointer.of(v as BufferSource));
+  if (type === "pointer") return Deno.UnsafePointer.value(v as Deno.PointerObject);
+  return typeof v === "bigint" ? BigInt.asIntN(64, v) : v as number;
+}
+
+/**
+ * `name` as a function over `syscall()`: its arguments converted (a buffer
+ * or pointer to its address), its result of the symbol's type (a number
+ * for `i32`/`u32`, a BigInt for 64-bit integers, a pointer object).
+ */
+function viaSyscall(lib: Symbols, name: SymbolName, nr: number): (...args: unknown[]) => unknown {
+  const def = symbols[name] as Deno.ForeignFunction;
+  const types = def.parameters;
+  const wide = def.result !== "i32" && def.result !== "u32";
+  // Deno takes a number for an i64 parameter as well (its types say bigint).
+  const call = (wide ? lib.syscall : lib.syscall_i32) as unknown as (
+    ...a: Array<number | bigint>
+  ) => number | bigint;
+  const first = name === "open" ? 1 : 0;
+  return (...args: unknown[]) => {
+    const x: Array<number | bigint> = [AT_FDCWD, 0, 0, 0, 0, 0];
+    for (let i = 0; i < types.length; i++) x[first + i] = syscallArg(types[i], args[i]);
+    const r = call(nr, x[0], x[1], x[2], x[3], x[4], x[5]);
+    if (def.result === "pointer") return Deno.UnsafePointer.create(BigInt.asUintN(64, BigInt(r)));
+    if (name === "sched_getaffinity") return r < 0 ? r : 0;
+    return r;
+  };
+}
+
+/**
  * Binding a symbol makes V8 a function with its own fast-call trampoline:
- * ~0.2 ms each natively (18 ms for the whole table, a tenth of a second or
- * more under the nested host's emulator), paid by every isolate that loads
- * this module. A vCPU or aio thread uses a handful of them, so each symbol
- * is bound by its own `dlopen` on first use: the accessor on the prototype
- * runs once, then the function sits on the object as a plain property and
- * later calls never see the accessor.
+ * ~0.2-0.4 ms each natively (18 ms for the whole table, a tenth of a second
+ * or more under the nested host's emulator), paid by every isolate that
+ * loads this module. A vCPU or aio thread uses a handful of them, so each
+ * symbol is bound by its own `dlopen` on first use (or, for
+ * {@link LIBC_VIA_SYSCALL}'s, made over `syscall()`): the accessor on the
+ * prototype runs once, then the function sits on the object as a plain
+ * property and later calls never see the accessor.
  */
 class LazyLibc {
   static {
     for (const name of Object.keys(symbols) as SymbolName[]) {
       Object.defineProperty(LazyLibc.prototype, name, {
         get(this: LazyLibc) {
-          const fn = Deno.dlopen(LIBC, { [name]: symbols[name] }).symbols[name];
+          const nr = LIBC_VIA_SYSCALL[name];
+          const fn = nr !== undefined
+            ? viaSyscall(this as unknown as Symbols, name, nr)
+            : Deno.dlopen(LIBC, { [name]: symbols[name] }).symbols[name];
           Object.defineProperty(this, name, { value: fn, enumerable: true });
           return fn;
         },
