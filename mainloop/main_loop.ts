@@ -17,7 +17,9 @@
  *   and otherwise every `untrackedYieldNs` (`yieldNs`; 200 ms in the CLI) for the rest
  *   (deno_work.ts), so an active VMM pays few turns. After
  *   `ownThreadNs` (1 s) with nothing to do it hands its wait to Deno's pool,
- *   as below, so an idle VMM pays no turns.
+ *   as below, so an idle VMM pays no turns. Finding Deno's fd holds the
+ *   thread ~5-15 ms: with `deferDenoProbe` (createVm's loop) the loop works
+ *   as below until {@link MainLoop.watchDenoNow} (once the vCPUs run).
  * - **Otherwise (`watchDeno: false`, or the fd was not found):** after an iteration that
  *   dispatched anything it sleeps synchronously for up to `pollNs` (5 ms),
  *   yielding to Deno every `yieldNs` with a zero-timeout ppoll on Deno's
@@ -187,6 +189,13 @@ export interface MainLoopOptions {
    */
   denoFd?: number;
   /**
+   * With `watchDeno`, look for Deno's fd only when {@link MainLoop.watchDenoNow}
+   * is called, and until then loop as with `watchDeno: false`. Finding it
+   * blocks the thread for ~5-15 ms (sys/deno_reactor.ts), which a VMM
+   * starting up cannot spare: createVm's loop finds it once the vCPUs run.
+   */
+  deferDenoProbe?: boolean;
+  /**
    * With `watchDeno`, the longest the loop holds its thread away from Deno
    * when no tracked timer is due and no wait is announced: how late a timer
    * that bypassed the timer globals (`node:timers`, `AbortSignal.timeout`)
@@ -237,6 +246,8 @@ export class MainLoop implements EventLoop {
   #mailbox: Int32Array<SharedArrayBuffer> | null;
   #watchDeno: boolean;
   readonly #denoFdOption: number | undefined;
+  /** The probe for Deno's fd waits for watchDenoNow(); false once asked for. */
+  #probeDeferred: boolean;
   /** Deno's event-loop fd, polled beside ours (-1: not watched). */
   #denoFd = -1;
   /** First pollfd entry of the handlers (after the notifier and Deno's fd). */
@@ -293,6 +304,7 @@ export class MainLoop implements EventLoop {
     // An iothread (mailbox) keeps its own way: always on its own thread.
     this.#watchDeno = this.#mailbox === null && (options.watchDeno ?? true);
     this.#denoFdOption = options.denoFd;
+    this.#probeDeferred = this.#watchDeno && options.deferDenoProbe === true;
     if (this.#watchDeno) watchDenoTimers();
     this.#notifier = new EventNotifier(new Int32Array(new SharedArrayBuffer(BH_WORDS * 4)));
     this.#bhs = new BhTable(this.#notifier.words, this.#notifier.fd);
@@ -358,6 +370,38 @@ export class MainLoop implements EventLoop {
     return clockNs(clockId(clock));
   }
 
+  /**
+   * With `deferDenoProbe`, starts looking for Deno's fd now; the loop sleeps
+   * beside it from the first iteration after it was found (until then, and
+   * when it is not found, it loops as with `watchDeno: false`). Called while
+   * the loop is not running, the next {@link run} looks for it as it starts.
+   * Does nothing without `deferDenoProbe` or after the first call. Loop
+   * thread only.
+   */
+  watchDenoNow(): void {
+    if (!this.#probeDeferred) return;
+    this.#probeDeferred = false;
+    if (this.#running === null) return;
+    const fd = this.#denoFdOption !== undefined
+      ? Promise.resolve(this.#denoFdOption)
+      : denoReactorFd();
+    fd.then((found) => {
+      if (found < 0 || this.#running === null || this.#stop) return;
+      this.#watchFrom(found);
+      // Deno just had a turn (this callback); the loop carries on on its
+      // own thread from the next iteration, woken to rebuild its set.
+      this.#yieldedAt = this.#activeAt = loopNowMs();
+      this.#notifier.notify();
+    }, () => {});
+  }
+
+  /** Deno's fd joins the loop's set (the next iteration rebuilds it). */
+  #watchFrom(fd: number): void {
+    this.#denoFd = fd;
+    this.#base = 2;
+    this.#dirty = true;
+  }
+
   /** Wakes the loop from ppoll; safe from any thread. */
   notify(): void {
     this.#notifier.notify();
@@ -414,10 +458,9 @@ export class MainLoop implements EventLoop {
   }
 
   async #loop(): Promise<void> {
-    if (this.#watchDeno && this.#denoFd < 0) {
-      this.#denoFd = this.#denoFdOption ?? await denoReactorFd();
-      this.#base = this.#denoFd >= 0 ? 2 : 1;
-      this.#dirty = true;
+    if (this.#watchDeno && this.#denoFd < 0 && !this.#probeDeferred) {
+      const fd = this.#denoFdOption ?? await denoReactorFd();
+      if (fd >= 0) this.#watchFrom(fd);
     }
     this.#yieldedAt = loopNowMs();
     if (this.#denoFd >= 0) {

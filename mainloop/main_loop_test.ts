@@ -387,6 +387,40 @@ Deno.test("a Deno fd that stays readable stops being watched, and the loop goes 
   }
 });
 
+Deno.test("with deferDenoProbe, Deno's fd is watched only from watchDenoNow() on", async () => {
+  // A readable eventfd stands for Deno's fd: each iteration that watches it
+  // gives Deno a turn.
+  const fd = eventFd();
+  eventFdWrite(fd);
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => void errors.push(a.join(" "));
+  const loop = new MainLoop({ denoFd: fd, deferDenoProbe: true });
+  const running = loop.run();
+  try {
+    for (let i = 0; i < 50; i++) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      loop.bh(resolve).schedule();
+      await promise;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.equal(loop.denoTurns, 0, "watched before watchDenoNow()");
+    loop.watchDenoNow();
+    await until(() => loop.denoTurns > 100, 3000);
+    loop.watchDenoNow(); // the second call changes nothing
+    const { promise, resolve } = Promise.withResolvers<void>();
+    loop.bh(resolve).schedule();
+    await promise;
+  } finally {
+    loop.stop();
+    await running;
+    loop.close();
+    console.error = error;
+    closeFd(fd);
+  }
+  assert.deepEqual(errors.filter((e) => !/stays readable/.test(e)), []);
+});
+
 Deno.test("Deno's timers run while the loop sleeps on its own thread", async () => {
   // The loop stays in its synchronous window (pollNs 10 s) because a
   // Deno interval keeps waking it; setTimeout must still fire within about
