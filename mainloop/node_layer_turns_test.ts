@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+
+interface Seen {
+  found: number;
+  rate: number;
+  turns: number;
+  errors: string[];
+}
+
+async function run(mode: string): Promise<Seen> {
+  const script = new URL("./testdata/node_layer_turns.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", script, mode],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+Deno.test("once Deno's Node layer runs, the loop still watches Deno's fd, turning through a timer", async () => {
+  for (const mode of ["plain", "node"]) {
+    const seen = await run(mode);
+    assert.ok(seen.found >= 0, `${mode}: the probe found no Deno fd: nothing to test`);
+    // Watched: Deno's interval gets its turns (every 5 ms), no more than a few hundred a second.
+    assert.ok(seen.rate > 50 && seen.rate < 600, `${mode}: ${seen.rate.toFixed(0)} turns a second`);
+    assert.deepEqual(seen.errors, [], mode);
+  }
+});
