@@ -102,6 +102,10 @@ Deno.test("calls served through syscall() return and fail as glibc's wrappers do
     const buf = new Uint8Array(4);
     assert.equal(libc.pread(fd, buf, 4n, 3n), 4n);
     assert.equal(new TextDecoder().decode(buf), "3456");
+    // Into a view at an offset of a shared buffer, as the kernel loader reads into guest RAM.
+    const ram = new Uint8Array(new SharedArrayBuffer(64));
+    assert.equal(libc.pread(fd, ram.subarray(10, 13), 3n, 7n), 3n);
+    assert.deepEqual([...ram.subarray(9, 14)], [0, 0x37, 0x38, 0x39, 0]);
     assert.equal(libc.lseek(fd, 0n, 2 /* SEEK_END */), 10n);
     // fcntl, dup, dup2.
     assert.equal(libc.fcntl(fd, 3, /* F_GETFL */ 0n) & 3, 2);
