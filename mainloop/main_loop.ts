@@ -58,7 +58,7 @@ import { BH_WORDS, BhTable } from "./bh.ts";
 import { clockId, clockNs, loopNowMs, loopNowMsInto } from "./clock.ts";
 import { EventNotifier } from "./notifier.ts";
 import { viewAddress } from "../sys/address.ts";
-import { denoReactorFd, denoTimerTurn, denoTurn } from "../sys/deno_reactor.ts";
+import { denoReactorFd, denoTurn } from "../sys/deno_reactor.ts";
 import { TimerGroup } from "./timer.ts";
 import { denoWaits, nextTimerDueInto, watchDenoTimers } from "./deno_work.ts";
 import { LoopStats } from "./loop_stats.ts";
@@ -119,12 +119,14 @@ const F_SCRATCH = 4;
 
 /**
  * More turns than this in {@link TURN_WINDOW_MS} (2,000 a second, each ~40
- * µs of this thread's CPU) and the loop turns through a timer, then stops
- * watching Deno's fd: spinning through turns, a wrongly found fd made
- * ~50,000 a second, and Deno's Node layer ~2,400.
+ * µs of this thread's CPU) and the loop turns through Deno's pool instead of
+ * a MessageChannel, then stops watching Deno's fd: spinning through turns, a
+ * wrongly found fd made ~50,000 a second, and Deno's Node layer ~2,400.
  */
 const MAX_TURNS_PER_WINDOW = 200;
 const TURN_WINDOW_MS = 100;
+/** Windows in a row over the limit, with turns through the pool, before the loop gives up. */
+const STORM_WINDOWS = 10;
 
 /** The least time between two turns given for a due timer (ms). */
 const TIMER_TURN_GAP_MS = 1;
@@ -258,11 +260,13 @@ export class MainLoop implements EventLoop {
   #denoWants = false;
   /** Turns given to Deno (for tests and benchmarks). */
   denoTurns = 0;
-  /** Turns go through a timer (#checkTurnRate). */
-  #turnByTimer = false;
+  /** Turns go through Deno's pool, not a MessageChannel (#checkTurnRate). */
+  #turnByPool = false;
   /** The current window of turns (#checkTurnRate). */
   #turnWindowAt = -Infinity;
   #turnsInWindow = 0;
+  /** Windows in a row over the limit since turns go through the pool. */
+  #stormWindows = 0;
   /** performance.now() of the last dispatch that did something, and of the last yield. */
   #activeAt = -Infinity;
   #yieldedAt = 0;
@@ -489,8 +493,20 @@ export class MainLoop implements EventLoop {
           if (n < 0) {
             this.denoTurns++;
             this.#checkTurnRate(now);
-            await (this.#turnByTimer ? denoTimerTurn() : denoTurn());
-            this.#yieldedAt = loopNowMs();
+            if (this.#turnByPool) {
+              // The turn is a zero-timeout ppoll of the loop's own fds on
+              // Deno's pool (Deno's fd left out), as the older way yields:
+              // what turned ready meanwhile is dispatched at once.
+              this.#pollI16[6] = 0;
+              const ready = await this.#pollAsync(nfds, 0);
+              this.#pollI16[6] = POLLIN;
+              if (this.#afterPoll(ready) === RAN_ASYNC) {
+                for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
+              }
+            } else {
+              await denoTurn();
+              this.#yieldedAt = loopNowMs();
+            }
           } else if (this.#afterPoll(n) === RAN_ASYNC) {
             for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
           }
@@ -551,38 +567,36 @@ export class MainLoop implements EventLoop {
    * Stops watching Deno's fd when turns come faster than any work Deno has
    * could ask for: a fd readable whatever Deno does (not Deno's, or never
    * drained by its turns) would otherwise make every iteration a turn and
-   * keep this thread busy. The loop first gives its turns through a timer
-   * (sys/deno_reactor.ts `denoTimerTurn`): that ends the storm that its
-   * MessageChannel turns start once Deno's Node layer runs, and paces a fd
-   * that no turn drains to the timer's tick. Still too many, and the loop
-   * yields on its older schedule.
+   * keep this thread busy. The loop first gives its turns as a zero-timeout
+   * ppoll on Deno's pool: that ends the storm its MessageChannel turns start
+   * once Deno's Node layer runs. Still too many (a fd no turn drains), and it
+   * stops watching the fd and yields on its older schedule.
    */
   #checkTurnRate(now: number): void {
     if (now - this.#turnWindowAt >= TURN_WINDOW_MS) {
+      // A window that ended within the limit ends a storm.
+      if (this.#turnsInWindow <= MAX_TURNS_PER_WINDOW) this.#stormWindows = 0;
       this.#turnWindowAt = now;
       this.#turnsInWindow = 0;
     }
-    if (++this.#turnsInWindow <= MAX_TURNS_PER_WINDOW) return;
-    this.#notDrained();
+    if (++this.#turnsInWindow === MAX_TURNS_PER_WINDOW + 1) this.#notDrained();
   }
 
-  /** Turns come too fast: turn through a timer, and if that is not enough stop watching Deno's fd. */
+  /** Turns come too fast: turn through Deno's pool, and if that is not enough stop watching Deno's fd. */
   #notDrained(): void {
-    const turns = this.#turnsInWindow;
-    this.#turnsInWindow = 0;
-    this.#turnWindowAt = loopNowMs();
-    if (!this.#turnByTimer) {
+    if (!this.#turnByPool) {
       // Once Deno's Node layer has started (a module-cache miss loads its
       // transpiler, a VNC WebSocket its crypto), a MessageChannel turn
-      // leaves Deno's fd readable again; a timer's does not. A fd that no
-      // turn drains then costs a turn per timer tick (~450 a second), not
-      // a spinning thread.
-      this.#turnByTimer = true;
+      // leaves Deno's fd readable again; a pool call's does not.
+      this.#turnByPool = true;
       return;
     }
+    // A burst of work Deno really has passes; a fd no turn drains storms on.
+    if (++this.#stormWindows < STORM_WINDOWS) return;
     console.error(
       `${this.name}: Deno's event-loop fd ${this.#denoFd} stays readable ` +
-        `(${turns} turns in ${TURN_WINDOW_MS} ms); no longer watching it`,
+        `(over ${MAX_TURNS_PER_WINDOW} turns in each ${TURN_WINDOW_MS} ms for ` +
+        `${STORM_WINDOWS * TURN_WINDOW_MS} ms); no longer watching it`,
     );
     this.#denoFd = -1;
     this.#base = 1;

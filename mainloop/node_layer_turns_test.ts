@@ -18,12 +18,16 @@ async function run(mode: string): Promise<Seen> {
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
-Deno.test("once Deno's Node layer runs, the loop still watches Deno's fd, turning through a timer", async () => {
+Deno.test("once Deno's Node layer runs, the loop still watches Deno's fd, turning through Deno's pool", async () => {
   for (const mode of ["plain", "node"]) {
     const seen = await run(mode);
     assert.ok(seen.found >= 0, `${mode}: the probe found no Deno fd: nothing to test`);
-    // Watched: Deno's interval gets its turns (every 5 ms), no more than a few hundred a second.
-    assert.ok(seen.rate > 50 && seen.rate < 600, `${mode}: ${seen.rate.toFixed(0)} turns a second`);
+    // Watched: Deno's interval gets its turns (every 5 ms), a few hundred
+    // a second (with the Node layer ~600, through Deno's pool), not a storm.
+    assert.ok(
+      seen.rate > 50 && seen.rate < 1500,
+      `${mode}: ${seen.rate.toFixed(0)} turns a second`,
+    );
     assert.deepEqual(seen.errors, [], mode);
   }
 });

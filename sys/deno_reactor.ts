@@ -189,16 +189,3 @@ export function denoTurn(): Promise<void> {
     ch.port1.close();
   });
 }
-
-/**
- * One turn of Deno's event loop through a zero-delay timer: for a thread
- * where {@link denoTurn} leaves Deno's fd readable again after each turn,
- * as it does once Deno's Node compatibility layer has started (measured on
- * Deno 2.9.6: 2,000 turns a second, one per loop iteration; a timer's turn
- * leaves it quiet). Loads Deno's timers on first use (~20 ms natively).
- *
- * @returns resolves in a later turn of Deno's event loop
- */
-export function denoTimerTurn(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
