@@ -230,7 +230,9 @@ export function libcBoundSymbols(): string[] {
  * the working directory, `eventfd` is `eventfd2`, `pread` is `pread64`, and
  * `sched_getaffinity` returns 0 on success as glibc's does (the system call
  * returns the mask's size). Hot paths keep their own bindings (read, write,
- * ioctl, poll, send/recv, the `_i32` aliases); calls whose glibc wrapper
+ * ioctl, poll, send/recv, the `_i32` aliases, and fsync, fdatasync and
+ * fallocate, made per guest request: the wrapper allocates its arguments
+ * per call); calls whose glibc wrapper
  * does more than the system call (`posix_fadvise` returns the error,
  * `getpriority` converts the nice value, `isatty`, the termios calls,
  * `waitpid`) keep theirs too. Numbers checked against `<sys/syscall.h>`
@@ -260,8 +262,6 @@ export const LIBC_VIA_SYSCALL: Readonly<Partial<Record<SymbolName, number>>> = {
   setsockopt: 54,
   fcntl: 72,
   flock: 73,
-  fsync: 74,
-  fdatasync: 75,
   ftruncate: 77,
   rename: 82,
   mkdir: 83,
@@ -278,7 +278,6 @@ export const LIBC_VIA_SYSCALL: Readonly<Partial<Record<SymbolName, number>>> = {
   sched_setaffinity: 203,
   sched_getaffinity: 204,
   accept4: 288,
-  fallocate: 285,
   eventfd: 290,
   pipe2: 293,
   memfd_create: 319,
@@ -289,6 +288,8 @@ const AT_FDCWD = -100;
 /** An argument of a table symbol as `syscall()` takes it: a number or a 64-bit integer. */
 function syscallArg(type: Deno.NativeType, v: unknown): number | bigint {
   if (v === null || v === undefined) return 0;
+  // As sys/address.ts viewAddress, which this module does not import: it
+  // loads before SIGUSR1 is locked out (main.ts), with nothing beside it.
   if (type === "buffer") return Deno.UnsafePointer.value(Deno.UnsafePointer.of(v as BufferSource));
   if (type === "pointer") return Deno.UnsafePointer.value(v as Deno.PointerObject);
   return typeof v === "bigint" ? BigInt.asIntN(64, v) : v as number;
