@@ -390,10 +390,7 @@ export class MainLoop implements EventLoop {
     if (!this.#probeDeferred) return;
     this.#probeDeferred = false;
     if (this.#running === null) return;
-    const fd = this.#denoFdOption !== undefined
-      ? Promise.resolve(this.#denoFdOption)
-      : denoReactorFd();
-    fd.then((found) => {
+    this.#findDenoFd().then((found) => {
       if (found < 0 || this.#running === null || this.#stop) return;
       this.#watchFrom(found);
       // Deno just had a turn (this callback); the loop carries on on its
@@ -401,6 +398,11 @@ export class MainLoop implements EventLoop {
       this.#yieldedAt = this.#activeAt = loopNowMs();
       this.#notifier.notify();
     }, () => {});
+  }
+
+  /** Deno's fd as the options give it, else found (sys/deno_reactor.ts); -1 when not found. */
+  #findDenoFd(): Promise<number> {
+    return this.#denoFdOption !== undefined ? Promise.resolve(this.#denoFdOption) : denoReactorFd();
   }
 
   /** Deno's fd joins the loop's set (the next iteration rebuilds it). */
@@ -467,7 +469,7 @@ export class MainLoop implements EventLoop {
 
   async #loop(): Promise<void> {
     if (this.#watchDeno && this.#denoFd < 0 && !this.#probeDeferred) {
-      const fd = this.#denoFdOption ?? await denoReactorFd();
+      const fd = await this.#findDenoFd();
       if (fd >= 0) this.#watchFrom(fd);
     }
     this.#yieldedAt = loopNowMs();
@@ -497,9 +499,7 @@ export class MainLoop implements EventLoop {
               // The turn is a zero-timeout ppoll of the loop's own fds on
               // Deno's pool (Deno's fd left out), as the older way yields:
               // what turned ready meanwhile is dispatched at once.
-              this.#pollI16[6] = 0;
-              const ready = await this.#pollAsync(nfds, 0);
-              this.#pollI16[6] = POLLIN;
+              const ready = await this.#pollAsyncWithoutDeno(nfds, 0);
               if (this.#afterPoll(ready) === RAN_ASYNC) {
                 for (let i = 0; i < MICROTASK_HOPS; i++) await SETTLED;
               }
@@ -514,10 +514,7 @@ export class MainLoop implements EventLoop {
           // Idle for long: the whole wait goes to Deno's pool (no turns to
           // pay while nothing happens; the first wake-up costs two hops).
           this.#denoWants = false;
-          this.#pollI16[6] = 0; // Deno watches its own fd meanwhile
-          const n = await this.#pollAsync(nfds, timeout);
-          this.#pollI16[6] = POLLIN;
-          this.#afterPoll(n);
+          this.#afterPoll(await this.#pollAsyncWithoutDeno(nfds, timeout));
         }
         continue;
       }
@@ -574,8 +571,12 @@ export class MainLoop implements EventLoop {
    */
   #checkTurnRate(now: number): void {
     if (now - this.#turnWindowAt >= TURN_WINDOW_MS) {
-      // A window that ended within the limit ends a storm.
-      if (this.#turnsInWindow <= MAX_TURNS_PER_WINDOW) this.#stormWindows = 0;
+      // A window that ended within the limit ends a storm, and so does a
+      // window with no turn at all between this one and the last.
+      if (
+        this.#turnsInWindow <= MAX_TURNS_PER_WINDOW ||
+        now - this.#turnWindowAt >= 2 * TURN_WINDOW_MS
+      ) this.#stormWindows = 0;
       this.#turnWindowAt = now;
       this.#turnsInWindow = 0;
     }
@@ -658,6 +659,17 @@ export class MainLoop implements EventLoop {
       if (this.#bhs.pending || this.#stop || this.#dirty) f[F_SLEEP] = 0;
     }
     return ppoll(this.#pollPtr, nfds, this.#setTs());
+  }
+
+  /**
+   * {@link #pollAsync} with Deno's fd left out of the set (Deno watches its
+   * own fd meanwhile), for a loop that watches it.
+   */
+  async #pollAsyncWithoutDeno(nfds: bigint, timeout: number): Promise<number> {
+    this.#pollI16[6] = 0;
+    const n = await this.#pollAsync(nfds, timeout);
+    this.#pollI16[6] = POLLIN;
+    return n;
   }
 
   /** ppoll on Deno's blocking pool: yields to Deno's event loop meanwhile. */
