@@ -23,6 +23,12 @@
  * `DENOVMM_BOOT_KERNEL=cloud-amd64` boots Debian's other stock kernel (the
  * small cloud flavour) instead of the generic one.
  *
+ * `DENOVMM_BOOT_COLD=1` adds the first boot of a kernel the VMM has not
+ * seen, at 1 vCPU: denovmm with its kernel cache emptied before each boot
+ * (it unpacks the payload on the host, `cold`), and with
+ * `DENOVMM_KERNEL_UNPACK=0` (the guest decompresses itself, as under QEMU,
+ * `guest`): the other rows boot a kernel the warm-up put in the cache.
+ *
  * Nested, every finished boot is logged (`.cache/boot_bench/*.jsonl`, or
  * `DENOVMM_BOOT_LOG`) and a nested host that hangs (seen with 2 L1 CPUs) is
  * replaced by a fresh one that goes on from the log, up to
@@ -62,6 +68,7 @@ const TRACE = new RegExp(
 
 const BASE = Deno.env.get("DENOVMM_BOOT_BASE");
 const ELF = Deno.env.get("DENOVMM_BOOT_ELF") === "1";
+const COLD = Deno.env.get("DENOVMM_BOOT_COLD") === "1";
 const FLAVOUR = Deno.env.get("DENOVMM_BOOT_KERNEL") ?? "amd64";
 const BASE_DIR = BASE ? new URL(BASE, `file://${REPO}`).pathname : undefined;
 
@@ -95,12 +102,13 @@ if (kvmRoute() === "nested") {
       const r = await runNested(
         `DENOVMM_BOOT_ROUNDS=${ROUNDS} DENOVMM_BOOT_LOG=${log} ` +
           `${BASE ? `DENOVMM_BOOT_BASE=${BASE} ` : ""}` +
-          `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}DENOVMM_BOOT_KERNEL=${FLAVOUR} ` +
+          `${ELF ? "DENOVMM_BOOT_ELF=1 " : ""}${COLD ? "DENOVMM_BOOT_COLD=1 " : ""}` +
+          `DENOVMM_BOOT_KERNEL=${FLAVOUR} ` +
           `deno run --no-check -A bench/boot_bench.ts`,
         {
           stream: true,
           qemu: true,
-          timeoutS: 300 + ROUNDS * (300 + (BASE ? 150 : 0) + (ELF ? 300 : 0)),
+          timeoutS: 300 + ROUNDS * (300 + (BASE ? 150 : 0) + (ELF ? 300 : 0) + (COLD ? 150 : 0)),
           // Every boot prints a line: a run silent for longer than a boot's own
           // limit is a hung nested host, reported with its CPUs' RIPs.
           idleTimeoutS: BOOT_TIMEOUT_MS / 1000 + 120,
@@ -303,6 +311,25 @@ function base(cpus: number): Promise<Boot> {
   return denovmm(cpus, BASE_DIR, kernel, { XDG_CACHE_HOME: `${BASE_DIR}/.cache/xdg` });
 }
 
+/**
+ * A first boot of the kernel: a cache of its own (in HOME: the nested
+ * host's is its tmpfs) with the kernels' part emptied, the modules' kept.
+ */
+function cold(cpus: number): Promise<Boot> {
+  const xdg = `${Deno.env.get("HOME") ?? "/tmp"}/.cache/denovmm-boot-bench-cold`;
+  try {
+    Deno.removeSync(`${xdg}/denovmm/kernels`, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return denovmm(cpus, REPO, kernel, { XDG_CACHE_HOME: xdg });
+}
+
+/** The guest decompresses its bzImage itself, as under QEMU. */
+function guestUnpacks(cpus: number): Promise<Boot> {
+  return denovmm(cpus, REPO, kernel, { DENOVMM_KERNEL_UNPACK: "0" });
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -363,6 +390,7 @@ w.onmessage = () => { console.log(performance.now() - t0); w.terminate(); };
 const warmUps: [string, (cpus: number) => Promise<Boot>][] = [["denovmm", denovmm]];
 if (!NESTED) warmUps.unshift(["qemu", qemu]);
 if (BASE_DIR) warmUps.push(["base", base]);
+if (COLD) warmUps.push(["cold", cold]);
 for (const [name, fn] of warmUps) {
   const b = await fn(1);
   console.error(`warm-up: ${name}/1 vCPU ${(b.ms / 1000).toFixed(2)} s`);
@@ -380,6 +408,7 @@ for (let r = 0; r < ROUNDS; r++) {
       denovmm,
     ]];
     if (BASE_DIR) vmms.push(["base", base]);
+    if (COLD && cpus === 1) vmms.push(["cold", cold], ["guest", guestUnpacks]);
     if (ELF) {
       vmms.push(["qemu-elf", (c) => qemu(c, vmlinux)], [
         "denovmm-elf",
@@ -448,6 +477,24 @@ if (BASE_DIR) {
     );
   }
 }
+if (COLD) {
+  console.log(
+    "\nThe first boot of a kernel the VMM has not seen (1 vCPU): denovmm unpacking it on the " +
+      "host (`cold`: its kernel cache emptied), or leaving it to the guest (`guest`: " +
+      "DENOVMM_KERNEL_UNPACK=0), against QEMU:\n",
+  );
+  console.log("| VMM | boot (s) | ratio vs QEMU | runs (s) |");
+  console.log("|---|---|---|---|");
+  const q = results.get("qemu/1")!.map((b) => b.ms);
+  for (const vmm of ["denovmm", "cold", "guest"]) {
+    const d = results.get(`${vmm}/1`)!.map((b) => b.ms);
+    console.log(
+      `| ${vmm} | ${s(median(d))} | ${(median(d) / median(q)).toFixed(2)}x | ${
+        d.map(s).join(", ")
+      } |`,
+    );
+  }
+}
 if (ELF) {
   console.log(
     "\nThe same kernel as a vmlinux ELF (its PVH entry: no decompression in the guest):\n",
@@ -483,10 +530,12 @@ for (const cpus of CPUS) {
     "qemu",
     "denovmm",
     ...BASE_DIR ? ["base"] : [],
+    ...COLD ? ["cold", "guest"] : [],
     ...ELF ? ["qemu-elf", "denovmm-elf"] : [],
   ];
   for (const vmm of vmms) {
-    const bs = results.get(`${vmm}/${cpus}`)!;
+    const bs = results.get(`${vmm}/${cpus}`);
+    if (!bs) continue;
     console.log(
       `| ${cpus} | ${vmm} | ${s(median(bs.map((b) => b.ms)))} | ${
         s(median(bs.map((b) => b.guestMs)))

@@ -171,13 +171,16 @@ export class Machine {
    * wait for {@link run}) and sets each vCPU's initial state on this thread.
    *
    * `setup` is either the per-vCPU set-up or `{ prepare }`, called once the
-   * Workers are on their way to return it: what the state depends on (a
-   * kernel to load into guest RAM) then overlaps their start, which takes
-   * ~15 ms natively and a few hundred ms in the nested KVM host.
+   * Workers are on their way to return it (or a promise of it): what the
+   * state depends on (a kernel to load into guest RAM) then overlaps their
+   * start, which takes ~15 ms natively and a few hundred ms in the nested
+   * KVM host.
    *
    * @param setup per-vCPU register set-up, or a function that prepares it
    */
-  async setup(setup: VcpuSetup | { prepare: () => VcpuSetup }): Promise<void> {
+  async setup(
+    setup: VcpuSetup | { prepare: () => VcpuSetup | Promise<VcpuSetup> },
+  ): Promise<void> {
     if (this.#vcpuSetupDone) throw new Error("Machine already set up");
     this.#vcpuSetupDone = true;
     const c = this.#config;
@@ -212,7 +215,7 @@ export class Machine {
     // enters KVM_RUN only at run(), and KVM serializes a vCPU's ioctls.
     const ready = Promise.all(this.vcpus.map((v) => v.ready));
     ready.catch(() => {}); // a failing prepare() is what the caller sees
-    const perVcpu = typeof setup === "function" ? setup : setup.prepare();
+    const perVcpu = typeof setup === "function" ? setup : await setup.prepare();
     vcpus.forEach((v, i) => perVcpu(v, i));
     await ready;
     this.#readyAt = performance.now();

@@ -9,6 +9,12 @@
  * without it reports the format as unavailable and the caller does without
  * (the guest decompresses its kernel itself).
  *
+ * The library calls run on Deno's blocking pool (`nonblocking` symbols): a
+ * Debian kernel's xz payload takes ~0.75 s natively and seconds in the
+ * nested KVM host, which the calling thread's event loop (the main loop,
+ * with other machines' devices on it) must not sit out, and which the
+ * machine's start-up overlaps instead of waiting for.
+ *
  * @module
  */
 
@@ -29,18 +35,27 @@ const LZMA = {
       "usize",
     ],
     result: "i32",
+    nonblocking: true,
   },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const ZSTD = {
-  ZSTD_decompress: { parameters: ["buffer", "usize", "buffer", "usize"], result: "usize" },
+  ZSTD_decompress: {
+    parameters: ["buffer", "usize", "buffer", "usize"],
+    result: "usize",
+    nonblocking: true,
+  },
   ZSTD_isError: { parameters: ["usize"], result: "u32" },
   ZSTD_getErrorName: { parameters: ["usize"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const LZ4 = {
   // src, dst, compressedSize, dstCapacity -> bytes written, or < 0 for bad input
-  LZ4_decompress_safe: { parameters: ["buffer", "buffer", "i32", "i32"], result: "i32" },
+  LZ4_decompress_safe: {
+    parameters: ["buffer", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** Compression formats this module can undo. */
@@ -109,31 +124,35 @@ const LZMA_RET = [
 
 /**
  * Decompresses `input` (one xz stream, zstd frames, LZ4 legacy frames or one
- * gzip member) into `output`, which must be exactly the decompressed size.
+ * gzip member) into `output`, which must be exactly the decompressed size,
+ * on Deno's blocking pool. Both buffers must stay untouched until it settles.
  *
  * @param format the input's format
  * @param input the compressed bytes (nothing after them)
  * @param output where the bytes go; its length is the size expected
+ * @returns when `output` holds every byte
  * @throws {DecompressError} on corrupt input or another size than expected
  * @throws {Error} when the format's library is missing ({@link decompressAvailable})
  * @example
  * ```ts ignore
  * const out = new Uint8Array(size);
- * decompressInto("xz", payload, out);
+ * await decompressInto("xz", payload, out);
  * ```
  */
-export function decompressInto(
+export async function decompressInto(
   format: DecompressFormat,
   input: Uint8Array,
   output: Uint8Array,
-): void {
+): Promise<void> {
   if (format === "xz") {
     const lib = openLzma();
     if (lib === null) throw new Error("liblzma.so.5 is not available");
-    const memlimit = new BigUint64Array([0xffff_ffff_ffff_ffffn]);
-    const inPos = new BigUint64Array(1);
-    const outPos = new BigUint64Array(1);
-    const ret = lib.lzma_stream_buffer_decode(
+    // Off V8's heap (an ArrayBuffer's store never moves): the pool thread writes them.
+    const memlimit = new BigUint64Array(new ArrayBuffer(8));
+    memlimit[0] = 0xffff_ffff_ffff_ffffn;
+    const inPos = new BigUint64Array(new ArrayBuffer(8));
+    const outPos = new BigUint64Array(new ArrayBuffer(8));
+    const ret = await lib.lzma_stream_buffer_decode(
       new Uint8Array(memlimit.buffer),
       0,
       null,
@@ -150,18 +169,18 @@ export function decompressInto(
     }
     return;
   }
-  if (format === "lz4") return lz4LegacyInto(input, output);
+  if (format === "lz4") return await lz4LegacyInto(input, output);
   if (format === "gzip") {
     if (!zlibAvailable()) throw new Error("libz.so.1 is not available");
     try {
-      return gunzipInto(input, output);
+      return await gunzipInto(input, output);
     } catch (e) {
       throw new DecompressError((e as Error).message);
     }
   }
   const lib = openZstd();
   if (lib === null) throw new Error("libzstd.so.1 is not available");
-  const n = lib.ZSTD_decompress(output, BigInt(output.length), input, BigInt(input.length));
+  const n = await lib.ZSTD_decompress(output, BigInt(output.length), input, BigInt(input.length));
   if (lib.ZSTD_isError(n) !== 0) {
     const p = lib.ZSTD_getErrorName(n);
     throw new DecompressError(
@@ -186,7 +205,7 @@ const LZ4_LEGACY_BOUND = LZ4_LEGACY_BLOCK + Math.floor(LZ4_LEGACY_BLOCK / 255) +
  * another frame. Every length is checked against what is left on both
  * sides before liblz4 sees it (it never writes past the capacity given).
  */
-function lz4LegacyInto(input: Uint8Array, output: Uint8Array): void {
+async function lz4LegacyInto(input: Uint8Array, output: Uint8Array): Promise<void> {
   const lib = openLz4();
   if (lib === null) throw new Error("liblz4.so.1 is not available");
   const v = new DataView(input.buffer, input.byteOffset, input.byteLength);
@@ -204,7 +223,7 @@ function lz4LegacyInto(input: Uint8Array, output: Uint8Array): void {
     }
     const room = Math.min(LZ4_LEGACY_BLOCK, output.length - outPos);
     if (room === 0) throw new DecompressError(`lz4: more than ${output.length} bytes`);
-    const got = lib.LZ4_decompress_safe(
+    const got = await lib.LZ4_decompress_safe(
       input.subarray(inPos, inPos + n),
       output.subarray(outPos, outPos + room),
       n,

@@ -179,7 +179,7 @@ function writeEntry(path: string, text: string): boolean {
  * @returns whether the entry was written
  */
 export function writeCacheEntry(path: string, parts: readonly Uint8Array[]): boolean {
-  const tmp = `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  const tmp = temporaryName(path);
   try {
     const fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
     try {
@@ -193,6 +193,78 @@ export function writeCacheEntry(path: string, parts: readonly Uint8Array[]): boo
     libc.unlink(cstring(tmp));
   }
   return false;
+}
+
+function temporaryName(path: string): string {
+  return `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+}
+
+/** Parts this long are written on Deno's pool; shorter ones at once. */
+const POOL_WRITE_MIN = 1 << 20;
+const SYS_pwrite64 = 18n;
+
+/**
+ * {@link writeCacheEntry} with the long parts written on Deno's blocking
+ * pool (a kernel's entry is ~66 MiB, 0.1-0.4 s of `write` natively): the
+ * calling thread's event loop turns meanwhile. Each part must stay
+ * untouched until it settles.
+ *
+ * @param path the entry, in a {@link privateCacheDir}
+ * @param parts its bytes
+ * @returns whether the entry was written; never rejects
+ */
+export async function writeCacheEntryOnPool(
+  path: string,
+  parts: readonly Uint8Array[],
+): Promise<boolean> {
+  const tmp = temporaryName(path);
+  let fd = -1;
+  try {
+    fd = openFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+    let offset = 0;
+    for (const part of parts) {
+      if (!await pwriteAll(fd, part, offset)) throw new Error("write");
+      offset += part.length;
+    }
+    closeFd(fd);
+    fd = -1;
+    if (libc.rename(cstring(tmp), cstring(path)) === 0) return true;
+  } catch {
+    // no entry
+  }
+  if (fd >= 0) closeFd(fd);
+  libc.unlink(cstring(tmp));
+  return false;
+}
+
+/** pwrite of all of `part` at `offset`: on the pool when it is long. */
+async function pwriteAll(fd: number, part: Uint8Array, offset: number): Promise<boolean> {
+  const pool = part.length >= POOL_WRITE_MIN;
+  // A short part may be a typed array V8 keeps on its heap: written here, at once.
+  const addr = pool ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(part))) : 0n;
+  let done = 0;
+  while (done < part.length) {
+    const n = !pool
+      ? Number(
+        libc.pwrite(fd, part.subarray(done), BigInt(part.length - done), BigInt(offset + done)),
+      )
+      : Number(
+        await libc.syscall_nb(
+          SYS_pwrite64,
+          BigInt(fd),
+          addr + BigInt(done),
+          BigInt(part.length - done),
+          BigInt(offset + done),
+          0n,
+          0n,
+        ),
+      );
+    // The pool thread's errno is not ours to read: any failure drops the entry.
+    if (n < 0 && !pool && errno() === 4) continue;
+    if (n <= 0) return false;
+    done += n;
+  }
+  return true;
 }
 
 /**

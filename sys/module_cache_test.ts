@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { sourceStamp } from "./module_cache.ts";
+import { sourceStamp, writeCacheEntryOnPool } from "./module_cache.ts";
 
 Deno.test("a file's stamp holds while it is untouched and moves on any rewrite, even of the same bytes with its old times", async () => {
   const dir = await Deno.makeTempDir({ prefix: "denovmm-stamp-" });
@@ -41,6 +41,35 @@ console.log(privateCacheDir("kernels"));`,
     for (const p of [`${dir}/not`, `${dir}/not/yet`, base, `${base}/denovmm/kernels`]) {
       assert.equal((await Deno.stat(p)).mode! & 0o777, 0o700, p);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an entry written on the pool holds every part at its place, or is not there at all", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-cache-pool-" });
+  try {
+    // Short parts at once, long ones on the pool, in the order given: the
+    // long part between short ones is where a mixed write(2) would go wrong.
+    const big = new Uint8Array(32 << 20);
+    for (let i = 0; i < big.length; i += 4096) big[i] = i >> 12;
+    const parts = [new Uint8Array([1, 2, 3]), big, new Uint8Array(2), new Uint8Array(70).fill(9)];
+    let turned = false;
+    setTimeout(() => turned = true, 0);
+    assert.equal(await writeCacheEntryOnPool(`${dir}/e`, parts), true);
+    const got = await Deno.readFile(`${dir}/e`);
+    const want = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      want.set(p, at);
+      at += p.length;
+    }
+    assert.deepEqual(got, want);
+    assert.equal(Deno.statSync(`${dir}/e`).mode! & 0o777, 0o600);
+    assert.ok(turned, "the caller's loop turned while the long part was written");
+    // A directory it cannot write: no entry, and no temporary file left.
+    assert.equal(await writeCacheEntryOnPool(`${dir}/missing/e`, parts), false);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["e"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

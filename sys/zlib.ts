@@ -21,6 +21,8 @@ const symbols = {
   inflateInit_: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
   inflateInit2_: { parameters: ["buffer", "i32", "buffer", "i32"], result: "i32" },
   inflate: { parameters: ["buffer", "i32"], result: "i32" },
+  /** inflate on Deno's blocking pool: a one-shot member of tens of MiB (a kernel). */
+  inflate_nb: { name: "inflate", parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
   inflateEnd: { parameters: ["buffer"], result: "i32" },
   zlibVersion: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -224,27 +226,29 @@ const GZIP_WINDOW_BITS = 15 + 16;
 /**
  * Inflates one whole gzip member (a kernel's gzip payload) into `output`,
  * which must be exactly its size: one `inflate(Z_FINISH)` over both
- * buffers, which libz never reads or writes past.
+ * buffers, which libz never reads or writes past, on Deno's blocking pool
+ * (both buffers must stay untouched until it settles).
  *
  * @param input the gzip member, nothing after it
  * @param output where it goes; its length is the size expected
+ * @returns when `output` holds the whole member
  * @throws Error naming what is wrong: corrupt data, or another size
  * @example
  * ```ts
  * import { gunzipInto } from "./zlib.ts";
  * const out = new Uint8Array(0);
- * try { gunzipInto(new Uint8Array([1, 2]), out); } catch (e) { console.log((e as Error).message); }
+ * await gunzipInto(new Uint8Array([1, 2]), out).catch((e) => console.log(e.message));
  * ```
  */
-export function gunzipInto(input: Uint8Array, output: Uint8Array): void {
-  const problem = new GzipMember().inflateInto(input, output);
+export async function gunzipInto(input: Uint8Array, output: Uint8Array): Promise<void> {
+  const problem = await new GzipMember().inflateInto(input, output);
   if (problem !== undefined) throw new Error(`gzip: ${problem}`);
 }
 
 /** A one-shot inflate stream with the gzip wrapper, ended after its one call. */
 class GzipMember extends ZStream {
   /** @returns what went wrong, or undefined when `output` holds the whole member */
-  inflateInto(input: Uint8Array, output: Uint8Array): string | undefined {
+  async inflateInto(input: Uint8Array, output: Uint8Array): Promise<string | undefined> {
     const lz = z();
     if (lz.inflateInit2_(this.strm, GZIP_WINDOW_BITS, version!, Z_STREAM_SIZE) !== Z_OK) {
       return "inflateInit2 failed";
@@ -252,7 +256,7 @@ class GzipMember extends ZStream {
     try {
       this.setIn(input, input.length);
       this.setOut(output, 0, output.length);
-      const r = lz.inflate(this.strm, Z_FINISH);
+      const r = await lz.inflate_nb(this.strm, Z_FINISH);
       const got = output.length - this.availOut;
       if (r !== Z_STREAM_END) {
         return r === Z_OK || r === Z_BUF_ERROR

@@ -147,7 +147,18 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   const placed: Placed[] = [];
   const fds: number[] = [];
   let machine: Machine | undefined;
+  // A kernel that misses the cache unpacks on Deno's pool from here on,
+  // beside everything up to its load (step 6); the unpacked bytes go once
+  // the load and the cache entry's write are done with them.
+  const unpacking = rc.kernel && rc.unpackKernel && rc.kernelFile
+    ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, rc.kernel)
+    : undefined;
+  let unpackedClosed: Promise<void> | undefined;
+  const closeUnpacked = () =>
+    unpackedClosed ??= unpacking?.then((u) => u?.close()) ?? Promise.resolve();
   const close = async () => {
+    // Never before the pool is done with its buffers; a write still on writes the entry.
+    await closeUnpacked();
     for (const p of placed) {
       if (p.io) await p.io.call(VIRTIO_BACKEND, "stopVirtioBackend", p.id).catch(() => {});
       else await stopVirtioBackend(env.loop, p.id);
@@ -218,12 +229,10 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
     }
     // The kernel and initrd are written into guest RAM while the vCPU
     // Workers start (step 6): only their registers depend on where it went.
-    const loadGuest = (): VcpuSetup => {
+    const loadGuest = async (): Promise<VcpuSetup> => {
       if (rc.kernel) {
         const kernel = rc.kernel;
-        const unpacked = rc.unpackKernel && rc.kernelFile
-          ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, kernel)
-          : undefined;
+        const unpacked = await unpacking;
         let boot;
         try {
           boot = loadLinux(m.memory, {
@@ -237,7 +246,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
             unpacked,
           });
         } finally {
-          unpacked?.close();
+          closeUnpacked();
         }
         // What the loader did: it boots the bzImage as it is when the unpacked kernel does not fit it.
         traceMark(
@@ -387,13 +396,13 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
  * undefined to boot the bzImage as it is; a failure to unpack says so once
  * and leaves the decompression to the guest.
  */
-function unpackKernel(
+async function unpackKernel(
   path: string,
   stamp: string | undefined,
   kernel: Uint8Array,
-): UnpackedKernelSource | undefined {
+): Promise<UnpackedKernelSource | undefined> {
   try {
-    return unpackedKernelSource(path, stamp, kernel);
+    return await unpackedKernelSource(path, stamp, kernel);
   } catch (e) {
     console.error(
       `denovmm: warning: could not unpack the kernel ${path} (${

@@ -19,6 +19,12 @@
  * others may write is not used; any failure only means no cache. The
  * segments are read from the entry straight into guest RAM.
  *
+ * A miss costs the machine no waiting it can avoid: the payload unpacks on
+ * Deno's blocking pool (xz: ~0.75 s natively for a Debian kernel), which the
+ * builder starts before it builds anything else, and the entry (~66 MiB) is
+ * written on the pool after it, while the guest boots; the unpacked bytes
+ * are freed once both the loader and the write are done with them.
+ *
  * xz, zstd, LZ4 and gzip payloads are unpacked here (liblzma, libzstd,
  * liblz4, libz); other formats, a host without the library, or
  * `DENOVMM_KERNEL_UNPACK=0` (read through libc) boot the bzImage as it is.
@@ -45,9 +51,10 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
-import { hash53, privateCacheDir, writeCacheEntry } from "../sys/module_cache.ts";
+import { hash53, privateCacheDir, writeCacheEntryOnPool } from "../sys/module_cache.ts";
 import { decompressAvailable, decompressInto } from "../sys/decompress.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
+import { traceMark } from "../sys/start_trace.ts";
 import {
   type KernelLayout,
   kernelPayload,
@@ -86,8 +93,13 @@ export interface UnpackedKernelSource {
    * `dest` (a view of guest RAM).
    */
   copy(dest: Uint8Array, offset: number): void;
-  /** Frees what it holds (a buffer, an fd). */
-  close(): void;
+  /**
+   * Frees what it holds (a buffer, an fd): at once, or after the cache entry
+   * still being written from the buffer is written.
+   *
+   * @returns when everything is freed and the entry written (or given up); never rejects
+   */
+  close(): Promise<void>;
 }
 
 function enabled(): boolean {
@@ -130,16 +142,17 @@ function parseRuns(text: string, size: number): ZeroRun[] | undefined {
  * @param bzImage its bytes
  * @returns the source, or undefined when this kernel is booted as it is
  *   (not a bzImage with an xz, zstd, LZ4 or gzip payload, no library, switched off)
+ * @throws {DecompressError} when the payload is corrupt or of another size than declared
  * @example
  * ```ts ignore
- * const src = unpackedKernelSource(file.path, file.stamp, file.bytes);
+ * const src = await unpackedKernelSource(file.path, file.stamp, file.bytes);
  * ```
  */
-export function unpackedKernelSource(
+export async function unpackedKernelSource(
   path: string,
   stamp: string | undefined,
   bzImage: Uint8Array,
-): UnpackedKernelSource | undefined {
+): Promise<UnpackedKernelSource | undefined> {
   if (!enabled()) return undefined;
   let header;
   try {
@@ -168,7 +181,10 @@ export function unpackedKernelSource(
   const free = () => munmap(addr, capacity);
   try {
     const bytes = new Uint8Array(hostBuffer(addr, capacity), 0, size);
-    decompressInto(payload.format, payload.data, bytes);
+    traceMark(`kernel not in the cache: unpacking its ${payload.format} payload on the pool`);
+    // The bzImage's bytes stay with the caller, who awaits this.
+    await decompressInto(payload.format, payload.data, bytes);
+    traceMark("kernel unpacked");
     const layout = parseKernelLayout(bytes.subarray(0, HEAD_BYTES), size);
     const relocations = parseKernelRelocations(bytes.subarray(layout.elfEnd));
     // Entries outside the kernel: its own decompressor, in the guest, judges it.
@@ -179,7 +195,10 @@ export function unpackedKernelSource(
     // The longest runs where there are more than a header holds.
     const zeroRuns = zeroRunsOf(bytes).sort((a, b) => (b.end - b.start) - (a.end - a.start))
       .slice(0, MAX_ZERO_RUNS).sort((a, b) => a.start - b.start);
-    if (entry !== null) store(entry, `${key}${formatRuns(zeroRuns)}`, bytes, relocations);
+    const stored = entry === null
+      ? Promise.resolve()
+      : store(entry, `${key}${formatRuns(zeroRuns)}`, bytes, relocations);
+    let freed: Promise<void> | undefined;
     return {
       layout,
       relocations,
@@ -190,7 +209,7 @@ export function unpackedKernelSource(
         populate(dest);
         dest.set(bytes.subarray(offset, offset + dest.length));
       },
-      close: free,
+      close: () => freed ??= stored.then(free),
     };
   } catch (e) {
     free();
@@ -266,7 +285,10 @@ function fromCache(entry: string, key: string, size: number): UnpackedKernelSour
           throw new Error(`Kernel cache entry ${entry} was cut short while read`);
         }
       },
-      close: () => closeFd(fd),
+      close: () => {
+        closeFd(fd);
+        return Promise.resolve();
+      },
     };
   } catch {
     closeFd(fd);
@@ -278,7 +300,13 @@ function align4(n: number): number {
   return Math.ceil(n / 4) * 4;
 }
 
-function store(entry: string, line: string, bytes: Uint8Array, r: KernelRelocations): void {
+/** Writes the entry on Deno's pool; resolves when done or given up, never rejects. */
+async function store(
+  entry: string,
+  line: string,
+  bytes: Uint8Array,
+  r: KernelRelocations,
+): Promise<void> {
   const lists = [r.relocs32, r.relocsInverse32, r.relocs64];
   const text = encoder.encode(`${line} ${lists.map((l) => l.length).join(",")}\n`);
   if (text.length > HEADER_BYTES) return; // a stamp that long: no cache
@@ -292,5 +320,5 @@ function store(entry: string, line: string, bytes: Uint8Array, r: KernelRelocati
     at += l.length;
   }
   const pad = new Uint8Array(align4(bytes.length) - bytes.length);
-  writeCacheEntry(entry, [header, bytes, pad, new Uint8Array(words.buffer)]);
+  await writeCacheEntryOnPool(entry, [header, bytes, pad, new Uint8Array(words.buffer)]);
 }

@@ -63,7 +63,10 @@ async function withCache(fn: (dir: string) => Promise<void> | void): Promise<voi
   }
 }
 
-function contents(src: NonNullable<ReturnType<typeof unpackedKernelSource>>, size: number) {
+function contents(
+  src: NonNullable<Awaited<ReturnType<typeof unpackedKernelSource>>>,
+  size: number,
+) {
   const out = new Uint8Array(size);
   src.copy(out, 0);
   return out;
@@ -77,36 +80,36 @@ Deno.test("an xz kernel is unpacked once, then read from the cache until the fil
     await Deno.writeFile(path, bzImageWithPayload(xz, bytes.length));
     const image = await Deno.readFile(path);
 
-    const first = unpackedKernelSource(path, sourceStamp(path), image)!;
+    const first = (await unpackedKernelSource(path, sourceStamp(path), image))!;
     assert.equal(first.origin, "xz");
     assert.deepEqual(contents(first, bytes.length), bytes);
     assert.equal(first.relocations.relocs32.length, 1);
-    first.close();
+    await first.close();
     const entries = [...Deno.readDirSync(`${dir}/denovmm/kernels`)].map((e) => e.name);
     assert.equal(entries.length, 1);
     assert.match(entries[0], /\.kernel$/);
     assert.equal(Deno.statSync(`${dir}/denovmm/kernels`).mode! & 0o777, 0o700);
 
-    const second = unpackedKernelSource(path, sourceStamp(path), image)!;
+    const second = (await unpackedKernelSource(path, sourceStamp(path), image))!;
     assert.equal(second.origin, "cache");
     assert.deepEqual(second.layout, first.layout);
     // The relocation lists as stored in the entry, not parsed again: the same lists.
     assert.deepEqual(second.relocations, first.relocations);
     assert.equal(second.relocations.relocs64.length, 1);
     assert.deepEqual(contents(second, bytes.length), bytes);
-    second.close();
+    await second.close();
 
     // Another stamp (the file was written again): unpacked again and replaced.
     await Deno.writeFile(path, image);
-    const third = unpackedKernelSource(path, sourceStamp(path), image)!;
+    const third = (await unpackedKernelSource(path, sourceStamp(path), image))!;
     assert.equal(third.origin, "xz");
-    third.close();
-    assert.equal(unpackedKernelSource(path, sourceStamp(path), image)!.origin, "cache");
+    await third.close();
+    assert.equal((await unpackedKernelSource(path, sourceStamp(path), image))!.origin, "cache");
 
     // Switched off: the bzImage boots as it is.
     Deno.env.set("DENOVMM_KERNEL_UNPACK", "0");
     try {
-      assert.equal(unpackedKernelSource(path, sourceStamp(path), image), undefined);
+      assert.equal(await unpackedKernelSource(path, sourceStamp(path), image), undefined);
     } finally {
       Deno.env.delete("DENOVMM_KERNEL_UNPACK");
     }
@@ -117,44 +120,46 @@ Deno.test("zstd, LZ4 and gzip payloads unpack too; bzip2 and unknown ones are le
   await withCache(async (dir) => {
     const bytes = payload();
     const zst = zstdOf(bytes);
-    const z = unpackedKernelSource(`${dir}/z`, "stamp", bzImageWithPayload(zst, bytes.length))!;
+    const z =
+      (await unpackedKernelSource(`${dir}/z`, "stamp", bzImageWithPayload(zst, bytes.length)))!;
     assert.equal(z.origin, "zstd");
     assert.deepEqual(contents(z, bytes.length), bytes);
-    z.close();
+    await z.close();
     // LZ4 legacy frames, as the kernel's build makes them (`lz4 -l`).
     const lz = await pipeThrough("lz4", ["-l", "-12", "-c"], bytes);
-    const l = unpackedKernelSource(`${dir}/l`, "stamp", bzImageWithPayload(lz, bytes.length))!;
+    const l =
+      (await unpackedKernelSource(`${dir}/l`, "stamp", bzImageWithPayload(lz, bytes.length)))!;
     assert.equal(l.origin, "lz4");
     assert.deepEqual(contents(l, bytes.length), bytes);
-    l.close();
+    await l.close();
     // gzip, as the kernel's build makes it (`gzip -n -f -9`).
     const gz = await pipeThrough("gzip", ["-n", "-9", "-c"], bytes);
-    const g = unpackedKernelSource(`${dir}/g`, "s", bzImageWithPayload(gz, bytes.length))!;
+    const g = (await unpackedKernelSource(`${dir}/g`, "s", bzImageWithPayload(gz, bytes.length)))!;
     assert.equal(g.origin, "gzip");
     assert.deepEqual(contents(g, bytes.length), bytes);
-    g.close();
+    await g.close();
     const bz = await pipeThrough("bzip2", ["-9", "-c"], bytes);
     assert.equal(
-      unpackedKernelSource(`${dir}/b`, "s", bzImageWithPayload(bz, bytes.length)),
+      await unpackedKernelSource(`${dir}/b`, "s", bzImageWithPayload(bz, bytes.length)),
       undefined,
     );
     // Not a bzImage at all (an ELF, a flat image): nothing to unpack.
-    assert.equal(unpackedKernelSource(`${dir}/e`, "s", bytes), undefined);
+    assert.equal(await unpackedKernelSource(`${dir}/e`, "s", bytes), undefined);
   });
 });
 
 Deno.test("a corrupt payload or one of another size than declared is an error, not a boot", async () => {
-  await withCache((dir) => {
+  await withCache(async (dir) => {
     const bytes = payload();
     const xz = xzOf(bytes);
     const corrupt = xz.slice();
     corrupt[corrupt.length >> 1] ^= 0xff;
-    assert.throws(
-      () => unpackedKernelSource(`${dir}/c`, "s", bzImageWithPayload(corrupt, bytes.length)),
+    await assert.rejects(
+      unpackedKernelSource(`${dir}/c`, "s", bzImageWithPayload(corrupt, bytes.length)),
       DecompressError,
     );
-    assert.throws(
-      () => unpackedKernelSource(`${dir}/d`, "s", bzImageWithPayload(xz, bytes.length + 4)),
+    await assert.rejects(
+      unpackedKernelSource(`${dir}/d`, "s", bzImageWithPayload(xz, bytes.length + 4)),
       DecompressError,
     );
   });
@@ -172,17 +177,17 @@ Deno.test("the cache keeps the payload's zero runs; a header with malformed runs
     await Deno.writeFile(path, bzImageWithPayload(xzOf(bytes), bytes.length));
     const image = await Deno.readFile(path);
 
-    const first = unpackedKernelSource(path, sourceStamp(path), image)!;
+    const first = (await unpackedKernelSource(path, sourceStamp(path), image))!;
     assert.ok(first.zeroRuns.length >= 2, JSON.stringify(first.zeroRuns));
     for (const r of first.zeroRuns) {
       assert.equal(r.start % 4096, 0);
       assert.ok(bytes.subarray(r.start, r.end).every((b) => b === 0));
     }
-    first.close();
-    const second = unpackedKernelSource(path, sourceStamp(path), image)!;
+    await first.close();
+    const second = (await unpackedKernelSource(path, sourceStamp(path), image))!;
     assert.equal(second.origin, "cache");
     assert.deepEqual(second.zeroRuns, first.zeroRuns);
-    second.close();
+    await second.close();
 
     // A run past the end (a damaged entry): unpacked again, not trusted.
     const entry = `${dir}/denovmm/kernels/${
@@ -196,9 +201,9 @@ Deno.test("the cache keeps the payload's zero runs; a header with malformed runs
     raw.fill(0, 0, 4096);
     raw.set(new TextEncoder().encode(`${bad}\n`));
     await Deno.writeFile(entry, raw);
-    const third = unpackedKernelSource(path, sourceStamp(path), image)!;
+    const third = (await unpackedKernelSource(path, sourceStamp(path), image))!;
     assert.equal(third.origin, "xz");
     assert.deepEqual(third.zeroRuns, first.zeroRuns);
-    third.close();
+    await third.close();
   });
 });
