@@ -25,9 +25,10 @@
  *
  * `DENOVMM_BOOT_COLD=1` adds the first boot of a kernel the VMM has not
  * seen, at 1 vCPU: denovmm with its kernel cache emptied before each boot
- * (it unpacks the payload on the host, `cold`), and with
- * `DENOVMM_KERNEL_UNPACK=0` (the guest decompresses itself, as under QEMU,
- * `guest`): the other rows boot a kernel the warm-up put in the cache.
+ * (`cold`: the guest decompresses it while the VMM unpacks it for the
+ * cache), and with `DENOVMM_KERNEL_UNPACK=0` (`guest`: the guest
+ * decompresses it, no cache, as under QEMU); the other rows boot a kernel
+ * the warm-up put in the cache.
  *
  * Nested, every finished boot is logged (`.cache/boot_bench/*.jsonl`, or
  * `DENOVMM_BOOT_LOG`) and a nested host that hangs (seen with 2 L1 CPUs) is
@@ -479,9 +480,10 @@ if (BASE_DIR) {
 }
 if (COLD) {
   console.log(
-    "\nThe first boot of a kernel the VMM has not seen (1 vCPU): denovmm unpacking it on the " +
-      "host (`cold`: its kernel cache emptied), or leaving it to the guest (`guest`: " +
-      "DENOVMM_KERNEL_UNPACK=0), against QEMU:\n",
+    "\nThe first boot of a kernel the VMM has not seen (1 vCPU): denovmm with its kernel " +
+      "cache emptied (`cold`: the guest decompresses it while the VMM unpacks it for the " +
+      "cache), with DENOVMM_KERNEL_UNPACK=0 (`guest`: the guest decompresses it, no cache), " +
+      "and from the cache (`denovmm`), against QEMU:\n",
   );
   console.log("| VMM | boot (s) | ratio vs QEMU | runs (s) |");
   console.log("|---|---|---|---|");

@@ -147,9 +147,9 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   const placed: Placed[] = [];
   const fds: number[] = [];
   let machine: Machine | undefined;
-  // A kernel that misses the cache unpacks on Deno's pool from here on,
-  // beside everything up to its load (step 6); the unpacked bytes go once
-  // the load and the cache entry's write are done with them.
+  // The unpacked kernel, from the cache (or, with none, unpacked on Deno's
+  // pool), beside everything up to its load (step 6); a miss boots the
+  // bzImage as it is and fills the cache in the background.
   const unpacking = rc.kernel && rc.unpackKernel && rc.kernelFile
     ? unpackKernel(rc.kernelFile.path, rc.kernelFile.stamp, rc.kernel)
     : undefined;
@@ -157,7 +157,7 @@ export async function buildMachine(rc: ResolvedConfig, env: BuildEnv): Promise<B
   const closeUnpacked = () =>
     unpackedClosed ??= unpacking?.then((u) => u?.close()) ?? Promise.resolve();
   const close = async () => {
-    // Never before the pool is done with its buffers; a write still on writes the entry.
+    // Never before the pool is done with the bzImage's bytes.
     await closeUnpacked();
     for (const p of placed) {
       if (p.io) await p.io.call(VIRTIO_BACKEND, "stopVirtioBackend", p.id).catch(() => {});

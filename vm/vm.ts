@@ -10,6 +10,7 @@
 import { type NicInfo, nicInfo, setNicLink } from "./nic_control.ts";
 import { type VmConfig, VmConfigError } from "./config.ts";
 import { closeResolved, releaseBootFiles, resolveConfig, type ResolvedConfig } from "./resolve.ts";
+import { kernelCacheFills } from "./unpacked_kernel_source.ts";
 import { dropCleanFilePages, trimMalloc } from "../sys/trim_memory.ts";
 import { buildMachine, type BuiltMachine } from "./builder.ts";
 import { SerialConsole, type VmSerial } from "./serial_console.ts";
@@ -463,6 +464,8 @@ export class Vm {
     this.#loop.stop();
     await this.#looping;
     this.#loop.close();
+    // A first boot's kernel unpacked for the cache: no half-written entry left.
+    await kernelCacheFills();
     releaseBootFiles(this.#rc); // built, never started
     closeResolved(this.#rc);
     traceMark("VM closed (main loop stopped, files closed)");

@@ -3,8 +3,10 @@
 // boots without its own decompressor running, at a KASLR placement the VMM
 // chose and relocated (physical and virtual), at the linked addresses with
 // `nokaslr`, and through its decompressor as before with
-// DENOVMM_KERNEL_UNPACK=0. The start-up trace says which way the VMM loaded
-// the kernel (the only permission added: reading that one variable).
+// DENOVMM_KERNEL_UNPACK=0. A kernel the cache misses boots through its
+// decompressor while the VMM unpacks it for the cache; the next boot reads
+// it from there. The start-up trace says which way the VMM loaded the
+// kernel (the only permission added: reading that one variable).
 import assert from "node:assert/strict";
 import { buildTestInitramfs, INIT_MARKER } from "../fixtures/initramfs.ts";
 import { linuxFixture } from "./fixtures.ts";
@@ -19,22 +21,26 @@ const SCRIPT =
 const LINKED_CODE = "01000000";
 const LINKED_TEXT = "ffffffff81000000";
 
+function runBoot(append: string, env: Record<string, string>, kernel: string) {
+  return buildTestInitramfs({ script: SCRIPT }).then((initrd) =>
+    runVmm([
+      "--kernel",
+      kernel,
+      "--initrd",
+      initrd,
+      "--append",
+      `console=ttyS0 loglevel=1 panic=-1 ${append}`.trim(),
+      "--memory",
+      "512M",
+    ], {
+      env: { DENOVMM_TRACE_START: "1", ...env },
+      permissions: ["--allow-ffi", "--allow-env=DENOVMM_TRACE_START"],
+    })
+  );
+}
+
 async function boot(append: string, env: Record<string, string> = {}, kernel?: string) {
-  const f = await linuxFixture();
-  const initrd = await buildTestInitramfs({ script: SCRIPT });
-  const r = await runVmm([
-    "--kernel",
-    kernel ?? f.kernel,
-    "--initrd",
-    initrd,
-    "--append",
-    `console=ttyS0 loglevel=1 panic=-1 ${append}`.trim(),
-    "--memory",
-    "512M",
-  ], {
-    env: { DENOVMM_TRACE_START: "1", ...env },
-    permissions: ["--allow-ffi", "--allow-env=DENOVMM_TRACE_START"],
-  });
+  const r = await runBoot(append, env, kernel ?? (await linuxFixture()).kernel);
   assert.ok(r.stdout.includes(`${INIT_MARKER} action=poweroff`), runLog(r));
   assert.equal(r.code, 0, runLog(r));
   const m = r.stdout.match(new RegExp(`${MARK} code=([0-9a-f]+) text=([0-9a-f]+)`));
@@ -44,9 +50,33 @@ async function boot(append: string, env: Record<string, string> = {}, kernel?: s
   return { code: m[1].padStart(8, "0"), text: m[2], unpacked: loaded[2], r };
 }
 
+/**
+ * A boot of the kernel unpacked by the VMM, from its cache: after a first
+ * boot that fills it, when this lane's host has not booted the kernel yet.
+ * `selfDecompresses: false` for a kernel whose own decompressor cannot run
+ * (the gzip twin's is built for xz): its first boot's guest crashes, the
+ * fill happens all the same.
+ */
+async function bootUnpacked(kernel: string, selfDecompresses = true) {
+  const first = await runBoot("", {}, kernel);
+  if (!/kernel not in the cache/.test(first.stderr)) return await boot("", {}, kernel);
+  if (selfDecompresses) {
+    assert.ok(first.stdout.includes(`${INIT_MARKER} action=poweroff`), runLog(first));
+    assert.equal(first.code, 0, runLog(first));
+  }
+  assert.match(
+    first.stderr,
+    /kernel not in the cache: the guest decompresses it; unpacking \w+ on the pool/,
+    runLog(first),
+  );
+  assert.match(first.stderr, /trace .* kernel and initrd loaded/, runLog(first));
+  assert.match(first.stderr, /kernel unpacked and stored in the cache/, runLog(first));
+  return await boot("", {}, kernel);
+}
+
 Deno.test("the VMM unpacks the bzImage's kernel and places it at random, as the decompressor would", async () => {
-  const b = await boot("");
-  assert.match(b.unpacked ?? "", /^(xz|cache)$/, runLog(b.r));
+  const b = await bootUnpacked((await linuxFixture()).kernel);
+  assert.equal(b.unpacked, "cache", runLog(b.r));
   assert.doesNotMatch(b.r.stderr, /could not unpack/);
   // Both at the linked addresses has odds of about 1 in 46000 under KASLR.
   assert.ok(
@@ -71,8 +101,8 @@ Deno.test("DENOVMM_KERNEL_UNPACK=0 leaves the decompression to the guest", async
 
 Deno.test("Debian's cloud kernel, an LZ4 payload, is unpacked by the VMM and boots relocated", async () => {
   const cloud = await debianKernel("cloud-amd64");
-  const b = await boot("", {}, cloud.vmlinuz);
-  assert.match(b.unpacked ?? "", /^(lz4|cache)$/, runLog(b.r));
+  const b = await bootUnpacked(cloud.vmlinuz);
+  assert.equal(b.unpacked, "cache", runLog(b.r));
   assert.doesNotMatch(b.r.stderr, /could not unpack/);
   assert.equal(parseInt(b.code, 16) % 0x200000, 0);
   assert.equal((BigInt(`0x${b.text}`) - BigInt(`0x${LINKED_TEXT}`)) % 0x200000n, 0n);
@@ -80,8 +110,8 @@ Deno.test("Debian's cloud kernel, an LZ4 payload, is unpacked by the VMM and boo
 
 Deno.test("a gzip payload (the Debian kernel's, gzipped) is unpacked by the VMM and boots", async () => {
   const gz = await gzipPayloadKernel((await linuxFixture()).kernel);
-  const b = await boot("", {}, gz);
-  assert.match(b.unpacked ?? "", /^(gzip|cache)$/, runLog(b.r));
+  const b = await bootUnpacked(gz, false);
+  assert.equal(b.unpacked, "cache", runLog(b.r));
   assert.doesNotMatch(b.r.stderr, /could not unpack/);
   assert.equal(parseInt(b.code, 16) % 0x200000, 0);
 });
