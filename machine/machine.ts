@@ -208,29 +208,18 @@ export class Machine {
           logUnclaimed: c.logUnclaimed,
           onHlt: c.onHlt,
           loop: c.loop,
-          // The APs load their backends once the BSP runs (run()): the guest
-          // needs them only at its SMP bring-up, and loading them beside
-          // the kernel's load slowed it (nested, 2 vCPUs: 2.0 s against 0.55 s).
-          deferInit: i > 0,
         }),
       );
     }
     // A vCPU's ioctls from this thread are safe while its Worker starts: it
     // enters KVM_RUN only at run(), and KVM serializes a vCPU's ioctls.
-    // Only the BSP's Worker is waited for: the APs' failures stop the VM
-    // after run() (it watches every Worker), and an INIT/SIPI the guest sends
-    // before an AP enters KVM_RUN waits in KVM's local APIC for it.
-    for (const v of this.vcpus) v.ready.catch(() => {}); // seen as `error`, through `exited`
-    const ready = this.vcpus[0].ready;
+    const ready = Promise.all(this.vcpus.map((v) => v.ready));
+    ready.catch(() => {}); // a failing prepare() is what the caller sees
     const perVcpu = typeof setup === "function" ? setup : await setup.prepare();
     vcpus.forEach((v, i) => perVcpu(v, i));
     await ready;
     this.#readyAt = performance.now();
-    traceMark(
-      c.cpus > 1
-        ? "vCPU 0's thread ready (the others load while it runs)"
-        : "all vCPU threads ready",
-    );
+    traceMark("all vCPU threads ready");
   }
 
   /**
@@ -242,7 +231,6 @@ export class Machine {
    */
   async run(options: { paused?: boolean } = {}): Promise<MachineExit> {
     for (const v of this.vcpus) v.start(options.paused);
-    for (const v of this.vcpus) v.postInit();
     // A vCPU Worker failing (not a guest event) stops the VM too.
     for (const v of this.vcpus) {
       v.exited.then(() => {

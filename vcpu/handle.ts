@@ -59,11 +59,6 @@ export interface VcpuThreadOptions {
    * ~7 ms natively, a third of a second in the nested host, at every exit).
    */
   loop?: EventLoop;
-  /**
-   * Hold the Worker's init (its backend and devices to load) until
-   * {@link VcpuThread.postInit}: an AP loads while the BSP already runs.
-   */
-  deferInit?: boolean;
 }
 
 /**
@@ -89,8 +84,6 @@ export class VcpuThread {
   readonly #ctl: VmControl;
   readonly #requestExit: () => void;
   readonly #loop: EventLoop | undefined;
-  #init: VcpuInit | undefined;
-  #exitedResolve: () => void;
 
   /**
    * Spawns the Worker.
@@ -114,7 +107,6 @@ export class VcpuThread {
       readyReject = rej;
     });
     this.exited = new Promise((res) => exitedResolve = res);
-    this.#exitedResolve = exitedResolve;
     this.#worker.onmessage = (e: MessageEvent<VcpuMessage>) => {
       const m = e.data;
       if (m.type === "ready") {
@@ -150,17 +142,8 @@ export class VcpuThread {
       logUnclaimed: opts.logUnclaimed,
       onHlt: opts.onHlt,
     };
-    this.#init = init;
-    if (!opts.deferInit) this.postInit();
-  }
-
-  /** Lets the Worker load its backend and build its devices (once). */
-  postInit(): void {
-    const init = this.#init;
-    if (init === undefined) return;
-    this.#init = undefined;
     this.#worker.postMessage(init);
-    traceMark(`vcpu-${this.index} backend and device modules served, init posted`);
+    traceMark(`vcpu-${index} backend and device modules served, init posted`);
   }
 
   #stateIdx(): number {
@@ -207,8 +190,7 @@ export class VcpuThread {
 
   /** Asks the vCPU to pause and waits until it has. */
   async pause(): Promise<void> {
-    // Not given its init yet: it runs nothing to pause.
-    if (this.state === VcpuRunState.Stopped || this.#init !== undefined) return;
+    if (this.state === VcpuRunState.Stopped) return;
     this.#set(VcpuRunState.PauseRequested);
     this.kick();
     const w = this.#ctl.words;
@@ -239,13 +221,6 @@ export class VcpuThread {
    * state alone drops the message - the error a crashed vCPU reports.
    */
   async stop(): Promise<void> {
-    if (this.#init !== undefined) {
-      // Never given its init: it waits for nothing but that message.
-      this.#init = undefined;
-      this.#worker.terminate();
-      this.#exitedResolve();
-      return;
-    }
     let done = false;
     this.exited.then(() => done = true);
     if (this.state !== VcpuRunState.Stopped) this.#set(VcpuRunState.StopRequested);
