@@ -56,6 +56,7 @@ import {
   PROT_WRITE,
 } from "../sys/fd.ts";
 import { hash53, privateCacheDir, writeCacheEntryOnPool } from "../sys/module_cache.ts";
+import { listDirectory } from "../sys/procfs.ts";
 import { decompressAvailable, type DecompressFormat, decompressInto } from "../sys/decompress.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
 import { traceMark } from "../sys/start_trace.ts";
@@ -179,6 +180,8 @@ export async function unpackedKernelSource(
   }
   if (!decompressAvailable(payload.format)) return undefined;
   if (entry !== null) {
+    // A process killed while it filled an entry left its temporary file.
+    removeStaleTemporaries(dir!);
     fillInBackground(path, entry, key, payload.format, payload.data, size);
     return undefined;
   }
@@ -240,6 +243,38 @@ async function unpack(
     free();
     throw e;
   }
+}
+
+const SYS_kill = 62n;
+const ESRCH = 3;
+const TEMPORARY = /\.(\d+)\.[a-z0-9]+\.tmp$/;
+
+/**
+ * Removes the temporary files in `dir` that processes no longer alive left
+ * (one killed while it wrote an entry: a kernel's is ~66 MiB). A live
+ * writer's are kept; any failure leaves the directory as it was.
+ *
+ * @param dir a kernel cache directory
+ * @returns how many were removed
+ */
+export function removeStaleTemporaries(dir: string): number {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = listDirectory(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const pid = Number(TEMPORARY.exec(name)?.[1]);
+    if (!(pid > 0) || pid === Deno.pid) continue;
+    // kill(pid, 0): ESRCH only when no such process exists.
+    if (libc.syscall(SYS_kill, BigInt(pid), 0n, 0n, 0n, 0n, 0n) === 0n || errno() !== ESRCH) {
+      continue;
+    }
+    if (libc.unlink(cstring(`${dir}/${name}`)) === 0) removed++;
+  }
+  return removed;
 }
 
 /** Cache entries being filled, by entry path. */

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { pipeThrough } from "../tests/fixtures/_exec.ts";
-import { kernelCacheFills, unpackedKernelSource } from "./unpacked_kernel_source.ts";
+import {
+  kernelCacheFills,
+  removeStaleTemporaries,
+  unpackedKernelSource,
+} from "./unpacked_kernel_source.ts";
 import { sourceStamp } from "../sys/module_cache.ts";
 import { DecompressError } from "../sys/decompress.ts";
 import { bzImageWithPayload, makeElf, relocEntry, unpackedPayload } from "../boot/_test_images.ts";
@@ -236,4 +240,23 @@ Deno.test("the cache keeps the payload's zero runs; a header with malformed runs
     assert.deepEqual(again.zeroRuns, first.zeroRuns);
     again.close();
   });
+});
+
+Deno.test("temporary files of writers no longer alive are removed; a live writer's and entries are kept", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-cache-stale-" });
+  try {
+    // A pid above any pid_max (2^22) belongs to no process.
+    const dead = `abc.kernel.${2 ** 23 + 7}.x1y2.tmp`;
+    const mine = `abc.kernel.${Deno.pid}.q9.tmp`;
+    const init = "abc.kernel.1.z.tmp"; // pid 1 lives
+    for (const n of [dead, mine, init, "abc.kernel", "notes.tmp"]) {
+      await Deno.writeFile(`${dir}/${n}`, new Uint8Array(1));
+    }
+    assert.equal(removeStaleTemporaries(dir), 1);
+    const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(left, [init, mine, "abc.kernel", "notes.tmp"].sort());
+    assert.equal(removeStaleTemporaries(`${dir}/missing`), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
