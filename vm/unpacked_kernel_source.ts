@@ -19,10 +19,11 @@
  * others may write is not used; any failure only means no cache. The
  * segments are read from the entry straight into guest RAM.
  *
- * A miss costs the boot nothing: that boot runs the bzImage as it is (its
- * decompressor in the guest, as every boot under QEMU) while the payload is
- * unpacked on Deno's blocking pool, from a copy, and its entry (~66 MiB)
- * written there too; the VM's close waits for a fill still in flight. In
+ * A miss does not wait for the unpack: that boot runs the bzImage as it is
+ * (its decompressor in the guest, as every boot under QEMU) while the
+ * payload is unpacked on Deno's blocking pool, from a copy, and its entry
+ * (~66 MiB) written there too (on a host with no CPU to spare, beside the
+ * guest); the VM's close waits for a fill still in flight. In
  * the nested KVM host (boot_bench `DENOVMM_BOOT_COLD=1`) a first boot
  * unpacked on the host before the guest ran took 21.5 s, one the guest
  * decompressed 18.9 s (QEMU 18.3 s): the host's unpack (liblzma, ~0.75 s
@@ -299,12 +300,17 @@ function fillInBackground(
   const fill = (async () => {
     const u = await unpack(format, copy, size);
     if (u === undefined) return;
+    let stored;
     try {
-      await store(entry, `${key}${formatRuns(u.zeroRuns)}`, u.bytes, u.relocations);
+      stored = await store(entry, `${key}${formatRuns(u.zeroRuns)}`, u.bytes, u.relocations);
     } finally {
       u.free();
     }
-    traceMark("kernel unpacked and stored in the cache");
+    traceMark(
+      stored
+        ? "kernel unpacked and stored in the cache"
+        : "kernel unpacked; its cache entry could not be written",
+    );
   })().catch((e) => {
     console.error(
       `denovmm: warning: could not unpack the kernel ${path} for the cache (${
@@ -409,16 +415,16 @@ function align4(n: number): number {
   return Math.ceil(n / 4) * 4;
 }
 
-/** Writes the entry on Deno's pool; resolves when done or given up, never rejects. */
+/** Writes the entry on Deno's pool; resolves whether it was written. */
 async function store(
   entry: string,
   line: string,
   bytes: Uint8Array,
   r: KernelRelocations,
-): Promise<void> {
+): Promise<boolean> {
   const lists = [r.relocs32, r.relocsInverse32, r.relocs64];
   const text = encoder.encode(`${line} ${lists.map((l) => l.length).join(",")}\n`);
-  if (text.length > HEADER_BYTES) return; // a stamp that long: no cache
+  if (text.length > HEADER_BYTES) return false; // a stamp that long: no cache
   const header = new Uint8Array(HEADER_BYTES);
   header.set(text);
   // Little-endian words, as this (x86) host reads them back into an Int32Array.
@@ -429,5 +435,5 @@ async function store(
     at += l.length;
   }
   const pad = new Uint8Array(align4(bytes.length) - bytes.length);
-  await writeCacheEntryOnPool(entry, [header, bytes, pad, new Uint8Array(words.buffer)]);
+  return await writeCacheEntryOnPool(entry, [header, bytes, pad, new Uint8Array(words.buffer)]);
 }
