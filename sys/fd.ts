@@ -144,6 +144,54 @@ export function pipe(nonblock = false): [number, number] {
   return [fds[0], fds[1]];
 }
 
+const SYS_pread64 = 17n;
+const SYS_pwrite64 = 18n;
+
+/**
+ * pread(2) or pwrite(2) of a whole range at a host address, on Deno's
+ * blocking pool (the calling thread's event loop turns meanwhile), a call
+ * per short transfer. The memory must stay mapped until it settles. The
+ * pool thread's errno is not the caller's to read: any failure, or end of
+ * file, is false.
+ *
+ * @param op which transfer
+ * @param fd the file
+ * @param addr host address of the first byte
+ * @param length bytes to move
+ * @param offset file offset of the first byte
+ * @returns whether every byte moved
+ * @example
+ * ```ts ignore
+ * const ok = await transferAllOnPool("pread", fd, addr, size, 0);
+ * ```
+ */
+export async function transferAllOnPool(
+  op: "pread" | "pwrite",
+  fd: number,
+  addr: bigint,
+  length: number,
+  offset: number,
+): Promise<boolean> {
+  const nr = op === "pread" ? SYS_pread64 : SYS_pwrite64;
+  let done = 0;
+  while (done < length) {
+    const n = Number(
+      await libc.syscall_nb(
+        nr,
+        BigInt(fd),
+        addr + BigInt(done),
+        BigInt(length - done),
+        BigInt(offset + done),
+        0n,
+        0n,
+      ),
+    );
+    if (n <= 0) return false;
+    done += n;
+  }
+  return true;
+}
+
 /**
  * write(2) of a whole buffer, retrying short writes and EINTR/EAGAIN.
  *

@@ -43,6 +43,7 @@ import {
   readFileFfi,
   S_IFDIR,
   S_IFMT,
+  transferAllOnPool,
   writeAll,
 } from "./fd.ts";
 
@@ -199,9 +200,22 @@ function temporaryName(path: string): string {
   return `${path}.${Deno.pid}.${Math.random().toString(36).slice(2)}.tmp`;
 }
 
+const TEMPORARY = /\.(\d+)\.[a-z0-9]+\.tmp$/;
+
+/**
+ * The pid of the process that wrote (or writes) a temporary entry file, by
+ * its name as {@link writeCacheEntry} and {@link writeCacheEntryOnPool} make it.
+ *
+ * @param name a file name in a cache directory
+ * @returns its writer's pid, or undefined when it is no temporary file
+ */
+export function temporaryWriterPid(name: string): number | undefined {
+  const pid = Number(TEMPORARY.exec(name)?.[1]);
+  return pid > 0 ? pid : undefined;
+}
+
 /** Parts this long are written on Deno's pool; shorter ones at once. */
 const POOL_WRITE_MIN = 1 << 20;
-const SYS_pwrite64 = 18n;
 
 /**
  * {@link writeCacheEntry} with the long parts written on Deno's blocking
@@ -238,33 +252,23 @@ export async function writeCacheEntryOnPool(
 }
 
 /** pwrite of all of `part` at `offset`: on the pool when it is long. */
-async function pwriteAll(fd: number, part: Uint8Array, offset: number): Promise<boolean> {
-  const pool = part.length >= POOL_WRITE_MIN;
+function pwriteAll(fd: number, part: Uint8Array, offset: number): Promise<boolean> {
+  if (part.length >= POOL_WRITE_MIN) {
+    // Any failure drops the entry.
+    const addr = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(part)));
+    return transferAllOnPool("pwrite", fd, addr, part.length, offset);
+  }
   // A short part may be a typed array V8 keeps on its heap: written here, at once.
-  const addr = pool ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(part))) : 0n;
   let done = 0;
   while (done < part.length) {
-    const n = !pool
-      ? Number(
-        libc.pwrite(fd, part.subarray(done), BigInt(part.length - done), BigInt(offset + done)),
-      )
-      : Number(
-        await libc.syscall_nb(
-          SYS_pwrite64,
-          BigInt(fd),
-          addr + BigInt(done),
-          BigInt(part.length - done),
-          BigInt(offset + done),
-          0n,
-          0n,
-        ),
-      );
-    // The pool thread's errno is not ours to read: any failure drops the entry.
-    if (n < 0 && !pool && errno() === 4) continue;
-    if (n <= 0) return false;
+    const n = Number(
+      libc.pwrite(fd, part.subarray(done), BigInt(part.length - done), BigInt(offset + done)),
+    );
+    if (n < 0 && errno() === 4) continue;
+    if (n <= 0) return Promise.resolve(false);
     done += n;
   }
-  return true;
+  return Promise.resolve(true);
 }
 
 /**

@@ -35,6 +35,7 @@
  * @module
  */
 import { libc } from "./libc.ts";
+import { errno } from "./errno.ts";
 import { readProcText } from "./procfs.ts";
 
 /** Signals that end the VMM cleanly, with their numbers. */
@@ -66,6 +67,7 @@ const SIGRTMIN = 34;
 const SIGRTMAX = 64;
 const SYS_rt_sigaction = 13n;
 const SYS_kill = 62n;
+const ESRCH = 3;
 const SIG_DFL = 0n;
 const SIG_IGN = 1n;
 
@@ -96,6 +98,22 @@ export function runRestoreHooks(): void {
       // Keep going: the next hook may be the terminal.
     }
   }
+}
+
+/**
+ * Whether a process with this pid exists (kill(pid, 0): only ESRCH says it
+ * does not; one this process may not signal exists).
+ *
+ * @param pid a process id
+ * @returns false only when no such process exists
+ * @example
+ * ```ts
+ * import { processExists } from "./signals.ts";
+ * console.log(processExists(Deno.pid)); // true
+ * ```
+ */
+export function processExists(pid: number): boolean {
+  return libc.syscall(SYS_kill, BigInt(pid), 0n, 0n, 0n, 0n, 0n) === 0n || errno() !== ESRCH;
 }
 
 /**

@@ -37,9 +37,9 @@ import {
   PROT_WRITE,
   S_IFMT,
   S_IFREG,
+  transferAllOnPool,
 } from "../sys/fd.ts";
 
-const SYS_pread64 = 17n;
 const PAGE = 4096;
 
 /**
@@ -169,25 +169,9 @@ export function readAhead(path: string): boolean {
  * fault in inside read(2) (~30 ms for 9 MiB instead of ~19 with
  * MADV_POPULATE_WRITE first), on the pool thread, beside the main thread.
  */
-async function readOnPool(fd: number, addr: bigint, size: number): Promise<boolean> {
-  let off = 0;
-  while (off < size) {
-    const n = Number(
-      await libc.syscall_nb(
-        SYS_pread64,
-        BigInt(fd),
-        addr + BigInt(off),
-        BigInt(size - off),
-        BigInt(off),
-        0n,
-        0n,
-      ),
-    );
-    // The pool thread's errno is not ours to read: any failure drops the read-ahead.
-    if (n <= 0) return false;
-    off += n;
-  }
-  return true;
+function readOnPool(fd: number, addr: bigint, size: number): Promise<boolean> {
+  // Any failure drops the read-ahead.
+  return transferAllOnPool("pread", fd, addr, size, 0);
 }
 
 /**

@@ -56,7 +56,13 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from "../sys/fd.ts";
-import { hash53, privateCacheDir, writeCacheEntryOnPool } from "../sys/module_cache.ts";
+import {
+  hash53,
+  privateCacheDir,
+  temporaryWriterPid,
+  writeCacheEntryOnPool,
+} from "../sys/module_cache.ts";
+import { processExists } from "../sys/signals.ts";
 import { listDirectory } from "../sys/procfs.ts";
 import { decompressAvailable, type DecompressFormat, decompressInto } from "../sys/decompress.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
@@ -246,10 +252,6 @@ async function unpack(
   }
 }
 
-const SYS_kill = 62n;
-const ESRCH = 3;
-const TEMPORARY = /\.(\d+)\.[a-z0-9]+\.tmp$/;
-
 /**
  * Removes the temporary files in `dir` that processes no longer alive left
  * (one killed while it wrote an entry: a kernel's is ~66 MiB). A live
@@ -267,12 +269,8 @@ export function removeStaleTemporaries(dir: string): number {
     return 0;
   }
   for (const name of names) {
-    const pid = Number(TEMPORARY.exec(name)?.[1]);
-    if (!(pid > 0) || pid === Deno.pid) continue;
-    // kill(pid, 0): ESRCH only when no such process exists.
-    if (libc.syscall(SYS_kill, BigInt(pid), 0n, 0n, 0n, 0n, 0n) === 0n || errno() !== ESRCH) {
-      continue;
-    }
+    const pid = temporaryWriterPid(name);
+    if (pid === undefined || pid === Deno.pid || processExists(pid)) continue;
     if (libc.unlink(cstring(`${dir}/${name}`)) === 0) removed++;
   }
   return removed;
