@@ -30,6 +30,13 @@
  * natively for a Debian kernel, ~7 s there) only pays from the second
  * boot on. The main loop turns throughout.
  *
+ * The directory is bounded: once its entries pass
+ * `DENOVMM_KERNEL_CACHE_SIZE` (QEMU's size forms, `2G`, `512M`, a bare
+ * number MiB; default 1G, about 15 Debian kernels) a fill removes the
+ * entries least recently booted (sys/cache_eviction.ts; a hit marks its
+ * entry used); `0` keeps none (each boot unpacks on the pool first, as
+ * without a cache directory) and removes those there are.
+ *
  * xz, zstd, LZ4 and gzip payloads are unpacked here (liblzma, libzstd,
  * liblz4, libz); other formats, a host without the library, or
  * `DENOVMM_KERNEL_UNPACK=0` (read through libc) boot the bzImage as it is.
@@ -63,6 +70,8 @@ import {
   writeCacheEntryOnPool,
 } from "../sys/module_cache.ts";
 import { processExists } from "../sys/signals.ts";
+import { evictLeastRecentlyUsed, markUsed } from "../sys/cache_eviction.ts";
+import { parseSize } from "../machine/size.ts";
 import { listDirectory } from "../sys/procfs.ts";
 import { decompressAvailable, type DecompressFormat, decompressInto } from "../sys/decompress.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
@@ -112,6 +121,32 @@ export interface UnpackedKernelSource {
 function enabled(): boolean {
   const p = libc.getenv(cstring("DENOVMM_KERNEL_UNPACK"));
   return p === null || Deno.UnsafePointerView.getCString(p) !== "0";
+}
+
+/** The kernel cache's default bound: about 15 Debian kernels (~66 MiB each). */
+export const DEFAULT_KERNEL_CACHE_BYTES = 1024 ** 3;
+const ENTRY_SUFFIX = ".kernel";
+let limitWarned = false;
+
+/**
+ * The kernel cache's bound in bytes: `DENOVMM_KERNEL_CACHE_SIZE`, else
+ * {@link DEFAULT_KERNEL_CACHE_BYTES}. A value that is not a size is named
+ * in one line (once) and the default used.
+ */
+function cacheLimit(): number {
+  const p = libc.getenv(cstring("DENOVMM_KERNEL_CACHE_SIZE"));
+  if (p === null) return DEFAULT_KERNEL_CACHE_BYTES;
+  const text = Deno.UnsafePointerView.getCString(p);
+  const bytes = parseSize(text);
+  if (bytes !== undefined) return bytes;
+  if (!limitWarned) {
+    limitWarned = true;
+    console.error(
+      `denovmm: warning: DENOVMM_KERNEL_CACHE_SIZE=${JSON.stringify(text)} is not a size ` +
+        `(e.g. 2G, 512M, 0): the kernel cache keeps up to 1G`,
+    );
+  }
+  return DEFAULT_KERNEL_CACHE_BYTES;
 }
 
 /** The header line up to its zero runs: what must match for a hit. */
@@ -178,8 +213,11 @@ export async function unpackedKernelSource(
   if (payload === undefined || !unpackableFormat(payload.format)) return undefined;
   const size = payload.unpackedSize;
   if (size < HEAD_BYTES || size > header.initSize) return undefined;
+  const limit = stamp === undefined ? 0 : cacheLimit();
   const dir = stamp === undefined ? null : privateCacheDir("kernels");
-  const entry = dir === null ? null : `${dir}/${hash53(path)}.kernel`;
+  // A bound of 0: no entry kept, those there removed.
+  if (dir !== null && limit === 0) evictLeastRecentlyUsed(dir, ENTRY_SUFFIX, 0);
+  const entry = dir === null || limit === 0 ? null : `${dir}/${hash53(path)}${ENTRY_SUFFIX}`;
   const key = headerKey(stamp ?? "", size);
   if (entry !== null) {
     const hit = fromCache(entry, key, size);
@@ -189,7 +227,7 @@ export async function unpackedKernelSource(
   if (entry !== null) {
     // A process killed while it filled an entry left its temporary file.
     removeStaleTemporaries(dir!);
-    fillInBackground(path, entry, key, payload.format, payload.data, size);
+    fillInBackground(path, entry, key, payload.format, payload.data, size, limit);
     return undefined;
   }
   const u = await unpack(payload.format, payload.data, size);
@@ -281,8 +319,10 @@ const fills = new Map<string, Promise<void>>();
 
 /**
  * Unpacks a payload the cache missed and stores it, on Deno's pool, from a
- * copy of the payload (the caller frees the bzImage when its guest runs).
- * One fill per entry at a time; a failure costs only the entry (one line).
+ * copy of the payload (the caller frees the bzImage when its guest runs),
+ * then keeps the directory within `limit` (least recently used entries
+ * out). One fill per entry at a time; a failure costs only the entry (one
+ * line).
  */
 function fillInBackground(
   path: string,
@@ -291,6 +331,7 @@ function fillInBackground(
   format: DecompressFormat,
   data: Uint8Array,
   size: number,
+  limit: number,
 ): void {
   if (fills.has(entry)) return;
   traceMark(`kernel not in the cache: the guest decompresses it; unpacking ${format} on the pool`);
@@ -304,11 +345,21 @@ function fillInBackground(
     } finally {
       u.free();
     }
-    traceMark(
-      stored
-        ? "kernel unpacked and stored in the cache"
-        : "kernel unpacked; its cache entry could not be written",
+    if (!stored) {
+      traceMark("kernel unpacked; its cache entry could not be written");
+      return;
+    }
+    const cut = entry.lastIndexOf("/");
+    const evicted = evictLeastRecentlyUsed(
+      entry.slice(0, cut),
+      ENTRY_SUFFIX,
+      limit,
+      entry.slice(cut + 1),
     );
+    const removed = evicted.length === 0
+      ? ""
+      : `; removed, least recently booted: ${evicted.length}`;
+    traceMark(`kernel unpacked and stored in the cache${removed}`);
   })().catch((e) => {
     console.error(
       `denovmm: warning: could not unpack the kernel ${path} for the cache (${
@@ -384,6 +435,8 @@ function fromCache(entry: string, key: string, size: number): UnpackedKernelSour
     const layout = parseKernelLayout(head.subarray(HEADER_BYTES), size);
     const lists = new Int32Array(words);
     if (!preadAll(fd, new Uint8Array(lists.buffer), listsAt)) throw new Error("short");
+    // Used now: the bound removes the entries least recently booted.
+    markUsed(fd);
     const relocations: KernelRelocations = {
       relocs32: lists.subarray(0, counts[0]),
       relocsInverse32: lists.subarray(counts[0], counts[0] + counts[1]),

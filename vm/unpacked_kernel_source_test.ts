@@ -5,7 +5,7 @@ import {
   removeStaleTemporaries,
   unpackedKernelSource,
 } from "./unpacked_kernel_source.ts";
-import { sourceStamp } from "../sys/module_cache.ts";
+import { hash53, sourceStamp } from "../sys/module_cache.ts";
 import { DecompressError } from "../sys/decompress.ts";
 import { bzImageWithPayload, makeElf, relocEntry, unpackedPayload } from "../boot/_test_images.ts";
 
@@ -259,4 +259,70 @@ Deno.test("temporary files of writers no longer alive are removed; a live writer
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the kernel cache keeps to DENOVMM_KERNEL_CACHE_SIZE: the entries least recently booted go; 0 keeps none", async () => {
+  await withCache(async (dir) => {
+    const bytes = payload();
+    const image = bzImageWithPayload(xzOf(bytes), bytes.length);
+    const kernels = `${dir}/denovmm/kernels`;
+    const entryOf = (name: string) => `${kernels}/${hash53(`${dir}/${name}`)}.kernel`;
+    const boot = async (name: string) => {
+      const path = `${dir}/${name}`;
+      try {
+        Deno.statSync(path);
+      } catch {
+        await Deno.writeFile(path, image);
+      }
+      const src = await unpackedKernelSource(path, sourceStamp(path), image);
+      await kernelCacheFills();
+      src?.close();
+      return src?.origin;
+    };
+    const old = Deno.env.get("DENOVMM_KERNEL_CACHE_SIZE");
+    try {
+      assert.equal(await boot("a"), undefined); // a miss: filled
+      const entrySize = Deno.statSync(entryOf("a")).size;
+      Deno.env.set("DENOVMM_KERNEL_CACHE_SIZE", `${2 * entrySize}b`);
+      assert.equal(await boot("b"), undefined);
+      Deno.utimeSync(entryOf("a"), 1000, 1000);
+      Deno.utimeSync(entryOf("b"), 2000, 2000);
+      // a is booted again (from the cache): now b is the one least recently used.
+      assert.equal(await boot("a"), "cache");
+      assert.equal(await boot("c"), undefined);
+      const names = () => [...Deno.readDirSync(kernels)].map((e) => e.name).sort();
+      assert.deepEqual(
+        names(),
+        [entryOf("a"), entryOf("c")].map((p) => p.slice(kernels.length + 1)).sort(),
+      );
+      // (File times are coarse: a hit and a fill a moment apart may share one.)
+      Deno.utimeSync(entryOf("a"), 3000, 3000);
+      Deno.utimeSync(entryOf("c"), 4000, 4000);
+      assert.equal(await boot("b"), undefined); // b is gone: a miss again, a goes
+      assert.equal(await boot("c"), "cache");
+      assert.equal(names().length, 2);
+
+      // Not a size: named once, the default bound kept.
+      Deno.env.set("DENOVMM_KERNEL_CACHE_SIZE", "lots");
+      const lines: string[] = [];
+      const error = console.error;
+      console.error = (...a: unknown[]) => lines.push(a.join(" "));
+      try {
+        assert.equal(await boot("c"), "cache");
+        assert.equal(await boot("b"), "cache");
+      } finally {
+        console.error = error;
+      }
+      assert.equal(lines.length, 1, lines.join("\n"));
+      assert.match(lines[0], /DENOVMM_KERNEL_CACHE_SIZE="lots" is not a size/);
+
+      // 0: no entry kept (unpacked before each boot), those there removed.
+      Deno.env.set("DENOVMM_KERNEL_CACHE_SIZE", "0");
+      assert.equal(await boot("a"), "xz");
+      assert.deepEqual(names(), []);
+    } finally {
+      if (old === undefined) Deno.env.delete("DENOVMM_KERNEL_CACHE_SIZE");
+      else Deno.env.set("DENOVMM_KERNEL_CACHE_SIZE", old);
+    }
+  });
 });
