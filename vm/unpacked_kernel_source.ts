@@ -71,7 +71,7 @@ import {
 } from "../sys/module_cache.ts";
 import { processExists } from "../sys/signals.ts";
 import { evictLeastRecentlyUsed, markUsed } from "../sys/cache_eviction.ts";
-import { parseSize } from "../machine/size.ts";
+import { formatSize, parseSize } from "../machine/size.ts";
 import { listDirectory } from "../sys/procfs.ts";
 import { decompressAvailable, type DecompressFormat, decompressInto } from "../sys/decompress.ts";
 import { parseBzImage } from "../boot/bzimage.ts";
@@ -143,7 +143,9 @@ function cacheLimit(): number {
     limitWarned = true;
     console.error(
       `denovmm: warning: DENOVMM_KERNEL_CACHE_SIZE=${JSON.stringify(text)} is not a size ` +
-        `(e.g. 2G, 512M, 0): the kernel cache keeps up to 1G`,
+        `(e.g. 2G, 512M, 0): the kernel cache keeps up to ${
+          formatSize(DEFAULT_KERNEL_CACHE_BYTES)
+        }`,
     );
   }
   return DEFAULT_KERNEL_CACHE_BYTES;
