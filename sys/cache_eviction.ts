@@ -16,7 +16,7 @@
  * @module
  */
 import { libc } from "./libc.ts";
-import { cstring, S_IFMT, S_IFREG } from "./fd.ts";
+import { AT_SYMLINK_NOFOLLOW, cstring, S_IFMT, S_IFREG, statAt } from "./fd.ts";
 import { listDirectory } from "./procfs.ts";
 
 /** An entry of a cache directory: its name, size and last use (ms since the epoch). */
@@ -66,22 +66,11 @@ export function entriesToEvict(
   return evict;
 }
 
-/** struct stat for {@link entryInfo} (144 bytes on x86-64). */
-const statBuf = new Uint8Array(144);
-const statView = new DataView(statBuf.buffer);
-const AT_FDCWD = -100;
-const AT_SYMLINK_NOFOLLOW = 0x100;
-
 /** A regular file's size and modification time; undefined for anything else or a failure. */
 function entryInfo(dir: string, name: string): CacheEntryInfo | undefined {
-  if (libc.fstatat(AT_FDCWD, cstring(`${dir}/${name}`), statBuf, AT_SYMLINK_NOFOLLOW) !== 0) {
-    return undefined;
-  }
-  if ((statView.getUint32(24, true) & S_IFMT) !== S_IFREG) return undefined;
-  const size = Number(statView.getBigInt64(48, true));
-  const usedMs = Number(statView.getBigInt64(88, true)) * 1000 +
-    Math.floor(Number(statView.getBigInt64(96, true)) / 1e6);
-  return { name, size, usedMs };
+  const st = statAt(`${dir}/${name}`, AT_SYMLINK_NOFOLLOW);
+  if (st === undefined || (st.mode & S_IFMT) !== S_IFREG) return undefined;
+  return { name, size: st.size, usedMs: st.mtimeSec * 1000 + Math.floor(st.mtimeNsec / 1e6) };
 }
 
 /**

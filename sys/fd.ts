@@ -224,14 +224,29 @@ export function readInto(fd: number, buf: Uint8Array<ArrayBuffer>): number {
   return n < 0 ? -errno() : n;
 }
 
-/** struct stat fields the project uses (x86-64 layout, 144 bytes). */
+/**
+ * The struct stat fields the project uses (x86-64 layout, 144 bytes). Device
+ * and inode numbers and times fit in 2^53 on Linux, so they are numbers.
+ */
 export interface FileStat {
+  /** Device holding the file (st_dev). */
+  dev: number;
+  /** Inode number. */
+  ino: number;
   /** File type and mode bits. */
   mode: number;
-  /** Size in bytes. */
-  size: number;
   /** Device number of a device file. */
   rdev: bigint;
+  /** Size in bytes. */
+  size: number;
+  /** Last modification (st_mtim): seconds and nanoseconds. */
+  mtimeSec: number;
+  /** Nanoseconds of {@link FileStat.mtimeSec}. */
+  mtimeNsec: number;
+  /** Last status change (st_ctim): seconds and nanoseconds. */
+  ctimeSec: number;
+  /** Nanoseconds of {@link FileStat.ctimeSec}. */
+  ctimeNsec: number;
 }
 
 /** S_IFMT mask and file types. */
@@ -243,21 +258,62 @@ export const S_IFBLK = 0o60000;
 /** Directory. */
 export const S_IFDIR = 0o40000;
 
+/** fstatat(2) dirfd meaning the working directory. */
+export const AT_FDCWD = -100;
+/** fstatat(2) flag: a symbolic link's own stat, not its target's. */
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+
+/** The one struct stat buffer the calls below fill and decode at once. */
+const statBuf = new Uint8Array(144);
+const statView = new DataView(statBuf.buffer);
+
+/** An unsigned 64-bit field of {@link statBuf} as a number (each one here is < 2^53). */
+function statField(off: number): number {
+  return statView.getUint32(off, true) + statView.getUint32(off + 4, true) * 2 ** 32;
+}
+
+/** The fields of the struct stat last filled into {@link statBuf}. */
+function decodeStat(): FileStat {
+  return {
+    dev: statField(0),
+    ino: statField(8),
+    mode: statView.getUint32(24, true),
+    rdev: statView.getBigUint64(40, true),
+    size: statField(48),
+    mtimeSec: statField(88),
+    mtimeNsec: statField(96),
+    ctimeSec: statField(104),
+    ctimeNsec: statField(112),
+  };
+}
+
 /**
  * fstat(2).
  *
  * @param fd an open descriptor
- * @returns mode and size
+ * @returns its {@link FileStat}
+ * @throws ErrnoError when the call fails
  */
 export function fstat(fd: number): FileStat {
-  const st = new Uint8Array(144);
-  check("fstat", libc.fstat(fd, st));
-  const v = new DataView(st.buffer);
-  return {
-    mode: v.getUint32(24, true),
-    size: Number(v.getBigInt64(48, true)),
-    rdev: v.getBigUint64(40, true),
-  };
+  check("fstat", libc.fstat(fd, statBuf));
+  return decodeStat();
+}
+
+/**
+ * fstatat(2) of a path (relative paths from the working directory), without
+ * opening it: a stat never waits on a FIFO as an open to read would.
+ *
+ * @param path the file
+ * @param flags 0 (follow a symbolic link) or {@link AT_SYMLINK_NOFOLLOW}
+ * @returns its {@link FileStat}, or undefined where the call failed (errno() says why)
+ * @example
+ * ```ts ignore
+ * const st = statAt("/boot/vmlinuz");
+ * if (st && (st.mode & S_IFMT) === S_IFREG) console.log(st.size);
+ * ```
+ */
+export function statAt(path: string, flags = 0): FileStat | undefined {
+  return libc.fstatat(AT_FDCWD, cstring(path), statBuf, flags) === 0 ? decodeStat() : undefined;
 }
 
 /**

@@ -43,6 +43,7 @@ import {
   readFileFfi,
   S_IFDIR,
   S_IFMT,
+  statAt,
   transferAllOnPool,
   writeAll,
 } from "./fd.ts";
@@ -285,23 +286,13 @@ function pwriteAll(fd: number, part: Uint8Array, offset: number): Promise<boolea
  * ```
  */
 export function sourceStamp(path: string): string {
-  // fstatat, not open + fstat: one call per module of a bundle's check (a
+  // A stat, not open + fstat: one call per module of a bundle's check (a
   // kernel named by the user is stamped before it is read, and stat never
   // waits on a FIFO as an open to read would).
-  if (libc.fstatat(AT_FDCWD, cstring(path), statBuf, 0) !== 0) {
-    throw new ErrnoError(`stat ${path}`, errno());
-  }
-  // st_dev 0, st_ino 8, st_size 48, st_mtim 88, st_ctim 104 (x86-64); each
-  // below 2^53, so read as numbers (the same text BigInts gave).
-  const u = (off: number) =>
-    statView.getUint32(off, true) + statView.getUint32(off + 4, true) * 2 ** 32;
-  return `${u(0)}:${u(8)}:${u(48)}:${u(88)}.${u(96)}:${u(104)}.${u(112)}`;
+  const st = statAt(path);
+  if (st === undefined) throw new ErrnoError(`stat ${path}`, errno());
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeSec}.${st.mtimeNsec}:${st.ctimeSec}.${st.ctimeNsec}`;
 }
-
-/** struct stat for {@link sourceStamp} (144 bytes on x86-64). */
-const statBuf = new Uint8Array(144);
-const statView = new DataView(statBuf.buffer);
-const AT_FDCWD = -100;
 
 /**
  * The cached JavaScript for a module, if its entry matches `stamp`.
