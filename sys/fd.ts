@@ -491,7 +491,8 @@ export class FileTypeError extends Error {
  * @param path file path
  * @param maxBytes refuse files larger than this
  * @param options `alloc`: where the contents go (memory of the file's size;
- *   default a new Uint8Array on V8's heap)
+ *   default a new Uint8Array on V8's heap); `opened`: called with the open
+ *   fd and its {@link FileStat} before the read (a cache marks a hit there)
  * @returns the contents
  * @throws ErrnoError (EISDIR for a directory), FileTypeError for a FIFO,
  *   device or socket, RangeError when larger than maxBytes
@@ -499,13 +500,17 @@ export class FileTypeError extends Error {
 export function readFileFfi(
   path: string,
   maxBytes = 2 ** 32,
-  options: { alloc?: (size: number) => Uint8Array<ArrayBuffer> } = {},
+  options: {
+    alloc?: (size: number) => Uint8Array<ArrayBuffer>;
+    opened?: (fd: number, st: FileStat) => void;
+  } = {},
 ): Uint8Array<ArrayBuffer> {
   const fd = openFile(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   try {
     const st = fstat(fd);
     if ((st.mode & S_IFMT) === S_IFDIR) throw new ErrnoError(`read ${path}`, 21);
     if ((st.mode & S_IFMT) !== S_IFREG) throw new FileTypeError(path, fileTypeName(st.mode));
+    options.opened?.(fd, st);
     if (st.size > maxBytes) {
       throw new RangeError(`${path} is too large (${st.size} bytes, at most ${maxBytes})`);
     }

@@ -23,16 +23,25 @@
  * which no tool can set back. Entries are written to a
  * temporary name and renamed, so concurrent VMM starts never read a partial
  * entry. Entries are code the VMM runs: a cache directory that a group or
- * other users may write is not used. All through libc (the VMM has no read/write/env permission); any
+ * other users may write is not used.
+ *
+ * **Bounded.** Entries are per module URL, so every checkout, worktree or
+ * copy of the project adds its own (~2 MiB each). Past
+ * {@link MODULE_CACHE_BYTES}, storing a bundle removes the entries least
+ * recently used (sys/cache_eviction.ts); a hit marks its entry used, at
+ * most once an hour (one `futimens` on the open entry, none on most
+ * starts). All through libc (the VMM has no read/write/env permission); any
  * failure (no HOME, a read-only home) only means no cache.
  *
  * @module
  */
 import { libc } from "./libc.ts";
 import { errno, ErrnoError } from "./errno.ts";
+import { evictLeastRecentlyUsed, markUsed } from "./cache_eviction.ts";
 import {
   closeFd,
   cstring,
+  type FileStat,
   fstat,
   O_CLOEXEC,
   O_CREAT,
@@ -159,9 +168,23 @@ function header(key: string, stamp: string): string {
   return `// ${FORMAT} deno ${Deno.version.deno} ${stamp} ${key}\n`;
 }
 
+/**
+ * What the module cache may hold: about 15 checkouts of the project. Past
+ * it, storing a bundle removes the entries least recently used.
+ */
+export const MODULE_CACHE_BYTES = 32 << 20;
+
+/** An entry read is marked used again once its mark is older than this. */
+const MARK_USED_AFTER_MS = 3600_000;
+
+/** Marks an entry a start reads as used, when its mark is an hour old. */
+function markWhenStale(fd: number, st: FileStat): void {
+  if (st.mtimeSec * 1000 < Date.now() - MARK_USED_AFTER_MS) markUsed(fd);
+}
+
 function readEntry(path: string): string | undefined {
   try {
-    return decoder.decode(readFileFfi(path));
+    return decoder.decode(readFileFfi(path, 2 ** 32, { opened: markWhenStale }));
   } catch {
     return undefined;
   }
@@ -437,5 +460,14 @@ export function storeBundle(key: string, entry: BundleEntry): BundleFile | undef
     key,
     modules: entry.modules,
   });
-  return writeEntry(path, `${head}\n${entry.text}`) ? { path, head } : undefined;
+  if (!writeEntry(path, `${head}\n${entry.text}`)) return undefined;
+  // A store is a miss (a module changed, or a new checkout): the moment to
+  // keep the directory within its bound, not on every start.
+  evictLeastRecentlyUsed(
+    cacheDir()!,
+    ".js",
+    MODULE_CACHE_BYTES,
+    path.slice(path.lastIndexOf("/") + 1),
+  );
+  return { path, head };
 }

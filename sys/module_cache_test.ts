@@ -74,3 +74,51 @@ Deno.test("an entry written on the pool holds every part at its place, or is not
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the module cache stays within its bound: a store removes the entries least recently used; a hit marks its entry, at most hourly", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-jsbound-" });
+  try {
+    const script = `
+import assert from "node:assert/strict";
+import { cachedBundle, MODULE_CACHE_BYTES, storeBundle } from ${
+      JSON.stringify(new URL("./module_cache.ts", import.meta.url).href)
+    };
+assert.equal(MODULE_CACHE_BYTES, 32 << 20);
+const js = Deno.env.get("XDG_CACHE_HOME") + "/denovmm/js";
+const a = storeBundle("a", { modules: [], text: "A" });
+// Other checkouts' entries, 20 x 2 MiB last used in 2020, one second apart;
+// a writer's temporary file, older still; the bundle "a" last used between old5 and old6.
+for (let i = 0; i < 20; i++) {
+  Deno.writeFileSync(js + "/old" + i + ".js", new Uint8Array(2 << 20));
+  Deno.utimeSync(js + "/old" + i + ".js", 1.6e9 + i, 1.6e9 + i);
+}
+Deno.writeFileSync(js + "/x.js.1.abc.tmp", new Uint8Array(2 << 20));
+Deno.utimeSync(js + "/x.js.1.abc.tmp", 1.5e9, 1.5e9);
+Deno.utimeSync(a.path, 1.6e9 + 5.5, 1.6e9 + 5.5);
+// A hit on an entry marked over an hour ago marks it now; a second hit writes nothing.
+assert.equal(cachedBundle("a")?.text, "A");
+const marked = Deno.statSync(a.path).mtime.getTime();
+assert.ok(marked > Date.now() - 60_000, "marked used");
+await new Promise((r) => setTimeout(r, 20));
+assert.equal(cachedBundle("a")?.text, "A");
+assert.equal(Deno.statSync(a.path).mtime.getTime(), marked, "no second mark within the hour");
+// Storing another bundle cuts the directory to 32 MiB, oldest first.
+storeBundle("b", { modules: [], text: "B" });
+const left = [...Deno.readDirSync(js)].map((e) => e.name).sort();
+for (let i = 0; i < 5; i++) assert.ok(!left.includes("old" + i + ".js"), "old" + i + " removed");
+for (let i = 5; i < 20; i++) assert.ok(left.includes("old" + i + ".js"), "old" + i + " kept");
+assert.ok(left.includes("x.js.1.abc.tmp"), "a temporary file is no entry");
+assert.equal(cachedBundle("a")?.text, "A");
+assert.equal(cachedBundle("b")?.text, "B");
+const total = left.filter((n) => n.endsWith(".js")).reduce((n, f) => n + Deno.statSync(js + "/" + f).size, 0);
+assert.ok(total <= MODULE_CACHE_BYTES, String(total));
+`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      env: { XDG_CACHE_HOME: dir, DENO_DIR: `${dir}/deno` },
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
