@@ -14,7 +14,23 @@ import { parseSize } from "./size.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 import { nicsFromNetdevs, parseNicOption } from "../devices/virtio/nic_open.ts";
 import { buildRoleTable, PlacementError, type PlacementFlags } from "../placement/policy.ts";
-import { driveToDisk, guestName, memorySize, qmpSocketPath, smpCpus } from "./qemu_options.ts";
+import {
+  checkAccel,
+  checkCpuModel,
+  checkMachine,
+  checkMonitor,
+  checkRtc,
+  checkSerial,
+  checkVga,
+  type Drive,
+  guestName,
+  iothreadObjects,
+  memorySize,
+  parseDrive,
+  qmpSocketPath,
+  smpCpus,
+} from "./qemu_options.ts";
+import { routeDevices } from "./qemu_devices.ts";
 import { parseVncOption } from "../ui/vnc/options.ts";
 
 /** A mistake in the command line; main.ts prints the message and exits 1. */
@@ -104,6 +120,12 @@ Options (QEMU's spelling in brackets; both work):
   --pidfile FILE    [-pidfile] write the process id to FILE (removed at exit)
   --daemonize       [-daemonize] detach once the VM is set up (console output is discarded)
   -nographic        accepted for QEMU compatibility (the console is always this terminal)
+  -drive file=PATH,if=none,id=ID + -device virtio-blk-pci,drive=ID[,iothread=NAME][,num-queues=N]
+  -object iothread,id=NAME   an I/O thread for -device ...,iothread=NAME (--disk/--nic: iothread=N)
+  -device virtio-rng-pci[,max-bytes=N,period=MS]   the RNG, as --rng (on by default)
+  Accepted as QEMU spells what denovmm does anyway (anything else is refused):
+  -enable-kvm, -accel kvm, -machine pc[,accel=kvm], -cpu host|max, -serial stdio|mon:stdio,
+  -monitor none, -vga none, -rtc base=utc, -nodefaults, -no-user-config
   --vcpu-affinity 0=2,1=3
                     pin vCPU threads to host CPUs (CPU lists like 2-3 allowed)
   --affinity ROLE=CPUS[,ROLE=CPUS]...
@@ -162,6 +184,17 @@ type Key =
   | "device"
   | "rng"
   | "console"
+  | "enableKvm"
+  | "accel"
+  | "machine"
+  | "cpu"
+  | "serial"
+  | "monitor"
+  | "vga"
+  | "rtc"
+  | "nodefaults"
+  | "noUserConfig"
+  | "object"
   | "help"
   | "version";
 
@@ -201,6 +234,19 @@ const SPECS: readonly Spec[] = [
   { key: "device", names: ["--device", "-device"], multiple: true },
   { key: "rng", names: ["--rng"] },
   { key: "console", names: ["--console"] },
+  // What a QEMU command line carries by habit (machine/qemu_options.ts).
+  { key: "enableKvm", names: ["-enable-kvm", "--enable-kvm"], flag: true },
+  // Several -accel are QEMU's fallback list: the first one is what runs.
+  { key: "accel", names: ["-accel", "--accel"], multiple: true },
+  { key: "machine", names: ["-machine", "--machine", "-M"] },
+  { key: "cpu", names: ["-cpu", "--cpu"] },
+  { key: "serial", names: ["-serial", "--serial"] },
+  { key: "monitor", names: ["-monitor", "--monitor"] },
+  { key: "vga", names: ["-vga", "--vga"] },
+  { key: "rtc", names: ["-rtc", "--rtc"] },
+  { key: "nodefaults", names: ["-nodefaults", "--nodefaults"], flag: true },
+  { key: "noUserConfig", names: ["-no-user-config", "--no-user-config"], flag: true },
+  { key: "object", names: ["-object", "--object"], multiple: true },
   { key: "help", names: ["--help", "-h", "-help"], flag: true },
   { key: "version", names: ["--version", "-version"], flag: true },
 ];
@@ -307,8 +353,36 @@ export function parseCli(args: readonly string[]): VmOptions {
   if (v.append !== undefined && v.kernel === undefined) {
     throw new UsageError(`${t.append} needs --kernel`);
   }
+  // Accepted where they ask for what denovmm does; refused naming what it has.
+  const accel = raw.lists.accel?.[0];
+  if (accel !== undefined) sub(t.accel!, accel, checkAccel);
+  if (v.machine !== undefined) sub(t.machine!, v.machine, checkMachine);
+  if (v.cpu !== undefined) sub(t.cpu!, v.cpu, checkCpuModel);
+  if (v.serial !== undefined) sub(t.serial!, v.serial, checkSerial);
+  if (v.monitor !== undefined) sub(t.monitor!, v.monitor, checkMonitor);
+  if (v.vga !== undefined) sub(t.vga!, v.vga, checkVga);
+  if (v.rtc !== undefined) sub(t.rtc!, v.rtc, checkRtc);
+  let iothreads: Map<string, number>;
+  try {
+    iothreads = iothreadObjects(raw.lists.object ?? []);
+  } catch (e) {
+    throw new UsageError(`Invalid ${t.object} ${(e as Error).message}`);
+  }
   const disks = [...raw.lists.disk ?? []];
-  for (const d of raw.lists.drive ?? []) disks.push(sub("-drive", d, driveToDisk));
+  const detached: Drive[] = [];
+  for (const text of raw.lists.drive ?? []) {
+    const d = sub("-drive", text, parseDrive);
+    if (d.detached) detached.push(d);
+    else disks.push(d.disk);
+  }
+  // -device: virtio-blk-pci attaches an if=none drive, after the if=virtio ones (QEMU's order).
+  let devices;
+  try {
+    devices = routeDevices(raw.lists.device ?? [], detached, iothreads);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  disks.push(...devices.disks);
   for (const d of disks) {
     try {
       parseDiskOption(d);
@@ -354,26 +428,22 @@ export function parseCli(args: readonly string[]): VmOptions {
   if (v.display === "vnc" && v.vnc === undefined) {
     throw new UsageError(`${t.display} vnc needs --vnc :N`);
   }
-  // -device virtio-tablet-pci[,id=ID] (ui/vnc); every other -device is a NIC's.
-  const isTablet = (d: string) => d.split(",")[0] === "virtio-tablet-pci";
-  const tabletDevices = (raw.lists.device ?? []).filter(isTablet);
-  for (const d of tabletDevices) {
-    if (!d.split(",").slice(1).every((p) => p.startsWith("id="))) {
-      throw new UsageError(`Invalid -device '${d}': virtio-tablet-pci takes only id=`);
-    }
-  }
   // --- network, entropy and console (H6) ---
   let nics = [...(raw.lists.nic ?? [])];
   for (const n of nics) sub(t.nic ?? "--nic", n, parseNicOption);
-  const nicDevices = (raw.lists.device ?? []).filter((d) => !isTablet(d));
   try {
-    nics = [...nics, ...nicsFromNetdevs(raw.lists.netdev ?? [], nicDevices)];
+    nics = [...nics, ...nicsFromNetdevs(raw.lists.netdev ?? [], devices.nicDevices)];
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const rngText = v.rng ?? "on";
   let rng: VmOptions["rng"];
-  if (rngText === "off") rng = false;
+  if (devices.rng) {
+    if (v.rng !== undefined) {
+      throw new UsageError("--rng and -device virtio-rng-pci both set the RNG: give one");
+    }
+    rng = devices.rng;
+  } else if (rngText === "off") rng = false;
   else if (rngText === "on") rng = {};
   else if (/^rate=\d{1,12}$/.test(rngText) && Number(rngText.slice(5)) > 0) {
     rng = { rateBytesPerSec: Number(rngText.slice(5)) };
@@ -416,7 +486,7 @@ export function parseCli(args: readonly string[]): VmOptions {
     statsInterval,
     vnc: v.vnc,
     display: v.display as VmOptions["display"],
-    tablet: tabletDevices.length > 0,
+    tablet: devices.tablet,
     nics,
     rng,
     console: consoleText,

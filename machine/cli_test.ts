@@ -142,7 +142,6 @@ Deno.test("parseCli: repeats, negatives and QEMU sub-option mistakes are one lin
     [["-smp", "2,dies=1"], /unknown sub-option 'dies'/],
     [["-m", "1G,slots=2"], /no memory hotplug/],
     [["-kernel", "k", "-drive", "file=a.img"], /needs if=virtio/],
-    [["-kernel", "k", "-drive", "file=a.img,if=ide"], /only if=virtio/],
     [["-kernel", "k", "-drive", "file=a.img,if=virtio,format=qcow2"], /only raw/],
     [["-kernel", "k", "-drive", "if=virtio"], /needs file=PATH/],
     [["-kernel", "k", "-drive", "file=a.img,if=virtio,cache=unsafe"], /cache=unsafe/],
@@ -166,5 +165,139 @@ Deno.test("parseCli: repeats, negatives and QEMU sub-option mistakes are one lin
       assert.ok(!e.message.includes("\n"), "one line");
       return true;
     });
+  }
+});
+
+Deno.test("parseCli: a QEMU command line's habitual flags ask for what denovmm does and change nothing", () => {
+  const plain = parseCli(["-kernel", "bzImage", "-m", "1G", "-smp", "2", "-nographic"]);
+  const qemu = parseCli([
+    "-enable-kvm",
+    "-accel",
+    "kvm,kernel-irqchip=on",
+    "-accel",
+    "tcg", // QEMU's fallback list: the first one runs
+    "-machine",
+    "pc-i440fx-8.2,accel=kvm:tcg,usb=off,vmport=off,smm=off,hpet=off",
+    "-cpu",
+    "host",
+    "-kernel",
+    "bzImage",
+    "-m",
+    "1G",
+    "-smp",
+    "2",
+    "-nographic",
+    "-serial",
+    "mon:stdio",
+    "-monitor",
+    "none",
+    "-vga",
+    "none",
+    "-rtc",
+    "base=utc,clock=host",
+    "-nodefaults",
+    "-no-user-config",
+  ]);
+  assert.deepEqual(qemu, plain);
+  assert.deepEqual(parseCli(["-M", "pc", "-cpu", "max", "-serial", "stdio"]), parseCli([]));
+});
+
+Deno.test("parseCli: -drive if=none with -device virtio-blk-pci, -object iothread, -device virtio-rng-pci", () => {
+  const o = parseCli([
+    "-kernel",
+    "bzImage",
+    "-object",
+    "iothread,id=io0",
+    "-object",
+    "iothread,id=io1",
+    "-drive",
+    "file=b.img,if=none,id=d1,format=raw,readonly=on,cache=none",
+    "-device",
+    "virtio-blk-pci,drive=d1,iothread=io1,num-queues=2,id=blk1",
+    "-drive",
+    "file=a.img,if=virtio",
+    "-drive",
+    "file=c.img,if=none,id=d2,aio=io_uring",
+    "-device",
+    "virtio-blk-pci,drive=d2,serial=disk-c",
+    "-netdev",
+    "tap,id=n0,ifname=tap0",
+    "-device",
+    "virtio-net-pci,netdev=n0,iothread=io0",
+    "-device",
+    "virtio-rng-pci,max-bytes=1024,period=500",
+  ]);
+  // if=virtio drives first, then the devices' drives in -device order (QEMU's PCI order).
+  assert.deepEqual(o.disks, [
+    "a.img",
+    "b.img,ro,cache=none,iothread=1,num-queues=2",
+    "c.img,aio=io_uring,serial=disk-c",
+  ]);
+  assert.deepEqual(o.nics, ["tap,ifname=tap0,id=n0,iothread=0"]);
+  assert.deepEqual(o.rng, { rateBytesPerSec: 2048 });
+  assert.deepEqual(parseCli(["-device", "virtio-rng-pci"]).rng, {});
+});
+
+Deno.test("parseCli: what a QEMU command line asks for and denovmm has not is one line naming what it has", () => {
+  const k = ["-kernel", "bzImage"];
+  const drive = ["-drive", "file=a.img,if=none,id=d0"];
+  const cases: [string[], RegExp][] = [
+    [["-accel", "tcg"], /^Invalid -accel 'tcg': denovmm runs guests on KVM only: use kvm$/],
+    [["-accel", "kvm,kernel-irqchip=split"], /Invalid -accel .*use on or off/],
+    [["-accel", "kvm,kernel-irqchip=off"], /the irqchip is in the kernel/],
+    [
+      ["-M", "q35"],
+      /^Invalid -M 'q35': denovmm has one machine type, a PC without firmware: use pc$/,
+    ],
+    [["-machine", "microvm,accel=kvm"], /Invalid -machine 'microvm,accel=kvm': denovmm has one/],
+    [["-machine", "pc,accel=tcg"], /KVM only/],
+    [["-machine", "pc,usb=on"], /usb=on: denovmm has no USB controller/],
+    [["-machine", "pc,nvdimm=on"], /unknown sub-option 'nvdimm'/],
+    [["-cpu", "qemu64"], /^Invalid -cpu 'qemu64': only host \(or max\)/],
+    [["-cpu", "host,+x2apic"], /Invalid -cpu 'host,\+x2apic': only host/],
+    [["-serial", "pty"], /Invalid -serial 'pty': the serial console is this terminal/],
+    [["-monitor", "stdio"], /use -qmp unix:PATH,server,wait=off/],
+    [["-vga", "std"], /Invalid -vga 'std': no emulated VGA card: -vnc :N adds a framebuffer/],
+    [["-rtc", "base=localtime"], /base=localtime: the CMOS clock keeps base=utc/],
+    [["-object", "memory-backend-ram,id=m,size=1G"], /only -object iothread,id=ID/],
+    [["-object", "iothread"], /Invalid -object 'iothread': needs id=ID/],
+    [["-object", "iothread,id=a", "-object", "iothread,id=a"], /id a is used twice/],
+    [
+      ["-device", "e1000"],
+      /'e1000': e1000 is not a device here \(use virtio-blk-pci, virtio-net-pci/,
+    ],
+    [[...k, "-device", "virtio-blk-pci,drive=x"], /drive=x names no -drive if=none,id=x/],
+    [[...k, "-device", "virtio-blk-pci"], /needs drive=ID of a -drive if=none/],
+    [[...k, "-drive", "file=a.img,if=none"], /if=none needs id=ID/],
+    [[...k, ...drive], /-drive id d0 \(if=none\) has no -device virtio-blk-pci,drive=d0/],
+    [[...k, "-drive", "file=a.img,if=ide"], /if=ide: use if=virtio, or if=none with -device/],
+    [
+      [...k, ...drive, "-device", "virtio-blk-pci,drive=d0", "-device", "virtio-blk-pci,drive=d0"],
+      /attached twice/,
+    ],
+    [
+      [...k, ...drive, "-device", "virtio-blk-pci,drive=d0,iothread=io9"],
+      /iothread=io9 names no -object iothread,id=io9/,
+    ],
+    [
+      [...k, ...drive, "-device", "virtio-blk-pci,drive=d0,num-queues=0"],
+      /num-queues=0 is not a positive/,
+    ],
+    [[...k, ...drive, "-device", "virtio-blk-pci,drive=d0,scsi=off"], /unknown sub-option 'scsi'/],
+    [[...drive, "-device", "virtio-blk-pci,drive=d0"], /needs --kernel/],
+    [
+      ["-device", "virtio-rng-pci", "--rng", "off"],
+      /--rng and -device virtio-rng-pci both set the RNG/,
+    ],
+    [["-device", "virtio-rng-pci,period=10"], /period needs max-bytes/],
+    [["-device", "virtio-rng-pci,max-bytes=1,period=2000"], /under one byte per second/],
+    [["-device", "virtio-rng-pci", "-device", "virtio-rng-pci"], /one virtio-rng-pci/],
+  ];
+  for (const [args, re] of cases) {
+    assert.throws(
+      () => parseCli(args),
+      (e) => e instanceof UsageError && re.test(e.message),
+      args.join(" "),
+    );
   }
 });

@@ -1,7 +1,11 @@
 /**
  * QEMU's sub-option syntax for the flags QEMU users type: `-smp`, `-m`,
- * `-drive`, `-qmp`, `-name`. Each turns into denovmm's own form or throws a
- * one-line message (the caller prefixes the flag).
+ * `-drive`, `-qmp`, `-name`, and the flags a QEMU command line carries by
+ * habit (`-enable-kvm`, `-accel`, `-machine`, `-cpu`, `-serial`, `-monitor`,
+ * `-vga`, `-rtc`): those are accepted where they ask for what denovmm does
+ * anyway and refused, naming what denovmm has instead, where they ask for
+ * something else. Each turns into denovmm's own form or throws a one-line
+ * message (the caller prefixes the flag).
  *
  * @module
  */
@@ -111,19 +115,28 @@ export function memorySize(text: string): string {
   return m.get("size")!;
 }
 
+/** A `-drive` turned into a `--disk` spec. */
+export interface Drive {
+  /** `path[,ro][,cache=..][,aio=..][,serial=..]`. */
+  disk: string;
+  /** Its `id=`, if given. */
+  id?: string;
+  /** `if=none`: a `-device virtio-blk-pci,drive=ID` attaches it. */
+  detached: boolean;
+}
+
 /**
- * `-drive file=PATH,if=virtio[,format=raw][,readonly=on][,cache=..][,aio=..]`
- * -> a `--disk` spec.
+ * `-drive file=PATH,if=virtio|none[,id=ID][,format=raw][,readonly=on][,cache=..][,aio=..]`.
  *
  * @param text the value
- * @returns `path[,ro][,cache=..][,aio=..]`
+ * @returns the disk spec, its id, and whether it waits for a device
  * @example
  * ```ts
- * import { driveToDisk } from "./qemu_options.ts";
- * console.log(driveToDisk("file=a.img,if=virtio,format=raw,readonly=on")); // "a.img,ro"
+ * import { parseDrive } from "./qemu_options.ts";
+ * console.log(parseDrive("file=a.img,if=none,id=d0").detached); // true
  * ```
  */
-export function driveToDisk(text: string): string {
+export function parseDrive(text: string): Drive {
   const m = once(qemuOptions(text));
   const file = m.get("file");
   if (!file) throw new Error("needs file=PATH");
@@ -137,7 +150,9 @@ export function driveToDisk(text: string): string {
         if (k === "media" && v !== "disk") throw new Error(`media=${v}: only disk`);
         break;
       case "if":
-        if (v !== "virtio") throw new Error(`if=${v}: only if=virtio is supported`);
+        if (v !== "virtio" && v !== "none") {
+          throw new Error(`if=${v}: use if=virtio, or if=none with -device virtio-blk-pci`);
+        }
         break;
       case "format":
         if (v !== "raw") throw new Error(`format=${v}: only raw images are supported`);
@@ -161,8 +176,32 @@ export function driveToDisk(text: string): string {
         throw new Error(`unknown sub-option '${k}'`);
     }
   }
-  if (!m.has("if")) throw new Error("needs if=virtio (QEMU's default interface is IDE)");
-  return out.join(",");
+  if (!m.has("if")) {
+    throw new Error("needs if=virtio, or if=none with -device (QEMU's default interface is IDE)");
+  }
+  const detached = m.get("if") === "none";
+  if (detached && !m.get("id")) {
+    throw new Error("if=none needs id=ID for -device virtio-blk-pci,drive=ID");
+  }
+  return { disk: out.join(","), id: m.get("id") || undefined, detached };
+}
+
+/**
+ * `-drive file=PATH,if=virtio[,format=raw][,readonly=on][,cache=..][,aio=..]`
+ * -> a `--disk` spec.
+ *
+ * @param text the value
+ * @returns `path[,ro][,cache=..][,aio=..]`
+ * @example
+ * ```ts
+ * import { driveToDisk } from "./qemu_options.ts";
+ * console.log(driveToDisk("file=a.img,if=virtio,format=raw,readonly=on")); // "a.img,ro"
+ * ```
+ */
+export function driveToDisk(text: string): string {
+  const d = parseDrive(text);
+  if (d.detached) throw new Error("if=none needs a -device virtio-blk-pci,drive=ID");
+  return d.disk;
 }
 
 /**
@@ -225,4 +264,171 @@ export function guestName(text: string): { guest: string; process?: string } {
   const guest = m.get("guest") ?? "";
   if (!guest) throw new Error("needs a name");
   return { guest, process: m.get("process") };
+}
+
+/**
+ * `-accel kvm[,kernel-irqchip=on]`: denovmm runs guests on KVM, with the
+ * interrupt controllers in the kernel.
+ *
+ * @param text the value (for `-machine accel=`, the first of its `:` list)
+ * @throws Error naming an accelerator or sub-option denovmm does not have
+ * @example
+ * ```ts
+ * import { checkAccel } from "./qemu_options.ts";
+ * checkAccel("kvm,kernel-irqchip=on");
+ * ```
+ */
+export function checkAccel(text: string): void {
+  for (const [k, v] of once(qemuOptions(text, "accel"))) {
+    if (k === "accel") {
+      if (v !== "kvm") throw new Error("denovmm runs guests on KVM only: use kvm");
+    } else if (k === "kernel-irqchip") {
+      if (!onOff(k, v)) throw new Error("kernel-irqchip=off: the irqchip is in the kernel (on)");
+    } else {
+      throw new Error(`unknown sub-option '${k}'`);
+    }
+  }
+}
+
+/** What `-machine usb=on` and its kind ask for, none of which denovmm has. */
+const ABSENT_MACHINE_PARTS: Record<string, string> = {
+  usb: "USB controller",
+  vmport: "VMware port",
+  smm: "System Management Mode",
+  hpet: "HPET (kvm-clock and the local APIC timer serve)",
+};
+
+/**
+ * `-machine [type=]pc[,accel=kvm][,kernel-irqchip=on][,usb=off]...`:
+ * denovmm has one machine, a PC with a PCI host bridge, ACPI and no
+ * firmware (the kernel is loaded directly, as with QEMU's `-kernel`), the
+ * closest of QEMU's types being `pc`.
+ *
+ * @param text the value
+ * @throws Error naming a type, accelerator or part denovmm does not have
+ * @example
+ * ```ts
+ * import { checkMachine } from "./qemu_options.ts";
+ * checkMachine("pc,accel=kvm,usb=off");
+ * ```
+ */
+export function checkMachine(text: string): void {
+  for (const [k, v] of once(qemuOptions(text, "type"))) {
+    if (k === "type") {
+      if (v !== "pc" && !/^pc-i440fx-\d+\.\d+$/.test(v)) {
+        throw new Error("denovmm has one machine type, a PC without firmware: use pc");
+      }
+    } else if (k === "accel") {
+      checkAccel(v.split(":")[0]);
+    } else if (k === "kernel-irqchip") {
+      checkAccel(`kvm,kernel-irqchip=${v}`);
+    } else if (k in ABSENT_MACHINE_PARTS) {
+      if (onOff(k, v)) throw new Error(`${k}=on: denovmm has no ${ABSENT_MACHINE_PARTS[k]}`);
+    } else {
+      throw new Error(`unknown sub-option '${k}'`);
+    }
+  }
+}
+
+/**
+ * `-cpu host` (or `max`, the same under KVM): the guest sees the host's
+ * CPUID as KVM supports it. Named models and feature lists are refused.
+ *
+ * @param text the value
+ * @throws Error for anything but host or max
+ * @example
+ * ```ts
+ * import { checkCpuModel } from "./qemu_options.ts";
+ * checkCpuModel("host");
+ * ```
+ */
+export function checkCpuModel(text: string): void {
+  if (text !== "host" && text !== "max") {
+    throw new Error(
+      "only host (or max): the guest sees the host's CPUID as KVM supports it; no named models or feature lists",
+    );
+  }
+}
+
+/**
+ * `-serial stdio` or `-serial mon:stdio`: the 16550's console is this
+ * terminal (its Ctrl-A keys are denovmm's: Ctrl-A h lists them).
+ *
+ * @param text the value
+ * @throws Error for any other backend
+ */
+export function checkSerial(text: string): void {
+  if (text !== "stdio" && text !== "mon:stdio") {
+    throw new Error("the serial console is this terminal: use stdio (or mon:stdio)");
+  }
+}
+
+/**
+ * `-monitor none`: there is no human monitor; QMP is `-qmp`.
+ *
+ * @param text the value
+ * @throws Error for any monitor but none
+ */
+export function checkMonitor(text: string): void {
+  if (text !== "none") throw new Error("no human monitor here: use -qmp unix:PATH,server,wait=off");
+}
+
+/**
+ * `-vga none`: there is no emulated VGA card; `-vnc :N` adds a framebuffer.
+ *
+ * @param text the value
+ * @throws Error for any card but none
+ */
+export function checkVga(text: string): void {
+  if (text !== "none") throw new Error("no emulated VGA card: -vnc :N adds a framebuffer");
+}
+
+/**
+ * `-rtc base=utc[,clock=host][,driftfix=none]`: the CMOS clock reads the
+ * host's UTC time.
+ *
+ * @param text the value
+ * @throws Error for a base or clock denovmm does not keep
+ * @example
+ * ```ts
+ * import { checkRtc } from "./qemu_options.ts";
+ * checkRtc("base=utc,clock=host");
+ * ```
+ */
+export function checkRtc(text: string): void {
+  const want: Record<string, string> = { base: "utc", clock: "host", driftfix: "none" };
+  for (const [k, v] of once(qemuOptions(text, "base"))) {
+    if (!(k in want)) throw new Error(`unknown sub-option '${k}'`);
+    if (v !== want[k]) throw new Error(`${k}=${v}: the CMOS clock keeps ${k}=${want[k]}`);
+  }
+}
+
+/**
+ * `-object iothread,id=NAME` (several): each name, in order, becomes the
+ * index `iothread=N` takes in `--disk` and `--nic`.
+ *
+ * @param objects the values
+ * @returns index by name
+ * @example
+ * ```ts
+ * import { iothreadObjects } from "./qemu_options.ts";
+ * console.log(iothreadObjects(["iothread,id=io0", "iothread,id=io1"]).get("io1")); // 1
+ * ```
+ */
+export function iothreadObjects(objects: readonly string[]): Map<string, number> {
+  const ids = new Map<string, number>();
+  for (const text of objects) {
+    const m = once(qemuOptions(text, "qom-type"));
+    if (m.get("qom-type") !== "iothread") {
+      throw new Error(`'${text}': only -object iothread,id=ID is supported`);
+    }
+    for (const k of m.keys()) {
+      if (k !== "qom-type" && k !== "id") throw new Error(`'${text}': unknown sub-option '${k}'`);
+    }
+    const id = m.get("id");
+    if (!id) throw new Error(`'${text}': needs id=ID`);
+    if (ids.has(id)) throw new Error(`'${text}': id ${id} is used twice`);
+    ids.set(id, ids.size);
+  }
+  return ids;
 }

@@ -4,8 +4,10 @@
 // guest (2 vCPUs: two request queues by default) makes an ext4 file system,
 // writes a file and powers off; a second boot (on an iothread, io_uring when
 // the host has it, num-queues=1 given) writes and syncs another file and is
-// killed with SIGKILL; a third boot (1 vCPU, INTx) finds both files with the
-// checksums the host expects.
+// killed with SIGKILL; a third boot (1 vCPU, INTx), its command line as a
+// QEMU user types it (-enable-kvm, -cpu host, -machine, -drive if=none with
+// -device virtio-blk-pci, -serial mon:stdio, ...), finds both files with
+// the checksums the host expects.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { INIT_MARKER } from "../fixtures/initramfs.ts";
@@ -91,7 +93,23 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
 
     // 3: both files are there (the lock died with the killed VMM).
     // pci=nomsi: completions take the INTx path (_PRT, KVM_IRQ_LINE).
-    const third = await boot([...common, ...cmdline("check", " pci=nomsi"), "--disk", image]);
+    const third = await boot([
+      "-enable-kvm",
+      "-cpu",
+      "host",
+      "-machine",
+      "pc,accel=kvm,usb=off",
+      "-nodefaults",
+      "-no-user-config",
+      "-serial",
+      "mon:stdio",
+      "-drive",
+      `file=${image},if=none,id=disk0,format=raw,cache=writeback`,
+      "-device",
+      "virtio-blk-pci,drive=disk0,id=blk0",
+      ...common,
+      ...cmdline("check", " pci=nomsi"),
+    ]);
     const log3 = `${third.stdout.slice(-4000)}\n${third.stderr}`;
     assert.equal(report(third.stdout, "data"), md5(seqText(100000)), log3);
     assert.equal(report(third.stdout, "synced"), md5(seqText(50000)), log3);
