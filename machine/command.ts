@@ -27,6 +27,12 @@ import {
 import { daemonize, daemonReady, daemonReadyFd } from "../operate/daemonize.ts";
 import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 
+/** `1.2.3` as QMP's version triple (its greeting and query-version). */
+function versionTriple(v: string): { major: number; minor: number; micro: number } {
+  const [major, minor, micro] = v.split(".").map(Number);
+  return { major, minor, micro };
+}
+
 /** The version printed by --version. */
 export const VERSION = "0.1.0";
 
@@ -60,7 +66,7 @@ async function run(vm: Vm, o: VmOptions): Promise<number> {
         qmp: o.qmp,
         statsInterval: o.statsInterval,
         pidfile: o.pidfile,
-        version: { major: 0, minor: 1, micro: 0 },
+        version: versionTriple(VERSION),
         name: o.name?.guest,
       });
     }

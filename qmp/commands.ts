@@ -70,6 +70,11 @@ const COMMANDS: Record<string, CommandSpec> = {
     run: () => {},
     event: ["SHUTDOWN", { guest: false, reason: "host-qmp-quit" }],
   },
+  "query-kvm": {
+    args: {},
+    // denovmm runs guests on KVM only.
+    run: () => ({ enabled: true, present: true }),
+  },
   "query-name": {
     args: {},
     run(t) {
@@ -178,7 +183,15 @@ const COMMANDS: Record<string, CommandSpec> = {
 
 /** Names of every command (query-commands). */
 export function commandNames(): string[] {
-  return ["qmp_capabilities", "query-commands", ...Object.keys(COMMANDS)];
+  return ["qmp_capabilities", "query-commands", "query-version", ...Object.keys(COMMANDS)];
+}
+
+/** What query-version reports: the greeting's version and package. */
+export interface QmpVersion {
+  /** QEMU's `qemu` triple. */
+  qemu: { major: number; minor: number; micro: number };
+  /** The `package` string. */
+  package: string;
 }
 
 function checkArgs(spec: CommandSpec, args: Record<string, unknown>): void {
@@ -223,6 +236,7 @@ export interface PreparedCommand {
  * @param target the machine
  * @param name the `execute` member
  * @param args the `arguments` member (already known to be an object)
+ * @param version what query-version reports (the server's greeting)
  * @returns the command, ready to run
  * @throws QmpError for an unknown command or bad arguments
  * @example
@@ -235,9 +249,14 @@ export function prepareCommand(
   target: QmpTarget,
   name: string,
   args: Record<string, unknown>,
+  version: QmpVersion = { qemu: { major: 0, minor: 1, micro: 0 }, package: "denovmm" },
 ): PreparedCommand {
   if (name === "query-commands") {
     return { run: () => commandNames().map((n) => ({ name: n })) };
+  }
+  if (name === "query-version") {
+    checkArgs({ args: {}, run: () => {} }, args);
+    return { run: () => ({ qemu: { ...version.qemu }, package: version.package }) };
   }
   const spec = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!spec) throw new QmpError("CommandNotFound", `The command ${name} has not been found`);

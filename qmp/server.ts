@@ -22,7 +22,7 @@ import {
 } from "../sys/unix_socket.ts";
 import { closeFd } from "../sys/fd.ts";
 import { JsonStreamer } from "./json_stream.ts";
-import { prepareCommand, QmpError } from "./commands.ts";
+import { prepareCommand, QmpError, type QmpVersion } from "./commands.ts";
 import type { QmpTarget } from "./target.ts";
 
 /** Options for {@link QmpServer.listen}. */
@@ -82,6 +82,8 @@ export class QmpServer {
   readonly #listenFd: number;
   readonly #clients = new Set<Client>();
   readonly #greeting: Uint8Array<ArrayBuffer>;
+  /** The greeting's version, which query-version repeats. */
+  readonly #version: QmpVersion;
   readonly #maxClients: number;
   readonly #maxMessage: number;
   readonly #maxQueued: number;
@@ -102,10 +104,11 @@ export class QmpServer {
     this.#maxClients = o.maxClients ?? 4;
     this.#maxMessage = o.maxMessageBytes ?? 1 << 20;
     this.#maxQueued = o.maxQueuedBytes ?? 1 << 20;
-    const version = o.version ?? { major: 0, minor: 1, micro: 0 };
-    this.#greeting = line({
-      QMP: { version: { qemu: version, package: o.package ?? "denovmm" }, capabilities: [] },
-    });
+    this.#version = {
+      qemu: o.version ?? { major: 0, minor: 1, micro: 0 },
+      package: o.package ?? "denovmm",
+    };
+    this.#greeting = line({ QMP: { version: this.#version, capabilities: [] } });
     loop.setFdHandler(fd, { read: () => this.#accept() });
   }
 
@@ -313,7 +316,7 @@ export class QmpServer {
         "Expecting capabilities negotiation with 'qmp_capabilities'",
       );
     }
-    return prepareCommand(this.#target, r.execute, a);
+    return prepareCommand(this.#target, r.execute, a, this.#version);
   }
 
   #stateEvents(cmd: string, before: string): void {

@@ -68,6 +68,13 @@ Deno.test("QMP: greeting, negotiation, commands with ids, events in QEMU's order
     const blk = (await c.call("query-block")).return as { inserted: { file: string } }[];
     assert.equal(blk[0].inserted.file, "/tmp/d.img");
     assert.deepEqual((await c.call("x-query-denovmm-stats")).return, { vcpus: [{ exits: 5 }] });
+    // query-version repeats the greeting's version; the accelerator is always KVM.
+    assert.deepEqual((await c.call("query-version")).return, g.QMP.version);
+    assert.deepEqual((await c.call("query-kvm")).return, { enabled: true, present: true });
+    const names = ((await c.call("query-commands")).return as { name: string }[]).map((x) =>
+      x.name
+    );
+    assert.ok(names.includes("query-version") && names.includes("query-kvm"), names.join(" "));
     assert.deepEqual(target.calls, ["stop", "cont", "reset", "powerdown"]);
     const shut = await c.call("quit", undefined, 9);
     assert.deepEqual(shut.data, { guest: false, reason: "host-qmp-quit" });
