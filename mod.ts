@@ -25,6 +25,7 @@ export { createVm, Vm } from "./vm/vm.ts";
 export type { VmEndReason, VmEventType, VmExit, VmStatus } from "./vm/vm.ts";
 export { NicControlError } from "./vm/nic_control.ts";
 export type { NicInfo } from "./vm/nic_control.ts";
+export type { Screenshot } from "./ui/screenshot.ts";
 export {
   DEFAULT_CMDLINE,
   DEFAULT_MEMORY_BYTES,

@@ -14,6 +14,9 @@ import type { LoopStats } from "../mainloop/loop_stats.ts";
 import type { VmControl } from "../vcpu/vm_control.ts";
 import { QmpServer } from "../qmp/server.ts";
 import { type ControllableVm, VmQmpTarget } from "../qmp/vm_target.ts";
+import { QmpError } from "../qmp/commands.ts";
+import type { Screenshot } from "../ui/screenshot.ts";
+import { writeScreendump } from "../ui/screendump.ts";
 import { SocketPathError } from "../sys/unix_socket.ts";
 import { ErrnoError } from "../sys/errno.ts";
 import { queryStatsEntries, startStatsPrinter, StatsReporter } from "../stats/report.ts";
@@ -33,6 +36,8 @@ export interface OperatedVm extends ControllableVm {
   nics?(): NicInfo[];
   /** QMP set_link. */
   setLink?(name: string, up: boolean): void;
+  /** The display now (QMP screendump); undefined without one. */
+  screenshot?(): Screenshot | undefined;
 }
 
 /** What to set up. */
@@ -97,6 +102,13 @@ export function startControlPlane(vm: OperatedVm, o: ControlPlaneOptions): Contr
           withNicQueryStats(queryStatsEntries(reporter.next(), t), t, vm.nics?.() ?? []),
         nets: vm.nics ? () => vm.nics!() : undefined,
         setLink: vm.setLink ? (name, up) => vm.setLink!(name, up) : undefined,
+        screendump: (path, format) => {
+          const shot = vm.screenshot?.();
+          if (!shot) {
+            throw new QmpError("GenericError", "There is no console to take a screendump from");
+          }
+          writeScreendump(path, shot, format);
+        },
         name: o.name,
       });
       let server: QmpServer;

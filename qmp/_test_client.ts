@@ -145,4 +145,5 @@ export class FakeTarget implements QmpTarget {
     return { vcpus: [{ exits: 5 }] };
   }
   name?: () => string | undefined;
+  screendump?: (filename: string, format: "ppm" | "png") => void;
 }

@@ -168,6 +168,33 @@ const COMMANDS: Record<string, CommandSpec> = {
       return {};
     },
   },
+  screendump: {
+    args: {
+      filename: ["str", true],
+      device: ["str", false],
+      head: ["int", false],
+      format: [["ppm", "png"], false],
+    },
+    run(t, a) {
+      if (a.device !== undefined) {
+        throw new QmpError("DeviceNotFound", `Device '${a.device}' not found`);
+      }
+      if (a.head !== undefined && a.head !== 0) {
+        throw generic(`Display head ${a.head} does not exist`);
+      }
+      if (!t.screendump) throw generic("There is no console to take a screendump from");
+      const filename = a.filename as string;
+      try {
+        t.screendump(filename, (a.format as "ppm" | "png" | undefined) ?? "ppm");
+      } catch (e) {
+        if (e instanceof QmpError) throw e;
+        // QEMU: "failed to open file '/x/y.ppm': No such file or directory".
+        const why = (e as { description?: string }).description ?? (e as Error).message;
+        throw generic(`failed to open file '${filename}': ${why}`);
+      }
+      return {};
+    },
+  },
   "x-query-net": {
     args: {},
     run: (t) => t.nets?.() ?? [],

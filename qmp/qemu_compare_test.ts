@@ -27,6 +27,8 @@ const SCRIPT = [
   '{"execute":"query-version"}',
   '{"execute":"query-version","arguments":{"x":1}}',
   '{"execute":"query-kvm"}',
+  '{"execute":"screendump","arguments":{"filename":"/nonexistent/x.ppm"}}',
+  '{"execute":"screendump","arguments":{"filename":"x.ppm","format":"gif"}}',
   '{"execute":"query-iothreads"}',
   '{"execute":"query-block"}',
   '{"execute":"query-stats"}',

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { MainLoop } from "../mainloop/main_loop.ts";
 import { QmpServer } from "./server.ts";
 import { FakeTarget, TestClient } from "./_test_client.ts";
+import { ErrnoError } from "../sys/errno.ts";
 
 async function withServer(
   fn: (ctx: { path: string; target: FakeTarget; server: QmpServer }) => Promise<void>,
@@ -80,6 +81,43 @@ Deno.test("QMP: greeting, negotiation, commands with ids, events in QEMU's order
     assert.deepEqual(shut.data, { guest: false, reason: "host-qmp-quit" });
     assert.deepEqual(await c.next(), { return: {}, id: 9 });
     assert.deepEqual(target.calls.at(-1), "quit");
+    c.close();
+  });
+});
+
+Deno.test("QMP: screendump writes through the machine, PPM unless png is asked for; QEMU's errors otherwise", async () => {
+  await withServer(async ({ path, target }) => {
+    const c = await negotiated(path);
+    const err = async (args: Record<string, unknown>) => (await c.call("screendump", args)).error;
+    // No display: QEMU's words for a machine without a console.
+    assert.deepEqual(await err({ filename: "/tmp/x.ppm" }), {
+      class: "GenericError",
+      desc: "There is no console to take a screendump from",
+    });
+    const written: [string, string][] = [];
+    target.screendump = (f, format) => {
+      if (f.startsWith("/nonexistent/")) throw new ErrnoError(`open ${f}`, 2);
+      written.push([f, format]);
+    };
+    assert.deepEqual((await c.call("screendump", { filename: "/tmp/a.ppm" })).return, {});
+    assert.deepEqual(
+      (await c.call("screendump", { filename: "/tmp/a.png", format: "png" })).return,
+      {},
+    );
+    assert.deepEqual(written, [["/tmp/a.ppm", "ppm"], ["/tmp/a.png", "png"]]);
+    assert.deepEqual(await err({ filename: "/nonexistent/a.ppm" }), {
+      class: "GenericError",
+      desc: "failed to open file '/nonexistent/a.ppm': No such file or directory",
+    });
+    assert.equal(
+      (await err({ filename: "a", device: "vga0" }) as { class: string }).class,
+      "DeviceNotFound",
+    );
+    assert.match(
+      (await err({ filename: "a", format: "gif" }) as { desc: string }).desc,
+      /'format'/,
+    );
+    assert.match((await err({}) as { desc: string }).desc, /'filename' is missing/);
     c.close();
   });
 });

@@ -77,6 +77,11 @@ export interface QmpTarget {
   stats?(): Record<string, unknown>;
   /** The guest name (`-name`), for query-name. */
   name?(): string | undefined;
+  /**
+   * Writes the display to a file (screendump); throws a QmpError or an
+   * ErrnoError when it cannot.
+   */
+  screendump?(filename: string, format: "ppm" | "png"): void;
   /** query-stats entries for target "vm" or "vcpu", QEMU's shape. */
   queryStats?(target: "vm" | "vcpu"): unknown[];
   /** x-query-net: the NICs, their link state and counters. */

@@ -64,6 +64,8 @@ export interface VmQmpTargetOptions {
   nets?: () => QmpNic[];
   /** set_link. */
   setLink?: (name: string, up: boolean) => void;
+  /** screendump. */
+  screendump?: (filename: string, format: "ppm" | "png") => void;
 }
 
 /**
@@ -86,6 +88,7 @@ export class VmQmpTarget implements QmpTarget {
   queryStats?: (target: "vm" | "vcpu") => unknown[];
   nets?: () => QmpNic[];
   setLink?: (name: string, up: boolean) => void;
+  screendump?: (filename: string, format: "ppm" | "png") => void;
 
   /**
    * @param vm the VM
@@ -98,6 +101,7 @@ export class VmQmpTarget implements QmpTarget {
     this.queryStats = options.queryStats;
     this.nets = options.nets;
     this.setLink = options.setLink;
+    this.screendump = options.screendump;
   }
 
   /** @returns QEMU's run state */

@@ -25,6 +25,8 @@ const symbols = {
   inflate_nb: { name: "inflate", parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
   inflateEnd: { parameters: ["buffer"], result: "i32" },
   zlibVersion: { parameters: [], result: "pointer" },
+  compress2: { parameters: ["buffer", "buffer", "buffer", "u64", "i32"], result: "i32" },
+  compressBound: { parameters: ["u64"], result: "u64" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof symbols>["symbols"] | undefined;
@@ -270,4 +272,26 @@ class GzipMember extends ZStream {
       lz.inflateEnd(this.strm);
     }
   }
+}
+
+/**
+ * A whole zlib stream (RFC 1950) of `data`, in one call (`compress2`): what
+ * a PNG's image data is.
+ *
+ * @param data the bytes
+ * @param level 0-9
+ * @returns the stream
+ * @throws Error when libz fails
+ * @example
+ * ```ts ignore
+ * const idat = zlibCompress(rows);
+ * ```
+ */
+export function zlibCompress(data: Uint8Array, level = 6): Uint8Array<ArrayBuffer> {
+  const lz = z();
+  const out = new Uint8Array(Number(lz.compressBound(BigInt(data.length))));
+  const outLen = new BigUint64Array([BigInt(out.length)]);
+  const r = lz.compress2(out, outLen, data, BigInt(data.length), level);
+  if (r !== Z_OK) throw new Error(`compress2 failed: ${r}`);
+  return out.slice(0, Number(outLen[0]));
 }

@@ -18,6 +18,7 @@ import type { EventLoop, Timer } from "../mainloop/types.ts";
 import { MainLoop, type MainLoopOptions } from "../mainloop/main_loop.ts";
 import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { VncDisplay } from "../ui/vnc/display.ts";
+import { captureFramebuffer, type Screenshot } from "../ui/screenshot.ts";
 import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { traceMark } from "../sys/start_trace.ts";
@@ -283,6 +284,23 @@ export class Vm {
    */
   setLink(name: string, up: boolean): void {
     setNicLink(this.#rc.net, name, up);
+  }
+
+  /**
+   * What the display shows now (`--vnc` / `display` in the config), for a
+   * script or test that looks at the screen; QMP `screendump` writes it to
+   * a file.
+   *
+   * @returns the picture, or undefined when the machine has no display
+   * @throws RangeError when the guest's mode does not fit video memory
+   * @example
+   * ```ts ignore
+   * const shot = vm.screenshot();
+   * if (shot) console.log(shot.width, shot.height, shot.rgb.length);
+   * ```
+   */
+  screenshot(): Screenshot | undefined {
+    return this.#framebuffer ? captureFramebuffer(this.#framebuffer) : undefined;
   }
 
   /** The disks: path, read-only flag and PCI slot. */

@@ -18,6 +18,7 @@ import {
   vncInitramfs,
 } from "./fixtures.ts";
 import { RfbTestClient } from "../../ui/vnc/_test_client.ts";
+import { TestClient } from "../../qmp/_test_client.ts";
 import { zlibAvailable } from "../../sys/zlib.ts";
 import { encodePng } from "../../ui/vnc/testdata/png.ts";
 import { REPO, runLog, startVmm, type VmmOptions } from "./_vmm_process.ts";
@@ -67,6 +68,7 @@ async function startVncGuest(
   append: string,
   vncOptions = "",
   options: VmmOptions = {},
+  extraArgs: string[] = [],
 ) {
   const f = await linuxFixture();
   const display = 40 + Math.floor(Math.random() * 40);
@@ -81,6 +83,7 @@ async function startVncGuest(
     "512M",
     "--vnc",
     `:${display}${vncOptions}`,
+    ...extraArgs,
   ], { timeoutMs: 600_000, ...options });
   return { vmm, display };
 }
@@ -90,6 +93,8 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     () => HOST_LIB_DIR,
     () => undefined,
   );
+  const dir = await Deno.makeTempDir({ prefix: "denovmm-vnc-" });
+  const qmpPath = `${dir}/qmp.sock`;
   const { vmm, display } = await startVncGuest(
     await vncInitramfs(),
     "console=tty0 console=ttyS0 panic=-1",
@@ -97,6 +102,7 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     // The nested host carries only Deno's own libraries; a libz copied next
     // to the checkout lets the VMM serve ZRLE there too (else it serves Raw).
     { env: hostLibs ? { LD_LIBRARY_PATH: hostLibs } : undefined },
+    ["-qmp", `unix:${qmpPath},server,wait=off`],
   );
   const waitFor = (re: RegExp) => vmm.waitFor(re);
   let c: RfbTestClient | undefined;
@@ -114,6 +120,28 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     // Boot messages in the console font: thousands of lit pixels, far from a blank screen.
     assert.ok(lit > 2000, `only ${lit} lit pixels on the console`);
     await savePicture(c, "vnc-console-boot.png");
+    // QMP screendump writes what the VNC client was sent: the same console
+    // (a blinking cursor's cell may differ), as QEMU's binary PPM.
+    const q = new TestClient(qmpPath);
+    try {
+      await q.next();
+      await q.call("qmp_capabilities");
+      const dumped = await q.call("screendump", { filename: `${dir}/screen.ppm` });
+      assert.deepEqual(dumped, { return: {} }, runLog(vmm));
+    } finally {
+      q.close();
+    }
+    const ppm = await Deno.readFile(`${dir}/screen.ppm`);
+    const head = "P6\n1024 768\n255\n";
+    assert.equal(new TextDecoder().decode(ppm.subarray(0, head.length)), head);
+    let differing = 0;
+    for (let i = 0; i < 1024 * 768; i++) {
+      const o = head.length + i * 3;
+      if (((ppm[o] << 16) | (ppm[o + 1] << 8) | ppm[o + 2]) !== (c.screen[i] & 0xffffff)) {
+        differing++;
+      }
+    }
+    assert.ok(differing < 1024, `${differing} pixels differ between screendump and VNC`);
     // The tablet: found by its QEMU name, and a click at the screen's middle
     // arrives as ABS_X, ABS_Y, BTN_LEFT and SYN_REPORT (0..32767 axes).
     assert.match(vmm.stdout, new RegExp(`${M} tablet=\\[/dev/input/event\\d+\\] 1`), runLog(vmm));
@@ -147,6 +175,7 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
     c?.close();
   }
   const r = await vmm.done;
+  await Deno.remove(dir, { recursive: true });
   assert.equal(r.code, 0, runLog(r));
 });
 
