@@ -38,6 +38,8 @@ export interface OperatedVm extends ControllableVm {
   setLink?(name: string, up: boolean): void;
   /** The display now (QMP screendump); undefined without one. */
   screenshot?(): Screenshot | undefined;
+  /** Keys on the PS/2 keyboard (QMP send-key). */
+  sendKeys?(keys: readonly (string | number)[], options?: { holdMs?: number }): Promise<void>;
 }
 
 /** What to set up. */
@@ -109,6 +111,13 @@ export function startControlPlane(vm: OperatedVm, o: ControlPlaneOptions): Contr
           }
           writeScreendump(path, shot, format);
         },
+        sendKey: vm.sendKeys
+          ? (keys, holdMs) => {
+            vm.sendKeys!(keys, { holdMs }).catch((e) =>
+              console.error(`qmp: send-key: ${(e as Error).message}`)
+            );
+          }
+          : undefined,
         name: o.name,
       });
       let server: QmpServer;

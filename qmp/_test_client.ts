@@ -146,4 +146,5 @@ export class FakeTarget implements QmpTarget {
   }
   name?: () => string | undefined;
   screendump?: (filename: string, format: "ppm" | "png") => void;
+  sendKey?: (keys: (string | number)[], holdMs: number) => void;
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import type { QmpTarget } from "./target.ts";
+import { qcodeToKeyCode, qnumToKeyCode } from "../ui/qcodes.ts";
 
 /** A QMP error: QEMU's error class and a one-line description. */
 export class QmpError extends Error {
@@ -35,6 +36,35 @@ interface CommandSpec {
 
 function generic(desc: string): QmpError {
   return new QmpError("GenericError", desc);
+}
+
+/** One of send-key's `KeyValue`s: a QKeyCode name or a key number, checked as QEMU does. */
+function qmpKey(k: unknown, i: number): string | number {
+  if (k === null || typeof k !== "object" || Array.isArray(k)) {
+    throw generic(`Invalid parameter type for 'keys[${i}]', expected: object`);
+  }
+  const { type, data } = k as { type?: unknown; data?: unknown };
+  if (type === undefined) throw generic(`Parameter 'keys[${i}].type' is missing`);
+  if (type !== "qcode" && type !== "number") {
+    throw generic(`Parameter 'type' does not accept value '${type}'`);
+  }
+  if (data === undefined) throw generic(`Parameter 'keys[${i}].data' is missing`);
+  if (type === "qcode") {
+    if (typeof data !== "string") {
+      throw generic("Invalid parameter type for 'data', expected: string");
+    }
+    if (qcodeToKeyCode(data) === undefined) {
+      throw generic(`Parameter 'data' does not accept value '${data}'`);
+    }
+    return data;
+  }
+  if (!Number.isInteger(data)) {
+    throw generic("Invalid parameter type for 'data', expected: integer");
+  }
+  if (qnumToKeyCode(data as number) === undefined) {
+    throw generic(`Parameter 'data' does not accept value '${data}'`);
+  }
+  return data as number;
 }
 
 const STATS_TARGETS = ["vm", "vcpu", "cryptodev"] as const;
@@ -192,6 +222,18 @@ const COMMANDS: Record<string, CommandSpec> = {
         const why = (e as { description?: string }).description ?? (e as Error).message;
         throw generic(`failed to open file '${filename}': ${why}`);
       }
+      return {};
+    },
+  },
+  "send-key": {
+    args: { keys: ["any", true], "hold-time": ["int", false] },
+    run(t, a) {
+      const keys = a.keys;
+      if (!Array.isArray(keys)) throw generic("Invalid parameter type for 'keys', expected: array");
+      const values = keys.map((k: unknown, i: number) => qmpKey(k, i));
+      if (!t.sendKey) throw generic("This machine has no keyboard");
+      // As QEMU: the reply comes at once, the release after hold-time.
+      if (values.length > 0) t.sendKey(values, (a["hold-time"] as number | undefined) ?? 100);
       return {};
     },
   },

@@ -29,6 +29,13 @@ const SCRIPT = [
   '{"execute":"query-kvm"}',
   '{"execute":"screendump","arguments":{"filename":"/nonexistent/x.ppm"}}',
   '{"execute":"screendump","arguments":{"filename":"x.ppm","format":"gif"}}',
+  '{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"foo"}]}}',
+  '{"execute":"send-key","arguments":{"keys":"a"}}',
+  '{"execute":"send-key","arguments":{"keys":[{"type":"qcode","data":"a"}]}}',
+  '{"execute":"send-key","arguments":{"keys":[]}}',
+  '{"execute":"send-key","arguments":{"keys":[{"type":"number","data":29},{"type":"qcode","data":"ctrl"}],"hold-time":50}}',
+  '{"execute":"send-key","arguments":{"keys":[{"type":"foo","data":1}]}}',
+  '{"execute":"send-key","arguments":{"keys":[{"data":1}]}}',
   '{"execute":"query-iothreads"}',
   '{"execute":"query-block"}',
   '{"execute":"query-stats"}',
@@ -119,6 +126,7 @@ Deno.test("QMP: denovmm answers the script as QEMU 7.2 does (shapes, errors, eve
   const target = new FakeTarget();
   target.state = "prelaunch";
   target.name = () => "web";
+  target.sendKey = () => {};
   target.blocks = () => [{
     device: "virtio0",
     file: img,

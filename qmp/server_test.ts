@@ -122,6 +122,47 @@ Deno.test("QMP: screendump writes through the machine, PPM unless png is asked f
   });
 });
 
+Deno.test("QMP: send-key hands checked key names and numbers to the machine and answers at once", async () => {
+  await withServer(async ({ path, target }) => {
+    const c = await negotiated(path);
+    const sent: [(string | number)[], number][] = [];
+    target.sendKey = (keys, hold) => sent.push([keys, hold]);
+    const keys = (...k: [string, string | number][]) => k.map(([type, data]) => ({ type, data }));
+    assert.deepEqual(
+      await c.call("send-key", {
+        keys: keys(["qcode", "ctrl"], ["qcode", "alt"], ["qcode", "delete"]),
+      }),
+      { return: {} },
+    );
+    assert.deepEqual(
+      await c.call("send-key", { keys: keys(["number", 0x9c]), "hold-time": 20 }),
+      { return: {} },
+    );
+    assert.deepEqual(sent, [[["ctrl", "alt", "delete"], 100], [[0x9c], 20]]);
+    const err = async (args: Record<string, unknown>) =>
+      ((await c.call("send-key", args)).error as { desc: string }).desc;
+    assert.equal(
+      await err({ keys: keys(["number", 300]) }),
+      "Parameter 'data' does not accept value '300'",
+    );
+    assert.equal(
+      await err({ keys: keys(["qcode", "A"]) }),
+      "Parameter 'data' does not accept value 'A'",
+    );
+    assert.equal(
+      await err({ keys: [{ type: "qcode", data: 5 }] }),
+      "Invalid parameter type for 'data', expected: string",
+    );
+    assert.equal(
+      await err({ keys: [5] }),
+      "Invalid parameter type for 'keys[0]', expected: object",
+    );
+    assert.equal(await err({ keys: [{ type: "qcode" }] }), "Parameter 'keys[0].data' is missing");
+    assert.equal(sent.length, 2, "nothing sent for a refused command");
+    c.close();
+  });
+});
+
 Deno.test("QMP: garbage, wrong shapes, unknown commands and bad arguments get errors", async () => {
   await withServer(async ({ path }) => {
     const c = await negotiated(path);

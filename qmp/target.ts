@@ -82,6 +82,11 @@ export interface QmpTarget {
    * ErrnoError when it cannot.
    */
   screendump?(filename: string, format: "ppm" | "png"): void;
+  /**
+   * Presses keys together, holds them `holdMs`, releases them (send-key;
+   * checked names and numbers). Calls queue behind each other.
+   */
+  sendKey?(keys: (string | number)[], holdMs: number): void;
   /** query-stats entries for target "vm" or "vcpu", QEMU's shape. */
   queryStats?(target: "vm" | "vcpu"): unknown[];
   /** x-query-net: the NICs, their link state and counters. */

@@ -66,6 +66,8 @@ export interface VmQmpTargetOptions {
   setLink?: (name: string, up: boolean) => void;
   /** screendump. */
   screendump?: (filename: string, format: "ppm" | "png") => void;
+  /** send-key. */
+  sendKey?: (keys: (string | number)[], holdMs: number) => void;
 }
 
 /**
@@ -89,6 +91,7 @@ export class VmQmpTarget implements QmpTarget {
   nets?: () => QmpNic[];
   setLink?: (name: string, up: boolean) => void;
   screendump?: (filename: string, format: "ppm" | "png") => void;
+  sendKey?: (keys: (string | number)[], holdMs: number) => void;
 
   /**
    * @param vm the VM
@@ -102,6 +105,7 @@ export class VmQmpTarget implements QmpTarget {
     this.nets = options.nets;
     this.setLink = options.setLink;
     this.screendump = options.screendump;
+    this.sendKey = options.sendKey;
   }
 
   /** @returns QEMU's run state */

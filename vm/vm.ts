@@ -19,6 +19,7 @@ import { MainLoop, type MainLoopOptions } from "../mainloop/main_loop.ts";
 import { LinearFramebuffer } from "../devices/display/linear_framebuffer.ts";
 import type { VncDisplay } from "../ui/vnc/display.ts";
 import { captureFramebuffer, type Screenshot } from "../ui/screenshot.ts";
+import type { KeyboardPort, Ps2KeyboardInput } from "../ui/vnc/keyboard_input.ts";
 import { type VmControl, VmState } from "../vcpu/vm_control.ts";
 import { EXIT_CODE_CRASH, EXIT_CODE_REBOOT, EXIT_CODE_STOPPED } from "../vcpu/exit_codes.ts";
 import { traceMark } from "../sys/start_trace.ts";
@@ -137,6 +138,11 @@ export class Vm {
   #framebuffer: LinearFramebuffer | undefined;
   #display: VncDisplay | undefined;
   #trimTimer: Timer | undefined;
+  /** Keys sent from the host (sendKeys): the keyboard, the hold timer, the queue of calls. */
+  #keyboard: Ps2KeyboardInput | undefined;
+  #keyHoldTimer: Timer | undefined;
+  #keyHold: (() => void) | undefined;
+  #keys: Promise<void> = Promise.resolve();
 
   /**
    * Use {@link createVm}.
@@ -187,20 +193,7 @@ export class Vm {
         vnc: d.vnc,
         password: d.password,
         framebuffer: this.#framebuffer.source,
-        keyboard: {
-          // Whichever machine is current (a reset builds a new one).
-          push: (bytes) => {
-            const b = this.#built;
-            if (!b) return bytes.length;
-            b.machine.lock.lock();
-            try {
-              return b.i8042.pushKeyboard(bytes);
-            } finally {
-              b.machine.lock.unlock();
-            }
-          },
-          translating: () => this.#built?.i8042.translating ?? true,
-        },
+        keyboard: await this.#keyboardInput(),
         tablet: () => this.#built?.tablet?.(),
         // Without a tablet, the PS/2 mouse on the current machine's i8042.
         mouse: {
@@ -284,6 +277,76 @@ export class Vm {
    */
   setLink(name: string, up: boolean): void {
     setNicLink(this.#rc.net, name, up);
+  }
+
+  /** The current machine's i8042 keyboard (a reset builds a new machine). */
+  #keyboardPort(): KeyboardPort {
+    return {
+      push: (bytes) => {
+        const b = this.#built;
+        if (!b) return bytes.length;
+        b.machine.lock.lock();
+        try {
+          return b.i8042.pushKeyboard(bytes);
+        } finally {
+          b.machine.lock.unlock();
+        }
+      },
+      translating: () => this.#built?.i8042.translating ?? true,
+    };
+  }
+
+  /**
+   * The one keyboard input of the VM, shared by VNC key events and
+   * {@link Vm.sendKeys} so that their bytes reach the controller in order;
+   * its modules load with the first use.
+   */
+  async #keyboardInput(): Promise<Ps2KeyboardInput> {
+    if (this.#keyboard) return this.#keyboard;
+    const { Ps2KeyboardInput } = await import("../ui/vnc/keyboard_input.ts");
+    return this.#keyboard ??= new Ps2KeyboardInput(this.#loop, this.#keyboardPort());
+  }
+
+  /**
+   * Presses keys on the guest's PS/2 keyboard together, holds them, and
+   * releases them in reverse order, as QMP `send-key` does:
+   * `["ctrl", "alt", "delete"]`, `["shift", "a"]`, or QEMU key numbers.
+   * Calls run one after another.
+   *
+   * @param keys QEMU key names (`QKeyCode`: `a`, `ret`, `ctrl`, `f1`, `kp_enter`, ...) or key numbers (`qnum`)
+   * @param options `holdMs`: how long they stay pressed (QEMU's default 100)
+   * @returns resolves once the keys are released; rejects with a TypeError
+   *   naming a key this keyboard does not have (nothing is pressed)
+   * @example
+   * ```ts ignore
+   * await vm.sendKeys(["ctrl", "alt", "delete"]);
+   * ```
+   */
+  sendKeys(keys: readonly (string | number)[], options: { holdMs?: number } = {}): Promise<void> {
+    const holdMs = options.holdMs ?? 100;
+    const run = async () => {
+      // The keyboard's modules load only for a VM that is sent keys.
+      const { qcodeToKeyCode, qnumToKeyCode } = await import("../ui/qcodes.ts");
+      const codes = keys.map((k) => {
+        const code = typeof k === "number" ? qnumToKeyCode(k) : qcodeToKeyCode(k);
+        if (code === undefined) throw new TypeError(`No key ${JSON.stringify(k)} on this keyboard`);
+        return code;
+      });
+      if (!Number.isFinite(holdMs) || holdMs < 0) throw new TypeError(`Invalid holdMs ${holdMs}`);
+      if (this.#closed) throw new TypeError("The VM is closed");
+      const kbd = await this.#keyboardInput();
+      for (const c of codes) kbd.keyCode(c, true);
+      await new Promise<void>((resolve) => {
+        this.#keyHold = resolve;
+        this.#keyHoldTimer ??= this.#loop.timer("monotonic", () => this.#keyHold?.());
+        this.#keyHoldTimer.mod(this.#loop.now("monotonic") + holdMs * 1e6);
+      });
+      this.#keyHold = undefined;
+      for (const c of codes.toReversed()) kbd.keyCode(c, false);
+    };
+    const done = this.#keys.then(run);
+    this.#keys = done.catch(() => {});
+    return done;
   }
 
   /**
@@ -479,6 +542,10 @@ export class Vm {
     this.#framebuffer = undefined;
     this.#serial.close();
     this.#trimTimer?.del();
+    // Keys held by sendKeys are let go (their releases reach no machine).
+    this.#keyHoldTimer?.del();
+    this.#keyHold?.();
+    this.#keyboard?.close();
     this.#loop.stop();
     await this.#looping;
     this.#loop.close();

@@ -1,7 +1,8 @@
 // The stock Debian kernel draws its console on denovmm's framebuffer (efifb
 // + fbcon, no modules), a VNC client sees it, and a line typed through VNC
-// (RFB key events -> PS/2 scancodes -> i8042 -> atkbd) reaches a shell on
-// tty1 whose command writes back over the serial console. A VNC pointer
+// (RFB key events -> PS/2 scancodes -> i8042 -> atkbd; its Enter through
+// QMP send-key) reaches a shell on tty1 whose command writes back over the
+// serial console; QMP screendump shows what the VNC client sees. A VNC pointer
 // event reaches the guest through the virtio tablet (virtio_input + evdev
 // modules): the guest reads it from /dev/input/eventN. With the tablet off,
 // pointer events drive the PS/2 mouse on the i8042's AUX port instead, which
@@ -25,7 +26,7 @@ import { REPO, runLog, startVmm, type VmmOptions } from "./_vmm_process.ts";
 
 const SHIFTED = '~!@#$%^&*()_+{}|:"<>?';
 
-async function typeLine(c: RfbTestClient, text: string): Promise<void> {
+async function typeLine(c: RfbTestClient, text: string, enter = true): Promise<void> {
   for (const ch of text) {
     const shift = SHIFTED.includes(ch) || (ch >= "A" && ch <= "Z");
     if (shift) await c.key(true, 0xffe1);
@@ -33,6 +34,7 @@ async function typeLine(c: RfbTestClient, text: string): Promise<void> {
     await c.key(false, ch.charCodeAt(0));
     if (shift) await c.key(false, 0xffe1);
   }
+  if (!enter) return;
   await c.key(true, 0xff0d);
   await c.key(false, 0xff0d);
 }
@@ -155,7 +157,17 @@ Deno.test("the stock kernel's console shows over VNC, a pointer event reaches th
       [1, 0x110, 1],
       [0, 0, 0],
     ]);
-    await typeLine(c, "echo vnc-ok-$((6*7)) > /tmp/done");
+    // The line through VNC, its Enter through QMP send-key (the same i8042).
+    await typeLine(c, "echo vnc-ok-$((6*7)) > /tmp/done", false);
+    const keys = new TestClient(qmpPath);
+    try {
+      await keys.next();
+      await keys.call("qmp_capabilities");
+      const sent = await keys.call("send-key", { keys: [{ type: "qcode", data: "ret" }] });
+      assert.deepEqual(sent, { return: {} }, runLog(vmm));
+    } finally {
+      keys.close();
+    }
     await waitFor(new RegExp(`${M} got \\[vnc-ok-42\\]`));
     // A picture of the typed line on the framebuffer console, for a person to
     // look at (nothing is asserted on it): the guest powers off right after the

@@ -36,7 +36,8 @@ export class VncStartError extends Error {
  *
  * @param loop the main loop
  * @param options the parsed --vnc option, the password, the framebuffer, the keyboard
- *   and the tablet, else the PS/2 mouse (pointer events are dropped with neither)
+ *   (its controller, or an input the caller shares and keeps) and the tablet, else the
+ *   PS/2 mouse (pointer events are dropped with neither)
  * @returns the display
  * @throws VncStartError when an address cannot be bound
  * @example
@@ -50,14 +51,19 @@ export async function startVncDisplay(
     vnc: VncOption;
     password?: Uint8Array;
     framebuffer: FramebufferSource;
-    keyboard: KeyboardPort;
+    keyboard: KeyboardPort | Ps2KeyboardInput;
     tablet?: () => TabletPort | undefined;
     mouse?: MousePort;
     log?: (line: string) => void;
   },
 ): Promise<VncDisplay> {
   const { vnc } = options;
-  const kbd = new Ps2KeyboardInput(loop, options.keyboard);
+  // A keyboard input the caller owns (shared with other sources of keys,
+  // so their bytes reach the controller in order) stays open on close.
+  const shared = options.keyboard instanceof Ps2KeyboardInput;
+  const kbd = options.keyboard instanceof Ps2KeyboardInput
+    ? options.keyboard
+    : new Ps2KeyboardInput(loop, options.keyboard);
   const tablet = options.tablet ?? (() => undefined);
   const ptr = new PointerInput(tablet, new Int32Array(options.framebuffer.geometry), {
     mouse: options.mouse,
@@ -78,14 +84,14 @@ export async function startVncDisplay(
       log: options.log,
     });
   } catch (e) {
-    kbd.close();
+    if (!shared) kbd.close();
     if (e instanceof ErrnoError) throw new VncStartError(`cannot serve VNC: ${e.message}`);
     throw e;
   }
   return {
     server,
     async close() {
-      kbd.close();
+      if (!shared) kbd.close();
       await server.close();
     },
   };

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { keysymToSet1 } from "./keymap.ts";
+import { keysymToSet1, set1Bytes } from "./keymap.ts";
 import type { EventLoop, Timer } from "../../mainloop/types.ts";
 
 /** The controller as this adapter needs it (I8042 under the big lock). */
@@ -54,10 +54,23 @@ export class Ps2KeyboardInput {
    */
   key(down: boolean, keysym: number): void {
     const bytes = keysymToSet1(keysym, down);
-    if (!bytes) return;
+    if (bytes) this.#push(bytes);
+  }
+
+  /**
+   * A key by its code (QMP send-key).
+   *
+   * @param code set-1 make code, with EXTENDED_KEY for an extended key (keymap.ts)
+   * @param down pressed or released
+   */
+  keyCode(code: number, down: boolean): void {
+    this.#push(set1Bytes(code, down));
+  }
+
+  #push(bytes: Uint8Array): void {
     if (!this.#port.translating()) {
       if (!this.#warned) {
-        console.error("vnc: the guest turned i8042 translation off; key events dropped");
+        console.error("i8042: the guest turned translation off; host key events dropped");
       }
       this.#warned = true;
       return;

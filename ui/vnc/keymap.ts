@@ -62,6 +62,38 @@ for (let i = 0; i < 10; i++) table.set(0xffbe + i, 0x3b + i); // F1-F10
 table.set(0xffc8, 0x57); // F11
 table.set(0xffc9, 0x58); // F12
 
+/** Flag of a key code whose scancodes are prefixed with 0xE0 (an extended key). */
+export const EXTENDED_KEY = E0;
+
+/**
+ * The key a keysym sits on, as a key code: the set-1 make code, with
+ * {@link EXTENDED_KEY} for an extended key.
+ *
+ * @param keysym X keysym
+ * @returns the key code, or undefined for a keysym with no key on a US PC keyboard
+ */
+export function keysymToKeyCode(keysym: number): number | undefined {
+  return table.get(keysym);
+}
+
+/**
+ * The set-1 bytes of a key code's press or release.
+ *
+ * @param code a key code ({@link keysymToKeyCode})
+ * @param down pressed (make code) or released (break code)
+ * @returns one byte, or 0xE0 and one for an extended key
+ * @example
+ * ```ts
+ * import { EXTENDED_KEY, set1Bytes } from "./keymap.ts";
+ * console.log(set1Bytes(EXTENDED_KEY | 0x48, false)); // Uint8Array [0xe0, 0xc8] (Up released)
+ * ```
+ */
+export function set1Bytes(code: number, down: boolean): Uint8Array {
+  const make = code & 0x7f;
+  const b = down ? make : make | 0x80;
+  return code & E0 ? new Uint8Array([0xe0, b]) : new Uint8Array([b]);
+}
+
 /**
  * The set-1 bytes for a key press or release.
  *
@@ -77,8 +109,5 @@ table.set(0xffc9, 0x58); // F12
  */
 export function keysymToSet1(keysym: number, down: boolean): Uint8Array | null {
   const code = table.get(keysym);
-  if (code === undefined) return null;
-  const make = code & 0xff;
-  const b = down ? make : make | 0x80;
-  return code & E0 ? new Uint8Array([0xe0, b]) : new Uint8Array([b]);
+  return code === undefined ? null : set1Bytes(code, down);
 }
