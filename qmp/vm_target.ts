@@ -8,7 +8,7 @@
 import type { QmpBlock, QmpCpu, QmpIothread, QmpNic, QmpRunState, QmpTarget } from "./target.ts";
 import type { QmpServer } from "./server.ts";
 import { libc } from "../sys/libc.ts";
-import { closeFd, O_RDONLY, openFile } from "../sys/fd.ts";
+import { closeFd, fstat, O_RDONLY, openFile } from "../sys/fd.ts";
 
 /** What QMP needs from a VM (vm/vm.ts's `Vm` has this shape). */
 export interface ControllableVm {
@@ -39,12 +39,12 @@ export interface ControllableVm {
 function imageSizes(path: string): { size: number; actual: number } {
   const fd = openFile(path, O_RDONLY);
   try {
-    const st = new Uint8Array(144);
-    if (libc.fstat(fd, st) < 0) return { size: 0, actual: 0 };
-    const v = new DataView(st.buffer);
-    let size = Number(v.getBigInt64(48, true));
-    if (size === 0) size = Number(libc.lseek(fd, 0n, 2)); // block devices
-    return { size, actual: Number(v.getBigInt64(64, true)) * 512 };
+    const st = fstat(fd);
+    // A block device's st_size is 0: its end is its size.
+    const size = st.size === 0 ? Number(libc.lseek(fd, 0n, 2)) : st.size;
+    return { size, actual: st.blocks * 512 };
+  } catch {
+    return { size: 0, actual: 0 };
   } finally {
     closeFd(fd);
   }

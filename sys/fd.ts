@@ -239,6 +239,8 @@ export interface FileStat {
   rdev: bigint;
   /** Size in bytes. */
   size: number;
+  /** 512-byte blocks allocated (st_blocks). */
+  blocks: number;
   /** Last modification (st_mtim): seconds and nanoseconds. */
   mtimeSec: number;
   /** Nanoseconds of {@link FileStat.mtimeSec}. */
@@ -280,6 +282,7 @@ function decodeStat(): FileStat {
     mode: statView.getUint32(24, true),
     rdev: statView.getBigUint64(40, true),
     size: statField(48),
+    blocks: statField(64),
     mtimeSec: statField(88),
     mtimeNsec: statField(96),
     ctimeSec: statField(104),
