@@ -125,7 +125,8 @@ Options (QEMU's spelling in brackets; both work):
   -device virtio-rng-pci[,max-bytes=N,period=MS]   the RNG, as --rng (on by default)
   Accepted as QEMU spells what denovmm does anyway (anything else is refused):
   -enable-kvm, -accel kvm, -machine pc[,accel=kvm], -cpu host|max, -serial stdio|mon:stdio,
-  -monitor none, -vga none, -rtc base=utc, -nodefaults, -no-user-config
+  -monitor none, -vga none, -rtc base=utc, -nodefaults, -no-user-config, -nic none,
+  -net none, -parallel none, -device isa-debug-exit[,iobase=0xf4,iosize=N] (always there)
   --vcpu-affinity 0=2,1=3
                     pin vCPU threads to host CPUs (CPU lists like 2-3 allowed)
   --affinity ROLE=CPUS[,ROLE=CPUS]...
@@ -195,6 +196,8 @@ type Key =
   | "nodefaults"
   | "noUserConfig"
   | "object"
+  | "net"
+  | "parallel"
   | "help"
   | "version";
 
@@ -247,6 +250,8 @@ const SPECS: readonly Spec[] = [
   { key: "nodefaults", names: ["-nodefaults", "--nodefaults"], flag: true },
   { key: "noUserConfig", names: ["-no-user-config", "--no-user-config"], flag: true },
   { key: "object", names: ["-object", "--object"], multiple: true },
+  { key: "net", names: ["-net", "--net"] },
+  { key: "parallel", names: ["-parallel", "--parallel"] },
   { key: "help", names: ["--help", "-h", "-help"], flag: true },
   { key: "version", names: ["--version", "-version"], flag: true },
 ];
@@ -362,6 +367,14 @@ export function parseCli(args: readonly string[]): VmOptions {
   if (v.monitor !== undefined) sub(t.monitor!, v.monitor, checkMonitor);
   if (v.vga !== undefined) sub(t.vga!, v.vga, checkVga);
   if (v.rtc !== undefined) sub(t.rtc!, v.rtc, checkRtc);
+  if (v.net !== undefined && v.net !== "none") {
+    throw new UsageError(
+      `Invalid ${t.net} '${v.net}': only none (a NIC is -nic tap,..., or -netdev tap with -device virtio-net-pci)`,
+    );
+  }
+  if (v.parallel !== undefined && v.parallel !== "none") {
+    throw new UsageError(`Invalid ${t.parallel} '${v.parallel}': there is no parallel port (none)`);
+  }
   let iothreads: Map<string, number>;
   try {
     iothreads = iothreadObjects(raw.lists.object ?? []);
@@ -429,7 +442,11 @@ export function parseCli(args: readonly string[]): VmOptions {
     throw new UsageError(`${t.display} vnc needs --vnc :N`);
   }
   // --- network, entropy and console (H6) ---
-  let nics = [...(raw.lists.nic ?? [])];
+  // -nic none: no NIC, as QEMU (denovmm adds none by default).
+  let nics = (raw.lists.nic ?? []).filter((n) => n !== "none");
+  if (nics.length > 0 && nics.length < (raw.lists.nic ?? []).length) {
+    throw new UsageError(`${t.nic} none and ${t.nic} ${nics[0]} contradict each other`);
+  }
   for (const n of nics) sub(t.nic ?? "--nic", n, parseNicOption);
   try {
     nics = [...nics, ...nicsFromNetdevs(raw.lists.netdev ?? [], devices.nicDevices)];

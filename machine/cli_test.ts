@@ -197,6 +197,14 @@ Deno.test("parseCli: a QEMU command line's habitual flags ask for what denovmm d
     "base=utc,clock=host",
     "-nodefaults",
     "-no-user-config",
+    "-nic",
+    "none",
+    "-net",
+    "none",
+    "-parallel",
+    "none",
+    "-device",
+    "isa-debug-exit,iobase=0xf4,iosize=0x04",
   ]);
   assert.deepEqual(qemu, plain);
   assert.deepEqual(parseCli(["-M", "pc", "-cpu", "max", "-serial", "stdio"]), parseCli([]));
@@ -292,6 +300,17 @@ Deno.test("parseCli: what a QEMU command line asks for and denovmm has not is on
     [["-device", "virtio-rng-pci,period=10"], /period needs max-bytes/],
     [["-device", "virtio-rng-pci,max-bytes=1,period=2000"], /under one byte per second/],
     [["-device", "virtio-rng-pci", "-device", "virtio-rng-pci"], /one virtio-rng-pci/],
+    [
+      ["-device", "isa-debug-exit,iobase=0x501"],
+      /iobase=0x501: denovmm's isa-debug-exit is at iobase=0xf4/,
+    ],
+    [["-device", "isa-debug-exit,iosize=8"], /iosize=8/],
+    [["-net", "nic"], /Invalid -net 'nic': only none/],
+    [["-parallel", "stdio"], /there is no parallel port/],
+    [
+      [...k, "-nic", "none", "-nic", "tap,ifname=t0"],
+      /-nic none and -nic tap,ifname=t0 contradict/,
+    ],
   ];
   for (const [args, re] of cases) {
     assert.throws(

@@ -1,7 +1,8 @@
 /**
  * QEMU's `-device` for the devices denovmm has, as a QEMU command line
  * names them: `virtio-blk-pci` (attaching a `-drive if=none,id=ID`),
- * `virtio-net-pci` (a `-netdev`), `virtio-rng-pci` and `virtio-tablet-pci`;
+ * `virtio-net-pci` (a `-netdev`), `virtio-rng-pci`, `virtio-tablet-pci`,
+ * and `isa-debug-exit` (always at 0xf4: accepted as QEMU test harnesses add it);
  * `iothread=NAME` refers to an `-object iothread,id=NAME`. Each becomes
  * denovmm's own `--disk` / `--nic` / `--rng` form; anything else is one
  * line naming what is supported.
@@ -23,7 +24,8 @@ export interface RoutedDevices {
 }
 
 /** The models `-device` takes here. */
-const SUPPORTED = "virtio-blk-pci, virtio-net-pci, virtio-rng-pci or virtio-tablet-pci";
+const SUPPORTED =
+  "virtio-blk-pci, virtio-net-pci, virtio-rng-pci, virtio-tablet-pci or isa-debug-exit";
 
 function iothreadIndex(text: string, name: string, iothreads: ReadonlyMap<string, number>): number {
   const n = iothreads.get(name);
@@ -137,6 +139,18 @@ export function routeDevices(
           const rate = Math.floor(wholeNumber(text, "max-bytes", maxBytes) * 1000 / period);
           if (rate < 1) throw new Error(`-device '${text}': under one byte per second`);
           out.rng = { rateBytesPerSec: rate };
+        }
+        break;
+      }
+      case "isa-debug-exit": {
+        // Always there, at QEMU's usual place: accepted where it asks for that.
+        for (const [k, v] of opts) {
+          const n = Number(v);
+          if (k === "iobase" ? n !== 0xf4 : k === "iosize" ? ![1, 2, 4].includes(n) : k !== "id") {
+            throw new Error(
+              `-device '${text}': ${k}=${v}: denovmm's isa-debug-exit is at iobase=0xf4 (iosize 1 to 4)`,
+            );
+          }
         }
         break;
       }
