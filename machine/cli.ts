@@ -110,6 +110,7 @@ Options (QEMU's spelling in brackets; both work):
   --cpus N          [-smp N] number of vCPUs (default 1)
   --memory SIZE     [-m] guest RAM, e.g. 256M or 1G; a bare number is MiB (default ${DEFAULT_MEMORY})
   --disk SPEC       virtio-blk disk: path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback]
+                    [,snapshot=on] (writes go to a temporary copy; -snapshot: every disk)
   -drive file=PATH,if=virtio[,format=raw][,readonly=on][,cache=none|writeback][,aio=threads|io_uring]
   --no-reboot       [-no-reboot] exit with code 10 when the guest reboots; by default, as
                     QEMU does, a guest reboot restarts the machine (--reboot says so explicitly)
@@ -198,6 +199,7 @@ type Key =
   | "object"
   | "net"
   | "parallel"
+  | "snapshot"
   | "help"
   | "version";
 
@@ -252,6 +254,7 @@ const SPECS: readonly Spec[] = [
   { key: "object", names: ["-object", "--object"], multiple: true },
   { key: "net", names: ["-net", "--net"] },
   { key: "parallel", names: ["-parallel", "--parallel"] },
+  { key: "snapshot", names: ["-snapshot", "--snapshot"], flag: true },
   { key: "help", names: ["--help", "-h", "-help"], flag: true },
   { key: "version", names: ["--version", "-version"], flag: true },
 ];
@@ -396,6 +399,12 @@ export function parseCli(args: readonly string[]): VmOptions {
     throw new UsageError((e as Error).message);
   }
   disks.push(...devices.disks);
+  // -snapshot: every disk writes to a temporary copy (a disk's own snapshot=off keeps it out).
+  if (raw.flags.has("snapshot")) {
+    for (let i = 0; i < disks.length; i++) {
+      if (!/(^|,)snapshot=/.test(disks[i])) disks[i] += ",snapshot=on";
+    }
+  }
   for (const d of disks) {
     try {
       parseDiskOption(d);

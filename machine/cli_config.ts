@@ -64,6 +64,7 @@ export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
         cache: d.cache,
         serial: d.serial,
         numQueues: d.numQueues,
+        snapshot: d.snapshot,
       };
     }),
     nics: o.nics.map((text) => {

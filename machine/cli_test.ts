@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { parseCli, UsageError } from "./cli.ts";
+import { vmConfigFromCli } from "./cli_config.ts";
+import { parseDiskOption } from "../devices/virtio/disk_file.ts";
 
 Deno.test("parseCli: defaults and QEMU-style values", () => {
   const d = parseCli([]);
@@ -246,6 +248,33 @@ Deno.test("parseCli: -drive if=none with -device virtio-blk-pci, -object iothrea
   assert.deepEqual(parseCli(["-device", "virtio-rng-pci"]).rng, {});
 });
 
+Deno.test("parseCli: snapshot=on per disk, or -snapshot for every disk but one that says snapshot=off", () => {
+  const o = parseCli([
+    "-kernel",
+    "bzImage",
+    "-snapshot",
+    "--disk",
+    "a.img",
+    "-drive",
+    "file=b.img,if=virtio,snapshot=off",
+    "-drive",
+    "file=c.img,if=none,id=c",
+    "-device",
+    "virtio-blk-pci,drive=c",
+  ]);
+  assert.deepEqual(o.disks, ["a.img,snapshot=on", "b.img,snapshot=off", "c.img,snapshot=on"]);
+  assert.deepEqual(parseCli(["-kernel", "k", "-drive", "file=d.img,if=virtio,snapshot=on"]).disks, [
+    "d.img,snapshot=on",
+  ]);
+  assert.deepEqual(parseCli(["-kernel", "k", "--disk", "e.img,snapshot=on"]).disks, [
+    "e.img,snapshot=on",
+  ]);
+  assert.throws(
+    () => parseCli(["-kernel", "k", "--disk", "e.img,snapshot=2"]),
+    /Invalid snapshot value 2/,
+  );
+});
+
 Deno.test("parseCli: what a QEMU command line asks for and denovmm has not is one line naming what it has", () => {
   const k = ["-kernel", "bzImage"];
   const drive = ["-drive", "file=a.img,if=none,id=d0"];
@@ -319,4 +348,16 @@ Deno.test("parseCli: what a QEMU command line asks for and denovmm has not is on
       args.join(" "),
     );
   }
+});
+
+Deno.test("every --disk option reaches the VmConfig the CLI builds (none dropped on the way)", async () => {
+  const spec = "a.img,ro,aio=io_uring,iothread=1,cache=none,serial=s1,num-queues=2,snapshot=on";
+  const c = await vmConfigFromCli(parseCli(["-kernel", "k", "--disk", spec]));
+  const parsed = parseDiskOption(spec);
+  assert.deepEqual(c.disks, [parsed]);
+  // Every option the parser knows was given above: a new one must be added here too.
+  assert.deepEqual(
+    Object.keys(parsed).sort(),
+    ["aio", "cache", "iothread", "numQueues", "path", "readOnly", "serial", "snapshot"],
+  );
 });

@@ -172,6 +172,10 @@ export function parseDrive(text: string): Drive {
       case "serial":
         out.push(`serial=${v}`);
         break;
+      case "snapshot":
+        // Kept when off too: a global -snapshot leaves this disk out.
+        out.push(`snapshot=${onOff(k, v) ? "on" : "off"}`);
+        break;
       default:
         throw new Error(`unknown sub-option '${k}'`);
     }

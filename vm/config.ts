@@ -32,6 +32,11 @@ export interface DiskConfig {
   serial?: string;
   /** Request queues (default: one per vCPU, as QEMU's virtio-blk-pci). */
   numQueues?: number;
+  /**
+   * Write to a temporary copy of the image that vanishes with the VMM
+   * (QEMU's `-snapshot`); the image is only read (default false).
+   */
+  snapshot?: boolean;
 }
 
 /**

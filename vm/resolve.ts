@@ -236,6 +236,7 @@ function resolveWith(c: VmConfig, files: BootFile[]): ResolvedConfig {
       cache: d.cache ?? "writeback",
       serial: d.serial,
       numQueues: d.numQueues,
+      snapshot: d.snapshot,
     })));
   } catch (e) {
     if (e instanceof DiskError) throw new VmConfigError(e.message);

@@ -32,10 +32,11 @@ import {
 } from "../../sys/fd.ts";
 import { type BlockDisk, VIRTIO_BLK_MAX_QUEUES } from "./block.ts";
 import { ImageLockError, lockImage } from "./image_lock.ts";
+import { temporaryCopy } from "./disk_snapshot.ts";
 
 /**
  * Parsed `--disk path[,ro][,aio=threads|io_uring][,iothread=N][,cache=none|writeback][,serial=S]
- * [,num-queues=N]`.
+ * [,num-queues=N][,snapshot=on]`.
  */
 export interface DiskOptions {
   /** Image path. */
@@ -52,6 +53,8 @@ export interface DiskOptions {
   serial?: string;
   /** Request queues (QEMU's virtio-blk-pci `num-queues`; undefined: one per vCPU). */
   numQueues?: number;
+  /** Writes go to a temporary copy, not the image (QEMU's `-snapshot`; disk_snapshot.ts). */
+  snapshot?: boolean;
 }
 
 const LOCK_SH = 1;
@@ -115,6 +118,12 @@ export function parseDiskOption(value: string): DiskOptions {
         out.numQueues = n;
         break;
       }
+      case "snapshot":
+        if (val !== "" && val !== "on" && val !== "off") {
+          throw new TypeError(`Invalid snapshot value ${val}: use on or off`);
+        }
+        out.snapshot = val !== "off";
+        break;
       case "serial":
         if (new TextEncoder().encode(val).length > 20) {
           throw new TypeError("Disk serial is longer than 20 bytes");
@@ -150,8 +159,12 @@ export interface DiskFile extends BlockDisk {
  * ```
  */
 export function openDisk(options: DiskOptions): DiskFile {
-  const { path, readOnly } = options;
-  const direct = options.cache === "none";
+  const { path } = options;
+  // snapshot=on: the image is only read (shared lock), its copy written.
+  const snapshot = options.snapshot === true && !options.readOnly;
+  const readOnly = options.readOnly || snapshot;
+  // The temporary copy is served through the page cache: it never outlives the VMM.
+  const direct = options.cache === "none" && !snapshot;
   const flags = (readOnly ? O_RDONLY : O_RDWR) | (direct ? O_DIRECT : 0) | O_CLOEXEC;
   const fd = libc.open(cstring(path), flags, 0);
   if (fd < 0) {
@@ -193,6 +206,21 @@ export function openDisk(options: DiskOptions): DiskFile {
     const size = type === S_IFBLK ? fileSize(fd) : st.size;
     if (size % 512 !== 0) {
       throw new Error(`Disk image ${path} size ${size} is not a multiple of 512 bytes`);
+    }
+    if (snapshot) {
+      // The copy is what the guest reads and writes; the image is let go.
+      const copy = temporaryCopy(fd, size, path);
+      closeFd(fd);
+      return {
+        path,
+        fd: copy,
+        size,
+        readOnly: false,
+        direct: false,
+        close() {
+          closeFd(copy);
+        },
+      };
     }
     return {
       path,
