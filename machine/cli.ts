@@ -20,7 +20,6 @@ import {
   checkMachine,
   checkMonitor,
   checkRtc,
-  checkSerial,
   checkVga,
   type Drive,
   guestName,
@@ -28,6 +27,7 @@ import {
   memorySize,
   parseDrive,
   qmpSocketPath,
+  serialBackend,
   smpCpus,
 } from "./qemu_options.ts";
 import { routeDevices } from "./qemu_devices.ts";
@@ -86,6 +86,8 @@ export interface VmOptions {
   rng: false | { rateBytesPerSec?: number };
   /** Where the guest console is: the 16550 (ttyS0) or virtio-console (hvc0). */
   console: "serial" | "virtio";
+  /** `-serial file:PATH` / `null`: the console's output goes to this file instead of stdout. */
+  serialFile?: string;
   /** Print help and exit. */
   help: boolean;
   /** Print the version and exit. */
@@ -125,6 +127,7 @@ Options (QEMU's spelling in brackets; both work):
   -object iothread,id=NAME   an I/O thread for -device ...,iothread=NAME (--disk/--nic: iothread=N)
   -device virtio-rng-pci[,max-bytes=N,period=MS]   the RNG, as --rng (on by default)
   Accepted as QEMU spells what denovmm does anyway (anything else is refused):
+  -serial file:PATH|null   the console's output to a file (or nowhere) instead of this terminal
   -enable-kvm, -accel kvm, -machine pc[,accel=kvm], -cpu host|max, -serial stdio|mon:stdio,
   -monitor none, -vga none, -rtc base=utc, -nodefaults, -no-user-config, -nic none,
   -net none, -parallel none, -device isa-debug-exit[,iobase=0xf4,iosize=N] (always there)
@@ -366,7 +369,7 @@ export function parseCli(args: readonly string[]): VmOptions {
   if (accel !== undefined) sub(t.accel!, accel, checkAccel);
   if (v.machine !== undefined) sub(t.machine!, v.machine, checkMachine);
   if (v.cpu !== undefined) sub(t.cpu!, v.cpu, checkCpuModel);
-  if (v.serial !== undefined) sub(t.serial!, v.serial, checkSerial);
+  const serialFile = v.serial === undefined ? undefined : sub(t.serial!, v.serial, serialBackend);
   if (v.monitor !== undefined) sub(t.monitor!, v.monitor, checkMonitor);
   if (v.vga !== undefined) sub(t.vga!, v.vga, checkVga);
   if (v.rtc !== undefined) sub(t.rtc!, v.rtc, checkRtc);
@@ -516,6 +519,7 @@ export function parseCli(args: readonly string[]): VmOptions {
     nics,
     rng,
     console: consoleText,
+    serialFile,
     help: f.has("help"),
     version: f.has("version"),
   };

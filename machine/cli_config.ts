@@ -28,7 +28,7 @@ import { consoleCmdline } from "../vm/console_cmdline.ts";
  */
 export async function vmConfigFromCli(o: VmOptions): Promise<VmConfig> {
   const common = {
-    serial: "stdio" as const,
+    serial: o.serialFile === undefined ? "stdio" as const : { file: o.serialFile },
     logUnclaimed: o.logUnclaimed,
     onReboot: o.reboot ? "restart" as const : "exit" as const,
   };

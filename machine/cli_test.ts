@@ -350,6 +350,18 @@ Deno.test("parseCli: what a QEMU command line asks for and denovmm has not is on
   }
 });
 
+Deno.test("-serial file:PATH and null send the console's output to a file; stdio and mon:stdio keep the terminal", async () => {
+  assert.equal(parseCli(["-serial", "file:out/console.log"]).serialFile, "out/console.log");
+  assert.equal(parseCli(["-serial", "null"]).serialFile, "/dev/null");
+  assert.equal(parseCli(["-serial", "mon:stdio"]).serialFile, undefined);
+  assert.deepEqual((await vmConfigFromCli(parseCli(["-serial", "file:c.log"]))).serial, {
+    file: "c.log",
+  });
+  assert.equal((await vmConfigFromCli(parseCli([]))).serial, "stdio");
+  assert.throws(() => parseCli(["-serial", "file:"]), /Invalid -serial 'file:'/);
+  assert.throws(() => parseCli(["-serial", "tcp:localhost:4444"]), /file:PATH or null/);
+});
+
 Deno.test("every --disk option reaches the VmConfig the CLI builds (none dropped on the way)", async () => {
   const spec = "a.img,ro,aio=io_uring,iothread=1,cache=none,serial=s1,num-queues=2,snapshot=on";
   const c = await vmConfigFromCli(parseCli(["-kernel", "k", "--disk", spec]));

@@ -355,16 +355,24 @@ export function checkCpuModel(text: string): void {
 }
 
 /**
- * `-serial stdio` or `-serial mon:stdio`: the 16550's console is this
- * terminal (its Ctrl-A keys are denovmm's: Ctrl-A h lists them).
+ * `-serial stdio` or `-serial mon:stdio` (the 16550's console is this
+ * terminal; its Ctrl-A keys are denovmm's), `-serial file:PATH` (the
+ * output written to a file) or `-serial null` (discarded).
  *
  * @param text the value
+ * @returns the file the output goes to, or undefined for the terminal
  * @throws Error for any other backend
+ * @example
+ * ```ts
+ * import { serialBackend } from "./qemu_options.ts";
+ * console.log(serialBackend("file:console.log")); // "console.log"
+ * ```
  */
-export function checkSerial(text: string): void {
-  if (text !== "stdio" && text !== "mon:stdio") {
-    throw new Error("the serial console is this terminal: use stdio (or mon:stdio)");
-  }
+export function serialBackend(text: string): string | undefined {
+  if (text === "stdio" || text === "mon:stdio") return undefined;
+  if (text === "null") return "/dev/null";
+  if (text.startsWith("file:") && text.length > 5) return text.slice(5);
+  throw new Error("the serial console is this terminal (stdio, mon:stdio), file:PATH or null");
 }
 
 /**

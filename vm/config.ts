@@ -145,7 +145,12 @@ export type SerialConfig =
   /** The process's stdout (vCPU threads write to fd 1; the CLI's choice). */
   | "stdio"
   /** {@link SerialConsole} streams on the Vm (the library's default). */
-  | "stream";
+  | "stream"
+  /**
+   * A file the output is written to, created or truncated (QEMU's
+   * `-serial file:PATH`); the guest reads nothing.
+   */
+  | { file: string };
 
 /**
  * A whole VM. Only `kernel` (or `flat`) is needed; everything else has a

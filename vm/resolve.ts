@@ -22,8 +22,16 @@ import { checkPciFunctionCount } from "./layout.ts";
 import type { DeviceSpec } from "../devices/device_spec.ts";
 import { DiskError, openDisks, type OpenedDisk } from "../machine/disk_open.ts";
 import { parseSize } from "../machine/size.ts";
-import { ErrnoError } from "../sys/errno.ts";
-import { FileTypeError } from "../sys/fd.ts";
+import { errno, ErrnoError } from "../sys/errno.ts";
+import {
+  closeFd,
+  cstring,
+  FileTypeError,
+  O_CLOEXEC,
+  O_CREAT,
+  O_TRUNC,
+  O_WRONLY,
+} from "../sys/fd.ts";
 import { BootFile } from "./boot_file.ts";
 import { libc } from "../sys/libc.ts";
 import { KernelLoaderError } from "../boot/kernel_loader_error.ts";
@@ -68,6 +76,8 @@ export interface ResolvedConfig {
   readonly devices: readonly DeviceSpec[];
   /** Serial wiring. */
   readonly serial: SerialConfig;
+  /** With `serial: { file }`: the file, open (closed by {@link closeResolved}). */
+  readonly serialFd?: number;
   /** Reboot policy. */
   readonly onReboot: "exit" | "restart";
   /** Log unclaimed accesses. */
@@ -249,7 +259,20 @@ function resolveWith(c: VmConfig, files: BootFile[]): ResolvedConfig {
     for (const d of opened) d.file.close();
     throw e;
   }
+  // Last, so that nothing after it can fail and leave it open.
+  let serialFd: number | undefined;
+  if (typeof c.serial === "object") {
+    const path = c.serial.file;
+    serialFd = libc.open(cstring(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644);
+    if (serialFd < 0) {
+      const why = new ErrnoError("open", errno()).description;
+      closeNetDevices(net);
+      for (const d of opened) d.file.close();
+      throw new VmConfigError(`Cannot write the serial output to ${path}: ${why}`);
+    }
+  }
   return {
+    serialFd,
     cpus,
     memoryBytes,
     // Files named by path are read again after releaseBootFiles (a reboot).
@@ -311,6 +334,7 @@ export function releaseBootFiles(rc: ResolvedConfig): void {
  */
 export function closeResolved(rc: ResolvedConfig): void {
   closeNetDevices(rc.net);
+  if (rc.serialFd !== undefined) closeFd(rc.serialFd);
   for (const d of rc.disks) {
     // What the guest was told is written reaches the disk before the lock goes.
     if (!d.file.readOnly) libc.fdatasync(d.file.fd);

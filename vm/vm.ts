@@ -171,7 +171,7 @@ export class Vm {
   }
 
   async #build(): Promise<void> {
-    const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#serial.writeFd;
+    const consoleFd = this.#rc.serial === "stdio" ? 1 : this.#rc.serialFd ?? this.#serial.writeFd;
     // --display / --vnc: video memory lives as long as the VM (a reset maps it again).
     const d = this.#rc.display;
     if (d) this.#framebuffer ??= LinearFramebuffer.create({ width: d.width, height: d.height });
