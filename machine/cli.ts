@@ -122,12 +122,12 @@ Options (QEMU's spelling in brackets; both work):
   --name NAME       [-name] guest name (guest=NAME[,process=THREADNAME])
   --pidfile FILE    [-pidfile] write the process id to FILE (removed at exit)
   --daemonize       [-daemonize] detach once the VM is set up (console output is discarded)
-  -nographic        accepted for QEMU compatibility (the console is always this terminal)
+  -nographic        accepted for QEMU compatibility (the console is this terminal)
+  -serial file:PATH|null   the console's output to a file (or nowhere) instead of this terminal
   -drive file=PATH,if=none,id=ID + -device virtio-blk-pci,drive=ID[,iothread=NAME][,num-queues=N]
   -object iothread,id=NAME   an I/O thread for -device ...,iothread=NAME (--disk/--nic: iothread=N)
   -device virtio-rng-pci[,max-bytes=N,period=MS]   the RNG, as --rng (on by default)
   Accepted as QEMU spells what denovmm does anyway (anything else is refused):
-  -serial file:PATH|null   the console's output to a file (or nowhere) instead of this terminal
   -enable-kvm, -accel kvm, -machine pc[,accel=kvm], -cpu host|max, -serial stdio|mon:stdio,
   -monitor none, -vga none, -rtc base=utc, -nodefaults, -no-user-config, -nic none,
   -net none, -parallel none, -device isa-debug-exit[,iobase=0xf4,iosize=N] (always there)
