@@ -24,6 +24,8 @@ const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const ENXIO = 6;
 const SYS_copy_file_range = 326n;
+/** A copy of this much data is announced on stderr. */
+const SAY_COPY_BYTES = 1 << 30;
 
 /**
  * Where the temporary copy may go: `$TMPDIR` when set, else `/var/tmp`
@@ -132,7 +134,15 @@ export function temporaryCopy(base: number, size: number, path: string): number 
   }
   try {
     if (libc.ftruncate(fd, BigInt(size)) < 0) throw new ErrnoError("ftruncate", errno());
-    for (const [off, len] of dataExtents(base, size)) copyRange(base, fd, off, len);
+    const extents = dataExtents(base, size);
+    const data = extents.reduce((n, [, len]) => n + len, 0);
+    // Seconds of copying before the guest starts deserve a line (reflinks take none).
+    if (data >= SAY_COPY_BYTES) {
+      console.error(
+        `denovmm: snapshot=on: copying ${Math.round(data / 2 ** 20)} MiB of ${path} into ${dir}`,
+      );
+    }
+    for (const [off, len] of extents) copyRange(base, fd, off, len);
     return fd;
   } catch (e) {
     closeFd(fd);
