@@ -207,29 +207,17 @@ export function openDisk(options: DiskOptions): DiskFile {
     if (size % 512 !== 0) {
       throw new Error(`Disk image ${path} size ${size} is not a multiple of 512 bytes`);
     }
-    if (snapshot) {
-      // The copy is what the guest reads and writes; the image is let go.
-      const copy = temporaryCopy(fd, size, path);
-      closeFd(fd);
-      return {
-        path,
-        fd: copy,
-        size,
-        readOnly: false,
-        direct: false,
-        close() {
-          closeFd(copy);
-        },
-      };
-    }
+    // snapshot=on: the copy is what the guest reads and writes; the image is let go.
+    const served = snapshot ? temporaryCopy(fd, size, path) : fd;
+    if (served !== fd) closeFd(fd);
     return {
       path,
-      fd,
+      fd: served,
       size,
-      readOnly,
+      readOnly: readOnly && !snapshot,
       direct,
       close() {
-        closeFd(fd);
+        closeFd(served);
       },
     };
   } catch (e) {
