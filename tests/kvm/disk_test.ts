@@ -24,12 +24,8 @@ function seqText(n: number): string {
   return s;
 }
 
-function md5(text: string): string {
-  return createHash("md5").update(text).digest("hex");
-}
-
-function md5Bytes(bytes: Uint8Array): string {
-  return createHash("md5").update(bytes).digest("hex");
+function md5(data: string | Uint8Array): string {
+  return createHash("md5").update(data).digest("hex");
 }
 
 /** Runs main.ts; with `killAfter`, SIGKILLs it once stdout matches (a whole line). */
@@ -100,7 +96,7 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     // pci=nomsi: completions take the INTx path (_PRT, KVM_IRQ_LINE).
     // -snapshot: what this boot writes (ext4's journal replay after the kill,
     // its mount) goes to a temporary copy; the image keeps its bytes.
-    const imageBefore = md5Bytes(await Deno.readFile(image));
+    const imageBefore = md5(await Deno.readFile(image));
     const third = await boot([
       "-enable-kvm",
       "-cpu",
@@ -125,7 +121,7 @@ Deno.test("virtio-blk: mkfs.ext4, write, power off; SIGKILL after sync; data int
     assert.equal(third.code, 0, log3);
     assert.equal(report(third.stdout, "queues"), "1", log3);
     assert.equal(
-      md5Bytes(await Deno.readFile(image)),
+      md5(await Deno.readFile(image)),
       imageBefore,
       "-snapshot left the image as it was",
     );
